@@ -1,0 +1,168 @@
+//! Multi-head latent attention (DeepSeek-V2 §2.1) over the compressed cache.
+//!
+//! Shapes, for a batch of `n` tokens at positions `pos0..pos0+n`, `H` heads, latent rank `L`,
+//! rope dim `R`, `D = qk_nope`, `V = v_head_dim`:
+//! - `q [n, H, D+R]` from `q_proj` or q-LoRA; `kv [n, L+R] = kv_a · x`;
+//! - `c_kv = RMSNorm(kv[.., :L])`, `k_pe = RoPE(kv[.., L:])` go to the cache;
+//! - expanded path (prefill): `k_nope[j,h] = W_UK[h] c_j  [D]`, `v[j,h] = W_UV[h] c_j  [V]`,
+//!   ordinary attention per head;
+//! - absorbed path (decode): `q_lat[h] = W_UK[h]ᵀ q_nope[h]  [L]`, scores `q_lat·c_j + q_pe·k_pe_j`,
+//!   `lat[h] = Σ p_j c_j  [L]`, `o[h] = W_UV[h] lat[h]  [V]`; no per-head K or V is formed.
+//! Both paths compute the same function; a test checks it.
+
+use crate::attention::kv_cache::KvCache;
+use crate::config::DeepSeekConfig;
+use crate::model::weights::{Attention, QWeights};
+use crate::ops::{self, rope::Rope};
+
+/// Which way attention is computed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum AttnPath {
+    /// Expanded for batches of more than one token, absorbed for single-token decode.
+    #[default]
+    Auto,
+    Expanded,
+    Absorbed,
+}
+
+/// Buffers reused across calls (grown, never shrunk).
+#[derive(Default, Debug)]
+pub struct MlaScratch {
+    q: Vec<f32>,
+    q_a: Vec<f32>,
+    kv: Vec<f32>,
+    norm_w: Vec<f32>,
+    cache_f32: Vec<f32>,
+    k_nope: Vec<f32>,
+    v: Vec<f32>,
+    scores: Vec<f32>,
+    q_lat: Vec<f32>,
+    lat: Vec<f32>,
+    o: Vec<f32>,
+}
+
+fn resize(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    v.resize(n, 0.0);
+    &mut v[..n]
+}
+
+/// Runs attention of one layer for `n` tokens; writes `out [n, hidden]`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    cfg: &DeepSeekConfig,
+    w: &Attention,
+    rope: &Rope,
+    kv: &mut KvCache,
+    layer: usize,
+    pos0: usize,
+    x: &[f32],
+    n: usize,
+    path: AttnPath,
+    s: &mut MlaScratch,
+    out: &mut [f32],
+) {
+    let (hd, nh) = (cfg.hidden_size, cfg.n_heads);
+    let (dn, r, vd, l) = (cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank);
+    let qk = dn + r;
+    let eps = cfg.rms_norm_eps;
+
+    // Queries [n, H, D+R].
+    let q = resize(&mut s.q, n * nh * qk);
+    match &w.q {
+        QWeights::Direct { q: wq } => wq.matmul(x, n, q),
+        QWeights::LoRA { q_a, norm, q_b } => {
+            let rank = q_a.rows;
+            let qa = resize(&mut s.q_a, n * rank);
+            q_a.matmul(x, n, qa);
+            let nw = resize(&mut s.norm_w, rank);
+            norm.row_f32(0, nw);
+            for t in qa.chunks_exact_mut(rank) {
+                ops::rms_norm_inplace(t, nw, eps);
+            }
+            q_b.matmul(qa, n, q);
+        }
+    }
+    // Latent and rope key → cache.
+    let kvb = resize(&mut s.kv, n * (l + r));
+    w.kv_a.matmul(x, n, kvb);
+    let nw = resize(&mut s.norm_w, l);
+    w.kv_a_norm.row_f32(0, nw);
+    for (t, row) in kvb.chunks_exact_mut(l + r).enumerate() {
+        let (c, pe) = row.split_at_mut(l);
+        ops::rms_norm_inplace(c, nw, eps);
+        rope.apply(pe, pos0 + t);
+        kv.write(layer, pos0 + t, row);
+    }
+    for (t, qt) in q.chunks_exact_mut(nh * qk).enumerate() {
+        for qh in qt.chunks_exact_mut(qk) {
+            rope.apply(&mut qh[dn..], pos0 + t);
+        }
+    }
+
+    let n_kv = pos0 + n;
+    let cache = kv.rows(layer, n_kv, &mut s.cache_f32);
+    let row = l + r;
+    let scale = cfg.softmax_scale();
+    let o = resize(&mut s.o, n * nh * vd);
+    let scores = resize(&mut s.scores, n_kv);
+    let expanded = match path {
+        AttnPath::Auto => n > 1,
+        AttnPath::Expanded => true,
+        AttnPath::Absorbed => false,
+    };
+
+    if expanded {
+        // Per-head keys and values for every cached position.
+        let kn = resize(&mut s.k_nope, n_kv * nh * dn);
+        let vv = resize(&mut s.v, n_kv * nh * vd);
+        for j in 0..n_kv {
+            let c = &cache[j * row..j * row + l];
+            for h in 0..nh {
+                let kbase = (j * nh + h) * dn;
+                w.k_up[h].apply(c, &mut kn[kbase..kbase + dn]);
+                let vbase = (j * nh + h) * vd;
+                w.v_up[h].apply(c, &mut vv[vbase..vbase + vd]);
+            }
+        }
+        for t in 0..n {
+            let seen = pos0 + t + 1;
+            for h in 0..nh {
+                let qh = &q[(t * nh + h) * qk..(t * nh + h + 1) * qk];
+                for j in 0..seen {
+                    let k_pe = &cache[j * row + l..(j + 1) * row];
+                    let kbase = (j * nh + h) * dn;
+                    scores[j] = (ops::dot(&qh[..dn], &kn[kbase..kbase + dn]) + ops::dot(&qh[dn..], k_pe)) * scale;
+                }
+                ops::softmax(&mut scores[..seen]);
+                let oh = &mut o[(t * nh + h) * vd..(t * nh + h + 1) * vd];
+                oh.fill(0.0);
+                for j in 0..seen {
+                    let vbase = (j * nh + h) * vd;
+                    ops::axpy(scores[j], &vv[vbase..vbase + vd], oh);
+                }
+            }
+        }
+    } else {
+        let q_lat = resize(&mut s.q_lat, l);
+        let lat = resize(&mut s.lat, l);
+        for t in 0..n {
+            let seen = pos0 + t + 1;
+            for h in 0..nh {
+                let qh = &q[(t * nh + h) * qk..(t * nh + h + 1) * qk];
+                w.k_up[h].apply_t(&qh[..dn], q_lat);
+                for j in 0..seen {
+                    let cj = &cache[j * row..(j + 1) * row];
+                    scores[j] = (ops::dot(q_lat, &cj[..l]) + ops::dot(&qh[dn..], &cj[l..])) * scale;
+                }
+                ops::softmax(&mut scores[..seen]);
+                lat.fill(0.0);
+                for j in 0..seen {
+                    ops::axpy(scores[j], &cache[j * row..j * row + l], lat);
+                }
+                w.v_up[h].apply(lat, &mut o[(t * nh + h) * vd..(t * nh + h + 1) * vd]);
+            }
+        }
+    }
+    debug_assert_eq!(out.len(), n * hd);
+    w.o.matmul(o, n, out);
+}

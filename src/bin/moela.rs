@@ -1,0 +1,273 @@
+//! The `moela` command line: run, logits, inspect, convert.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use moela::attention::kv_cache::{KvCache, KvType};
+use moela::config::{QProj, Scoring, TopkMethod};
+use moela::sampler::{Sampler, SamplerParams};
+use moela::tensor::DType;
+use moela::{Model, Session, SessionParams};
+
+#[derive(Parser)]
+#[command(name = "moela", version, about = "DeepSeek MoE + MLA models on the CPU")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate tokens after a prompt and stream them.
+    Run {
+        /// A .gguf file or a Hugging Face model directory.
+        #[arg(short, long)]
+        model: PathBuf,
+        /// Prompt token ids, comma-separated (text prompts come with the tokenizer).
+        #[arg(long, value_delimiter = ',', required = true)]
+        tokens: Vec<u32>,
+        /// Tokens to generate.
+        #[arg(short = 'n', long, default_value_t = 32)]
+        n_predict: usize,
+        /// Sampling temperature; 0 = greedy.
+        #[arg(long, default_value_t = 0.8)]
+        temp: f32,
+        #[arg(long, default_value_t = 40)]
+        top_k: usize,
+        #[arg(long, default_value_t = 0.95)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0.05)]
+        min_p: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Context length (0 = model default, at most 4096).
+        #[arg(short = 'c', long, default_value_t = 0)]
+        ctx: usize,
+    },
+    /// Write the logits of every token as a float32 .npy of shape [n_tokens, n_vocab].
+    ///
+    /// The first --prefill tokens (default: all) run as one batch; each later token runs alone
+    /// through the KV cache. Row i is always the logits after token i.
+    Logits {
+        #[arg(short, long)]
+        model: PathBuf,
+        #[arg(long, value_delimiter = ',', required = true)]
+        tokens: Vec<u32>,
+        #[arg(long)]
+        prefill: Option<usize>,
+        #[arg(long)]
+        out: PathBuf,
+        /// KV cache element type: f32 or f16.
+        #[arg(long, default_value = "f32")]
+        kv_type: String,
+        /// Attention path: auto, expanded or absorbed.
+        #[arg(long, default_value = "auto")]
+        attn: String,
+    },
+    /// Show the config, the tensors, parameter counts and KV-cache size.
+    Inspect {
+        #[arg(short, long)]
+        model: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a Hugging Face directory to GGUF (llama.cpp's deepseek2 layout).
+    Convert {
+        /// The Hugging Face model directory.
+        input: PathBuf,
+        /// The .gguf file to write.
+        output: PathBuf,
+        /// Tensor type: f32, f16, bf16, q8_0 or q4_0.
+        #[arg(long = "type", default_value = "q8_0")]
+        dtype: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &PathBuf) -> moela::Result<Arc<Model>> {
+    let t = Instant::now();
+    let m = Model::load(path)?;
+    eprintln!("loaded {} in {:.3} s", path.display(), t.elapsed().as_secs_f64());
+    Ok(Arc::new(m))
+}
+
+fn run(cmd: Cmd) -> moela::Result<()> {
+    match cmd {
+        Cmd::Run { model, tokens, n_predict, temp, top_k, top_p, min_p, seed, ctx } => {
+            let model = load(&model)?;
+            let eos = model.config.eos_token_id;
+            let mut session = Session::new(model, &SessionParams { n_ctx: ctx, ..Default::default() })?;
+            let mut sampler = Sampler::new(SamplerParams {
+                temperature: temp,
+                top_k,
+                top_p,
+                min_p,
+                seed,
+                ..Default::default()
+            });
+            let mut history = tokens.clone();
+            let t0 = Instant::now();
+            let mut logits = session.eval(&tokens, false)?.to_vec();
+            let t_prefill = t0.elapsed();
+            let t1 = Instant::now();
+            let mut out = std::io::stdout().lock();
+            let mut generated = 0;
+            for _ in 0..n_predict {
+                let tok = sampler.sample(&logits, &history);
+                write!(out, "{tok} ").ok();
+                out.flush().ok();
+                history.push(tok);
+                generated += 1;
+                if Some(tok) == eos || session.position() >= session.n_ctx() {
+                    break;
+                }
+                logits = session.eval(&[tok], false)?.to_vec();
+            }
+            writeln!(out).ok();
+            let dt = t1.elapsed().as_secs_f64();
+            eprintln!(
+                "prefill: {} tokens in {:.3} s ({:.1} tok/s); generated {} tokens in {:.3} s ({:.1} tok/s)",
+                tokens.len(),
+                t_prefill.as_secs_f64(),
+                tokens.len() as f64 / t_prefill.as_secs_f64(),
+                generated,
+                dt,
+                generated as f64 / dt
+            );
+            Ok(())
+        }
+        Cmd::Logits { model, tokens, prefill, out, kv_type, attn } => {
+            let model = load(&model)?;
+            let kv_type = match kv_type.as_str() {
+                "f32" => KvType::F32,
+                "f16" => KvType::F16,
+                o => return Err(moela::Error::InvalidArg(format!("--kv-type {o}: expected f32 or f16"))),
+            };
+            let attn_path = match attn.as_str() {
+                "auto" => moela::attention::mla::AttnPath::Auto,
+                "expanded" => moela::attention::mla::AttnPath::Expanded,
+                "absorbed" => moela::attention::mla::AttnPath::Absorbed,
+                o => return Err(moela::Error::InvalidArg(format!("--attn {o}: expected auto, expanded or absorbed"))),
+            };
+            let p = prefill.unwrap_or(tokens.len());
+            if p == 0 || p > tokens.len() {
+                return Err(moela::Error::InvalidArg(format!(
+                    "--prefill {p}: must be between 1 and the number of tokens ({})",
+                    tokens.len()
+                )));
+            }
+            let n_vocab = model.config.vocab_size;
+            let n_ctx = tokens.len().max(1);
+            let mut session = Session::new(model, &SessionParams { n_ctx, kv_type, attn_path })?;
+            let mut rows = session.eval(&tokens[..p], true)?.to_vec();
+            for &t in &tokens[p..] {
+                rows.extend_from_slice(session.eval(&[t], false)?);
+            }
+            moela::npy::write_f32(&out, &rows, tokens.len(), n_vocab)?;
+            eprintln!("wrote {} [{} x {}]", out.display(), tokens.len(), n_vocab);
+            Ok(())
+        }
+        Cmd::Inspect { model, json } => inspect(&*load(&model)?, json),
+        Cmd::Convert { input, output, dtype } => {
+            let want = DType::from_name(&dtype).ok_or_else(|| {
+                moela::Error::InvalidArg(format!("--type {dtype}: expected f32, f16, bf16, q8_0 or q4_0"))
+            })?;
+            let t = Instant::now();
+            moela::convert::convert_hf_to_gguf(&input, &output, want, &mut |line| eprintln!("{line}"))?;
+            let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
+            eprintln!(
+                "wrote {} ({:.1} MB) in {:.1} s",
+                output.display(),
+                size as f64 / 1e6,
+                t.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn inspect(model: &Model, json: bool) -> moela::Result<()> {
+    let c = &model.config;
+    let (total, active) = c.parameter_counts();
+    let kv_mla = KvCache::bytes_per_token(KvType::F32, c.n_layers, c.kv_cache_row());
+    // Plain multi-head attention would cache full K (qk_head_dim) and V per head and layer.
+    let kv_mha = c.n_layers * c.n_heads * (c.qk_head_dim() + c.v_head_dim) * 4;
+    let q = match c.q_proj {
+        QProj::Direct => "direct".to_string(),
+        QProj::LoRA { rank } => format!("lora rank {rank}"),
+    };
+    let routing = format!(
+        "{}/{}",
+        match c.moe.scoring {
+            Scoring::Softmax => "softmax",
+            Scoring::Sigmoid => "sigmoid",
+        },
+        match c.moe.topk_method {
+            TopkMethod::Greedy => "greedy",
+            TopkMethod::GroupLimitedGreedy => "group_limited_greedy",
+            TopkMethod::NoauxTc => "noaux_tc",
+        }
+    );
+    if json {
+        let tensors: Vec<serde_json::Value> = model
+            .tensors
+            .tensors
+            .iter()
+            .map(|t| serde_json::json!({"name": t.name, "type": t.type_name(), "shape": t.shape, "bytes": t.n_bytes()}))
+            .collect();
+        let v = serde_json::json!({
+            "path": model.path.display().to_string(),
+            "format": format!("{:?}", model.format),
+            "config": format!("{:?}", c),
+            "q_proj": q,
+            "routing": routing,
+            "n_params": total,
+            "n_params_active": active,
+            "active_bytes_per_token": model.active_bytes_per_token(),
+            "kv_bytes_per_token_f32": kv_mla,
+            "kv_bytes_per_token_mha_f32": kv_mha,
+            "tensors": tensors,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(());
+    }
+    println!("model: {} ({:?})", model.path.display(), model.format);
+    println!(
+        "family {:?}: hidden {}, layers {} (first {} dense), heads {}, q {q}, kv_lora {}, qk {}+{} v {}",
+        c.family, c.hidden_size, c.n_layers, c.first_k_dense_replace, c.n_heads, c.kv_lora_rank,
+        c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim
+    );
+    println!(
+        "moe: {} routed (top {}), {} shared, routing {routing}, groups {}/{}, norm {}, scale {}",
+        c.moe.n_routed_experts, c.moe.experts_per_tok, c.moe.n_shared_experts, c.moe.topk_group,
+        c.moe.n_group, c.moe.norm_topk_prob, c.moe.routed_scaling_factor
+    );
+    println!("vocab {}, rope theta {}, yarn {:?}", c.vocab_size, c.rope_theta, c.yarn);
+    println!();
+    println!("{:<48} {:>6} {:>24} {:>14}", "tensor", "type", "shape", "bytes");
+    for t in &model.tensors.tensors {
+        println!("{:<48} {:>6} {:>24} {:>14}", t.name, t.type_name(), format!("{:?}", t.shape), t.n_bytes());
+    }
+    println!();
+    println!("parameters: {total} total, {active} active per token");
+    println!("weight bytes read per token: {}", model.active_bytes_per_token());
+    println!(
+        "KV cache per token (f32): {kv_mla} bytes with MLA vs {kv_mha} with plain MHA ({:.1}x smaller)",
+        kv_mha as f64 / kv_mla as f64
+    );
+    Ok(())
+}

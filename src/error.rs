@@ -1,0 +1,74 @@
+//! One error type for the whole crate. Every message names the file and, where there is one,
+//! the tensor or key involved, so a user can tell what is wrong without a debugger.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not what it claims to be: bad magic, truncated, offsets out of range...
+    #[error("{}: malformed file: {msg}", path.display())]
+    Format { path: PathBuf, msg: String },
+    /// A tensor stored in a type moela cannot compute with.
+    #[error("{}: tensor '{tensor}' has type {dtype}, which moela does not support (supported: F32, F16, BF16, Q8_0, Q4_0)", path.display())]
+    UnsupportedType {
+        path: PathBuf,
+        tensor: String,
+        dtype: String,
+    },
+    /// A well-formed file describing something moela does not run (another architecture...).
+    #[error("{}: unsupported: {msg}", path.display())]
+    Unsupported { path: PathBuf, msg: String },
+    #[error("{}: missing tensor '{name}'", path.display())]
+    MissingTensor { path: PathBuf, name: String },
+    #[error("{}: tensor '{name}' has shape {got:?}, expected {expected:?}", path.display())]
+    Shape {
+        path: PathBuf,
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+    /// A missing or invalid hyper-parameter.
+    #[error("{}: config key '{key}': {msg}", path.display())]
+    Config {
+        path: PathBuf,
+        key: String,
+        msg: String,
+    },
+    #[error("invalid argument: {0}")]
+    InvalidArg(String),
+    #[error("token id {token} is out of range (vocabulary size {n_vocab})")]
+    TokenOutOfRange { token: u32, n_vocab: usize },
+    #[error("context full: {needed} positions needed, the context holds {n_ctx}")]
+    ContextFull { needed: usize, n_ctx: usize },
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+    pub(crate) fn config(path: impl Into<PathBuf>, key: &str, msg: impl Into<String>) -> Self {
+        Error::Config {
+            path: path.into(),
+            key: key.to_string(),
+            msg: msg.into(),
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! moela: DeepSeek-architecture MoE + MLA language models on the CPU, from memory-mapped GGUF
+//! or Hugging Face safetensors checkpoints.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! let model = Arc::new(moela::Model::load("model.gguf")?);
+//! let mut session = moela::Session::new(model, &moela::SessionParams::default())?;
+//! let logits = session.eval(&[1, 2, 3], false)?;
+//! # Ok::<(), moela::Error>(())
+//! ```
+
+pub mod attention;
+pub mod config;
+pub mod convert;
+pub mod error;
+pub mod format;
+pub mod model;
+pub mod moe;
+pub mod npy;
+pub mod ops;
+pub mod sampler;
+pub mod session;
+pub mod tensor;
+
+pub use config::DeepSeekConfig;
+pub use error::{Error, Result};
+pub use model::Model;
+pub use session::{Session, SessionParams};

@@ -1,0 +1,165 @@
+//! One forward pass of a DeepSeek-V2/V3 model over a batch of tokens.
+//!
+//! Per layer: `x += MLA(RMSNorm(x))`, then `x += FFN(RMSNorm(x))`, where FFN is the dense
+//! SwiGLU for the first `first_k_dense_replace` layers and DeepSeekMoE (routed + shared
+//! experts) after. Shapes: `x [n, hidden]`; logits `[n_out, vocab]`.
+
+use crate::attention::kv_cache::KvCache;
+use crate::attention::mla::{self, AttnPath, MlaScratch};
+use crate::model::weights::{Ffn, Mlp, Moe};
+use crate::model::Model;
+use crate::moe::router::{self, RouterScratch};
+use crate::ops::{self, rope::Rope};
+
+/// Buffers owned by a session and reused by every call (grown, never shrunk), so the
+/// per-token path allocates nothing once warm.
+#[derive(Default, Debug)]
+pub struct Scratch {
+    x: Vec<f32>,
+    xn: Vec<f32>,
+    y: Vec<f32>,
+    norm_w: Vec<f32>,
+    mla: MlaScratch,
+    ffn: FfnScratch,
+}
+
+#[derive(Default, Debug)]
+struct FfnScratch {
+    router_logits: Vec<f32>,
+    router: RouterScratch,
+    chosen: Vec<(usize, f32)>,
+    /// Per expert: the (token, weight) pairs routed to it.
+    assignments: Vec<Vec<(usize, f32)>>,
+    gathered: Vec<f32>,
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    down: Vec<f32>,
+}
+
+fn resize(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
+    v.resize(n, 0.0);
+    &mut v[..n]
+}
+
+/// Runs `tokens` (already range-checked) at positions `pos0..`, writing the logits of the
+/// last token (or of every token when `all_logits`) into `logits`.
+#[allow(clippy::too_many_arguments)]
+pub fn forward(
+    model: &Model,
+    rope: &Rope,
+    kv: &mut KvCache,
+    pos0: usize,
+    tokens: &[u32],
+    all_logits: bool,
+    path: AttnPath,
+    s: &mut Scratch,
+    logits: &mut Vec<f32>,
+) {
+    let cfg = &model.config;
+    let w = &model.weights;
+    let (n, h) = (tokens.len(), cfg.hidden_size);
+    let x = resize(&mut s.x, n * h);
+    for (t, &tok) in tokens.iter().enumerate() {
+        w.embed.row_f32(tok as usize, &mut x[t * h..(t + 1) * h]);
+    }
+    for (l, layer) in w.layers.iter().enumerate() {
+        // Attention block.
+        let nw = resize(&mut s.norm_w, h);
+        layer.attn_norm.row_f32(0, nw);
+        let xn = resize(&mut s.xn, n * h);
+        for (xi, xo) in x.chunks_exact(h).zip(xn.chunks_exact_mut(h)) {
+            ops::rms_norm(xi, nw, cfg.rms_norm_eps, xo);
+        }
+        let y = resize(&mut s.y, n * h);
+        mla::forward(cfg, &layer.attn, rope, kv, l, pos0, xn, n, path, &mut s.mla, y);
+        x.iter_mut().zip(y.iter()).for_each(|(a, b)| *a += b);
+
+        // Feed-forward block.
+        layer.ffn_norm.row_f32(0, nw);
+        for (xi, xo) in x.chunks_exact(h).zip(xn.chunks_exact_mut(h)) {
+            ops::rms_norm(xi, nw, cfg.rms_norm_eps, xo);
+        }
+        y.fill(0.0);
+        match &layer.ffn {
+            Ffn::Dense(m) => mlp_batch(m, xn, n, &mut s.ffn, y),
+            Ffn::Moe(moe) => moe_batch(model, moe, xn, n, &mut s.ffn, y),
+        }
+        x.iter_mut().zip(y.iter()).for_each(|(a, b)| *a += b);
+    }
+
+    // Final norm and head, for the rows asked for.
+    let v = cfg.vocab_size;
+    let first = if all_logits { 0 } else { n - 1 };
+    let n_out = n - first;
+    let nw = resize(&mut s.norm_w, h);
+    w.norm.row_f32(0, nw);
+    let xn = resize(&mut s.xn, n_out * h);
+    for (t, xo) in xn.chunks_exact_mut(h).enumerate() {
+        ops::rms_norm(&x[(first + t) * h..(first + t + 1) * h], nw, cfg.rms_norm_eps, xo);
+    }
+    logits.resize(n_out * v, 0.0);
+    w.lm_head.matmul(xn, n_out, &mut logits[..n_out * v]);
+}
+
+/// `out += down(silu(gate x) * up x)` for `n` tokens.
+fn mlp_batch(m: &Mlp, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) {
+    let inter = m.inter();
+    let g = resize(&mut s.gate, n * inter);
+    let u = resize(&mut s.up, n * inter);
+    m.gate.matmul(x, n, g);
+    m.up.matmul(x, n, u);
+    ops::silu_mul(g, u);
+    let d = resize(&mut s.down, out.len());
+    m.down.matmul(g, n, d);
+    out.iter_mut().zip(d.iter()).for_each(|(o, v)| *o += v);
+}
+
+/// DeepSeekMoE for `n` tokens: route each token, then run each chosen expert once over all the
+/// tokens routed to it (one matmul per expert), plus the shared experts over every token.
+fn moe_batch(model: &Model, moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) {
+    let cfg = &model.config;
+    let h = cfg.hidden_size;
+    let ne = cfg.moe.n_routed_experts;
+    let rl = resize(&mut s.router_logits, n * ne);
+    moe.router.matmul(x, n, rl);
+    if s.assignments.len() < ne {
+        s.assignments.resize(ne, Vec::new());
+    }
+    s.assignments.iter_mut().for_each(|a| a.clear());
+    for t in 0..n {
+        router::route(
+            &cfg.moe,
+            &rl[t * ne..(t + 1) * ne],
+            moe.score_bias.as_deref(),
+            &mut s.router,
+            &mut s.chosen,
+        );
+        for &(e, wgt) in &s.chosen {
+            s.assignments[e].push((t, wgt));
+        }
+    }
+    for (e, expert) in moe.experts.iter().enumerate() {
+        let m = s.assignments[e].len();
+        if m == 0 {
+            continue;
+        }
+        let xs = resize(&mut s.gathered, m * h);
+        for (i, &(t, _)) in s.assignments[e].iter().enumerate() {
+            xs[i * h..(i + 1) * h].copy_from_slice(&x[t * h..(t + 1) * h]);
+        }
+        let inter = expert.inter();
+        let g = resize(&mut s.gate, m * inter);
+        let u = resize(&mut s.up, m * inter);
+        expert.gate.matmul(xs, m, g);
+        expert.up.matmul(xs, m, u);
+        ops::silu_mul(g, u);
+        let d = resize(&mut s.down, m * h);
+        expert.down.matmul(g, m, d);
+        for (i, &(t, wgt)) in s.assignments[e].iter().enumerate() {
+            ops::axpy(wgt, &d[i * h..(i + 1) * h], &mut out[t * h..(t + 1) * h]);
+        }
+    }
+    if let Some(shared) = &moe.shared {
+        mlp_batch(shared, x, n, s, out);
+    }
+}

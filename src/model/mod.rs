@@ -1,0 +1,98 @@
+//! A loaded checkpoint: config, tensor index and per-layer weight views.
+
+pub mod deepseek;
+pub mod gguf_names;
+pub mod source;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+use crate::config::DeepSeekConfig;
+use crate::error::{Error, Result};
+use crate::format::{gguf::GgufFile, hf_config, safetensors::HfCheckpoint};
+use source::TensorIndex;
+use weights::Weights;
+
+/// The on-disk format a model came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceFormat {
+    Gguf,
+    HfSafetensors,
+}
+
+/// An immutable, loaded model. `Send + Sync`: share one between threads, give each thread its
+/// own [`crate::Session`].
+pub struct Model {
+    pub config: DeepSeekConfig,
+    pub weights: Weights,
+    pub tensors: TensorIndex,
+    pub format: SourceFormat,
+    pub path: PathBuf,
+    /// GGUF metadata, kept for the tokenizer and `inspect` (empty for HF directories).
+    pub gguf: Option<GgufFile>,
+}
+
+impl Model {
+    /// Opens a `.gguf` file or a Hugging Face directory (`config.json` + safetensors).
+    /// Reads headers only; weights stay in the mapping until used.
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref();
+        let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        if meta.is_dir() {
+            let cfg = hf_config::read_config(&path.join("config.json"))?;
+            let ckpt = HfCheckpoint::open_dir(path)?;
+            let tensors = TensorIndex::from_hf(&ckpt);
+            let weights = Weights::from_hf(&tensors, &cfg)?;
+            Ok(Model {
+                config: cfg,
+                weights,
+                tensors,
+                format: SourceFormat::HfSafetensors,
+                path: path.to_path_buf(),
+                gguf: None,
+            })
+        } else {
+            let file = GgufFile::open(path)?;
+            let tensors = TensorIndex::from_gguf(&file);
+            let cfg = gguf_names::config_from_gguf(&file, &tensors)?;
+            let weights = Weights::from_gguf(&tensors, &cfg)?;
+            Ok(Model {
+                config: cfg,
+                weights,
+                tensors,
+                format: SourceFormat::Gguf,
+                path: path.to_path_buf(),
+                gguf: Some(file),
+            })
+        }
+    }
+
+    /// Bytes of the tensors one decoded token reads (attention, dense/shared FFNs, the
+    /// chosen routed experts, one embedding row and the head), for bandwidth estimates.
+    pub fn active_bytes_per_token(&self) -> u64 {
+        let w = &self.weights;
+        let mut total = (w.embed.row_bytes() + w.norm.n_bytes() + w.lm_head.n_bytes()) as u64;
+        for layer in &w.layers {
+            let a = &layer.attn;
+            let mut b = layer.attn_norm.n_bytes() + layer.ffn_norm.n_bytes();
+            b += match &a.q {
+                weights::QWeights::Direct { q } => q.n_bytes(),
+                weights::QWeights::LoRA { q_a, norm, q_b } => q_a.n_bytes() + norm.n_bytes() + q_b.n_bytes(),
+            };
+            b += a.kv_a.n_bytes() + a.kv_a_norm.n_bytes() + a.o.n_bytes();
+            b += a.k_up.iter().chain(&a.v_up).map(|p| p.stored.n_bytes()).sum::<usize>();
+            let mlp_bytes = |m: &weights::Mlp| m.gate.n_bytes() + m.up.n_bytes() + m.down.n_bytes();
+            b += match &layer.ffn {
+                weights::Ffn::Dense(m) => mlp_bytes(m),
+                weights::Ffn::Moe(moe) => {
+                    let per_expert = moe.experts.first().map(mlp_bytes).unwrap_or(0);
+                    moe.router.n_bytes()
+                        + moe.shared.as_ref().map(mlp_bytes).unwrap_or(0)
+                        + per_expert * self.config.moe.experts_per_tok
+                }
+            };
+            total += b as u64;
+        }
+        total
+    }
+}

@@ -1,0 +1,2 @@
+//! DeepSeekMoE: routing tokens to experts.
+pub mod router;

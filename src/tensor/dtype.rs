@@ -1,0 +1,113 @@
+//! Element types moela computes with, and their GGML/GGUF type ids and block geometry.
+
+/// A tensor element type. Quantized types store blocks of `block_size()` elements in
+/// `block_bytes()` bytes (the GGUF block layouts).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DType {
+    F32,
+    F16,
+    BF16,
+    Q8_0,
+    Q4_0,
+}
+
+impl DType {
+    pub const ALL: [DType; 5] = [DType::F32, DType::F16, DType::BF16, DType::Q8_0, DType::Q4_0];
+
+    /// The `ggml_type` id used in GGUF tensor infos.
+    pub fn ggml_type(self) -> u32 {
+        match self {
+            DType::F32 => 0,
+            DType::F16 => 1,
+            DType::Q4_0 => 2,
+            DType::Q8_0 => 8,
+            DType::BF16 => 30,
+        }
+    }
+
+    pub fn from_ggml_type(t: u32) -> Option<DType> {
+        DType::ALL.into_iter().find(|d| d.ggml_type() == t)
+    }
+
+    pub fn block_size(self) -> usize {
+        match self {
+            DType::F32 | DType::F16 | DType::BF16 => 1,
+            DType::Q8_0 | DType::Q4_0 => 32,
+        }
+    }
+
+    pub fn block_bytes(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+            DType::Q8_0 => 34,
+            DType::Q4_0 => 18,
+        }
+    }
+
+    pub fn is_quantized(self) -> bool {
+        self.block_size() > 1
+    }
+
+    /// Bytes of `n` elements, or None when `n` is not a whole number of blocks (or overflows).
+    pub fn bytes_for(self, n: usize) -> Option<usize> {
+        if n % self.block_size() != 0 {
+            return None;
+        }
+        (n / self.block_size()).checked_mul(self.block_bytes())
+    }
+
+    /// Lower-case name as used on the command line and in llama.cpp ("q8_0").
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+            DType::Q8_0 => "q8_0",
+            DType::Q4_0 => "q4_0",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<DType> {
+        let s = s.to_ascii_lowercase();
+        DType::ALL.into_iter().find(|d| d.name() == s)
+    }
+}
+
+/// Human-readable name of any ggml type id, for error messages about types moela lacks.
+pub fn ggml_type_name(t: u32) -> String {
+    const NAMES: [&str; 40] = [
+        "F32", "F16", "Q4_0", "Q4_1", "Q4_2", "Q4_3", "Q5_0", "Q5_1", "Q8_0", "Q8_1", "Q2_K",
+        "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q8_K", "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL",
+        "IQ3_S", "IQ2_S", "IQ4_XS", "I8", "I16", "I32", "I64", "F64", "IQ1_M", "BF16", "Q4_0_4_4",
+        "Q4_0_4_8", "Q4_0_8_8", "TQ1_0", "TQ2_0", "IQ4_NL_4_4", "IQ4_NL_4_8", "IQ4_NL_8_8",
+        "MXFP4",
+    ];
+    match NAMES.get(t as usize) {
+        Some(n) => format!("{n} (ggml type {t})"),
+        None => format!("unknown ggml type {t}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ggml_ids_round_trip() {
+        for d in DType::ALL {
+            assert_eq!(DType::from_ggml_type(d.ggml_type()), Some(d));
+            assert_eq!(DType::from_name(d.name()), Some(d));
+        }
+        assert_eq!(DType::from_ggml_type(12), None);
+        assert_eq!(ggml_type_name(12), "Q4_K (ggml type 12)");
+    }
+
+    #[test]
+    fn row_bytes() {
+        assert_eq!(DType::Q8_0.bytes_for(64), Some(68));
+        assert_eq!(DType::Q4_0.bytes_for(64), Some(36));
+        assert_eq!(DType::Q4_0.bytes_for(63), None);
+        assert_eq!(DType::BF16.bytes_for(3), Some(6));
+    }
+}

@@ -1,0 +1,7 @@
+//! Tensor element types, quantized block formats and typed views over mapped bytes.
+pub mod dtype;
+pub mod quant;
+pub mod view;
+
+pub use dtype::DType;
+pub use view::TensorView;
