@@ -152,7 +152,10 @@ impl DeepSeekConfig {
             }
         }
         if self.qk_rope_head_dim % 2 != 0 {
-            return Err(format!("qk_rope_head_dim {} must be even", self.qk_rope_head_dim));
+            return Err(format!(
+                "qk_rope_head_dim {} must be even",
+                self.qk_rope_head_dim
+            ));
         }
         let m = &self.moe;
         if m.n_routed_experts > 0 {
@@ -170,11 +173,16 @@ impl DeepSeekConfig {
                     ));
                 }
                 if m.topk_group == 0 || m.topk_group > m.n_group {
-                    return Err(format!("topk_group {} must be in 1..={}", m.topk_group, m.n_group));
+                    return Err(format!(
+                        "topk_group {} must be in 1..={}",
+                        m.topk_group, m.n_group
+                    ));
                 }
                 let per_group = m.n_routed_experts / m.n_group;
                 if m.topk_group * per_group < m.experts_per_tok {
-                    return Err("topk_group groups hold fewer experts than num_experts_per_tok".into());
+                    return Err(
+                        "topk_group groups hold fewer experts than num_experts_per_tok".into(),
+                    );
                 }
                 if m.topk_method == TopkMethod::NoauxTc && per_group < 2 {
                     return Err("noaux_tc needs at least 2 experts per group".into());
@@ -188,8 +196,10 @@ impl DeepSeekConfig {
             return Err("intermediate_size must be > 0 when there are dense layers".into());
         }
         if let Some(y) = self.yarn {
-            if !(y.factor > 0.0) || y.original_max_position_embeddings == 0 {
-                return Err("rope_scaling: factor and original_max_position_embeddings must be > 0".into());
+            if y.factor.is_nan() || y.factor <= 0.0 || y.original_max_position_embeddings == 0 {
+                return Err(
+                    "rope_scaling: factor and original_max_position_embeddings must be > 0".into(),
+                );
             }
         }
         Ok(())

@@ -59,60 +59,180 @@ fn pick_type(name: &str, shape: &[usize], want: DType) -> DType {
 
 fn plan(cfg: &DeepSeekConfig, ix: &TensorIndex, want: DType) -> Vec<Out> {
     let (h, nh) = (cfg.hidden_size, cfg.n_heads);
-    let (dn, r, vd, l) = (cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank);
+    let (dn, r, vd, l) = (
+        cfg.qk_nope_head_dim,
+        cfg.qk_rope_head_dim,
+        cfg.v_head_dim,
+        cfg.kv_lora_rank,
+    );
     let mut outs = Vec::new();
     let mut push = |name: String, shape: Vec<usize>, src: Src| {
         let dtype = pick_type(&name, &shape, want);
-        outs.push(Out { name, shape, dtype, src });
+        outs.push(Out {
+            name,
+            shape,
+            dtype,
+            src,
+        });
     };
     let plain = |s: &str| Src::Plain(s.to_string());
-    push("token_embd.weight".into(), vec![cfg.vocab_size, h], plain("model.embed_tokens.weight"));
+    push(
+        "token_embd.weight".into(),
+        vec![cfg.vocab_size, h],
+        plain("model.embed_tokens.weight"),
+    );
     for layer in 0..cfg.n_layers {
         let hf = |w: &str| format!("model.layers.{layer}.{w}");
         let gg = |w: &str| format!("blk.{layer}.{w}");
-        push(gg("attn_norm.weight"), vec![h], Src::Plain(hf("input_layernorm.weight")));
+        push(
+            gg("attn_norm.weight"),
+            vec![h],
+            Src::Plain(hf("input_layernorm.weight")),
+        );
         match cfg.q_proj {
-            QProj::Direct => push(gg("attn_q.weight"), vec![nh * (dn + r), h], Src::Plain(hf("self_attn.q_proj.weight"))),
+            QProj::Direct => push(
+                gg("attn_q.weight"),
+                vec![nh * (dn + r), h],
+                Src::Plain(hf("self_attn.q_proj.weight")),
+            ),
             QProj::LoRA { rank } => {
-                push(gg("attn_q_a.weight"), vec![rank, h], Src::Plain(hf("self_attn.q_a_proj.weight")));
-                push(gg("attn_q_a_norm.weight"), vec![rank], Src::Plain(hf("self_attn.q_a_layernorm.weight")));
-                push(gg("attn_q_b.weight"), vec![nh * (dn + r), rank], Src::Plain(hf("self_attn.q_b_proj.weight")));
+                push(
+                    gg("attn_q_a.weight"),
+                    vec![rank, h],
+                    Src::Plain(hf("self_attn.q_a_proj.weight")),
+                );
+                push(
+                    gg("attn_q_a_norm.weight"),
+                    vec![rank],
+                    Src::Plain(hf("self_attn.q_a_layernorm.weight")),
+                );
+                push(
+                    gg("attn_q_b.weight"),
+                    vec![nh * (dn + r), rank],
+                    Src::Plain(hf("self_attn.q_b_proj.weight")),
+                );
             }
         }
-        push(gg("attn_kv_a_mqa.weight"), vec![l + r, h], Src::Plain(hf("self_attn.kv_a_proj_with_mqa.weight")));
-        push(gg("attn_kv_a_norm.weight"), vec![l], Src::Plain(hf("self_attn.kv_a_layernorm.weight")));
-        push(gg("attn_kv_b.weight"), vec![nh * (dn + vd), l], Src::Plain(hf("self_attn.kv_b_proj.weight")));
-        push(gg("attn_k_b.weight"), vec![nh, l, dn], Src::KB(hf("self_attn.kv_b_proj.weight")));
-        push(gg("attn_v_b.weight"), vec![nh, vd, l], Src::VB(hf("self_attn.kv_b_proj.weight")));
-        push(gg("attn_output.weight"), vec![h, nh * vd], Src::Plain(hf("self_attn.o_proj.weight")));
-        push(gg("ffn_norm.weight"), vec![h], Src::Plain(hf("post_attention_layernorm.weight")));
+        push(
+            gg("attn_kv_a_mqa.weight"),
+            vec![l + r, h],
+            Src::Plain(hf("self_attn.kv_a_proj_with_mqa.weight")),
+        );
+        push(
+            gg("attn_kv_a_norm.weight"),
+            vec![l],
+            Src::Plain(hf("self_attn.kv_a_layernorm.weight")),
+        );
+        push(
+            gg("attn_kv_b.weight"),
+            vec![nh * (dn + vd), l],
+            Src::Plain(hf("self_attn.kv_b_proj.weight")),
+        );
+        push(
+            gg("attn_k_b.weight"),
+            vec![nh, l, dn],
+            Src::KB(hf("self_attn.kv_b_proj.weight")),
+        );
+        push(
+            gg("attn_v_b.weight"),
+            vec![nh, vd, l],
+            Src::VB(hf("self_attn.kv_b_proj.weight")),
+        );
+        push(
+            gg("attn_output.weight"),
+            vec![h, nh * vd],
+            Src::Plain(hf("self_attn.o_proj.weight")),
+        );
+        push(
+            gg("ffn_norm.weight"),
+            vec![h],
+            Src::Plain(hf("post_attention_layernorm.weight")),
+        );
         if cfg.is_moe_layer(layer) {
             let m = &cfg.moe;
             let (ne, inter) = (m.n_routed_experts, cfg.moe_intermediate_size);
-            push(gg("ffn_gate_inp.weight"), vec![ne, h], Src::Plain(hf("mlp.gate.weight")));
+            push(
+                gg("ffn_gate_inp.weight"),
+                vec![ne, h],
+                Src::Plain(hf("mlp.gate.weight")),
+            );
             if ix.contains(&hf("mlp.gate.e_score_correction_bias")) {
-                push(gg("exp_probs_b.bias"), vec![ne], Src::Plain(hf("mlp.gate.e_score_correction_bias")));
+                push(
+                    gg("exp_probs_b.bias"),
+                    vec![ne],
+                    Src::Plain(hf("mlp.gate.e_score_correction_bias")),
+                );
             }
-            let stack = |p: &str| Src::Stack((0..ne).map(|e| hf(&format!("mlp.experts.{e}.{p}.weight"))).collect());
-            push(gg("ffn_gate_exps.weight"), vec![ne, inter, h], stack("gate_proj"));
-            push(gg("ffn_down_exps.weight"), vec![ne, h, inter], stack("down_proj"));
-            push(gg("ffn_up_exps.weight"), vec![ne, inter, h], stack("up_proj"));
+            let stack = |p: &str| {
+                Src::Stack(
+                    (0..ne)
+                        .map(|e| hf(&format!("mlp.experts.{e}.{p}.weight")))
+                        .collect(),
+                )
+            };
+            push(
+                gg("ffn_gate_exps.weight"),
+                vec![ne, inter, h],
+                stack("gate_proj"),
+            );
+            push(
+                gg("ffn_down_exps.weight"),
+                vec![ne, h, inter],
+                stack("down_proj"),
+            );
+            push(
+                gg("ffn_up_exps.weight"),
+                vec![ne, inter, h],
+                stack("up_proj"),
+            );
             if m.n_shared_experts > 0 {
                 let sh = inter * m.n_shared_experts;
-                push(gg("ffn_gate_shexp.weight"), vec![sh, h], Src::Plain(hf("mlp.shared_experts.gate_proj.weight")));
-                push(gg("ffn_down_shexp.weight"), vec![h, sh], Src::Plain(hf("mlp.shared_experts.down_proj.weight")));
-                push(gg("ffn_up_shexp.weight"), vec![sh, h], Src::Plain(hf("mlp.shared_experts.up_proj.weight")));
+                push(
+                    gg("ffn_gate_shexp.weight"),
+                    vec![sh, h],
+                    Src::Plain(hf("mlp.shared_experts.gate_proj.weight")),
+                );
+                push(
+                    gg("ffn_down_shexp.weight"),
+                    vec![h, sh],
+                    Src::Plain(hf("mlp.shared_experts.down_proj.weight")),
+                );
+                push(
+                    gg("ffn_up_shexp.weight"),
+                    vec![sh, h],
+                    Src::Plain(hf("mlp.shared_experts.up_proj.weight")),
+                );
             }
         } else {
             let inter = cfg.intermediate_size;
-            push(gg("ffn_gate.weight"), vec![inter, h], Src::Plain(hf("mlp.gate_proj.weight")));
-            push(gg("ffn_down.weight"), vec![h, inter], Src::Plain(hf("mlp.down_proj.weight")));
-            push(gg("ffn_up.weight"), vec![inter, h], Src::Plain(hf("mlp.up_proj.weight")));
+            push(
+                gg("ffn_gate.weight"),
+                vec![inter, h],
+                Src::Plain(hf("mlp.gate_proj.weight")),
+            );
+            push(
+                gg("ffn_down.weight"),
+                vec![h, inter],
+                Src::Plain(hf("mlp.down_proj.weight")),
+            );
+            push(
+                gg("ffn_up.weight"),
+                vec![inter, h],
+                Src::Plain(hf("mlp.up_proj.weight")),
+            );
         }
     }
-    push("output_norm.weight".into(), vec![h], plain("model.norm.weight"));
+    push(
+        "output_norm.weight".into(),
+        vec![h],
+        plain("model.norm.weight"),
+    );
     if ix.contains("lm_head.weight") {
-        push("output.weight".into(), vec![cfg.vocab_size, h], plain("lm_head.weight"));
+        push(
+            "output.weight".into(),
+            vec![cfg.vocab_size, h],
+            plain("lm_head.weight"),
+        );
     }
     outs
 }
@@ -144,7 +264,12 @@ fn for_each_row(
             Ok(())
         }
         Src::KB(name) | Src::VB(name) => {
-            let (nh, dn, vd, l) = (cfg.n_heads, cfg.qk_nope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank);
+            let (nh, dn, vd, l) = (
+                cfg.n_heads,
+                cfg.qk_nope_head_dim,
+                cfg.v_head_dim,
+                cfg.kv_lora_rank,
+            );
             let kv_b = whole(name, &[nh * (dn + vd), l])?;
             let mut head = vec![0.0f32; (dn + vd) * l];
             for h in 0..nh {
@@ -193,10 +318,19 @@ pub fn convert_hf_to_gguf(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
     let mut meta = vec![
-        ("general.architecture".to_string(), GgufValue::String(gguf_names::ARCH.into())),
+        (
+            "general.architecture".to_string(),
+            GgufValue::String(gguf_names::ARCH.into()),
+        ),
         ("general.name".to_string(), GgufValue::String(name)),
-        ("general.file_type".to_string(), GgufValue::U32(file_type(want))),
-        ("general.quantization_version".to_string(), GgufValue::U32(2)),
+        (
+            "general.file_type".to_string(),
+            GgufValue::U32(file_type(want)),
+        ),
+        (
+            "general.quantization_version".to_string(),
+            GgufValue::U32(2),
+        ),
     ];
     meta.extend(gguf_names::config_to_gguf(cfg));
     let specs: Vec<GgufTensorSpec> = outs

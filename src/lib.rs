@@ -14,6 +14,7 @@ pub mod config;
 pub mod convert;
 pub mod error;
 pub mod format;
+pub mod kernels;
 pub mod model;
 pub mod moe;
 pub mod npy;

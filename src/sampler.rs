@@ -77,7 +77,11 @@ impl Sampler {
         if p.repeat_penalty != 1.0 {
             for &t in history {
                 if let Some(x) = c.get_mut(t as usize) {
-                    x.1 = if x.1 > 0.0 { x.1 / p.repeat_penalty } else { x.1 * p.repeat_penalty };
+                    x.1 = if x.1 > 0.0 {
+                        x.1 / p.repeat_penalty
+                    } else {
+                        x.1 * p.repeat_penalty
+                    };
                 }
             }
         }
@@ -141,11 +145,22 @@ mod tests {
 
     #[test]
     fn top_k_one_is_greedy_and_seed_reproducible() {
-        let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
-        let mut s = Sampler::new(SamplerParams { top_k: 1, temperature: 1.0, ..Default::default() });
+        let logits: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin() * 3.0).collect();
+        let mut s = Sampler::new(SamplerParams {
+            top_k: 1,
+            temperature: 1.0,
+            ..Default::default()
+        });
         assert_eq!(s.sample(&logits, &[]), argmax(&logits));
         let draw = |seed| {
-            let mut s = Sampler::new(SamplerParams { seed, temperature: 1.5, top_k: 0, top_p: 1.0, min_p: 0.0, ..Default::default() });
+            let mut s = Sampler::new(SamplerParams {
+                seed,
+                temperature: 1.5,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                ..Default::default()
+            });
             (0..20).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
@@ -157,8 +172,20 @@ mod tests {
         // One dominant token: top_p 0.5 and min_p 0.5 both leave only it.
         let logits = [10.0, 0.0, 0.0, 0.0];
         for params in [
-            SamplerParams { top_p: 0.5, top_k: 0, min_p: 0.0, temperature: 1.0, ..Default::default() },
-            SamplerParams { top_p: 1.0, top_k: 0, min_p: 0.5, temperature: 1.0, ..Default::default() },
+            SamplerParams {
+                top_p: 0.5,
+                top_k: 0,
+                min_p: 0.0,
+                temperature: 1.0,
+                ..Default::default()
+            },
+            SamplerParams {
+                top_p: 1.0,
+                top_k: 0,
+                min_p: 0.5,
+                temperature: 1.0,
+                ..Default::default()
+            },
         ] {
             let mut s = Sampler::new(params);
             for _ in 0..50 {
@@ -169,7 +196,10 @@ mod tests {
 
     #[test]
     fn repeat_penalty_moves_choice() {
-        let mut s = Sampler::new(SamplerParams { repeat_penalty: 2.0, ..SamplerParams::greedy() });
+        let mut s = Sampler::new(SamplerParams {
+            repeat_penalty: 2.0,
+            ..SamplerParams::greedy()
+        });
         assert_eq!(s.sample(&[2.0, 1.5], &[0]), 1);
     }
 }

@@ -51,7 +51,9 @@ impl Session {
             params.n_ctx
         };
         if n_ctx > (1 << 24) {
-            return Err(Error::InvalidArg(format!("n_ctx {n_ctx} is larger than 2^24")));
+            return Err(Error::InvalidArg(format!(
+                "n_ctx {n_ctx} is larger than 2^24"
+            )));
         }
         let kv = KvCache::new(params.kv_type, cfg.n_layers, n_ctx, cfg.kv_cache_row());
         let rope = Rope::new(cfg);
@@ -94,7 +96,10 @@ impl Session {
         }
         let n_vocab = self.model.config.vocab_size;
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
-            return Err(Error::TokenOutOfRange { token: bad, n_vocab });
+            return Err(Error::TokenOutOfRange {
+                token: bad,
+                n_vocab,
+            });
         }
         let needed = self.pos + tokens.len();
         if needed > self.kv.n_ctx {
@@ -127,4 +132,35 @@ impl Session {
         let v = self.model.config.vocab_size;
         Some(&self.logits[(self.n_logit_rows - 1) * v..self.n_logit_rows * v])
     }
+}
+
+/// The logits after every token of `tokens`, `[n, vocab]` row-major: the first `prefill`
+/// tokens run as one batch, each later one alone through the KV cache (what `moela logits`
+/// writes).
+pub fn sequence_logits(
+    model: Arc<Model>,
+    tokens: &[u32],
+    prefill: usize,
+    params: &SessionParams,
+) -> Result<Vec<f32>> {
+    if prefill == 0 || prefill > tokens.len() {
+        return Err(Error::InvalidArg(format!(
+            "prefill {prefill}: must be between 1 and the number of tokens ({})",
+            tokens.len()
+        )));
+    }
+    let params = SessionParams {
+        n_ctx: if params.n_ctx == 0 {
+            tokens.len()
+        } else {
+            params.n_ctx
+        },
+        ..params.clone()
+    };
+    let mut session = Session::new(model, &params)?;
+    let mut rows = session.eval(&tokens[..prefill], true)?.to_vec();
+    for &t in &tokens[prefill..] {
+        rows.extend_from_slice(session.eval(&[t], false)?);
+    }
+    Ok(rows)
 }

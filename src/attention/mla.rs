@@ -8,12 +8,16 @@
 //!   ordinary attention per head;
 //! - absorbed path (decode): `q_lat[h] = W_UK[h]ᵀ q_nope[h]  [L]`, scores `q_lat·c_j + q_pe·k_pe_j`,
 //!   `lat[h] = Σ p_j c_j  [L]`, `o[h] = W_UV[h] lat[h]  [V]`; no per-head K or V is formed.
+//!
 //! Both paths compute the same function; a test checks it.
 
 use crate::attention::kv_cache::KvCache;
 use crate::config::DeepSeekConfig;
 use crate::model::weights::{Attention, QWeights};
 use crate::ops::{self, rope::Rope};
+
+/// The eps of the q-LoRA and KV latent RMSNorms.
+pub const LATENT_NORM_EPS: f32 = 1e-6;
 
 /// Which way attention is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -62,9 +66,16 @@ pub fn forward(
     out: &mut [f32],
 ) {
     let (hd, nh) = (cfg.hidden_size, cfg.n_heads);
-    let (dn, r, vd, l) = (cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank);
+    let (dn, r, vd, l) = (
+        cfg.qk_nope_head_dim,
+        cfg.qk_rope_head_dim,
+        cfg.v_head_dim,
+        cfg.kv_lora_rank,
+    );
     let qk = dn + r;
-    let eps = cfg.rms_norm_eps;
+    // DeepSeek builds q_a_layernorm and kv_a_layernorm with the RMSNorm default eps (1e-6),
+    // not config.rms_norm_eps (both its own code and transformers).
+    let eps = LATENT_NORM_EPS;
 
     // Queries [n, H, D+R].
     let q = resize(&mut s.q, n * nh * qk);
@@ -131,14 +142,16 @@ pub fn forward(
                 for j in 0..seen {
                     let k_pe = &cache[j * row + l..(j + 1) * row];
                     let kbase = (j * nh + h) * dn;
-                    scores[j] = (ops::dot(&qh[..dn], &kn[kbase..kbase + dn]) + ops::dot(&qh[dn..], k_pe)) * scale;
+                    scores[j] = (ops::dot(&qh[..dn], &kn[kbase..kbase + dn])
+                        + ops::dot(&qh[dn..], k_pe))
+                        * scale;
                 }
                 ops::softmax(&mut scores[..seen]);
                 let oh = &mut o[(t * nh + h) * vd..(t * nh + h + 1) * vd];
                 oh.fill(0.0);
-                for j in 0..seen {
+                for (j, &p) in scores[..seen].iter().enumerate() {
                     let vbase = (j * nh + h) * vd;
-                    ops::axpy(scores[j], &vv[vbase..vbase + vd], oh);
+                    ops::axpy(p, &vv[vbase..vbase + vd], oh);
                 }
             }
         }
@@ -156,8 +169,8 @@ pub fn forward(
                 }
                 ops::softmax(&mut scores[..seen]);
                 lat.fill(0.0);
-                for j in 0..seen {
-                    ops::axpy(scores[j], &cache[j * row..j * row + l], lat);
+                for (j, &p) in scores[..seen].iter().enumerate() {
+                    ops::axpy(p, &cache[j * row..j * row + l], lat);
                 }
                 w.v_up[h].apply(lat, &mut o[(t * nh + h) * vd..(t * nh + h + 1) * vd]);
             }

@@ -14,7 +14,11 @@ use moela::tensor::DType;
 use moela::{Model, Session, SessionParams};
 
 #[derive(Parser)]
-#[command(name = "moela", version, about = "DeepSeek MoE + MLA models on the CPU")]
+#[command(
+    name = "moela",
+    version,
+    about = "DeepSeek MoE + MLA models on the CPU"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -101,16 +105,36 @@ fn main() -> ExitCode {
 fn load(path: &PathBuf) -> moela::Result<Arc<Model>> {
     let t = Instant::now();
     let m = Model::load(path)?;
-    eprintln!("loaded {} in {:.3} s", path.display(), t.elapsed().as_secs_f64());
+    eprintln!(
+        "loaded {} in {:.3} s",
+        path.display(),
+        t.elapsed().as_secs_f64()
+    );
     Ok(Arc::new(m))
 }
 
 fn run(cmd: Cmd) -> moela::Result<()> {
     match cmd {
-        Cmd::Run { model, tokens, n_predict, temp, top_k, top_p, min_p, seed, ctx } => {
+        Cmd::Run {
+            model,
+            tokens,
+            n_predict,
+            temp,
+            top_k,
+            top_p,
+            min_p,
+            seed,
+            ctx,
+        } => {
             let model = load(&model)?;
             let eos = model.config.eos_token_id;
-            let mut session = Session::new(model, &SessionParams { n_ctx: ctx, ..Default::default() })?;
+            let mut session = Session::new(
+                model,
+                &SessionParams {
+                    n_ctx: ctx,
+                    ..Default::default()
+                },
+            )?;
             let mut sampler = Sampler::new(SamplerParams {
                 temperature: temp,
                 top_k,
@@ -150,44 +174,65 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             );
             Ok(())
         }
-        Cmd::Logits { model, tokens, prefill, out, kv_type, attn } => {
+        Cmd::Logits {
+            model,
+            tokens,
+            prefill,
+            out,
+            kv_type,
+            attn,
+        } => {
             let model = load(&model)?;
             let kv_type = match kv_type.as_str() {
                 "f32" => KvType::F32,
                 "f16" => KvType::F16,
-                o => return Err(moela::Error::InvalidArg(format!("--kv-type {o}: expected f32 or f16"))),
+                o => {
+                    return Err(moela::Error::InvalidArg(format!(
+                        "--kv-type {o}: expected f32 or f16"
+                    )))
+                }
             };
             let attn_path = match attn.as_str() {
                 "auto" => moela::attention::mla::AttnPath::Auto,
                 "expanded" => moela::attention::mla::AttnPath::Expanded,
                 "absorbed" => moela::attention::mla::AttnPath::Absorbed,
-                o => return Err(moela::Error::InvalidArg(format!("--attn {o}: expected auto, expanded or absorbed"))),
+                o => {
+                    return Err(moela::Error::InvalidArg(format!(
+                        "--attn {o}: expected auto, expanded or absorbed"
+                    )))
+                }
             };
-            let p = prefill.unwrap_or(tokens.len());
-            if p == 0 || p > tokens.len() {
-                return Err(moela::Error::InvalidArg(format!(
-                    "--prefill {p}: must be between 1 and the number of tokens ({})",
-                    tokens.len()
-                )));
-            }
             let n_vocab = model.config.vocab_size;
-            let n_ctx = tokens.len().max(1);
-            let mut session = Session::new(model, &SessionParams { n_ctx, kv_type, attn_path })?;
-            let mut rows = session.eval(&tokens[..p], true)?.to_vec();
-            for &t in &tokens[p..] {
-                rows.extend_from_slice(session.eval(&[t], false)?);
-            }
+            let params = SessionParams {
+                n_ctx: 0,
+                kv_type,
+                attn_path,
+            };
+            let rows = moela::session::sequence_logits(
+                model,
+                &tokens,
+                prefill.unwrap_or(tokens.len()),
+                &params,
+            )?;
             moela::npy::write_f32(&out, &rows, tokens.len(), n_vocab)?;
             eprintln!("wrote {} [{} x {}]", out.display(), tokens.len(), n_vocab);
             Ok(())
         }
         Cmd::Inspect { model, json } => inspect(&*load(&model)?, json),
-        Cmd::Convert { input, output, dtype } => {
+        Cmd::Convert {
+            input,
+            output,
+            dtype,
+        } => {
             let want = DType::from_name(&dtype).ok_or_else(|| {
-                moela::Error::InvalidArg(format!("--type {dtype}: expected f32, f16, bf16, q8_0 or q4_0"))
+                moela::Error::InvalidArg(format!(
+                    "--type {dtype}: expected f32, f16, bf16, q8_0 or q4_0"
+                ))
             })?;
             let t = Instant::now();
-            moela::convert::convert_hf_to_gguf(&input, &output, want, &mut |line| eprintln!("{line}"))?;
+            moela::convert::convert_hf_to_gguf(&input, &output, want, &mut |line| {
+                eprintln!("{line}")
+            })?;
             let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
             eprintln!(
                 "wrote {} ({:.1} MB) in {:.1} s",
@@ -253,18 +298,38 @@ fn inspect(model: &Model, json: bool) -> moela::Result<()> {
     );
     println!(
         "moe: {} routed (top {}), {} shared, routing {routing}, groups {}/{}, norm {}, scale {}",
-        c.moe.n_routed_experts, c.moe.experts_per_tok, c.moe.n_shared_experts, c.moe.topk_group,
-        c.moe.n_group, c.moe.norm_topk_prob, c.moe.routed_scaling_factor
+        c.moe.n_routed_experts,
+        c.moe.experts_per_tok,
+        c.moe.n_shared_experts,
+        c.moe.topk_group,
+        c.moe.n_group,
+        c.moe.norm_topk_prob,
+        c.moe.routed_scaling_factor
     );
-    println!("vocab {}, rope theta {}, yarn {:?}", c.vocab_size, c.rope_theta, c.yarn);
+    println!(
+        "vocab {}, rope theta {}, yarn {:?}",
+        c.vocab_size, c.rope_theta, c.yarn
+    );
     println!();
-    println!("{:<48} {:>6} {:>24} {:>14}", "tensor", "type", "shape", "bytes");
+    println!(
+        "{:<48} {:>6} {:>24} {:>14}",
+        "tensor", "type", "shape", "bytes"
+    );
     for t in &model.tensors.tensors {
-        println!("{:<48} {:>6} {:>24} {:>14}", t.name, t.type_name(), format!("{:?}", t.shape), t.n_bytes());
+        println!(
+            "{:<48} {:>6} {:>24} {:>14}",
+            t.name,
+            t.type_name(),
+            format!("{:?}", t.shape),
+            t.n_bytes()
+        );
     }
     println!();
     println!("parameters: {total} total, {active} active per token");
-    println!("weight bytes read per token: {}", model.active_bytes_per_token());
+    println!(
+        "weight bytes read per token: {}",
+        model.active_bytes_per_token()
+    );
     println!(
         "KV cache per token (f32): {kv_mla} bytes with MLA vs {kv_mha} with plain MHA ({:.1}x smaller)",
         kv_mha as f64 / kv_mla as f64

@@ -33,7 +33,13 @@ impl Obj<'_> {
                 .as_u64()
                 .and_then(|u| usize::try_from(u).ok())
                 .map(Some)
-                .ok_or_else(|| Error::config(self.path, key, format!("expected a non-negative integer, got {v}"))),
+                .ok_or_else(|| {
+                    Error::config(
+                        self.path,
+                        key,
+                        format!("expected a non-negative integer, got {v}"),
+                    )
+                }),
         }
     }
     fn usize(&self, key: &str) -> Result<usize> {
@@ -46,10 +52,9 @@ impl Obj<'_> {
     fn f32_opt(&self, key: &str) -> Result<Option<f32>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_f64()
-                .map(|f| Some(f as f32))
-                .ok_or_else(|| Error::config(self.path, key, format!("expected a number, got {v}"))),
+            Some(v) => v.as_f64().map(|f| Some(f as f32)).ok_or_else(|| {
+                Error::config(self.path, key, format!("expected a number, got {v}"))
+            }),
         }
     }
     fn f32_or(&self, key: &str, default: f32) -> Result<f32> {
@@ -58,18 +63,17 @@ impl Obj<'_> {
     fn bool_or(&self, key: &str, default: bool) -> Result<bool> {
         match self.get(key) {
             None => Ok(default),
-            Some(v) => v
-                .as_bool()
-                .ok_or_else(|| Error::config(self.path, key, format!("expected true or false, got {v}"))),
+            Some(v) => v.as_bool().ok_or_else(|| {
+                Error::config(self.path, key, format!("expected true or false, got {v}"))
+            }),
         }
     }
     fn str_opt(&self, key: &str) -> Result<Option<&str>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v
-                .as_str()
-                .map(Some)
-                .ok_or_else(|| Error::config(self.path, key, format!("expected a string, got {v}"))),
+            Some(v) => v.as_str().map(Some).ok_or_else(|| {
+                Error::config(self.path, key, format!("expected a string, got {v}"))
+            }),
         }
     }
     /// A token id, or the first of a list of ids (some configs list several eos ids).
@@ -82,8 +86,8 @@ impl Obj<'_> {
 
 /// Parses the text of a `config.json`; `path` is only used in error messages.
 pub fn parse_config(text: &str, path: &Path) -> Result<DeepSeekConfig> {
-    let root: Value =
-        serde_json::from_str(text).map_err(|e| Error::format(path, format!("invalid JSON: {e}")))?;
+    let root: Value = serde_json::from_str(text)
+        .map_err(|e| Error::format(path, format!("invalid JSON: {e}")))?;
     if !root.is_object() {
         return Err(Error::format(path, "config.json is not a JSON object"));
     }
@@ -103,8 +107,8 @@ pub fn parse_config(text: &str, path: &Path) -> Result<DeepSeekConfig> {
             return Err(Error::Unsupported {
                 path: path.into(),
                 msg: format!(
-                    "model_type {model_type:?} / architecture {arch:?} is not a DeepSeek-V2/V3 model"
-                ),
+                "model_type {model_type:?} / architecture {arch:?} is not a DeepSeek-V2/V3 model"
+            ),
             })
         }
     };
@@ -133,7 +137,10 @@ pub fn parse_config(text: &str, path: &Path) -> Result<DeepSeekConfig> {
         }
         Some(r) => {
             let r = Obj { v: r, path };
-            let ty = r.str_opt("type")?.or(r.str_opt("rope_type")?).unwrap_or("default");
+            let ty = r
+                .str_opt("type")?
+                .or(r.str_opt("rope_type")?)
+                .unwrap_or("default");
             match ty {
                 "default" => None,
                 "yarn" => Some(Yarn {
@@ -167,7 +174,11 @@ pub fn parse_config(text: &str, path: &Path) -> Result<DeepSeekConfig> {
         Some("softmax") => Scoring::Softmax,
         Some("sigmoid") => Scoring::Sigmoid,
         Some(other) => {
-            return Err(Error::config(path, "scoring_func", format!("unknown scoring function {other:?}")))
+            return Err(Error::config(
+                path,
+                "scoring_func",
+                format!("unknown scoring function {other:?}"),
+            ))
         }
     };
     let topk_method = match c.str_opt("topk_method")? {
@@ -180,7 +191,11 @@ pub fn parse_config(text: &str, path: &Path) -> Result<DeepSeekConfig> {
         Some("group_limited_greedy") => TopkMethod::GroupLimitedGreedy,
         Some("noaux_tc") => TopkMethod::NoauxTc,
         Some(other) => {
-            return Err(Error::config(path, "topk_method", format!("unknown top-k method {other:?}")))
+            return Err(Error::config(
+                path,
+                "topk_method",
+                format!("unknown top-k method {other:?}"),
+            ))
         }
     };
     let moe = MoeRouting {

@@ -71,7 +71,19 @@ pub fn forward(
             ops::rms_norm(xi, nw, cfg.rms_norm_eps, xo);
         }
         let y = resize(&mut s.y, n * h);
-        mla::forward(cfg, &layer.attn, rope, kv, l, pos0, xn, n, path, &mut s.mla, y);
+        mla::forward(
+            cfg,
+            &layer.attn,
+            rope,
+            kv,
+            l,
+            pos0,
+            xn,
+            n,
+            path,
+            &mut s.mla,
+            y,
+        );
         x.iter_mut().zip(y.iter()).for_each(|(a, b)| *a += b);
 
         // Feed-forward block.
@@ -95,7 +107,12 @@ pub fn forward(
     w.norm.row_f32(0, nw);
     let xn = resize(&mut s.xn, n_out * h);
     for (t, xo) in xn.chunks_exact_mut(h).enumerate() {
-        ops::rms_norm(&x[(first + t) * h..(first + t + 1) * h], nw, cfg.rms_norm_eps, xo);
+        ops::rms_norm(
+            &x[(first + t) * h..(first + t + 1) * h],
+            nw,
+            cfg.rms_norm_eps,
+            xo,
+        );
     }
     logits.resize(n_out * v, 0.0);
     w.lm_head.matmul(xn, n_out, &mut logits[..n_out * v]);

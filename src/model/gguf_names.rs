@@ -118,7 +118,9 @@ pub fn config_from_gguf(f: &GgufFile, tensors: &TensorIndex) -> Result<DeepSeekC
         Some("yarn") => {
             // llama.cpp stores 0.1 × mscale_all_dim; DeepSeek's configs set mscale equal to
             // mscale_all_dim, which is what we assume for the cos/sin factor (then 1).
-            let mult = m.f32_opt(&key("rope.scaling.yarn_log_multiplier"))?.unwrap_or(0.0);
+            let mult = m
+                .f32_opt(&key("rope.scaling.yarn_log_multiplier"))?
+                .unwrap_or(0.0);
             let mscale_all_dim = mult / 0.1;
             Some(Yarn {
                 factor: m
@@ -126,8 +128,12 @@ pub fn config_from_gguf(f: &GgufFile, tensors: &TensorIndex) -> Result<DeepSeekC
                     .ok_or_else(|| m.err(&key("rope.scaling.factor"), "missing for yarn"))?,
                 original_max_position_embeddings: m
                     .usize(&key("rope.scaling.original_context_length"))?,
-                beta_fast: m.f32_opt(&key("rope.scaling.yarn_beta_fast"))?.unwrap_or(32.0),
-                beta_slow: m.f32_opt(&key("rope.scaling.yarn_beta_slow"))?.unwrap_or(1.0),
+                beta_fast: m
+                    .f32_opt(&key("rope.scaling.yarn_beta_fast"))?
+                    .unwrap_or(32.0),
+                beta_slow: m
+                    .f32_opt(&key("rope.scaling.yarn_beta_slow"))?
+                    .unwrap_or(1.0),
                 mscale: mscale_all_dim,
                 mscale_all_dim,
             })
@@ -140,11 +146,18 @@ pub fn config_from_gguf(f: &GgufFile, tensors: &TensorIndex) -> Result<DeepSeekC
         }
     };
 
-    let gating = m.u32_opt(&key("expert_gating_func"))?.unwrap_or(GATING_SOFTMAX);
+    let gating = m
+        .u32_opt(&key("expert_gating_func"))?
+        .unwrap_or(GATING_SOFTMAX);
     let scoring = match gating {
         GATING_SOFTMAX => Scoring::Softmax,
         GATING_SIGMOID => Scoring::Sigmoid,
-        g => return Err(m.err(&key("expert_gating_func"), format!("unknown gating function {g}"))),
+        g => {
+            return Err(m.err(
+                &key("expert_gating_func"),
+                format!("unknown gating function {g}"),
+            ))
+        }
     };
     let n_group = m.usize_or(&key("expert_group_count"), 1)?.max(1);
     // The family is not stored; sigmoid gating is what distinguishes V3 from V2.
@@ -212,17 +225,32 @@ pub fn config_to_gguf(cfg: &DeepSeekConfig) -> Vec<(String, GgufValue)> {
         (key("attention.value_length"), u(cfg.kv_lora_rank)),
         (key("attention.key_length_mla"), u(cfg.qk_head_dim())),
         (key("attention.value_length_mla"), u(cfg.v_head_dim)),
-        (key("attention.layer_norm_rms_epsilon"), GgufValue::F32(cfg.rms_norm_eps)),
+        (
+            key("attention.layer_norm_rms_epsilon"),
+            GgufValue::F32(cfg.rms_norm_eps),
+        ),
         (key("attention.kv_lora_rank"), u(cfg.kv_lora_rank)),
         (key("rope.dimension_count"), u(cfg.qk_rope_head_dim)),
         (key("rope.freq_base"), GgufValue::F32(cfg.rope_theta)),
-        (key("leading_dense_block_count"), u(cfg.first_k_dense_replace)),
-        (key("expert_feed_forward_length"), u(cfg.moe_intermediate_size)),
+        (
+            key("leading_dense_block_count"),
+            u(cfg.first_k_dense_replace),
+        ),
+        (
+            key("expert_feed_forward_length"),
+            u(cfg.moe_intermediate_size),
+        ),
         (key("expert_count"), u(cfg.moe.n_routed_experts)),
         (key("expert_shared_count"), u(cfg.moe.n_shared_experts)),
         (key("expert_used_count"), u(cfg.moe.experts_per_tok)),
-        (key("expert_weights_scale"), GgufValue::F32(cfg.moe.routed_scaling_factor)),
-        (key("expert_weights_norm"), GgufValue::Bool(cfg.moe.norm_topk_prob)),
+        (
+            key("expert_weights_scale"),
+            GgufValue::F32(cfg.moe.routed_scaling_factor),
+        ),
+        (
+            key("expert_weights_norm"),
+            GgufValue::Bool(cfg.moe.norm_topk_prob),
+        ),
         (
             key("expert_gating_func"),
             GgufValue::U32(match cfg.moe.scoring {
@@ -241,10 +269,22 @@ pub fn config_to_gguf(cfg: &DeepSeekConfig) -> Vec<(String, GgufValue)> {
     if let Some(y) = cfg.yarn {
         kv.push((key("rope.scaling.type"), GgufValue::String("yarn".into())));
         kv.push((key("rope.scaling.factor"), GgufValue::F32(y.factor)));
-        kv.push((key("rope.scaling.original_context_length"), u(y.original_max_position_embeddings)));
-        kv.push((key("rope.scaling.yarn_log_multiplier"), GgufValue::F32(0.1 * y.mscale_all_dim)));
-        kv.push((key("rope.scaling.yarn_beta_fast"), GgufValue::F32(y.beta_fast)));
-        kv.push((key("rope.scaling.yarn_beta_slow"), GgufValue::F32(y.beta_slow)));
+        kv.push((
+            key("rope.scaling.original_context_length"),
+            u(y.original_max_position_embeddings),
+        ));
+        kv.push((
+            key("rope.scaling.yarn_log_multiplier"),
+            GgufValue::F32(0.1 * y.mscale_all_dim),
+        ));
+        kv.push((
+            key("rope.scaling.yarn_beta_fast"),
+            GgufValue::F32(y.beta_fast),
+        ));
+        kv.push((
+            key("rope.scaling.yarn_beta_slow"),
+            GgufValue::F32(y.beta_slow),
+        ));
     }
     kv
 }

@@ -77,10 +77,17 @@ impl Model {
             let mut b = layer.attn_norm.n_bytes() + layer.ffn_norm.n_bytes();
             b += match &a.q {
                 weights::QWeights::Direct { q } => q.n_bytes(),
-                weights::QWeights::LoRA { q_a, norm, q_b } => q_a.n_bytes() + norm.n_bytes() + q_b.n_bytes(),
+                weights::QWeights::LoRA { q_a, norm, q_b } => {
+                    q_a.n_bytes() + norm.n_bytes() + q_b.n_bytes()
+                }
             };
             b += a.kv_a.n_bytes() + a.kv_a_norm.n_bytes() + a.o.n_bytes();
-            b += a.k_up.iter().chain(&a.v_up).map(|p| p.stored.n_bytes()).sum::<usize>();
+            b += a
+                .k_up
+                .iter()
+                .chain(&a.v_up)
+                .map(|p| p.stored.n_bytes())
+                .sum::<usize>();
             let mlp_bytes = |m: &weights::Mlp| m.gate.n_bytes() + m.up.n_bytes() + m.down.n_bytes();
             b += match &layer.ffn {
                 weights::Ffn::Dense(m) => mlp_bytes(m),

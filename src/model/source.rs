@@ -70,7 +70,8 @@ impl TensorIndex {
                 name: t.name.clone(),
                 // GGUF lists ne[0] (the innermost dimension) first.
                 shape: t.dims.iter().rev().map(|&d| d as usize).collect(),
-                dtype: DType::from_ggml_type(t.ggml_type).ok_or_else(|| ggml_type_name(t.ggml_type)),
+                dtype: DType::from_ggml_type(t.ggml_type)
+                    .ok_or_else(|| ggml_type_name(t.ggml_type)),
                 backing: backing.clone(),
                 range: t.data.clone(),
             })
@@ -118,7 +119,10 @@ impl TensorIndex {
         })?;
         // A 1-D tensor may be stored as [1, n] by some writers; compare without leading 1s.
         let strip = |s: &[usize]| -> Vec<usize> {
-            let first = s.iter().position(|&d| d != 1).unwrap_or(s.len().saturating_sub(1));
+            let first = s
+                .iter()
+                .position(|&d| d != 1)
+                .unwrap_or(s.len().saturating_sub(1));
             s[first..].to_vec()
         };
         if strip(&t.shape) != strip(shape) {

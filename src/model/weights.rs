@@ -176,11 +176,20 @@ fn load_common(
 }
 
 /// Splits a per-head stacked matrix into one [`HeadProj`] per head.
-fn per_head(t: &TensorView, n_heads: usize, rows: usize, offset: usize, stride: usize, transposed: bool) -> Vec<HeadProj> {
+fn per_head(
+    t: &TensorView,
+    n_heads: usize,
+    rows: usize,
+    offset: usize,
+    stride: usize,
+    transposed: bool,
+) -> Vec<HeadProj> {
     (0..n_heads)
         .map(|hd| HeadProj {
             // In range: the caller checked the full tensor shape.
-            stored: t.rows_view(hd * stride + offset, rows).expect("head rows within tensor"),
+            stored: t
+                .rows_view(hd * stride + offset, rows)
+                .expect("head rows within tensor"),
             transposed,
         })
         .collect()
@@ -188,7 +197,10 @@ fn per_head(t: &TensorView, n_heads: usize, rows: usize, offset: usize, stride: 
 
 fn slice_experts(t: &TensorView, n: usize, rows: usize) -> Vec<TensorView> {
     (0..n)
-        .map(|e| t.rows_view(e * rows, rows).expect("expert rows within tensor"))
+        .map(|e| {
+            t.rows_view(e * rows, rows)
+                .expect("expert rows within tensor")
+        })
         .collect()
 }
 
@@ -198,7 +210,12 @@ impl Weights {
         let n = &HfLayout;
         let h = cfg.hidden_size;
         let nh = cfg.n_heads;
-        let (nope, rope, vd, kvl) = (cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank);
+        let (nope, rope, vd, kvl) = (
+            cfg.qk_nope_head_dim,
+            cfg.qk_rope_head_dim,
+            cfg.v_head_dim,
+            cfg.kv_lora_rank,
+        );
         let mlp = |prefix: String, inter: usize| -> Result<Mlp> {
             Ok(Mlp {
                 gate: ix.get(&format!("{prefix}.gate_proj.weight"), &[inter, h])?,
@@ -233,7 +250,10 @@ impl Weights {
                 Ffn::Moe(Moe {
                     router: ix.get(&p("mlp.gate.weight"), &[m.n_routed_experts, h])?,
                     score_bias: ix
-                        .get_opt(&p("mlp.gate.e_score_correction_bias"), &[m.n_routed_experts])?
+                        .get_opt(
+                            &p("mlp.gate.e_score_correction_bias"),
+                            &[m.n_routed_experts],
+                        )?
                         .map(|t| t.to_f32()),
                     experts: (0..m.n_routed_experts)
                         .map(|e| mlp(p(&format!("mlp.experts.{e}")), inter))
@@ -263,7 +283,12 @@ impl Weights {
         let n = &GgufLayout;
         let h = cfg.hidden_size;
         let nh = cfg.n_heads;
-        let (nope, rope, vd, kvl) = (cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank);
+        let (nope, rope, vd, kvl) = (
+            cfg.qk_nope_head_dim,
+            cfg.qk_rope_head_dim,
+            cfg.v_head_dim,
+            cfg.kv_lora_rank,
+        );
         load_common(ix, cfg, n, |l| {
             let p = |w: &str| n.layer(l, w);
             let q = match cfg.q_proj {
@@ -279,7 +304,10 @@ impl Weights {
             let (k_up, v_up) = if ix.contains(&p("attn_k_b.weight")) {
                 let k_b = ix.get(&p("attn_k_b.weight"), &[nh, kvl, nope])?;
                 let v_b = ix.get(&p("attn_v_b.weight"), &[nh, vd, kvl])?;
-                (per_head(&k_b, nh, kvl, 0, kvl, true), per_head(&v_b, nh, vd, 0, vd, false))
+                (
+                    per_head(&k_b, nh, kvl, 0, kvl, true),
+                    per_head(&v_b, nh, vd, 0, vd, false),
+                )
             } else {
                 let kv_b = ix.get(&p("attn_kv_b.weight"), &[nh * (nope + vd), kvl])?;
                 (
@@ -310,7 +338,9 @@ impl Weights {
                 let sh = inter * m.n_shared_experts;
                 Ffn::Moe(Moe {
                     router: ix.get(&p("ffn_gate_inp.weight"), &[ne, h])?,
-                    score_bias: ix.get_opt(&p("exp_probs_b.bias"), &[ne])?.map(|t| t.to_f32()),
+                    score_bias: ix
+                        .get_opt(&p("exp_probs_b.bias"), &[ne])?
+                        .map(|t| t.to_f32()),
                     experts,
                     shared: if m.n_shared_experts > 0 {
                         Some(Mlp {

@@ -3,9 +3,9 @@
 //! - scores: `softmax(logits)` (V2) or `sigmoid(logits)` (V3);
 //! - `greedy`: top-k of the scores;
 //! - `group_limited_greedy` (V2): groups ranked by their best score, experts outside the best
-//!   `topk_group` groups get score 0, then top-k;
+//!   `topk_group` groups are masked out, then top-k;
 //! - `noaux_tc` (V3): choice uses `scores + e_score_correction_bias`; a group's rank is the sum
-//!   of its two best biased scores; experts outside the kept groups get 0; the weights are the
+//!   of its two best biased scores; experts outside the kept groups are masked; the weights are the
 //!   un-biased scores of the chosen experts;
 //! - weights: V3 normalises (when `norm_topk_prob` and k > 1) and then always multiplies by
 //!   `routed_scaling_factor`; V2 either normalises or scales, never both (DeepSeek-V2's
@@ -71,8 +71,10 @@ pub fn route(
         }
         for (g, chunk) in s.choice.chunks_exact_mut(per).enumerate() {
             if !keep[g] {
-                // DeepSeek masks with 0.0 (not -inf), in both V2 and V3.
-                chunk.fill(0.0);
+                // -inf as DeepSeek's inference code, transformers and llama.cpp do. (The hub
+                // modeling code of V3 used 0.0, which lets a dropped group win when biased
+                // scores are negative.)
+                chunk.fill(f32::NEG_INFINITY);
             }
         }
     }
@@ -91,7 +93,8 @@ pub fn route(
         Family::V2 => !normalise,
     };
     if scale {
-        out.iter_mut().for_each(|(_, w)| *w *= m.routed_scaling_factor);
+        out.iter_mut()
+            .for_each(|(_, w)| *w *= m.routed_scaling_factor);
     }
 }
 
@@ -118,9 +121,9 @@ fn top_k_indices(v: &[f32], k: usize, out: &mut Vec<usize>) {
             if out.contains(&i) {
                 continue;
             }
-            match best {
-                Some(b) if !(x > v[b]) => {}
-                _ => best = Some(i),
+            // NaN never wins; ties keep the earlier index.
+            if best.is_none_or(|b| x > v[b]) {
+                best = Some(i);
             }
         }
         if let Some(b) = best {
@@ -184,7 +187,13 @@ mod tests {
         // The bias lifts experts 6 and 7 (and their group) above group 0.
         let bias = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0];
         let mut out = vec![];
-        route(&m, &logits, Some(&bias), &mut RouterScratch::default(), &mut out);
+        route(
+            &m,
+            &logits,
+            Some(&bias),
+            &mut RouterScratch::default(),
+            &mut out,
+        );
         let ids: Vec<_> = out.iter().map(|x| x.0).collect();
         assert_eq!(ids, vec![6, 7]);
         // Weights come from the un-biased sigmoid (equal here), normalised, then scaled.

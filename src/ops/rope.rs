@@ -30,7 +30,10 @@ impl Rope {
         };
         // Computed in f64 as Python does, so floor/ceil land on the same integers.
         let correction_dim = |rot: f32| {
-            (dim as f64 * (y.original_max_position_embeddings as f64 / (rot as f64 * 2.0 * std::f64::consts::PI)).ln())
+            (dim as f64
+                * (y.original_max_position_embeddings as f64
+                    / (rot as f64 * 2.0 * std::f64::consts::PI))
+                    .ln())
                 / (2.0 * (base as f64).ln())
         };
         let low = correction_dim(y.beta_fast).floor().max(0.0) as f32;

@@ -71,7 +71,10 @@ impl TensorView {
             )));
         }
         let row_bytes = dtype.bytes_for(cols).ok_or_else(|| {
-            crate::Error::InvalidArg(format!("{cols} columns is not a whole number of {} blocks", dtype.name()))
+            crate::Error::InvalidArg(format!(
+                "{cols} columns is not a whole number of {} blocks",
+                dtype.name()
+            ))
         })?;
         let mut bytes = vec![0u8; row_bytes * rows];
         for r in 0..rows {
@@ -133,7 +136,13 @@ impl TensorView {
 
     /// The same bytes seen as `rows` × `cols` (same element count, whole blocks per row).
     pub fn reshape(&self, rows: usize, cols: usize) -> Option<TensorView> {
-        TensorView::new(self.dtype, rows, cols, self.backing.clone(), self.range.clone())
+        TensorView::new(
+            self.dtype,
+            rows,
+            cols,
+            self.backing.clone(),
+            self.range.clone(),
+        )
     }
 
     /// Row `i` as f32.

@@ -1,0 +1,90 @@
+/* Portable scalar reference kernels (see moela_kernels.h). Written for clarity, not speed:
+ * every SIMD kernel is tested against these. */
+#include "moela_kernels.h"
+
+#include <string.h>
+
+float mk_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu;
+    uint32_t man = h & 0x3ffu;
+    uint32_t bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {
+            /* Subnormal: normalise the mantissa. */
+            int e = -1;
+            do {
+                e++;
+                man <<= 1;
+            } while ((man & 0x400u) == 0);
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+float mk_bf16_to_f32(uint16_t h) {
+    uint32_t bits = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+static uint16_t read_u16le(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+float mk_vec_dot_f32_f32_generic(size_t n, const float *w, const float *x) {
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++) sum += w[i] * x[i];
+    return sum;
+}
+
+float mk_vec_dot_f16_f32_generic(size_t n, const uint16_t *w, const float *x) {
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++) sum += mk_f16_to_f32(w[i]) * x[i];
+    return sum;
+}
+
+float mk_vec_dot_bf16_f32_generic(size_t n, const uint16_t *w, const float *x) {
+    float sum = 0.0f;
+    for (size_t i = 0; i < n; i++) sum += mk_bf16_to_f32(w[i]) * x[i];
+    return sum;
+}
+
+float mk_vec_dot_q8_0_f32_generic(size_t n, const void *w, const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t blk = 0; blk < n / 32; blk++, b += 34, x += 32) {
+        float d = mk_f16_to_f32(read_u16le(b));
+        const int8_t *q = (const int8_t *)(b + 2);
+        float s = 0.0f;
+        for (int j = 0; j < 32; j++) s += (float)q[j] * x[j];
+        sum += d * s;
+    }
+    return sum;
+}
+
+float mk_vec_dot_q4_0_f32_generic(size_t n, const void *w, const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t blk = 0; blk < n / 32; blk++, b += 18, x += 32) {
+        float d = mk_f16_to_f32(read_u16le(b));
+        const uint8_t *q = b + 2;
+        float s = 0.0f;
+        for (int j = 0; j < 16; j++) {
+            s += (float)((int)(q[j] & 0x0f) - 8) * x[j];
+            s += (float)((int)(q[j] >> 4) - 8) * x[j + 16];
+        }
+        sum += d * s;
+    }
+    return sum;
+}

@@ -1,0 +1,37 @@
+/* moela compute kernels: one signature family, one implementation per ISA.
+ *
+ * Every kernel exists as `<name>_generic` (csrc/generic/, portable scalar C, always built:
+ * the oracle of every kernel test). ISA versions (`_avx2`, `_avx512`, `_neon`, ...) are added
+ * one file per ISA and chosen at run time by the Rust dispatch table.
+ *
+ * Weight rows use the GGUF block layouts: Q8_0 = 32 x (f16 scale, 32 x int8);
+ * Q4_0 = 32 x (f16 scale, 16 bytes: element j low nibble, element j+16 high nibble, q-8).
+ * Pointers to quantized rows need no alignment. `n` is the row length in elements and is a
+ * multiple of 32 for the quantized types.
+ */
+#ifndef MOELA_KERNELS_H
+#define MOELA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Dot product of one stored weight row with an f32 activation vector. */
+float mk_vec_dot_f32_f32_generic(size_t n, const float *w, const float *x);
+float mk_vec_dot_f16_f32_generic(size_t n, const uint16_t *w, const float *x);
+float mk_vec_dot_bf16_f32_generic(size_t n, const uint16_t *w, const float *x);
+float mk_vec_dot_q8_0_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_q4_0_f32_generic(size_t n, const void *w, const float *x);
+
+/* IEEE half / bfloat16 bits to f32. */
+float mk_f16_to_f32(uint16_t h);
+float mk_bf16_to_f32(uint16_t h);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,278 @@
+//! Every kind of bad input gives an `Err` whose message names the file and the tensor or
+//! key, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use moela::{Error, Model, Session, SessionParams};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn tmpdir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("moela-errors-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A copy of a fixture directory whose config.json is edited by `edit`.
+fn with_config(name: &str, tag: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let src = fixture(name);
+    let dst = tmpdir(tag);
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    let mut cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dst.join("config.json")).unwrap()).unwrap();
+    edit(&mut cfg);
+    std::fs::write(
+        dst.join("config.json"),
+        serde_json::to_string(&cfg).unwrap(),
+    )
+    .unwrap();
+    dst
+}
+
+/// Rewrites model.safetensors of `dir`, keeping tensors for which `keep` returns Some(new
+/// dtype, new bytes).
+fn rewrite_safetensors(
+    dir: &Path,
+    mut keep: impl FnMut(&str, &str, &[u8]) -> Option<(String, Vec<u8>)>,
+) {
+    let path = dir.join("model.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    let mut out_header = serde_json::Map::new();
+    let mut out_data = Vec::new();
+    for (name, info) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let offs = info["data_offsets"].as_array().unwrap();
+        let (b, e) = (
+            offs[0].as_u64().unwrap() as usize,
+            offs[1].as_u64().unwrap() as usize,
+        );
+        if let Some((dtype, raw)) = keep(&name, info["dtype"].as_str().unwrap(), &data[b..e]) {
+            let start = out_data.len();
+            out_data.extend_from_slice(&raw);
+            out_header.insert(
+                name,
+                serde_json::json!({"dtype": dtype, "shape": info["shape"], "data_offsets": [start, out_data.len()]}),
+            );
+        }
+    }
+    let h = serde_json::to_vec(&out_header).unwrap();
+    let mut file = (h.len() as u64).to_le_bytes().to_vec();
+    file.extend_from_slice(&h);
+    file.extend_from_slice(&out_data);
+    std::fs::write(path, file).unwrap();
+}
+
+fn load_err(path: &Path) -> String {
+    match Model::load(path) {
+        Ok(_) => panic!("{} loaded but should not", path.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn missing_file_is_io_error() {
+    let e = load_err(Path::new("/nonexistent/model.gguf"));
+    assert!(e.contains("/nonexistent/model.gguf"), "{e}");
+}
+
+#[test]
+fn unknown_architecture_is_unsupported() {
+    let d = with_config("v2_lite", "arch", |c| {
+        c["model_type"] = "llama".into();
+        c["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
+    });
+    let e = load_err(&d);
+    assert!(
+        e.contains("config.json") && e.contains("llama") && e.contains("not a DeepSeek"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_config_key_is_named() {
+    let d = with_config("v2_lite", "key", |c| {
+        c.as_object_mut().unwrap().remove("kv_lora_rank");
+    });
+    let e = load_err(&d);
+    assert!(
+        e.contains("config.json") && e.contains("'kv_lora_rank'") && e.contains("missing"),
+        "{e}"
+    );
+}
+
+#[test]
+fn invalid_json_is_format_error() {
+    let d = with_config("v2_lite", "json", |_| {});
+    std::fs::write(d.join("config.json"), "{ not json").unwrap();
+    let e = load_err(&d);
+    assert!(
+        e.contains("config.json") && e.contains("invalid JSON"),
+        "{e}"
+    );
+}
+
+#[test]
+fn inconsistent_config_is_rejected() {
+    let d = with_config("v2_lite", "topk", |c| c["num_experts_per_tok"] = 99.into());
+    let e = load_err(&d);
+    assert!(e.contains("num_experts_per_tok 99"), "{e}");
+}
+
+#[test]
+fn wrong_shape_names_tensor() {
+    // A config that disagrees with the weights: every projection has the wrong shape.
+    let d = with_config("v2_lite", "shape", |c| c["kv_lora_rank"] = 64.into());
+    let e = load_err(&d);
+    assert!(
+        e.contains("model.layers.0.self_attn.")
+            && e.contains("has shape")
+            && e.contains("expected"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_tensor_is_named() {
+    let d = with_config("v2_lite", "missing", |_| {});
+    rewrite_safetensors(&d, |name, dtype, raw| {
+        (name != "model.layers.1.self_attn.o_proj.weight")
+            .then(|| (dtype.to_string(), raw.to_vec()))
+    });
+    let e = load_err(&d);
+    assert!(
+        e.contains("missing tensor 'model.layers.1.self_attn.o_proj.weight'"),
+        "{e}"
+    );
+    assert!(e.contains(&d.display().to_string()), "{e}");
+}
+
+#[test]
+fn unsupported_type_names_tensor_and_type() {
+    let d = with_config("v2_lite", "dtype", |_| {});
+    rewrite_safetensors(&d, |name, dtype, raw| {
+        if name == "model.layers.0.mlp.up_proj.weight" {
+            // Same byte count, as 32-bit integers.
+            Some(("I32".into(), raw.to_vec()))
+        } else {
+            Some((dtype.to_string(), raw.to_vec()))
+        }
+    });
+    let e = load_err(&d);
+    assert!(
+        e.contains("model.layers.0.mlp.up_proj.weight")
+            && e.contains("I32")
+            && e.contains("not support"),
+        "{e}"
+    );
+}
+
+#[test]
+fn truncated_safetensors_is_format_error() {
+    let d = with_config("v2_lite", "trunc", |_| {});
+    let p = d.join("model.safetensors");
+    let bytes = std::fs::read(&p).unwrap();
+    for cut in [0, 4, 8, 100, bytes.len() / 2, bytes.len() - 1] {
+        std::fs::write(&p, &bytes[..cut]).unwrap();
+        let e = load_err(&d);
+        assert!(e.contains("model.safetensors"), "cut {cut}: {e}");
+    }
+}
+
+#[test]
+fn truncated_gguf_is_format_error() {
+    let d = tmpdir("gguf");
+    let p = d.join("m.gguf");
+    moela::convert::convert_hf_to_gguf(
+        &fixture("v2_lite"),
+        &p,
+        moela::tensor::DType::F16,
+        &mut |_| {},
+    )
+    .unwrap();
+    let bytes = std::fs::read(&p).unwrap();
+    // Every prefix up to the first kilobyte lands inside the header; later ones cut tensor data.
+    let cuts: Vec<usize> = (0..1024)
+        .step_by(7)
+        .chain([bytes.len() / 2, bytes.len() - 1])
+        .collect();
+    for cut in cuts {
+        let q = d.join("cut.gguf");
+        std::fs::write(&q, &bytes[..cut]).unwrap();
+        let e = load_err(&q);
+        assert!(
+            e.contains("cut.gguf") && e.contains("malformed"),
+            "cut {cut}: {e}"
+        );
+    }
+}
+
+#[test]
+fn gguf_of_another_architecture_is_unsupported() {
+    use moela::format::gguf::{write_gguf_file, GgufValue};
+    let d = tmpdir("arch-gguf");
+    let p = d.join("llama.gguf");
+    let meta = vec![(
+        "general.architecture".to_string(),
+        GgufValue::String("llama".into()),
+    )];
+    write_gguf_file(&p, &meta, &[], 32, |_, _| Ok(())).unwrap();
+    let e = load_err(&p);
+    assert!(
+        e.contains("llama.gguf") && e.contains("\"llama\"") && e.contains("deepseek2"),
+        "{e}"
+    );
+}
+
+#[test]
+fn out_of_range_token_and_context_overflow() {
+    let model = Arc::new(Model::load(fixture("v2_lite")).unwrap());
+    let vocab = model.config.vocab_size as u32;
+    let mut s = Session::new(
+        model,
+        &SessionParams {
+            n_ctx: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    match s.eval(&[1, vocab], false) {
+        Err(Error::TokenOutOfRange { token, .. }) => assert_eq!(token, vocab),
+        other => panic!("expected TokenOutOfRange, got {:?}", other.map(|_| ())),
+    }
+    assert_eq!(
+        s.position(),
+        0,
+        "a rejected batch leaves the session as it was"
+    );
+    s.eval(&[1, 2, 3], false).unwrap();
+    let e = s.eval(&[4, 5], false).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::ContextFull {
+                needed: 5,
+                n_ctx: 4
+            }
+        ),
+        "{e}"
+    );
+    s.eval(&[4], false).unwrap();
+    s.reset();
+    s.eval(&[1, 2, 3, 4], false).unwrap();
+    assert!(s.eval(&[], false).is_err());
+}
