@@ -123,11 +123,8 @@ fn plan(cfg: &DeepSeekConfig, ix: &TensorIndex, want: DType) -> Vec<Out> {
             vec![l],
             Src::Plain(hf("self_attn.kv_a_layernorm.weight")),
         );
-        push(
-            gg("attn_kv_b.weight"),
-            vec![nh * (dn + vd), l],
-            Src::Plain(hf("self_attn.kv_b_proj.weight")),
-        );
+        // Only the split form: llama.cpp rejects files with tensors it does not use, and with
+        // key_length_mla present it expects attn_k_b/attn_v_b, not attn_kv_b.
         push(
             gg("attn_k_b.weight"),
             vec![nh, l, dn],

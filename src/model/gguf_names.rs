@@ -175,7 +175,11 @@ pub fn config_from_gguf(f: &GgufFile, tensors: &TensorIndex) -> Result<DeepSeekC
         n_group,
         topk_group: m.usize_or(&key("expert_group_used_count"), 1)?.max(1),
         norm_topk_prob: m.bool_or(&key("expert_weights_norm"), false)?,
-        routed_scaling_factor: m.f32_opt(&key("expert_weights_scale"))?.unwrap_or(1.0),
+        // Absent or 0 means "no scaling" to llama.cpp.
+        routed_scaling_factor: match m.f32_opt(&key("expert_weights_scale"))? {
+            Some(s) if s != 0.0 => s,
+            _ => 1.0,
+        },
         family,
     };
     let token_id = |k: &str| f.get(k).and_then(|v| v.as_u32());

@@ -1,0 +1,242 @@
+#!/usr/bin/env python3
+"""Checks, with the `gguf` PyPI package (llama.cpp's own gguf-py), that the GGUF files moela
+writes have llama.cpp's `deepseek2` layout, and that files in that layout load in moela.
+
+1. Each fixture in tests/fixtures is converted with `moela convert` (f32 and q8_0) and read
+   back with gguf.GGUFReader: metadata key types (u32/f32/bool/str), the exact set of tensor
+   names llama.cpp creates for the config (it refuses files with missing or extra tensors),
+   every tensor's ggml shape (ne[0] first) and type, and 32-byte aligned data.
+2. A file written by ../shared/tools/make_synth_gguf.py (a stand-in for llama.cpp's converter
+   with DeepSeek-V2-Lite's exact shapes, 2 layers) loads in moela and generates tokens.
+
+Prints 'N passed, M failed' and exits non-zero on any failure.
+Usage: tools/check_gguf_layout.py --moela target/release/moela
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+from gguf import GGUFReader, GGUFValueType
+from gguf.constants import MODEL_ARCH, MODEL_TENSORS, TENSOR_NAMES
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = ["v2_lite", "v2", "v3", "v3_dense2"]
+F32, F16, Q8_0 = 0, 1, 8
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(ok, what):
+    if ok:
+        results["passed"] += 1
+    else:
+        results["failed"] += 1
+        print(f"FAIL: {what}")
+
+
+def read_config(name):
+    with open(os.path.join(ROOT, "tests/fixtures", name, "config.json")) as f:
+        c = json.load(f)
+    rope = c.get("rope_scaling") or c.get("rope_parameters") or {}
+    c["_yarn"] = (rope.get("type") or rope.get("rope_type")) == "yarn"
+    return c
+
+
+def expected_tensors(c):
+    """name -> ne (ggml order) for the tensors llama.cpp creates for this config."""
+    h, nh, V = c["hidden_size"], c["num_attention_heads"], c["vocab_size"]
+    dn, r, vd, kvl = c["qk_nope_head_dim"], c["qk_rope_head_dim"], c["v_head_dim"], c["kv_lora_rank"]
+    qlr = c.get("q_lora_rank")
+    ne, inter = c["n_routed_experts"], c["moe_intermediate_size"]
+    sh = inter * (c.get("n_shared_experts") or 0)
+    t = {"token_embd.weight": [h, V], "output_norm.weight": [h], "output.weight": [h, V]}
+    for b in range(c["num_hidden_layers"]):
+        p = f"blk.{b}."
+        t[p + "attn_norm.weight"] = [h]
+        if qlr:
+            t[p + "attn_q_a.weight"] = [h, qlr]
+            t[p + "attn_q_a_norm.weight"] = [qlr]
+            t[p + "attn_q_b.weight"] = [qlr, nh * (dn + r)]
+        else:
+            t[p + "attn_q.weight"] = [h, nh * (dn + r)]
+        t[p + "attn_kv_a_mqa.weight"] = [h, kvl + r]
+        t[p + "attn_kv_a_norm.weight"] = [kvl]
+        t[p + "attn_k_b.weight"] = [dn, kvl, nh]
+        t[p + "attn_v_b.weight"] = [kvl, vd, nh]
+        t[p + "attn_output.weight"] = [nh * vd, h]
+        t[p + "ffn_norm.weight"] = [h]
+        if b >= c.get("first_k_dense_replace", 0):
+            t[p + "ffn_gate_inp.weight"] = [h, ne]
+            if c["model_type"] == "deepseek_v3":
+                t[p + "exp_probs_b.bias"] = [ne]
+            t[p + "ffn_gate_exps.weight"] = [h, inter, ne]
+            t[p + "ffn_up_exps.weight"] = [h, inter, ne]
+            t[p + "ffn_down_exps.weight"] = [inter, h, ne]
+            if sh:
+                t[p + "ffn_gate_shexp.weight"] = [h, sh]
+                t[p + "ffn_up_shexp.weight"] = [h, sh]
+                t[p + "ffn_down_shexp.weight"] = [sh, h]
+        else:
+            i = c["intermediate_size"]
+            t[p + "ffn_gate.weight"] = [h, i]
+            t[p + "ffn_up.weight"] = [h, i]
+            t[p + "ffn_down.weight"] = [i, h]
+    return t
+
+
+def llama_names():
+    """All tensor names gguf-py knows for deepseek2 (with {bid} as a pattern)."""
+    return [TENSOR_NAMES[x] for x in MODEL_TENSORS[MODEL_ARCH.DEEPSEEK2]]
+
+
+def known_name(name):
+    base = name.rsplit(".", 1)[0]
+    for pat in llama_names():
+        if "{bid}" in pat:
+            pre, post = pat.split("{bid}")
+            if base.startswith(pre) and base.endswith(post):
+                mid = base[len(pre): len(base) - len(post)]
+                if mid.isdigit():
+                    return True
+        elif base == pat:
+            return True
+    return False
+
+
+# Keys llama.cpp reads for deepseek2 and the GGUF value type it expects.
+KEY_TYPES = {
+    "general.architecture": GGUFValueType.STRING,
+    "deepseek2.context_length": GGUFValueType.UINT32,
+    "deepseek2.embedding_length": GGUFValueType.UINT32,
+    "deepseek2.block_count": GGUFValueType.UINT32,
+    "deepseek2.feed_forward_length": GGUFValueType.UINT32,
+    "deepseek2.attention.head_count": GGUFValueType.UINT32,
+    "deepseek2.attention.head_count_kv": GGUFValueType.UINT32,
+    "deepseek2.attention.key_length": GGUFValueType.UINT32,
+    "deepseek2.attention.value_length": GGUFValueType.UINT32,
+    "deepseek2.attention.key_length_mla": GGUFValueType.UINT32,
+    "deepseek2.attention.value_length_mla": GGUFValueType.UINT32,
+    "deepseek2.attention.layer_norm_rms_epsilon": GGUFValueType.FLOAT32,
+    "deepseek2.attention.kv_lora_rank": GGUFValueType.UINT32,
+    "deepseek2.rope.dimension_count": GGUFValueType.UINT32,
+    "deepseek2.rope.freq_base": GGUFValueType.FLOAT32,
+    "deepseek2.leading_dense_block_count": GGUFValueType.UINT32,
+    "deepseek2.expert_feed_forward_length": GGUFValueType.UINT32,
+    "deepseek2.expert_count": GGUFValueType.UINT32,
+    "deepseek2.expert_shared_count": GGUFValueType.UINT32,
+    "deepseek2.expert_used_count": GGUFValueType.UINT32,
+    "deepseek2.expert_weights_scale": GGUFValueType.FLOAT32,
+    "deepseek2.expert_weights_norm": GGUFValueType.BOOL,
+    "deepseek2.expert_gating_func": GGUFValueType.UINT32,
+    "deepseek2.vocab_size": GGUFValueType.UINT32,
+}
+
+
+def field_value(f):
+    if f.types[0] == GGUFValueType.STRING:
+        return bytes(f.parts[f.data[0]]).decode()
+    return f.parts[f.data[0]][0].item()
+
+
+def check_converted(moela, name, qtype, tmp):
+    c = read_config(name)
+    out = os.path.join(tmp, f"{name}-{qtype}.gguf")
+    subprocess.run([moela, "convert", os.path.join(ROOT, "tests/fixtures", name), out, "--type", qtype],
+                   check=True, capture_output=True)
+    r = GGUFReader(out)
+    tag = f"{name} {qtype}"
+    check(field_value(r.fields["general.architecture"]) == "deepseek2", f"{tag}: architecture")
+    for k, ty in KEY_TYPES.items():
+        f = r.fields.get(k)
+        check(f is not None and f.types[0] == ty, f"{tag}: key {k} missing or of type {f and f.types}")
+    # Values that llama.cpp's loader derives the graph from.
+    v = lambda k: field_value(r.fields[k])
+    check(v("deepseek2.attention.head_count_kv") == 1, f"{tag}: head_count_kv must be 1 (MLA)")
+    check(v("deepseek2.attention.key_length") == c["kv_lora_rank"] + c["qk_rope_head_dim"], f"{tag}: key_length")
+    check(v("deepseek2.attention.value_length") == c["kv_lora_rank"], f"{tag}: value_length")
+    check(v("deepseek2.attention.key_length_mla") == c["qk_nope_head_dim"] + c["qk_rope_head_dim"], f"{tag}: key_length_mla")
+    check(v("deepseek2.attention.value_length_mla") == c["v_head_dim"], f"{tag}: value_length_mla")
+    check(v("deepseek2.expert_gating_func") == (2 if c.get("scoring_func", "softmax") == "sigmoid" else 1), f"{tag}: gating")
+    if c.get("q_lora_rank"):
+        check(v("deepseek2.attention.q_lora_rank") == c["q_lora_rank"], f"{tag}: q_lora_rank")
+    if c["_yarn"]:
+        rope = c.get("rope_scaling") or c.get("rope_parameters")
+        check(v("deepseek2.rope.scaling.type") == "yarn", f"{tag}: yarn type")
+        check(abs(v("deepseek2.rope.scaling.yarn_log_multiplier") - 0.1 * rope["mscale_all_dim"]) < 1e-6,
+              f"{tag}: yarn_log_multiplier = 0.1 * mscale_all_dim")
+    # Tensors: exactly llama.cpp's set, shapes and types.
+    want = expected_tensors(c)
+    got = {t.name: t for t in r.tensors}
+    check(set(got) == set(want), f"{tag}: tensor names differ: extra {sorted(set(got) - set(want))}, "
+                                 f"missing {sorted(set(want) - set(got))}")
+    for n, t in got.items():
+        check(known_name(n), f"{tag}: {n} is not a deepseek2 tensor name in gguf-py")
+        if n in want:
+            check(list(map(int, t.shape)) == want[n], f"{tag}: {n} ne {list(t.shape)} != {want[n]}")
+        one_d = len(want.get(n, [])) == 1 or n.endswith("ffn_gate_inp.weight")
+        if one_d:
+            check(t.tensor_type == F32, f"{tag}: {n} must stay F32")
+        elif qtype == "f32":
+            check(t.tensor_type == F32, f"{tag}: {n} type {t.tensor_type}")
+        else:
+            ok_types = (Q8_0,) if int(t.shape[0]) % 32 == 0 else (F16,)
+            check(t.tensor_type in ok_types, f"{tag}: {n} type {t.tensor_type}, expected {ok_types}")
+        check(t.data_offset % 32 == 0, f"{tag}: {n} data not 32-byte aligned")
+    # The data gguf-py reads back is what the HF file holds (f32 conversion is exact).
+    if qtype == "f32":
+        emb = got["token_embd.weight"].data
+        from safetensors.numpy import load_file
+        d = os.path.join(ROOT, "tests/fixtures", name)
+        files = [f for f in os.listdir(d) if f.endswith(".safetensors")]
+        hf = {}
+        for f in files:
+            try:
+                hf.update(load_file(os.path.join(d, f)))
+            except TypeError:
+                pass  # BF16 is not a numpy dtype; skip that fixture's value check
+        if "model.embed_tokens.weight" in hf:
+            check(np.array_equal(np.asarray(emb).reshape(hf["model.embed_tokens.weight"].shape),
+                                 hf["model.embed_tokens.weight"]), f"{tag}: token_embd values")
+
+
+def check_synthetic_v2_lite(moela, tmp):
+    tool = os.path.join(ROOT, "..", "shared", "tools", "make_synth_gguf.py")
+    if not os.path.exists(tool):
+        check(False, f"{tool} not found (../shared must sit beside the checkout)")
+        return
+    out = os.path.join(tmp, "synth-v2lite-2l.gguf")
+    subprocess.run([sys.executable, tool, "--quant", "q8_0", "--layers", "2", "--out", out],
+                   check=True, capture_output=True)
+    info = subprocess.run([moela, "inspect", "-m", out, "--json"], capture_output=True, text=True)
+    check(info.returncode == 0, f"synthetic V2-Lite: inspect failed: {info.stderr}")
+    if info.returncode == 0:
+        j = json.loads(info.stdout)
+        check(j["q_proj"] == "direct", "synthetic V2-Lite: no q-LoRA tensors -> direct q projection")
+        check(j["routing"] == "softmax/greedy", f"synthetic V2-Lite: routing {j['routing']}")
+    run = subprocess.run([moela, "run", "-m", out, "--tokens", "100000,1000,2000", "-n", "2", "--temp", "0"],
+                         capture_output=True, text=True)
+    toks = run.stdout.split()
+    check(run.returncode == 0 and len(toks) == 2, f"synthetic V2-Lite: run failed: {run.stderr}")
+    os.remove(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--moela", required=True)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in FIXTURES:
+            for q in ["f32", "q8_0"]:
+                check_converted(a.moela, name, q, tmp)
+        check_synthetic_v2_lite(a.moela, tmp)
+    print(f"{results['passed']} passed, {results['failed']} failed")
+    sys.exit(1 if results["failed"] else 0)
+
+
+if __name__ == "__main__":
+    main()
