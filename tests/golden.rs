@@ -262,3 +262,28 @@ fn assert_config_round_trip(hf: &moela::DeepSeekConfig, gguf: &moela::DeepSeekCo
     }
     assert_eq!(a, b, "{name}: config round trip through GGUF");
 }
+
+/// Files in the layout of llama.cpp's own converter (written by tools/gen_llamacpp_gguf.py,
+/// whose output was checked byte-identical to convert_hf_to_gguf.py's for these configs)
+/// load and match the reference.
+#[test]
+fn llama_cpp_converted_files_match_transformers() {
+    for (name, file) in [
+        ("v2_lite", "llamacpp-f32.gguf"),
+        ("v3", "llamacpp-f16.gguf"),
+    ] {
+        let r = reference(name);
+        let model = Arc::new(Model::load(fixture(name).join(file)).unwrap());
+        let full = run(&model, &r, r.tokens.len(), &params(AttnPath::Auto));
+        let incr = run(&model, &r, r.prefill, &params(AttnPath::Auto));
+        let d = max_abs_diff(&full, &r.full).max(max_abs_diff(&incr, &r.incr));
+        let cos = min_cosine(&full, &r.full, r.vocab).min(min_cosine(&incr, &r.incr, r.vocab));
+        println!("{name} {file}: max|Δ| {d:.2e}, min cosine {cos:.6}");
+        if file.contains("f32") {
+            assert!(d <= 1e-3, "{name} {file}: {d}");
+        } else {
+            assert!(cos >= 0.9999, "{name} {file}: cosine {cos}");
+        }
+        assert_eq!(top1_agreement(&full, &r.full, r.vocab), r.tokens.len());
+    }
+}

@@ -245,7 +245,13 @@ fn run(cmd: Cmd) -> moela::Result<()> {
     }
 }
 
+/// Prints to stdout; a closed pipe (`moela inspect | head`) ends the output quietly.
+fn print_out(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 fn inspect(model: &Model, json: bool) -> moela::Result<()> {
+    use std::fmt::Write as _;
     let c = &model.config;
     let (total, active) = c.parameter_counts();
     let kv_mla = KvCache::bytes_per_token(KvType::F32, c.n_layers, c.kv_cache_row());
@@ -287,16 +293,21 @@ fn inspect(model: &Model, json: bool) -> moela::Result<()> {
             "kv_bytes_per_token_mha_f32": kv_mha,
             "tensors": tensors,
         });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        print_out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&v).unwrap_or_default()
+        ));
         return Ok(());
     }
-    println!("model: {} ({:?})", model.path.display(), model.format);
-    println!(
+    let mut o = String::new();
+    let _ = writeln!(o, "model: {} ({:?})", model.path.display(), model.format);
+    let _ = writeln!(o,
         "family {:?}: hidden {}, layers {} (first {} dense), heads {}, q {q}, kv_lora {}, qk {}+{} v {}",
         c.family, c.hidden_size, c.n_layers, c.first_k_dense_replace, c.n_heads, c.kv_lora_rank,
         c.qk_nope_head_dim, c.qk_rope_head_dim, c.v_head_dim
     );
-    println!(
+    let _ =
+        writeln!(o,
         "moe: {} routed (top {}), {} shared, routing {routing}, groups {}/{}, norm {}, scale {}",
         c.moe.n_routed_experts,
         c.moe.experts_per_tok,
@@ -306,17 +317,20 @@ fn inspect(model: &Model, json: bool) -> moela::Result<()> {
         c.moe.norm_topk_prob,
         c.moe.routed_scaling_factor
     );
-    println!(
+    let _ = writeln!(
+        o,
         "vocab {}, rope theta {}, yarn {:?}",
         c.vocab_size, c.rope_theta, c.yarn
     );
-    println!();
-    println!(
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
         "{:<48} {:>6} {:>24} {:>14}",
         "tensor", "type", "shape", "bytes"
     );
     for t in &model.tensors.tensors {
-        println!(
+        let _ = writeln!(
+            o,
             "{:<48} {:>6} {:>24} {:>14}",
             t.name,
             t.type_name(),
@@ -324,15 +338,17 @@ fn inspect(model: &Model, json: bool) -> moela::Result<()> {
             t.n_bytes()
         );
     }
-    println!();
-    println!("parameters: {total} total, {active} active per token");
-    println!(
+    let _ = writeln!(o);
+    let _ = writeln!(o, "parameters: {total} total, {active} active per token");
+    let _ = writeln!(
+        o,
         "weight bytes read per token: {}",
         model.active_bytes_per_token()
     );
-    println!(
+    let _ = writeln!(o,
         "KV cache per token (f32): {kv_mla} bytes with MLA vs {kv_mha} with plain MHA ({:.1}x smaller)",
         kv_mha as f64 / kv_mla as f64
     );
+    print_out(&o);
     Ok(())
 }
