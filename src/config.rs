@@ -151,6 +151,33 @@ impl DeepSeekConfig {
                 return Err(format!("{k} must be > 0"));
             }
         }
+        // Caps far above any real model keep every size product below 2^63, so a hostile
+        // config cannot overflow shape arithmetic or ask for absurd allocations.
+        let capped = [
+            ("hidden_size", self.hidden_size, 1 << 20),
+            ("intermediate_size", self.intermediate_size, 1 << 22),
+            ("moe_intermediate_size", self.moe_intermediate_size, 1 << 22),
+            ("num_hidden_layers", self.n_layers, 1 << 12),
+            ("num_attention_heads", self.n_heads, 1 << 12),
+            ("kv_lora_rank", self.kv_lora_rank, 1 << 16),
+            ("qk_nope_head_dim", self.qk_nope_head_dim, 1 << 16),
+            ("qk_rope_head_dim", self.qk_rope_head_dim, 1 << 16),
+            ("v_head_dim", self.v_head_dim, 1 << 16),
+            ("vocab_size", self.vocab_size, 1 << 24),
+            ("n_routed_experts", self.moe.n_routed_experts, 1 << 14),
+            ("n_shared_experts", self.moe.n_shared_experts, 1 << 8),
+            ("n_group", self.moe.n_group, 1 << 14),
+        ];
+        for (k, v, cap) in capped {
+            if v > cap {
+                return Err(format!("{k} {v} is larger than {cap}"));
+            }
+        }
+        if let QProj::LoRA { rank } = self.q_proj {
+            if rank > 1 << 16 {
+                return Err(format!("q_lora_rank {rank} is larger than {}", 1 << 16));
+            }
+        }
         if self.qk_rope_head_dim % 2 != 0 {
             return Err(format!(
                 "qk_rope_head_dim {} must be even",

@@ -276,3 +276,101 @@ fn out_of_range_token_and_context_overflow() {
     s.eval(&[1, 2, 3, 4], false).unwrap();
     assert!(s.eval(&[], false).is_err());
 }
+
+#[test]
+fn unknown_gguf_tensor_type_names_tensor_and_type() {
+    use moela::format::gguf::{write_gguf_file, GgufFile, GgufTensorSpec};
+    let d = tmpdir("qtype");
+    let src = d.join("f32.gguf");
+    moela::convert::convert_hf_to_gguf(
+        &fixture("v2_lite"),
+        &src,
+        moela::tensor::DType::F32,
+        &mut |_| {},
+    )
+    .unwrap();
+    let f = GgufFile::open(&src).unwrap();
+    // Re-write the file with one matrix declared as Q4_1 (ggml type 3: 32 elements in 20 bytes).
+    let target = "blk.0.ffn_up.weight";
+    let specs: Vec<GgufTensorSpec> = f
+        .tensors
+        .iter()
+        .map(|t| GgufTensorSpec {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            ggml_type: if t.name == target { 3 } else { t.ggml_type },
+        })
+        .collect();
+    let out = d.join("q4_1.gguf");
+    write_gguf_file(&out, &f.metadata, &specs, 32, |i, w| {
+        let t = &f.tensors[i];
+        let bytes = if t.name == target {
+            vec![0u8; (t.n_elements() / 32 * 20) as usize]
+        } else {
+            f.tensor_data(t).to_vec()
+        };
+        w.write_all(&bytes)
+            .map_err(|e| Error::InvalidArg(e.to_string()))
+    })
+    .unwrap();
+    let e = load_err(&out);
+    assert!(
+        e.contains("q4_1.gguf") && e.contains(target) && e.contains("Q4_1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn gguf_missing_tensor_and_missing_key() {
+    use moela::format::gguf::{write_gguf_file, GgufFile, GgufTensorSpec};
+    let d = tmpdir("gguf-missing");
+    let src = d.join("f32.gguf");
+    moela::convert::convert_hf_to_gguf(
+        &fixture("v3"),
+        &src,
+        moela::tensor::DType::F32,
+        &mut |_| {},
+    )
+    .unwrap();
+    let f = GgufFile::open(&src).unwrap();
+    let rewrite = |path: &Path, drop_tensor: &str, drop_key: &str| {
+        let keep: Vec<usize> = (0..f.tensors.len())
+            .filter(|&i| f.tensors[i].name != drop_tensor)
+            .collect();
+        let specs: Vec<GgufTensorSpec> = keep
+            .iter()
+            .map(|&i| GgufTensorSpec {
+                name: f.tensors[i].name.clone(),
+                dims: f.tensors[i].dims.clone(),
+                ggml_type: f.tensors[i].ggml_type,
+            })
+            .collect();
+        let meta: Vec<_> = f
+            .metadata
+            .iter()
+            .filter(|(k, _)| k != drop_key)
+            .cloned()
+            .collect();
+        write_gguf_file(path, &meta, &specs, 32, |j, w| {
+            w.write_all(f.tensor_data(&f.tensors[keep[j]]))
+                .map_err(|e| Error::InvalidArg(e.to_string()))
+        })
+        .unwrap();
+    };
+    let p = d.join("no-tensor.gguf");
+    rewrite(&p, "blk.2.ffn_down_exps.weight", "");
+    let e = load_err(&p);
+    assert!(
+        e.contains("no-tensor.gguf") && e.contains("missing tensor 'blk.2.ffn_down_exps.weight'"),
+        "{e}"
+    );
+    let p = d.join("no-key.gguf");
+    rewrite(&p, "", "deepseek2.attention.kv_lora_rank");
+    let e = load_err(&p);
+    assert!(
+        e.contains("no-key.gguf")
+            && e.contains("deepseek2.attention.kv_lora_rank")
+            && e.contains("missing"),
+        "{e}"
+    );
+}
