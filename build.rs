@@ -53,6 +53,14 @@ fn main() {
             .expect("cannot write bindings");
         println!("cargo:rustc-env=MOELA_GENERATED_BINDINGS={}", out.display());
     }
+    if arch == "aarch64" {
+        isa_lib("csrc/arm/neon.c", "moela_kernels_neon", &[]);
+        isa_lib(
+            "csrc/arm/dotprod.c",
+            "moela_kernels_dotprod",
+            &["-march=armv8.2-a+dotprod"],
+        );
+    }
 }
 
 fn isa_lib(file: &str, name: &str, flags: &[&str]) {

@@ -50,6 +50,16 @@ float mk_vec_dot_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
 float mk_vec_dot_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
                                  const int32_t *s);
 
+/* AArch64: NEON (csrc/arm/neon.c) and NEON + dotprod (csrc/arm/dotprod.c). */
+float mk_vec_dot_q8_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q4_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q8_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_q4_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+
 /* IEEE half / bfloat16 bits to f32. */
 float mk_f16_to_f32(uint16_t h);
 float mk_bf16_to_f32(uint16_t h);

@@ -89,6 +89,42 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_q8_0_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q4_0_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q8_0_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q4_0_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
     pub fn mk_f16_to_f32(h: u16) -> f32;
 }
 unsafe extern "C" {

@@ -3,7 +3,7 @@
 //!
 //! Quantized weights (Q8_0, Q4_0) are multiplied with activations quantized once per input row
 //! to 8 bits ([`Q8Acts`], the "q8a" layout of csrc/include/moela_kernels.h), so the inner loop
-//! is an integer dot product. `MOELA_KERNELS=generic|avx2|avx512` forces a kernel set (the
+//! is an integer dot product. `MOELA_KERNELS=generic|avx2|avx512|neon|dotprod` forces a kernel set (the
 //! golden tests run with each one the machine supports).
 
 #[cfg(not(feature = "bindgen"))]
@@ -67,6 +67,21 @@ pub fn available() -> Vec<KernelSet> {
                     dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_avx512,
                 });
             }
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        sets.push(KernelSet {
+            name: "neon",
+            dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_neon,
+            dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_neon,
+        });
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            sets.push(KernelSet {
+                name: "dotprod",
+                dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_dotprod,
+                dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_dotprod,
+            });
         }
     }
     sets
