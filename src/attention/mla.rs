@@ -15,6 +15,10 @@ use crate::attention::kv_cache::KvCache;
 use crate::config::DeepSeekConfig;
 use crate::model::weights::{Attention, QWeights};
 use crate::ops::{self, rope::Rope};
+use rayon::prelude::*;
+
+/// Below this many multiply-adds, decode attention runs its heads on the calling thread.
+const PARALLEL_MIN_WORK: usize = 1 << 16;
 
 /// The eps of the q-LoRA and KV latent RMSNorms.
 pub const LATENT_NORM_EPS: f32 = 1e-6;
@@ -40,8 +44,7 @@ pub struct MlaScratch {
     k_nope: Vec<f32>,
     v: Vec<f32>,
     scores: Vec<f32>,
-    q_lat: Vec<f32>,
-    lat: Vec<f32>,
+    heads: Vec<f32>,
     o: Vec<f32>,
 }
 
@@ -156,23 +159,41 @@ pub fn forward(
             }
         }
     } else {
-        let q_lat = resize(&mut s.q_lat, l);
-        let lat = resize(&mut s.lat, l);
+        // Each head gets its own q_lat [L], lat [L] and scores [n_kv], so heads run in
+        // parallel once the context is long enough to pay for it.
+        let per_head = 2 * l + n_kv;
+        let hs = resize(&mut s.heads, nh * per_head);
         for t in 0..n {
             let seen = pos0 + t + 1;
-            for h in 0..nh {
-                let qh = &q[(t * nh + h) * qk..(t * nh + h + 1) * qk];
+            let qt = &q[t * nh * qk..(t + 1) * nh * qk];
+            let ot = &mut o[t * nh * vd..(t + 1) * nh * vd];
+            let head = |(h, (oh, buf)): (usize, (&mut [f32], &mut [f32]))| {
+                let (q_lat, rest) = buf.split_at_mut(l);
+                let (lat, scores) = rest.split_at_mut(l);
+                let qh = &qt[h * qk..(h + 1) * qk];
                 w.k_up[h].apply_t(&qh[..dn], q_lat);
-                for j in 0..seen {
+                for (j, sc) in scores[..seen].iter_mut().enumerate() {
                     let cj = &cache[j * row..(j + 1) * row];
-                    scores[j] = (ops::dot(q_lat, &cj[..l]) + ops::dot(&qh[dn..], &cj[l..])) * scale;
+                    *sc = (ops::dot(q_lat, &cj[..l]) + ops::dot(&qh[dn..], &cj[l..])) * scale;
                 }
                 ops::softmax(&mut scores[..seen]);
                 lat.fill(0.0);
                 for (j, &p) in scores[..seen].iter().enumerate() {
                     ops::axpy(p, &cache[j * row..j * row + l], lat);
                 }
-                w.v_up[h].apply(lat, &mut o[(t * nh + h) * vd..(t * nh + h + 1) * vd]);
+                w.v_up[h].apply(lat, oh);
+            };
+            let work = nh * (seen * row + l * (dn + vd));
+            if work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1 {
+                ot.par_chunks_mut(vd)
+                    .zip(hs.par_chunks_mut(per_head))
+                    .enumerate()
+                    .for_each(head);
+            } else {
+                ot.chunks_mut(vd)
+                    .zip(hs.chunks_mut(per_head))
+                    .enumerate()
+                    .for_each(head);
             }
         }
     }
