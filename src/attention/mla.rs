@@ -41,9 +41,7 @@ pub struct MlaScratch {
     kv: Vec<f32>,
     norm_w: Vec<f32>,
     cache_f32: Vec<f32>,
-    k_nope: Vec<f32>,
-    v: Vec<f32>,
-    scores: Vec<f32>,
+    lats: Vec<f32>,
     heads: Vec<f32>,
     o: Vec<f32>,
 }
@@ -118,7 +116,6 @@ pub fn forward(
     let row = l + r;
     let scale = cfg.softmax_scale();
     let o = resize(&mut s.o, n * nh * vd);
-    let scores = resize(&mut s.scores, n_kv);
     let expanded = match path {
         AttnPath::Auto => n > 1,
         AttnPath::Expanded => true,
@@ -126,36 +123,49 @@ pub fn forward(
     };
 
     if expanded {
-        // Per-head keys and values for every cached position.
-        let kn = resize(&mut s.k_nope, n_kv * nh * dn);
-        let vv = resize(&mut s.v, n_kv * nh * vd);
-        for j in 0..n_kv {
-            let c = &cache[j * row..j * row + l];
-            for h in 0..nh {
-                let kbase = (j * nh + h) * dn;
-                w.k_up[h].apply(c, &mut kn[kbase..kbase + dn]);
-                let vbase = (j * nh + h) * vd;
-                w.v_up[h].apply(c, &mut vv[vbase..vbase + vd]);
-            }
+        // The latents of every cached position, contiguous [n_kv, L], so each head's
+        // up-projection is one matrix product that loads each weight row once.
+        let lats = resize(&mut s.lats, n_kv * l);
+        for (j, c) in lats.chunks_exact_mut(l).enumerate() {
+            c.copy_from_slice(&cache[j * row..j * row + l]);
         }
-        for t in 0..n {
-            let seen = pos0 + t + 1;
-            for h in 0..nh {
+        let lats = &*lats;
+        // Per head: keys [n_kv, D], values [n_kv, V], scores [n_kv], outputs [n, V].
+        let per_head = n_kv * (dn + vd + 1) + n * vd;
+        let hs = resize(&mut s.heads, nh * per_head);
+        let head = |(h, buf): (usize, &mut [f32])| {
+            let (kn, rest) = buf.split_at_mut(n_kv * dn);
+            let (vv, rest) = rest.split_at_mut(n_kv * vd);
+            let (scores, ob) = rest.split_at_mut(n_kv);
+            w.k_up[h].apply_batch(lats, n_kv, kn);
+            w.v_up[h].apply_batch(lats, n_kv, vv);
+            for t in 0..n {
+                let seen = pos0 + t + 1;
                 let qh = &q[(t * nh + h) * qk..(t * nh + h + 1) * qk];
-                for j in 0..seen {
+                for (j, sc) in scores[..seen].iter_mut().enumerate() {
                     let k_pe = &cache[j * row + l..(j + 1) * row];
-                    let kbase = (j * nh + h) * dn;
-                    scores[j] = (ops::dot(&qh[..dn], &kn[kbase..kbase + dn])
+                    *sc = (ops::dot(&qh[..dn], &kn[j * dn..(j + 1) * dn])
                         + ops::dot(&qh[dn..], k_pe))
                         * scale;
                 }
                 ops::softmax(&mut scores[..seen]);
-                let oh = &mut o[(t * nh + h) * vd..(t * nh + h + 1) * vd];
+                let oh = &mut ob[t * vd..(t + 1) * vd];
                 oh.fill(0.0);
                 for (j, &p) in scores[..seen].iter().enumerate() {
-                    let vbase = (j * nh + h) * vd;
-                    ops::axpy(p, &vv[vbase..vbase + vd], oh);
+                    ops::axpy(p, &vv[j * vd..(j + 1) * vd], oh);
                 }
+            }
+        };
+        if rayon::current_num_threads() > 1 && n_kv * l * (dn + vd) >= PARALLEL_MIN_WORK {
+            hs.par_chunks_mut(per_head).enumerate().for_each(head);
+        } else {
+            hs.chunks_mut(per_head).enumerate().for_each(head);
+        }
+        for (h, buf) in hs.chunks(per_head).enumerate() {
+            let ob = &buf[n_kv * (dn + vd + 1)..];
+            for t in 0..n {
+                o[(t * nh + h) * vd..(t * nh + h + 1) * vd]
+                    .copy_from_slice(&ob[t * vd..(t + 1) * vd]);
             }
         }
     } else {

@@ -181,6 +181,33 @@ impl TensorView {
         }
     }
 
+    /// `out[t] = Wᵀ x[t]` for `n` inputs of `rows` values (`out` is `[n, cols]`): each stored
+    /// row is widened once and accumulated into every output.
+    pub fn matmul_t(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), n * self.rows);
+        debug_assert_eq!(out.len(), n * self.cols);
+        out.fill(0.0);
+        let (rows, cols) = (self.rows, self.cols);
+        ROW.with(|cell| {
+            let mut fresh = Vec::new();
+            let mut guard = cell.try_borrow_mut();
+            let row: &mut Vec<f32> = match guard.as_mut() {
+                Ok(r) => r,
+                Err(_) => &mut fresh,
+            };
+            row.resize(cols, 0.0);
+            for i in 0..rows {
+                self.row_f32(i, row);
+                for t in 0..n {
+                    let a = x[t * rows + i];
+                    for (o, &w) in out[t * cols..(t + 1) * cols].iter_mut().zip(row.iter()) {
+                        *o += a * w;
+                    }
+                }
+            }
+        });
+    }
+
     /// `out[t] = W x[t]` for `n` inputs stored back to back (`out` is `[n, rows]`). Rows are
     /// split across the worker threads; each weight row is loaded once and used for every
     /// input, which is what makes prefill cheaper per token than decode. Quantized weights
@@ -250,6 +277,8 @@ const PARALLEL_MIN_WORK: usize = 1 << 16;
 thread_local! {
     /// Each caller thread's quantized activations, reused so decode allocates nothing.
     static ACTS: RefCell<Q8Acts> = RefCell::new(Q8Acts::default());
+    /// Each thread's widened weight row for `matmul_t`.
+    static ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The output pointer shared by the row chunks of one product.
