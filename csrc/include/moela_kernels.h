@@ -50,6 +50,14 @@ float mk_vec_dot_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
 float mk_vec_dot_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
                                  const int32_t *s);
 
+/* Four activation rows at once (prefill): row r of the activations starts at qs + r*n,
+ * d + r*n/32 and s + r*n/32; out[r] = dot of the weight row with activation row r. Each
+ * weight block is loaded once for the four rows. */
+void mk_vec_dot4_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_vec_dot4_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+
 /* AArch64: NEON (csrc/arm/neon.c) and NEON + dotprod (csrc/arm/dotprod.c). */
 float mk_vec_dot_q8_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
                                const int32_t *s);

@@ -85,3 +85,74 @@ float mk_vec_dot_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
     }
     return sum - 8.0f * corr;
 }
+
+/* Four activation rows at once (prefill): each weight block is loaded and unpacked once and
+ * multiplied with the same block of 4 token rows. Token r's activations start at
+ * qs + r*n, d + r*n/32, s + r*n/32. Writes out[0..4]. */
+static inline float reduce_acc(__m512 a) { return _mm512_reduce_add_ps(a); }
+
+void mk_vec_dot4_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t nb = n / 32;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    float corr[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 1 < nb; i += 2, b += 36) {
+        float dw0 = f16_at(b), dw1 = f16_at(b + 18);
+        __m512i nib = _mm512_inserti64x4(_mm512_castsi256_si512(unpack_q4(b + 2)),
+                                         unpack_q4(b + 20), 1);
+        for (int r = 0; r < 4; r++) {
+            const size_t o = r * nb + i;
+            __m512i xv = _mm512_loadu_si512((const void *)(qs + r * n + 32 * i));
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib, xv);
+            float sc0 = dw0 * d[o], sc1 = dw1 * d[o + 1];
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), two_scales(sc0, sc1), acc[r]);
+            corr[r] += sc0 * (float)s[o] + sc1 * (float)s[o + 1];
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        float sum = reduce_acc(acc[r]);
+        if (i < nb) {
+            /* odd block count: the last block through the one-row kernel */
+            sum += mk_vec_dot_q4_0_q8a_avx512(32, b, qs + r * n + 32 * i, d + r * nb + i,
+                                              s + r * nb + i);
+        }
+        out[r] = sum - 8.0f * corr[r];
+    }
+}
+
+void mk_vec_dot4_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t nb = n / 32;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    size_t i = 0;
+    for (; i + 1 < nb; i += 2, b += 68) {
+        float dw0 = f16_at(b), dw1 = f16_at(b + 34);
+        __m512i wv = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2))),
+            _mm256_loadu_si256((const __m256i *)(b + 36)), 1);
+        __mmask64 neg = _mm512_movepi8_mask(wv);
+        __m512i aw = _mm512_abs_epi8(wv);
+        for (int r = 0; r < 4; r++) {
+            const size_t o = r * nb + i;
+            __m512i xv = _mm512_loadu_si512((const void *)(qs + r * n + 32 * i));
+            __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, xs);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), two_scales(dw0 * d[o], dw1 * d[o + 1]),
+                                     acc[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        float sum = reduce_acc(acc[r]);
+        if (i < nb) {
+            sum += mk_vec_dot_q8_0_q8a_avx512(32, b, qs + r * n + 32 * i, d + r * nb + i,
+                                              s + r * nb + i);
+        }
+        out[r] = sum;
+    }
+}

@@ -25,6 +25,8 @@ use crate::tensor::DType;
 pub const QK: usize = 32;
 
 type DotQ8a = unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32) -> f32;
+type Dot4Q8a =
+    unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32, *mut f32);
 
 /// One ISA's kernels.
 #[derive(Clone, Copy, Debug)]
@@ -32,12 +34,15 @@ pub struct KernelSet {
     pub name: &'static str,
     dot_q8_0: DotQ8a,
     dot_q4_0: DotQ8a,
+    /// Four activation rows per weight row (prefill), where the ISA has one.
+    dot4: Option<(Dot4Q8a, Dot4Q8a)>,
 }
 
 const GENERIC: KernelSet = KernelSet {
     name: "generic",
     dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_generic,
     dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_generic,
+    dot4: None,
 };
 
 /// Every kernel set this CPU can run, best last.
@@ -54,6 +59,7 @@ pub fn available() -> Vec<KernelSet> {
                 name: "avx2",
                 dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_avx2,
                 dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_avx2,
+                dot4: None,
             });
             if is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
@@ -65,6 +71,10 @@ pub fn available() -> Vec<KernelSet> {
                     name: "avx512",
                     dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_avx512,
                     dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_avx512,
+                    dot4: Some((
+                        bindings::mk_vec_dot4_q8_0_q8a_avx512,
+                        bindings::mk_vec_dot4_q4_0_q8a_avx512,
+                    )),
                 });
             }
         }
@@ -75,12 +85,14 @@ pub fn available() -> Vec<KernelSet> {
             name: "neon",
             dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_neon,
             dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_neon,
+            dot4: None,
         });
         if std::arch::is_aarch64_feature_detected!("dotprod") {
             sets.push(KernelSet {
                 name: "dotprod",
                 dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_dotprod,
                 dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_dotprod,
+                dot4: None,
             });
         }
     }
@@ -154,6 +166,50 @@ impl Q8Acts {
         // the caller's shape validation, asserted above), and qs/d/s are the n values and
         // n/32 blocks of activation row t; the kernel reads exactly that.
         unsafe { f(n, row.as_ptr().cast(), qs.as_ptr(), d.as_ptr(), s.as_ptr()) }
+    }
+}
+
+impl Q8Acts {
+    /// Dot products of one stored row with activation rows `t0..t0+k` (k ≤ 4), four at a
+    /// time where the kernel set has a four-row kernel.
+    #[inline]
+    pub fn dot_upto4(
+        &self,
+        k: &KernelSet,
+        dtype: DType,
+        row: &[u8],
+        t0: usize,
+        count: usize,
+    ) -> [f32; 4] {
+        let mut out = [0.0f32; 4];
+        match k.dot4 {
+            Some((q8, q4)) if count == 4 => {
+                let n = self.n;
+                let f = if dtype == DType::Q8_0 { q8 } else { q4 };
+                let b0 = t0 * n / QK;
+                let qs = &self.qs[t0 * n..(t0 + 4) * n];
+                let (d, s) = (&self.d[b0..b0 + 4 * n / QK], &self.s[b0..b0 + 4 * n / QK]);
+                // SAFETY: as in `dot`, for four consecutive activation rows: qs holds 4n
+                // values and d/s 4n/32 blocks, laid out row after row as the kernel expects;
+                // `out` has room for the 4 results.
+                unsafe {
+                    f(
+                        n,
+                        row.as_ptr().cast(),
+                        qs.as_ptr(),
+                        d.as_ptr(),
+                        s.as_ptr(),
+                        out.as_mut_ptr(),
+                    )
+                };
+            }
+            _ => {
+                for (i, o) in out.iter_mut().enumerate().take(count) {
+                    *o = self.dot(k, dtype, row, t0 + i);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -290,6 +346,35 @@ mod tests {
                         assert!(
                             (got - reference).abs() <= 1e-5 * mag,
                             "{} {dtype:?} n={n} scale={scale}: {got} vs {reference}",
+                            k.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Four-row kernels against four one-row generic dot products, odd and even block counts.
+    #[test]
+    fn four_row_kernels_match_generic() {
+        let mut acts = Q8Acts::default();
+        for blocks in [1usize, 2, 3, 7, 64] {
+            let n = blocks * QK;
+            let x = noise(11 + blocks as u64, 4 * n, 2.0);
+            acts.quantize(&x, n);
+            for dtype in [DType::Q8_0, DType::Q4_0] {
+                let w = noise(12, n, 1.0);
+                let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
+                quant::quantize_row(dtype, &w, &mut row).unwrap();
+                for k in available() {
+                    let got = acts.dot_upto4(&k, dtype, &row, 0, 4);
+                    for (r, g) in got.iter().enumerate() {
+                        let want = acts.dot(&GENERIC, dtype, &row, r);
+                        let mag: f32 =
+                            x[r * n..(r + 1) * n].iter().map(|v| v.abs()).sum::<f32>() * 16.0;
+                        assert!(
+                            (g - want).abs() <= 1e-5 * mag,
+                            "{} {dtype:?} n={n} row {r}: {g} vs {want}",
                             k.name
                         );
                     }

@@ -217,8 +217,12 @@ impl TensorView {
         debug_assert_eq!(out.len(), n * self.rows);
         if !self.dtype.is_quantized() {
             let cols = self.cols;
-            return self.for_each_row(n, out, |row, t| {
-                quant::dot_row(self.dtype, row, &x[t * cols..(t + 1) * cols])
+            return self.for_each_row(n, out, |row, t0, count| {
+                let mut v = [0.0f32; 4];
+                for (i, o) in v.iter_mut().enumerate().take(count) {
+                    *o = quant::dot_row(self.dtype, row, &x[(t0 + i) * cols..(t0 + i + 1) * cols]);
+                }
+                v
             });
         }
         let k = kernels::active();
@@ -226,31 +230,50 @@ impl TensorView {
             Ok(mut acts) => {
                 acts.quantize(x, self.cols);
                 let acts: &Q8Acts = &acts;
-                self.for_each_row(n, out, |row, t| acts.dot(k, self.dtype, row, t));
+                self.for_each_row(n, out, |row, t0, c| {
+                    acts.dot_upto4(k, self.dtype, row, t0, c)
+                });
             }
             // Re-entered on this thread (a nested call from a work-stealing pool): use a
             // buffer of its own.
             Err(_) => {
                 let mut acts = Q8Acts::default();
                 acts.quantize(x, self.cols);
-                self.for_each_row(n, out, |row, t| acts.dot(k, self.dtype, row, t));
+                self.for_each_row(n, out, |row, t0, c| {
+                    acts.dot_upto4(k, self.dtype, row, t0, c)
+                });
             }
         });
     }
 
-    /// `out[t * rows + r] = f(row r, t)`, rows split across threads when the product is big
-    /// enough to pay for the hand-off.
-    fn for_each_row(&self, n: usize, out: &mut [f32], f: impl Fn(&[u8], usize) -> f32 + Sync) {
+    /// `out[t * rows + r]` for every row r and input t, where `f(row, t0, count)` returns the
+    /// values for inputs `t0..t0+count` (count ≤ 4). Rows are split across threads when the
+    /// product is big enough to pay for the hand-off.
+    fn for_each_row(
+        &self,
+        n: usize,
+        out: &mut [f32],
+        f: impl Fn(&[u8], usize, usize) -> [f32; 4] + Sync,
+    ) {
         let rows = self.rows;
         let rb = self.row_bytes();
         let bytes = self.bytes();
         let threads = kernels::threads();
+        let do_row = |r: usize, put: &mut dyn FnMut(usize, f32)| {
+            let row = &bytes[r * rb..(r + 1) * rb];
+            let mut t0 = 0;
+            while t0 < n {
+                let count = (n - t0).min(4);
+                let v = f(row, t0, count);
+                for (i, &val) in v.iter().enumerate().take(count) {
+                    put((t0 + i) * rows + r, val);
+                }
+                t0 += count;
+            }
+        };
         if threads <= 1 || rows * self.cols * n < PARALLEL_MIN_WORK {
             for r in 0..rows {
-                let row = &bytes[r * rb..(r + 1) * rb];
-                for t in 0..n {
-                    out[t * rows + r] = f(row, t);
-                }
+                do_row(r, &mut |i, v| out[i] = v);
             }
             return;
         }
@@ -259,13 +282,10 @@ impl TensorView {
         (0..rows.div_ceil(chunk)).into_par_iter().for_each(|c| {
             let out_ptr = &out_ptr;
             for r in c * chunk..((c + 1) * chunk).min(rows) {
-                let row = &bytes[r * rb..(r + 1) * rb];
-                for t in 0..n {
-                    // SAFETY: `out` has n*rows elements (asserted by callers' shapes) and
-                    // every (t, r) pair is written by exactly one chunk, so the writes are
-                    // in bounds and disjoint; `out` outlives the parallel loop.
-                    unsafe { *out_ptr.0.add(t * rows + r) = f(row, t) };
-                }
+                // SAFETY: `out` has n*rows elements (asserted by callers' shapes) and every
+                // index t*rows + r is written by exactly one chunk (the one holding row r), so
+                // the writes are in bounds and disjoint; `out` outlives the parallel loop.
+                do_row(r, &mut |i, v| unsafe { *out_ptr.0.add(i) = v });
             }
         });
     }
