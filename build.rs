@@ -15,6 +15,31 @@ fn main() {
         .flag_if_supported("-std=c11")
         .compile("moela_kernels_generic");
 
+    // One ISA per file, each with its own target flags; Rust calls a file's kernels only after
+    // run-time feature detection says the CPU has them.
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    if arch == "x86_64" {
+        isa_lib(
+            "csrc/x86/avx2.c",
+            "moela_kernels_avx2",
+            &["-mavx2", "-mfma", "-mf16c"],
+        );
+        isa_lib(
+            "csrc/x86/avx512.c",
+            "moela_kernels_avx512",
+            &[
+                "-mavx512f",
+                "-mavx512bw",
+                "-mavx512vl",
+                "-mavx512dq",
+                "-mavx512vnni",
+                "-mavx2",
+                "-mfma",
+                "-mf16c",
+            ],
+        );
+    }
+
     #[cfg(feature = "bindgen")]
     {
         let out = std::path::PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("bindings.rs");
@@ -29,6 +54,27 @@ fn main() {
             .expect("cannot write bindings");
         println!("cargo:rustc-env=MOELA_GENERATED_BINDINGS={}", out.display());
     }
+    if arch == "aarch64" {
+        isa_lib("csrc/arm/neon.c", "moela_kernels_neon", &[]);
+        isa_lib(
+            "csrc/arm/dotprod.c",
+            "moela_kernels_dotprod",
+            &["-march=armv8.2-a+dotprod"],
+        );
+    }
+}
+
+fn isa_lib(file: &str, name: &str, flags: &[&str]) {
+    let mut b = cc::Build::new();
+    b.file(file)
+        .include("csrc/include")
+        .opt_level(3)
+        .warnings(true)
+        .flag_if_supported("-std=c11");
+    for f in flags {
+        b.flag(f);
+    }
+    b.compile(name);
 }
 
 /// Gives the shared library the SONAME cargo-c would (`libmoela.so.<major>`, or

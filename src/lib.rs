@@ -10,6 +10,7 @@
 //! ```
 
 pub mod attention;
+pub mod bench;
 pub mod capi;
 pub mod config;
 pub mod convert;

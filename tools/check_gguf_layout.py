@@ -7,7 +7,8 @@ writes have llama.cpp's `deepseek2` layout, and that files in that layout load i
    names llama.cpp creates for the config (it refuses files with missing or extra tensors),
    every tensor's ggml shape (ne[0] first) and type, and 32-byte aligned data.
 2. A file written by ../shared/tools/make_synth_gguf.py (a stand-in for llama.cpp's converter
-   with DeepSeek-V2-Lite's exact shapes, 2 layers) loads in moela and generates tokens.
+   with DeepSeek-V2-Lite's exact shapes, 2 layers) loads in moela and generates tokens, and
+   its logits are bit-identical on 1 and 2 threads.
 
 Prints 'N passed, M failed' and exits non-zero on any failure.
 Usage: tools/check_gguf_layout.py --moela target/release/moela
@@ -222,6 +223,18 @@ def check_synthetic_v2_lite(moela, tmp):
                          capture_output=True, text=True)
     toks = run.stdout.split()
     check(run.returncode == 0 and len(toks) == 2, f"synthetic V2-Lite: run failed: {run.stderr}")
+    # Row-split products and head-parallel decode attention give the same bits on 1 and 2
+    # threads (each output element is computed by one thread in a fixed order).
+    ids = ",".join(str(1 + (i * 7919) % 100000) for i in range(24))
+    outs = []
+    for t in ("1", "2"):
+        npy = os.path.join(tmp, f"synth-t{t}.npy")
+        r = subprocess.run([moela, "-t", t, "logits", "-m", out, "--tokens", ids, "--prefill", "16", "--out", npy],
+                           capture_output=True, text=True)
+        check(r.returncode == 0, f"synthetic V2-Lite: logits -t {t} failed: {r.stderr}")
+        outs.append(np.load(npy) if r.returncode == 0 else None)
+    if outs[0] is not None and outs[1] is not None:
+        check(np.array_equal(outs[0], outs[1]), "synthetic V2-Lite: -t 1 and -t 2 logits differ")
     os.remove(out)
 
 

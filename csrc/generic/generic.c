@@ -2,6 +2,7 @@
  * every SIMD kernel is tested against these. */
 #include "moela_kernels.h"
 
+#include <math.h>
 #include <string.h>
 
 float mk_f16_to_f32(uint16_t h) {
@@ -85,6 +86,59 @@ float mk_vec_dot_q4_0_f32_generic(size_t n, const void *w, const float *x) {
             s += (float)((int)(q[j] >> 4) - 8) * x[j + 16];
         }
         sum += d * s;
+    }
+    return sum;
+}
+
+void mk_quantize_row_q8a_generic(size_t n, const float *x, int8_t *qs, float *d, int32_t *s) {
+    for (size_t b = 0; b < n / 32; b++, x += 32, qs += 32) {
+        float amax = 0.0f;
+        for (int j = 0; j < 32; j++) {
+            float a = fabsf(x[j]);
+            if (a > amax) amax = a;
+        }
+        float scale = amax / 127.0f;
+        float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) {
+            long q = lroundf(x[j] * inv);
+            if (q > 127) q = 127;
+            if (q < -127) q = -127;
+            qs[j] = (int8_t)q;
+            sum += (int32_t)q;
+        }
+        d[b] = scale;
+        s[b] = sum;
+    }
+}
+
+float mk_vec_dot_q8_0_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t blk = 0; blk < n / 32; blk++, b += 34, qs += 32) {
+        const int8_t *q = (const int8_t *)(b + 2);
+        int32_t isum = 0;
+        for (int j = 0; j < 32; j++) isum += (int32_t)q[j] * qs[j];
+        sum += mk_f16_to_f32(read_u16le(b)) * d[blk] * (float)isum;
+    }
+    return sum;
+}
+
+float mk_vec_dot_q4_0_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s) {
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t blk = 0; blk < n / 32; blk++, b += 18, qs += 32) {
+        const uint8_t *q = b + 2;
+        int32_t isum = 0;
+        for (int j = 0; j < 16; j++) {
+            isum += (int32_t)(q[j] & 0x0f) * qs[j];
+            isum += (int32_t)(q[j] >> 4) * qs[j + 16];
+        }
+        isum -= 8 * s[blk];
+        sum += mk_f16_to_f32(read_u16le(b)) * d[blk] * (float)isum;
     }
     return sum;
 }

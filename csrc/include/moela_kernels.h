@@ -26,6 +26,48 @@ float mk_vec_dot_bf16_f32_generic(size_t n, const uint16_t *w, const float *x);
 float mk_vec_dot_q8_0_f32_generic(size_t n, const void *w, const float *x);
 float mk_vec_dot_q4_0_f32_generic(size_t n, const void *w, const float *x);
 
+/* 8-bit activations ("q8a"): a row of n floats (n a multiple of 32) quantized once per
+ * matrix-vector product, per block of 32: qs[n] int8 with x ≈ d[b] * qs, d[n/32] f32 scales
+ * (amax/127, so qs never holds -128) and s[n/32] = Σ qs of the block (Q4_0's -8 offset). */
+void mk_quantize_row_q8a_generic(size_t n, const float *x, int8_t *qs, float *d, int32_t *s);
+
+/* Weight row × q8a activations. Integer block sums are exact; the float result differs
+ * from the generic one only by summation order. */
+float mk_vec_dot_q8_0_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_q4_0_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+
+/* x86-64: AVX2 + FMA + F16C (csrc/x86/avx2.c). */
+float mk_vec_dot_q8_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q4_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+
+/* x86-64: AVX-512 F/BW/VL/DQ + VNNI (csrc/x86/avx512.c). */
+float mk_vec_dot_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+float mk_vec_dot_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+
+/* Four activation rows at once (prefill): row r of the activations starts at qs + r*n,
+ * d + r*n/32 and s + r*n/32; out[r] = dot of the weight row with activation row r. Each
+ * weight block is loaded once for the four rows. */
+void mk_vec_dot4_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_vec_dot4_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+
+/* AArch64: NEON (csrc/arm/neon.c) and NEON + dotprod (csrc/arm/dotprod.c). */
+float mk_vec_dot_q8_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q4_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q8_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_q4_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+
 /* IEEE half / bfloat16 bits to f32. */
 float mk_f16_to_f32(uint16_t h);
 float mk_bf16_to_f32(uint16_t h);

@@ -15,6 +15,10 @@ use crate::attention::kv_cache::KvCache;
 use crate::config::DeepSeekConfig;
 use crate::model::weights::{Attention, QWeights};
 use crate::ops::{self, rope::Rope};
+use rayon::prelude::*;
+
+/// Below this many multiply-adds, decode attention runs its heads on the calling thread.
+const PARALLEL_MIN_WORK: usize = 1 << 16;
 
 /// The eps of the q-LoRA and KV latent RMSNorms.
 pub const LATENT_NORM_EPS: f32 = 1e-6;
@@ -37,11 +41,8 @@ pub struct MlaScratch {
     kv: Vec<f32>,
     norm_w: Vec<f32>,
     cache_f32: Vec<f32>,
-    k_nope: Vec<f32>,
-    v: Vec<f32>,
-    scores: Vec<f32>,
-    q_lat: Vec<f32>,
-    lat: Vec<f32>,
+    lats: Vec<f32>,
+    heads: Vec<f32>,
     o: Vec<f32>,
 }
 
@@ -115,7 +116,6 @@ pub fn forward(
     let row = l + r;
     let scale = cfg.softmax_scale();
     let o = resize(&mut s.o, n * nh * vd);
-    let scores = resize(&mut s.scores, n_kv);
     let expanded = match path {
         AttnPath::Auto => n > 1,
         AttnPath::Expanded => true,
@@ -123,56 +123,87 @@ pub fn forward(
     };
 
     if expanded {
-        // Per-head keys and values for every cached position.
-        let kn = resize(&mut s.k_nope, n_kv * nh * dn);
-        let vv = resize(&mut s.v, n_kv * nh * vd);
-        for j in 0..n_kv {
-            let c = &cache[j * row..j * row + l];
-            for h in 0..nh {
-                let kbase = (j * nh + h) * dn;
-                w.k_up[h].apply(c, &mut kn[kbase..kbase + dn]);
-                let vbase = (j * nh + h) * vd;
-                w.v_up[h].apply(c, &mut vv[vbase..vbase + vd]);
-            }
+        // The latents of every cached position, contiguous [n_kv, L], so each head's
+        // up-projection is one matrix product that loads each weight row once.
+        let lats = resize(&mut s.lats, n_kv * l);
+        for (j, c) in lats.chunks_exact_mut(l).enumerate() {
+            c.copy_from_slice(&cache[j * row..j * row + l]);
         }
-        for t in 0..n {
-            let seen = pos0 + t + 1;
-            for h in 0..nh {
+        let lats = &*lats;
+        // Per head: keys [n_kv, D], values [n_kv, V], scores [n_kv], outputs [n, V].
+        let per_head = n_kv * (dn + vd + 1) + n * vd;
+        let hs = resize(&mut s.heads, nh * per_head);
+        let head = |(h, buf): (usize, &mut [f32])| {
+            let (kn, rest) = buf.split_at_mut(n_kv * dn);
+            let (vv, rest) = rest.split_at_mut(n_kv * vd);
+            let (scores, ob) = rest.split_at_mut(n_kv);
+            w.k_up[h].apply_batch(lats, n_kv, kn);
+            w.v_up[h].apply_batch(lats, n_kv, vv);
+            for t in 0..n {
+                let seen = pos0 + t + 1;
                 let qh = &q[(t * nh + h) * qk..(t * nh + h + 1) * qk];
-                for j in 0..seen {
+                for (j, sc) in scores[..seen].iter_mut().enumerate() {
                     let k_pe = &cache[j * row + l..(j + 1) * row];
-                    let kbase = (j * nh + h) * dn;
-                    scores[j] = (ops::dot(&qh[..dn], &kn[kbase..kbase + dn])
+                    *sc = (ops::dot(&qh[..dn], &kn[j * dn..(j + 1) * dn])
                         + ops::dot(&qh[dn..], k_pe))
                         * scale;
                 }
                 ops::softmax(&mut scores[..seen]);
-                let oh = &mut o[(t * nh + h) * vd..(t * nh + h + 1) * vd];
+                let oh = &mut ob[t * vd..(t + 1) * vd];
                 oh.fill(0.0);
                 for (j, &p) in scores[..seen].iter().enumerate() {
-                    let vbase = (j * nh + h) * vd;
-                    ops::axpy(p, &vv[vbase..vbase + vd], oh);
+                    ops::axpy(p, &vv[j * vd..(j + 1) * vd], oh);
                 }
+            }
+        };
+        if rayon::current_num_threads() > 1 && n_kv * l * (dn + vd) >= PARALLEL_MIN_WORK {
+            hs.par_chunks_mut(per_head).enumerate().for_each(head);
+        } else {
+            hs.chunks_mut(per_head).enumerate().for_each(head);
+        }
+        for (h, buf) in hs.chunks(per_head).enumerate() {
+            let ob = &buf[n_kv * (dn + vd + 1)..];
+            for t in 0..n {
+                o[(t * nh + h) * vd..(t * nh + h + 1) * vd]
+                    .copy_from_slice(&ob[t * vd..(t + 1) * vd]);
             }
         }
     } else {
-        let q_lat = resize(&mut s.q_lat, l);
-        let lat = resize(&mut s.lat, l);
+        // Each head gets its own q_lat [L], lat [L] and scores [n_kv], so heads run in
+        // parallel once the context is long enough to pay for it.
+        let per_head = 2 * l + n_kv;
+        let hs = resize(&mut s.heads, nh * per_head);
         for t in 0..n {
             let seen = pos0 + t + 1;
-            for h in 0..nh {
-                let qh = &q[(t * nh + h) * qk..(t * nh + h + 1) * qk];
+            let qt = &q[t * nh * qk..(t + 1) * nh * qk];
+            let ot = &mut o[t * nh * vd..(t + 1) * nh * vd];
+            let head = |(h, (oh, buf)): (usize, (&mut [f32], &mut [f32]))| {
+                let (q_lat, rest) = buf.split_at_mut(l);
+                let (lat, scores) = rest.split_at_mut(l);
+                let qh = &qt[h * qk..(h + 1) * qk];
                 w.k_up[h].apply_t(&qh[..dn], q_lat);
-                for j in 0..seen {
+                for (j, sc) in scores[..seen].iter_mut().enumerate() {
                     let cj = &cache[j * row..(j + 1) * row];
-                    scores[j] = (ops::dot(q_lat, &cj[..l]) + ops::dot(&qh[dn..], &cj[l..])) * scale;
+                    *sc = (ops::dot(q_lat, &cj[..l]) + ops::dot(&qh[dn..], &cj[l..])) * scale;
                 }
                 ops::softmax(&mut scores[..seen]);
                 lat.fill(0.0);
                 for (j, &p) in scores[..seen].iter().enumerate() {
                     ops::axpy(p, &cache[j * row..j * row + l], lat);
                 }
-                w.v_up[h].apply(lat, &mut o[(t * nh + h) * vd..(t * nh + h + 1) * vd]);
+                w.v_up[h].apply(lat, oh);
+            };
+            let work = nh * (seen * row + l * (dn + vd));
+            if work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1 {
+                ot.par_chunks_mut(vd)
+                    .zip(hs.par_chunks_mut(per_head))
+                    .enumerate()
+                    .for_each(head);
+            } else {
+                ot.chunks_mut(vd)
+                    .zip(hs.chunks_mut(per_head))
+                    .enumerate()
+                    .for_each(head);
             }
         }
     }

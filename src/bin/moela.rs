@@ -20,6 +20,9 @@ use moela::{Model, Session, SessionParams};
     about = "DeepSeek MoE + MLA models on the CPU"
 )]
 struct Cli {
+    /// Worker threads (default: all available cores).
+    #[arg(short = 't', long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -79,6 +82,30 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Measure prefill and decode speed, load time, memory, and decode as a fraction of the
+    /// memory-bandwidth limit.
+    Bench {
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// Prompt tokens evaluated as one batch.
+        #[arg(short = 'p', long, default_value_t = 512)]
+        n_prompt: usize,
+        /// Tokens decoded one at a time.
+        #[arg(short = 'n', long, default_value_t = 128)]
+        n_gen: usize,
+        /// Decode after this many tokens already in the context.
+        #[arg(short = 'd', long, default_value_t = 0)]
+        depth: usize,
+        /// Repetitions (mean ± sd).
+        #[arg(short = 'r', long, default_value_t = 3)]
+        repetitions: usize,
+        /// Measure the machine's read bandwidth (alone when no model is given).
+        #[arg(long)]
+        mem_bw: bool,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Convert a Hugging Face directory to GGUF (llama.cpp's deepseek2 layout).
     Convert {
         /// The Hugging Face model directory.
@@ -93,6 +120,12 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(t) = cli.threads {
+        if let Err(e) = moela::kernels::set_threads(t.max(1)) {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     match run(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -219,6 +252,78 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             Ok(())
         }
         Cmd::Inspect { model, json } => inspect(&*load(&model)?, json),
+        Cmd::Bench {
+            model,
+            n_prompt,
+            n_gen,
+            depth,
+            repetitions,
+            mem_bw,
+            json,
+        } => {
+            let Some(model) = model else {
+                let bw = moela::bench::measure_mem_bw();
+                if json {
+                    print_out(&format!(
+                        "{}\n",
+                        serde_json::json!({"mem_bw_bytes_s": bw, "threads": moela::kernels::threads()})
+                    ));
+                } else {
+                    print_out(&format!(
+                        "read bandwidth: {:.2} GB/s with {} threads\n",
+                        bw / 1e9,
+                        moela::kernels::threads()
+                    ));
+                }
+                return Ok(());
+            };
+            let p = moela::bench::BenchParams {
+                n_prompt,
+                n_gen,
+                depth,
+                repetitions,
+            };
+            let mut r = moela::bench::run(&model, &p, &mut |l| eprintln!("{l}"))?;
+            if mem_bw {
+                r = r.with_mem_bw(moela::bench::measure_mem_bw());
+            }
+            if json {
+                print_out(&format!(
+                    "{}\n",
+                    serde_json::to_string(&r).unwrap_or_default()
+                ));
+            } else {
+                let gb = |b: f64| b / 1e9;
+                let mut o = format!(
+                    "model {} | {} threads, {} kernels\nload {:.3} s, RSS after load {:.1} MB, peak {:.1} MB\n",
+                    r.model, r.threads, r.kernels, r.load_s,
+                    r.rss_after_load_bytes as f64 / 1e6, r.rss_peak_bytes as f64 / 1e6
+                );
+                o += &format!(
+                    "pp{}: {:.2} ± {:.2} tok/s\n",
+                    r.n_prompt, r.pp_tok_s, r.pp_tok_s_sd
+                );
+                o += &format!(
+                    "tg{} @ d{}: {:.2} ± {:.2} tok/s\n",
+                    r.n_gen, r.depth, r.tg_tok_s, r.tg_tok_s_sd
+                );
+                o += &format!(
+                    "weights read per token {:.3} GB, KV cache {} bytes/token\n",
+                    gb(r.active_bytes_per_token as f64),
+                    r.kv_bytes_per_token
+                );
+                if r.mem_bw_bytes_s > 0.0 {
+                    o += &format!(
+                        "read bandwidth {:.2} GB/s → limit {:.2} tok/s; decode at {:.0}% of it\n",
+                        gb(r.mem_bw_bytes_s),
+                        r.mem_bw_bytes_s / r.active_bytes_per_token as f64,
+                        100.0 * r.tg_bw_fraction
+                    );
+                }
+                print_out(&o);
+            }
+            Ok(())
+        }
         Cmd::Convert {
             input,
             output,

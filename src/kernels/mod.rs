@@ -1,6 +1,10 @@
-//! Safe wrappers over the C kernels in csrc/. Today only the scalar `generic` family is built;
-//! it is the oracle the Rust row functions ([`crate::tensor::quant`]) and future SIMD kernels
-//! are tested against.
+//! Safe wrappers over the C kernels in csrc/, a dispatch table filled once from CPU feature
+//! detection, and the thread pool the matrix products run on.
+//!
+//! Quantized weights (Q8_0, Q4_0) are multiplied with activations quantized once per input row
+//! to 8 bits ([`Q8Acts`], the "q8a" layout of csrc/include/moela_kernels.h), so the inner loop
+//! is an integer dot product. `MOELA_KERNELS=generic|avx2|avx512|neon|dotprod` forces a kernel set (the
+//! golden tests run with each one the machine supports).
 
 #[cfg(not(feature = "bindgen"))]
 #[allow(non_camel_case_types, dead_code, clippy::all)]
@@ -11,14 +15,225 @@ mod bindings {
     include!(env!("MOELA_GENERATED_BINDINGS"));
 }
 
+use std::ffi::c_void;
+use std::sync::OnceLock;
+
+use crate::error::{Error, Result};
 use crate::tensor::DType;
 
+/// Elements per quantization block.
+pub const QK: usize = 32;
+
+type DotQ8a = unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32) -> f32;
+type Dot4Q8a =
+    unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32, *mut f32);
+
+/// One ISA's kernels.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSet {
+    pub name: &'static str,
+    dot_q8_0: DotQ8a,
+    dot_q4_0: DotQ8a,
+    /// Four activation rows per weight row (prefill), where the ISA has one.
+    dot4: Option<(Dot4Q8a, Dot4Q8a)>,
+}
+
+const GENERIC: KernelSet = KernelSet {
+    name: "generic",
+    dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_generic,
+    dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_generic,
+    dot4: None,
+};
+
+/// Every kernel set this CPU can run, best last.
+pub fn available() -> Vec<KernelSet> {
+    #[allow(unused_mut)]
+    let mut sets = vec![GENERIC];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            sets.push(KernelSet {
+                name: "avx2",
+                dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_avx2,
+                dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_avx2,
+                dot4: None,
+            });
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                sets.push(KernelSet {
+                    name: "avx512",
+                    dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_avx512,
+                    dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_avx512,
+                    dot4: Some((
+                        bindings::mk_vec_dot4_q8_0_q8a_avx512,
+                        bindings::mk_vec_dot4_q4_0_q8a_avx512,
+                    )),
+                });
+            }
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        sets.push(KernelSet {
+            name: "neon",
+            dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_neon,
+            dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_neon,
+            dot4: None,
+        });
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            sets.push(KernelSet {
+                name: "dotprod",
+                dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_dotprod,
+                dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_dotprod,
+                dot4: None,
+            });
+        }
+    }
+    sets
+}
+
+/// The kernel set in use: `MOELA_KERNELS` if it names an available set, else the best.
+pub fn active() -> &'static KernelSet {
+    static ACTIVE: OnceLock<KernelSet> = OnceLock::new();
+    ACTIVE.get_or_init(|| {
+        let sets = available();
+        match std::env::var("MOELA_KERNELS") {
+            Ok(want) => match sets.iter().find(|s| s.name == want) {
+                Some(s) => *s,
+                None => {
+                    let names: Vec<_> = sets.iter().map(|s| s.name).collect();
+                    eprintln!("moela: MOELA_KERNELS={want} is not available here ({names:?}); using the best");
+                    *sets.last().unwrap_or(&GENERIC)
+                }
+            },
+            Err(_) => *sets.last().unwrap_or(&GENERIC),
+        }
+    })
+}
+
+/// A row (or rows) of activations quantized to 8 bits per block of 32.
+#[derive(Default, Debug, Clone)]
+pub struct Q8Acts {
+    pub qs: Vec<i8>,
+    pub d: Vec<f32>,
+    pub s: Vec<i32>,
+    /// Elements per row.
+    pub n: usize,
+}
+
+impl Q8Acts {
+    /// Quantizes `rows` rows of `n` values (`x.len() == rows * n`, `n` a multiple of 32).
+    pub fn quantize(&mut self, x: &[f32], n: usize) {
+        debug_assert!(n % QK == 0 && x.len() % n == 0);
+        let nb = x.len() / QK;
+        self.n = n;
+        self.qs.resize(x.len(), 0);
+        self.d.resize(nb, 0.0);
+        self.s.resize(nb, 0);
+        // SAFETY: the three buffers were just sized for x.len() values and x.len()/32 blocks,
+        // which is exactly what the kernel writes; x holds x.len() floats.
+        unsafe {
+            bindings::mk_quantize_row_q8a_generic(
+                x.len(),
+                x.as_ptr(),
+                self.qs.as_mut_ptr(),
+                self.d.as_mut_ptr(),
+                self.s.as_mut_ptr(),
+            )
+        }
+    }
+
+    /// Dot product of one stored Q8_0/Q4_0 row with activation row `t`.
+    #[inline]
+    pub fn dot(&self, k: &KernelSet, dtype: DType, row: &[u8], t: usize) -> f32 {
+        let n = self.n;
+        debug_assert_eq!(dtype.bytes_for(n), Some(row.len()));
+        let f = match dtype {
+            DType::Q8_0 => k.dot_q8_0,
+            _ => k.dot_q4_0,
+        };
+        let (b0, b1) = (t * n / QK, (t + 1) * n / QK);
+        let qs = &self.qs[t * n..(t + 1) * n];
+        let (d, s) = (&self.d[b0..b1], &self.s[b0..b1]);
+        // SAFETY: `row` is one stored row of n elements of `dtype` (its length is checked by
+        // the caller's shape validation, asserted above), and qs/d/s are the n values and
+        // n/32 blocks of activation row t; the kernel reads exactly that.
+        unsafe { f(n, row.as_ptr().cast(), qs.as_ptr(), d.as_ptr(), s.as_ptr()) }
+    }
+}
+
+impl Q8Acts {
+    /// Dot products of one stored row with activation rows `t0..t0+k` (k ≤ 4), four at a
+    /// time where the kernel set has a four-row kernel.
+    #[inline]
+    pub fn dot_upto4(
+        &self,
+        k: &KernelSet,
+        dtype: DType,
+        row: &[u8],
+        t0: usize,
+        count: usize,
+    ) -> [f32; 4] {
+        let mut out = [0.0f32; 4];
+        match k.dot4 {
+            Some((q8, q4)) if count == 4 => {
+                let n = self.n;
+                let f = if dtype == DType::Q8_0 { q8 } else { q4 };
+                let b0 = t0 * n / QK;
+                let qs = &self.qs[t0 * n..(t0 + 4) * n];
+                let (d, s) = (&self.d[b0..b0 + 4 * n / QK], &self.s[b0..b0 + 4 * n / QK]);
+                // SAFETY: as in `dot`, for four consecutive activation rows: qs holds 4n
+                // values and d/s 4n/32 blocks, laid out row after row as the kernel expects;
+                // `out` has room for the 4 results.
+                unsafe {
+                    f(
+                        n,
+                        row.as_ptr().cast(),
+                        qs.as_ptr(),
+                        d.as_ptr(),
+                        s.as_ptr(),
+                        out.as_mut_ptr(),
+                    )
+                };
+            }
+            _ => {
+                for (i, o) in out.iter_mut().enumerate().take(count) {
+                    *o = self.dot(k, dtype, row, t0 + i);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Sets the number of worker threads (once, before the first parallel product; later calls
+/// are ignored). Default: the machine's available parallelism.
+pub fn set_threads(n: usize) -> Result<()> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("moela-worker-{i}"))
+        .build_global()
+        .map_err(|e| Error::InvalidArg(format!("thread pool: {e}")))
+}
+
+/// Worker threads in use.
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
 /// Dot product of one stored row (`bytes`, GGUF layout of `dtype`) with `x`, computed by the
-/// portable C reference kernel.
-pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> crate::Result<f32> {
+/// portable C reference kernel on f32 activations.
+pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> Result<f32> {
     let n = x.len();
     if dtype.bytes_for(n) != Some(bytes.len()) {
-        return Err(crate::Error::InvalidArg(format!(
+        return Err(Error::InvalidArg(format!(
             "vec_dot: {} bytes is not a {}-element {} row",
             bytes.len(),
             n,
@@ -61,16 +276,25 @@ mod tests {
     use super::*;
     use crate::tensor::quant;
 
+    /// A deterministic pseudo-random stream (xorshift), enough for test inputs.
+    fn noise(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E3779B97F4A7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 11) as f32 / (1u64 << 53) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
     /// The Rust row kernels used by the forward pass agree with the C reference kernels.
     #[test]
     fn rust_rows_match_c_generic() {
         let n = 256;
-        let w: Vec<f32> = (0..n)
-            .map(|i| ((i * 7919) % 113) as f32 / 37.0 - 1.5)
-            .collect();
-        let x: Vec<f32> = (0..n)
-            .map(|i| ((i * 104729) % 97) as f32 / 41.0 - 1.1)
-            .collect();
+        let w = noise(1, n, 1.5);
+        let x = noise(2, n, 1.1);
         for dtype in DType::ALL {
             let mut bytes = vec![0u8; dtype.bytes_for(n).unwrap()];
             quant::quantize_row(dtype, &w, &mut bytes).unwrap();
@@ -80,6 +304,104 @@ mod tests {
             assert!(
                 (c - r).abs() <= 1e-5 * scale,
                 "{dtype:?}: C {c} vs Rust {r}"
+            );
+        }
+    }
+
+    /// Every ISA kernel against the generic one: all block counts from 1 to 17 (odd counts hit
+    /// the single-block tails), tiny and huge scales, and rows containing -128. The integer
+    /// block sums are exact, so the only difference is float summation order: bound
+    /// 1e-5 × Σ|block scale × block sum| (the magnitude of what is summed).
+    #[test]
+    fn isa_kernels_match_generic() {
+        let sets = available();
+        println!(
+            "kernel sets here: {:?}",
+            sets.iter().map(|s| s.name).collect::<Vec<_>>()
+        );
+        let mut acts = Q8Acts::default();
+        for blocks in 1..=17 {
+            let n = blocks * QK;
+            for (seed, scale) in [(3u64, 1.0f32), (4, 1e-6), (5, 3e4), (6, 0.0)] {
+                let x = noise(seed, n, scale.max(1e-30));
+                acts.quantize(&x, n);
+                for dtype in [DType::Q8_0, DType::Q4_0] {
+                    let w = noise(seed + 100, n, scale);
+                    let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
+                    quant::quantize_row(dtype, &w, &mut row).unwrap();
+                    if dtype == DType::Q8_0 && blocks > 2 {
+                        row[2] = 0x80; // -128 in the first block
+                    }
+                    let reference = acts.dot(&GENERIC, dtype, &row, 0);
+                    let mut deq = vec![0.0f32; n];
+                    quant::dequantize_row(dtype, &row, &mut deq);
+                    let mag: f32 = deq
+                        .iter()
+                        .zip(&x)
+                        .map(|(a, b)| (a * b).abs())
+                        .sum::<f32>()
+                        .max(f32::MIN_POSITIVE);
+                    for k in &sets {
+                        let got = acts.dot(k, dtype, &row, 0);
+                        assert!(
+                            (got - reference).abs() <= 1e-5 * mag,
+                            "{} {dtype:?} n={n} scale={scale}: {got} vs {reference}",
+                            k.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Four-row kernels against four one-row generic dot products, odd and even block counts.
+    #[test]
+    fn four_row_kernels_match_generic() {
+        let mut acts = Q8Acts::default();
+        for blocks in [1usize, 2, 3, 7, 64] {
+            let n = blocks * QK;
+            let x = noise(11 + blocks as u64, 4 * n, 2.0);
+            acts.quantize(&x, n);
+            for dtype in [DType::Q8_0, DType::Q4_0] {
+                let w = noise(12, n, 1.0);
+                let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
+                quant::quantize_row(dtype, &w, &mut row).unwrap();
+                for k in available() {
+                    let got = acts.dot_upto4(&k, dtype, &row, 0, 4);
+                    for (r, g) in got.iter().enumerate() {
+                        let want = acts.dot(&GENERIC, dtype, &row, r);
+                        let mag: f32 =
+                            x[r * n..(r + 1) * n].iter().map(|v| v.abs()).sum::<f32>() * 16.0;
+                        assert!(
+                            (g - want).abs() <= 1e-5 * mag,
+                            "{} {dtype:?} n={n} row {r}: {g} vs {want}",
+                            k.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The q8a dot product approximates the f32 one within the activation rounding
+    /// (|x - d·q| ≤ d/2 per element).
+    #[test]
+    fn q8a_dot_close_to_f32() {
+        let n = 512;
+        let (w, x) = (noise(7, n, 1.0), noise(8, n, 2.0));
+        let mut acts = Q8Acts::default();
+        acts.quantize(&x, n);
+        for dtype in [DType::Q8_0, DType::Q4_0] {
+            let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
+            quant::quantize_row(dtype, &w, &mut row).unwrap();
+            let exact = quant::dot_row(dtype, &row, &x);
+            let mut deq = vec![0.0; n];
+            quant::dequantize_row(dtype, &row, &mut deq);
+            let bound: f32 = (0..n).map(|i| deq[i].abs() * acts.d[i / QK] / 2.0).sum();
+            let got = acts.dot(active(), dtype, &row, 0);
+            assert!(
+                (got - exact).abs() <= bound * 1.01,
+                "{dtype:?}: {got} vs {exact} (bound {bound})"
             );
         }
     }

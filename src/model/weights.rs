@@ -53,6 +53,14 @@ impl HeadProj {
             self.stored.matvec(x, out)
         }
     }
+    /// `out[t] = M x[t]` for `n` latents stored back to back (`out` is `[n, head dim]`).
+    pub fn apply_batch(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        if self.transposed {
+            self.stored.matmul_t(x, n, out)
+        } else {
+            self.stored.matmul(x, n, out)
+        }
+    }
     /// `out = Mᵀ x` (x: head dim → out: kv_lora).
     pub fn apply_t(&self, x: &[f32], out: &mut [f32]) {
         if self.transposed {

@@ -7,7 +7,12 @@
 use std::ops::Range;
 use std::sync::Arc;
 
+use std::cell::RefCell;
+
 use memmap2::Mmap;
+use rayon::prelude::*;
+
+use crate::kernels::{self, Q8Acts};
 
 use super::dtype::DType;
 use super::quant;
@@ -161,13 +166,7 @@ impl TensorView {
 
     /// `out = W x` for one input vector (`x.len() == cols`, `out.len() == rows`).
     pub fn matvec(&self, x: &[f32], out: &mut [f32]) {
-        debug_assert_eq!(x.len(), self.cols);
-        debug_assert_eq!(out.len(), self.rows);
-        let rb = self.row_bytes();
-        let bytes = self.bytes();
-        for (r, o) in out.iter_mut().enumerate() {
-            *o = quant::dot_row(self.dtype, &bytes[r * rb..(r + 1) * rb], x);
-        }
+        self.matmul(x, 1, out)
     }
 
     /// `out = Wᵀ x` (`x.len() == rows`, `out.len() == cols`): accumulates scaled rows.
@@ -182,22 +181,127 @@ impl TensorView {
         }
     }
 
-    /// `out[t] = W x[t]` for `n` inputs stored back to back. Each weight row is loaded once
-    /// and used for every input, which is what makes prefill cheaper per token than decode.
+    /// `out[t] = Wᵀ x[t]` for `n` inputs of `rows` values (`out` is `[n, cols]`): each stored
+    /// row is widened once and accumulated into every output.
+    pub fn matmul_t(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        debug_assert_eq!(x.len(), n * self.rows);
+        debug_assert_eq!(out.len(), n * self.cols);
+        out.fill(0.0);
+        let (rows, cols) = (self.rows, self.cols);
+        ROW.with(|cell| {
+            let mut fresh = Vec::new();
+            let mut guard = cell.try_borrow_mut();
+            let row: &mut Vec<f32> = match guard.as_mut() {
+                Ok(r) => r,
+                Err(_) => &mut fresh,
+            };
+            row.resize(cols, 0.0);
+            for i in 0..rows {
+                self.row_f32(i, row);
+                for t in 0..n {
+                    let a = x[t * rows + i];
+                    for (o, &w) in out[t * cols..(t + 1) * cols].iter_mut().zip(row.iter()) {
+                        *o += a * w;
+                    }
+                }
+            }
+        });
+    }
+
+    /// `out[t] = W x[t]` for `n` inputs stored back to back (`out` is `[n, rows]`). Rows are
+    /// split across the worker threads; each weight row is loaded once and used for every
+    /// input, which is what makes prefill cheaper per token than decode. Quantized weights
+    /// multiply 8-bit activations ([`Q8Acts`]) with the best kernel set of the CPU.
     pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         debug_assert_eq!(x.len(), n * self.cols);
         debug_assert_eq!(out.len(), n * self.rows);
-        if n == 1 {
-            return self.matvec(x, out);
+        if !self.dtype.is_quantized() {
+            let cols = self.cols;
+            return self.for_each_row(n, out, |row, t0, count| {
+                let mut v = [0.0f32; 4];
+                for (i, o) in v.iter_mut().enumerate().take(count) {
+                    *o = quant::dot_row(self.dtype, row, &x[(t0 + i) * cols..(t0 + i + 1) * cols]);
+                }
+                v
+            });
         }
+        let k = kernels::active();
+        ACTS.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut acts) => {
+                acts.quantize(x, self.cols);
+                let acts: &Q8Acts = &acts;
+                self.for_each_row(n, out, |row, t0, c| {
+                    acts.dot_upto4(k, self.dtype, row, t0, c)
+                });
+            }
+            // Re-entered on this thread (a nested call from a work-stealing pool): use a
+            // buffer of its own.
+            Err(_) => {
+                let mut acts = Q8Acts::default();
+                acts.quantize(x, self.cols);
+                self.for_each_row(n, out, |row, t0, c| {
+                    acts.dot_upto4(k, self.dtype, row, t0, c)
+                });
+            }
+        });
+    }
+
+    /// `out[t * rows + r]` for every row r and input t, where `f(row, t0, count)` returns the
+    /// values for inputs `t0..t0+count` (count ≤ 4). Rows are split across threads when the
+    /// product is big enough to pay for the hand-off.
+    fn for_each_row(
+        &self,
+        n: usize,
+        out: &mut [f32],
+        f: impl Fn(&[u8], usize, usize) -> [f32; 4] + Sync,
+    ) {
+        let rows = self.rows;
         let rb = self.row_bytes();
         let bytes = self.bytes();
-        for r in 0..self.rows {
+        let threads = kernels::threads();
+        let do_row = |r: usize, put: &mut dyn FnMut(usize, f32)| {
             let row = &bytes[r * rb..(r + 1) * rb];
-            for t in 0..n {
-                out[t * self.rows + r] =
-                    quant::dot_row(self.dtype, row, &x[t * self.cols..(t + 1) * self.cols]);
+            let mut t0 = 0;
+            while t0 < n {
+                let count = (n - t0).min(4);
+                let v = f(row, t0, count);
+                for (i, &val) in v.iter().enumerate().take(count) {
+                    put((t0 + i) * rows + r, val);
+                }
+                t0 += count;
             }
+        };
+        if threads <= 1 || rows * self.cols * n < PARALLEL_MIN_WORK {
+            for r in 0..rows {
+                do_row(r, &mut |i, v| out[i] = v);
+            }
+            return;
         }
+        let chunk = rows.div_ceil(threads * 4).max(8);
+        let out_ptr = OutPtr(out.as_mut_ptr());
+        (0..rows.div_ceil(chunk)).into_par_iter().for_each(|c| {
+            let out_ptr = &out_ptr;
+            for r in c * chunk..((c + 1) * chunk).min(rows) {
+                // SAFETY: `out` has n*rows elements (asserted by callers' shapes) and every
+                // index t*rows + r is written by exactly one chunk (the one holding row r), so
+                // the writes are in bounds and disjoint; `out` outlives the parallel loop.
+                do_row(r, &mut |i, v| unsafe { *out_ptr.0.add(i) = v });
+            }
+        });
     }
 }
+
+/// Below this many multiply-adds a product runs on the calling thread.
+const PARALLEL_MIN_WORK: usize = 1 << 16;
+
+thread_local! {
+    /// Each caller thread's quantized activations, reused so decode allocates nothing.
+    static ACTS: RefCell<Q8Acts> = RefCell::new(Q8Acts::default());
+    /// Each thread's widened weight row for `matmul_t`.
+    static ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The output pointer shared by the row chunks of one product.
+struct OutPtr(*mut f32);
+// SAFETY: used only inside `for_each_row`, where each chunk writes a disjoint set of indices.
+unsafe impl Sync for OutPtr {}

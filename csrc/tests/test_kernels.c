@@ -1,0 +1,118 @@
+/* Every ISA kernel of this architecture against the generic one, as a standalone C program:
+ * tools/test.sh runs it natively on x86-64 and, cross-compiled with aarch64-linux-gnu-gcc,
+ * under qemu-aarch64 for the NEON kernels. Random rows of 1..40 blocks (odd counts hit the
+ * tails), scales from 1e-6 to 3e4, Q8_0 rows holding -128. The integer block sums are exact,
+ * so results may differ only by float summation order: |a - b| ≤ 1e-5 · Σ|w·x|.
+ * Prints "N passed, M failed". */
+#include "moela_kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef float (*dot_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *);
+struct kernel {
+    const char *name;
+    dot_fn q8_0, q4_0;
+    int available;
+};
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static uint16_t f32_to_f16_bits(float f) {
+    /* Round-to-nearest conversion good enough for test scales (normal range only). */
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
+    uint32_t man = x & 0x7fffffu;
+    if (exp <= 0) return (uint16_t)sign;
+    if (exp >= 31) return (uint16_t)(sign | 0x7bff);
+    uint32_t h = sign | ((uint32_t)exp << 10) | (man >> 13);
+    if (man & 0x1000u) h++;
+    return (uint16_t)h;
+}
+
+static void make_rows(size_t n, float scale, uint8_t *q8, uint8_t *q4) {
+    for (size_t b = 0; b < n / 32; b++) {
+        float v[32], amax = 0.0f;
+        for (int j = 0; j < 32; j++) {
+            v[j] = frand() * scale;
+            if (fabsf(v[j]) > amax) amax = fabsf(v[j]);
+        }
+        uint16_t d8 = f32_to_f16_bits(amax / 127.0f), d4 = f32_to_f16_bits(-amax / 8.0f);
+        memcpy(q8 + 34 * b, &d8, 2);
+        memcpy(q4 + 18 * b, &d4, 2);
+        for (int j = 0; j < 32; j++) {
+            long q = lroundf(amax > 0 ? v[j] / amax * 127.0f : 0.0f);
+            q8[34 * b + 2 + j] = (uint8_t)(int8_t)q;
+        }
+        if (b == 0) q8[2] = 0x80; /* -128, the extreme a file may hold */
+        for (int j = 0; j < 16; j++)
+            q4[18 * b + 2 + j] = (uint8_t)((rng >> (j % 60)) & 0xff);
+        frand();
+    }
+}
+
+int main(void) {
+    struct kernel ks[] = {
+#if defined(__x86_64__)
+        {"avx2", mk_vec_dot_q8_0_q8a_avx2, mk_vec_dot_q4_0_q8a_avx2,
+         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+             __builtin_cpu_supports("f16c")},
+        {"avx512", mk_vec_dot_q8_0_q8a_avx512, mk_vec_dot_q4_0_q8a_avx512,
+         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vnni")},
+#elif defined(__aarch64__)
+        {"neon", mk_vec_dot_q8_0_q8a_neon, mk_vec_dot_q4_0_q8a_neon, 1},
+        {"dotprod", mk_vec_dot_q8_0_q8a_dotprod, mk_vec_dot_q4_0_q8a_dotprod, 1},
+#endif
+    };
+    int nk = (int)(sizeof ks / sizeof ks[0]), passed = 0, failed = 0;
+    const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f};
+    for (size_t blocks = 1; blocks <= 40; blocks++) {
+        size_t n = 32 * blocks;
+        float *x = malloc(n * sizeof *x), *d = malloc(blocks * sizeof *d);
+        int8_t *qs = malloc(n);
+        int32_t *s = malloc(blocks * sizeof *s);
+        uint8_t *q8 = malloc(34 * blocks), *q4 = malloc(18 * blocks);
+        for (int si = 0; si < 4; si++) {
+            for (size_t i = 0; i < n; i++) x[i] = frand() * (scales[si] > 0 ? scales[si] : 1.0f);
+            mk_quantize_row_q8a_generic(n, x, qs, d, s);
+            make_rows(n, scales[si], q8, q4);
+            float mag8 = 0, mag4 = 0;
+            for (size_t b = 0; b < blocks; b++) {
+                float dw8 = mk_f16_to_f32((uint16_t)(q8[34 * b] | q8[34 * b + 1] << 8));
+                float dw4 = mk_f16_to_f32((uint16_t)(q4[18 * b] | q4[18 * b + 1] << 8));
+                for (int j = 0; j < 32; j++) {
+                    mag8 += fabsf(dw8 * (int8_t)q8[34 * b + 2 + j] * d[b] * qs[32 * b + j]);
+                    mag4 += fabsf(dw4 * 8.0f * d[b] * qs[32 * b + j]) * 2.0f;
+                }
+            }
+            float r8 = mk_vec_dot_q8_0_q8a_generic(n, q8, qs, d, s);
+            float r4 = mk_vec_dot_q4_0_q8a_generic(n, q4, qs, d, s);
+            for (int k = 0; k < nk; k++) {
+                if (!ks[k].available) continue;
+                float g8 = ks[k].q8_0(n, q8, qs, d, s), g4 = ks[k].q4_0(n, q4, qs, d, s);
+                int ok8 = fabsf(g8 - r8) <= 1e-5f * mag8 + 1e-30f;
+                int ok4 = fabsf(g4 - r4) <= 1e-5f * mag4 + 1e-30f;
+                passed += ok8 + ok4;
+                failed += !ok8 + !ok4;
+                if (!ok8) printf("FAIL %s q8_0 n=%zu scale=%g: %g vs %g\n", ks[k].name, n, scales[si], g8, r8);
+                if (!ok4) printf("FAIL %s q4_0 n=%zu scale=%g: %g vs %g\n", ks[k].name, n, scales[si], g4, r4);
+            }
+        }
+        free(x), free(d), free(qs), free(s), free(q8), free(q4);
+    }
+    for (int k = 0; k < nk; k++) printf("kernel %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}

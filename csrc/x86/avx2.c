@@ -1,0 +1,84 @@
+/* AVX2 + FMA + F16C kernels (built with -mavx2 -mfma -mf16c; called only when the CPU has
+ * them). Same contracts as the generic ones in moela_kernels.h. */
+#include "moela_kernels.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+static inline float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+float mk_vec_dot_q8_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t nb = n / 32, i = 0;
+    for (; i + 1 < nb; i += 2, b += 68) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(b + 2));
+        __m256i w1 = _mm256_loadu_si256((const __m256i *)(b + 36));
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(qs + 32 * i + 32));
+        /* |w| · sign(w)·x: unsigned × signed pairs; |w| ≤ 128 and |x| ≤ 127 never saturate. */
+        __m256i p0 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
+        __m256i p1 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1)), ones);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f16_at(b) * d[i]), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(f16_at(b + 34) * d[i + 1]),
+                               acc1);
+    }
+    for (; i < nb; i++, b += 34) {
+        __m256i w0 = _mm256_loadu_si256((const __m256i *)(b + 2));
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
+        __m256i p0 = _mm256_madd_epi16(
+            _mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f16_at(b) * d[i]), acc0);
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
+
+static inline __m256i unpack_q4(const uint8_t *q) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)q);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+}
+
+float mk_vec_dot_q4_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s) {
+    const uint8_t *b = (const uint8_t *)w;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float corr = 0.0f; /* Σ scale · s[b]: the -8 offset, applied once at the end */
+    size_t nb = n / 32, i = 0;
+    for (; i + 1 < nb; i += 2, b += 36) {
+        float sc0 = f16_at(b) * d[i], sc1 = f16_at(b + 18) * d[i + 1];
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
+        __m256i x1 = _mm256_loadu_si256((const __m256i *)(qs + 32 * i + 32));
+        /* nibbles 0..15 (unsigned) × x: pairs ≤ 2·15·127, no saturation. */
+        __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_q4(b + 2), x0), ones);
+        __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_q4(b + 20), x1), ones);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(sc0), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(sc1), acc1);
+        corr += sc0 * (float)s[i] + sc1 * (float)s[i + 1];
+    }
+    for (; i < nb; i++, b += 18) {
+        float sc0 = f16_at(b) * d[i];
+        __m256i x0 = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
+        __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_q4(b + 2), x0), ones);
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(sc0), acc0);
+        corr += sc0 * (float)s[i];
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) - 8.0f * corr;
+}

@@ -1,0 +1,158 @@
+/* AVX-512 (F, BW, VL, DQ) + VNNI kernels (built with those flags; called only when the CPU has
+ * them). Two blocks per 512-bit register; vpdpbusd does the u8 × s8 products without
+ * saturation. Same contracts as the generic ones in moela_kernels.h. */
+#include "moela_kernels.h"
+
+#include <immintrin.h>
+#include <string.h>
+
+static inline float f16_at(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
+/* Lanes 0-7 = a, lanes 8-15 = b. */
+static inline __m512 two_scales(float a, float b) {
+    return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+}
+
+static inline __m256i unpack_q4(const uint8_t *q) {
+    __m128i raw = _mm_loadu_si128((const __m128i *)q);
+    __m256i both = _mm256_set_m128i(_mm_srli_epi16(raw, 4), raw);
+    return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
+}
+
+float mk_vec_dot_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    __m512 acc = _mm512_setzero_ps();
+    size_t nb = n / 32, i = 0;
+    for (; i + 1 < nb; i += 2, b += 68) {
+        __m512i wv = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2))),
+            _mm256_loadu_si256((const __m256i *)(b + 36)), 1);
+        __m512i xv = _mm512_loadu_si512((const void *)(qs + 32 * i));
+        /* |w| (as unsigned) × x with the sign of w moved onto x. */
+        __mmask64 neg = _mm512_movepi8_mask(wv);
+        __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), _mm512_abs_epi8(wv), xs);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                              two_scales(f16_at(b) * d[i], f16_at(b + 34) * d[i + 1]), acc);
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    for (; i < nb; i++, b += 34) {
+        __m256i wv = _mm256_loadu_si256((const __m256i *)(b + 2));
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv),
+                                        _mm256_sign_epi8(xv, wv));
+        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b) * d[i]));
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        sum += _mm_cvtss_f32(h);
+    }
+    return sum;
+}
+
+float mk_vec_dot_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s) {
+    const uint8_t *b = (const uint8_t *)w;
+    __m512 acc = _mm512_setzero_ps();
+    float corr = 0.0f; /* Σ scale · s[b]: the -8 offset, applied once at the end */
+    size_t nb = n / 32, i = 0;
+    for (; i + 1 < nb; i += 2, b += 36) {
+        float sc0 = f16_at(b) * d[i], sc1 = f16_at(b + 18) * d[i + 1];
+        __m512i nib = _mm512_inserti64x4(_mm512_castsi256_si512(unpack_q4(b + 2)),
+                                         unpack_q4(b + 20), 1);
+        __m512i xv = _mm512_loadu_si512((const void *)(qs + 32 * i));
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib, xv);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), two_scales(sc0, sc1), acc);
+        corr += sc0 * (float)s[i] + sc1 * (float)s[i + 1];
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    for (; i < nb; i++, b += 18) {
+        float sc0 = f16_at(b) * d[i];
+        __m256i xv = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_q4(b + 2), xv);
+        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sc0));
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_movehdup_ps(h));
+        sum += _mm_cvtss_f32(h);
+        corr += sc0 * (float)s[i];
+    }
+    return sum - 8.0f * corr;
+}
+
+/* Four activation rows at once (prefill): each weight block is loaded and unpacked once and
+ * multiplied with the same block of 4 token rows. Token r's activations start at
+ * qs + r*n, d + r*n/32, s + r*n/32. Writes out[0..4]. */
+static inline float reduce_acc(__m512 a) { return _mm512_reduce_add_ps(a); }
+
+void mk_vec_dot4_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t nb = n / 32;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    float corr[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 1 < nb; i += 2, b += 36) {
+        float dw0 = f16_at(b), dw1 = f16_at(b + 18);
+        __m512i nib = _mm512_inserti64x4(_mm512_castsi256_si512(unpack_q4(b + 2)),
+                                         unpack_q4(b + 20), 1);
+        for (int r = 0; r < 4; r++) {
+            const size_t o = r * nb + i;
+            __m512i xv = _mm512_loadu_si512((const void *)(qs + r * n + 32 * i));
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib, xv);
+            float sc0 = dw0 * d[o], sc1 = dw1 * d[o + 1];
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), two_scales(sc0, sc1), acc[r]);
+            corr[r] += sc0 * (float)s[o] + sc1 * (float)s[o + 1];
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        float sum = reduce_acc(acc[r]);
+        if (i < nb) {
+            /* odd block count: the last block through the one-row kernel */
+            sum += mk_vec_dot_q4_0_q8a_avx512(32, b, qs + r * n + 32 * i, d + r * nb + i,
+                                              s + r * nb + i);
+        }
+        out[r] = sum - 8.0f * corr[r];
+    }
+}
+
+void mk_vec_dot4_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t nb = n / 32;
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    size_t i = 0;
+    for (; i + 1 < nb; i += 2, b += 68) {
+        float dw0 = f16_at(b), dw1 = f16_at(b + 34);
+        __m512i wv = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2))),
+            _mm256_loadu_si256((const __m256i *)(b + 36)), 1);
+        __mmask64 neg = _mm512_movepi8_mask(wv);
+        __m512i aw = _mm512_abs_epi8(wv);
+        for (int r = 0; r < 4; r++) {
+            const size_t o = r * nb + i;
+            __m512i xv = _mm512_loadu_si512((const void *)(qs + r * n + 32 * i));
+            __m512i xs = _mm512_mask_sub_epi8(xv, neg, _mm512_setzero_si512(), xv);
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), aw, xs);
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), two_scales(dw0 * d[o], dw1 * d[o + 1]),
+                                     acc[r]);
+        }
+    }
+    for (int r = 0; r < 4; r++) {
+        float sum = reduce_acc(acc[r]);
+        if (i < nb) {
+            sum += mk_vec_dot_q8_0_q8a_avx512(32, b, qs + r * n + 32 * i, d + r * nb + i,
+                                              s + r * nb + i);
+        }
+        out[r] = sum;
+    }
+}

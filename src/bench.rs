@@ -1,0 +1,209 @@
+//! `moela bench`: prefill and decode speed, load time, memory, and decode speed as a fraction
+//! of the memory-bandwidth limit (bytes of weights one decoded token reads ÷ measured read
+//! bandwidth), in the manner of llama-bench.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::model::Model;
+use crate::session::{Session, SessionParams};
+
+#[derive(Clone, Debug)]
+pub struct BenchParams {
+    /// Prompt tokens evaluated as one batch (0 = skip prefill).
+    pub n_prompt: usize,
+    /// Tokens decoded one at a time (0 = skip decode).
+    pub n_gen: usize,
+    /// Tokens already in the context before decoding.
+    pub depth: usize,
+    pub repetitions: usize,
+}
+
+/// Mean and standard deviation of repeated measurements.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct Stat {
+    pub mean: f64,
+    pub sd: f64,
+}
+
+impl Stat {
+    fn of(v: &[f64]) -> Stat {
+        if v.is_empty() {
+            return Stat::default();
+        }
+        let mean = v.iter().sum::<f64>() / v.len() as f64;
+        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len().max(2) - 1) as f64;
+        Stat {
+            mean,
+            sd: var.sqrt(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub threads: usize,
+    pub kernels: String,
+    pub n_prompt: usize,
+    pub n_gen: usize,
+    pub depth: usize,
+    pub load_s: f64,
+    pub rss_after_load_bytes: u64,
+    pub rss_bytes: u64,
+    pub rss_peak_bytes: u64,
+    pub pp_tok_s: f64,
+    pub pp_tok_s_sd: f64,
+    pub tg_tok_s: f64,
+    pub tg_tok_s_sd: f64,
+    pub active_bytes_per_token: u64,
+    pub kv_bytes_per_token: u64,
+    /// 0 when not measured.
+    pub mem_bw_bytes_s: f64,
+    /// tg_tok_s × active bytes ÷ bandwidth (0 when bandwidth was not measured).
+    pub tg_bw_fraction: f64,
+}
+
+/// Resident set size now and at its peak, from /proc/self/status (0 where unavailable).
+pub fn rss_bytes() -> (u64, u64) {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+        return (0, 0);
+    };
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Read bandwidth of this machine with the current worker threads: the best of a few passes
+/// summing a 1 GiB buffer (larger than any cache) split across the threads.
+pub fn measure_mem_bw() -> f64 {
+    let n = (1usize << 30) / 8;
+    let buf: Vec<u64> = (0..n as u64).collect();
+    let chunk = n.div_ceil(rayon::current_num_threads() * 8);
+    let mut best = 0.0f64;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let s: u64 = buf
+            .par_chunks(chunk)
+            .map(|c| c.iter().fold(0u64, |a, &b| a.wrapping_add(b)))
+            .reduce(|| 0, |a, b| a.wrapping_add(b));
+        let dt = t.elapsed().as_secs_f64();
+        std::hint::black_box(s);
+        best = best.max((n * 8) as f64 / dt);
+    }
+    best
+}
+
+/// Deterministic token ids in `1..vocab` (a weak LCG is enough to touch varied experts).
+fn tokens(n: usize, vocab: usize, seed: u64) -> Vec<u32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            1 + ((s >> 33) as usize % (vocab - 1)) as u32
+        })
+        .collect()
+}
+
+impl BenchResult {
+    /// Adds a measured read bandwidth and the decode fraction of its limit.
+    pub fn with_mem_bw(mut self, bw: f64) -> Self {
+        self.mem_bw_bytes_s = bw;
+        self.tg_bw_fraction = if bw > 0.0 {
+            self.tg_tok_s * self.active_bytes_per_token as f64 / bw
+        } else {
+            0.0
+        };
+        self
+    }
+}
+
+/// Runs the benchmark. Memory figures are taken before any bandwidth measurement, whose
+/// 1 GiB buffer would otherwise count in the peak.
+pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Result<BenchResult> {
+    let t = Instant::now();
+    let model = Arc::new(Model::load(path)?);
+    let load_s = t.elapsed().as_secs_f64();
+    let (rss_after_load, _) = rss_bytes();
+    let cfg = model.config.clone();
+    let n_ctx = (p.depth + p.n_prompt.max(p.n_gen) + 1).max(16);
+    let params = SessionParams {
+        n_ctx,
+        ..Default::default()
+    };
+    let mut session = Session::new(model.clone(), &params)?;
+    let (mut pp, mut tg) = (Vec::new(), Vec::new());
+    for rep in 0..p.repetitions.max(1) {
+        if p.n_prompt > 0 {
+            session.reset();
+            let toks = tokens(p.n_prompt, cfg.vocab_size, rep as u64);
+            let t = Instant::now();
+            session.eval(&toks, false)?;
+            pp.push(p.n_prompt as f64 / t.elapsed().as_secs_f64());
+            progress(&format!(
+                "rep {rep}: prefill {} tokens: {:.2} tok/s",
+                p.n_prompt,
+                pp[pp.len() - 1]
+            ));
+        }
+        if p.n_gen > 0 {
+            session.reset();
+            if p.depth > 0 {
+                session.eval(&tokens(p.depth, cfg.vocab_size, 1000 + rep as u64), false)?;
+            }
+            let toks = tokens(p.n_gen, cfg.vocab_size, 2000 + rep as u64);
+            let t = Instant::now();
+            for &tok in &toks {
+                session.eval(&[tok], false)?;
+            }
+            tg.push(p.n_gen as f64 / t.elapsed().as_secs_f64());
+            progress(&format!(
+                "rep {rep}: decode {} tokens at depth {}: {:.2} tok/s",
+                p.n_gen,
+                p.depth,
+                tg[tg.len() - 1]
+            ));
+        }
+    }
+    let (pp, tg) = (Stat::of(&pp), Stat::of(&tg));
+    let active = model.active_bytes_per_token();
+    let (rss, peak) = rss_bytes();
+    Ok(BenchResult {
+        model: path.display().to_string(),
+        threads: crate::kernels::threads(),
+        kernels: crate::kernels::active().name.to_string(),
+        n_prompt: p.n_prompt,
+        n_gen: p.n_gen,
+        depth: p.depth,
+        load_s,
+        rss_after_load_bytes: rss_after_load,
+        rss_bytes: rss,
+        rss_peak_bytes: peak,
+        pp_tok_s: pp.mean,
+        pp_tok_s_sd: pp.sd,
+        tg_tok_s: tg.mean,
+        tg_tok_s_sd: tg.sd,
+        active_bytes_per_token: active,
+        kv_bytes_per_token: crate::attention::kv_cache::KvCache::bytes_per_token(
+            params.kv_type,
+            cfg.n_layers,
+            cfg.kv_cache_row(),
+        ) as u64,
+        mem_bw_bytes_s: 0.0,
+        tg_bw_fraction: 0.0,
+    })
+}
