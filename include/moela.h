@@ -523,6 +523,22 @@ const char *moela_version(void);
 uint32_t moela_abi_version(void);
 
 /**
+ * Sets the number of worker threads of the process-wide pool that every session's
+ * computation shares. Call it once, before the first evaluation (or `moela_get_n_threads`),
+ * which create the pool with one thread per available core; afterwards the size is fixed
+ * and this returns `MOELA_STATUS_INVALID_ARG`. `n_threads` must be at least 1.
+ *
+ * Thread-safe.
+ */
+moela_status moela_set_n_threads(uint32_t n_threads);
+
+/**
+ * The number of worker threads of the process-wide pool (creating it with the default size
+ * if it does not exist yet). Thread-safe.
+ */
+uint32_t moela_get_n_threads(void);
+
+/**
  * Fills `*params` with the defaults. `struct_size` is `sizeof(moela_model_params)` as the
  * caller sees it; it is stored in `params->struct_size`.
  *

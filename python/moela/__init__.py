@@ -36,6 +36,8 @@ __all__ = [
     "Status",
     "abi_version",
     "generate",
+    "get_n_threads",
+    "set_n_threads",
     "version",
 ]
 
@@ -101,6 +103,16 @@ def version() -> str:
 def abi_version() -> int:
     """The library's ABI version (equal to :data:`ABI_VERSION` once loaded)."""
     return int(_l().moela_abi_version())
+
+
+def set_n_threads(n_threads: int) -> None:
+    """Sets the size of the process-wide worker pool; only before the first evaluation."""
+    _check(_l().moela_set_n_threads(n_threads))
+
+
+def get_n_threads() -> int:
+    """The size of the process-wide worker pool."""
+    return int(_l().moela_get_n_threads())
 
 
 def _defaults(struct: type, fn: str) -> ctypes.Structure:

@@ -119,6 +119,8 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "moela_last_error": (c_char_p, []),
     "moela_version": (c_char_p, []),
     "moela_abi_version": (c_u32, []),
+    "moela_set_n_threads": (status_t, [c_u32]),
+    "moela_get_n_threads": (c_u32, []),
     "moela_model_default_params": (status_t, [_P(ModelParams), c_size]),
     "moela_session_default_params": (status_t, [_P(SessionParams), c_size]),
     "moela_sampling_default_params": (status_t, [_P(SamplingParams), c_size]),

@@ -60,6 +60,12 @@ class TestLibrary(unittest.TestCase):
             p = struct()
             self.assertEqual(getattr(lib, fn)(m._handle(), ctypes.byref(p), ctypes.sizeof(p)), 0)
 
+    def test_threads(self) -> None:
+        with self.assertRaises(MoelaError) as e:
+            moela.set_n_threads(0)
+        self.assertEqual(e.exception.status, Status.INVALID_ARG)
+        self.assertGreaterEqual(moela.get_n_threads(), 1)
+
     def test_status_names_match(self) -> None:
         lib = moela._l()
         names = {lib.moela_status_string(s.value) for s in Status}

@@ -26,6 +26,8 @@ pub mod error;
 
 pub mod version;
 
+pub mod runtime;
+
 pub mod params;
 
 pub mod model;

@@ -121,6 +121,15 @@ static void test_version_and_status(void) {
     CHECK(moela_last_error() != NULL);
 }
 
+/* First thing in main: the pool does not exist yet. */
+static void test_threads_setting(void) {
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_set_n_threads, 0);
+    EXPECT_OK(moela_set_n_threads(2));
+    CHECK(moela_get_n_threads() == 2);
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_set_n_threads, 3); /* fixed once created */
+    CHECK(moela_get_n_threads() == 2);
+}
+
 static void test_params(void) {
     moela_model_params mp;
     moela_session_params sp;
@@ -699,6 +708,7 @@ int main(int argc, char **argv) {
     gguf_path = argv[2];
     tmp_dir = argv[3];
 
+    test_threads_setting();
     test_version_and_status();
     test_params();
     test_load_misuse();
