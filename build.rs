@@ -1,10 +1,11 @@
 //! Builds the C kernels in csrc/ with the `cc` crate. With the `bindgen` feature, also
 //! regenerates the Rust bindings of csrc/include/moela_kernels.h (the committed copy in
 //! src/kernels/bindings.rs is what a normal build uses, so building needs no libclang;
-//! tools/test.sh regenerates it and fails if it differs).
+//! tools/test.sh regenerates it and fails if it differs). Also sets the C library's SONAME.
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc");
+    set_soname();
     cc::Build::new()
         .file("csrc/generic/generic.c")
         .include("csrc/include")
@@ -74,4 +75,25 @@ fn isa_lib(file: &str, name: &str, flags: &[&str]) {
         b.flag(f);
     }
     b.compile(name);
+}
+
+/// Gives the shared library the SONAME cargo-c would (`libmoela.so.<major>`, or
+/// `libmoela.so.0.<minor>` before 1.0), so programs linked against it record the ABI they
+/// need; `tools/install.sh` installs the matching symlinks.
+fn set_soname() {
+    let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
+    if !matches!(
+        os.as_str(),
+        "linux" | "android" | "freebsd" | "netbsd" | "openbsd" | "dragonfly"
+    ) {
+        return;
+    }
+    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").unwrap();
+    let minor = std::env::var("CARGO_PKG_VERSION_MINOR").unwrap();
+    let sover = if major == "0" {
+        format!("0.{minor}")
+    } else {
+        major
+    };
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmoela.so.{sover}");
 }

@@ -11,6 +11,7 @@
 
 pub mod attention;
 pub mod bench;
+pub mod capi;
 pub mod config;
 pub mod convert;
 pub mod error;

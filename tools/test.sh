@@ -2,9 +2,11 @@
 # Every test of the project, in the order a reviewer would want them to fail:
 # formatting and lints, the Rust unit and integration tests (golden logits against
 # transformers' references, converter round trips, error cases), freshness of the generated
-# kernel bindings, and the GGUF layout checks with the `gguf` Python package.
-# Needs: cargo; python3 with gguf, numpy, safetensors; libclang (for bindgen). .ci/run
-# installs them.
+# kernel bindings, the GGUF layout checks with the `gguf` Python package, and the C API
+# (tools/test_capi.sh: header freshness, exported symbols, C/C++ tests under ASan/UBSan,
+# examples, the Python package).
+# Needs: cargo; python3 with gguf, numpy, safetensors; libclang (for bindgen); cbindgen
+# 0.24.3, gcc/g++, pkg-config (for the C API). .ci/run installs them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,3 +49,6 @@ qemu-aarch64 -cpu max "$kt/test_arm"
 echo "== GGUF layout (gguf PyPI package)"
 cargo build --release --quiet
 python3 tools/check_gguf_layout.py --moela target/release/moela
+
+echo "== C API (tools/test_capi.sh)"
+bash tools/test_capi.sh

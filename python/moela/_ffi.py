@@ -1,0 +1,217 @@
+"""ctypes declarations of moela.h (kept in step with include/moela.h by the tests) and the
+search for the shared library."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+from pathlib import Path
+
+#: The ABI this package speaks (MOELA_ABI_VERSION of the header it mirrors).
+ABI_VERSION = 1
+
+c_u32 = ctypes.c_uint32
+c_i32 = ctypes.c_int32
+c_u64 = ctypes.c_uint64
+c_size = ctypes.c_size_t
+c_float_p = ctypes.POINTER(ctypes.c_float)
+c_u32_p = ctypes.POINTER(c_u32)
+c_size_p = ctypes.POINTER(c_size)
+c_char_p = ctypes.c_char_p
+c_void_p = ctypes.c_void_p
+c_buf = ctypes.POINTER(ctypes.c_char)  # a writable char buffer, or bytes that may hold NULs
+status_t = c_i32
+
+
+class ModelParams(ctypes.Structure):
+    _fields_ = [("struct_size", c_u32), ("flags", c_u32)]
+
+
+class SessionParams(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_u32),
+        ("n_ctx", c_u32),
+        ("kv_type", c_u32),
+        ("attn_path", c_u32),
+    ]
+
+
+class SamplingParams(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_u32),
+        ("temperature", ctypes.c_float),
+        ("top_k", c_u32),
+        ("top_p", ctypes.c_float),
+        ("min_p", ctypes.c_float),
+        ("repeat_penalty", ctypes.c_float),
+        ("seed", c_u64),
+    ]
+
+
+class GenerateParams(ctypes.Structure):
+    _fields_ = [("struct_size", c_u32), ("max_tokens", c_u32), ("flags", c_u32)]
+
+
+class ModelInfo(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_u32),
+        ("n_vocab", c_u32),
+        ("n_ctx_train", c_u32),
+        ("n_layers", c_u32),
+        ("n_dense_layers", c_u32),
+        ("n_embd", c_u32),
+        ("n_heads", c_u32),
+        ("kv_lora_rank", c_u32),
+        ("n_experts", c_u32),
+        ("n_experts_used", c_u32),
+        ("n_shared_experts", c_u32),
+        ("bos_token", c_i32),
+        ("eos_token", c_i32),
+        ("flags", c_u32),
+        ("n_params", c_u64),
+        ("n_params_active", c_u64),
+        ("kv_bytes_per_token", c_u64),
+        ("architecture", ctypes.c_char * 32),
+    ]
+
+
+class ExpertCacheStats(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_u32),
+        ("flags", c_u32),
+        ("budget_bytes", c_u64),
+        ("routed_expert_bytes", c_u64),
+        ("resident_bytes", c_u64),
+        ("hits", c_u64),
+        ("misses", c_u64),
+        ("prefetches", c_u64),
+        ("prefetch_hits", c_u64),
+        ("bytes_read", c_u64),
+        ("io_wait_ns", c_u64),
+    ]
+
+
+class ChatMessage(ctypes.Structure):
+    _fields_ = [("role", c_char_p), ("content", c_char_p)]
+
+
+TOKEN_CALLBACK = ctypes.CFUNCTYPE(c_i32, c_u32, c_void_p)
+PIECE_CALLBACK = ctypes.CFUNCTYPE(c_i32, c_buf, c_size, c_void_p)
+
+# Flags and enum values (moela.h).
+MODEL_INFO_HAS_TOKENIZER = 1
+MODEL_INFO_GGUF = 1 << 1
+EXPERT_CACHE_ENABLED = 1
+GENERATE_IGNORE_EOS = 1
+GENERATE_ADD_BOS = 1 << 1
+GENERATE_PARSE_SPECIAL = 1 << 2
+TOKENIZE_ADD_BOS = 1
+TOKENIZE_PARSE_SPECIAL = 1 << 1
+CHAT_ADD_GENERATION_PROMPT = 1
+KV_TYPES = {"f32": 0, "f16": 1}
+ATTN_PATHS = {"auto": 0, "expanded": 1, "absorbed": 2}
+
+_P = ctypes.POINTER
+_PROTOTYPES: dict[str, tuple[object, list[object]]] = {
+    "moela_status_string": (c_char_p, [c_i32]),
+    "moela_last_error": (c_char_p, []),
+    "moela_version": (c_char_p, []),
+    "moela_abi_version": (c_u32, []),
+    "moela_set_n_threads": (status_t, [c_u32]),
+    "moela_get_n_threads": (c_u32, []),
+    "moela_model_default_params": (status_t, [_P(ModelParams), c_size]),
+    "moela_session_default_params": (status_t, [_P(SessionParams), c_size]),
+    "moela_sampling_default_params": (status_t, [_P(SamplingParams), c_size]),
+    "moela_generate_default_params": (status_t, [_P(GenerateParams), c_size]),
+    "moela_model_load": (status_t, [c_char_p, _P(ModelParams), _P(c_void_p)]),
+    "moela_model_free": (None, [c_void_p]),
+    "moela_model_get_info": (status_t, [c_void_p, _P(ModelInfo), c_size]),
+    "moela_model_expert_cache_stats": (status_t, [c_void_p, _P(ExpertCacheStats), c_size]),
+    "moela_session_new": (status_t, [c_void_p, _P(SessionParams), _P(c_void_p)]),
+    "moela_session_free": (None, [c_void_p]),
+    "moela_session_reset": (status_t, [c_void_p]),
+    "moela_session_eval": (status_t, [c_void_p, c_u32_p, c_size]),
+    "moela_session_eval_all_logits": (
+        status_t,
+        [c_void_p, c_u32_p, c_size, c_float_p, c_size, c_size_p],
+    ),
+    "moela_session_logits": (status_t, [c_void_p, c_float_p, c_size, c_size_p]),
+    "moela_session_position": (status_t, [c_void_p, c_u32_p]),
+    "moela_session_n_ctx": (status_t, [c_void_p, c_u32_p]),
+    "moela_sampler_new": (status_t, [_P(SamplingParams), _P(c_void_p)]),
+    "moela_sampler_free": (None, [c_void_p]),
+    "moela_sampler_reset": (status_t, [c_void_p]),
+    "moela_sample": (status_t, [c_void_p, c_void_p, c_u32_p]),
+    "moela_sample_logits": (
+        status_t,
+        [c_void_p, c_float_p, c_size, c_u32_p, c_size, c_u32_p],
+    ),
+    "moela_tokenize": (
+        status_t,
+        [c_void_p, c_char_p, c_size, c_u32, c_u32_p, c_size, c_size_p],
+    ),
+    "moela_token_to_piece": (status_t, [c_void_p, c_u32, c_buf, c_size, c_size_p]),
+    "moela_detokenize": (status_t, [c_void_p, c_u32_p, c_size, c_buf, c_size, c_size_p]),
+    "moela_detokenizer_new": (status_t, [c_void_p, _P(c_void_p)]),
+    "moela_detokenizer_free": (None, [c_void_p]),
+    "moela_detokenizer_feed": (status_t, [c_void_p, c_u32, _P(c_buf), c_size_p]),
+    "moela_detokenizer_flush": (status_t, [c_void_p, _P(c_buf), c_size_p]),
+    "moela_chat_apply_template": (
+        status_t,
+        [c_void_p, _P(ChatMessage), c_size, c_u32, c_buf, c_size, c_size_p],
+    ),
+    "moela_generate_tokens": (
+        status_t,
+        [c_void_p, c_void_p, c_u32_p, c_size, _P(GenerateParams), TOKEN_CALLBACK, c_void_p],
+    ),
+    "moela_generate": (
+        status_t,
+        [c_void_p, c_void_p, c_char_p, c_size, _P(GenerateParams), PIECE_CALLBACK, c_void_p],
+    ),
+}
+
+
+def _library_names() -> list[str]:
+    if sys.platform == "darwin":
+        return ["libmoela.dylib"]
+    if sys.platform == "win32":
+        return ["moela.dll"]
+    return ["libmoela.so"]
+
+
+def find_library() -> str:
+    """Where the shared library is: $MOELA_LIBRARY, else next to this package, else the
+    system's library path."""
+    env = os.environ.get("MOELA_LIBRARY")
+    if env:
+        return env
+    here = Path(__file__).resolve().parent
+    for name in _library_names():
+        if (here / name).exists():
+            return str(here / name)
+    found = ctypes.util.find_library("moela")
+    if found:
+        return found
+    raise OSError(
+        "cannot find the moela shared library: set MOELA_LIBRARY to the path of "
+        f"{_library_names()[0]}, put it next to {here / '__init__.py'}, or install it "
+        "(tools/install.sh)"
+    )
+
+
+def load(path: str | None = None) -> ctypes.CDLL:
+    """Opens the library, declares every function and checks the ABI version."""
+    lib = ctypes.CDLL(path or find_library())
+    for name, (restype, argtypes) in _PROTOTYPES.items():
+        fn = getattr(lib, name)
+        fn.restype = restype
+        fn.argtypes = argtypes
+    abi = lib.moela_abi_version()
+    if abi != ABI_VERSION:
+        raise OSError(
+            f"the moela library at {path or find_library()} has ABI version {abi}; this "
+            f"package needs {ABI_VERSION}"
+        )
+    return lib

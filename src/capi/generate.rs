@@ -1,0 +1,402 @@
+//! The generation loop: prompt in, one callback per token (or text piece) out.
+
+use std::ffi::{c_char, c_void};
+
+use super::error::{guard, not_null, Failure};
+use super::moela_status::{self, *};
+use super::params::{
+    moela_generate_params, read_struct, GENERATE_FLAGS, MOELA_GENERATE_ADD_BOS,
+    MOELA_GENERATE_IGNORE_EOS, MOELA_GENERATE_PARSE_SPECIAL,
+};
+use super::sampling::{moela_sampler, sampler_mut};
+use super::session::{moela_session, session_mut};
+use super::text::{self, c_text, TextCodec, Utf8Stream};
+
+/// Called with each generated token id and the caller's `user_data`. Return 0 to continue,
+/// anything else to stop (`moela_generate_tokens` then returns `MOELA_STATUS_CANCELLED`).
+/// It must not unwind (throw a C++ exception or longjmp) through moela.
+pub type moela_token_callback =
+    Option<unsafe extern "C" fn(token: u32, user_data: *mut c_void) -> i32>;
+
+/// Called with each piece of generated text: `piece` is `piece_len` bytes of UTF-8 (never a
+/// split character), NUL-terminated, borrowed only for the call. Return 0 to continue,
+/// anything else to stop (`moela_generate` then returns `MOELA_STATUS_CANCELLED`). It must
+/// not unwind (throw a C++ exception or longjmp) through moela.
+pub type moela_piece_callback = Option<
+    unsafe extern "C" fn(piece: *const c_char, piece_len: usize, user_data: *mut c_void) -> i32,
+>;
+
+/// Validated generation options.
+pub(crate) struct GenOptions {
+    pub max_tokens: usize,
+    /// The token that ends generation (None with `MOELA_GENERATE_IGNORE_EOS`).
+    pub eos: Option<u32>,
+}
+
+pub(crate) fn gen_options(
+    func: &str,
+    p: &moela_generate_params,
+    eos: Option<u32>,
+) -> Result<GenOptions, Failure> {
+    if p.flags & !GENERATE_FLAGS != 0 {
+        return Err(Failure::invalid(format!(
+            "{func}: unknown flags {:#x} in params.flags",
+            p.flags & !GENERATE_FLAGS
+        )));
+    }
+    Ok(GenOptions {
+        max_tokens: p.max_tokens as usize,
+        eos: eos.filter(|_| p.flags & MOELA_GENERATE_IGNORE_EOS == 0),
+    })
+}
+
+/// The loop every generate function shares. Evaluates `prompt` (may be empty when the
+/// session already has logits), then up to `max_tokens` times: sample, hand the token to
+/// `on_token` (with whether it ends generation as EOS; `false` from `on_token` stops with
+/// CANCELLED), evaluate it. Every token `on_token` accepted is in the session afterwards, so
+/// a later call continues the sequence.
+pub(crate) fn generate_loop(
+    func: &str,
+    s: &mut moela_session,
+    smp: &mut moela_sampler,
+    prompt: &[u32],
+    opts: &GenOptions,
+    mut on_token: impl FnMut(u32, bool) -> Result<bool, Failure>,
+) -> Result<(), Failure> {
+    if prompt.is_empty() {
+        s.last_logits(func)?;
+    } else {
+        s.eval(func, prompt, None)?;
+    }
+    for _ in 0..opts.max_tokens {
+        let tok = smp.sampler.sample(s.last_logits(func)?, &s.history);
+        let is_eos = Some(tok) == opts.eos;
+        if !on_token(tok, is_eos)? {
+            return Err(Failure::new(
+                MOELA_STATUS_CANCELLED,
+                format!("{func}: the callback stopped generation"),
+            ));
+        }
+        s.eval(func, &[tok], None)?;
+        if is_eos {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Generates token ids: evaluates the prompt after what the session holds, then samples up to
+/// `params->max_tokens` tokens, calling `callback(token, user_data)` for each and evaluating
+/// it, until the model's end-of-sequence token (which is delivered and evaluated too) unless
+/// `MOELA_GENERATE_IGNORE_EOS`.
+///
+/// - `prompt`: `n_prompt` ids, borrowed. May be empty (NULL, 0) to continue from the
+///   session's last logits.
+/// - `params`: from `moela_generate_default_params()`, borrowed.
+/// - `user_data`: passed to the callback as is (borrowed; may be NULL).
+///
+/// Returns `MOELA_STATUS_OK` at EOS or `max_tokens`, `MOELA_STATUS_CANCELLED` when the
+/// callback stopped (the token it was given is not evaluated), `MOELA_STATUS_CONTEXT_FULL`
+/// when the context filled up (the tokens delivered so far stay valid). Every delivered and
+/// not refused token is in the session afterwards.
+///
+/// # Safety
+/// `session` and `sampler` are NULL or live handles not used by other threads; `prompt` is
+/// NULL or has `n_prompt` readable ids; `params` is NULL or a valid struct; `callback`, when
+/// not NULL, is safe to call with `user_data`.
+#[no_mangle]
+pub unsafe extern "C" fn moela_generate_tokens(
+    session: *mut moela_session,
+    sampler: *mut moela_sampler,
+    prompt: *const u32,
+    n_prompt: usize,
+    params: *const moela_generate_params,
+    callback: moela_token_callback,
+    user_data: *mut c_void,
+) -> moela_status {
+    const F: &str = "moela_generate_tokens";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let s = unsafe { session_mut(F, session) }?;
+        // SAFETY: the caller's contract.
+        let smp = unsafe { sampler_mut(F, sampler) }?;
+        // SAFETY: the caller's contract.
+        let p = unsafe { read_struct(F, "params", params) }?;
+        let opts = gen_options(F, &p, s.model().config.eos_token_id)?;
+        let Some(cb) = callback else {
+            return Err(Failure::null(F, "callback"));
+        };
+        let prompt: &[u32] = if n_prompt == 0 {
+            &[]
+        } else {
+            not_null!(F, prompt);
+            // SAFETY: non-NULL with n_prompt readable ids (the caller's contract).
+            unsafe { std::slice::from_raw_parts(prompt, n_prompt) }
+        };
+        generate_loop(F, s, smp, prompt, &opts, |tok, _| {
+            // SAFETY: the caller's contract on callback and user_data.
+            Ok(unsafe { cb(tok, user_data) } == 0)
+        })
+    })
+}
+
+/// The text form of the loop: tokenizes `prompt`, streams text pieces to `on_piece` (which
+/// returns whether to continue). The EOS token's text is not delivered.
+pub(crate) fn generate_text(
+    func: &str,
+    codec: &dyn TextCodec,
+    s: &mut moela_session,
+    smp: &mut moela_sampler,
+    prompt: &str,
+    p: &moela_generate_params,
+    mut on_piece: impl FnMut(&str) -> bool,
+) -> Result<(), Failure> {
+    let opts = gen_options(func, p, s.model().config.eos_token_id)?;
+    let mut tflags = 0;
+    if p.flags & MOELA_GENERATE_ADD_BOS != 0 {
+        tflags |= text::MOELA_TOKENIZE_ADD_BOS;
+    }
+    if p.flags & MOELA_GENERATE_PARSE_SPECIAL != 0 {
+        tflags |= text::MOELA_TOKENIZE_PARSE_SPECIAL;
+    }
+    let ids = text::tokenize_with(codec, func, prompt, tflags)?;
+    let model = s.model().clone();
+    let mut stream = Utf8Stream::default();
+    let mut piece = String::new();
+    generate_loop(func, s, smp, &ids, &opts, |tok, is_eos| {
+        if is_eos {
+            return Ok(true);
+        }
+        piece.clear();
+        stream.push(&text::token_bytes(codec, &model, func, tok)?, &mut piece);
+        Ok(piece.is_empty() || on_piece(&piece))
+    })?;
+    piece.clear();
+    stream.flush(&mut piece);
+    if !piece.is_empty() && !on_piece(&piece) {
+        return Err(Failure::new(
+            MOELA_STATUS_CANCELLED,
+            format!("{func}: the callback stopped generation"),
+        ));
+    }
+    Ok(())
+}
+
+/// Generates text: tokenizes `prompt` (with `MOELA_GENERATE_ADD_BOS` /
+/// `MOELA_GENERATE_PARSE_SPECIAL` from `params->flags`), evaluates it after what the session
+/// holds, then samples up to `params->max_tokens` tokens as `moela_generate_tokens` does,
+/// calling `callback(piece, piece_len, user_data)` with the text as it completes (a piece
+/// never splits a UTF-8 character; the end-of-sequence token's text is not delivered).
+///
+/// - `prompt`: `prompt_len` bytes of UTF-8, borrowed; may be NULL when `prompt_len` is 0
+///   (continue from the session's last logits).
+///
+/// Returns as `moela_generate_tokens`, plus `MOELA_STATUS_INVALID_UTF8` and
+/// `MOELA_STATUS_UNSUPPORTED` (the model has no tokenizer).
+///
+/// # Safety
+/// `session` and `sampler` are NULL or live handles not used by other threads; `prompt` is
+/// NULL or has `prompt_len` readable bytes; `params` is NULL or a valid struct; `callback`,
+/// when not NULL, is safe to call with `user_data`.
+#[no_mangle]
+pub unsafe extern "C" fn moela_generate(
+    session: *mut moela_session,
+    sampler: *mut moela_sampler,
+    prompt: *const c_char,
+    prompt_len: usize,
+    params: *const moela_generate_params,
+    callback: moela_piece_callback,
+    user_data: *mut c_void,
+) -> moela_status {
+    const F: &str = "moela_generate";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let s = unsafe { session_mut(F, session) }?;
+        // SAFETY: the caller's contract.
+        let smp = unsafe { sampler_mut(F, sampler) }?;
+        // SAFETY: the caller's contract.
+        let p = unsafe { read_struct(F, "params", params) }?;
+        gen_options(F, &p, None)?;
+        let Some(cb) = callback else {
+            return Err(Failure::null(F, "callback"));
+        };
+        // SAFETY: the caller's contract.
+        let prompt = unsafe { c_text(F, "prompt", prompt, prompt_len) }?;
+        let model = s.model().clone();
+        let codec = text::codec(&model)?;
+        let mut cbuf = Vec::new();
+        generate_text(F, codec, s, smp, prompt, &p, |piece| {
+            cbuf.clear();
+            cbuf.extend_from_slice(piece.as_bytes());
+            cbuf.push(0);
+            // SAFETY: the caller's contract on callback and user_data; the piece is
+            // NUL-terminated and lives through the call.
+            unsafe { cb(cbuf.as_ptr().cast::<c_char>(), piece.len(), user_data) == 0 }
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capi::params::{moela_sampling_params, AbiStruct};
+    use crate::capi::text::tests::ByteCodec;
+    use crate::sampler::{Sampler, SamplerParams};
+    use crate::{Model, Session, SessionParams};
+    use std::sync::Arc;
+
+    fn fixture() -> Arc<Model> {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v3");
+        Arc::new(Model::load(p).unwrap())
+    }
+
+    fn session(model: &Arc<Model>, n_ctx: usize) -> moela_session {
+        moela_session {
+            session: Session::new(
+                model.clone(),
+                &SessionParams {
+                    n_ctx,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+            history: vec![],
+            busy: false,
+        }
+    }
+
+    fn greedy() -> moela_sampler {
+        let mut p = moela_sampling_params::defaults();
+        p.temperature = 0.0;
+        let sp = crate::capi::params::sampler_params("t", &p).unwrap();
+        moela_sampler {
+            sampler: Sampler::new(sp.clone()),
+            params: sp,
+        }
+    }
+
+    fn opts(max_tokens: usize) -> GenOptions {
+        GenOptions {
+            max_tokens,
+            eos: None,
+        }
+    }
+
+    #[test]
+    fn loop_matches_plain_greedy_and_continues() {
+        let model = fixture();
+        // The reference: the CLI's loop.
+        let mut plain = Session::new(model.clone(), &SessionParams::default()).unwrap();
+        let mut sampler = Sampler::new(SamplerParams::greedy());
+        let mut hist = vec![3u32, 4, 5];
+        let mut logits = plain.eval(&hist, false).unwrap().to_vec();
+        let mut want = vec![];
+        for _ in 0..8 {
+            let t = sampler.sample(&logits, &hist);
+            want.push(t);
+            hist.push(t);
+            logits = plain.eval(&[t], false).unwrap().to_vec();
+        }
+        let mut s = session(&model, 0);
+        let mut smp = greedy();
+        let mut got = vec![];
+        generate_loop("t", &mut s, &mut smp, &[3, 4, 5], &opts(5), |t, _| {
+            got.push(t);
+            Ok(true)
+        })
+        .unwrap();
+        // Continue with an empty prompt.
+        generate_loop("t", &mut s, &mut smp, &[], &opts(3), |t, _| {
+            got.push(t);
+            Ok(true)
+        })
+        .unwrap();
+        assert_eq!(got, want);
+        assert_eq!(s.session.position(), 3 + 8);
+    }
+
+    #[test]
+    fn stop_and_context_full() {
+        let model = fixture();
+        let mut s = session(&model, 6);
+        let mut smp = greedy();
+        let mut n = 0;
+        let e = generate_loop("t", &mut s, &mut smp, &[3, 4], &opts(10), |_, _| {
+            n += 1;
+            Ok(n < 2)
+        })
+        .unwrap_err();
+        assert_eq!(e.status, MOELA_STATUS_CANCELLED);
+        // The refused token was not evaluated.
+        assert_eq!(s.session.position(), 3);
+        let e = generate_loop("t", &mut s, &mut smp, &[], &opts(10), |_, _| Ok(true)).unwrap_err();
+        assert_eq!(e.status, MOELA_STATUS_CONTEXT_FULL);
+        assert_eq!(s.session.position(), 6);
+        let mut fresh = session(&model, 6);
+        let e =
+            generate_loop("t", &mut fresh, &mut smp, &[], &opts(1), |_, _| Ok(true)).unwrap_err();
+        assert_eq!(e.status, MOELA_STATUS_INVALID_ARG);
+    }
+
+    #[test]
+    fn eos_ends_generation_after_being_delivered() {
+        let model = fixture();
+        // Find greedy's third token, then declare it the EOS.
+        let mut s = session(&model, 0);
+        let mut smp = greedy();
+        let mut free = vec![];
+        generate_loop("t", &mut s, &mut smp, &[7, 8], &opts(3), |t, _| {
+            free.push(t);
+            Ok(true)
+        })
+        .unwrap();
+        let eos = free[2];
+        let mut s = session(&model, 0);
+        let mut seen = vec![];
+        let o = GenOptions {
+            max_tokens: 10,
+            eos: Some(eos),
+        };
+        generate_loop("t", &mut s, &mut smp, &[7, 8], &o, |t, is_eos| {
+            assert_eq!(is_eos, t == eos);
+            seen.push(t);
+            Ok(true)
+        })
+        .unwrap();
+        let first = free.iter().position(|&t| t == eos).unwrap();
+        assert_eq!(seen, free[..=first]);
+        // The EOS was evaluated too.
+        assert_eq!(s.session.position(), 2 + seen.len());
+    }
+
+    #[test]
+    fn text_generation_streams_whole_characters() {
+        let model = fixture();
+        let mut s = session(&model, 0);
+        let mut smp = greedy();
+        let mut p = moela_generate_params::defaults();
+        p.max_tokens = 12;
+        p.flags = MOELA_GENERATE_IGNORE_EOS | MOELA_GENERATE_ADD_BOS;
+        let mut pieces: Vec<String> = vec![];
+        generate_text("t", &ByteCodec, &mut s, &mut smp, "é", &p, |piece| {
+            pieces.push(piece.to_string());
+            true
+        })
+        .unwrap();
+        // BOS + 2 bytes of "é" + 12 generated.
+        assert_eq!(s.session.position(), 15);
+        let text: String = pieces.concat();
+        let ids: Vec<u32> = s.history[3..].to_vec();
+        let bytes: Vec<u8> = ids.iter().map(|&t| t as u8).collect();
+        assert_eq!(text, String::from_utf8_lossy(&bytes));
+        // Stop after the first piece.
+        let mut s = session(&model, 0);
+        let mut n = 0;
+        let e = generate_text("t", &ByteCodec, &mut s, &mut smp, "ab", &p, |_| {
+            n += 1;
+            false
+        })
+        .unwrap_err();
+        assert_eq!((e.status, n), (MOELA_STATUS_CANCELLED, 1));
+    }
+}

@@ -1,0 +1,383 @@
+//! `moela_session`: one sequence's state (KV cache, position, logits) on a shared model.
+
+use std::sync::Arc;
+
+use super::error::{guard, guard_value, not_null, Failure};
+use super::model::{model_ref, moela_model};
+use super::moela_status::{self, *};
+use super::params::{moela_session_params, read_struct, session_params};
+use crate::attention::kv_cache::KvCache;
+use crate::model::Model;
+use crate::session::Session;
+use crate::SessionParams;
+
+/// One sequence being evaluated: used by one thread at a time, may move between threads.
+/// Opaque.
+pub struct moela_session {
+    pub(crate) session: Session,
+    /// Every token evaluated since the last reset (feeds the repetition penalty).
+    pub(crate) history: Vec<u32>,
+    /// Set while an evaluation runs; still set afterwards only if it panicked, after which
+    /// the session's cache may be inconsistent and every call refuses it.
+    pub(crate) busy: bool,
+}
+
+impl moela_session {
+    pub(crate) fn model(&self) -> &Arc<Model> {
+        self.session.model()
+    }
+
+    pub(crate) fn check_usable(&self, func: &str) -> Result<(), Failure> {
+        if self.busy {
+            return Err(Failure::new(
+                MOELA_STATUS_PANIC,
+                format!("{func}: the session is unusable after an internal error; free it"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Evaluates `tokens` after those already seen; on success they join the history.
+    pub(crate) fn eval(
+        &mut self,
+        func: &str,
+        tokens: &[u32],
+        all_logits: Option<&mut [f32]>,
+    ) -> Result<(), Failure> {
+        self.check_usable(func)?;
+        self.busy = true;
+        let r = self.session.eval(tokens, all_logits.is_some());
+        let r = match (r, all_logits) {
+            (Ok(rows), Some(out)) => {
+                out[..rows.len()].copy_from_slice(rows);
+                Ok(())
+            }
+            (Ok(_), None) => Ok(()),
+            (Err(e), _) => Err(Failure::from(e)),
+        };
+        self.busy = false;
+        let r = r.map_err(|mut f| {
+            f.msg = format!("{func}: {}", f.msg);
+            f
+        });
+        if r.is_ok() {
+            self.history.extend_from_slice(tokens);
+        }
+        r
+    }
+
+    pub(crate) fn last_logits(&self, func: &str) -> Result<&[f32], Failure> {
+        self.session.logits().ok_or_else(|| {
+            Failure::invalid(format!(
+                "{func}: the session has no logits yet (evaluate tokens first)"
+            ))
+        })
+    }
+}
+
+/// Borrows a session handle mutably.
+///
+/// # Safety
+/// `session` is NULL or a live handle not used by another thread during the call.
+pub(crate) unsafe fn session_mut<'a>(
+    func: &str,
+    session: *mut moela_session,
+) -> Result<&'a mut moela_session, Failure> {
+    not_null!(func, session);
+    // SAFETY: non-NULL live handle, used by this thread only (the caller's contract).
+    let s = unsafe { &mut *session };
+    s.check_usable(func)?;
+    Ok(s)
+}
+
+/// Borrows a session handle.
+///
+/// # Safety
+/// `session` is NULL or a live handle not mutated by another thread during the call.
+pub(crate) unsafe fn session_ref<'a>(
+    func: &str,
+    session: *const moela_session,
+) -> Result<&'a moela_session, Failure> {
+    not_null!(func, session);
+    // SAFETY: non-NULL live handle (the caller's contract).
+    let s = unsafe { &*session };
+    s.check_usable(func)?;
+    Ok(s)
+}
+
+/// Allocation of the KV cache, checked before `Vec` would abort the process on failure.
+fn check_kv_alloc(model: &Model, p: &SessionParams) -> Result<(), Failure> {
+    let c = &model.config;
+    let n_ctx = if p.n_ctx == 0 {
+        c.max_position_embeddings.clamp(1, 4096)
+    } else {
+        p.n_ctx
+    };
+    let per_token = KvCache::bytes_per_token(p.kv_type, c.n_layers, c.kv_cache_row());
+    let bytes = per_token
+        .checked_mul(n_ctx)
+        .filter(|&b| b <= isize::MAX as usize);
+    let ok = bytes.is_some_and(|b| Vec::<u8>::new().try_reserve_exact(b).is_ok());
+    if !ok {
+        return Err(Failure::new(
+            MOELA_STATUS_OUT_OF_MEMORY,
+            format!(
+                "moela_session_new: cannot allocate the KV cache for n_ctx {n_ctx} ({per_token} bytes a token)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates a session on `model`.
+///
+/// - `model`: borrowed; the session keeps the model's data alive on its own, so the model
+///   handle may be freed before the session.
+/// - `params`: from `moela_session_default_params()`, borrowed for the call.
+/// - `out_session`: receives the new session (ownership transferred: free it with
+///   `moela_session_free`), or NULL on failure.
+///
+/// Returns `MOELA_STATUS_OUT_OF_MEMORY` when the KV cache cannot be allocated,
+/// `MOELA_STATUS_INVALID_ARG` for bad params.
+///
+/// # Safety
+/// Each pointer is NULL or valid as described.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_new(
+    model: *const moela_model,
+    params: *const moela_session_params,
+    out_session: *mut *mut moela_session,
+) -> moela_status {
+    const F: &str = "moela_session_new";
+    guard(F, || {
+        not_null!(F, out_session);
+        // SAFETY: non-NULL and writable (the caller's contract).
+        unsafe { *out_session = std::ptr::null_mut() };
+        // SAFETY: the caller's contract.
+        let m = unsafe { model_ref(F, model) }?;
+        // SAFETY: the caller's contract.
+        let p = unsafe { read_struct(F, "params", params) }?;
+        let sp = session_params(F, &p)?;
+        check_kv_alloc(&m.model, &sp)?;
+        let session = Session::new(m.model.clone(), &sp).map_err(|e| {
+            let mut f = Failure::from(e);
+            f.msg = format!("{F}: {}", f.msg);
+            f
+        })?;
+        let handle = Box::new(moela_session {
+            session,
+            history: Vec::new(),
+            busy: false,
+        });
+        // SAFETY: as above.
+        unsafe { *out_session = Box::into_raw(handle) };
+        Ok(())
+    })
+}
+
+/// Frees a session. NULL is a no-op. Ownership of `session` is transferred.
+///
+/// # Safety
+/// `session` is NULL or a live handle not freed yet and not in use by another thread.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_free(session: *mut moela_session) {
+    guard_value("moela_session_free", (), || {
+        if !session.is_null() {
+            // SAFETY: a live handle from Box::into_raw in moela_session_new, freed once.
+            drop(unsafe { Box::from_raw(session) });
+        }
+    })
+}
+
+/// Forgets the sequence (position 0, no logits, empty history) and keeps the allocated cache
+/// for reuse.
+///
+/// # Safety
+/// `session` is NULL or a live handle not used by another thread during the call.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_reset(session: *mut moela_session) -> moela_status {
+    const F: &str = "moela_session_reset";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let s = unsafe { session_mut(F, session) }?;
+        s.session.reset();
+        s.history.clear();
+        Ok(())
+    })
+}
+
+/// Reads the caller's token array.
+///
+/// # Safety
+/// `tokens` is NULL or points to `n_tokens` readable ids.
+unsafe fn token_slice<'a>(
+    func: &str,
+    tokens: *const u32,
+    n_tokens: usize,
+) -> Result<&'a [u32], Failure> {
+    not_null!(func, tokens);
+    if n_tokens == 0 {
+        return Err(Failure::invalid(format!("{func}: n_tokens is 0")));
+    }
+    // SAFETY: non-NULL and n_tokens readable ids (the caller's contract).
+    Ok(unsafe { std::slice::from_raw_parts(tokens, n_tokens) })
+}
+
+/// Evaluates `n_tokens` token ids as one batch after those already in the session. Afterwards
+/// `moela_session_logits` gives the logits after the last one.
+///
+/// - `tokens`: borrowed for the call; every id must be below `n_vocab`.
+///
+/// Returns `MOELA_STATUS_TOKEN_OUT_OF_RANGE` (bad id), `MOELA_STATUS_CONTEXT_FULL` (not
+/// enough room left; see `moela_session_position`/`moela_session_n_ctx`),
+/// `MOELA_STATUS_INVALID_ARG` (n_tokens 0). On any failure the session is unchanged.
+///
+/// # Safety
+/// `session` is NULL or a live handle not used by another thread; `tokens` is NULL or points
+/// to `n_tokens` readable ids.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_eval(
+    session: *mut moela_session,
+    tokens: *const u32,
+    n_tokens: usize,
+) -> moela_status {
+    const F: &str = "moela_session_eval";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let s = unsafe { session_mut(F, session) }?;
+        // SAFETY: the caller's contract.
+        let toks = unsafe { token_slice(F, tokens, n_tokens) }?;
+        s.eval(F, toks, None)
+    })
+}
+
+/// Like `moela_session_eval`, and copies the logits after every token of the batch into
+/// `logits` (row-major `[n_tokens][n_vocab]`), for scoring a text.
+///
+/// - `logits`: caller-owned, `n_logits` floats. If `n_logits < n_tokens * n_vocab` nothing is
+///   evaluated, `MOELA_STATUS_BUFFER_TOO_SMALL` is returned and `*n_needed` (when not NULL)
+///   receives `n_tokens * n_vocab`.
+///
+/// # Safety
+/// As `moela_session_eval`; `logits` is NULL or points to `n_logits` writable floats;
+/// `n_needed` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_eval_all_logits(
+    session: *mut moela_session,
+    tokens: *const u32,
+    n_tokens: usize,
+    logits: *mut f32,
+    n_logits: usize,
+    n_needed: *mut usize,
+) -> moela_status {
+    const F: &str = "moela_session_eval_all_logits";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let s = unsafe { session_mut(F, session) }?;
+        // SAFETY: the caller's contract.
+        let toks = unsafe { token_slice(F, tokens, n_tokens) }?;
+        not_null!(F, logits);
+        let n_vocab = s.model().config.vocab_size;
+        let need = n_tokens
+            .checked_mul(n_vocab)
+            .ok_or_else(|| Failure::invalid(format!("{F}: n_tokens {n_tokens} is too large")))?;
+        if !n_needed.is_null() {
+            // SAFETY: non-NULL and writable (the caller's contract).
+            unsafe { *n_needed = need };
+        }
+        if n_logits < need {
+            return Err(Failure::new(
+                MOELA_STATUS_BUFFER_TOO_SMALL,
+                format!("{F}: the logits buffer holds {n_logits} floats, {need} are needed"),
+            ));
+        }
+        // SAFETY: non-NULL, n_logits writable floats (the caller's contract), not aliased by
+        // anything moela owns.
+        let out = unsafe { std::slice::from_raw_parts_mut(logits, n_logits) };
+        s.eval(F, toks, Some(out))
+    })
+}
+
+/// Copies the logits after the last evaluated token (`n_vocab` floats) into `logits`.
+///
+/// - `logits`: caller-owned, `n_logits` floats. With `n_logits < n_vocab`, returns
+///   `MOELA_STATUS_BUFFER_TOO_SMALL` and copies nothing.
+/// - `n_written`: when not NULL, receives `n_vocab` (also on `BUFFER_TOO_SMALL`).
+///
+/// Returns `MOELA_STATUS_INVALID_ARG` when nothing was evaluated since the last reset.
+///
+/// # Safety
+/// `session` is NULL or a live handle not mutated by another thread during the call;
+/// `logits` is NULL or points to `n_logits` writable floats; `n_written` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_logits(
+    session: *const moela_session,
+    logits: *mut f32,
+    n_logits: usize,
+    n_written: *mut usize,
+) -> moela_status {
+    const F: &str = "moela_session_logits";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let s = unsafe { session_ref(F, session) }?;
+        not_null!(F, logits);
+        let n_vocab = s.model().config.vocab_size;
+        if !n_written.is_null() {
+            // SAFETY: non-NULL and writable (the caller's contract).
+            unsafe { *n_written = n_vocab };
+        }
+        let src = s.last_logits(F)?;
+        if n_logits < n_vocab {
+            return Err(Failure::new(
+                MOELA_STATUS_BUFFER_TOO_SMALL,
+                format!("{F}: the buffer holds {n_logits} floats, the vocabulary has {n_vocab}"),
+            ));
+        }
+        // SAFETY: non-NULL with n_logits >= n_vocab writable floats (the caller's contract);
+        // src is moela's own buffer, so the two do not overlap.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), logits, n_vocab) };
+        Ok(())
+    })
+}
+
+/// The number of tokens in the session (the next token's position).
+///
+/// # Safety
+/// `session` is NULL or a live handle not mutated by another thread; `out_position` is NULL
+/// or writable.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_position(
+    session: *const moela_session,
+    out_position: *mut u32,
+) -> moela_status {
+    const F: &str = "moela_session_position";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let s = unsafe { session_ref(F, session) }?;
+        not_null!(F, out_position);
+        // SAFETY: non-NULL and writable; positions are below 2^24 so the cast is exact.
+        unsafe { *out_position = s.session.position() as u32 };
+        Ok(())
+    })
+}
+
+/// The session's context length: the most tokens it can hold.
+///
+/// # Safety
+/// `session` is NULL or a live handle not mutated by another thread; `out_n_ctx` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_n_ctx(
+    session: *const moela_session,
+    out_n_ctx: *mut u32,
+) -> moela_status {
+    const F: &str = "moela_session_n_ctx";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let s = unsafe { session_ref(F, session) }?;
+        not_null!(F, out_n_ctx);
+        // SAFETY: non-NULL and writable; n_ctx is at most 2^24 so the cast is exact.
+        unsafe { *out_n_ctx = s.session.n_ctx() as u32 };
+        Ok(())
+    })
+}
