@@ -330,6 +330,23 @@ pub fn convert_hf_to_gguf(
         ),
     ];
     meta.extend(gguf_names::config_to_gguf(cfg));
+    if let Some(t) = &model.tokenizer {
+        meta.extend(crate::model::tokenizer_gguf::tokenizer_to_gguf(
+            t,
+            cfg.vocab_size,
+        ));
+        progress(&format!(
+            "tokenizer: {} tokens, pre-tokenizer {}",
+            t.n_vocab(),
+            t.pre_tokenizer().gguf_name()
+        ));
+    } else {
+        // llama.cpp needs a tokenizer.ggml.model; "none" loads as a token-id-only model.
+        meta.push((
+            "tokenizer.ggml.model".to_string(),
+            GgufValue::String("none".into()),
+        ));
+    }
     let specs: Vec<GgufTensorSpec> = outs
         .iter()
         .map(|o| GgufTensorSpec {

@@ -24,6 +24,7 @@ pub mod ops;
 pub mod sampler;
 pub mod session;
 pub mod tensor;
+pub mod tokenizer;
 
 pub use config::DeepSeekConfig;
 pub use error::{Error, Result};

@@ -29,31 +29,64 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Generate tokens after a prompt and stream them.
+    /// Generate text after a prompt and stream it, with tokens/s at the end.
     Run {
-        /// A .gguf file or a Hugging Face model directory.
+        /// A .gguf file or a Hugging Face model directory (default: the embedded model).
         #[arg(short, long)]
-        model: PathBuf,
-        /// Prompt token ids, comma-separated (text prompts come with the tokenizer).
-        #[arg(long, value_delimiter = ',', required = true)]
-        tokens: Vec<u32>,
+        model: Option<PathBuf>,
+        /// Prompt text.
+        #[arg(short = 'p', long, conflicts_with = "tokens")]
+        prompt: Option<String>,
+        /// Prompt token ids, comma-separated, instead of text.
+        #[arg(long, value_delimiter = ',')]
+        tokens: Option<Vec<u32>>,
+        /// Recognise special tokens (e.g. <｜User｜>) written in the prompt text.
+        #[arg(long)]
+        special: bool,
+        /// Print token ids instead of text.
+        #[arg(long)]
+        ids: bool,
         /// Tokens to generate.
-        #[arg(short = 'n', long, default_value_t = 32)]
+        #[arg(short = 'n', long, default_value_t = 64)]
         n_predict: usize,
-        /// Sampling temperature; 0 = greedy.
-        #[arg(long, default_value_t = 0.8)]
-        temp: f32,
-        #[arg(long, default_value_t = 40)]
-        top_k: usize,
-        #[arg(long, default_value_t = 0.95)]
-        top_p: f32,
-        #[arg(long, default_value_t = 0.05)]
-        min_p: f32,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
+        #[command(flatten)]
+        sampling: SamplingArgs,
         /// Context length (0 = model default, at most 4096).
         #[arg(short = 'c', long, default_value_t = 0)]
         ctx: usize,
+    },
+    /// Interactive multi-turn chat in the terminal, with the model's chat template.
+    Chat {
+        /// A .gguf file or a Hugging Face model directory (default: the embedded model).
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// System prompt.
+        #[arg(long)]
+        system: Option<String>,
+        /// Most tokens per answer.
+        #[arg(short = 'n', long, default_value_t = 256)]
+        n_predict: usize,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        #[arg(short = 'c', long, default_value_t = 0)]
+        ctx: usize,
+    },
+    /// Print the token ids of a whole file as one JSON array.
+    Tokenize {
+        /// A .gguf file, an HF model directory, or a tokenizer.json.
+        #[arg(short, long)]
+        model: PathBuf,
+        #[arg(long)]
+        file: PathBuf,
+        /// Recognise special tokens written in the text.
+        #[arg(long)]
+        special: bool,
+        /// Prepend the BOS token.
+        #[arg(long)]
+        bos: bool,
+        /// JSON output (the only format; accepted for clarity).
+        #[arg(long)]
+        json: bool,
     },
     /// Write the logits of every token as a float32 .npy of shape [n_tokens, n_vocab].
     ///
@@ -118,6 +151,116 @@ enum Cmd {
     },
 }
 
+#[derive(clap::Args, Clone, Debug)]
+struct SamplingArgs {
+    /// Sampling temperature; 0 = greedy.
+    #[arg(long, default_value_t = 0.8)]
+    temp: f32,
+    #[arg(long, default_value_t = 40)]
+    top_k: usize,
+    #[arg(long, default_value_t = 0.95)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.05)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    fn sampler(&self) -> Sampler {
+        Sampler::new(SamplerParams {
+            temperature: self.temp,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+            seed: self.seed,
+        })
+    }
+}
+
+/// The model the README's first command runs: shipped in the repository (models/).
+const DEFAULT_MODEL: &str = "models/moela-tiny-v3.gguf";
+
+fn model_path(m: Option<PathBuf>) -> moela::Result<PathBuf> {
+    if let Some(m) = m {
+        return Ok(m);
+    }
+    let candidates = [
+        PathBuf::from(DEFAULT_MODEL),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL),
+    ];
+    candidates.into_iter().find(|p| p.is_file()).ok_or_else(|| {
+        moela::Error::InvalidArg(format!(
+            "no -m given and the default model {DEFAULT_MODEL} is not here"
+        ))
+    })
+}
+
+/// Speed of one generation.
+struct GenStats {
+    prompt: usize,
+    prefill_s: f64,
+    generated: usize,
+    decode_s: f64,
+}
+
+impl GenStats {
+    fn report(&self) {
+        eprintln!(
+            "\nprefill {} tokens in {:.3} s ({:.1} tok/s); generated {} tokens in {:.3} s ({:.1} tok/s)",
+            self.prompt,
+            self.prefill_s,
+            self.prompt as f64 / self.prefill_s.max(1e-9),
+            self.generated,
+            self.decode_s,
+            self.generated as f64 / self.decode_s.max(1e-9)
+        );
+    }
+}
+
+/// Evaluates `prompt` after what the session holds, then samples up to `n` tokens, calling
+/// `on_token` with each; stops at `stop` tokens, a full context, or when `on_token` says so.
+fn generate(
+    session: &mut Session,
+    sampler: &mut Sampler,
+    history: &mut Vec<u32>,
+    prompt: &[u32],
+    n: usize,
+    stop: &[u32],
+    on_token: &mut dyn FnMut(u32) -> bool,
+) -> moela::Result<GenStats> {
+    let t0 = Instant::now();
+    session.eval(prompt, false)?;
+    history.extend_from_slice(prompt);
+    let prefill_s = t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    let mut generated = 0;
+    while generated < n {
+        let logits = session
+            .logits()
+            .ok_or_else(|| moela::Error::InvalidArg("no logits".into()))?;
+        let tok = sampler.sample(logits, history);
+        generated += 1;
+        if stop.contains(&tok) {
+            break;
+        }
+        history.push(tok);
+        if !on_token(tok) || session.position() >= session.n_ctx() {
+            break;
+        }
+        session.eval(&[tok], false)?;
+    }
+    Ok(GenStats {
+        prompt: prompt.len(),
+        prefill_s,
+        generated,
+        decode_s: t1.elapsed().as_secs_f64(),
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(t) = cli.threads {
@@ -150,17 +293,42 @@ fn run(cmd: Cmd) -> moela::Result<()> {
     match cmd {
         Cmd::Run {
             model,
+            prompt,
             tokens,
+            special,
+            ids,
             n_predict,
-            temp,
-            top_k,
-            top_p,
-            min_p,
-            seed,
+            sampling,
             ctx,
         } => {
-            let model = load(&model)?;
-            let eos = model.config.eos_token_id;
+            let model = load(&model_path(model)?)?;
+            let keep = model.clone();
+            let tok = keep.tokenizer.as_ref();
+            let prompt_ids = match (&prompt, tokens) {
+                (_, Some(t)) => t,
+                (Some(text), None) => {
+                    let t = tok.ok_or_else(|| {
+                        moela::Error::InvalidArg(
+                            "this model has no tokenizer: give --tokens".into(),
+                        )
+                    })?;
+                    t.encode(text, t.add_bos(), special)
+                }
+                (None, None) => {
+                    return Err(moela::Error::InvalidArg(
+                        "give a prompt: -p TEXT or --tokens 1,2,3".into(),
+                    ))
+                }
+            };
+            if prompt_ids.is_empty() {
+                return Err(moela::Error::InvalidArg("the prompt is empty".into()));
+            }
+            let stop: Vec<u32> = model
+                .config
+                .eos_token_id
+                .into_iter()
+                .chain(tok.and_then(|t| t.eos()))
+                .collect();
             let mut session = Session::new(
                 model,
                 &SessionParams {
@@ -168,43 +336,60 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                     ..Default::default()
                 },
             )?;
-            let mut sampler = Sampler::new(SamplerParams {
-                temperature: temp,
-                top_k,
-                top_p,
-                min_p,
-                seed,
-                ..Default::default()
-            });
-            let mut history = tokens.clone();
-            let t0 = Instant::now();
-            let mut logits = session.eval(&tokens, false)?.to_vec();
-            let t_prefill = t0.elapsed();
-            let t1 = Instant::now();
+            let mut sampler = sampling.sampler();
             let mut out = std::io::stdout().lock();
-            let mut generated = 0;
-            for _ in 0..n_predict {
-                let tok = sampler.sample(&logits, &history);
-                write!(out, "{tok} ").ok();
-                out.flush().ok();
-                history.push(tok);
-                generated += 1;
-                if Some(tok) == eos || session.position() >= session.n_ctx() {
-                    break;
-                }
-                logits = session.eval(&[tok], false)?.to_vec();
+            let mut stream = moela::tokenizer::StreamDecoder::new();
+            if let (Some(text), Some(_), false) = (&prompt, tok, ids) {
+                write!(out, "{text}").ok();
             }
+            let mut history = Vec::new();
+            let stats = generate(
+                &mut session,
+                &mut sampler,
+                &mut history,
+                &prompt_ids,
+                n_predict,
+                &stop,
+                &mut |id| {
+                    match (tok, ids) {
+                        (Some(t), false) => {
+                            if let Ok(piece) = stream.push(t, id) {
+                                write!(out, "{piece}").ok();
+                            }
+                        }
+                        _ => {
+                            write!(out, "{id} ").ok();
+                        }
+                    }
+                    out.flush().is_ok()
+                },
+            )?;
+            write!(out, "{}", stream.flush()).ok();
             writeln!(out).ok();
-            let dt = t1.elapsed().as_secs_f64();
-            eprintln!(
-                "prefill: {} tokens in {:.3} s ({:.1} tok/s); generated {} tokens in {:.3} s ({:.1} tok/s)",
-                tokens.len(),
-                t_prefill.as_secs_f64(),
-                tokens.len() as f64 / t_prefill.as_secs_f64(),
-                generated,
-                dt,
-                generated as f64 / dt
-            );
+            stats.report();
+            Ok(())
+        }
+        Cmd::Chat {
+            model,
+            system,
+            n_predict,
+            sampling,
+            ctx,
+        } => chat(model_path(model)?, system, n_predict, sampling, ctx),
+        Cmd::Tokenize {
+            model,
+            file,
+            special,
+            bos,
+            json: _,
+        } => {
+            let t = load_tokenizer(&model)?;
+            let text = std::fs::read_to_string(&file).map_err(|e| moela::Error::io(&file, e))?;
+            let ids = t.encode(&text, bos, special);
+            print_out(&format!(
+                "{}\n",
+                serde_json::to_string(&ids).unwrap_or_default()
+            ));
             Ok(())
         }
         Cmd::Logits {
@@ -347,6 +532,106 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+/// A tokenizer from a GGUF file (its metadata only), an HF model directory or a tokenizer.json.
+fn load_tokenizer(path: &std::path::Path) -> moela::Result<moela::tokenizer::Tokenizer> {
+    if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
+        let f = moela::format::gguf::GgufFile::open(path)?;
+        return moela::model::tokenizer_gguf::tokenizer_from_gguf(&f)?.ok_or_else(|| {
+            moela::Error::InvalidArg(format!("{} carries no tokenizer", path.display()))
+        });
+    }
+    moela::tokenizer::Tokenizer::from_hf_path(path)
+}
+
+/// The interactive chat loop: each turn renders the whole conversation with the chat
+/// template, evaluates only what the session does not hold yet, and streams the answer.
+/// R1-style reasoning (`<think>…</think>`) is shown dimmed and left out of the history.
+fn chat(
+    path: PathBuf,
+    system: Option<String>,
+    n_predict: usize,
+    sampling: SamplingArgs,
+    ctx: usize,
+) -> moela::Result<()> {
+    use moela::tokenizer::{split_reasoning, ChatMessage, StreamDecoder};
+    use std::io::BufRead;
+    let model = load(&path)?;
+    let keep = model.clone();
+    let tok = keep.tokenizer.as_ref().ok_or_else(|| {
+        moela::Error::InvalidArg("this model has no tokenizer, so it cannot chat".into())
+    })?;
+    let stop: Vec<u32> = model
+        .config
+        .eos_token_id
+        .into_iter()
+        .chain(tok.eos())
+        .collect();
+    let mut session = Session::new(
+        model,
+        &SessionParams {
+            n_ctx: ctx,
+            ..Default::default()
+        },
+    )?;
+    let mut sampler = sampling.sampler();
+    let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
+    let mut held: Vec<u32> = Vec::new();
+    let stdin = std::io::stdin();
+    let color = std::env::var_os("NO_COLOR").is_none();
+    eprintln!(
+        "chat with {} (empty line or Ctrl-D to quit)",
+        path.display()
+    );
+    loop {
+        eprint!("> ");
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+            return Ok(());
+        }
+        messages.push(ChatMessage::user(line.trim_end_matches(['\n', '\r'])));
+        let prompt = tok.apply_chat_template(&messages, true)?;
+        let ids = tok.encode(&prompt, false, true);
+        // Reuse the cached prefix; start over when the rendering changed earlier text.
+        let common = held.iter().zip(&ids).take_while(|(a, b)| a == b).count();
+        if common < held.len() || common == ids.len() {
+            session.reset();
+            held.clear();
+        }
+        let new = ids[held.len()..].to_vec();
+        let mut text = String::new();
+        let mut stream = StreamDecoder::new().skip_special(true);
+        let mut out = std::io::stdout().lock();
+        let stats = generate(
+            &mut session,
+            &mut sampler,
+            &mut held,
+            &new,
+            n_predict,
+            &stop,
+            &mut |id| {
+                if let Ok(piece) = stream.push(tok, id) {
+                    let before = text.contains("<think>") && !text.contains("</think>");
+                    text.push_str(&piece);
+                    let thinking = text.contains("<think>") && !text.contains("</think>");
+                    if color && thinking && !before {
+                        write!(out, "\x1b[2m").ok();
+                    }
+                    write!(out, "{piece}").ok();
+                    if color && before && !thinking {
+                        write!(out, "\x1b[0m").ok();
+                    }
+                }
+                out.flush().is_ok()
+            },
+        )?;
+        text.push_str(&stream.flush());
+        writeln!(out, "{}", if color { "\x1b[0m" } else { "" }).ok();
+        stats.report();
+        let (_, answer) = split_reasoning(&text);
+        messages.push(ChatMessage::assistant(answer.trim()));
     }
 }
 

@@ -56,16 +56,41 @@ pub(crate) trait TextCodec {
     ) -> crate::Result<String>;
 }
 
-/// The model's tokenizer.
-///
-/// The tokenizer module (issue 3) has not landed in this build, so no model has one yet:
-/// every text function reports `MOELA_STATUS_UNSUPPORTED`. When it lands, this returns the
-/// model's tokenizer through an `impl TextCodec for Tokenizer`.
-pub(crate) fn codec(_model: &Model) -> Result<&dyn TextCodec, Failure> {
-    Err(Failure::new(
-        MOELA_STATUS_UNSUPPORTED,
-        "this build of moela has no tokenizer yet, so text functions are unavailable; use the token-id functions (moela_session_eval, moela_generate_tokens)",
-    ))
+impl TextCodec for crate::tokenizer::Tokenizer {
+    fn encode(&self, text: &str, add_bos: bool, parse_special: bool) -> crate::Result<Vec<u32>> {
+        Ok(crate::tokenizer::Tokenizer::encode(
+            self,
+            text,
+            add_bos,
+            parse_special,
+        ))
+    }
+    fn token_bytes(&self, id: u32) -> Option<Cow<'_, [u8]>> {
+        self.token_to_bytes(id).map(Cow::Borrowed)
+    }
+    fn apply_chat_template(
+        &self,
+        messages: &[ChatMessageRef<'_>],
+        add_generation_prompt: bool,
+    ) -> crate::Result<String> {
+        let msgs: Vec<crate::tokenizer::ChatMessage> = messages
+            .iter()
+            .map(|m| crate::tokenizer::ChatMessage::new(m.role, m.content))
+            .collect();
+        crate::tokenizer::Tokenizer::apply_chat_template(self, &msgs, add_generation_prompt)
+    }
+}
+
+/// The model's tokenizer; `MOELA_STATUS_UNSUPPORTED` when the file carries none (token ids
+/// still work through moela_session_eval / moela_generate_tokens).
+pub(crate) fn codec(model: &Model) -> Result<&dyn TextCodec, Failure> {
+    match &model.tokenizer {
+        Some(t) => Ok(t),
+        None => Err(Failure::new(
+            MOELA_STATUS_UNSUPPORTED,
+            "this model has no tokenizer (no tokenizer.ggml.* metadata or tokenizer.json), so text functions are unavailable; use the token-id functions (moela_session_eval, moela_generate_tokens)",
+        )),
+    }
 }
 
 fn with_func(func: &str, mut f: Failure) -> Failure {

@@ -3,6 +3,7 @@
 pub mod deepseek;
 pub mod gguf_names;
 pub mod source;
+pub mod tokenizer_gguf;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::config::DeepSeekConfig;
 use crate::error::{Error, Result};
 use crate::format::{gguf::GgufFile, hf_config, safetensors::HfCheckpoint};
+use crate::tokenizer::Tokenizer;
 use source::TensorIndex;
 use weights::Weights;
 
@@ -28,8 +30,11 @@ pub struct Model {
     pub tensors: TensorIndex,
     pub format: SourceFormat,
     pub path: PathBuf,
-    /// GGUF metadata, kept for the tokenizer and `inspect` (empty for HF directories).
+    /// GGUF metadata, kept for `inspect` (None for HF directories).
     pub gguf: Option<GgufFile>,
+    /// The tokenizer the checkpoint carries (GGUF `tokenizer.ggml.*`, or `tokenizer.json`
+    /// beside an HF `config.json`); None when it has none: token ids still work.
+    pub tokenizer: Option<Tokenizer>,
 }
 
 impl Model {
@@ -43,6 +48,11 @@ impl Model {
             let ckpt = HfCheckpoint::open_dir(path)?;
             let tensors = TensorIndex::from_hf(&ckpt);
             let weights = Weights::from_hf(&tensors, &cfg)?;
+            let tokenizer = if path.join("tokenizer.json").is_file() {
+                Some(Tokenizer::from_hf_path(path)?)
+            } else {
+                None
+            };
             Ok(Model {
                 config: cfg,
                 weights,
@@ -50,12 +60,14 @@ impl Model {
                 format: SourceFormat::HfSafetensors,
                 path: path.to_path_buf(),
                 gguf: None,
+                tokenizer,
             })
         } else {
             let file = GgufFile::open(path)?;
             let tensors = TensorIndex::from_gguf(&file);
             let cfg = gguf_names::config_from_gguf(&file, &tensors)?;
             let weights = Weights::from_gguf(&tensors, &cfg)?;
+            let tokenizer = tokenizer_gguf::tokenizer_from_gguf(&file)?;
             Ok(Model {
                 config: cfg,
                 weights,
@@ -63,6 +75,7 @@ impl Model {
                 format: SourceFormat::Gguf,
                 path: path.to_path_buf(),
                 gguf: Some(file),
+                tokenizer,
             })
         }
     }
