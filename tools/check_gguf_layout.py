@@ -219,7 +219,7 @@ def check_synthetic_v2_lite(moela, tmp):
         j = json.loads(info.stdout)
         check(j["q_proj"] == "direct", "synthetic V2-Lite: no q-LoRA tensors -> direct q projection")
         check(j["routing"] == "softmax/greedy", f"synthetic V2-Lite: routing {j['routing']}")
-    run = subprocess.run([moela, "run", "-m", out, "--tokens", "100000,1000,2000", "-n", "2", "--temp", "0"],
+    run = subprocess.run([moela, "run", "-m", out, "--tokens", "100000,1000,2000", "-n", "2", "--temp", "0", "--ids"],
                          capture_output=True, text=True)
     toks = run.stdout.split()
     check(run.returncode == 0 and len(toks) == 2, f"synthetic V2-Lite: run failed: {run.stderr}")
