@@ -47,6 +47,8 @@ pub enum Error {
     TokenOutOfRange { token: u32, n_vocab: usize },
     #[error("context full: {needed} positions needed, the context holds {n_ctx}")]
     ContextFull { needed: usize, n_ctx: usize },
+    #[error("out of memory: cannot allocate {bytes} bytes for {what}")]
+    OutOfMemory { what: String, bytes: usize },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

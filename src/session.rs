@@ -55,7 +55,7 @@ impl Session {
                 "n_ctx {n_ctx} is larger than 2^24"
             )));
         }
-        let kv = KvCache::new(params.kv_type, cfg.n_layers, n_ctx, cfg.kv_cache_row());
+        let kv = KvCache::new(params.kv_type, cfg.n_layers, n_ctx, cfg.kv_cache_row())?;
         let rope = Rope::new(cfg);
         Ok(Session {
             model,

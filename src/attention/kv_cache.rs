@@ -28,18 +28,26 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    pub fn new(kind: KvType, n_layers: usize, n_ctx: usize, row: usize) -> KvCache {
-        let n = n_layers * n_ctx * row;
-        let store = match kind {
-            KvType::F32 => Store::F32(vec![0.0; n]),
-            KvType::F16 => Store::F16(vec![f16::ZERO; n]),
+    /// A zeroed cache; an allocation failure is an error, not an abort.
+    pub fn new(kind: KvType, n_layers: usize, n_ctx: usize, row: usize) -> crate::Result<KvCache> {
+        let oom = |bytes| crate::Error::OutOfMemory {
+            what: format!("the KV cache ({n_layers} layers x {n_ctx} positions x {row})"),
+            bytes,
         };
-        KvCache {
+        let n = n_layers
+            .checked_mul(n_ctx)
+            .and_then(|v| v.checked_mul(row))
+            .ok_or_else(|| oom(usize::MAX))?;
+        let store = match kind {
+            KvType::F32 => Store::F32(try_zeroed(n).ok_or_else(|| oom(n.saturating_mul(4)))?),
+            KvType::F16 => Store::F16(try_zeroed(n).ok_or_else(|| oom(n.saturating_mul(2)))?),
+        };
+        Ok(KvCache {
             store,
             row,
             n_ctx,
             n_layers,
-        }
+        })
     }
 
     pub fn bytes_per_token(kind: KvType, n_layers: usize, row: usize) -> usize {
@@ -78,5 +86,41 @@ impl KvCache {
                 scratch
             }
         }
+    }
+}
+
+/// Element types whose all-zero bit pattern is the value zero.
+trait ZeroBits: Copy {}
+impl ZeroBits for f32 {}
+impl ZeroBits for f16 {}
+
+/// `vec![0; n]` that reports allocation failure instead of aborting, and stays lazily zeroed
+/// (the OS hands out zero pages on first touch, so a long context costs nothing until used).
+fn try_zeroed<T: ZeroBits>(n: usize) -> Option<Vec<T>> {
+    if n == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<T>(n).ok()?;
+    // SAFETY: the layout has a non-zero size (n > 0 and T is f32 or f16).
+    let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: p comes from the global allocator with Layout::array::<T>(n), so it is valid
+    // for n elements with capacity n; all of them are zero bits, a valid T (ZeroBits).
+    Some(unsafe { Vec::from_raw_parts(p, n, n) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn impossible_cache_is_an_error_not_an_abort() {
+        let e = KvCache::new(KvType::F32, 1 << 12, 1 << 24, 1 << 12).unwrap_err();
+        assert!(matches!(e, crate::Error::OutOfMemory { .. }), "{e}");
+        let ok = KvCache::new(KvType::F16, 2, 8, 4).unwrap();
+        let mut scratch = Vec::new();
+        assert!(ok.rows(1, 8, &mut scratch).iter().all(|&v| v == 0.0));
     }
 }

@@ -131,6 +131,7 @@ pub(crate) fn status_of(e: &Error) -> moela_status {
         Error::InvalidArg(_) => MOELA_STATUS_INVALID_ARG,
         Error::TokenOutOfRange { .. } => MOELA_STATUS_TOKEN_OUT_OF_RANGE,
         Error::ContextFull { .. } => MOELA_STATUS_CONTEXT_FULL,
+        Error::OutOfMemory { .. } => MOELA_STATUS_OUT_OF_MEMORY,
     }
 }
 

@@ -6,10 +6,8 @@ use super::error::{guard, guard_value, not_null, Failure};
 use super::model::{model_ref, moela_model};
 use super::moela_status::{self, *};
 use super::params::{moela_session_params, read_struct, session_params};
-use crate::attention::kv_cache::KvCache;
 use crate::model::Model;
 use crate::session::Session;
-use crate::SessionParams;
 
 /// One sequence being evaluated: used by one thread at a time, may move between threads.
 /// Opaque.
@@ -105,30 +103,6 @@ pub(crate) unsafe fn session_ref<'a>(
     Ok(s)
 }
 
-/// Allocation of the KV cache, checked before `Vec` would abort the process on failure.
-fn check_kv_alloc(model: &Model, p: &SessionParams) -> Result<(), Failure> {
-    let c = &model.config;
-    let n_ctx = if p.n_ctx == 0 {
-        c.max_position_embeddings.clamp(1, 4096)
-    } else {
-        p.n_ctx
-    };
-    let per_token = KvCache::bytes_per_token(p.kv_type, c.n_layers, c.kv_cache_row());
-    let bytes = per_token
-        .checked_mul(n_ctx)
-        .filter(|&b| b <= isize::MAX as usize);
-    let ok = bytes.is_some_and(|b| Vec::<u8>::new().try_reserve_exact(b).is_ok());
-    if !ok {
-        return Err(Failure::new(
-            MOELA_STATUS_OUT_OF_MEMORY,
-            format!(
-                "moela_session_new: cannot allocate the KV cache for n_ctx {n_ctx} ({per_token} bytes a token)"
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// Creates a session on `model`.
 ///
 /// - `model`: borrowed; the session keeps the model's data alive on its own, so the model
@@ -158,7 +132,6 @@ pub unsafe extern "C" fn moela_session_new(
         // SAFETY: the caller's contract.
         let p = unsafe { read_struct(F, "params", params) }?;
         let sp = session_params(F, &p)?;
-        check_kv_alloc(&m.model, &sp)?;
         let session = Session::new(m.model.clone(), &sp).map_err(|e| {
             let mut f = Failure::from(e);
             f.msg = format!("{F}: {}", f.msg);
