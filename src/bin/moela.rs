@@ -592,8 +592,8 @@ fn chat(
             return Ok(());
         }
         messages.push(ChatMessage::user(line.trim_end_matches(['\n', '\r'])));
-        let prompt = tok.apply_chat_template(&messages, true)?;
-        let ids = tok.encode(&prompt, false, true);
+        // Control-token text typed by the user stays plain text.
+        let ids = tok.encode_chat(&messages, true)?;
         // Reuse the cached prefix; start over when the rendering changed earlier text.
         let common = held.iter().zip(&ids).take_while(|(a, b)| a == b).count();
         if common < held.len() || common == ids.len() {

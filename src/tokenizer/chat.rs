@@ -248,6 +248,59 @@ impl Tokenizer {
         }
     }
 
+    /// Renders the conversation ([`Self::apply_chat_template`]) and encodes it so that the
+    /// template's own control tokens are recognised but text the messages bring is not: an
+    /// added-token string inside a message (a user typing `<｜Assistant｜>`) is tokenized as
+    /// plain text. When no message contains one, the ids are exactly
+    /// `encode(rendered, false, true)`, i.e. what transformers gives.
+    pub fn encode_chat(
+        &self,
+        messages: &[ChatMessage],
+        add_generation_prompt: bool,
+    ) -> Result<Vec<u32>> {
+        let rendered = self.apply_chat_template(messages, add_generation_prompt)?;
+        // Byte ranges of added-token strings that come from message contents. Contents appear
+        // in the rendering in message order (templates may drop or trim some; those are
+        // searched for and skipped when absent).
+        let mut plain: Vec<(usize, usize)> = Vec::new();
+        let mut from = 0;
+        for m in messages {
+            let content = m.content.trim();
+            if content.is_empty() {
+                continue;
+            }
+            let Some(at) = rendered[from..].find(content).map(|i| i + from) else {
+                continue;
+            };
+            for tok in self.added_tokens() {
+                let c = tok.content.as_str();
+                if c.is_empty() {
+                    continue;
+                }
+                for (i, _) in content.match_indices(c) {
+                    plain.push((at + i, at + i + c.len()));
+                }
+            }
+            from = at + content.len();
+        }
+        if plain.is_empty() {
+            return Ok(self.encode(&rendered, false, true));
+        }
+        plain.sort_unstable();
+        let mut ids = Vec::new();
+        let mut pos = 0;
+        for (b, e) in plain {
+            if b < pos {
+                continue; // overlapping matches (a token string inside another)
+            }
+            ids.extend(self.encode(&rendered[pos..b], false, true));
+            ids.extend(self.encode(&rendered[b..e], false, false));
+            pos = e;
+        }
+        ids.extend(self.encode(&rendered[pos..], false, true));
+        Ok(ids)
+    }
+
     /// Renders with a built-in format, ignoring the file's template.
     pub fn apply_chat_format(
         &self,
