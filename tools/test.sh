@@ -6,9 +6,13 @@
 # (tools/test_capi.sh: header freshness, exported symbols, C/C++ tests under ASan/UBSan,
 # examples, the Python package).
 # Needs: cargo; python3 with gguf, numpy, safetensors; libclang (for bindgen); cbindgen
-# 0.24.3, gcc/g++, pkg-config (for the C API). .ci/run installs them.
+# 0.24.3, gcc/g++, pkg-config (for the C API); gcc-aarch64-linux-gnu and qemu-user (NEON
+# tests). tools/install-test-deps.sh installs whatever is missing first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== prerequisites"
+bash tools/install-test-deps.sh
 
 echo "== cargo fmt --check"
 cargo fmt --check

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what the tests need when it is missing (Debian/Ubuntu, as root or with sudo):
+# libclang (bindgen freshness check), cbindgen 0.24.3 + g++ + pkg-config (C API checks),
+# gcc-aarch64-linux-gnu + qemu-user (NEON kernel tests), and the Python packages gguf, numpy
+# and safetensors (GGUF layout checks). Called by tools/test.sh; does nothing when all is there.
+set -euo pipefail
+SUDO=
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+apt_get() { $SUDO env DEBIAN_FRONTEND=noninteractive apt-get "$@"; }
+
+if ! command -v cargo >/dev/null; then
+    echo "cargo is required" >&2
+    exit 1
+fi
+# libclang for bindgen (the bindings freshness check).
+if ! ls /usr/lib/*/libclang-[0-9]*.so* /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1; then
+    apt_get update -qq && apt_get install -y -qq libclang-dev >/dev/null
+fi
+# The C API checks: cbindgen (Debian's 0.24.3, the version include/moela.h is generated
+# with), a C/C++ compiler with the sanitizer runtimes, pkg-config.
+missing=
+command -v cbindgen >/dev/null || missing="$missing cbindgen"
+command -v pkg-config >/dev/null || missing="$missing pkg-config"
+command -v g++ >/dev/null || missing="$missing g++"
+if [ -n "$missing" ]; then
+    apt_get update -qq && apt_get install -y -qq $missing >/dev/null
+fi
+# The NEON kernel tests: cross-compiled, run under qemu.
+if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64 >/dev/null; then
+    apt_get update -qq && apt_get install -y -qq gcc-aarch64-linux-gnu qemu-user >/dev/null
+fi
+# The GGUF layout checks read files with the gguf package (pure Python + numpy).
+if ! python3 -c "import gguf, numpy, safetensors" 2>/dev/null; then
+    python3 -m pip install -q --disable-pip-version-check gguf numpy safetensors
+fi
+
