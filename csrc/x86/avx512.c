@@ -56,34 +56,56 @@ float mk_vec_dot_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
     return sum;
 }
 
+/* Lanes 0-7 = a, lanes 8-15 = b. */
+static inline __m512i two_ints(int32_t a, int32_t b) {
+    return _mm512_inserti32x8(_mm512_set1_epi32(a), _mm256_set1_epi32(b), 1);
+}
+
+/* Σ (q-8)·x over a block = Σ q·x - 8·s: subtracting s from each of the block's 8 int32 lanes
+ * removes the offset inside the integer sum, so no scalar correction chain is needed. */
 float mk_vec_dot_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
                                  const int32_t *s) {
     const uint8_t *b = (const uint8_t *)w;
-    __m512 acc = _mm512_setzero_ps();
-    float corr = 0.0f; /* Σ scale · s[b]: the -8 offset, applied once at the end */
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     size_t nb = n / 32, i = 0;
+    for (; i + 3 < nb; i += 4, b += 72) {
+        __m512i nib0 = _mm512_inserti64x4(_mm512_castsi256_si512(unpack_q4(b + 2)),
+                                          unpack_q4(b + 20), 1);
+        __m512i nib1 = _mm512_inserti64x4(_mm512_castsi256_si512(unpack_q4(b + 38)),
+                                          unpack_q4(b + 56), 1);
+        __m512i p0 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib0,
+                                         _mm512_loadu_si512((const void *)(qs + 32 * i)));
+        __m512i p1 = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib1,
+                                         _mm512_loadu_si512((const void *)(qs + 32 * i + 64)));
+        p0 = _mm512_sub_epi32(p0, two_ints(s[i], s[i + 1]));
+        p1 = _mm512_sub_epi32(p1, two_ints(s[i + 2], s[i + 3]));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p0),
+                               two_scales(f16_at(b) * d[i], f16_at(b + 18) * d[i + 1]), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p1),
+                               two_scales(f16_at(b + 36) * d[i + 2], f16_at(b + 54) * d[i + 3]),
+                               acc1);
+    }
     for (; i + 1 < nb; i += 2, b += 36) {
-        float sc0 = f16_at(b) * d[i], sc1 = f16_at(b + 18) * d[i + 1];
         __m512i nib = _mm512_inserti64x4(_mm512_castsi256_si512(unpack_q4(b + 2)),
                                          unpack_q4(b + 20), 1);
-        __m512i xv = _mm512_loadu_si512((const void *)(qs + 32 * i));
-        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib, xv);
-        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), two_scales(sc0, sc1), acc);
-        corr += sc0 * (float)s[i] + sc1 * (float)s[i + 1];
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib,
+                                        _mm512_loadu_si512((const void *)(qs + 32 * i)));
+        p = _mm512_sub_epi32(p, two_ints(s[i], s[i + 1]));
+        acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                               two_scales(f16_at(b) * d[i], f16_at(b + 18) * d[i + 1]), acc0);
     }
-    float sum = _mm512_reduce_add_ps(acc);
+    float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
     for (; i < nb; i++, b += 18) {
-        float sc0 = f16_at(b) * d[i];
         __m256i xv = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
         __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_q4(b + 2), xv);
-        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(sc0));
+        p = _mm256_sub_epi32(p, _mm256_set1_epi32(s[i]));
+        __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b) * d[i]));
         __m128 h = _mm_add_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
         h = _mm_add_ps(h, _mm_movehl_ps(h, h));
         h = _mm_add_ss(h, _mm_movehdup_ps(h));
         sum += _mm_cvtss_f32(h);
-        corr += sc0 * (float)s[i];
     }
-    return sum - 8.0f * corr;
+    return sum;
 }
 
 /* Four activation rows at once (prefill): each weight block is loaded and unpacked once and
@@ -97,7 +119,6 @@ void mk_vec_dot4_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
     const size_t nb = n / 32;
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                      _mm512_setzero_ps()};
-    float corr[4] = {0, 0, 0, 0};
     size_t i = 0;
     for (; i + 1 < nb; i += 2, b += 36) {
         float dw0 = f16_at(b), dw1 = f16_at(b + 18);
@@ -107,9 +128,9 @@ void mk_vec_dot4_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
             const size_t o = r * nb + i;
             __m512i xv = _mm512_loadu_si512((const void *)(qs + r * n + 32 * i));
             __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib, xv);
-            float sc0 = dw0 * d[o], sc1 = dw1 * d[o + 1];
-            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), two_scales(sc0, sc1), acc[r]);
-            corr[r] += sc0 * (float)s[o] + sc1 * (float)s[o + 1];
+            p = _mm512_sub_epi32(p, two_ints(s[o], s[o + 1]));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), two_scales(dw0 * d[o], dw1 * d[o + 1]),
+                                     acc[r]);
         }
     }
     for (int r = 0; r < 4; r++) {
@@ -119,7 +140,7 @@ void mk_vec_dot4_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
             sum += mk_vec_dot_q4_0_q8a_avx512(32, b, qs + r * n + 32 * i, d + r * nb + i,
                                               s + r * nb + i);
         }
-        out[r] = sum - 8.0f * corr[r];
+        out[r] = sum;
     }
 }
 
