@@ -61,7 +61,7 @@ export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 echo "== C tests (C99, ASan + UBSan)"
 gcc -std=c99 $warn $san $cflags tests/capi/test_capi.c -o "$tmp/test_capi" $libs -lm
 mkdir -p "$tmp/scratch"
-"$tmp/test_capi" tests/fixtures/v3 tests/fixtures/v3/llamacpp-f16.gguf "$tmp/scratch"
+"$tmp/test_capi" tests/fixtures/v3 tests/fixtures/v3/llamacpp-f16.gguf "$tmp/scratch" models/moela-tiny-v3.gguf
 gcc -std=c99 $warn $san $cflags tests/capi/test_threads.c -o "$tmp/test_threads" $libs -pthread
 "$tmp/test_threads" tests/fixtures/v3
 

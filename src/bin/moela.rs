@@ -580,7 +580,8 @@ fn chat(
     let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
     let mut held: Vec<u32> = Vec::new();
     let stdin = std::io::stdin();
-    let color = std::io::IsTerminal::is_terminal(&std::io::stdout()) && std::env::var_os("NO_COLOR").is_none();
+    let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
+        && std::env::var_os("NO_COLOR").is_none();
     eprintln!(
         "chat with {} (empty line or Ctrl-D to quit)",
         path.display()

@@ -700,8 +700,9 @@ static void test_gguf_matches_hf(const moela_model *hf, const moela_model *gguf)
 
 int main(int argc, char **argv) {
     moela_model *hf, *gguf;
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s HF_MODEL_DIR GGUF_FILE TMP_DIR\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s HF_MODEL_DIR GGUF_FILE TMP_DIR [MODEL_WITH_TOKENIZER]\n",
+                argv[0]);
         return 2;
     }
     hf_dir = argv[1];
@@ -726,6 +727,18 @@ int main(int argc, char **argv) {
     test_generate(hf);
     test_generate(gguf);
     test_text(hf);
+    if (argc == 5) {
+        /* The text functions for real: a model that carries a tokenizer. */
+        moela_model *text = load(argv[4]);
+        CHECK(text != NULL);
+        if (text) {
+            moela_model_info info;
+            EXPECT_OK(moela_model_get_info(text, &info, sizeof info));
+            CHECK((info.flags & MOELA_MODEL_INFO_HAS_TOKENIZER) != 0);
+            test_text(text);
+            moela_model_free(text);
+        }
+    }
     test_model_freed_first();
     test_gguf_matches_hf(hf, gguf);
     moela_model_free(hf);
