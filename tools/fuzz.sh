@@ -26,13 +26,15 @@ if ! cargo +nightly --version >/dev/null 2>&1 || ! cargo fuzz --version >/dev/nu
 fi
 
 cd fuzz
-cargo +nightly fuzz build --release "${targets[@]/#/--bin=}" >/dev/null 2>&1 ||
-    cargo +nightly fuzz build --release
+# -a: debug assertions and overflow checks on, so wrapping arithmetic on hostile sizes panics
+# (and is found) instead of passing silently.
+echo "== fuzz: building the targets (cargo fuzz build -a)"
+cargo +nightly fuzz build -a --release
 for t in "${targets[@]}"; do
     mkdir -p "work/$t"
     echo "== fuzz $t for ${secs}s"
     # -rss_limit_mb: an input that makes the library allocate more than 2 GiB is a bug too.
-    cargo +nightly fuzz run --release "$t" "work/$t" "corpus/$t" -- \
+    cargo +nightly fuzz run -a --release "$t" "work/$t" "corpus/$t" -- \
         -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -max_len=65536 \
         -print_final_stats=1 2>&1 | grep -E "^(#[0-9]+ +DONE|stat::number_of_executed_units|==[0-9]+==|SUMMARY|thread .* panicked|Done [0-9]+ runs|INFO: Running with)" || true
     if [ -n "$(ls -A "artifacts/$t" 2>/dev/null)" ]; then
