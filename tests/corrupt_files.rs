@@ -1340,6 +1340,21 @@ fn tokenizer_cases() -> Vec<Case> {
         f,
         "is too large",
     ));
+    // One huge id must not size the id tables (2^31 entries would be ~50 GB).
+    for id in [1u64 << 24, 1 << 31, u32::MAX as u64 - 2] {
+        v.push(case(
+            format!("vocab id {id}"),
+            tokenizer_case(|j| j["model"]["vocab"]["!"] = json!(id)),
+            f,
+            format!("token id {id} is too large"),
+        ));
+        v.push(case(
+            format!("added token id {id}"),
+            tokenizer_case(|j| j["added_tokens"][0]["id"] = json!(id)),
+            f,
+            format!("token id {id} is too large"),
+        ));
+    }
     v.push(case(
         "empty vocab",
         tokenizer_case(|j| {
