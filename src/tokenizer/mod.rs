@@ -319,6 +319,14 @@ impl Tokenizer {
                 "token id {max_id} is too large (ids must be below {MAX_TOKEN_ID})"
             )));
         }
+        // Real vocabularies are dense (a few holes at most), so the tables stay proportional
+        // to the file: a 1 KB file cannot make them 16M entries long.
+        let n_entries = b.bpe_vocab.len() + b.added.len();
+        if max_id as usize >= 2 * n_entries + 65_536 {
+            return Err(o.err(format!(
+                "token id {max_id} is too large for a vocabulary of {n_entries} entries"
+            )));
+        }
         let n = max_id as usize + 1;
         let mut tokens: Vec<Option<String>> = vec![None; n];
         let mut types = vec![TokenType::Unused; n];
