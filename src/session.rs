@@ -44,6 +44,7 @@ pub struct Session {
 
 impl Session {
     pub fn new(model: Arc<Model>, params: &SessionParams) -> Result<Session> {
+        model.check_files()?;
         let cfg = &model.config;
         let n_ctx = if params.n_ctx == 0 {
             cfg.max_position_embeddings.clamp(1, 4096)
@@ -108,6 +109,7 @@ impl Session {
                 n_ctx: self.kv.n_ctx,
             });
         }
+        self.model.check_files()?;
         deepseek::forward(
             &self.model,
             &self.rope,

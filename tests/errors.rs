@@ -374,3 +374,39 @@ fn gguf_missing_tensor_and_missing_key() {
         "{e}"
     );
 }
+
+#[test]
+fn prompt_longer_than_the_context_is_rejected_before_any_work() {
+    let model = Arc::new(Model::load(fixture("v2_lite")).unwrap());
+    let mut s = Session::new(
+        model,
+        &SessionParams {
+            n_ctx: 8,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let first = s.eval(&[1, 2], false).unwrap().to_vec();
+    // A huge batch: refused at once (no forward pass over a million tokens), session intact.
+    let huge = vec![1u32; 1 << 20];
+    let t0 = std::time::Instant::now();
+    let e = s.eval(&huge, true).unwrap_err();
+    assert!(t0.elapsed().as_millis() < 500, "{:?}", t0.elapsed());
+    assert!(
+        matches!(e, Error::ContextFull { needed, n_ctx: 8 } if needed == 2 + (1 << 20)),
+        "{e}"
+    );
+    assert_eq!(s.position(), 2);
+    assert_eq!(s.logits().unwrap(), &first[..]);
+    // Fill exactly, overflow by one, reset, reuse.
+    s.eval(&[3; 6], false).unwrap();
+    assert!(matches!(
+        s.eval(&[4], false),
+        Err(Error::ContextFull {
+            needed: 9,
+            n_ctx: 8
+        })
+    ));
+    s.reset();
+    assert_eq!(s.eval(&[1, 2], false).unwrap(), &first[..]);
+}

@@ -34,3 +34,11 @@ if ! python3 -c "import gguf, numpy, safetensors" 2>/dev/null; then
     python3 -m pip install -q --disable-pip-version-check gguf numpy safetensors
 fi
 
+# The fuzz step: the nightly toolchain and cargo-fuzz (tools/fuzz.sh skips the step with a
+# message when they cannot be had).
+if ! cargo +nightly --version >/dev/null 2>&1; then
+    rustup toolchain install nightly --profile minimal || true
+fi
+if ! command -v cargo-fuzz >/dev/null; then
+    cargo install cargo-fuzz --locked || true
+fi

@@ -4,7 +4,7 @@
 # transformers' references, converter round trips, error cases), freshness of the generated
 # kernel bindings, the GGUF layout checks with the `gguf` Python package, and the C API
 # (tools/test_capi.sh: header freshness, exported symbols, C/C++ tests under ASan/UBSan,
-# examples, the Python package).
+# examples, the Python package), then a short fuzz run of every parser (tools/fuzz.sh).
 # Needs: cargo; python3 with gguf, numpy, safetensors; libclang (for bindgen); cbindgen
 # 0.24.3, gcc/g++, pkg-config (for the C API); gcc-aarch64-linux-gnu and qemu-user (NEON
 # tests). tools/install-test-deps.sh installs whatever is missing first.
@@ -56,3 +56,12 @@ python3 tools/check_gguf_layout.py --moela target/release/moela
 
 echo "== C API (tools/test_capi.sh)"
 bash tools/test_capi.sh
+
+# A short bounded fuzz run of every parser (fuzz/, cargo-fuzz on nightly; the longer runs are
+# `tools/fuzz.sh 600`). MOELA_FUZZ_SECS=0 skips it; without nightly + cargo-fuzz it is skipped
+# with a message.
+fuzz_secs=${MOELA_FUZZ_SECS:-10}
+if [ "$fuzz_secs" != 0 ]; then
+    echo "== fuzz (tools/fuzz.sh, ${fuzz_secs}s per target)"
+    bash tools/fuzz.sh "$fuzz_secs"
+fi

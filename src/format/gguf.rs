@@ -465,6 +465,23 @@ impl GgufFile {
     pub fn open(path: &Path) -> Result<GgufFile> {
         let map = map_file(path)?;
         let h = parse(&map).map_err(|msg| Error::format(path, msg))?;
+        Ok(Self::from_header(path, h, map))
+    }
+
+    /// Parses and validates a GGUF header held in memory (for fuzzing and for callers that
+    /// already hold the bytes). `name` is used as the path in error messages. The returned
+    /// file owns an anonymous copy of `bytes`, so tensor data can be read through it as well.
+    pub fn parse_bytes(bytes: &[u8], name: &str) -> Result<GgufFile> {
+        let path = Path::new(name);
+        let h = parse(bytes).map_err(|msg| Error::format(path, msg))?;
+        let mut anon =
+            memmap2::MmapMut::map_anon(bytes.len().max(1)).map_err(|e| Error::io(path, e))?;
+        anon[..bytes.len()].copy_from_slice(bytes);
+        let map = anon.make_read_only().map_err(|e| Error::io(path, e))?;
+        Ok(Self::from_header(path, h, map))
+    }
+
+    fn from_header(path: &Path, h: Header, map: Mmap) -> GgufFile {
         let tensor_index = h
             .tensors
             .iter()
@@ -477,7 +494,7 @@ impl GgufFile {
             .enumerate()
             .map(|(i, (k, _))| (k.clone(), i))
             .collect();
-        Ok(GgufFile {
+        GgufFile {
             path: path.to_path_buf(),
             version: h.version,
             metadata: h.metadata,
@@ -487,7 +504,7 @@ impl GgufFile {
             map: Arc::new(map),
             meta_index,
             tensor_index,
-        })
+        }
     }
 
     /// The metadata value under `key`.
@@ -892,6 +909,22 @@ fn parse(buf: &[u8]) -> std::result::Result<Header, String> {
             offset: r.offset,
             data: start as usize..end as usize,
         });
+    }
+
+    // Tensor data must not overlap: a crafted file could otherwise alias one tensor's bytes
+    // as another's. Empty ranges (unknown types) are skipped.
+    let mut by_start: Vec<usize> = (0..tensors.len())
+        .filter(|&i| !tensors[i].data.is_empty())
+        .collect();
+    by_start.sort_by_key(|&i| (tensors[i].data.start, tensors[i].data.end));
+    for w in by_start.windows(2) {
+        let (a, b) = (&tensors[w[0]], &tensors[w[1]]);
+        if b.data.start < a.data.end {
+            return Err(format!(
+                "tensor {:?} (bytes {}..{}) overlaps tensor {:?} (bytes {}..{})",
+                b.name, b.data.start, b.data.end, a.name, a.data.start, a.data.end
+            ));
+        }
     }
 
     Ok(Header {
@@ -1695,6 +1728,54 @@ mod tests {
         assert_err(&b, "general.alignment is U32(24), expected a power of two");
         let b = B::header(0, 1).str(KEY_ALIGNMENT).u32(T_STRING).str("64").0;
         assert_err(&b, "general.alignment is String(\"64\")");
+    }
+
+    #[test]
+    fn overlapping_tensor_data_is_rejected() {
+        // "b" starts inside "a" (both aligned, both inside the file).
+        let b = B::header(2, 0)
+            .tensor("a", &[16], 0, 0)
+            .tensor("b", &[8], 0, 32)
+            .pad_to(32)
+            .bytes(&[0; 64])
+            .0;
+        assert_err(
+            &b,
+            "tensor \"b\" (bytes 128..160) overlaps tensor \"a\" (bytes 96..160)",
+        );
+        // The same start.
+        let b = B::header(2, 0)
+            .tensor("a", &[8], 0, 0)
+            .tensor("b", &[8], 0, 0)
+            .pad_to(32)
+            .bytes(&[0; 32])
+            .0;
+        assert_err(&b, "overlaps tensor");
+        // Listed out of order but disjoint is fine; an unknown type (empty range) is too.
+        let b = B::header(3, 0)
+            .tensor("a", &[8], 0, 32)
+            .tensor("b", &[8], 0, 0)
+            .tensor("u", &[8], 99, 0)
+            .pad_to(32)
+            .bytes(&[0; 64])
+            .0;
+        assert_eq!(parse(&b).unwrap().tensors.len(), 3);
+    }
+
+    #[test]
+    fn parse_bytes_matches_open() {
+        let tmp = TempPath::new("bytes");
+        write_test_file(&tmp.0, &all_value_types(), 32);
+        let bytes = std::fs::read(&tmp.0).unwrap();
+        let a = GgufFile::open(&tmp.0).unwrap();
+        let b = GgufFile::parse_bytes(&bytes, "mem.gguf").unwrap();
+        assert_eq!(a.metadata, b.metadata);
+        assert_eq!(a.tensors, b.tensors);
+        for t in &a.tensors {
+            assert_eq!(a.tensor_data(t), b.tensor_data(t));
+        }
+        let e = GgufFile::parse_bytes(&bytes[..10], "mem.gguf").unwrap_err();
+        assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("mem.gguf"));
     }
 
     #[test]

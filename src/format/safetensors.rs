@@ -191,7 +191,35 @@ fn parse(buf: &[u8]) -> std::result::Result<Parsed, String> {
     tensors.sort_by(|a, b| {
         (a.data.start, a.data.end, &a.name).cmp(&(b.data.start, b.data.end, &b.name))
     });
+    // Tensor data must not overlap (empty tensors take no bytes and are skipped).
+    let mut prev: Option<&StTensorInfo> = None;
+    for t in tensors.iter().filter(|t| !t.data.is_empty()) {
+        if let Some(p) = prev {
+            if t.data.start < p.data.end {
+                return Err(format!(
+                    "tensor {:?}: data_offsets [{}, {}] overlap tensor {:?} ([{}, {}])",
+                    t.name,
+                    t.data.start - data_start,
+                    t.data.end - data_start,
+                    p.name,
+                    p.data.start - data_start,
+                    p.data.end - data_start
+                ));
+            }
+        }
+        prev = Some(t);
+    }
     Ok(Parsed { tensors, metadata })
+}
+
+/// Parses and validates a safetensors header held in memory (for fuzzing): the tensor infos
+/// in data order and the `__metadata__` entries. `name` is used as the path in errors.
+pub fn parse_header_bytes(
+    bytes: &[u8],
+    name: &str,
+) -> Result<(Vec<StTensorInfo>, BTreeMap<String, String>)> {
+    let p = parse(bytes).map_err(|msg| Error::format(name, msg))?;
+    Ok((p.tensors, p.metadata))
 }
 
 impl SafetensorsFile {
@@ -445,6 +473,25 @@ mod tests {
             Ok(_) => panic!("parse unexpectedly succeeded"),
             Err(e) => e,
         }
+    }
+
+    #[test]
+    fn overlapping_tensors_are_rejected() {
+        let h = r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#;
+        let e = parse_err(&raw_file(h, &[0; 8]));
+        assert!(
+            e.contains("tensor \"b\": data_offsets [2, 6] overlap tensor \"a\""),
+            "{e}"
+        );
+        // Adjacent, and empty tensors anywhere, are fine.
+        let h = r#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]},"e":{"dtype":"U8","shape":[0],"data_offsets":[2,2]}}"#;
+        assert_eq!(
+            parse_header_bytes(&raw_file(h, &[0; 8]), "m")
+                .unwrap()
+                .0
+                .len(),
+            3
+        );
     }
 
     fn assert_err(bytes: &[u8], want: &str) {

@@ -22,6 +22,19 @@ pub enum SourceFormat {
     HfSafetensors,
 }
 
+/// Opens `path` again to watch the length of the file mapped from it (`map_len` bytes).
+fn watch(path: &Path, map_len: usize) -> Result<(PathBuf, std::fs::File, u64)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    if len != map_len as u64 {
+        return Err(Error::format(
+            path,
+            format!("the file changed on disk while loading ({map_len} bytes mapped, {len} now)"),
+        ));
+    }
+    Ok((path.to_path_buf(), file, len))
+}
+
 /// An immutable, loaded model. `Send + Sync`: share one between threads, give each thread its
 /// own [`crate::Session`].
 pub struct Model {
@@ -35,6 +48,9 @@ pub struct Model {
     /// The tokenizer the checkpoint carries (GGUF `tokenizer.ggml.*`, or `tokenizer.json`
     /// beside an HF `config.json`); None when it has none: token ids still work.
     pub tokenizer: Option<Tokenizer>,
+    /// Every memory-mapped file: its path, an open handle to the same inode and the length
+    /// it had when mapped (see [`Model::check_files`]).
+    mapped: Vec<(PathBuf, std::fs::File, u64)>,
 }
 
 impl Model {
@@ -48,6 +64,11 @@ impl Model {
             let ckpt = HfCheckpoint::open_dir(path)?;
             let tensors = TensorIndex::from_hf(&ckpt);
             let weights = Weights::from_hf(&tensors, &cfg)?;
+            let mapped = ckpt
+                .files
+                .iter()
+                .map(|f| watch(&f.path, f.map.len()))
+                .collect::<Result<_>>()?;
             let tokenizer = if path.join("tokenizer.json").is_file() {
                 Some(Tokenizer::from_hf_path(path)?)
             } else {
@@ -61,6 +82,7 @@ impl Model {
                 path: path.to_path_buf(),
                 gguf: None,
                 tokenizer,
+                mapped,
             })
         } else {
             let file = GgufFile::open(path)?;
@@ -74,10 +96,40 @@ impl Model {
                 tensors,
                 format: SourceFormat::Gguf,
                 path: path.to_path_buf(),
+                mapped: vec![watch(path, file.map.len())?],
                 gguf: Some(file),
                 tokenizer,
             })
         }
+    }
+
+    /// Checks that every file the model maps still has the length it had when loaded.
+    ///
+    /// Weights are read straight from the memory mapping, so a model file must not be
+    /// modified or truncated while a model is loaded from it: reading a page past the new end
+    /// of a truncated file kills the process with SIGBUS, and rewritten bytes show through as
+    /// silently changed weights. [`crate::Session::new`] and every [`crate::Session::eval`]
+    /// call this, so a file truncated (or extended, as by an in-place rewrite) between calls
+    /// gives a clear [`Error::Format`] instead. It cannot catch a change during an eval, nor a
+    /// same-length rewrite: replace model files by renaming a new file over the old one or by
+    /// deleting it first (the mapping keeps the old inode, and this check follows it), never
+    /// by writing in place.
+    pub fn check_files(&self) -> Result<()> {
+        for (path, file, len) in &self.mapped {
+            // The handle's metadata is the mapped inode's, even if the path has since been
+            // renamed over or deleted (both harmless to the mapping).
+            let now = file.metadata().map_err(|e| Error::io(path, e))?.len();
+            if now != *len {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "the file changed on disk while loaded ({len} bytes when mapped, {now} \
+                         now); model files must not be modified while in use: reload the model"
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Bytes of the tensors one decoded token reads (attention, dense/shared FFNs, the

@@ -144,6 +144,12 @@ impl ChatFormat {
     }
 }
 
+/// Instructions a chat template may execute per render. The template comes from the model
+/// file, so it is untrusted code: fuel bounds its run time (DeepSeek's templates need a few
+/// hundred instructions per message), minijinja itself bounds recursion, `range` and string
+/// repetition.
+pub const CHAT_TEMPLATE_FUEL: u64 = 20_000_000;
+
 /// Renders a Hugging Face chat template (Jinja) the way transformers does: `trim_blocks` and
 /// `lstrip_blocks` on, loop controls, Python string/dict methods (`.split`, `.strip`,
 /// `.items`...), `raise_exception`, `tojson`; variables `messages` (each with `role` and
@@ -172,6 +178,7 @@ pub fn render_chat_template(
             .build()
             .map_err(err)?,
     );
+    env.set_fuel(Some(CHAT_TEMPLATE_FUEL));
     env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
     env.add_function(
         "raise_exception",
@@ -316,6 +323,33 @@ impl Tokenizer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn runaway_templates_stop() {
+        let m = [ChatMessage::user("hi")];
+        let t0 = std::time::Instant::now();
+        let e = render_chat_template(
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            &m,
+            true,
+            "",
+            "",
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::InvalidArg(_)), "{e}");
+        assert!(e.to_string().contains("fuel"), "{e}");
+        assert!(t0.elapsed().as_secs() < 30);
+        assert!(render_chat_template("{{ 'x' * 10000000000 }}", &m, true, "", "").is_err());
+        let e = render_chat_template(
+            "{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+            &m,
+            true,
+            "",
+            "",
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::InvalidArg(_)), "{e}");
+    }
 
     #[test]
     fn reasoning() {

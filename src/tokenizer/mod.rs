@@ -148,6 +148,9 @@ struct Build<'a> {
     origin: Origin<'a>,
 }
 
+/// Token ids must be below this (2^24, the config's `vocab_size` cap).
+pub const MAX_TOKEN_ID: u32 = 1 << 24;
+
 impl Tokenizer {
     /// Loads a Hugging Face `tokenizer.json`, and from `tokenizer_config.json` (when given) the
     /// BOS/EOS/PAD tokens, `add_bos_token` and `chat_template` (a string, or a list of named
@@ -308,8 +311,21 @@ impl Tokenizer {
             .chain(b.added.iter().map(|a| a.id))
             .max()
             .ok_or_else(|| o.err("empty vocabulary".into()))?;
-        if max_id >= u32::MAX - 1 {
-            return Err(o.err(format!("token id {max_id} is too large")));
+        // Ids index dense tables (one entry per id up to the largest), so a hostile file
+        // naming one huge id must not size them: cap ids far above any real vocabulary (the
+        // same cap as the config's vocab_size).
+        if max_id >= MAX_TOKEN_ID {
+            return Err(o.err(format!(
+                "token id {max_id} is too large (ids must be below {MAX_TOKEN_ID})"
+            )));
+        }
+        // Real vocabularies are dense (a few holes at most), so the tables stay proportional
+        // to the file: a 1 KB file cannot make them 16M entries long.
+        let n_entries = b.bpe_vocab.len() + b.added.len();
+        if max_id as usize >= 2 * n_entries + 65_536 {
+            return Err(o.err(format!(
+                "token id {max_id} is too large for a vocabulary of {n_entries} entries"
+            )));
         }
         let n = max_id as usize + 1;
         let mut tokens: Vec<Option<String>> = vec![None; n];
