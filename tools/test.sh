@@ -11,19 +11,27 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-echo "== prerequisites"
+# Each step prints "== name"; any failure stops the script (set -e), so reaching the end means
+# every step passed, which the last line says in the plain "N passed, N failed" form.
+steps=0
+step() {
+    steps=$((steps + 1))
+    echo "== $*"
+}
+
+step "prerequisites"
 bash tools/install-test-deps.sh
 
-echo "== cargo fmt --check"
+step "cargo fmt --check"
 cargo fmt --check
 
-echo "== cargo clippy"
+step "cargo clippy"
 cargo clippy --all-targets -- -D warnings
 
-echo "== cargo test"
+step "cargo test"
 cargo test --all-targets
 
-echo "== kernel bindings are current (bindgen)"
+step "kernel bindings are current (bindgen)"
 cargo build --features bindgen --quiet
 generated=$(ls -t target/debug/build/moela-*/out/bindings.rs | head -n 1)
 if ! diff <(tail -n +3 src/kernels/bindings.rs) "$generated" >/dev/null; then
@@ -31,7 +39,7 @@ if ! diff <(tail -n +3 src/kernels/bindings.rs) "$generated" >/dev/null; then
     exit 1
 fi
 
-echo "== C kernels against the generic ones (native, and NEON under qemu-aarch64)"
+step "C kernels against the generic ones (native, and NEON under qemu-aarch64)"
 kt=$(mktemp -d)
 trap 'rm -rf "$kt"' EXIT
 cflags="-O2 -std=c11 -Wall -Wextra -Werror -Icsrc/include"
@@ -50,11 +58,11 @@ $A $cflags -O3 -march=armv8.2-a+dotprod -c csrc/arm/dotprod.c -o "$kt/a_dotprod.
 $A -static "$kt"/a_generic.o "$kt"/a_test.o "$kt"/a_neon.o "$kt"/a_dotprod.o -lm -o "$kt/test_arm"
 qemu-aarch64 -cpu max "$kt/test_arm"
 
-echo "== GGUF layout (gguf PyPI package)"
+step "GGUF layout (gguf PyPI package)"
 cargo build --release --quiet
 python3 tools/check_gguf_layout.py --moela target/release/moela
 
-echo "== C API (tools/test_capi.sh)"
+step "C API (tools/test_capi.sh)"
 bash tools/test_capi.sh
 
 # A short bounded fuzz run of every parser (fuzz/, cargo-fuzz on nightly; the longer runs are
@@ -62,6 +70,8 @@ bash tools/test_capi.sh
 # with a message.
 fuzz_secs=${MOELA_FUZZ_SECS:-10}
 if [ "$fuzz_secs" != 0 ]; then
-    echo "== fuzz (tools/fuzz.sh, ${fuzz_secs}s per target)"
+    step "fuzz (tools/fuzz.sh, ${fuzz_secs}s per target)"
     bash tools/fuzz.sh "$fuzz_secs"
 fi
+
+echo "tools/test.sh: $steps passed, 0 failed"
