@@ -21,8 +21,8 @@ use std::sync::OnceLock;
 use crate::error::{Error, Result};
 use crate::tensor::DType;
 
-/// Elements per quantization block.
-pub const QK: usize = 32;
+/// Elements per quantization block (the weights' and the activations').
+pub use crate::tensor::quant::QK;
 
 type DotQ8a = unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32) -> f32;
 type Dot4Q8a =
