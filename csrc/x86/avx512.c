@@ -12,6 +12,13 @@ static inline float f16_at(const uint8_t *p) {
     return _cvtsh_ss(h);
 }
 
+static inline float hsum256(__m256 v) {
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    return _mm_cvtss_f32(h);
+}
+
 /* Lanes 0-7 = a, lanes 8-15 = b. */
 static inline __m512 two_scales(float a, float b) {
     return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
@@ -48,10 +55,7 @@ float mk_vec_dot_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
         __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_abs_epi8(wv),
                                         _mm256_sign_epi8(xv, wv));
         __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b) * d[i]));
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_movehdup_ps(h));
-        sum += _mm_cvtss_f32(h);
+        sum += hsum256(f);
     }
     return sum;
 }
@@ -100,10 +104,7 @@ float mk_vec_dot_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
         __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), unpack_q4(b + 2), xv);
         p = _mm256_sub_epi32(p, _mm256_set1_epi32(s[i]));
         __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b) * d[i]));
-        __m128 h = _mm_add_ps(_mm256_castps256_ps128(f), _mm256_extractf128_ps(f, 1));
-        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
-        h = _mm_add_ss(h, _mm_movehdup_ps(h));
-        sum += _mm_cvtss_f32(h);
+        sum += hsum256(f);
     }
     return sum;
 }
