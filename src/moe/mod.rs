@@ -1,2 +1,3 @@
 //! DeepSeekMoE: routing tokens to experts.
+pub mod profile;
 pub mod router;
