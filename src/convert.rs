@@ -20,6 +20,10 @@ fn file_type(t: DType) -> u32 {
         DType::F16 => 1,
         DType::Q4_0 => 2,
         DType::Q8_0 => 7,
+        // MOSTLY_Q4_K_S, MOSTLY_Q5_K_S, MOSTLY_Q6_K: every matrix in that one type.
+        DType::Q4_K => 14,
+        DType::Q5_K => 16,
+        DType::Q6_K => 18,
         DType::BF16 => 32,
     }
 }

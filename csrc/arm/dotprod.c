@@ -42,3 +42,105 @@ float mk_vec_dot_q4_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, con
     }
     return vaddvq_f32(acc) - 8.0f * corr;
 }
+
+/* ---- K-quants ---- */
+
+static inline void k_unpack(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+        sc[j + 4] = (s[j + 8] & 0x0f) | ((s[j] >> 6) << 4);
+        m[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+    }
+}
+
+/* Σ a·b over 16 int8 pairs as 4 int32 lanes (sdot). */
+static inline int32x4_t kdot(int8x16_t a, int8x16_t b) { return vdotq_s32(vdupq_n_s32(0), a, b); }
+
+/* Bit j of each byte of qh, moved to bit 4 (Q5_K's fifth bit of sub-block j). */
+static inline uint8x16_t k_hbit(uint8x16_t qh, int j) {
+    return vshlq_n_u8(vandq_u8(vshlq_u8(qh, vdupq_n_s8((int8_t)-j)), vdupq_n_u8(1)), 4);
+}
+
+/* Q4_K (five = 0) or Q5_K: per sub-block the integer Σ q·qx times its 6-bit scale (exact),
+ * times d·dx; the mins as 8 lanes of dx · dmin · (m·s) per super-block. */
+static inline float dot_q45_k_dotprod(size_t n, const uint8_t *b, const int8_t *qs, const float *dx,
+                                  const int32_t *s, int five) {
+    const size_t bb = five ? 176 : 144;
+    float32x4_t acc = vdupq_n_f32(0.0f), accm = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += bb, qs += 256, dx += 8, s += 8) {
+        uint8_t sc[8], m[8];
+        k_unpack(b + 4, sc, m);
+        float d = f16_at(b), dmin = f16_at(b + 2);
+        uint16x8_t m16 = vmovl_u8(vld1_u8(m));
+        int32x4_t ms0 = vmulq_s32(vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(m16))), vld1q_s32(s));
+        int32x4_t ms1 = vmulq_s32(vreinterpretq_s32_u32(vmovl_u16(vget_high_u16(m16))), vld1q_s32(s + 4));
+        accm = vmlaq_f32(accm, vcvtq_f32_s32(ms0), vmulq_n_f32(vld1q_f32(dx), dmin));
+        accm = vmlaq_f32(accm, vcvtq_f32_s32(ms1), vmulq_n_f32(vld1q_f32(dx + 4), dmin));
+        const uint8_t *q = b + (five ? 48 : 16);
+        uint8x16_t qh0 = vdupq_n_u8(0), qh1 = vdupq_n_u8(0);
+        if (five) {
+            qh0 = vld1q_u8(b + 16);
+            qh1 = vld1q_u8(b + 32);
+        }
+        for (int j = 0; j < 8; j++) {
+            uint8x16_t r0 = vld1q_u8(q + 32 * (j / 2)), r1 = vld1q_u8(q + 32 * (j / 2) + 16);
+            if (j % 2) {
+                r0 = vshrq_n_u8(r0, 4);
+                r1 = vshrq_n_u8(r1, 4);
+            } else {
+                r0 = vandq_u8(r0, vdupq_n_u8(0x0f));
+                r1 = vandq_u8(r1, vdupq_n_u8(0x0f));
+            }
+            if (five) {
+                r0 = vorrq_u8(r0, k_hbit(qh0, j));
+                r1 = vorrq_u8(r1, k_hbit(qh1, j));
+            }
+            int32x4_t p = vaddq_s32(kdot(vreinterpretq_s8_u8(r0), vld1q_s8(qs + 32 * j)),
+                                    kdot(vreinterpretq_s8_u8(r1), vld1q_s8(qs + 32 * j + 16)));
+            p = vmulq_n_s32(p, sc[j]);
+            acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), d * dx[j]);
+        }
+    }
+    return vaddvq_f32(acc) - vaddvq_f32(accm);
+}
+
+float mk_vec_dot_q4_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s) {
+    return dot_q45_k_dotprod(n, (const uint8_t *)w, qs, d, s, 0);
+}
+
+float mk_vec_dot_q5_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s) {
+    return dot_q45_k_dotprod(n, (const uint8_t *)w, qs, d, s, 1);
+}
+
+/* Q6_K: codes minus 32 as signed bytes; each 16-element sub-block's integer sum times its int8
+ * scale (exact), the two of an activation block added, times d·dx. */
+float mk_vec_dot_q6_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+                               const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const uint8x16_t m4 = vdupq_n_u8(0x0f), m2 = vdupq_n_u8(3);
+    const int8x16_t off = vdupq_n_s8(32);
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += 210) {
+        float d = f16_at(b + 208);
+        const int8_t *sc = (const int8_t *)(b + 192);
+        for (int h = 0; h < 2; h++, qs += 128, dx += 4) {
+            for (int g = 0; g < 4; g++) {
+                int32x4_t p = vdupq_n_s32(0);
+                for (int k = 0; k < 2; k++) { /* the two 16-element sub-blocks */
+                    uint8x16_t ql = vld1q_u8(b + 64 * h + 32 * (g % 2) + 16 * k);
+                    uint8x16_t qh = vld1q_u8(b + 128 + 32 * h + 16 * k);
+                    uint8x16_t lo = g < 2 ? vandq_u8(ql, m4) : vshrq_n_u8(ql, 4);
+                    uint8x16_t hi = vandq_u8(vshlq_u8(qh, vdupq_n_s8((int8_t)(-2 * g))), m2);
+                    int8x16_t q = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, vshlq_n_u8(hi, 4))), off);
+                    p = vmlaq_n_s32(p, kdot(q, vld1q_s8(qs + 32 * g + 16 * k)), sc[8 * h + 2 * g + k]);
+                }
+                acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), d * dx[g]);
+            }
+        }
+    }
+    return vaddvq_f32(acc);
+}

@@ -142,3 +142,123 @@ float mk_vec_dot_q4_0_q8a_generic(size_t n, const void *w, const int8_t *qs, con
     }
     return sum;
 }
+
+/* ---- K-quants (256-element super-blocks; layouts in moela_kernels.h) ---- */
+
+/* 6-bit scale and min of sub-block j (0..8) from the 12 packed bytes. */
+static void k_scale_min(const uint8_t *s, int j, int *sc, int *m) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *m = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* Code (0..15 or 0..31) of element l of sub-block j of a Q4_K (qh NULL) / Q5_K super-block. */
+static int k_code45(const uint8_t *qs, const uint8_t *qh, int j, int l) {
+    int q = (qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0x0f;
+    if (qh) q |= ((qh[l] >> j) & 1) << 4;
+    return q;
+}
+
+/* Code (0..63) of element e of a Q6_K super-block. */
+static int k_code6(const uint8_t *b, int e) {
+    int h = e / 128, g = (e % 128) / 32, l = e % 32;
+    int ql = b[64 * h + 32 * (g % 2) + l];
+    int lo = g < 2 ? (ql & 0x0f) : (ql >> 4);
+    return lo | (((b[128 + 32 * h + l] >> (2 * g)) & 3) << 4);
+}
+
+static float dot_q45_k_f32(size_t n, const uint8_t *b, const float *x, int five) {
+    const size_t bb = five ? 176 : 144;
+    float sum = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += bb, x += 256) {
+        float d = mk_f16_to_f32(read_u16le(b)), dmin = mk_f16_to_f32(read_u16le(b + 2));
+        const uint8_t *qh = five ? b + 16 : NULL;
+        const uint8_t *qs = five ? b + 48 : b + 16;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            k_scale_min(b + 4, j, &sc, &m);
+            float ds = d * (float)sc, dm = dmin * (float)m;
+            for (int l = 0; l < 32; l++) sum += (ds * (float)k_code45(qs, qh, j, l) - dm) * x[32 * j + l];
+        }
+    }
+    return sum;
+}
+
+float mk_vec_dot_q4_k_f32_generic(size_t n, const void *w, const float *x) {
+    return dot_q45_k_f32(n, (const uint8_t *)w, x, 0);
+}
+
+float mk_vec_dot_q5_k_f32_generic(size_t n, const void *w, const float *x) {
+    return dot_q45_k_f32(n, (const uint8_t *)w, x, 1);
+}
+
+float mk_vec_dot_q6_k_f32_generic(size_t n, const void *w, const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += 210, x += 256) {
+        float d = mk_f16_to_f32(read_u16le(b + 208));
+        for (int e = 0; e < 256; e++) {
+            float ds = d * (float)(int8_t)b[192 + e / 16];
+            sum += ds * (float)(k_code6(b, e) - 32) * x[e];
+        }
+    }
+    return sum;
+}
+
+/* Q4_K / Q5_K × q8a: sub-block j of super-block sb lines up with activation block 8·sb + j, so
+ * Σ (d·sc·q - dmin·m)·x = dx · (d · sc·Σq·qx - dmin · m·s). */
+static float dot_q45_k_q8a(size_t n, const uint8_t *b, const int8_t *qs, const float *dx,
+                           const int32_t *s, int five) {
+    const size_t bb = five ? 176 : 144;
+    float sum = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += bb) {
+        float d = mk_f16_to_f32(read_u16le(b)), dmin = mk_f16_to_f32(read_u16le(b + 2));
+        const uint8_t *qh = five ? b + 16 : NULL;
+        const uint8_t *q = five ? b + 48 : b + 16;
+        for (int j = 0; j < 8; j++, qs += 32) {
+            int sc, m;
+            k_scale_min(b + 4, j, &sc, &m);
+            int32_t isum = 0;
+            for (int l = 0; l < 32; l++) isum += k_code45(q, qh, j, l) * qs[l];
+            size_t blk = 8 * sb + (size_t)j;
+            sum += dx[blk] * (d * (float)(sc * isum) - dmin * (float)(m * s[blk]));
+        }
+    }
+    return sum;
+}
+
+float mk_vec_dot_q4_k_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s) {
+    return dot_q45_k_q8a(n, (const uint8_t *)w, qs, d, s, 0);
+}
+
+float mk_vec_dot_q5_k_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s) {
+    return dot_q45_k_q8a(n, (const uint8_t *)w, qs, d, s, 1);
+}
+
+/* Q6_K × q8a: per activation block of 32, the two 16-element sub-blocks' integer sums of
+ * (q-32)·qx, weighted by their int8 scales (exact in int32), times d · dx. */
+float mk_vec_dot_q6_k_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                  const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += 210) {
+        float d = mk_f16_to_f32(read_u16le(b + 208));
+        const int8_t *sc = (const int8_t *)(b + 192);
+        for (int j = 0; j < 8; j++, qs += 32) {
+            int32_t i0 = 0, i1 = 0;
+            for (int l = 0; l < 16; l++) {
+                i0 += (k_code6(b, 32 * j + l) - 32) * qs[l];
+                i1 += (k_code6(b, 32 * j + 16 + l) - 32) * qs[16 + l];
+            }
+            sum += dx[8 * sb + (size_t)j] * (d * (float)(sc[2 * j] * i0 + sc[2 * j + 1] * i1));
+        }
+    }
+    return sum;
+}

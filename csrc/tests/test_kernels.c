@@ -3,6 +3,10 @@
  * under qemu-aarch64 for the NEON kernels. Random rows of 1..40 blocks (odd counts hit the
  * tails), scales from 1e-6 to 3e4, Q8_0 rows holding -128. The integer block sums are exact,
  * so results may differ only by float summation order: |a - b| ≤ 1e-5 · Σ|w·x|.
+ * K-quants (Q4_K, Q5_K, Q6_K): random super-blocks (every scale, min and code bit pattern,
+ * Q6_K scales including -128) of 1..12 super-blocks at the same scales; the bound uses the
+ * magnitude of the terms the kernels add (|d·sc·q| + |dmin·m| per element for Q4_K/Q5_K,
+ * |d·sc|·64 for Q6_K, whose kernels may sum q·x and 32·x separately).
  * Prints "N passed, M failed". */
 #include "moela_kernels.h"
 
@@ -14,7 +18,7 @@
 typedef float (*dot_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *);
 struct kernel {
     const char *name;
-    dot_fn q8_0, q4_0;
+    dot_fn q8_0, q4_0, q4_k, q5_k, q6_k;
     int available;
 };
 
@@ -61,19 +65,53 @@ static void make_rows(size_t n, float scale, uint8_t *q8, uint8_t *q4) {
     }
 }
 
+/* A row of `sbs` random K-quant super-blocks of type t (0 Q4_K, 1 Q5_K, 2 Q6_K): random bytes
+ * everywhere except the f16 super-scales, which follow `scale`. wm[e] gets the magnitude of
+ * element e's terms (see the header comment). */
+static void make_k_row(int t, size_t sbs, float scale, uint8_t *row, float *wm) {
+    const size_t bb = t == 0 ? 144 : t == 1 ? 176 : 210;
+    for (size_t sb = 0; sb < sbs; sb++) {
+        uint8_t *b = row + bb * sb;
+        for (size_t i = 0; i < bb; i++) {
+            frand();
+            b[i] = (uint8_t)(rng >> 24);
+        }
+        uint16_t d = f32_to_f16_bits(frand() * scale / 63.0f), dm = f32_to_f16_bits(frand() * scale / 63.0f);
+        float df = mk_f16_to_f32(d), dmf = mk_f16_to_f32(dm);
+        float *w = wm + 256 * sb;
+        if (t == 2) {
+            memcpy(b + 208, &d, 2);
+            if (sb == 0) b[192] = 0x80; /* scale -128 */
+            for (int e = 0; e < 256; e++) w[e] = fabsf(df * (float)(int8_t)b[192 + e / 16]) * 64.0f;
+        } else {
+            memcpy(b, &d, 2);
+            memcpy(b + 2, &dm, 2);
+            const uint8_t *sc = b + 4;
+            for (int j = 0; j < 8; j++) {
+                int s6 = j < 4 ? sc[j] & 63 : (sc[j + 4] & 0x0f) | ((sc[j - 4] >> 6) << 4);
+                int m6 = j < 4 ? sc[j + 4] & 63 : (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+                for (int l = 0; l < 32; l++) w[32 * j + l] = fabsf(df) * (float)s6 * 31.0f + fabsf(dmf) * (float)m6;
+            }
+        }
+    }
+}
+
 int main(void) {
     struct kernel ks[] = {
 #if defined(__x86_64__)
-        {"avx2", mk_vec_dot_q8_0_q8a_avx2, mk_vec_dot_q4_0_q8a_avx2,
-         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        {"avx2", mk_vec_dot_q8_0_q8a_avx2, mk_vec_dot_q4_0_q8a_avx2, mk_vec_dot_q4_k_q8a_avx2,
+         mk_vec_dot_q5_k_q8a_avx2, mk_vec_dot_q6_k_q8a_avx2, __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
              __builtin_cpu_supports("f16c")},
         {"avx512", mk_vec_dot_q8_0_q8a_avx512, mk_vec_dot_q4_0_q8a_avx512,
+         mk_vec_dot_q4_k_q8a_avx512, mk_vec_dot_q5_k_q8a_avx512, mk_vec_dot_q6_k_q8a_avx512,
          __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
              __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
              __builtin_cpu_supports("avx512vnni")},
 #elif defined(__aarch64__)
-        {"neon", mk_vec_dot_q8_0_q8a_neon, mk_vec_dot_q4_0_q8a_neon, 1},
-        {"dotprod", mk_vec_dot_q8_0_q8a_dotprod, mk_vec_dot_q4_0_q8a_dotprod, 1},
+        {"neon", mk_vec_dot_q8_0_q8a_neon, mk_vec_dot_q4_0_q8a_neon, mk_vec_dot_q4_k_q8a_neon,
+         mk_vec_dot_q5_k_q8a_neon, mk_vec_dot_q6_k_q8a_neon, 1},
+        {"dotprod", mk_vec_dot_q8_0_q8a_dotprod, mk_vec_dot_q4_0_q8a_dotprod,
+         mk_vec_dot_q4_k_q8a_dotprod, mk_vec_dot_q5_k_q8a_dotprod, mk_vec_dot_q6_k_q8a_dotprod, 1},
 #endif
     };
     int nk = (int)(sizeof ks / sizeof ks[0]), passed = 0, failed = 0;
@@ -111,6 +149,39 @@ int main(void) {
             }
         }
         free(x), free(d), free(qs), free(s), free(q8), free(q4);
+    }
+    /* K-quants. */
+    const dot_fn kref[3] = {mk_vec_dot_q4_k_q8a_generic, mk_vec_dot_q5_k_q8a_generic,
+                            mk_vec_dot_q6_k_q8a_generic};
+    const char *kname[3] = {"q4_k", "q5_k", "q6_k"};
+    const size_t kbytes[3] = {144, 176, 210};
+    for (size_t sbs = 1; sbs <= 12; sbs++) {
+        size_t n = 256 * sbs, blocks = n / 32;
+        float *x = malloc(n * sizeof *x), *d = malloc(blocks * sizeof *d), *wm = malloc(n * sizeof *wm);
+        int8_t *qs = malloc(n);
+        int32_t *s = malloc(blocks * sizeof *s);
+        uint8_t *row = malloc(210 * sbs);
+        for (int si = 0; si < 4; si++) {
+            for (size_t i = 0; i < n; i++) x[i] = frand() * (scales[si] > 0 ? scales[si] : 1.0f);
+            mk_quantize_row_q8a_generic(n, x, qs, d, s);
+            for (int t = 0; t < 3; t++) {
+                make_k_row(t, sbs, scales[si], row, wm);
+                float mag = 0;
+                for (size_t i = 0; i < n; i++) mag += wm[i] * fabsf(d[i / 32] * qs[i]);
+                float r = kref[t](n, row, qs, d, s);
+                for (int k = 0; k < nk; k++) {
+                    if (!ks[k].available) continue;
+                    dot_fn f = t == 0 ? ks[k].q4_k : t == 1 ? ks[k].q5_k : ks[k].q6_k;
+                    float g = f(n, row, qs, d, s);
+                    int ok = fabsf(g - r) <= 1e-5f * mag + 1e-30f;
+                    passed += ok;
+                    failed += !ok;
+                    if (!ok) printf("FAIL %s %s n=%zu scale=%g: %g vs %g\n", ks[k].name, kname[t], n, scales[si], g, r);
+                }
+            }
+            (void)kbytes;
+        }
+        free(x), free(d), free(wm), free(qs), free(s), free(row);
     }
     for (int k = 0; k < nk; k++) printf("kernel %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
     printf("%d passed, %d failed\n", passed, failed);

@@ -82,3 +82,112 @@ float mk_vec_dot_q4_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const 
     }
     return hsum256(_mm256_add_ps(acc0, acc1)) - 8.0f * corr;
 }
+
+/* ---- K-quants ---- */
+
+/* The eight 6-bit scales and mins of a Q4_K/Q5_K super-block from its 12 packed bytes. */
+static inline void k_unpack(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+        sc[j + 4] = (s[j + 8] & 0x0f) | ((s[j] >> 6) << 4);
+        m[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+    }
+}
+
+/* Σ_j dx_j · dmin · m_j · s_j over the 8 sub-blocks, as 8 lanes (added to acc). m_j·s_j is exact
+ * in int32 (≤ 63 · 32 · 127). */
+static inline __m256 k_mins(__m256 acc, const uint8_t m[8], const int32_t *s, const float *dx,
+                            float dmin) {
+    __m256i mv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m));
+    __m256i ms = _mm256_mullo_epi32(mv, _mm256_loadu_si256((const __m256i *)s));
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(_mm256_loadu_ps(dx), _mm256_set1_ps(dmin)),
+                           acc);
+}
+
+/* Q4_K (qh NULL) or Q5_K: per 32 bytes of nibbles, sub-blocks 2i (low) and 2i+1 (high);
+ * codes × qx pairs (≤ 2·31·127) then × the 6-bit scale in madd (exact), then × d·dx. */
+static inline float dot_q45_k_avx2(size_t n, const uint8_t *b, const int8_t *qs, const float *dx,
+                                   const int32_t *s, int five) {
+    const size_t bb = five ? 176 : 144;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += bb, qs += 256, dx += 8, s += 8) {
+        uint8_t sc[8], m[8];
+        k_unpack(b + 4, sc, m);
+        float d = f16_at(b);
+        accm = k_mins(accm, m, s, dx, f16_at(b + 2));
+        const uint8_t *q = b + (five ? 48 : 16);
+        __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * i));
+            __m256i lo = _mm256_and_si256(raw, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            if (five) {
+                lo = _mm256_or_si256(
+                    lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * i)), one), 4));
+                hi = _mm256_or_si256(
+                    hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * i + 1)), one), 4));
+            }
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(qs + 64 * i));
+            __m256i x1 = _mm256_loadu_si256((const __m256i *)(qs + 64 * i + 32));
+            __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, x0), _mm256_set1_epi16(sc[2 * i]));
+            __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, x1), _mm256_set1_epi16(sc[2 * i + 1]));
+            acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d * dx[2 * i]), acc0);
+            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d * dx[2 * i + 1]), acc1);
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) - hsum256(accm);
+}
+
+float mk_vec_dot_q4_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s) {
+    return dot_q45_k_avx2(n, (const uint8_t *)w, qs, d, s, 0);
+}
+
+float mk_vec_dot_q5_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s) {
+    return dot_q45_k_avx2(n, (const uint8_t *)w, qs, d, s, 1);
+}
+
+/* Q6_K: codes minus 32 as signed bytes; |q|·(sign(q)·x) pairs (≤ 2·32·127), then madd with
+ * the two 16-element sub-block scales (int16 lanes 0-7 = elements 0-15, 8-15 = 16-31). */
+float mk_vec_dot_q6_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                               const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3),
+                  off = _mm256_set1_epi8(32);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 210) {
+        float d = f16_at(b + 208);
+        const int8_t *sc = (const int8_t *)(b + 192);
+        for (int h = 0; h < 2; h++, qs += 128, dx += 4) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+            __m256i code[4] = {
+                _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4)),
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4)),
+            };
+            for (int g = 0; g < 4; g++) {
+                __m256i q = _mm256_sub_epi8(code[g], off);
+                __m256i x = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+                __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+                const int k = 8 * h + 2 * g;
+                __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[k + 1]), _mm_set1_epi16(sc[k]));
+                __m256i p32 = _mm256_madd_epi16(p, scv);
+                if (g % 2 == 0)
+                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(d * dx[g]), acc0);
+                else
+                    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(d * dx[g]), acc1);
+            }
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}

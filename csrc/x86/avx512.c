@@ -178,3 +178,113 @@ void mk_vec_dot4_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
         out[r] = sum;
     }
 }
+
+/* ---- K-quants: two 32-element sub-blocks per 512-bit register (vpdpbusd) ---- */
+
+static inline void k_unpack(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
+    for (int j = 0; j < 4; j++) {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+        sc[j + 4] = (s[j + 8] & 0x0f) | ((s[j] >> 6) << 4);
+        m[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+    }
+}
+
+/* Q4_K (qh unused) or Q5_K. 32 bytes of nibbles hold sub-blocks 2i (low) and 2i+1 (high),
+ * which are activation blocks 2i and 2i+1: one register, one vpdpbusd. The mins are one
+ * 8-lane multiply-add per super-block: dx_j · dmin · (m_j · s_j). */
+static inline float dot_q45_k_avx512(size_t n, const uint8_t *b, const int8_t *qs,
+                                     const float *dx, const int32_t *s, int five) {
+    const size_t bb = five ? 176 : 144;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    __m256 accm = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += bb, qs += 256, dx += 8, s += 8) {
+        uint8_t sc[8], m[8];
+        k_unpack(b + 4, sc, m);
+        float d = f16_at(b);
+        __m256i mv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m));
+        __m256i ms = _mm256_mullo_epi32(mv, _mm256_loadu_si256((const __m256i *)s));
+        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms),
+                               _mm256_mul_ps(_mm256_loadu_ps(dx), _mm256_set1_ps(f16_at(b + 2))), accm);
+        const uint8_t *q = b + (five ? 48 : 16);
+        __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * i));
+            __m256i lo = _mm256_and_si256(raw, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            if (five) {
+                lo = _mm256_or_si256(
+                    lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * i)), one), 4));
+                hi = _mm256_or_si256(
+                    hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * i + 1)), one), 4));
+            }
+            __m512i nib = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib,
+                                            _mm512_loadu_si512((const void *)(qs + 64 * i)));
+            p = _mm512_mullo_epi32(p, two_ints(sc[2 * i], sc[2 * i + 1]));
+            __m512 f = two_scales(d * dx[2 * i], d * dx[2 * i + 1]);
+            if (i % 2 == 0)
+                acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc0);
+            else
+                acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - hsum256(accm);
+}
+
+float mk_vec_dot_q4_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s) {
+    return dot_q45_k_avx512(n, (const uint8_t *)w, qs, d, s, 0);
+}
+
+float mk_vec_dot_q5_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s) {
+    return dot_q45_k_avx512(n, (const uint8_t *)w, qs, d, s, 1);
+}
+
+/* Q6_K: unsigned codes × qx with vpdpbusd, minus 32 · Σqx (a second vpdpbusd with a constant
+ * 32), gives Σ (q-32)·qx per 4 elements; each 16-element sub-block is 4 lanes, multiplied by
+ * its int8 scale in int32 (exact), then × d·dx per 32. */
+float mk_vec_dot_q6_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                 const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
+    const __m512i c32 = _mm512_set1_epi8(32);
+    /* Byte k of the index picks scale k/4: 4 lanes per 16-element sub-block. */
+    const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 210) {
+        float d = f16_at(b + 208);
+        for (int h = 0; h < 2; h++, qs += 128, dx += 4) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+            __m256i c0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+            __m256i c1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+            __m256i c2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+            __m256i c3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+            __m512i codes[2] = {_mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1),
+                                _mm512_inserti64x4(_mm512_castsi256_si512(c2), c3, 1)};
+            for (int k = 0; k < 2; k++) {
+                __m512i x = _mm512_loadu_si512((const void *)(qs + 64 * k));
+                __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[k], x);
+                p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(), c32, x));
+                uint32_t sc4;
+                memcpy(&sc4, b + 192 + 8 * h + 4 * k, 4);
+                __m512i scv = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128((int)sc4), spread));
+                p = _mm512_mullo_epi32(p, scv);
+                __m512 f = two_scales(d * dx[2 * k], d * dx[2 * k + 1]);
+                if (k == 0)
+                    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc0);
+                else
+                    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc1);
+            }
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}

@@ -145,7 +145,7 @@ enum Cmd {
         input: PathBuf,
         /// The .gguf file to write.
         output: PathBuf,
-        /// Tensor type: f32, f16, bf16, q8_0 or q4_0.
+        /// Tensor type: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k or q6_k.
         #[arg(long = "type", default_value = "q8_0")]
         dtype: String,
     },
@@ -516,7 +516,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
         } => {
             let want = DType::from_name(&dtype).ok_or_else(|| {
                 moela::Error::InvalidArg(format!(
-                    "--type {dtype}: expected f32, f16, bf16, q8_0 or q4_0"
+                    "--type {dtype}: expected f32, f16, bf16, q8_0, q4_0, q4_k, q5_k or q6_k"
                 ))
             })?;
             let t = Instant::now();

@@ -26,6 +26,27 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_q4_k_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_k_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q6_k_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
     pub fn mk_quantize_row_q8a_generic(
         n: usize,
         x: *const f32,
@@ -53,6 +74,33 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_q4_k_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_k_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q6_k_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_q8_0_q8a_avx2(
         n: usize,
         w: *const ::core::ffi::c_void,
@@ -71,6 +119,33 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_q4_k_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_k_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q6_k_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_q8_0_q8a_avx512(
         n: usize,
         w: *const ::core::ffi::c_void,
@@ -81,6 +156,33 @@ unsafe extern "C" {
 }
 unsafe extern "C" {
     pub fn mk_vec_dot_q4_0_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q4_k_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_k_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q6_k_q8a_avx512(
         n: usize,
         w: *const ::core::ffi::c_void,
         qs: *const i8,
@@ -127,6 +229,33 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_q4_k_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_k_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q6_k_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_q8_0_q8a_dotprod(
         n: usize,
         w: *const ::core::ffi::c_void,
@@ -137,6 +266,33 @@ unsafe extern "C" {
 }
 unsafe extern "C" {
     pub fn mk_vec_dot_q4_0_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q4_k_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_k_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q6_k_q8a_dotprod(
         n: usize,
         w: *const ::core::ffi::c_void,
         qs: *const i8,

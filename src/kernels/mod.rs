@@ -1,7 +1,7 @@
 //! Safe wrappers over the C kernels in csrc/, a dispatch table filled once from CPU feature
 //! detection, and the thread pool the matrix products run on.
 //!
-//! Quantized weights (Q8_0, Q4_0) are multiplied with activations quantized once per input row
+//! Quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) are multiplied with activations quantized once per input row
 //! to 8 bits ([`Q8Acts`], the "q8a" layout of csrc/include/moela_kernels.h), so the inner loop
 //! is an integer dot product. `MOELA_KERNELS=generic|avx2|avx512|neon|dotprod` forces a kernel set (the
 //! golden tests run with each one the machine supports).
@@ -34,6 +34,9 @@ pub struct KernelSet {
     pub name: &'static str,
     dot_q8_0: DotQ8a,
     dot_q4_0: DotQ8a,
+    dot_q4_k: DotQ8a,
+    dot_q5_k: DotQ8a,
+    dot_q6_k: DotQ8a,
     /// Four activation rows per weight row (prefill), where the ISA has one.
     dot4: Option<(Dot4Q8a, Dot4Q8a)>,
 }
@@ -42,6 +45,9 @@ const GENERIC: KernelSet = KernelSet {
     name: "generic",
     dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_generic,
     dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_generic,
+    dot_q4_k: bindings::mk_vec_dot_q4_k_q8a_generic,
+    dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_generic,
+    dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_generic,
     dot4: None,
 };
 
@@ -59,6 +65,9 @@ pub fn available() -> Vec<KernelSet> {
                 name: "avx2",
                 dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_avx2,
                 dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_avx2,
+                dot_q4_k: bindings::mk_vec_dot_q4_k_q8a_avx2,
+                dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_avx2,
+                dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_avx2,
                 dot4: None,
             });
             if is_x86_feature_detected!("avx512f")
@@ -71,6 +80,9 @@ pub fn available() -> Vec<KernelSet> {
                     name: "avx512",
                     dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_avx512,
                     dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_avx512,
+                    dot_q4_k: bindings::mk_vec_dot_q4_k_q8a_avx512,
+                    dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_avx512,
+                    dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_avx512,
                     dot4: Some((
                         bindings::mk_vec_dot4_q8_0_q8a_avx512,
                         bindings::mk_vec_dot4_q4_0_q8a_avx512,
@@ -85,6 +97,9 @@ pub fn available() -> Vec<KernelSet> {
             name: "neon",
             dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_neon,
             dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_neon,
+            dot_q4_k: bindings::mk_vec_dot_q4_k_q8a_neon,
+            dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_neon,
+            dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_neon,
             dot4: None,
         });
         if std::arch::is_aarch64_feature_detected!("dotprod") {
@@ -92,6 +107,9 @@ pub fn available() -> Vec<KernelSet> {
                 name: "dotprod",
                 dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_dotprod,
                 dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_dotprod,
+                dot_q4_k: bindings::mk_vec_dot_q4_k_q8a_dotprod,
+                dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_dotprod,
+                dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_dotprod,
                 dot4: None,
             });
         }
@@ -150,13 +168,17 @@ impl Q8Acts {
         }
     }
 
-    /// Dot product of one stored Q8_0/Q4_0 row with activation row `t`.
+    /// Dot product of one stored quantized row (Q8_0, Q4_0 or a K-quant) with activation
+    /// row `t`.
     #[inline]
     pub fn dot(&self, k: &KernelSet, dtype: DType, row: &[u8], t: usize) -> f32 {
         let n = self.n;
         debug_assert_eq!(dtype.bytes_for(n), Some(row.len()));
         let f = match dtype {
             DType::Q8_0 => k.dot_q8_0,
+            DType::Q4_K => k.dot_q4_k,
+            DType::Q5_K => k.dot_q5_k,
+            DType::Q6_K => k.dot_q6_k,
             _ => k.dot_q4_0,
         };
         let (b0, b1) = (t * n / QK, (t + 1) * n / QK);
@@ -183,7 +205,7 @@ impl Q8Acts {
     ) -> [f32; 4] {
         let mut out = [0.0f32; 4];
         match k.dot4 {
-            Some((q8, q4)) if count == 4 => {
+            Some((q8, q4)) if count == 4 && matches!(dtype, DType::Q8_0 | DType::Q4_0) => {
                 let n = self.n;
                 let f = if dtype == DType::Q8_0 { q8 } else { q4 };
                 let b0 = t0 * n / QK;
@@ -249,6 +271,9 @@ pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> Result<f32> {
         Ok(match dtype {
             DType::Q8_0 => bindings::mk_vec_dot_q8_0_f32_generic(n, w.cast(), x.as_ptr()),
             DType::Q4_0 => bindings::mk_vec_dot_q4_0_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::Q4_K => bindings::mk_vec_dot_q4_k_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::Q5_K => bindings::mk_vec_dot_q5_k_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::Q6_K => bindings::mk_vec_dot_q6_k_f32_generic(n, w.cast(), x.as_ptr()),
             DType::F32 => {
                 let row: Vec<f32> = bytes
                     .chunks_exact(4)
@@ -354,6 +379,80 @@ mod tests {
         }
     }
 
+    /// The K-quant kernels of every ISA against the generic ones: 1 to 9 super-blocks, tiny,
+    /// normal, huge and zero scales, quantized rows and raw random bytes (every scale/min/code
+    /// pattern, Q6_K scale -128). Integer sub-block sums are exact in every kernel; the float
+    /// parts may differ by summation order and by where the scales are multiplied in, so the
+    /// bound is 1e-5 × Σ|terms| with |terms| per element = |x|·(|d·sc·q| + |dmin·m|) for
+    /// Q4_K/Q5_K (the mins are summed apart from the codes) and |x|·|d·sc|·64 for Q6_K (a
+    /// kernel may sum q·x and 32·x apart).
+    #[test]
+    fn k_quant_kernels_match_generic() {
+        use crate::tensor::kquant::{scale_min, QK_K};
+        let sets = available();
+        let mut acts = Q8Acts::default();
+        for sbs in 1..=9usize {
+            let n = sbs * QK_K;
+            for (seed, scale) in [(3u64, 1.0f32), (4, 1e-4), (5, 3e4), (6, 0.0)] {
+                let x = noise(seed, n, scale.max(1e-30));
+                acts.quantize(&x, n);
+                let xa: Vec<f32> = (0..n)
+                    .map(|i| (acts.qs[i] as f32 * acts.d[i / QK]).abs())
+                    .collect();
+                for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+                    for raw in [false, true] {
+                        let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
+                        if raw {
+                            // Random bytes with sane f16 super-scales.
+                            let r = noise(seed + 200, row.len(), 1.0);
+                            for (b, v) in row.iter_mut().zip(&r) {
+                                *b = ((v + 1.0) * 127.99) as u8;
+                            }
+                            for blk in row.chunks_mut(dtype.block_bytes()) {
+                                let d = half::f16::from_f32(scale * 0.01).to_le_bytes();
+                                let at = if dtype == DType::Q6_K { 208 } else { 0 };
+                                blk[at..at + 2].copy_from_slice(&d);
+                                if dtype != DType::Q6_K {
+                                    let dm = half::f16::from_f32(scale * 0.02).to_le_bytes();
+                                    blk[2..4].copy_from_slice(&dm);
+                                } else {
+                                    blk[192] = 0x80;
+                                }
+                            }
+                        } else {
+                            let w = noise(seed + 100, n, scale);
+                            quant::quantize_row(dtype, &w, &mut row).unwrap();
+                        }
+                        let mut mag = 0f32;
+                        for (sb, blk) in row.chunks(dtype.block_bytes()).enumerate() {
+                            let f16 = |at: usize| {
+                                half::f16::from_le_bytes([blk[at], blk[at + 1]]).to_f32()
+                            };
+                            for e in 0..QK_K {
+                                let term = if dtype == DType::Q6_K {
+                                    (f16(208) * (blk[192 + e / 16] as i8) as f32).abs() * 64.0
+                                } else {
+                                    let (sc, m) = scale_min(&blk[4..16], e / 32);
+                                    (f16(0) * sc as f32).abs() * 31.0 + (f16(2) * m as f32).abs()
+                                };
+                                mag += term * xa[sb * QK_K + e];
+                            }
+                        }
+                        let reference = acts.dot(&GENERIC, dtype, &row, 0);
+                        for k in &sets {
+                            let got = acts.dot(k, dtype, &row, 0);
+                            assert!(
+                                (got - reference).abs() <= 1e-5 * mag + f32::MIN_POSITIVE,
+                                "{} {dtype:?} n={n} scale={scale} raw={raw}: {got} vs {reference}",
+                                k.name
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Four-row kernels against four one-row generic dot products, odd and even block counts.
     #[test]
     fn four_row_kernels_match_generic() {
@@ -362,7 +461,13 @@ mod tests {
             let n = blocks * QK;
             let x = noise(11 + blocks as u64, 4 * n, 2.0);
             acts.quantize(&x, n);
-            for dtype in [DType::Q8_0, DType::Q4_0] {
+            // K-quants have no four-row kernels: dot_upto4 must fall back to one-row ones.
+            let k_too = if n % 256 == 0 {
+                &[DType::Q4_K, DType::Q6_K][..]
+            } else {
+                &[]
+            };
+            for &dtype in [DType::Q8_0, DType::Q4_0].iter().chain(k_too) {
                 let w = noise(12, n, 1.0);
                 let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
                 quant::quantize_row(dtype, &w, &mut row).unwrap();
@@ -391,7 +496,13 @@ mod tests {
         let (w, x) = (noise(7, n, 1.0), noise(8, n, 2.0));
         let mut acts = Q8Acts::default();
         acts.quantize(&x, n);
-        for dtype in [DType::Q8_0, DType::Q4_0] {
+        for dtype in [
+            DType::Q8_0,
+            DType::Q4_0,
+            DType::Q4_K,
+            DType::Q5_K,
+            DType::Q6_K,
+        ] {
             let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
             quant::quantize_row(dtype, &w, &mut row).unwrap();
             let exact = quant::dot_row(dtype, &row, &x);

@@ -2,6 +2,8 @@
 
 /// A tensor element type. Quantized types store blocks of `block_size()` elements in
 /// `block_bytes()` bytes (the GGUF block layouts).
+/// Variant names follow ggml's (`Q4_K`), which the file formats and users know them by.
+#[allow(non_camel_case_types)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
     F32,
@@ -9,15 +11,21 @@ pub enum DType {
     BF16,
     Q8_0,
     Q4_0,
+    Q4_K,
+    Q5_K,
+    Q6_K,
 }
 
 impl DType {
-    pub const ALL: [DType; 5] = [
+    pub const ALL: [DType; 8] = [
         DType::F32,
         DType::F16,
         DType::BF16,
         DType::Q8_0,
         DType::Q4_0,
+        DType::Q4_K,
+        DType::Q5_K,
+        DType::Q6_K,
     ];
 
     /// The `ggml_type` id used in GGUF tensor infos.
@@ -27,6 +35,9 @@ impl DType {
             DType::F16 => 1,
             DType::Q4_0 => 2,
             DType::Q8_0 => 8,
+            DType::Q4_K => 12,
+            DType::Q5_K => 13,
+            DType::Q6_K => 14,
             DType::BF16 => 30,
         }
     }
@@ -39,6 +50,7 @@ impl DType {
         match self {
             DType::F32 | DType::F16 | DType::BF16 => 1,
             DType::Q8_0 | DType::Q4_0 => 32,
+            DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
         }
     }
 
@@ -48,11 +60,19 @@ impl DType {
             DType::F16 | DType::BF16 => 2,
             DType::Q8_0 => 34,
             DType::Q4_0 => 18,
+            DType::Q4_K => 144,
+            DType::Q5_K => 176,
+            DType::Q6_K => 210,
         }
     }
 
     pub fn is_quantized(self) -> bool {
         self.block_size() > 1
+    }
+
+    /// The GGUF K-quants: 256-element super-blocks of 32- or 16-element sub-blocks.
+    pub fn is_k_quant(self) -> bool {
+        matches!(self, DType::Q4_K | DType::Q5_K | DType::Q6_K)
     }
 
     /// Bytes of `n` elements, or None when `n` is not a whole number of blocks (or overflows).
@@ -71,6 +91,9 @@ impl DType {
             DType::BF16 => "bf16",
             DType::Q8_0 => "q8_0",
             DType::Q4_0 => "q4_0",
+            DType::Q4_K => "q4_k",
+            DType::Q5_K => "q5_k",
+            DType::Q6_K => "q6_k",
         }
     }
 
@@ -140,8 +163,16 @@ mod tests {
             assert_eq!(DType::from_ggml_type(d.ggml_type()), Some(d));
             assert_eq!(DType::from_name(d.name()), Some(d));
         }
-        assert_eq!(DType::from_ggml_type(12), None);
+        assert_eq!(DType::from_ggml_type(10), None);
         assert_eq!(ggml_type_name(12), "Q4_K (ggml type 12)");
+        // The K-quant ids and names are the GGUF ones.
+        for (d, t) in [(DType::Q4_K, 12), (DType::Q5_K, 13), (DType::Q6_K, 14)] {
+            assert_eq!(d.ggml_type(), t);
+            assert_eq!(
+                ggml_type_name(t).split(' ').next(),
+                Some(&*d.name().to_uppercase())
+            );
+        }
     }
 
     #[test]
@@ -150,5 +181,10 @@ mod tests {
         assert_eq!(DType::Q4_0.bytes_for(64), Some(36));
         assert_eq!(DType::Q4_0.bytes_for(63), None);
         assert_eq!(DType::BF16.bytes_for(3), Some(6));
+        // gguf-py constants.py GGML_QUANT_SIZES: (256, 144), (256, 176), (256, 210).
+        assert_eq!(DType::Q4_K.bytes_for(512), Some(288));
+        assert_eq!(DType::Q5_K.bytes_for(256), Some(176));
+        assert_eq!(DType::Q6_K.bytes_for(256), Some(210));
+        assert_eq!(DType::Q6_K.bytes_for(32), None);
     }
 }

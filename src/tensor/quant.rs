@@ -9,6 +9,7 @@
 //! * `Q8_0`: 32 elements in 34 bytes: an f16 scale `d`, then 32 × i8 `q`; `x = d * q`.
 //! * `Q4_0`: 32 elements in 18 bytes: an f16 scale `d`, then 16 bytes; byte `j` holds element
 //!   `j` in its low nibble and element `j + 16` in its high nibble; `x = d * (q - 8)`.
+//! * `Q4_K`, `Q5_K`, `Q6_K`: 256-element super-blocks, see [`crate::tensor::kquant`].
 //!
 //! Preconditions shared by the row functions (checked with `debug_assert!` on the hot paths,
 //! returned as [`Error::InvalidArg`] by [`quantize_row`]): the number of elements is a multiple
@@ -22,6 +23,7 @@
 
 use crate::error::{Error, Result};
 use crate::tensor::dtype::DType;
+use crate::tensor::kquant;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
 
@@ -159,6 +161,7 @@ pub fn quantize_row(dtype: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
                 quantize_block_q4_0(xb, o);
             }
         }
+        DType::Q4_K | DType::Q5_K | DType::Q6_K => kquant::quantize_row(dtype, x, out),
     }
     Ok(())
 }
@@ -274,6 +277,7 @@ pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        DType::Q4_K | DType::Q5_K | DType::Q6_K => kquant::dequantize_row(dtype, bytes, out),
     }
 }
 
@@ -297,6 +301,7 @@ pub fn dot_row(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
         DType::BF16 => dot_bf16(bytes, x),
         DType::Q8_0 => dot_q8_0(bytes, x),
         DType::Q4_0 => dot_q4_0(bytes, x),
+        DType::Q4_K | DType::Q5_K | DType::Q6_K => kquant::dot_row(dtype, bytes, x),
     }
 }
 
@@ -502,6 +507,7 @@ pub fn axpy_row(dtype: DType, bytes: &[u8], a: f32, y: &mut [f32]) {
         }
         DType::Q8_0 => axpy_q8_0(bytes, a, y),
         DType::Q4_0 => axpy_q4_0(bytes, a, y),
+        DType::Q4_K | DType::Q5_K | DType::Q6_K => kquant::axpy_row(dtype, bytes, a, y),
     }
 }
 
@@ -745,7 +751,8 @@ mod tests {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for scale in [1e-5f32, 1e-3, 1.0, 300.0] {
             let x = rng.vec(32 * 64, scale);
-            for dtype in DType::ALL {
+            // The K-quants' bounds are in kquant.rs.
+            for dtype in DType::ALL.into_iter().filter(|d| !d.is_k_quant()) {
                 let bytes = quantize(dtype, &x);
                 let y = dequantize(dtype, &bytes, x.len());
                 let bb = dtype.block_bytes() * (32 / dtype.block_size());
@@ -769,6 +776,7 @@ mod tests {
                                 let q = if clamped { d.abs() } else { d.abs() / 2.0 };
                                 q + 8.0 * (d - d16).abs()
                             }
+                            DType::Q4_K | DType::Q5_K | DType::Q6_K => unreachable!(),
                         };
                         assert!(
                             err <= bound * 1.0001,
@@ -836,7 +844,7 @@ mod tests {
         let mut rng = Rng(12345);
         for dtype in DType::ALL {
             for blocks in [1usize, 2, 3, 7, 64] {
-                check_dot_and_axpy(dtype, blocks * 32, &mut rng);
+                check_dot_and_axpy(dtype, blocks * dtype.block_size().max(32), &mut rng);
             }
         }
         // Unquantized types at lengths that leave a tail after the 16-lane chunks.
@@ -850,7 +858,7 @@ mod tests {
     #[test]
     fn kernels_read_unaligned_bytes() {
         let mut rng = Rng(777);
-        let n = 96;
+        let n = 768; // whole blocks of every type
         let x = rng.vec(n, 1.0);
         for dtype in DType::ALL {
             let bytes = quantize(dtype, &x);
