@@ -49,12 +49,16 @@ struct Out {
 }
 
 /// Chooses the stored type: 1-D tensors and the router stay F32 (as llama.cpp keeps them);
-/// rows that are not whole quant blocks fall back to F16.
+/// rows that are not whole K-quant super-blocks (256) fall back to Q8_0 (as llama.cpp falls
+/// back to a 32-element type), and rows that are not whole 32-element blocks to F16.
 fn pick_type(name: &str, shape: &[usize], want: DType) -> DType {
     if shape.len() == 1 || name.ends_with("ffn_gate_inp.weight") {
         return DType::F32;
     }
     let cols = *shape.last().unwrap_or(&1);
+    if want.is_k_quant() && cols % want.block_size() != 0 {
+        return pick_type(name, shape, DType::Q8_0);
+    }
     if want.is_quantized() && cols % want.block_size() != 0 {
         return DType::F16;
     }
@@ -377,4 +381,25 @@ pub fn convert_hf_to_gguf(
             w.write_all(&buf).map_err(|e| Error::io(output, e))
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn k_quant_fallbacks() {
+        let w = "blk.0.attn_q.weight";
+        assert_eq!(pick_type(w, &[64, 512], DType::Q4_K), DType::Q4_K);
+        assert_eq!(pick_type(w, &[64, 96], DType::Q6_K), DType::Q8_0);
+        assert_eq!(pick_type(w, &[64, 24], DType::Q5_K), DType::F16);
+        assert_eq!(
+            pick_type("blk.0.ffn_gate_inp.weight", &[8, 256], DType::Q4_K),
+            DType::F32
+        );
+        assert_eq!(
+            pick_type("blk.0.attn_norm.weight", &[256], DType::Q4_K),
+            DType::F32
+        );
+    }
 }

@@ -13,6 +13,7 @@
 //!   models' logits ~18x more than Q8_0 does, as the step sizes predict; the bound catches a
 //!   broken Q4_0 path, which gives ~0; the Q4_0 blocks themselves are checked exactly against
 //!   gguf-py's quantizer and the C reference kernel in the unit tests);
+//! - K-quants, on the 256-wide `kq` fixture (see `k_quant_gguf_matches_transformers`);
 //! - our incremental decode equals our full-sequence logits within 1e-4, and the expanded
 //!   and absorbed attention paths agree within 1e-4.
 
@@ -25,7 +26,7 @@ use moela::session::sequence_logits;
 use moela::tensor::DType;
 use moela::{Model, SessionParams};
 
-const FIXTURES: [&str; 4] = ["v2_lite", "v2", "v3", "v3_dense2"];
+const FIXTURES: [&str; 5] = ["v2_lite", "v2", "v3", "v3_dense2", "kq"];
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -206,7 +207,8 @@ fn converted_gguf_matches_transformers() {
     let dir = tmpdir("convert");
     for name in FIXTURES {
         let r = reference(name);
-        for dtype in DType::ALL {
+        // The K-quants need 256-wide rows: tested on the `kq` fixture below.
+        for dtype in DType::ALL.into_iter().filter(|d| !d.is_k_quant()) {
             let path = convert(name, dtype, &dir);
             let model = Arc::new(Model::load(&path).unwrap());
             let hf = Model::load(fixture(name)).unwrap();
@@ -237,6 +239,7 @@ fn converted_gguf_matches_transformers() {
                     assert!(top1 >= r.tokens.len() - 2, "{name} q8_0: top-1 {top1}");
                 }
                 DType::Q4_0 => assert!(cos >= 0.5, "{name} q4_0: cosine {cos}"),
+                DType::Q4_K | DType::Q5_K | DType::Q6_K => unreachable!(),
             }
         }
     }
@@ -287,4 +290,148 @@ fn llama_cpp_converted_files_match_transformers() {
         }
         assert_eq!(top1_agreement(&full, &r.full, r.vocab), r.tokens.len());
     }
+}
+
+/// Rewrites the GGUF `src` into `dst`, giving each tensor the type `pick(name, current)` (rows
+/// dequantized and quantized again), to build mixed-type files like llama.cpp's Q4_K_M.
+fn retype(src: &Path, dst: &Path, pick: impl Fn(&str, DType) -> DType) {
+    use moela::format::gguf::{write_gguf_file, GgufFile, GgufTensorSpec};
+    let f = GgufFile::open(src).unwrap();
+    let types: Vec<DType> = f
+        .tensors
+        .iter()
+        .map(|t| {
+            let want = pick(&t.name, t.dtype().unwrap());
+            // Rows that are not whole blocks of the wanted type: Q8_0, as the converter does.
+            if t.dims[0] as usize % want.block_size() != 0 {
+                DType::Q8_0
+            } else {
+                want
+            }
+        })
+        .collect();
+    let specs: Vec<GgufTensorSpec> = f
+        .tensors
+        .iter()
+        .zip(&types)
+        .map(|(t, d)| GgufTensorSpec {
+            name: t.name.clone(),
+            dims: t.dims.clone(),
+            ggml_type: d.ggml_type(),
+        })
+        .collect();
+    write_gguf_file(dst, &f.metadata, &specs, f.alignment, |i, w| {
+        let t = &f.tensors[i];
+        let from = t.dtype().unwrap();
+        let cols = t.dims[0] as usize;
+        let bytes = &f.map[t.data.clone()];
+        let rb = from.bytes_for(cols).unwrap();
+        let mut row = vec![0f32; cols];
+        let mut out = vec![0u8; types[i].bytes_for(cols).unwrap()];
+        for r in bytes.chunks_exact(rb) {
+            moela::tensor::quant::dequantize_row(from, r, &mut row);
+            moela::tensor::quant::quantize_row(types[i], &row, &mut out)?;
+            w.write_all(&out).unwrap();
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+/// Tensors of each type in a GGUF file.
+fn type_counts(path: &Path) -> std::collections::BTreeMap<String, usize> {
+    let f = moela::format::gguf::GgufFile::open(path).unwrap();
+    let mut m = std::collections::BTreeMap::new();
+    for t in &f.tensors {
+        *m.entry(t.dtype().unwrap().name().to_string()).or_insert(0) += 1;
+    }
+    m
+}
+
+/// K-quant GGUFs of the 256-wide `kq` fixture (hidden, kv_lora_rank, heads × v_head_dim and the
+/// dense FFN are 256, so nearly every matrix is stored as the K-quant; expert down projections
+/// and attn_k_b fall back to Q8_0) against transformers, next to Q8_0 and Q4_0 files of the
+/// same model, and a mixed file in the spirit of llama.cpp's Q4_K_M: attention, embeddings and
+/// output in Q6_K, routed experts in Q4_K, the rest (dense and shared FFN) in Q5_K.
+///
+/// 1 - cosine grows with the square of the weights' relative RMS error (0.086 Q4_0, 0.071
+/// Q4_K, 0.036 Q5_K, 0.017 Q6_K on Gaussian data, see src/tensor/kquant.rs), and measured
+/// here (1 - median cosine): Q4_0 0.029, Q4_K 0.021, Q5_K 0.0043, Q6_K 0.00096, Q8_0 0.0002,
+/// mixed 0.0018; lowest rows 0.956 / 0.966 / 0.990 / 0.984 / 0.9997 / 0.996 (single rows
+/// drop where noise flips a near-tied routing decision); top-1 10 / 15 / 13 / 16 / 16 / 15.
+/// Thresholds (median row cosine / every row / top-1 agreement of 16): Q8_0 0.999 / 0.9 /
+/// 14, Q4_0 0.95 / 0.5 / 8, Q4_K 0.97 / 0.9 / 11, Q5_K 0.99 / 0.95 / 12, Q6_K 0.998 / 0.95 /
+/// 14, mixed 0.995 / 0.95 / 13; and the noise must follow the bits: 1 - median cosine of Q4_K
+/// below Q4_0's, Q5_K's below Q4_K's, Q6_K's below Q5_K's.
+#[test]
+fn k_quant_gguf_matches_transformers() {
+    let name = "kq";
+    let dir = tmpdir("kquant");
+    let r = reference(name);
+    let mut medians = std::collections::HashMap::new();
+    let f32_path = convert(name, DType::F32, &dir);
+    let mixed = dir.join("kq-mixed.gguf");
+    retype(&f32_path, &mixed, |n, d| {
+        if n.ends_with("norm.weight") || n.contains("gate_inp") {
+            d // F32, as the converter keeps them
+        } else if n.contains("attn") || n.contains("token_embd") || n.starts_with("output") {
+            DType::Q6_K
+        } else if n.contains("_exps") {
+            DType::Q4_K
+        } else {
+            DType::Q5_K
+        }
+    });
+    let counts = type_counts(&mixed);
+    println!("kq mixed: {counts:?}");
+    for t in ["q6_k", "q5_k", "q4_k"] {
+        assert!(
+            counts.get(t).copied().unwrap_or(0) >= 2,
+            "mixed file lacks {t}: {counts:?}"
+        );
+    }
+    let cases = [
+        ("q8_0", convert(name, DType::Q8_0, &dir)),
+        ("q4_0", convert(name, DType::Q4_0, &dir)),
+        ("q4_k", convert(name, DType::Q4_K, &dir)),
+        ("q5_k", convert(name, DType::Q5_K, &dir)),
+        ("q6_k", convert(name, DType::Q6_K, &dir)),
+        ("mixed", mixed),
+    ];
+    for (label, path) in &cases {
+        let counts = type_counts(path);
+        if label.ends_with("_k") {
+            // Most matrices really are the K-quant (not a fallback).
+            assert!(
+                counts.get(*label).copied().unwrap_or(0) >= 8,
+                "{label}: {counts:?}"
+            );
+        }
+        let model = Arc::new(Model::load(path).unwrap());
+        let full = run(&model, &r, r.tokens.len(), &params(AttnPath::Auto));
+        let incr = run(&model, &r, r.prefill, &params(AttnPath::Auto));
+        let cos = min_cosine(&full, &r.full, r.vocab).min(min_cosine(&incr, &r.incr, r.vocab));
+        let median = median_cosine(&full, &r.full, r.vocab);
+        let top1 = top1_agreement(&full, &r.full, r.vocab);
+        println!(
+            "kq {label:>5}: cosine min {cos:.6} median {median:.6}, top-1 {top1}/{}",
+            r.tokens.len()
+        );
+        let (med_min, row_min, top1_min) = match *label {
+            "q8_0" => (0.999, 0.9, 14),
+            "q4_0" => (0.95, 0.5, 8),
+            "q4_k" => (0.97, 0.9, 11),
+            "q5_k" => (0.99, 0.95, 12),
+            "q6_k" => (0.998, 0.95, 14),
+            _ => (0.995, 0.95, 13),
+        };
+        assert!(median >= med_min, "kq {label}: median cosine {median}");
+        assert!(cos >= row_min, "kq {label}: cosine {cos}");
+        assert!(top1 >= top1_min, "kq {label}: top-1 {top1}");
+        medians.insert(*label, 1.0 - median);
+    }
+    assert!(medians["q4_k"] < medians["q4_0"], "{medians:?}");
+    assert!(medians["q5_k"] < medians["q4_k"], "{medians:?}");
+    assert!(medians["q6_k"] < medians["q5_k"], "{medians:?}");
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -318,6 +318,44 @@ FIXTURES = [
             num_nextn_predict_layers=0,
         ),
     ),
+    # Wide enough for the K-quants (256-element super-blocks): hidden, kv_lora_rank, nh*dv and the dense
+    # intermediate size are 256, so nearly every matrix can be Q4_K/Q5_K/Q6_K; expert down projections
+    # (32 columns) and attn_k_b (dn columns) fall back to a 32-element type. BF16 to stay small.
+    dict(
+        name="kq",
+        arch="v2",
+        seed=5005,
+        dtype="bfloat16",
+        shards=1,
+        config_style="deepseek",
+        ds=dict(
+            COMMON,
+            hidden_size=256,
+            intermediate_size=256,
+            moe_intermediate_size=32,
+            num_hidden_layers=2,
+            q_lora_rank=None,
+            kv_lora_rank=256,
+            qk_nope_head_dim=32,
+            qk_rope_head_dim=16,
+            v_head_dim=64,
+            max_position_embeddings=128,
+            rope_theta=10000.0,
+            rope_scaling=None,
+            first_k_dense_replace=1,
+            n_routed_experts=8,
+            n_shared_experts=1,
+            num_experts_per_tok=2,
+            topk_method="greedy",
+            n_group=1,
+            topk_group=1,
+            scoring_func="softmax",
+            norm_topk_prob=False,
+            routed_scaling_factor=1.0,
+            aux_loss_alpha=0.001,
+            seq_aux=True,
+        ),
+    ),
 ]
 
 def hf_config(spec) -> transformers.PreTrainedConfig:
