@@ -252,12 +252,19 @@ float mk_vec_dot_q6_k_q8a_generic(size_t n, const void *w, const int8_t *qs, con
         float d = mk_f16_to_f32(read_u16le(b + 208));
         const int8_t *sc = (const int8_t *)(b + 192);
         for (int j = 0; j < 8; j++, qs += 32) {
-            int32_t i0 = 0, i1 = 0;
-            for (int l = 0; l < 16; l++) {
-                i0 += (k_code6(b, 32 * j + l) - 32) * qs[l];
-                i1 += (k_code6(b, 32 * j + 16 + l) - 32) * qs[16 + l];
+            /* Activation block j is group g = j % 4 of half h = j / 4 (see k_code6). */
+            const uint8_t *ql = b + 64 * (j / 4) + 32 * (j % 2), *qh = b + 128 + 32 * (j / 4);
+            const int lshift = (j % 4) < 2 ? 0 : 4, hshift = 2 * (j % 4);
+            int32_t isum[2] = {0, 0};
+            for (int k = 0; k < 2; k++) {
+                int32_t acc = 0;
+                for (int l = 16 * k; l < 16 * k + 16; l++) {
+                    int q = ((ql[l] >> lshift) & 0x0f) | (((qh[l] >> hshift) & 3) << 4);
+                    acc += (q - 32) * qs[l];
+                }
+                isum[k] = acc;
             }
-            sum += dx[8 * sb + (size_t)j] * (d * (float)(sc[2 * j] * i0 + sc[2 * j + 1] * i1));
+            sum += dx[8 * sb + (size_t)j] * (d * (float)(sc[2 * j] * isum[0] + sc[2 * j + 1] * isum[1]));
         }
     }
     return sum;

@@ -208,14 +208,14 @@ fn fit_affine(x: &[f32], nmax: f32) -> (f32, f32) {
             if det <= 0.0 {
                 break;
             }
-            let (mut s1, mut m1) = ((n * sqx - sq * sx) / det, 0.0);
-            m1 = -(sx - s1 * sq) / n + m1;
+            let mut s1 = (n * sqx - sq * sx) / det;
+            let mut m1 = -(sx - s1 * sq) / n;
             if m1 < 0.0 {
                 // The min must stay ≥ 0 (x ≥ 0 everywhere): refit the scale alone, min = 0.
                 m1 = 0.0;
                 s1 = sqx / sqq;
             }
-            if !(s1 > 0.0) || !s1.is_finite() || !m1.is_finite() {
+            if !s1.is_finite() || !m1.is_finite() || s1 <= 0.0 {
                 break;
             }
             (s, m) = (s1, m1);
