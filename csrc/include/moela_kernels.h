@@ -85,6 +85,12 @@ void mk_vec_dot4_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
                                  const int32_t *s, float *out);
 void mk_vec_dot4_q4_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
                                  const int32_t *s, float *out);
+void mk_vec_dot4_q4_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_vec_dot4_q5_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_vec_dot4_q6_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
 
 /* AArch64: NEON (csrc/arm/neon.c) and NEON + dotprod (csrc/arm/dotprod.c). */
 float mk_vec_dot_q8_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,

@@ -288,3 +288,112 @@ float mk_vec_dot_q6_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
+
+/* Four activation rows at once for the K-quants (prefill): the scales, mins and unpacked
+ * codes of each super-block are built once and used for the four rows. Same arithmetic per
+ * row as the one-row kernels above. */
+static inline void dot4_q45_k_avx512(size_t n, const uint8_t *b, const int8_t *qs,
+                                     const float *dx, const int32_t *s, float *out, int five) {
+    const size_t bb = five ? 176 : 144, nb = n / 32;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                      _mm256_setzero_ps()};
+    for (size_t sb = 0; sb < n / 256; sb++, b += bb) {
+        uint8_t sc[8], m[8];
+        k_unpack(b + 4, sc, m);
+        const float d = f16_at(b);
+        const __m256 dmin = _mm256_set1_ps(f16_at(b + 2));
+        const __m256i mv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m));
+        const uint8_t *q = b + (five ? 48 : 16);
+        __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+        __m512i nib[4];
+        for (int i = 0; i < 4; i++) {
+            __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * i));
+            __m256i lo = _mm256_and_si256(raw, m4);
+            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            if (five) {
+                lo = _mm256_or_si256(
+                    lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * i)), one), 4));
+                hi = _mm256_or_si256(
+                    hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * i + 1)), one), 4));
+            }
+            nib[i] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+        }
+        for (int r = 0; r < 4; r++) {
+            const size_t o = r * nb + 8 * sb;
+            const int8_t *x = qs + r * n + 256 * sb;
+            __m256i ms = _mm256_mullo_epi32(mv, _mm256_loadu_si256((const __m256i *)(s + o)));
+            accm[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(_mm256_loadu_ps(dx + o), dmin),
+                                      accm[r]);
+            for (int i = 0; i < 4; i++) {
+                __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib[i],
+                                                _mm512_loadu_si512((const void *)(x + 64 * i)));
+                __m512 f = two_scales(d * (float)sc[2 * i] * dx[o + 2 * i],
+                                      d * (float)sc[2 * i + 1] * dx[o + 2 * i + 1]);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = _mm512_reduce_add_ps(acc[r]) - hsum256(accm[r]);
+}
+
+void mk_vec_dot4_q4_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    dot4_q45_k_avx512(n, (const uint8_t *)w, qs, d, s, out, 0);
+}
+
+void mk_vec_dot4_q5_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    dot4_q45_k_avx512(n, (const uint8_t *)w, qs, d, s, out, 1);
+}
+
+void mk_vec_dot4_q6_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                 const int32_t *s, float *out) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t nb = n / 32;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
+    const __m512i c32 = _mm512_set1_epi8(32);
+    const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+    __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+    for (size_t sb = 0; sb < n / 256; sb++, b += 210) {
+        const float d = f16_at(b + 208);
+        /* codes[2h + k]: activation blocks 4h + 2k and 4h + 2k + 1, with their scales. */
+        __m512i codes[4], scv[4];
+        for (int h = 0; h < 2; h++) {
+            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
+            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+            __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+            __m256i c0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+            __m256i c1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+            __m256i c2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+            __m256i c3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+            codes[2 * h] = _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1);
+            codes[2 * h + 1] = _mm512_inserti64x4(_mm512_castsi256_si512(c2), c3, 1);
+            for (int k = 0; k < 2; k++) {
+                uint32_t sc4;
+                memcpy(&sc4, b + 192 + 8 * h + 4 * k, 4);
+                scv[2 * h + k] = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128((int)sc4), spread));
+            }
+        }
+        for (int r = 0; r < 4; r++) {
+            const size_t o = r * nb + 8 * sb;
+            const int8_t *x = qs + r * n + 256 * sb;
+            for (int k = 0; k < 4; k++) {
+                __m512i xv = _mm512_loadu_si512((const void *)(x + 64 * k));
+                __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[k], xv);
+                p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(), c32, xv));
+                p = _mm512_mullo_epi32(p, scv[k]);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                                         two_scales(d * dx[o + 2 * k], d * dx[o + 2 * k + 1]), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
+}

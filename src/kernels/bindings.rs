@@ -211,6 +211,36 @@ unsafe extern "C" {
     );
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot4_q4_k_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot4_q5_k_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot4_q6_k_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_q8_0_q8a_neon(
         n: usize,
         w: *const ::core::ffi::c_void,

@@ -37,8 +37,18 @@ pub struct KernelSet {
     dot_q4_k: DotQ8a,
     dot_q5_k: DotQ8a,
     dot_q6_k: DotQ8a,
-    /// Four activation rows per weight row (prefill), where the ISA has one.
-    dot4: Option<(Dot4Q8a, Dot4Q8a)>,
+    /// Four activation rows per weight row (prefill), where the ISA has them.
+    dot4: Option<Dot4>,
+}
+
+/// One ISA's four-row kernels, per weight type.
+#[derive(Clone, Copy, Debug)]
+struct Dot4 {
+    q8_0: Dot4Q8a,
+    q4_0: Dot4Q8a,
+    q4_k: Dot4Q8a,
+    q5_k: Dot4Q8a,
+    q6_k: Dot4Q8a,
 }
 
 const GENERIC: KernelSet = KernelSet {
@@ -83,10 +93,13 @@ pub fn available() -> Vec<KernelSet> {
                     dot_q4_k: bindings::mk_vec_dot_q4_k_q8a_avx512,
                     dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_avx512,
                     dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_avx512,
-                    dot4: Some((
-                        bindings::mk_vec_dot4_q8_0_q8a_avx512,
-                        bindings::mk_vec_dot4_q4_0_q8a_avx512,
-                    )),
+                    dot4: Some(Dot4 {
+                        q8_0: bindings::mk_vec_dot4_q8_0_q8a_avx512,
+                        q4_0: bindings::mk_vec_dot4_q4_0_q8a_avx512,
+                        q4_k: bindings::mk_vec_dot4_q4_k_q8a_avx512,
+                        q5_k: bindings::mk_vec_dot4_q5_k_q8a_avx512,
+                        q6_k: bindings::mk_vec_dot4_q6_k_q8a_avx512,
+                    }),
                 });
             }
         }
@@ -205,9 +218,15 @@ impl Q8Acts {
     ) -> [f32; 4] {
         let mut out = [0.0f32; 4];
         match k.dot4 {
-            Some((q8, q4)) if count == 4 && matches!(dtype, DType::Q8_0 | DType::Q4_0) => {
+            Some(k4) if count == 4 && dtype.is_quantized() => {
                 let n = self.n;
-                let f = if dtype == DType::Q8_0 { q8 } else { q4 };
+                let f = match dtype {
+                    DType::Q8_0 => k4.q8_0,
+                    DType::Q4_K => k4.q4_k,
+                    DType::Q5_K => k4.q5_k,
+                    DType::Q6_K => k4.q6_k,
+                    _ => k4.q4_0,
+                };
                 let b0 = t0 * n / QK;
                 let qs = &self.qs[t0 * n..(t0 + 4) * n];
                 let (d, s) = (&self.d[b0..b0 + 4 * n / QK], &self.s[b0..b0 + 4 * n / QK]);
@@ -457,13 +476,12 @@ mod tests {
     #[test]
     fn four_row_kernels_match_generic() {
         let mut acts = Q8Acts::default();
-        for blocks in [1usize, 2, 3, 7, 64] {
+        for blocks in [1usize, 2, 3, 7, 8, 24, 64] {
             let n = blocks * QK;
             let x = noise(11 + blocks as u64, 4 * n, 2.0);
             acts.quantize(&x, n);
-            // K-quants have no four-row kernels: dot_upto4 must fall back to one-row ones.
             let k_too = if n % 256 == 0 {
-                &[DType::Q4_K, DType::Q6_K][..]
+                &[DType::Q4_K, DType::Q5_K, DType::Q6_K][..]
             } else {
                 &[]
             };
