@@ -142,3 +142,20 @@ float mk_vec_dot_q4_0_q8a_generic(size_t n, const void *w, const int8_t *qs, con
     }
     return sum;
 }
+
+void mk_group_q8a_generic(size_t n, const int8_t *qs, const float *d, const int32_t *s,
+                          int8_t *gqs, float *gd, int32_t *gs) {
+    for (size_t g = 0; g < n / 128; g++) {
+        for (int k = 0; k < 4; k++) {
+            const size_t blk = 4 * g + (size_t)k;
+            for (int j = 0; j < 16; j++) {
+                gqs[128 * g + 16 * k + j] = qs[32 * blk + j];
+                gqs[128 * g + 64 + 16 * k + j] = qs[32 * blk + 16 + j];
+            }
+            for (int l = 0; l < 4; l++) {
+                gd[16 * g + 4 * k + l] = d[blk];
+                gs[16 * g + 4 * k + l] = -2 * s[blk];
+            }
+        }
+    }
+}

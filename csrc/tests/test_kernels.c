@@ -61,6 +61,59 @@ static void make_rows(size_t n, float scale, uint8_t *q8, uint8_t *q4) {
     }
 }
 
+#if defined(__x86_64__)
+/* The grouped-activation (q8g) Q4_0 kernels against the generic q8a one: one row and four
+ * rows, block counts that give whole groups, partial trailing groups and none. */
+static void test_q8g(int *passed, int *failed) {
+    if (!(__builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni") &&
+          __builtin_cpu_supports("avx512bw"))) {
+        printf("kernel avx512vbmi: not on this CPU\n");
+        return;
+    }
+    const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f};
+    for (size_t blocks = 1; blocks <= 40; blocks++) {
+        size_t n = 32 * blocks;
+        float *x = malloc(4 * n * sizeof *x), *d = malloc(4 * blocks * sizeof *d);
+        float *gd = malloc(4 * n / 8 * sizeof *gd);
+        int8_t *qs = malloc(4 * n), *gqs = malloc(4 * n);
+        int32_t *s = malloc(4 * blocks * sizeof *s), *gs = malloc(4 * n / 8 * sizeof *gs);
+        uint8_t *q8 = malloc(34 * blocks), *q4 = malloc(18 * blocks);
+        for (int si = 0; si < 4; si++) {
+            for (size_t i = 0; i < 4 * n; i++) x[i] = frand() * (scales[si] > 0 ? scales[si] : 1.0f);
+            make_rows(n, scales[si], q8, q4);
+            for (int r = 0; r < 4; r++) {
+                mk_quantize_row_q8a_generic(n, x + r * n, qs + r * n, d + r * blocks, s + r * blocks);
+                mk_group_q8a_generic(n, qs + r * n, d + r * blocks, s + r * blocks, gqs + r * n,
+                                     gd + r * n / 8, gs + r * n / 8);
+            }
+            struct mk_q8g g = {qs, d, s, gqs, gd, gs};
+            float four[4];
+            mk_vec_dot4_q4_0_q8g_avx512vbmi(n, q4, &g, four);
+            for (int r = 0; r < 4; r++) {
+                const int8_t *q = qs + r * n;
+                const float *dr = d + r * blocks;
+                float mag = 0;
+                for (size_t b = 0; b < blocks; b++) {
+                    float dw = mk_f16_to_f32((uint16_t)(q4[18 * b] | q4[18 * b + 1] << 8));
+                    for (int j = 0; j < 32; j++) mag += fabsf(dw * 8.0f * dr[b] * q[32 * b + j]) * 2.0f;
+                }
+                float ref = mk_vec_dot_q4_0_q8a_generic(n, q4, q, dr, s + r * blocks);
+                struct mk_q8g gr = {q, dr, s + r * blocks, gqs + r * n, gd + r * n / 8, gs + r * n / 8};
+                float one = mk_vec_dot_q4_0_q8g_avx512vbmi(n, q4, &gr);
+                int ok1 = fabsf(one - ref) <= 1e-5f * mag + 1e-30f;
+                int ok4 = fabsf(four[r] - ref) <= 1e-5f * mag + 1e-30f;
+                *passed += ok1 + ok4;
+                *failed += !ok1 + !ok4;
+                if (!ok1) printf("FAIL avx512vbmi q4_0 q8g n=%zu scale=%g: %g vs %g\n", n, scales[si], one, ref);
+                if (!ok4) printf("FAIL avx512vbmi dot4 q4_0 q8g n=%zu row %d scale=%g: %g vs %g\n", n, r, scales[si], four[r], ref);
+            }
+        }
+        free(x), free(d), free(gd), free(qs), free(gqs), free(s), free(gs), free(q8), free(q4);
+    }
+    printf("kernel avx512vbmi: tested\n");
+}
+#endif
+
 int main(void) {
     struct kernel ks[] = {
 #if defined(__x86_64__)
@@ -112,6 +165,9 @@ int main(void) {
         }
         free(x), free(d), free(qs), free(s), free(q8), free(q4);
     }
+#if defined(__x86_64__)
+    test_q8g(&passed, &failed);
+#endif
     for (int k = 0; k < nk; k++) printf("kernel %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;

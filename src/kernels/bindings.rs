@@ -34,6 +34,27 @@ unsafe extern "C" {
         s: *mut i32,
     );
 }
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct mk_q8g {
+    pub qs: *const i8,
+    pub d: *const f32,
+    pub s: *const i32,
+    pub gqs: *const i8,
+    pub gd: *const f32,
+    pub gs: *const i32,
+}
+unsafe extern "C" {
+    pub fn mk_group_q8a_generic(
+        n: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        gqs: *mut i8,
+        gd: *mut f32,
+        gs: *mut i32,
+    );
+}
 unsafe extern "C" {
     pub fn mk_vec_dot_q8_0_q8a_generic(
         n: usize,
@@ -105,6 +126,21 @@ unsafe extern "C" {
         qs: *const i8,
         d: *const f32,
         s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q4_0_q8g_avx512vbmi(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const mk_q8g,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot4_q4_0_q8g_avx512vbmi(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const mk_q8g,
         out: *mut f32,
     );
 }

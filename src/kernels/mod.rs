@@ -27,6 +27,8 @@ pub use crate::tensor::quant::QK;
 type DotQ8a = unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32) -> f32;
 type Dot4Q8a =
     unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32, *mut f32);
+type DotQ8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g) -> f32;
+type Dot4Q8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g, *mut f32);
 
 /// One ISA's kernels.
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +38,16 @@ pub struct KernelSet {
     dot_q4_0: DotQ8a,
     /// Four activation rows per weight row (prefill), where the ISA has one.
     dot4: Option<(Dot4Q8a, Dot4Q8a)>,
+    /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
+    /// activations then also carry the q8g arrays ([`Q8Acts::group`]).
+    q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
+}
+
+impl KernelSet {
+    /// Whether this set reads grouped activations for Q4_0 weights.
+    pub fn wants_groups(&self) -> bool {
+        self.q4_0_grouped.is_some()
+    }
 }
 
 const GENERIC: KernelSet = KernelSet {
@@ -43,6 +55,7 @@ const GENERIC: KernelSet = KernelSet {
     dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_generic,
     dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_generic,
     dot4: None,
+    q4_0_grouped: None,
 };
 
 /// Every kernel set this CPU can run, best last.
@@ -60,6 +73,7 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_avx2,
                 dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_avx2,
                 dot4: None,
+                q4_0_grouped: None,
             });
             if is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
@@ -67,7 +81,7 @@ pub fn available() -> Vec<KernelSet> {
                 && is_x86_feature_detected!("avx512dq")
                 && is_x86_feature_detected!("avx512vnni")
             {
-                sets.push(KernelSet {
+                let avx512 = KernelSet {
                     name: "avx512",
                     dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_avx512,
                     dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_avx512,
@@ -75,7 +89,19 @@ pub fn available() -> Vec<KernelSet> {
                         bindings::mk_vec_dot4_q8_0_q8a_avx512,
                         bindings::mk_vec_dot4_q4_0_q8a_avx512,
                     )),
-                });
+                    q4_0_grouped: None,
+                };
+                sets.push(avx512);
+                if is_x86_feature_detected!("avx512vbmi") {
+                    sets.push(KernelSet {
+                        name: "avx512vbmi",
+                        q4_0_grouped: Some((
+                            bindings::mk_vec_dot_q4_0_q8g_avx512vbmi,
+                            bindings::mk_vec_dot4_q4_0_q8g_avx512vbmi,
+                        )),
+                        ..avx512
+                    });
+                }
             }
         }
     }
@@ -86,6 +112,7 @@ pub fn available() -> Vec<KernelSet> {
             dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_neon,
             dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_neon,
             dot4: None,
+            q4_0_grouped: None,
         });
         if std::arch::is_aarch64_feature_detected!("dotprod") {
             sets.push(KernelSet {
@@ -93,6 +120,7 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_dotprod,
                 dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_dotprod,
                 dot4: None,
+                q4_0_grouped: None,
             });
         }
     }
@@ -126,6 +154,13 @@ pub struct Q8Acts {
     pub s: Vec<i32>,
     /// Elements per row.
     pub n: usize,
+    /// The q8g arrays (see csrc/include/moela_kernels.h), filled by [`Q8Acts::group`]:
+    /// `n` values and `n/8` scales and offsets per row.
+    pub gqs: Vec<i8>,
+    pub gd: Vec<f32>,
+    pub gs: Vec<i32>,
+    /// Whether the q8g arrays match the current rows.
+    pub grouped: bool,
 }
 
 impl Q8Acts {
@@ -148,6 +183,51 @@ impl Q8Acts {
                 self.s.as_mut_ptr(),
             )
         }
+        self.grouped = false;
+        if active().wants_groups() {
+            self.group();
+        }
+    }
+
+    /// Fills the q8g arrays from the plain ones (done by `quantize` when the active kernel
+    /// set reads them).
+    pub fn group(&mut self) {
+        let n = self.n;
+        let rows = self.qs.len().checked_div(n).unwrap_or(0);
+        self.gqs.resize(rows * n, 0);
+        self.gd.resize(rows * n / 8, 0.0);
+        self.gs.resize(rows * n / 8, 0);
+        for r in 0..rows {
+            let (b0, b1) = (r * n / QK, (r + 1) * n / QK);
+            let (g0, g1) = (r * n / 8, (r + 1) * n / 8);
+            // SAFETY: row r's plain arrays hold n values and n/32 blocks, its grouped arrays
+            // n values and n/8 lanes (sized just above), which is what the function touches.
+            unsafe {
+                bindings::mk_group_q8a_generic(
+                    n,
+                    self.qs[r * n..(r + 1) * n].as_ptr(),
+                    self.d[b0..b1].as_ptr(),
+                    self.s[b0..b1].as_ptr(),
+                    self.gqs[r * n..(r + 1) * n].as_mut_ptr(),
+                    self.gd[g0..g1].as_mut_ptr(),
+                    self.gs[g0..g1].as_mut_ptr(),
+                )
+            }
+        }
+        self.grouped = true;
+    }
+
+    /// The q8g pointers of activation row `t` (only valid while `self` is borrowed).
+    fn q8g_row(&self, t: usize) -> bindings::mk_q8g {
+        let (n, b0, g0) = (self.n, t * self.n / QK, t * self.n / 8);
+        bindings::mk_q8g {
+            qs: self.qs[t * n..].as_ptr(),
+            d: self.d[b0..].as_ptr(),
+            s: self.s[b0..].as_ptr(),
+            gqs: self.gqs[t * n..].as_ptr(),
+            gd: self.gd[g0..].as_ptr(),
+            gs: self.gs[g0..].as_ptr(),
+        }
     }
 
     /// Dot product of one stored Q8_0/Q4_0 row with activation row `t`.
@@ -155,6 +235,13 @@ impl Q8Acts {
     pub fn dot(&self, k: &KernelSet, dtype: DType, row: &[u8], t: usize) -> f32 {
         let n = self.n;
         debug_assert_eq!(dtype.bytes_for(n), Some(row.len()));
+        if let (DType::Q4_0, Some((g, _)), true) = (dtype, k.q4_0_grouped, self.grouped) {
+            let x = self.q8g_row(t);
+            // SAFETY: `row` is one stored Q4_0 row of n elements and `x` points at activation
+            // row t's plain and grouped arrays (n values, n/32 blocks, n/8 lanes), which is
+            // what the kernel reads.
+            return unsafe { g(n, row.as_ptr().cast(), &x) };
+        }
         let f = match dtype {
             DType::Q8_0 => k.dot_q8_0,
             _ => k.dot_q4_0,
@@ -182,6 +269,14 @@ impl Q8Acts {
         count: usize,
     ) -> [f32; 4] {
         let mut out = [0.0f32; 4];
+        if let (DType::Q4_0, Some((_, g4)), true, 4) = (dtype, k.q4_0_grouped, self.grouped, count)
+        {
+            let x = self.q8g_row(t0);
+            // SAFETY: activation rows t0..t0+4 exist (count == 4) and are laid out row after
+            // row in the plain and grouped arrays as the kernel expects; `out` holds 4 values.
+            unsafe { g4(self.n, row.as_ptr().cast(), &x, out.as_mut_ptr()) };
+            return out;
+        }
         match k.dot4 {
             Some((q8, q4)) if count == 4 => {
                 let n = self.n;
@@ -325,6 +420,7 @@ mod tests {
             for (seed, scale) in [(3u64, 1.0f32), (4, 1e-6), (5, 3e4), (6, 0.0)] {
                 let x = noise(seed, n, scale.max(1e-30));
                 acts.quantize(&x, n);
+                acts.group(); // whatever MOELA_KERNELS says, so grouped kernels are tested too
                 for dtype in [DType::Q8_0, DType::Q4_0] {
                     let w = noise(seed + 100, n, scale);
                     let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
@@ -358,10 +454,11 @@ mod tests {
     #[test]
     fn four_row_kernels_match_generic() {
         let mut acts = Q8Acts::default();
-        for blocks in [1usize, 2, 3, 7, 64] {
+        for blocks in [1usize, 2, 3, 4, 7, 9, 64] {
             let n = blocks * QK;
             let x = noise(11 + blocks as u64, 4 * n, 2.0);
             acts.quantize(&x, n);
+            acts.group();
             for dtype in [DType::Q8_0, DType::Q4_0] {
                 let w = noise(12, n, 1.0);
                 let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
