@@ -63,6 +63,30 @@ fn one_thread(k: &KernelSet, w: &TensorView, acts: &Q8Acts, reps: usize) -> f64 
     best
 }
 
+/// Multiply-adds per second (×1e9) of one thread running `k`'s four-token kernel over every
+/// row for `tokens` activation rows (prefill), best of `reps`.
+fn one_thread_prefill(
+    k: &KernelSet,
+    w: &TensorView,
+    acts: &Q8Acts,
+    tokens: usize,
+    reps: usize,
+) -> f64 {
+    let mut best = 0.0f64;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let mut acc = 0.0f32;
+        for r in 0..w.rows {
+            for t0 in (0..tokens).step_by(4) {
+                acc += acts.dot_upto4(k, w.dtype, w.row(r), t0, 4)[0];
+            }
+        }
+        black_box(acc);
+        best = best.max((w.n_elements() * tokens) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
 fn main() {
     let big_mb: usize = std::env::var("MOELA_BENCH_MB")
         .ok()
@@ -93,6 +117,22 @@ fn main() {
                 k.name,
                 h / g_hot,
                 c / g_cold
+            );
+        }
+        let tokens = 16;
+        let mut xs = Vec::new();
+        for _ in 0..tokens {
+            xs.extend_from_slice(&x);
+        }
+        let mut pacts = Q8Acts::default();
+        pacts.quantize(&xs, COLS);
+        pacts.group();
+        for k in &sets {
+            let g = one_thread_prefill(k, &hot, &pacts, tokens, 20);
+            println!(
+                "{:5} {:8} 1 thread, {tokens} tokens (prefill): {g:6.1} GMAC/s",
+                dtype.name(),
+                k.name
             );
         }
         let mut out = vec![0.0f32; cold.rows];

@@ -95,6 +95,46 @@ float mk_vec_dot_q8_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, con
 float mk_vec_dot_q4_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
                                   const int32_t *s);
 
+/* MLA decode attention over the latent cache (absorbed form): each cached position is a row
+ * of `row` values (c_kv ‖ k_pe, f32 or IEEE half bits), and each head's query was projected
+ * into the same space (q_lat ‖ q_pe, `row` floats per head, heads back to back).
+ * scores: out[h*out_stride + j] = scale · Σ_{d<row} q[h*row + d] · c[j*row + d]
+ *         for h < nq, j < nrows.
+ * accum:  acc[h*dim + d] += Σ_{j<nrows} p[h*p_stride + j] · c[j*row + d]  for d < dim ≤ row.
+ * Every ISA file has all four; results differ from generic only by float summation order. */
+void mk_mla_scores_f32_generic(size_t nq, size_t row, const float *q, size_t nrows,
+                               const float *c, float scale, float *out, size_t out_stride);
+void mk_mla_scores_f16_generic(size_t nq, size_t row, const float *q, size_t nrows,
+                               const uint16_t *c, float scale, float *out, size_t out_stride);
+void mk_mla_accum_f32_generic(size_t nq, size_t dim, size_t row, const float *p,
+                              size_t p_stride, size_t nrows, const float *c, float *acc);
+void mk_mla_accum_f16_generic(size_t nq, size_t dim, size_t row, const float *p,
+                              size_t p_stride, size_t nrows, const uint16_t *c, float *acc);
+void mk_mla_scores_f32_avx2(size_t nq, size_t row, const float *q, size_t nrows,
+                              const float *c, float scale, float *out, size_t out_stride);
+void mk_mla_scores_f16_avx2(size_t nq, size_t row, const float *q, size_t nrows,
+                              const uint16_t *c, float scale, float *out, size_t out_stride);
+void mk_mla_accum_f32_avx2(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const float *c, float *acc);
+void mk_mla_accum_f16_avx2(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const uint16_t *c, float *acc);
+void mk_mla_scores_f32_avx512(size_t nq, size_t row, const float *q, size_t nrows,
+                              const float *c, float scale, float *out, size_t out_stride);
+void mk_mla_scores_f16_avx512(size_t nq, size_t row, const float *q, size_t nrows,
+                              const uint16_t *c, float scale, float *out, size_t out_stride);
+void mk_mla_accum_f32_avx512(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const float *c, float *acc);
+void mk_mla_accum_f16_avx512(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const uint16_t *c, float *acc);
+void mk_mla_scores_f32_neon(size_t nq, size_t row, const float *q, size_t nrows,
+                              const float *c, float scale, float *out, size_t out_stride);
+void mk_mla_scores_f16_neon(size_t nq, size_t row, const float *q, size_t nrows,
+                              const uint16_t *c, float scale, float *out, size_t out_stride);
+void mk_mla_accum_f32_neon(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const float *c, float *acc);
+void mk_mla_accum_f16_neon(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const uint16_t *c, float *acc);
+
 /* IEEE half / bfloat16 bits to f32. */
 float mk_f16_to_f32(uint16_t h);
 float mk_bf16_to_f32(uint16_t h);

@@ -114,6 +114,87 @@ static void test_q8g(int *passed, int *failed) {
 }
 #endif
 
+/* MLA decode attention kernels against the generic ones: head counts that fill and miss the
+ * head tiles, rows and dims with vector tails, f32 and f16 caches. Bound: 1e-5 · Σ|terms|. */
+typedef void (*scores32_fn)(size_t, size_t, const float *, size_t, const float *, float, float *, size_t);
+typedef void (*scores16_fn)(size_t, size_t, const float *, size_t, const uint16_t *, float, float *, size_t);
+typedef void (*accum32_fn)(size_t, size_t, size_t, const float *, size_t, size_t, const float *, float *);
+typedef void (*accum16_fn)(size_t, size_t, size_t, const float *, size_t, size_t, const uint16_t *, float *);
+struct mla_kernel {
+    const char *name;
+    scores32_fn s32;
+    scores16_fn s16;
+    accum32_fn a32;
+    accum16_fn a16;
+    int available;
+};
+
+static void test_mla(const struct mla_kernel *ks, int nk, int *passed, int *failed) {
+    const size_t nqs[] = {1, 3, 8, 9, 16}, rows[] = {48, 96, 100, 576}, nrs[] = {1, 5, 37};
+    for (size_t a = 0; a < 5; a++)
+        for (size_t b = 0; b < 4; b++)
+            for (size_t e = 0; e < 3; e++) {
+                size_t nq = nqs[a], row = rows[b], nr = nrs[e], dim = row - row / 9;
+                float *q = malloc(nq * row * sizeof *q), *c = malloc(nr * row * sizeof *c);
+                uint16_t *c16 = malloc(nr * row * sizeof *c16);
+                float *p = malloc(nq * (nr + 3) * sizeof *p), *c16f = malloc(nr * row * sizeof *c16f);
+                float *ref = malloc(nq * (nr + 3) * sizeof *ref), *got = malloc(nq * (nr + 3) * sizeof *got);
+                float *racc = malloc(nq * dim * sizeof *racc), *gacc = malloc(nq * dim * sizeof *gacc);
+                for (size_t i = 0; i < nq * row; i++) q[i] = frand();
+                for (size_t i = 0; i < nr * row; i++) {
+                    c[i] = frand() * 3.0f;
+                    c16[i] = f32_to_f16_bits(c[i]);
+                    c16f[i] = mk_f16_to_f32(c16[i]);
+                }
+                for (size_t i = 0; i < nq * (nr + 3); i++) p[i] = frand() * 0.5f + 0.5f;
+                for (int k = 0; k < nk; k++) {
+                    if (!ks[k].available) continue;
+                    for (int half = 0; half < 2; half++) {
+                        const float *cf = half ? c16f : c;
+                        /* scores */
+                        if (half) {
+                            mk_mla_scores_f16_generic(nq, row, q, nr, c16, 0.7f, ref, nr + 3);
+                            ks[k].s16(nq, row, q, nr, c16, 0.7f, got, nr + 3);
+                        } else {
+                            mk_mla_scores_f32_generic(nq, row, q, nr, c, 0.7f, ref, nr + 3);
+                            ks[k].s32(nq, row, q, nr, c, 0.7f, got, nr + 3);
+                        }
+                        for (size_t h = 0; h < nq; h++)
+                            for (size_t j = 0; j < nr; j++) {
+                                float mag = 0;
+                                for (size_t d = 0; d < row; d++) mag += fabsf(q[h * row + d] * cf[j * row + d]);
+                                float r = ref[h * (nr + 3) + j], g = got[h * (nr + 3) + j];
+                                int ok = fabsf(r - g) <= 1e-5f * mag * 0.7f + 1e-30f;
+                                *passed += ok;
+                                *failed += !ok;
+                                if (!ok) printf("FAIL %s mla scores f%d nq=%zu row=%zu nr=%zu h=%zu j=%zu: %g vs %g\n", ks[k].name, half ? 16 : 32, nq, row, nr, h, j, g, r);
+                            }
+                        /* accum, onto a non-zero start */
+                        for (size_t i = 0; i < nq * dim; i++) racc[i] = gacc[i] = (float)(i % 7) - 3.0f;
+                        if (half) {
+                            mk_mla_accum_f16_generic(nq, dim, row, p, nr + 3, nr, c16, racc);
+                            ks[k].a16(nq, dim, row, p, nr + 3, nr, c16, gacc);
+                        } else {
+                            mk_mla_accum_f32_generic(nq, dim, row, p, nr + 3, nr, c, racc);
+                            ks[k].a32(nq, dim, row, p, nr + 3, nr, c, gacc);
+                        }
+                        for (size_t h = 0; h < nq; h++)
+                            for (size_t d = 0; d < dim; d++) {
+                                float mag = 3.0f;
+                                for (size_t j = 0; j < nr; j++) mag += fabsf(p[h * (nr + 3) + j] * cf[j * row + d]);
+                                float r = racc[h * dim + d], g = gacc[h * dim + d];
+                                int ok = fabsf(r - g) <= 1e-5f * mag;
+                                *passed += ok;
+                                *failed += !ok;
+                                if (!ok) printf("FAIL %s mla accum f%d nq=%zu dim=%zu nr=%zu h=%zu d=%zu: %g vs %g\n", ks[k].name, half ? 16 : 32, nq, dim, nr, h, d, g, r);
+                            }
+                    }
+                }
+                free(q), free(c), free(c16), free(p), free(c16f), free(ref), free(got), free(racc), free(gacc);
+            }
+    for (int k = 0; k < nk; k++) printf("mla kernels %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
+}
+
 int main(void) {
     struct kernel ks[] = {
 #if defined(__x86_64__)
@@ -167,6 +248,19 @@ int main(void) {
     }
 #if defined(__x86_64__)
     test_q8g(&passed, &failed);
+    struct mla_kernel mk[] = {
+        {"avx2", mk_mla_scores_f32_avx2, mk_mla_scores_f16_avx2, mk_mla_accum_f32_avx2,
+         mk_mla_accum_f16_avx2, ks[0].available},
+        {"avx512", mk_mla_scores_f32_avx512, mk_mla_scores_f16_avx512, mk_mla_accum_f32_avx512,
+         mk_mla_accum_f16_avx512, ks[1].available},
+    };
+    test_mla(mk, 2, &passed, &failed);
+#elif defined(__aarch64__)
+    struct mla_kernel mk[] = {
+        {"neon", mk_mla_scores_f32_neon, mk_mla_scores_f16_neon, mk_mla_accum_f32_neon,
+         mk_mla_accum_f16_neon, 1},
+    };
+    test_mla(mk, 1, &passed, &failed);
 #endif
     for (int k = 0; k < nk; k++) printf("kernel %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
     printf("%d passed, %d failed\n", passed, failed);

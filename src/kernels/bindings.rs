@@ -181,6 +181,198 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_mla_scores_f32_generic(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const f32,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f16_generic(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const u16,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f32_generic(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const f32,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f16_generic(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const u16,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f32_avx2(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const f32,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f16_avx2(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const u16,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f32_avx2(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const f32,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f16_avx2(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const u16,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f32_avx512(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const f32,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f16_avx512(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const u16,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f32_avx512(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const f32,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f16_avx512(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const u16,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f32_neon(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const f32,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f16_neon(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const u16,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f32_neon(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const f32,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f16_neon(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const u16,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
     pub fn mk_f16_to_f32(h: u16) -> f32;
 }
 unsafe extern "C" {

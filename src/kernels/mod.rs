@@ -30,6 +30,64 @@ type Dot4Q8a =
 type DotQ8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g) -> f32;
 type Dot4Q8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g, *mut f32);
 
+type MlaScores32 =
+    unsafe extern "C" fn(usize, usize, *const f32, usize, *const f32, f32, *mut f32, usize);
+type MlaScores16 =
+    unsafe extern "C" fn(usize, usize, *const f32, usize, *const u16, f32, *mut f32, usize);
+type MlaAccum32 =
+    unsafe extern "C" fn(usize, usize, usize, *const f32, usize, usize, *const f32, *mut f32);
+type MlaAccum16 =
+    unsafe extern "C" fn(usize, usize, usize, *const f32, usize, usize, *const u16, *mut f32);
+
+/// The MLA decode-attention kernels of one ISA (see csrc/include/moela_kernels.h).
+#[derive(Clone, Copy, Debug)]
+struct MlaKernels {
+    scores_f32: MlaScores32,
+    scores_f16: MlaScores16,
+    accum_f32: MlaAccum32,
+    accum_f16: MlaAccum16,
+}
+
+const MLA_GENERIC: MlaKernels = MlaKernels {
+    scores_f32: bindings::mk_mla_scores_f32_generic,
+    scores_f16: bindings::mk_mla_scores_f16_generic,
+    accum_f32: bindings::mk_mla_accum_f32_generic,
+    accum_f16: bindings::mk_mla_accum_f16_generic,
+};
+
+/// Cached positions of one layer (rows of c_kv ‖ k_pe), as the cache stores them.
+#[derive(Clone, Copy, Debug)]
+pub enum CacheRows<'a> {
+    F32(&'a [f32]),
+    /// IEEE half bits.
+    F16(&'a [u16]),
+}
+
+impl CacheRows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            CacheRows::F32(c) => c.len(),
+            CacheRows::F16(c) => c.len(),
+        }
+    }
+
+    /// Rows `j0..j1` (of `row` values each).
+    pub fn rows(&self, j0: usize, j1: usize, row: usize) -> Self {
+        match *self {
+            CacheRows::F32(c) => CacheRows::F32(&c[j0 * row..j1 * row]),
+            CacheRows::F16(c) => CacheRows::F16(&c[j0 * row..j1 * row]),
+        }
+    }
+
+    /// The same rows starting at column `d` (for a slice of the row's dims).
+    pub fn from_col(&self, d: usize) -> Self {
+        match *self {
+            CacheRows::F32(c) => CacheRows::F32(&c[d..]),
+            CacheRows::F16(c) => CacheRows::F16(&c[d..]),
+        }
+    }
+}
+
 /// One ISA's kernels.
 #[derive(Clone, Copy, Debug)]
 pub struct KernelSet {
@@ -41,9 +99,99 @@ pub struct KernelSet {
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
     /// activations then also carry the q8g arrays ([`Q8Acts::group`]).
     q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
+    mla: MlaKernels,
 }
 
 impl KernelSet {
+    /// `out[h*out_stride + j] = scale · q[h]·c[j]` for `nq` query rows of `row` values against
+    /// `nrows` cached rows (MLA decode scores).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mla_scores(
+        &self,
+        nq: usize,
+        row: usize,
+        q: &[f32],
+        c: CacheRows,
+        nrows: usize,
+        scale: f32,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        assert!(q.len() >= nq * row && c.len() >= nrows * row && nrows <= out_stride);
+        assert!(nq == 0 || out.len() >= (nq - 1) * out_stride + nrows);
+        // SAFETY: the asserts above bound every index the kernel touches: q[h*row + d],
+        // c[j*row + d] and out[h*out_stride + j] for h < nq, j < nrows, d < row.
+        unsafe {
+            match c {
+                CacheRows::F32(c) => (self.mla.scores_f32)(
+                    nq,
+                    row,
+                    q.as_ptr(),
+                    nrows,
+                    c.as_ptr(),
+                    scale,
+                    out.as_mut_ptr(),
+                    out_stride,
+                ),
+                CacheRows::F16(c) => (self.mla.scores_f16)(
+                    nq,
+                    row,
+                    q.as_ptr(),
+                    nrows,
+                    c.as_ptr(),
+                    scale,
+                    out.as_mut_ptr(),
+                    out_stride,
+                ),
+            }
+        }
+    }
+
+    /// `acc[h*dim + d] += Σ_j p[h*p_stride + j] · c[j*row + d]` for `d < dim` over `nrows`
+    /// cached rows (MLA decode: the attention-weighted latents).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mla_accum(
+        &self,
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: &[f32],
+        p_stride: usize,
+        c: CacheRows,
+        nrows: usize,
+        acc: &mut [f32],
+    ) {
+        assert!(dim <= row && nrows <= p_stride && acc.len() >= nq * dim);
+        assert!(nq == 0 || p.len() >= (nq - 1) * p_stride + nrows);
+        assert!(nrows == 0 || c.len() >= (nrows - 1) * row + dim);
+        // SAFETY: the asserts bound every index: p[h*p_stride + j], c[j*row + d] (d < dim)
+        // and acc[h*dim + d] for h < nq, j < nrows.
+        unsafe {
+            match c {
+                CacheRows::F32(c) => (self.mla.accum_f32)(
+                    nq,
+                    dim,
+                    row,
+                    p.as_ptr(),
+                    p_stride,
+                    nrows,
+                    c.as_ptr(),
+                    acc.as_mut_ptr(),
+                ),
+                CacheRows::F16(c) => (self.mla.accum_f16)(
+                    nq,
+                    dim,
+                    row,
+                    p.as_ptr(),
+                    p_stride,
+                    nrows,
+                    c.as_ptr(),
+                    acc.as_mut_ptr(),
+                ),
+            }
+        }
+    }
+
     /// Whether this set reads grouped activations for Q4_0 weights.
     pub fn wants_groups(&self) -> bool {
         self.q4_0_grouped.is_some()
@@ -56,6 +204,7 @@ const GENERIC: KernelSet = KernelSet {
     dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_generic,
     dot4: None,
     q4_0_grouped: None,
+    mla: MLA_GENERIC,
 };
 
 /// Every kernel set this CPU can run, best last.
@@ -74,6 +223,12 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_avx2,
                 dot4: None,
                 q4_0_grouped: None,
+                mla: MlaKernels {
+                    scores_f32: bindings::mk_mla_scores_f32_avx2,
+                    scores_f16: bindings::mk_mla_scores_f16_avx2,
+                    accum_f32: bindings::mk_mla_accum_f32_avx2,
+                    accum_f16: bindings::mk_mla_accum_f16_avx2,
+                },
             });
             if is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
@@ -90,6 +245,12 @@ pub fn available() -> Vec<KernelSet> {
                         bindings::mk_vec_dot4_q4_0_q8a_avx512,
                     )),
                     q4_0_grouped: None,
+                    mla: MlaKernels {
+                        scores_f32: bindings::mk_mla_scores_f32_avx512,
+                        scores_f16: bindings::mk_mla_scores_f16_avx512,
+                        accum_f32: bindings::mk_mla_accum_f32_avx512,
+                        accum_f16: bindings::mk_mla_accum_f16_avx512,
+                    },
                 };
                 sets.push(avx512);
                 if is_x86_feature_detected!("avx512vbmi") {
@@ -107,12 +268,19 @@ pub fn available() -> Vec<KernelSet> {
     }
     #[cfg(target_arch = "aarch64")]
     {
+        const MLA_NEON: MlaKernels = MlaKernels {
+            scores_f32: bindings::mk_mla_scores_f32_neon,
+            scores_f16: bindings::mk_mla_scores_f16_neon,
+            accum_f32: bindings::mk_mla_accum_f32_neon,
+            accum_f16: bindings::mk_mla_accum_f16_neon,
+        };
         sets.push(KernelSet {
             name: "neon",
             dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_neon,
             dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_neon,
             dot4: None,
             q4_0_grouped: None,
+            mla: MLA_NEON,
         });
         if std::arch::is_aarch64_feature_detected!("dotprod") {
             sets.push(KernelSet {
@@ -121,6 +289,7 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_dotprod,
                 dot4: None,
                 q4_0_grouped: None,
+                mla: MLA_NEON,
             });
         }
     }
