@@ -38,6 +38,21 @@ fn main() {
                 "-mf16c",
             ],
         );
+        isa_lib(
+            "csrc/x86/avx512vbmi.c",
+            "moela_kernels_avx512vbmi",
+            &[
+                "-mavx512f",
+                "-mavx512bw",
+                "-mavx512vl",
+                "-mavx512dq",
+                "-mavx512vnni",
+                "-mavx512vbmi",
+                "-mavx2",
+                "-mfma",
+                "-mf16c",
+            ],
+        );
     }
 
     #[cfg(feature = "bindgen")]

@@ -48,7 +48,10 @@ gcc $cflags -c csrc/tests/test_kernels.c -o "$kt/test.o"
 gcc $cflags -O3 -mavx2 -mfma -mf16c -c csrc/x86/avx2.c -o "$kt/avx2.o"
 gcc $cflags -O3 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c \
     -c csrc/x86/avx512.c -o "$kt/avx512.o"
-gcc "$kt"/generic.o "$kt"/test.o "$kt"/avx2.o "$kt"/avx512.o -lm -o "$kt/test_x86"
+gcc $cflags -O3 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512vbmi -mavx2 \
+    -mfma -mf16c -c csrc/x86/avx512vbmi.c -o "$kt/avx512vbmi.o"
+gcc "$kt"/generic.o "$kt"/test.o "$kt"/avx2.o "$kt"/avx512.o "$kt"/avx512vbmi.o -lm \
+    -o "$kt/test_x86"
 "$kt/test_x86"
 A=aarch64-linux-gnu-gcc
 $A $cflags -c csrc/generic/generic.c -o "$kt/a_generic.o"

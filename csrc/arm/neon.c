@@ -147,3 +147,98 @@ float mk_vec_dot_q6_k_q8a_neon(size_t n, const void *w, const int8_t *qs, const 
     }
     return vaddvq_f32(acc);
 }
+
+/* MLA decode attention (see moela_kernels.h): heads in tiles of up to 4, 4 lanes per step
+ * (two accumulators per head), scalar tails. The dotprod set reuses these. */
+static inline float32x4_t load4_f32(const float *p) { return vld1q_f32(p); }
+static inline float32x4_t load4_f16(const uint16_t *p) {
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p)));
+}
+static inline float one_f32(const float *p) { return *p; }
+static inline float one_f16(const uint16_t *p) { return mk_f16_to_f32(*p); }
+
+#define MLA_SCORES_TILE(NAME, T, LOAD, ONE)                                                   \
+    static inline __attribute__((always_inline)) void NAME(                                   \
+        const int H, size_t row, const float *q, size_t nrows, const T *c, float scale,      \
+        float *out, size_t out_stride) {                                                      \
+        const size_t full = row - row % 8;                                                    \
+        for (size_t j = 0; j < nrows; j++) {                                                  \
+            const T *cj = c + j * row;                                                        \
+            float32x4_t a0[4], a1[4];                                                         \
+            for (int h = 0; h < H; h++) a0[h] = a1[h] = vdupq_n_f32(0.0f);                   \
+            for (size_t d = 0; d < full; d += 8) {                                            \
+                const float32x4_t c0 = LOAD(cj + d), c1 = LOAD(cj + d + 4);                   \
+                for (int h = 0; h < H; h++) {                                                 \
+                    a0[h] = vfmaq_f32(a0[h], vld1q_f32(q + h * row + d), c0);                 \
+                    a1[h] = vfmaq_f32(a1[h], vld1q_f32(q + h * row + d + 4), c1);             \
+                }                                                                             \
+            }                                                                                 \
+            for (int h = 0; h < H; h++) {                                                     \
+                float sum = vaddvq_f32(vaddq_f32(a0[h], a1[h]));                              \
+                for (size_t d = full; d < row; d++) sum += q[h * row + d] * ONE(cj + d);      \
+                out[h * out_stride + j] = sum * scale;                                        \
+            }                                                                                 \
+        }                                                                                     \
+    }
+MLA_SCORES_TILE(scores_tile_f32, float, load4_f32, one_f32)
+MLA_SCORES_TILE(scores_tile_f16, uint16_t, load4_f16, one_f16)
+
+#define MLA_ACCUM_TILE(NAME, T, LOAD, ONE)                                                    \
+    static inline __attribute__((always_inline)) void NAME(                                   \
+        const int H, size_t dim, size_t row, const float *p, size_t p_stride, size_t nrows,   \
+        const T *c, float *acc) {                                                             \
+        const size_t full = dim - dim % 8;                                                    \
+        for (size_t d = 0; d < full; d += 8) {                                                \
+            float32x4_t a0[4], a1[4];                                                         \
+            for (int h = 0; h < H; h++) {                                                     \
+                a0[h] = vld1q_f32(acc + h * dim + d);                                         \
+                a1[h] = vld1q_f32(acc + h * dim + d + 4);                                     \
+            }                                                                                 \
+            for (size_t j = 0; j < nrows; j++) {                                              \
+                const float32x4_t c0 = LOAD(c + j * row + d), c1 = LOAD(c + j * row + d + 4); \
+                for (int h = 0; h < H; h++) {                                                 \
+                    const float w = p[h * p_stride + j];                                      \
+                    a0[h] = vfmaq_n_f32(a0[h], c0, w);                                        \
+                    a1[h] = vfmaq_n_f32(a1[h], c1, w);                                        \
+                }                                                                             \
+            }                                                                                 \
+            for (int h = 0; h < H; h++) {                                                     \
+                vst1q_f32(acc + h * dim + d, a0[h]);                                          \
+                vst1q_f32(acc + h * dim + d + 4, a1[h]);                                      \
+            }                                                                                 \
+        }                                                                                     \
+        for (int h = 0; h < H; h++)                                                           \
+            for (size_t j = 0; j < nrows; j++)                                                \
+                for (size_t d = full; d < dim; d++)                                           \
+                    acc[h * dim + d] += p[h * p_stride + j] * ONE(c + j * row + d);           \
+    }
+MLA_ACCUM_TILE(accum_tile_f32, float, load4_f32, one_f32)
+MLA_ACCUM_TILE(accum_tile_f16, uint16_t, load4_f16, one_f16)
+
+void mk_mla_scores_f32_neon(size_t nq, size_t row, const float *q, size_t nrows,
+                            const float *c, float scale, float *out, size_t out_stride) {
+    size_t h = 0;
+    for (; h + 4 <= nq; h += 4) scores_tile_f32(4, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+    for (; h < nq; h++) scores_tile_f32(1, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+}
+
+void mk_mla_scores_f16_neon(size_t nq, size_t row, const float *q, size_t nrows,
+                            const uint16_t *c, float scale, float *out, size_t out_stride) {
+    size_t h = 0;
+    for (; h + 4 <= nq; h += 4) scores_tile_f16(4, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+    for (; h < nq; h++) scores_tile_f16(1, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+}
+
+void mk_mla_accum_f32_neon(size_t nq, size_t dim, size_t row, const float *p, size_t p_stride,
+                           size_t nrows, const float *c, float *acc) {
+    size_t h = 0;
+    for (; h + 4 <= nq; h += 4) accum_tile_f32(4, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+    for (; h < nq; h++) accum_tile_f32(1, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+}
+
+void mk_mla_accum_f16_neon(size_t nq, size_t dim, size_t row, const float *p, size_t p_stride,
+                           size_t nrows, const uint16_t *c, float *acc) {
+    size_t h = 0;
+    for (; h + 4 <= nq; h += 4) accum_tile_f16(4, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+    for (; h < nq; h++) accum_tile_f16(1, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+}

@@ -101,9 +101,15 @@ void mk_quantize_row_q8a_generic(size_t n, const float *x, int8_t *qs, float *d,
         float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
         int32_t sum = 0;
         for (int j = 0; j < 32; j++) {
-            long q = lroundf(x[j] * inv);
-            if (q > 127) q = 127;
-            if (q < -127) q = -127;
+            /* Round half away from zero (= lroundf) without a libm call: clamp first (NaN
+             * goes to -127 like before), then truncate and correct by the exact remainder. */
+            float v = x[j] * inv;
+            if (!(v > -127.0f)) v = -127.0f;
+            if (v > 127.0f) v = 127.0f;
+            int q = (int)v;
+            float rem = v - (float)q;
+            if (rem >= 0.5f) q++;
+            if (rem <= -0.5f) q--;
             qs[j] = (int8_t)q;
             sum += (int32_t)q;
         }
@@ -268,4 +274,60 @@ float mk_vec_dot_q6_k_q8a_generic(size_t n, const void *w, const int8_t *qs, con
         }
     }
     return sum;
+}
+
+void mk_group_q8a_generic(size_t n, const int8_t *qs, const float *d, const int32_t *s,
+                          int8_t *gqs, float *gd, int32_t *gs) {
+    for (size_t g = 0; g < n / 128; g++) {
+        for (int k = 0; k < 4; k++) {
+            const size_t blk = 4 * g + (size_t)k;
+            for (int j = 0; j < 16; j++) {
+                gqs[128 * g + 16 * k + j] = qs[32 * blk + j];
+                gqs[128 * g + 64 + 16 * k + j] = qs[32 * blk + 16 + j];
+            }
+            for (int l = 0; l < 4; l++) {
+                gd[16 * g + 4 * k + l] = d[blk];
+                gs[16 * g + 4 * k + l] = -2 * s[blk];
+            }
+        }
+    }
+}
+
+void mk_mla_scores_f32_generic(size_t nq, size_t row, const float *q, size_t nrows,
+                               const float *c, float scale, float *out, size_t out_stride) {
+    for (size_t h = 0; h < nq; h++)
+        for (size_t j = 0; j < nrows; j++) {
+            float sum = 0.0f;
+            for (size_t d = 0; d < row; d++) sum += q[h * row + d] * c[j * row + d];
+            out[h * out_stride + j] = sum * scale;
+        }
+}
+
+void mk_mla_scores_f16_generic(size_t nq, size_t row, const float *q, size_t nrows,
+                               const uint16_t *c, float scale, float *out, size_t out_stride) {
+    for (size_t h = 0; h < nq; h++)
+        for (size_t j = 0; j < nrows; j++) {
+            float sum = 0.0f;
+            for (size_t d = 0; d < row; d++)
+                sum += q[h * row + d] * mk_f16_to_f32(c[j * row + d]);
+            out[h * out_stride + j] = sum * scale;
+        }
+}
+
+void mk_mla_accum_f32_generic(size_t nq, size_t dim, size_t row, const float *p,
+                              size_t p_stride, size_t nrows, const float *c, float *acc) {
+    for (size_t h = 0; h < nq; h++)
+        for (size_t j = 0; j < nrows; j++) {
+            const float w = p[h * p_stride + j];
+            for (size_t d = 0; d < dim; d++) acc[h * dim + d] += w * c[j * row + d];
+        }
+}
+
+void mk_mla_accum_f16_generic(size_t nq, size_t dim, size_t row, const float *p,
+                              size_t p_stride, size_t nrows, const uint16_t *c, float *acc) {
+    for (size_t h = 0; h < nq; h++)
+        for (size_t j = 0; j < nrows; j++) {
+            const float w = p[h * p_stride + j];
+            for (size_t d = 0; d < dim; d++) acc[h * dim + d] += w * mk_f16_to_f32(c[j * row + d]);
+        }
 }

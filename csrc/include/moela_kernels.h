@@ -39,6 +39,27 @@ float mk_vec_dot_q6_k_f32_generic(size_t n, const void *w, const float *x);
  * (amax/127, so qs never holds -128) and s[n/32] = Σ qs of the block (Q4_0's -8 offset). */
 void mk_quantize_row_q8a_generic(size_t n, const float *x, int8_t *qs, float *d, int32_t *s);
 
+/* Grouped q8a ("q8g"), for kernels that unpack four Q4_0 blocks into one 512-bit register.
+ * A row keeps its plain q8a arrays (qs, d, s) and adds, for each full group g of 4 blocks
+ * (blocks 4g..4g+3): gqs[128g .. 128g+64] = the first 16 values of each of the 4 blocks,
+ * gqs[128g+64 .. 128g+128] = their last 16 values; gd[16g + l] = d of block 4g + l/4 and
+ * gs[16g + l] = -2·s of block 4g + l/4 (a block's four lanes add up to Q4_0's -8·s). A
+ * trailing partial group is read from the plain arrays. Row r of a batch starts at
+ * qs/gqs + r*n, d/s + r*n/32 and gd/gs + r*n/8. */
+struct mk_q8g {
+    const int8_t *qs;
+    const float *d;
+    const int32_t *s;
+    const int8_t *gqs;
+    const float *gd;
+    const int32_t *gs;
+};
+
+/* Fills the grouped arrays of one row from its plain q8a arrays (gqs: n values; gd, gs:
+ * n/8 values each). */
+void mk_group_q8a_generic(size_t n, const int8_t *qs, const float *d, const int32_t *s,
+                          int8_t *gqs, float *gd, int32_t *gs);
+
 /* Weight row × q8a activations. Integer block sums are exact; the float result differs
  * from the generic one only by summation order. */
 float mk_vec_dot_q8_0_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
@@ -92,6 +113,12 @@ void mk_vec_dot4_q5_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
 void mk_vec_dot4_q6_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
                                  const int32_t *s, float *out);
 
+/* x86-64: AVX-512 VBMI + VNNI (csrc/x86/avx512vbmi.c): Q4_0 × q8g, one row and four rows
+ * (out[r] for activation row r). */
+float mk_vec_dot_q4_0_q8g_avx512vbmi(size_t n, const void *w, const struct mk_q8g *x);
+void mk_vec_dot4_q4_0_q8g_avx512vbmi(size_t n, const void *w, const struct mk_q8g *x,
+                                     float *out);
+
 /* AArch64: NEON (csrc/arm/neon.c) and NEON + dotprod (csrc/arm/dotprod.c). */
 float mk_vec_dot_q8_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
                                const int32_t *s);
@@ -113,6 +140,46 @@ float mk_vec_dot_q5_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, con
                                   const int32_t *s);
 float mk_vec_dot_q6_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
                                   const int32_t *s);
+
+/* MLA decode attention over the latent cache (absorbed form): each cached position is a row
+ * of `row` values (c_kv ‖ k_pe, f32 or IEEE half bits), and each head's query was projected
+ * into the same space (q_lat ‖ q_pe, `row` floats per head, heads back to back).
+ * scores: out[h*out_stride + j] = scale · Σ_{d<row} q[h*row + d] · c[j*row + d]
+ *         for h < nq, j < nrows.
+ * accum:  acc[h*dim + d] += Σ_{j<nrows} p[h*p_stride + j] · c[j*row + d]  for d < dim ≤ row.
+ * Every ISA file has all four; results differ from generic only by float summation order. */
+void mk_mla_scores_f32_generic(size_t nq, size_t row, const float *q, size_t nrows,
+                               const float *c, float scale, float *out, size_t out_stride);
+void mk_mla_scores_f16_generic(size_t nq, size_t row, const float *q, size_t nrows,
+                               const uint16_t *c, float scale, float *out, size_t out_stride);
+void mk_mla_accum_f32_generic(size_t nq, size_t dim, size_t row, const float *p,
+                              size_t p_stride, size_t nrows, const float *c, float *acc);
+void mk_mla_accum_f16_generic(size_t nq, size_t dim, size_t row, const float *p,
+                              size_t p_stride, size_t nrows, const uint16_t *c, float *acc);
+void mk_mla_scores_f32_avx2(size_t nq, size_t row, const float *q, size_t nrows,
+                              const float *c, float scale, float *out, size_t out_stride);
+void mk_mla_scores_f16_avx2(size_t nq, size_t row, const float *q, size_t nrows,
+                              const uint16_t *c, float scale, float *out, size_t out_stride);
+void mk_mla_accum_f32_avx2(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const float *c, float *acc);
+void mk_mla_accum_f16_avx2(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const uint16_t *c, float *acc);
+void mk_mla_scores_f32_avx512(size_t nq, size_t row, const float *q, size_t nrows,
+                              const float *c, float scale, float *out, size_t out_stride);
+void mk_mla_scores_f16_avx512(size_t nq, size_t row, const float *q, size_t nrows,
+                              const uint16_t *c, float scale, float *out, size_t out_stride);
+void mk_mla_accum_f32_avx512(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const float *c, float *acc);
+void mk_mla_accum_f16_avx512(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const uint16_t *c, float *acc);
+void mk_mla_scores_f32_neon(size_t nq, size_t row, const float *q, size_t nrows,
+                              const float *c, float scale, float *out, size_t out_stride);
+void mk_mla_scores_f16_neon(size_t nq, size_t row, const float *q, size_t nrows,
+                              const uint16_t *c, float scale, float *out, size_t out_stride);
+void mk_mla_accum_f32_neon(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const float *c, float *acc);
+void mk_mla_accum_f16_neon(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const uint16_t *c, float *acc);
 
 /* IEEE half / bfloat16 bits to f32. */
 float mk_f16_to_f32(uint16_t h);

@@ -96,6 +96,140 @@ static void make_k_row(int t, size_t sbs, float scale, uint8_t *row, float *wm) 
     }
 }
 
+#if defined(__x86_64__)
+/* The grouped-activation (q8g) Q4_0 kernels against the generic q8a one: one row and four
+ * rows, block counts that give whole groups, partial trailing groups and none. */
+static void test_q8g(int *passed, int *failed) {
+    if (!(__builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni") &&
+          __builtin_cpu_supports("avx512bw"))) {
+        printf("kernel avx512vbmi: not on this CPU\n");
+        return;
+    }
+    const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f};
+    for (size_t blocks = 1; blocks <= 40; blocks++) {
+        size_t n = 32 * blocks;
+        float *x = malloc(4 * n * sizeof *x), *d = malloc(4 * blocks * sizeof *d);
+        float *gd = malloc(4 * n / 8 * sizeof *gd);
+        int8_t *qs = malloc(4 * n), *gqs = malloc(4 * n);
+        int32_t *s = malloc(4 * blocks * sizeof *s), *gs = malloc(4 * n / 8 * sizeof *gs);
+        uint8_t *q8 = malloc(34 * blocks), *q4 = malloc(18 * blocks);
+        for (int si = 0; si < 4; si++) {
+            for (size_t i = 0; i < 4 * n; i++) x[i] = frand() * (scales[si] > 0 ? scales[si] : 1.0f);
+            make_rows(n, scales[si], q8, q4);
+            for (int r = 0; r < 4; r++) {
+                mk_quantize_row_q8a_generic(n, x + r * n, qs + r * n, d + r * blocks, s + r * blocks);
+                mk_group_q8a_generic(n, qs + r * n, d + r * blocks, s + r * blocks, gqs + r * n,
+                                     gd + r * n / 8, gs + r * n / 8);
+            }
+            struct mk_q8g g = {qs, d, s, gqs, gd, gs};
+            float four[4];
+            mk_vec_dot4_q4_0_q8g_avx512vbmi(n, q4, &g, four);
+            for (int r = 0; r < 4; r++) {
+                const int8_t *q = qs + r * n;
+                const float *dr = d + r * blocks;
+                float mag = 0;
+                for (size_t b = 0; b < blocks; b++) {
+                    float dw = mk_f16_to_f32((uint16_t)(q4[18 * b] | q4[18 * b + 1] << 8));
+                    for (int j = 0; j < 32; j++) mag += fabsf(dw * 8.0f * dr[b] * q[32 * b + j]) * 2.0f;
+                }
+                float ref = mk_vec_dot_q4_0_q8a_generic(n, q4, q, dr, s + r * blocks);
+                struct mk_q8g gr = {q, dr, s + r * blocks, gqs + r * n, gd + r * n / 8, gs + r * n / 8};
+                float one = mk_vec_dot_q4_0_q8g_avx512vbmi(n, q4, &gr);
+                int ok1 = fabsf(one - ref) <= 1e-5f * mag + 1e-30f;
+                int ok4 = fabsf(four[r] - ref) <= 1e-5f * mag + 1e-30f;
+                *passed += ok1 + ok4;
+                *failed += !ok1 + !ok4;
+                if (!ok1) printf("FAIL avx512vbmi q4_0 q8g n=%zu scale=%g: %g vs %g\n", n, scales[si], one, ref);
+                if (!ok4) printf("FAIL avx512vbmi dot4 q4_0 q8g n=%zu row %d scale=%g: %g vs %g\n", n, r, scales[si], four[r], ref);
+            }
+        }
+        free(x), free(d), free(gd), free(qs), free(gqs), free(s), free(gs), free(q8), free(q4);
+    }
+    printf("kernel avx512vbmi: tested\n");
+}
+#endif
+
+/* MLA decode attention kernels against the generic ones: head counts that fill and miss the
+ * head tiles, rows and dims with vector tails, f32 and f16 caches. Bound: 1e-5 · Σ|terms|. */
+typedef void (*scores32_fn)(size_t, size_t, const float *, size_t, const float *, float, float *, size_t);
+typedef void (*scores16_fn)(size_t, size_t, const float *, size_t, const uint16_t *, float, float *, size_t);
+typedef void (*accum32_fn)(size_t, size_t, size_t, const float *, size_t, size_t, const float *, float *);
+typedef void (*accum16_fn)(size_t, size_t, size_t, const float *, size_t, size_t, const uint16_t *, float *);
+struct mla_kernel {
+    const char *name;
+    scores32_fn s32;
+    scores16_fn s16;
+    accum32_fn a32;
+    accum16_fn a16;
+    int available;
+};
+
+static void test_mla(const struct mla_kernel *ks, int nk, int *passed, int *failed) {
+    const size_t nqs[] = {1, 3, 8, 9, 16}, rows[] = {48, 96, 100, 576}, nrs[] = {1, 5, 37};
+    for (size_t a = 0; a < 5; a++)
+        for (size_t b = 0; b < 4; b++)
+            for (size_t e = 0; e < 3; e++) {
+                size_t nq = nqs[a], row = rows[b], nr = nrs[e], dim = row - row / 9;
+                float *q = malloc(nq * row * sizeof *q), *c = malloc(nr * row * sizeof *c);
+                uint16_t *c16 = malloc(nr * row * sizeof *c16);
+                float *p = malloc(nq * (nr + 3) * sizeof *p), *c16f = malloc(nr * row * sizeof *c16f);
+                float *ref = malloc(nq * (nr + 3) * sizeof *ref), *got = malloc(nq * (nr + 3) * sizeof *got);
+                float *racc = malloc(nq * dim * sizeof *racc), *gacc = malloc(nq * dim * sizeof *gacc);
+                for (size_t i = 0; i < nq * row; i++) q[i] = frand();
+                for (size_t i = 0; i < nr * row; i++) {
+                    c[i] = frand() * 3.0f;
+                    c16[i] = f32_to_f16_bits(c[i]);
+                    c16f[i] = mk_f16_to_f32(c16[i]);
+                }
+                for (size_t i = 0; i < nq * (nr + 3); i++) p[i] = frand() * 0.5f + 0.5f;
+                for (int k = 0; k < nk; k++) {
+                    if (!ks[k].available) continue;
+                    for (int half = 0; half < 2; half++) {
+                        const float *cf = half ? c16f : c;
+                        /* scores */
+                        if (half) {
+                            mk_mla_scores_f16_generic(nq, row, q, nr, c16, 0.7f, ref, nr + 3);
+                            ks[k].s16(nq, row, q, nr, c16, 0.7f, got, nr + 3);
+                        } else {
+                            mk_mla_scores_f32_generic(nq, row, q, nr, c, 0.7f, ref, nr + 3);
+                            ks[k].s32(nq, row, q, nr, c, 0.7f, got, nr + 3);
+                        }
+                        for (size_t h = 0; h < nq; h++)
+                            for (size_t j = 0; j < nr; j++) {
+                                float mag = 0;
+                                for (size_t d = 0; d < row; d++) mag += fabsf(q[h * row + d] * cf[j * row + d]);
+                                float r = ref[h * (nr + 3) + j], g = got[h * (nr + 3) + j];
+                                int ok = fabsf(r - g) <= 1e-5f * mag * 0.7f + 1e-30f;
+                                *passed += ok;
+                                *failed += !ok;
+                                if (!ok) printf("FAIL %s mla scores f%d nq=%zu row=%zu nr=%zu h=%zu j=%zu: %g vs %g\n", ks[k].name, half ? 16 : 32, nq, row, nr, h, j, g, r);
+                            }
+                        /* accum, onto a non-zero start */
+                        for (size_t i = 0; i < nq * dim; i++) racc[i] = gacc[i] = (float)(i % 7) - 3.0f;
+                        if (half) {
+                            mk_mla_accum_f16_generic(nq, dim, row, p, nr + 3, nr, c16, racc);
+                            ks[k].a16(nq, dim, row, p, nr + 3, nr, c16, gacc);
+                        } else {
+                            mk_mla_accum_f32_generic(nq, dim, row, p, nr + 3, nr, c, racc);
+                            ks[k].a32(nq, dim, row, p, nr + 3, nr, c, gacc);
+                        }
+                        for (size_t h = 0; h < nq; h++)
+                            for (size_t d = 0; d < dim; d++) {
+                                float mag = 3.0f;
+                                for (size_t j = 0; j < nr; j++) mag += fabsf(p[h * (nr + 3) + j] * cf[j * row + d]);
+                                float r = racc[h * dim + d], g = gacc[h * dim + d];
+                                int ok = fabsf(r - g) <= 1e-5f * mag;
+                                *passed += ok;
+                                *failed += !ok;
+                                if (!ok) printf("FAIL %s mla accum f%d nq=%zu dim=%zu nr=%zu h=%zu d=%zu: %g vs %g\n", ks[k].name, half ? 16 : 32, nq, dim, nr, h, d, g, r);
+                            }
+                    }
+                }
+                free(q), free(c), free(c16), free(p), free(c16f), free(ref), free(got), free(racc), free(gacc);
+            }
+    for (int k = 0; k < nk; k++) printf("mla kernels %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
+}
+
 int main(void) {
     struct kernel ks[] = {
 #if defined(__x86_64__)
@@ -183,6 +317,22 @@ int main(void) {
         }
         free(x), free(d), free(wm), free(qs), free(s), free(row);
     }
+#if defined(__x86_64__)
+    test_q8g(&passed, &failed);
+    struct mla_kernel mk[] = {
+        {"avx2", mk_mla_scores_f32_avx2, mk_mla_scores_f16_avx2, mk_mla_accum_f32_avx2,
+         mk_mla_accum_f16_avx2, ks[0].available},
+        {"avx512", mk_mla_scores_f32_avx512, mk_mla_scores_f16_avx512, mk_mla_accum_f32_avx512,
+         mk_mla_accum_f16_avx512, ks[1].available},
+    };
+    test_mla(mk, 2, &passed, &failed);
+#elif defined(__aarch64__)
+    struct mla_kernel mk[] = {
+        {"neon", mk_mla_scores_f32_neon, mk_mla_scores_f16_neon, mk_mla_accum_f32_neon,
+         mk_mla_accum_f16_neon, 1},
+    };
+    test_mla(mk, 1, &passed, &failed);
+#endif
     for (int k = 0; k < nk; k++) printf("kernel %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;

@@ -191,3 +191,96 @@ float mk_vec_dot_q6_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const 
     }
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
+
+/* MLA decode attention (see moela_kernels.h): heads in tiles of up to 4, 8 lanes per step,
+ * scalar tails. */
+static inline __m256 load8_f32(const float *p) { return _mm256_loadu_ps(p); }
+static inline __m256 load8_f16(const uint16_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+static inline float one_f32(const float *p) { return *p; }
+static inline float one_f16(const uint16_t *p) { return mk_f16_to_f32(*p); }
+
+#define MLA_SCORES_TILE(NAME, T, LOAD, ONE)                                                   \
+    static inline __attribute__((always_inline)) void NAME(                                   \
+        const int H, size_t row, const float *q, size_t nrows, const T *c, float scale,      \
+        float *out, size_t out_stride) {                                                      \
+        const size_t full = row - row % 8;                                                    \
+        for (size_t j = 0; j < nrows; j++) {                                                  \
+            const T *cj = c + j * row;                                                        \
+            __m256 acc[4];                                                                    \
+            for (int h = 0; h < H; h++) acc[h] = _mm256_setzero_ps();                         \
+            for (size_t d = 0; d < full; d += 8) {                                            \
+                const __m256 cv = LOAD(cj + d);                                               \
+                for (int h = 0; h < H; h++)                                                   \
+                    acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + h * row + d), cv, acc[h]);   \
+            }                                                                                 \
+            for (int h = 0; h < H; h++) {                                                     \
+                float sum = hsum256(acc[h]);                                                    \
+                for (size_t d = full; d < row; d++) sum += q[h * row + d] * ONE(cj + d);      \
+                out[h * out_stride + j] = sum * scale;                                        \
+            }                                                                                 \
+        }                                                                                     \
+    }
+MLA_SCORES_TILE(scores_tile_f32, float, load8_f32, one_f32)
+MLA_SCORES_TILE(scores_tile_f16, uint16_t, load8_f16, one_f16)
+
+#define MLA_ACCUM_TILE(NAME, T, LOAD, ONE)                                                    \
+    static inline __attribute__((always_inline)) void NAME(                                   \
+        const int H, size_t dim, size_t row, const float *p, size_t p_stride, size_t nrows,   \
+        const T *c, float *acc) {                                                             \
+        const size_t full = dim - dim % 16;                                                   \
+        for (size_t d = 0; d < full; d += 16) {                                               \
+            __m256 a0[4], a1[4];                                                              \
+            for (int h = 0; h < H; h++) {                                                     \
+                a0[h] = _mm256_loadu_ps(acc + h * dim + d);                                   \
+                a1[h] = _mm256_loadu_ps(acc + h * dim + d + 8);                               \
+            }                                                                                 \
+            for (size_t j = 0; j < nrows; j++) {                                              \
+                const __m256 c0 = LOAD(c + j * row + d), c1 = LOAD(c + j * row + d + 8);     \
+                for (int h = 0; h < H; h++) {                                                 \
+                    const __m256 w = _mm256_set1_ps(p[h * p_stride + j]);                     \
+                    a0[h] = _mm256_fmadd_ps(w, c0, a0[h]);                                    \
+                    a1[h] = _mm256_fmadd_ps(w, c1, a1[h]);                                    \
+                }                                                                             \
+            }                                                                                 \
+            for (int h = 0; h < H; h++) {                                                     \
+                _mm256_storeu_ps(acc + h * dim + d, a0[h]);                                   \
+                _mm256_storeu_ps(acc + h * dim + d + 8, a1[h]);                               \
+            }                                                                                 \
+        }                                                                                     \
+        for (int h = 0; h < H; h++)                                                           \
+            for (size_t j = 0; j < nrows; j++)                                                \
+                for (size_t d = full; d < dim; d++)                                           \
+                    acc[h * dim + d] += p[h * p_stride + j] * ONE(c + j * row + d);           \
+    }
+MLA_ACCUM_TILE(accum_tile_f32, float, load8_f32, one_f32)
+MLA_ACCUM_TILE(accum_tile_f16, uint16_t, load8_f16, one_f16)
+
+void mk_mla_scores_f32_avx2(size_t nq, size_t row, const float *q, size_t nrows,
+                            const float *c, float scale, float *out, size_t out_stride) {
+    size_t h = 0;
+    for (; h + 4 <= nq; h += 4) scores_tile_f32(4, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+    for (; h < nq; h++) scores_tile_f32(1, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+}
+
+void mk_mla_scores_f16_avx2(size_t nq, size_t row, const float *q, size_t nrows,
+                            const uint16_t *c, float scale, float *out, size_t out_stride) {
+    size_t h = 0;
+    for (; h + 4 <= nq; h += 4) scores_tile_f16(4, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+    for (; h < nq; h++) scores_tile_f16(1, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+}
+
+void mk_mla_accum_f32_avx2(size_t nq, size_t dim, size_t row, const float *p, size_t p_stride,
+                           size_t nrows, const float *c, float *acc) {
+    size_t h = 0;
+    for (; h + 4 <= nq; h += 4) accum_tile_f32(4, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+    for (; h < nq; h++) accum_tile_f32(1, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+}
+
+void mk_mla_accum_f16_avx2(size_t nq, size_t dim, size_t row, const float *p, size_t p_stride,
+                           size_t nrows, const uint16_t *c, float *acc) {
+    size_t h = 0;
+    for (; h + 4 <= nq; h += 4) accum_tile_f16(4, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+    for (; h < nq; h++) accum_tile_f16(1, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+}

@@ -397,3 +397,93 @@ void mk_vec_dot4_q6_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
     }
     for (int r = 0; r < 4; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
+
+/* MLA decode attention (see moela_kernels.h). Heads go in tiles of up to 8 so their
+ * accumulators stay in registers while each cache row is loaded once per tile; row and dim
+ * tails use masked loads. */
+static inline __m512 load16_f32(const float *p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+static inline __m512 load16_f16(const uint16_t *p, __mmask16 m) {
+    return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+}
+static inline __mmask16 tail_mask(size_t left) {
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+#define MLA_SCORES_TILE(NAME, T, LOAD)                                                        \
+    static inline __attribute__((always_inline)) void NAME(                                   \
+        const int H, size_t row, const float *q, size_t nrows, const T *c, float scale,      \
+        float *out, size_t out_stride) {                                                      \
+        for (size_t j = 0; j < nrows; j++) {                                                  \
+            const T *cj = c + j * row;                                                        \
+            __m512 acc[8];                                                                    \
+            for (int h = 0; h < H; h++) acc[h] = _mm512_setzero_ps();                         \
+            for (size_t d = 0; d < row; d += 16) {                                            \
+                const __mmask16 m = tail_mask(row - d);                                       \
+                const __m512 cv = LOAD(cj + d, m);                                            \
+                for (int h = 0; h < H; h++)                                                   \
+                    acc[h] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, q + h * row + d), cv,   \
+                                             acc[h]);                                         \
+            }                                                                                 \
+            for (int h = 0; h < H; h++) out[h * out_stride + j] = _mm512_reduce_add_ps(acc[h]) * scale; \
+        }                                                                                     \
+    }
+MLA_SCORES_TILE(scores_tile_f32, float, load16_f32)
+MLA_SCORES_TILE(scores_tile_f16, uint16_t, load16_f16)
+
+#define MLA_ACCUM_TILE(NAME, T, LOAD)                                                         \
+    static inline __attribute__((always_inline)) void NAME(                                   \
+        const int H, size_t dim, size_t row, const float *p, size_t p_stride, size_t nrows,   \
+        const T *c, float *acc) {                                                             \
+        for (size_t d = 0; d < dim; d += 32) {                                                \
+            const __mmask16 m0 = tail_mask(dim - d);                                          \
+            const __mmask16 m1 = dim - d > 16 ? tail_mask(dim - d - 16) : (__mmask16)0;       \
+            __m512 a0[8], a1[8];                                                              \
+            for (int h = 0; h < H; h++) {                                                     \
+                a0[h] = _mm512_maskz_loadu_ps(m0, acc + h * dim + d);                         \
+                a1[h] = _mm512_maskz_loadu_ps(m1, acc + h * dim + d + 16);                    \
+            }                                                                                 \
+            for (size_t j = 0; j < nrows; j++) {                                              \
+                const __m512 c0 = LOAD(c + j * row + d, m0);                                  \
+                const __m512 c1 = LOAD(c + j * row + d + 16, m1);                             \
+                for (int h = 0; h < H; h++) {                                                 \
+                    const __m512 w = _mm512_set1_ps(p[h * p_stride + j]);                     \
+                    a0[h] = _mm512_fmadd_ps(w, c0, a0[h]);                                    \
+                    a1[h] = _mm512_fmadd_ps(w, c1, a1[h]);                                    \
+                }                                                                             \
+            }                                                                                 \
+            for (int h = 0; h < H; h++) {                                                     \
+                _mm512_mask_storeu_ps(acc + h * dim + d, m0, a0[h]);                          \
+                _mm512_mask_storeu_ps(acc + h * dim + d + 16, m1, a1[h]);                     \
+            }                                                                                 \
+        }                                                                                     \
+    }
+MLA_ACCUM_TILE(accum_tile_f32, float, load16_f32)
+MLA_ACCUM_TILE(accum_tile_f16, uint16_t, load16_f16)
+
+void mk_mla_scores_f32_avx512(size_t nq, size_t row, const float *q, size_t nrows,
+                              const float *c, float scale, float *out, size_t out_stride) {
+    size_t h = 0;
+    for (; h + 8 <= nq; h += 8) scores_tile_f32(8, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+    for (; h < nq; h++) scores_tile_f32(1, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+}
+
+void mk_mla_scores_f16_avx512(size_t nq, size_t row, const float *q, size_t nrows,
+                              const uint16_t *c, float scale, float *out, size_t out_stride) {
+    size_t h = 0;
+    for (; h + 8 <= nq; h += 8) scores_tile_f16(8, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+    for (; h < nq; h++) scores_tile_f16(1, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+}
+
+void mk_mla_accum_f32_avx512(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const float *c, float *acc) {
+    size_t h = 0;
+    for (; h + 8 <= nq; h += 8) accum_tile_f32(8, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+    for (; h < nq; h++) accum_tile_f32(1, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+}
+
+void mk_mla_accum_f16_avx512(size_t nq, size_t dim, size_t row, const float *p,
+                             size_t p_stride, size_t nrows, const uint16_t *c, float *acc) {
+    size_t h = 0;
+    for (; h + 8 <= nq; h += 8) accum_tile_f16(8, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+    for (; h < nq; h++) accum_tile_f16(1, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+}

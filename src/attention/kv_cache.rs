@@ -74,6 +74,17 @@ impl KvCache {
         }
     }
 
+    /// Positions `0..n` of `layer` as stored (no widening), for the decode kernels.
+    pub fn raw_rows(&self, layer: usize, n: usize) -> crate::kernels::CacheRows<'_> {
+        use half::slice::HalfFloatSliceExt;
+        let o = self.offset(layer, 0);
+        let len = n * self.row;
+        match &self.store {
+            Store::F32(v) => crate::kernels::CacheRows::F32(&v[o..o + len]),
+            Store::F16(v) => crate::kernels::CacheRows::F16(v[o..o + len].reinterpret_cast()),
+        }
+    }
+
     /// Positions `0..n` of `layer` as f32 rows; an f16 cache is widened into `scratch`.
     pub fn rows<'a>(&'a self, layer: usize, n: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
         let o = self.offset(layer, 0);

@@ -44,7 +44,16 @@ pub struct MlaScratch {
     lats: Vec<f32>,
     heads: Vec<f32>,
     o: Vec<f32>,
+    q_abs: Vec<f32>,
+    scores: Vec<f32>,
+    lat: Vec<f32>,
+    parts: Vec<f32>,
 }
+
+/// Cached positions per work unit of the decode scores.
+const POS_CHUNK: usize = 256;
+/// Latent dims per work unit of the decode weighted sum.
+const DIM_SLICE: usize = 128;
 
 fn resize(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     v.resize(n, 0.0);
@@ -112,7 +121,6 @@ pub fn forward(
     }
 
     let n_kv = pos0 + n;
-    let cache = kv.rows(layer, n_kv, &mut s.cache_f32);
     let row = l + r;
     let scale = cfg.softmax_scale();
     let o = resize(&mut s.o, n * nh * vd);
@@ -123,6 +131,7 @@ pub fn forward(
     };
 
     if expanded {
+        let cache = kv.rows(layer, n_kv, &mut s.cache_f32);
         // The latents of every cached position, contiguous [n_kv, L], so each head's
         // up-projection is one matrix product that loads each weight row once.
         let lats = resize(&mut s.lats, n_kv * l);
@@ -169,41 +178,98 @@ pub fn forward(
             }
         }
     } else {
-        // Each head gets its own q_lat [L], lat [L] and scores [n_kv], so heads run in
-        // parallel once the context is long enough to pay for it.
-        let per_head = 2 * l + n_kv;
-        let hs = resize(&mut s.heads, nh * per_head);
+        // Absorbed: all heads' queries meet each cached row together (the kernels keep a tile
+        // of heads in registers), so the cache is streamed twice per token (scores, then
+        // weighted latents) however many heads there are. Positions are split into fixed
+        // chunks for the scores and latent dims into fixed slices for the sums, so results
+        // do not depend on the thread count.
+        let k = crate::kernels::active();
+        let cache = kv.raw_rows(layer, n_kv);
+        let qa = resize(&mut s.q_abs, nh * row);
+        let scores = resize(&mut s.scores, nh * n_kv);
+        let lat = resize(&mut s.lat, nh * l);
+        let parallel = rayon::current_num_threads() > 1;
         for t in 0..n {
             let seen = pos0 + t + 1;
             let qt = &q[t * nh * qk..(t + 1) * nh * qk];
             let ot = &mut o[t * nh * vd..(t + 1) * nh * vd];
-            let head = |(h, (oh, buf)): (usize, (&mut [f32], &mut [f32]))| {
-                let (q_lat, rest) = buf.split_at_mut(l);
-                let (lat, scores) = rest.split_at_mut(l);
-                let qh = &qt[h * qk..(h + 1) * qk];
-                w.k_up[h].apply_t(&qh[..dn], q_lat);
-                for (j, sc) in scores[..seen].iter_mut().enumerate() {
-                    let cj = &cache[j * row..(j + 1) * row];
-                    *sc = (ops::dot(q_lat, &cj[..l]) + ops::dot(&qh[dn..], &cj[l..])) * scale;
-                }
-                ops::softmax(&mut scores[..seen]);
-                lat.fill(0.0);
-                for (j, &p) in scores[..seen].iter().enumerate() {
-                    ops::axpy(p, &cache[j * row..j * row + l], lat);
-                }
-                w.v_up[h].apply(lat, oh);
+            // q_lat[h] = W_UK[h]ᵀ q_nope[h], followed by q_pe[h]: the cache row's layout.
+            let absorb = |(h, qh): (usize, &mut [f32])| {
+                let src = &qt[h * qk..(h + 1) * qk];
+                w.k_up[h].apply_t(&src[..dn], &mut qh[..l]);
+                qh[l..].copy_from_slice(&src[dn..]);
             };
-            let work = nh * (seen * row + l * (dn + vd));
-            if work >= PARALLEL_MIN_WORK && rayon::current_num_threads() > 1 {
-                ot.par_chunks_mut(vd)
-                    .zip(hs.par_chunks_mut(per_head))
-                    .enumerate()
-                    .for_each(head);
+            if parallel && nh * l * dn >= PARALLEL_MIN_WORK {
+                qa.par_chunks_mut(row).enumerate().for_each(absorb);
             } else {
-                ot.chunks_mut(vd)
-                    .zip(hs.chunks_mut(per_head))
+                qa.chunks_mut(row).enumerate().for_each(absorb);
+            }
+            let qa = &*qa;
+            // Scores, positions in chunks: chunk c fills parts[c] = [nh, POS_CHUNK].
+            let chunks = seen.div_ceil(POS_CHUNK);
+            let parts = resize(&mut s.parts, chunks * nh * POS_CHUNK);
+            let score_chunk = |(c, out): (usize, &mut [f32])| {
+                let (j0, j1) = (c * POS_CHUNK, ((c + 1) * POS_CHUNK).min(seen));
+                let rows = cache.rows(j0, j1, row);
+                k.mla_scores(nh, row, qa, rows, j1 - j0, scale, out, POS_CHUNK);
+            };
+            let per_chunk = nh * POS_CHUNK;
+            if parallel && chunks > 1 {
+                parts
+                    .par_chunks_mut(per_chunk)
                     .enumerate()
-                    .for_each(head);
+                    .for_each(score_chunk);
+            } else {
+                parts
+                    .chunks_mut(per_chunk)
+                    .enumerate()
+                    .for_each(score_chunk);
+            }
+            // → probabilities [nh, seen] (row stride n_kv).
+            for h in 0..nh {
+                let sh = &mut scores[h * n_kv..h * n_kv + seen];
+                for (c, dst) in sh.chunks_mut(POS_CHUNK).enumerate() {
+                    let src = &parts[c * per_chunk + h * POS_CHUNK..];
+                    dst.copy_from_slice(&src[..dst.len()]);
+                }
+                ops::softmax(sh);
+            }
+            let scores = &*scores;
+            // lat[h] = Σ_j p[h,j] c_j[..L], latent dims in slices: slice i fills
+            // parts[i] = [nh, DIM_SLICE].
+            let slices = l.div_ceil(DIM_SLICE);
+            let per_slice = nh * DIM_SLICE;
+            let parts = resize(&mut s.parts, slices * per_slice);
+            let sum_slice = |(i, acc): (usize, &mut [f32])| {
+                let (d0, d1) = (i * DIM_SLICE, ((i + 1) * DIM_SLICE).min(l));
+                let acc = &mut acc[..nh * (d1 - d0)];
+                acc.fill(0.0);
+                let c = cache.from_col(d0);
+                k.mla_accum(nh, d1 - d0, row, scores, n_kv, c, seen, acc);
+            };
+            if parallel && slices > 1 && nh * seen * l >= PARALLEL_MIN_WORK {
+                parts
+                    .par_chunks_mut(per_slice)
+                    .enumerate()
+                    .for_each(sum_slice);
+            } else {
+                parts.chunks_mut(per_slice).enumerate().for_each(sum_slice);
+            }
+            for i in 0..slices {
+                let (d0, d1) = (i * DIM_SLICE, ((i + 1) * DIM_SLICE).min(l));
+                let dim = d1 - d0;
+                for h in 0..nh {
+                    lat[h * l + d0..h * l + d1]
+                        .copy_from_slice(&parts[i * per_slice + h * dim..][..dim]);
+                }
+            }
+            let lat = &*lat;
+            // o[h] = W_UV[h] lat[h].
+            let up = |(h, oh): (usize, &mut [f32])| w.v_up[h].apply(&lat[h * l..(h + 1) * l], oh);
+            if parallel && nh * l * vd >= PARALLEL_MIN_WORK {
+                ot.par_chunks_mut(vd).enumerate().for_each(up);
+            } else {
+                ot.chunks_mut(vd).enumerate().for_each(up);
             }
         }
     }

@@ -55,6 +55,27 @@ unsafe extern "C" {
         s: *mut i32,
     );
 }
+#[repr(C)]
+#[derive(Debug, Copy, Clone)]
+pub struct mk_q8g {
+    pub qs: *const i8,
+    pub d: *const f32,
+    pub s: *const i32,
+    pub gqs: *const i8,
+    pub gd: *const f32,
+    pub gs: *const i32,
+}
+unsafe extern "C" {
+    pub fn mk_group_q8a_generic(
+        n: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        gqs: *mut i8,
+        gd: *mut f32,
+        gs: *mut i32,
+    );
+}
 unsafe extern "C" {
     pub fn mk_vec_dot_q8_0_q8a_generic(
         n: usize,
@@ -241,6 +262,21 @@ unsafe extern "C" {
     );
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_q4_0_q8g_avx512vbmi(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const mk_q8g,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot4_q4_0_q8g_avx512vbmi(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const mk_q8g,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_q8_0_q8a_neon(
         n: usize,
         w: *const ::core::ffi::c_void,
@@ -329,6 +365,198 @@ unsafe extern "C" {
         d: *const f32,
         s: *const i32,
     ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f32_generic(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const f32,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f16_generic(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const u16,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f32_generic(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const f32,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f16_generic(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const u16,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f32_avx2(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const f32,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f16_avx2(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const u16,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f32_avx2(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const f32,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f16_avx2(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const u16,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f32_avx512(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const f32,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f16_avx512(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const u16,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f32_avx512(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const f32,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f16_avx512(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const u16,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f32_neon(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const f32,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_scores_f16_neon(
+        nq: usize,
+        row: usize,
+        q: *const f32,
+        nrows: usize,
+        c: *const u16,
+        scale: f32,
+        out: *mut f32,
+        out_stride: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f32_neon(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const f32,
+        acc: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_mla_accum_f16_neon(
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: *const f32,
+        p_stride: usize,
+        nrows: usize,
+        c: *const u16,
+        acc: *mut f32,
+    );
 }
 unsafe extern "C" {
     pub fn mk_f16_to_f32(h: u16) -> f32;

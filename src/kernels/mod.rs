@@ -27,6 +27,66 @@ pub use crate::tensor::quant::QK;
 type DotQ8a = unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32) -> f32;
 type Dot4Q8a =
     unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32, *mut f32);
+type DotQ8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g) -> f32;
+type Dot4Q8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g, *mut f32);
+
+type MlaScores32 =
+    unsafe extern "C" fn(usize, usize, *const f32, usize, *const f32, f32, *mut f32, usize);
+type MlaScores16 =
+    unsafe extern "C" fn(usize, usize, *const f32, usize, *const u16, f32, *mut f32, usize);
+type MlaAccum32 =
+    unsafe extern "C" fn(usize, usize, usize, *const f32, usize, usize, *const f32, *mut f32);
+type MlaAccum16 =
+    unsafe extern "C" fn(usize, usize, usize, *const f32, usize, usize, *const u16, *mut f32);
+
+/// The MLA decode-attention kernels of one ISA (see csrc/include/moela_kernels.h).
+#[derive(Clone, Copy, Debug)]
+struct MlaKernels {
+    scores_f32: MlaScores32,
+    scores_f16: MlaScores16,
+    accum_f32: MlaAccum32,
+    accum_f16: MlaAccum16,
+}
+
+const MLA_GENERIC: MlaKernels = MlaKernels {
+    scores_f32: bindings::mk_mla_scores_f32_generic,
+    scores_f16: bindings::mk_mla_scores_f16_generic,
+    accum_f32: bindings::mk_mla_accum_f32_generic,
+    accum_f16: bindings::mk_mla_accum_f16_generic,
+};
+
+/// Cached positions of one layer (rows of c_kv ‖ k_pe), as the cache stores them.
+#[derive(Clone, Copy, Debug)]
+pub enum CacheRows<'a> {
+    F32(&'a [f32]),
+    /// IEEE half bits.
+    F16(&'a [u16]),
+}
+
+impl CacheRows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            CacheRows::F32(c) => c.len(),
+            CacheRows::F16(c) => c.len(),
+        }
+    }
+
+    /// Rows `j0..j1` (of `row` values each).
+    pub fn rows(&self, j0: usize, j1: usize, row: usize) -> Self {
+        match *self {
+            CacheRows::F32(c) => CacheRows::F32(&c[j0 * row..j1 * row]),
+            CacheRows::F16(c) => CacheRows::F16(&c[j0 * row..j1 * row]),
+        }
+    }
+
+    /// The same rows starting at column `d` (for a slice of the row's dims).
+    pub fn from_col(&self, d: usize) -> Self {
+        match *self {
+            CacheRows::F32(c) => CacheRows::F32(&c[d..]),
+            CacheRows::F16(c) => CacheRows::F16(&c[d..]),
+        }
+    }
+}
 
 /// One ISA's kernels.
 #[derive(Clone, Copy, Debug)]
@@ -39,6 +99,10 @@ pub struct KernelSet {
     dot_q6_k: DotQ8a,
     /// Four activation rows per weight row (prefill), where the ISA has them.
     dot4: Option<Dot4>,
+    /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
+    /// activations then also carry the q8g arrays ([`Q8Acts::group`]).
+    q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
+    mla: MlaKernels,
 }
 
 /// One ISA's four-row kernels, per weight type.
@@ -51,6 +115,102 @@ struct Dot4 {
     q6_k: Dot4Q8a,
 }
 
+impl KernelSet {
+    /// `out[h*out_stride + j] = scale · q[h]·c[j]` for `nq` query rows of `row` values against
+    /// `nrows` cached rows (MLA decode scores).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mla_scores(
+        &self,
+        nq: usize,
+        row: usize,
+        q: &[f32],
+        c: CacheRows,
+        nrows: usize,
+        scale: f32,
+        out: &mut [f32],
+        out_stride: usize,
+    ) {
+        assert!(q.len() >= nq * row && c.len() >= nrows * row && nrows <= out_stride);
+        assert!(nq == 0 || out.len() >= (nq - 1) * out_stride + nrows);
+        // SAFETY: the asserts above bound every index the kernel touches: q[h*row + d],
+        // c[j*row + d] and out[h*out_stride + j] for h < nq, j < nrows, d < row.
+        unsafe {
+            match c {
+                CacheRows::F32(c) => (self.mla.scores_f32)(
+                    nq,
+                    row,
+                    q.as_ptr(),
+                    nrows,
+                    c.as_ptr(),
+                    scale,
+                    out.as_mut_ptr(),
+                    out_stride,
+                ),
+                CacheRows::F16(c) => (self.mla.scores_f16)(
+                    nq,
+                    row,
+                    q.as_ptr(),
+                    nrows,
+                    c.as_ptr(),
+                    scale,
+                    out.as_mut_ptr(),
+                    out_stride,
+                ),
+            }
+        }
+    }
+
+    /// `acc[h*dim + d] += Σ_j p[h*p_stride + j] · c[j*row + d]` for `d < dim` over `nrows`
+    /// cached rows (MLA decode: the attention-weighted latents).
+    #[allow(clippy::too_many_arguments)]
+    pub fn mla_accum(
+        &self,
+        nq: usize,
+        dim: usize,
+        row: usize,
+        p: &[f32],
+        p_stride: usize,
+        c: CacheRows,
+        nrows: usize,
+        acc: &mut [f32],
+    ) {
+        assert!(dim <= row && nrows <= p_stride && acc.len() >= nq * dim);
+        assert!(nq == 0 || p.len() >= (nq - 1) * p_stride + nrows);
+        assert!(nrows == 0 || c.len() >= (nrows - 1) * row + dim);
+        // SAFETY: the asserts bound every index: p[h*p_stride + j], c[j*row + d] (d < dim)
+        // and acc[h*dim + d] for h < nq, j < nrows.
+        unsafe {
+            match c {
+                CacheRows::F32(c) => (self.mla.accum_f32)(
+                    nq,
+                    dim,
+                    row,
+                    p.as_ptr(),
+                    p_stride,
+                    nrows,
+                    c.as_ptr(),
+                    acc.as_mut_ptr(),
+                ),
+                CacheRows::F16(c) => (self.mla.accum_f16)(
+                    nq,
+                    dim,
+                    row,
+                    p.as_ptr(),
+                    p_stride,
+                    nrows,
+                    c.as_ptr(),
+                    acc.as_mut_ptr(),
+                ),
+            }
+        }
+    }
+
+    /// Whether this set reads grouped activations for Q4_0 weights.
+    pub fn wants_groups(&self) -> bool {
+        self.q4_0_grouped.is_some()
+    }
+}
+
 const GENERIC: KernelSet = KernelSet {
     name: "generic",
     dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_generic,
@@ -59,6 +219,8 @@ const GENERIC: KernelSet = KernelSet {
     dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_generic,
     dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_generic,
     dot4: None,
+    q4_0_grouped: None,
+    mla: MLA_GENERIC,
 };
 
 /// Every kernel set this CPU can run, best last.
@@ -79,6 +241,13 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_avx2,
                 dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_avx2,
                 dot4: None,
+                q4_0_grouped: None,
+                mla: MlaKernels {
+                    scores_f32: bindings::mk_mla_scores_f32_avx2,
+                    scores_f16: bindings::mk_mla_scores_f16_avx2,
+                    accum_f32: bindings::mk_mla_accum_f32_avx2,
+                    accum_f16: bindings::mk_mla_accum_f16_avx2,
+                },
             });
             if is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
@@ -86,7 +255,7 @@ pub fn available() -> Vec<KernelSet> {
                 && is_x86_feature_detected!("avx512dq")
                 && is_x86_feature_detected!("avx512vnni")
             {
-                sets.push(KernelSet {
+                let avx512 = KernelSet {
                     name: "avx512",
                     dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_avx512,
                     dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_avx512,
@@ -100,12 +269,36 @@ pub fn available() -> Vec<KernelSet> {
                         q5_k: bindings::mk_vec_dot4_q5_k_q8a_avx512,
                         q6_k: bindings::mk_vec_dot4_q6_k_q8a_avx512,
                     }),
-                });
+                    q4_0_grouped: None,
+                    mla: MlaKernels {
+                        scores_f32: bindings::mk_mla_scores_f32_avx512,
+                        scores_f16: bindings::mk_mla_scores_f16_avx512,
+                        accum_f32: bindings::mk_mla_accum_f32_avx512,
+                        accum_f16: bindings::mk_mla_accum_f16_avx512,
+                    },
+                };
+                sets.push(avx512);
+                if is_x86_feature_detected!("avx512vbmi") {
+                    sets.push(KernelSet {
+                        name: "avx512vbmi",
+                        q4_0_grouped: Some((
+                            bindings::mk_vec_dot_q4_0_q8g_avx512vbmi,
+                            bindings::mk_vec_dot4_q4_0_q8g_avx512vbmi,
+                        )),
+                        ..avx512
+                    });
+                }
             }
         }
     }
     #[cfg(target_arch = "aarch64")]
     {
+        const MLA_NEON: MlaKernels = MlaKernels {
+            scores_f32: bindings::mk_mla_scores_f32_neon,
+            scores_f16: bindings::mk_mla_scores_f16_neon,
+            accum_f32: bindings::mk_mla_accum_f32_neon,
+            accum_f16: bindings::mk_mla_accum_f16_neon,
+        };
         sets.push(KernelSet {
             name: "neon",
             dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_neon,
@@ -114,6 +307,8 @@ pub fn available() -> Vec<KernelSet> {
             dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_neon,
             dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_neon,
             dot4: None,
+            q4_0_grouped: None,
+            mla: MLA_NEON,
         });
         if std::arch::is_aarch64_feature_detected!("dotprod") {
             sets.push(KernelSet {
@@ -124,6 +319,8 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_dotprod,
                 dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_dotprod,
                 dot4: None,
+                q4_0_grouped: None,
+                mla: MLA_NEON,
             });
         }
     }
@@ -157,6 +354,13 @@ pub struct Q8Acts {
     pub s: Vec<i32>,
     /// Elements per row.
     pub n: usize,
+    /// The q8g arrays (see csrc/include/moela_kernels.h), filled by [`Q8Acts::group`]:
+    /// `n` values and `n/8` scales and offsets per row.
+    pub gqs: Vec<i8>,
+    pub gd: Vec<f32>,
+    pub gs: Vec<i32>,
+    /// Whether the q8g arrays match the current rows.
+    pub grouped: bool,
 }
 
 impl Q8Acts {
@@ -179,6 +383,51 @@ impl Q8Acts {
                 self.s.as_mut_ptr(),
             )
         }
+        self.grouped = false;
+        if active().wants_groups() {
+            self.group();
+        }
+    }
+
+    /// Fills the q8g arrays from the plain ones (done by `quantize` when the active kernel
+    /// set reads them).
+    pub fn group(&mut self) {
+        let n = self.n;
+        let rows = self.qs.len().checked_div(n).unwrap_or(0);
+        self.gqs.resize(rows * n, 0);
+        self.gd.resize(rows * n / 8, 0.0);
+        self.gs.resize(rows * n / 8, 0);
+        for r in 0..rows {
+            let (b0, b1) = (r * n / QK, (r + 1) * n / QK);
+            let (g0, g1) = (r * n / 8, (r + 1) * n / 8);
+            // SAFETY: row r's plain arrays hold n values and n/32 blocks, its grouped arrays
+            // n values and n/8 lanes (sized just above), which is what the function touches.
+            unsafe {
+                bindings::mk_group_q8a_generic(
+                    n,
+                    self.qs[r * n..(r + 1) * n].as_ptr(),
+                    self.d[b0..b1].as_ptr(),
+                    self.s[b0..b1].as_ptr(),
+                    self.gqs[r * n..(r + 1) * n].as_mut_ptr(),
+                    self.gd[g0..g1].as_mut_ptr(),
+                    self.gs[g0..g1].as_mut_ptr(),
+                )
+            }
+        }
+        self.grouped = true;
+    }
+
+    /// The q8g pointers of activation row `t` (only valid while `self` is borrowed).
+    fn q8g_row(&self, t: usize) -> bindings::mk_q8g {
+        let (n, b0, g0) = (self.n, t * self.n / QK, t * self.n / 8);
+        bindings::mk_q8g {
+            qs: self.qs[t * n..].as_ptr(),
+            d: self.d[b0..].as_ptr(),
+            s: self.s[b0..].as_ptr(),
+            gqs: self.gqs[t * n..].as_ptr(),
+            gd: self.gd[g0..].as_ptr(),
+            gs: self.gs[g0..].as_ptr(),
+        }
     }
 
     /// Dot product of one stored quantized row (Q8_0, Q4_0 or a K-quant) with activation
@@ -187,6 +436,13 @@ impl Q8Acts {
     pub fn dot(&self, k: &KernelSet, dtype: DType, row: &[u8], t: usize) -> f32 {
         let n = self.n;
         debug_assert_eq!(dtype.bytes_for(n), Some(row.len()));
+        if let (DType::Q4_0, Some((g, _)), true) = (dtype, k.q4_0_grouped, self.grouped) {
+            let x = self.q8g_row(t);
+            // SAFETY: `row` is one stored Q4_0 row of n elements and `x` points at activation
+            // row t's plain and grouped arrays (n values, n/32 blocks, n/8 lanes), which is
+            // what the kernel reads.
+            return unsafe { g(n, row.as_ptr().cast(), &x) };
+        }
         let f = match dtype {
             DType::Q8_0 => k.dot_q8_0,
             DType::Q4_K => k.dot_q4_k,
@@ -217,6 +473,14 @@ impl Q8Acts {
         count: usize,
     ) -> [f32; 4] {
         let mut out = [0.0f32; 4];
+        if let (DType::Q4_0, Some((_, g4)), true, 4) = (dtype, k.q4_0_grouped, self.grouped, count)
+        {
+            let x = self.q8g_row(t0);
+            // SAFETY: activation rows t0..t0+4 exist (count == 4) and are laid out row after
+            // row in the plain and grouped arrays as the kernel expects; `out` holds 4 values.
+            unsafe { g4(self.n, row.as_ptr().cast(), &x, out.as_mut_ptr()) };
+            return out;
+        }
         match k.dot4 {
             Some(k4) if count == 4 && dtype.is_quantized() => {
                 let n = self.n;
@@ -369,6 +633,7 @@ mod tests {
             for (seed, scale) in [(3u64, 1.0f32), (4, 1e-6), (5, 3e4), (6, 0.0)] {
                 let x = noise(seed, n, scale.max(1e-30));
                 acts.quantize(&x, n);
+                acts.group(); // whatever MOELA_KERNELS says, so grouped kernels are tested too
                 for dtype in [DType::Q8_0, DType::Q4_0] {
                     let w = noise(seed + 100, n, scale);
                     let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
@@ -476,10 +741,11 @@ mod tests {
     #[test]
     fn four_row_kernels_match_generic() {
         let mut acts = Q8Acts::default();
-        for blocks in [1usize, 2, 3, 7, 8, 24, 64] {
+        for blocks in [1usize, 2, 3, 4, 7, 8, 9, 24, 64] {
             let n = blocks * QK;
             let x = noise(11 + blocks as u64, 4 * n, 2.0);
             acts.quantize(&x, n);
+            acts.group();
             let k_too = if n % 256 == 0 {
                 &[DType::Q4_K, DType::Q5_K, DType::Q6_K][..]
             } else {

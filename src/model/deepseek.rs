@@ -10,6 +10,7 @@ use crate::model::weights::{Ffn, Mlp, Moe};
 use crate::model::Model;
 use crate::moe::router::{self, RouterScratch};
 use crate::ops::{self, rope::Rope};
+use crate::tensor::view::{matmul_multi, MatJob};
 
 /// Buffers owned by a session and reused by every call (grown, never shrunk), so the
 /// per-token path allocates nothing once warm.
@@ -132,7 +133,8 @@ fn mlp_batch(m: &Mlp, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) 
 }
 
 /// DeepSeekMoE for `n` tokens: route each token, then run each chosen expert once over all the
-/// tokens routed to it (one matmul per expert), plus the shared experts over every token.
+/// tokens routed to it (one matmul per expert) and the shared experts over every token. All
+/// gate/up products of the layer go to the threads as one pass, then all down products.
 fn moe_batch(model: &Model, moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) {
     let cfg = &model.config;
     let h = cfg.hidden_size;
@@ -155,28 +157,106 @@ fn moe_batch(model: &Model, moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, 
             s.assignments[e].push((t, wgt));
         }
     }
-    for (e, expert) in moe.experts.iter().enumerate() {
-        let m = s.assignments[e].len();
-        if m == 0 {
-            continue;
-        }
-        let xs = resize(&mut s.gathered, m * h);
-        for (i, &(t, _)) in s.assignments[e].iter().enumerate() {
-            xs[i * h..(i + 1) * h].copy_from_slice(&x[t * h..(t + 1) * h]);
-        }
-        let inter = expert.inter();
-        let g = resize(&mut s.gate, m * inter);
-        let u = resize(&mut s.up, m * inter);
-        expert.gate.matmul(xs, m, g);
-        expert.up.matmul(xs, m, u);
-        ops::silu_mul(g, u);
-        let d = resize(&mut s.down, m * h);
-        expert.down.matmul(g, m, d);
-        for (i, &(t, wgt)) in s.assignments[e].iter().enumerate() {
-            ops::axpy(wgt, &d[i * h..(i + 1) * h], &mut out[t * h..(t + 1) * h]);
+    // The MLPs to run: each chosen expert over its tokens, then the shared experts over all.
+    // An expert that every token chose (always so in decode) reads `x` itself, so the layer's
+    // input is quantized once for all of them.
+    let mut mlps: Vec<(&Mlp, Option<usize>, usize)> = Vec::new(); // (mlp, expert, tokens)
+    for (e, a) in s.assignments.iter().enumerate().take(ne) {
+        if !a.is_empty() {
+            mlps.push((&moe.experts[e], Some(e), a.len()));
         }
     }
     if let Some(shared) = &moe.shared {
-        mlp_batch(shared, x, n, s, out);
+        mlps.push((shared, None, n));
+    }
+    let gathered_len: usize = mlps
+        .iter()
+        .filter(|&&(_, e, m)| e.is_some() && m < n)
+        .map(|&(_, _, m)| m * h)
+        .sum();
+    let inter_len: usize = mlps.iter().map(|&(mlp, _, m)| m * mlp.inter()).sum();
+    let down_len: usize = mlps.iter().map(|&(_, _, m)| m * h).sum();
+    let xs = resize(&mut s.gathered, gathered_len);
+    let g = resize(&mut s.gate, inter_len);
+    let u = resize(&mut s.up, inter_len);
+    let d = resize(&mut s.down, down_len);
+
+    // Inputs: gather the tokens of partially chosen experts.
+    let mut inputs: Vec<&[f32]> = Vec::with_capacity(mlps.len());
+    {
+        let mut rest: &mut [f32] = xs;
+        let mut filled: Vec<&[f32]> = Vec::new();
+        for &(_, e, m) in &mlps {
+            match e {
+                Some(e) if m < n => {
+                    let (mine, tail) = std::mem::take(&mut rest).split_at_mut(m * h);
+                    for (i, &(t, _)) in s.assignments[e].iter().enumerate() {
+                        mine[i * h..(i + 1) * h].copy_from_slice(&x[t * h..(t + 1) * h]);
+                    }
+                    filled.push(mine);
+                    rest = tail;
+                }
+                _ => filled.push(x),
+            }
+        }
+        inputs.extend(filled);
+    }
+
+    // gate and up of every MLP in one pass.
+    let mut jobs = Vec::with_capacity(2 * mlps.len());
+    let (mut g_rest, mut u_rest): (&mut [f32], &mut [f32]) = (g, u);
+    for (&(mlp, _, m), &xin) in mlps.iter().zip(&inputs) {
+        let len = m * mlp.inter();
+        let (gi, gt) = std::mem::take(&mut g_rest).split_at_mut(len);
+        let (ui, ut) = std::mem::take(&mut u_rest).split_at_mut(len);
+        jobs.push(MatJob {
+            w: &mlp.gate,
+            x: xin,
+            n: m,
+            out: gi,
+        });
+        jobs.push(MatJob {
+            w: &mlp.up,
+            x: xin,
+            n: m,
+            out: ui,
+        });
+        (g_rest, u_rest) = (gt, ut);
+    }
+    matmul_multi(&mut jobs);
+    drop(jobs);
+    let (g, u) = (&mut s.gate[..inter_len], &s.up[..inter_len]);
+    ops::silu_mul(g, u);
+
+    // down of every MLP in one pass.
+    let mut jobs = Vec::with_capacity(mlps.len());
+    let (mut g_rest, mut d_rest): (&[f32], &mut [f32]) = (g, d);
+    for &(mlp, _, m) in &mlps {
+        let (gi, gt) = g_rest.split_at(m * mlp.inter());
+        let (di, dt) = std::mem::take(&mut d_rest).split_at_mut(m * h);
+        jobs.push(MatJob {
+            w: &mlp.down,
+            x: gi,
+            n: m,
+            out: di,
+        });
+        (g_rest, d_rest) = (gt, dt);
+    }
+    matmul_multi(&mut jobs);
+    drop(jobs);
+
+    // Weighted sum into `out` (shared experts with weight 1).
+    let mut off = 0;
+    for &(_, e, m) in &mlps {
+        let dm = &s.down[off..off + m * h];
+        match e {
+            Some(e) => {
+                for (i, &(t, wgt)) in s.assignments[e].iter().enumerate() {
+                    ops::axpy(wgt, &dm[i * h..(i + 1) * h], &mut out[t * h..(t + 1) * h]);
+                }
+            }
+            None => out.iter_mut().zip(dm).for_each(|(o, v)| *o += v),
+        }
+        off += m * h;
     }
 }

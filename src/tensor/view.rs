@@ -246,6 +246,30 @@ impl TensorView {
         });
     }
 
+    /// Rows `range` of a product over `n` inputs: `put(t * rows + r, value)` for each.
+    fn rows_range(
+        &self,
+        range: Range<usize>,
+        n: usize,
+        put: &mut dyn FnMut(usize, f32),
+        f: impl Fn(&[u8], usize, usize) -> [f32; 4],
+    ) {
+        let (rows, rb) = (self.rows, self.row_bytes());
+        let bytes = self.bytes();
+        for r in range {
+            let row = &bytes[r * rb..(r + 1) * rb];
+            let mut t0 = 0;
+            while t0 < n {
+                let count = (n - t0).min(4);
+                let v = f(row, t0, count);
+                for (i, &val) in v.iter().enumerate().take(count) {
+                    put((t0 + i) * rows + r, val);
+                }
+                t0 += count;
+            }
+        }
+    }
+
     /// `out[t * rows + r]` for every row r and input t, where `f(row, t0, count)` returns the
     /// values for inputs `t0..t0+count` (count ≤ 4). Rows are split across threads when the
     /// product is big enough to pay for the hand-off.
@@ -291,12 +315,124 @@ impl TensorView {
     }
 }
 
+/// One product of [`matmul_multi`]: `out[t] = w x[t]` for the `n` inputs in `x` (`x` is
+/// `[n, w.cols]`, `out` is `[n, w.rows]`).
+pub struct MatJob<'a> {
+    pub w: &'a TensorView,
+    pub x: &'a [f32],
+    pub n: usize,
+    pub out: &'a mut [f32],
+}
+
+/// Several independent products in one parallel pass: the rows of all of them are split into
+/// chunks that the worker threads share, so a MoE layer's experts cost one hand-off instead of
+/// one per matrix (decode runs a dozen small matrices per layer). Inputs that are the same
+/// slice are quantized once. Results equal calling [`TensorView::matmul`] on each job.
+pub fn matmul_multi(jobs: &mut [MatJob]) {
+    for j in jobs.iter() {
+        debug_assert_eq!(j.x.len(), j.n * j.w.cols);
+        debug_assert_eq!(j.out.len(), j.n * j.w.rows);
+    }
+    let k = kernels::active();
+    MULTI_ACTS.with(|cell| {
+        let mut fresh = Vec::new();
+        let mut guard = cell.try_borrow_mut();
+        let pool: &mut Vec<Q8Acts> = match guard.as_mut() {
+            Ok(p) => p,
+            Err(_) => &mut fresh,
+        };
+        // acts[i]: index into `pool` of job i's quantized input (None: f32 weights).
+        let mut acts: Vec<Option<usize>> = Vec::with_capacity(jobs.len());
+        let mut used = 0;
+        for i in 0..jobs.len() {
+            if !jobs[i].w.dtype.is_quantized() {
+                acts.push(None);
+                continue;
+            }
+            let same = (0..i).find(|&p| {
+                acts[p].is_some()
+                    && std::ptr::eq(jobs[p].x, jobs[i].x)
+                    && jobs[p].w.cols == jobs[i].w.cols
+            });
+            if let Some(p) = same {
+                acts.push(acts[p]);
+                continue;
+            }
+            if pool.len() <= used {
+                pool.push(Q8Acts::default());
+            }
+            pool[used].quantize(jobs[i].x, jobs[i].w.cols);
+            acts.push(Some(used));
+            used += 1;
+        }
+        let pool: &Vec<Q8Acts> = pool;
+        let total: usize = jobs.iter().map(|j| j.w.rows * j.w.cols * j.n).sum();
+        let threads = kernels::threads();
+        // Work units: (job, first row, end row), about four per thread in all.
+        let per_unit = total.div_ceil(threads * 4).max(PARALLEL_MIN_WORK / 4);
+        let mut units = Vec::new();
+        for (i, j) in jobs.iter().enumerate() {
+            let work_per_row = (j.w.cols * j.n).max(1);
+            let chunk = per_unit.div_ceil(work_per_row).clamp(8, j.w.rows.max(8));
+            let mut r = 0;
+            while r < j.w.rows {
+                units.push((i, r, (r + chunk).min(j.w.rows)));
+                r += chunk;
+            }
+        }
+        // The inputs, then raw output pointers; `jobs` is not touched again, so nothing else
+        // refers to the outputs while the units write them.
+        let specs: Vec<(&TensorView, &[f32], usize)> =
+            jobs.iter().map(|j| (j.w, j.x, j.n)).collect();
+        let outs: Vec<OutPtr> = jobs
+            .iter_mut()
+            .map(|j| OutPtr(j.out.as_mut_ptr()))
+            .collect();
+        let run = |&(i, r0, r1): &(usize, usize, usize)| {
+            let (w, x, n) = specs[i];
+            let out = &outs[i];
+            let put = &mut |idx: usize, v: f32| {
+                // SAFETY: `idx` = t*rows + r < n*rows = the length of job i's output, and
+                // each (job, row) belongs to exactly one unit, so writes are disjoint; the
+                // outputs outlive this pass.
+                unsafe { *out.0.add(idx) = v }
+            };
+            match acts[i] {
+                Some(a) => {
+                    let q = &pool[a];
+                    w.rows_range(r0..r1, n, put, |row, t0, c| {
+                        q.dot_upto4(k, w.dtype, row, t0, c)
+                    });
+                }
+                None => {
+                    let cols = w.cols;
+                    w.rows_range(r0..r1, n, put, |row, t0, c| {
+                        let mut v = [0.0f32; 4];
+                        for (ti, o) in v.iter_mut().enumerate().take(c) {
+                            let xt = &x[(t0 + ti) * cols..(t0 + ti + 1) * cols];
+                            *o = quant::dot_row(w.dtype, row, xt);
+                        }
+                        v
+                    });
+                }
+            }
+        };
+        if threads <= 1 || total < PARALLEL_MIN_WORK || units.len() == 1 {
+            units.iter().for_each(run);
+        } else {
+            units.par_iter().for_each(run);
+        }
+    });
+}
+
 /// Below this many multiply-adds a product runs on the calling thread.
 const PARALLEL_MIN_WORK: usize = 1 << 16;
 
 thread_local! {
     /// Each caller thread's quantized activations, reused so decode allocates nothing.
     static ACTS: RefCell<Q8Acts> = RefCell::new(Q8Acts::default());
+    /// Each caller thread's quantized inputs for `matmul_multi`.
+    static MULTI_ACTS: RefCell<Vec<Q8Acts>> = const { RefCell::new(Vec::new()) };
     /// Each thread's widened weight row for `matmul_t`.
     static ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }

@@ -1,0 +1,153 @@
+//! `cargo bench --bench kernels`: weight-streaming speed of the quantized dot-product kernels.
+//!
+//! For Q4_0 and Q8_0 rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
+//! the CPU has, the GB/s of weights consumed by one thread on a matrix that fits in L2 (compute
+//! bound) and on one far larger than the last-level cache (memory bound), each as a ratio to the
+//! generic (scalar C) kernel; then the full matvec path (`TensorView::matvec`, all threads) on
+//! the large matrix as a fraction of the read bandwidth `moela bench --mem-bw` measures.
+//! Environment: MOELA_BENCH_MB (size of the large matrix, default 512).
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Instant;
+
+use moela::kernels::{self, KernelSet, Q8Acts};
+use moela::tensor::view::Backing;
+use moela::tensor::{DType, TensorView};
+
+const COLS: usize = 2048;
+
+/// Random rows of `dtype` with small positive f16 scales (content does not matter for speed,
+/// but the scales must be finite so the work is the real work).
+fn random_matrix(dtype: DType, bytes: usize) -> TensorView {
+    let rb = dtype.bytes_for(COLS).unwrap();
+    let rows = (bytes / rb).max(1);
+    let mut v = vec![0u8; rows * rb];
+    let mut s = 0x9E3779B97F4A7C15u64;
+    for b in v.iter_mut() {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        *b = s as u8;
+    }
+    let bb = dtype.block_bytes();
+    let scale = half::f16::from_f32(0.01).to_bits().to_le_bytes();
+    for blk in v.chunks_exact_mut(bb) {
+        blk[..2].copy_from_slice(&scale);
+    }
+    let len = v.len();
+    TensorView::new(dtype, rows, COLS, Backing::Owned(Arc::new(v)), 0..len).unwrap()
+}
+
+fn activations() -> (Vec<f32>, Q8Acts) {
+    let x: Vec<f32> = (0..COLS)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0)
+        .collect();
+    let mut q = Q8Acts::default();
+    q.quantize(&x, COLS);
+    (x, q)
+}
+
+/// GB/s of one thread running `k`'s single-row kernel over every row, best of `reps`.
+fn one_thread(k: &KernelSet, w: &TensorView, acts: &Q8Acts, reps: usize) -> f64 {
+    let mut best = 0.0f64;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let mut acc = 0.0f32;
+        for r in 0..w.rows {
+            acc += acts.dot(k, w.dtype, w.row(r), 0);
+        }
+        black_box(acc);
+        best = best.max(w.n_bytes() as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+/// Multiply-adds per second (×1e9) of one thread running `k`'s four-token kernel over every
+/// row for `tokens` activation rows (prefill), best of `reps`.
+fn one_thread_prefill(
+    k: &KernelSet,
+    w: &TensorView,
+    acts: &Q8Acts,
+    tokens: usize,
+    reps: usize,
+) -> f64 {
+    let mut best = 0.0f64;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let mut acc = 0.0f32;
+        for r in 0..w.rows {
+            for t0 in (0..tokens).step_by(4) {
+                acc += acts.dot_upto4(k, w.dtype, w.row(r), t0, 4)[0];
+            }
+        }
+        black_box(acc);
+        best = best.max((w.n_elements() * tokens) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+fn main() {
+    let big_mb: usize = std::env::var("MOELA_BENCH_MB")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(512);
+    let sets = kernels::available();
+    let (x, acts) = activations();
+    let bw = moela::bench::measure_mem_bw() / 1e9;
+    println!(
+        "read bandwidth ({} threads): {bw:.2} GB/s; kernel sets: {:?}; active: {}",
+        kernels::threads(),
+        sets.iter().map(|s| s.name).collect::<Vec<_>>(),
+        kernels::active().name
+    );
+    for dtype in [DType::Q4_0, DType::Q8_0] {
+        let hot = random_matrix(dtype, 1 << 20);
+        let cold = random_matrix(dtype, big_mb << 20);
+        let (mut g_hot, mut g_cold) = (0.0, 0.0);
+        for k in &sets {
+            let h = one_thread(k, &hot, &acts, 50);
+            let c = one_thread(k, &cold, &acts, 2);
+            if k.name == "generic" {
+                (g_hot, g_cold) = (h, c);
+            }
+            println!(
+                "{:5} {:8} 1 thread: L2 {h:6.2} GB/s ({:5.2}x generic) | {big_mb} MB {c:6.2} GB/s ({:5.2}x generic)",
+                dtype.name(),
+                k.name,
+                h / g_hot,
+                c / g_cold
+            );
+        }
+        let tokens = 16;
+        let mut xs = Vec::new();
+        for _ in 0..tokens {
+            xs.extend_from_slice(&x);
+        }
+        let mut pacts = Q8Acts::default();
+        pacts.quantize(&xs, COLS);
+        pacts.group();
+        for k in &sets {
+            let g = one_thread_prefill(k, &hot, &pacts, tokens, 20);
+            println!(
+                "{:5} {:8} 1 thread, {tokens} tokens (prefill): {g:6.1} GMAC/s",
+                dtype.name(),
+                k.name
+            );
+        }
+        let mut out = vec![0.0f32; cold.rows];
+        let mut best = 0.0f64;
+        for _ in 0..3 {
+            let t = Instant::now();
+            cold.matvec(&x, &mut out);
+            best = best.max(cold.n_bytes() as f64 / t.elapsed().as_secs_f64() / 1e9);
+        }
+        black_box(&out);
+        println!(
+            "{:5} matvec {} threads, {big_mb} MB: {best:.2} GB/s = {:.0}% of read bandwidth",
+            dtype.name(),
+            kernels::threads(),
+            100.0 * best / bw
+        );
+    }
+}
