@@ -1,11 +1,12 @@
 //! `cargo bench --bench kernels`: weight-streaming speed of the quantized dot-product kernels.
 //!
-//! For Q4_0 and Q8_0 rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
+//! For Q4_0, Q8_0 and the K-quants (Q4_K, Q5_K, Q6_K) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
 //! the CPU has, the GB/s of weights consumed by one thread on a matrix that fits in L2 (compute
 //! bound) and on one far larger than the last-level cache (memory bound), each as a ratio to the
 //! generic (scalar C) kernel; then the full matvec path (`TensorView::matvec`, all threads) on
 //! the large matrix as a fraction of the read bandwidth `moela bench --mem-bw` measures.
-//! Environment: MOELA_BENCH_MB (size of the large matrix, default 512).
+//! Environment: MOELA_BENCH_MB (size of the large matrix, default 512), MOELA_BENCH_TYPES
+//! (comma-separated types, default all of the above).
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -32,8 +33,16 @@ fn random_matrix(dtype: DType, bytes: usize) -> TensorView {
     }
     let bb = dtype.block_bytes();
     let scale = half::f16::from_f32(0.01).to_bits().to_le_bytes();
+    // Where each type keeps its f16 scales: d first (d and dmin for Q4_K/Q5_K), Q6_K's d last.
+    let at: &[usize] = match dtype {
+        DType::Q4_K | DType::Q5_K => &[0, 2],
+        DType::Q6_K => &[208],
+        _ => &[0],
+    };
     for blk in v.chunks_exact_mut(bb) {
-        blk[..2].copy_from_slice(&scale);
+        for &a in at {
+            blk[a..a + 2].copy_from_slice(&scale);
+        }
     }
     let len = v.len();
     TensorView::new(dtype, rows, COLS, Backing::Owned(Arc::new(v)), 0..len).unwrap()
@@ -101,7 +110,17 @@ fn main() {
         sets.iter().map(|s| s.name).collect::<Vec<_>>(),
         kernels::active().name
     );
-    for dtype in [DType::Q4_0, DType::Q8_0] {
+    let types: Vec<DType> = match std::env::var("MOELA_BENCH_TYPES") {
+        Ok(t) => t.split(',').filter_map(DType::from_name).collect(),
+        Err(_) => vec![
+            DType::Q4_0,
+            DType::Q8_0,
+            DType::Q4_K,
+            DType::Q5_K,
+            DType::Q6_K,
+        ],
+    };
+    for dtype in types {
         let hot = random_matrix(dtype, 1 << 20);
         let cold = random_matrix(dtype, big_mb << 20);
         let (mut g_hot, mut g_cold) = (0.0, 0.0);

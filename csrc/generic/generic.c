@@ -228,8 +228,15 @@ static float dot_q45_k_q8a(size_t n, const uint8_t *b, const int8_t *qs, const f
         for (int j = 0; j < 8; j++, qs += 32) {
             int sc, m;
             k_scale_min(b + 4, j, &sc, &m);
+            const uint8_t *c = q + 32 * (j / 2);
+            const int shift = 4 * (j % 2);
             int32_t isum = 0;
-            for (int l = 0; l < 32; l++) isum += k_code45(q, qh, j, l) * qs[l];
+            if (qh) {
+                for (int l = 0; l < 32; l++)
+                    isum += (((c[l] >> shift) & 0x0f) | (((qh[l] >> j) & 1) << 4)) * qs[l];
+            } else {
+                for (int l = 0; l < 32; l++) isum += ((c[l] >> shift) & 0x0f) * qs[l];
+            }
             size_t blk = 8 * sb + (size_t)j;
             sum += dx[blk] * (d * (float)(sc * isum) - dmin * (float)(m * s[blk]));
         }
