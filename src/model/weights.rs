@@ -61,6 +61,15 @@ impl HeadProj {
             self.stored.matmul(x, n, out)
         }
     }
+    /// `out[t] = Mᵀ x[t]` for `n` inputs of head dim stored back to back (`out` is
+    /// `[n, kv_lora]`).
+    pub fn apply_t_batch(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        if self.transposed {
+            self.stored.matmul(x, n, out)
+        } else {
+            self.stored.matmul_t(x, n, out)
+        }
+    }
     /// `out = Mᵀ x` (x: head dim → out: kv_lora).
     pub fn apply_t(&self, x: &[f32], out: &mut [f32]) {
         if self.transposed {
