@@ -6,8 +6,10 @@
 
 use crate::attention::kv_cache::KvCache;
 use crate::attention::mla::{self, AttnPath, MlaScratch};
+use crate::error::Result;
 use crate::model::weights::{Ffn, Mlp, Moe};
 use crate::model::Model;
+use crate::moe::profile::ExpertProfile;
 use crate::moe::router::{self, RouterScratch};
 use crate::ops::{self, rope::Rope};
 
@@ -23,6 +25,18 @@ pub struct Scratch {
     ffn: FfnScratch,
 }
 
+impl Scratch {
+    /// Starts counting the routed experts every token chooses (what `moela profile` records).
+    pub fn record_profile(&mut self, profile: ExpertProfile) {
+        self.ffn.profile = Some(profile);
+    }
+
+    /// The profile recorded since [`record_profile`](Self::record_profile).
+    pub fn take_profile(&mut self) -> Option<ExpertProfile> {
+        self.ffn.profile.take()
+    }
+}
+
 #[derive(Default, Debug)]
 struct FfnScratch {
     router_logits: Vec<f32>,
@@ -34,6 +48,16 @@ struct FfnScratch {
     gate: Vec<f32>,
     up: Vec<f32>,
     down: Vec<f32>,
+    /// Experts used by the current layer, in use order.
+    used: Vec<usize>,
+    /// Next-layer prediction: the hidden state normed with that layer's FFN norm, its router
+    /// logits, per expert the tokens predicted to choose it, and the layer predicted for.
+    pred_x: Vec<f32>,
+    pred_logits: Vec<f32>,
+    pred_count: Vec<usize>,
+    pred_list: Vec<usize>,
+    pred_layer: Option<usize>,
+    profile: Option<ExpertProfile>,
 }
 
 fn resize(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -54,7 +78,7 @@ pub fn forward(
     path: AttnPath,
     s: &mut Scratch,
     logits: &mut Vec<f32>,
-) {
+) -> Result<()> {
     let cfg = &model.config;
     let w = &model.weights;
     let (n, h) = (tokens.len(), cfg.hidden_size);
@@ -94,7 +118,7 @@ pub fn forward(
         y.fill(0.0);
         match &layer.ffn {
             Ffn::Dense(m) => mlp_batch(m, xn, n, &mut s.ffn, y),
-            Ffn::Moe(moe) => moe_batch(model, moe, xn, n, &mut s.ffn, y),
+            Ffn::Moe(moe) => moe_batch(model, l, moe, x, xn, n, &mut s.ffn, y)?,
         }
         x.iter_mut().zip(y.iter()).for_each(|(a, b)| *a += b);
     }
@@ -116,6 +140,7 @@ pub fn forward(
     }
     logits.resize(n_out * v, 0.0);
     w.lm_head.matmul(xn, n_out, &mut logits[..n_out * v]);
+    Ok(())
 }
 
 /// `out += down(silu(gate x) * up x)` for `n` tokens.
@@ -132,8 +157,20 @@ fn mlp_batch(m: &Mlp, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) 
 }
 
 /// DeepSeekMoE for `n` tokens: route each token, then run each chosen expert once over all the
-/// tokens routed to it (one matmul per expert), plus the shared experts over every token.
-fn moe_batch(model: &Model, moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) {
+/// tokens routed to it (one matmul per expert, in expert order so that the sums are the same
+/// whatever the expert budget), plus the shared experts over every token. `resid` is the
+/// residual stream, from which the next layer's experts are predicted for prefetching.
+#[allow(clippy::too_many_arguments)]
+fn moe_batch(
+    model: &Model,
+    layer: usize,
+    moe: &Moe,
+    resid: &[f32],
+    x: &[f32],
+    n: usize,
+    s: &mut FfnScratch,
+    out: &mut [f32],
+) -> Result<()> {
     let cfg = &model.config;
     let h = cfg.hidden_size;
     let ne = cfg.moe.n_routed_experts;
@@ -153,13 +190,40 @@ fn moe_batch(model: &Model, moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, 
         );
         for &(e, wgt) in &s.chosen {
             s.assignments[e].push((t, wgt));
+            if let Some(p) = s.profile.as_mut() {
+                p.record(layer, e);
+            }
         }
     }
-    for (e, expert) in moe.experts.iter().enumerate() {
-        let m = s.assignments[e].len();
-        if m == 0 {
-            continue;
+    s.used.clear();
+    s.used
+        .extend((0..ne).filter(|&e| !s.assignments[e].is_empty()));
+    let store = model.experts.as_ref();
+    if let Some(store) = store {
+        if s.pred_layer == Some(layer) {
+            let overlap = s.used.iter().filter(|&&e| s.pred_count[e] > 0).count();
+            store.record_prediction(s.pred_list.len(), s.used.len(), overlap);
         }
+        s.pred_layer = None;
+        store.read_ahead(layer, &s.used);
+        if store.prefetch_enabled() {
+            predict_next(model, layer, resid, n, s);
+            if let Some(next) = s.pred_layer {
+                store.prefetch(next, &s.pred_list);
+            }
+        }
+    }
+    for i in 0..s.used.len() {
+        let e = s.used[i];
+        let guard;
+        let expert: &Mlp = match store {
+            Some(st) => {
+                guard = st.acquire(layer, e)?;
+                &guard
+            }
+            None => &moe.experts[e],
+        };
+        let m = s.assignments[e].len();
         let xs = resize(&mut s.gathered, m * h);
         for (i, &(t, _)) in s.assignments[e].iter().enumerate() {
             xs[i * h..(i + 1) * h].copy_from_slice(&x[t * h..(t + 1) * h]);
@@ -179,4 +243,46 @@ fn moe_batch(model: &Model, moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, 
     if let Some(shared) = &moe.shared {
         mlp_batch(shared, x, n, s, out);
     }
+    Ok(())
+}
+
+/// Predicts the experts of the next layer (when it is a MoE layer) by applying its FFN norm
+/// and router to the current residual stream, which changes little from one layer to the
+/// next. Leaves the predicted experts, most requested first, in `s.pred_list`.
+fn predict_next(model: &Model, layer: usize, resid: &[f32], n: usize, s: &mut FfnScratch) {
+    let cfg = &model.config;
+    let Some(next) = model.weights.layers.get(layer + 1) else {
+        return;
+    };
+    let Ffn::Moe(moe) = &next.ffn else {
+        return;
+    };
+    let (h, ne) = (cfg.hidden_size, cfg.moe.n_routed_experts);
+    let xn = resize(&mut s.pred_x, (n + 1) * h);
+    let (nw, xn) = xn.split_at_mut(h);
+    next.ffn_norm.row_f32(0, nw);
+    for (xi, xo) in resid.chunks_exact(h).zip(xn.chunks_exact_mut(h)) {
+        ops::rms_norm(xi, nw, cfg.rms_norm_eps, xo);
+    }
+    let rl = resize(&mut s.pred_logits, n * ne);
+    moe.router.matmul(xn, n, rl);
+    s.pred_count.clear();
+    s.pred_count.resize(ne, 0);
+    for t in 0..n {
+        router::route(
+            &cfg.moe,
+            &rl[t * ne..(t + 1) * ne],
+            moe.score_bias.as_deref(),
+            &mut s.router,
+            &mut s.chosen,
+        );
+        for &(e, _) in &s.chosen {
+            s.pred_count[e] += 1;
+        }
+    }
+    s.pred_list.clear();
+    s.pred_list.extend((0..ne).filter(|&e| s.pred_count[e] > 0));
+    let count = &s.pred_count;
+    s.pred_list.sort_by_key(|&e| std::cmp::Reverse(count[e]));
+    s.pred_layer = Some(layer + 1);
 }
