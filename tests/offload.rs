@@ -57,6 +57,8 @@ fn check(path: &Path, toks: &[u32], prefill: usize) {
     let routed = st.routed_expert_bytes;
     assert_eq!(routed, plain.expert_stats().routed_expert_bytes);
     let one = st.slot_bytes;
+    let c = &plain.config;
+    let consecutive_moe = (1..c.n_layers).any(|l| c.is_moe_layer(l) && c.is_moe_layer(l - 1));
 
     // A profile recorded on the same tokens, for the pinned runs.
     let mut s = moela::Session::new(plain.clone(), &params).unwrap();
@@ -101,8 +103,10 @@ fn check(path: &Path, toks: &[u32], prefill: usize) {
                 assert!(st.predicted_used <= st.predicted.min(st.predicted_layer_uses));
                 if !prefetch {
                     assert_eq!(st.predicted, 0, "{what}");
-                } else if name == "all" {
-                    assert!(st.predicted > 0 && st.prefetches > 0, "{what}: {st:?}");
+                } else if name == "all" && consecutive_moe {
+                    // (Whether the I/O thread gets to a read before the computation does is
+                    // timing; the prediction itself is not.)
+                    assert!(st.predicted > 0, "{what}: {st:?}");
                 }
                 if name == "0 experts" {
                     assert!(st.misses > 0 && st.bytes_read > 0, "{what}");
