@@ -172,6 +172,20 @@ pub struct ExpertStats {
 }
 
 impl ExpertStats {
+    /// Adds the counters of `now` minus those of `before` (one phase of a run).
+    pub fn add_since(&mut self, now: &ExpertStats, before: &ExpertStats) {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        self.hits += d(now.hits, before.hits);
+        self.misses += d(now.misses, before.misses);
+        self.prefetches += d(now.prefetches, before.prefetches);
+        self.prefetch_hits += d(now.prefetch_hits, before.prefetch_hits);
+        self.predicted += d(now.predicted, before.predicted);
+        self.predicted_layer_uses += d(now.predicted_layer_uses, before.predicted_layer_uses);
+        self.predicted_used += d(now.predicted_used, before.predicted_used);
+        self.bytes_read += d(now.bytes_read, before.bytes_read);
+        self.io_wait_ns += d(now.io_wait_ns, before.io_wait_ns);
+    }
+
     pub fn hit_rate(&self) -> f64 {
         ratio(self.hits, self.hits + self.misses)
     }
