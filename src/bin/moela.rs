@@ -674,7 +674,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
 fn profile(
     path: &PathBuf,
     file: &PathBuf,
-    out: &PathBuf,
+    out: &std::path::Path,
     ctx: usize,
     batch: usize,
 ) -> moela::Result<()> {

@@ -5,8 +5,12 @@
 //! Policy: LRU-2 (O'Neil et al., "The LRU-K page replacement algorithm", 1993). The victim is
 //! the entry whose second-to-last use is oldest, so an expert used once (a one-off choice of
 //! the router) goes before one used repeatedly, and among equals the least recently used goes
-//! first: LRU with frequency, with no tuning constant. Never evicted: pinned entries (the hot
-//! set of a profile), entries a computation is using, and entries still being read.
+//! first: LRU with frequency, with no tuning constant. An entry read ahead and not used yet
+//! ranks as if used twice when it was read: it outlives entries used once and entries whose
+//! second-to-last use is older than its read (so a read-ahead is not the very next victim of
+//! the read after it), and ages out like them when the prediction was wrong. Never evicted:
+//! pinned entries (the hot set of a profile), entries a computation is using, and entries
+//! still being read.
 
 use std::collections::HashMap;
 
@@ -23,7 +27,9 @@ pub struct Entry {
     pub users: u32,
     /// Loaded by a prefetch and not used since.
     pub prefetched_unused: bool,
-    /// Clock of the last use (or of the load), and of the use before it (0 = none).
+    /// Used at least once since it was read.
+    used: bool,
+    /// Clock of the last use (of the read while unused), and of the use before it (0 = none).
     last: u64,
     prev: u64,
 }
@@ -31,6 +37,15 @@ pub struct Entry {
 impl Entry {
     fn evictable(&self) -> bool {
         self.ready && !self.pinned && self.users == 0
+    }
+
+    /// Victims are taken in increasing order of this key.
+    fn rank(&self) -> (u64, u64) {
+        if self.used {
+            (self.prev, self.last)
+        } else {
+            (self.last, self.last)
+        }
     }
 }
 
@@ -81,7 +96,10 @@ impl Policy {
         self.clock += 1;
         let clock = self.clock;
         if let Some(e) = self.slots[slot].as_mut() {
-            e.prev = e.last;
+            if e.used {
+                e.prev = e.last;
+            }
+            e.used = true;
             e.last = clock;
         }
     }
@@ -96,13 +114,12 @@ impl Policy {
             .iter()
             .enumerate()
             .filter_map(|(i, s)| s.as_ref().filter(|e| e.evictable()).map(|e| (i, e)))
-            .min_by_key(|(_, e)| (e.prev, e.last))
+            .min_by_key(|(_, e)| e.rank())
             .map(|(i, _)| i)
     }
 
     /// Puts `key` into `slot` (from [`victim`](Self::victim)), evicting what was there, as an
-    /// entry being read. The load counts as its first use, so a fresh entry is not the next
-    /// victim. Returns the evicted entry.
+    /// entry being read and not used yet. Returns the evicted entry.
     pub fn insert(
         &mut self,
         slot: usize,
@@ -123,6 +140,7 @@ impl Policy {
             pinned,
             users: 0,
             prefetched_unused: prefetched,
+            used: false,
             last: self.clock,
             prev: 0,
         });
@@ -142,7 +160,15 @@ impl Policy {
 mod tests {
     use super::*;
 
+    /// A demand read: loaded, then used.
     fn load(p: &mut Policy, key: Key, pinned: bool) -> usize {
+        let s = read_ahead(p, key, pinned);
+        p.touch(s);
+        s
+    }
+
+    /// A read ahead: loaded, not used yet.
+    fn read_ahead(p: &mut Policy, key: Key, pinned: bool) -> usize {
         let s = p.victim().expect("a slot");
         p.insert(s, key, pinned, false);
         p.entry_mut(s).unwrap().ready = true;
@@ -156,7 +182,7 @@ mod tests {
         let b = load(&mut p, (0, 1), false);
         let c = load(&mut p, (0, 2), false);
         assert_eq!([a, b, c], [0, 1, 2]);
-        // All used once (their load): the oldest goes first.
+        // All used once: the least recently used goes first.
         assert_eq!(p.victim(), Some(a));
         p.touch(a); // a now used twice: b (once, oldest) is the victim.
         assert_eq!(p.victim(), Some(b));
@@ -176,8 +202,31 @@ mod tests {
             p.touch(hot);
         }
         let cold = load(&mut p, (1, 1), false);
-        // The hot one was used longer ago than the cold one's load, but twice recently.
+        // The hot one was used longer ago than the cold one, but twice recently.
         assert_eq!(p.victim(), Some(cold));
+    }
+
+    #[test]
+    fn read_ahead_outlives_single_uses_and_ages_out() {
+        let mut p = Policy::new(3);
+        let once = load(&mut p, (0, 0), false);
+        let twice = load(&mut p, (0, 1), false);
+        p.touch(twice);
+        let ahead = read_ahead(&mut p, (1, 0), false);
+        // Not the next victim of the read after it: the once-used entry goes first.
+        assert_eq!(p.victim(), Some(once));
+        let next = read_ahead(&mut p, (1, 1), false);
+        assert_eq!(next, once);
+        // Between two unused read-aheads the older goes first, and the twice-used entry,
+        // whose second-to-last use predates both reads, goes before either.
+        assert_eq!(p.victim(), Some(twice));
+        // Once `twice` is used twice more after the reads, the unread prediction ages out.
+        p.touch(twice);
+        p.touch(twice);
+        assert_eq!(p.victim(), Some(ahead));
+        // Using a read-ahead makes it an entry used once.
+        p.touch(ahead);
+        assert_eq!(p.victim(), Some(ahead));
     }
 
     #[test]
@@ -192,7 +241,7 @@ mod tests {
         p.entry_mut(s).unwrap().ready = true;
         assert_eq!(p.victim(), Some(s));
         p.entry_mut(busy).unwrap().users = 0;
-        // Both once-used; busy is older.
+        // busy was used once; the read-ahead ranks as used twice at its read.
         assert_eq!(p.victim(), Some(busy));
         assert_ne!(p.victim(), Some(pinned));
         assert_eq!(p.pinned_count(), 1);
@@ -205,13 +254,16 @@ mod tests {
         let mut p = Policy::new(4);
         let pin = load(&mut p, (9, 9), true);
         let mut s = 12345u64;
-        for _ in 0..2000 {
+        for i in 0..2000 {
             s = s
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             let key = (0, ((s >> 33) % 10) as u32);
             match p.lookup(key) {
                 Some(slot) => p.touch(slot),
+                None if i % 3 == 0 => {
+                    read_ahead(&mut p, key, false);
+                }
                 None => {
                     load(&mut p, key, false);
                 }
