@@ -706,7 +706,7 @@ static void test_expert_budget(const moela_model *plain, const char *path) {
     uint32_t a[8], b[8];
     moela_model_params mp = model_params();
     moela_session_params p = session_params(32);
-    moela_model *m = NULL;
+    moela_model *m = NULL, *bad = NULL;
     moela_session *s1 = NULL, *s2 = NULL;
     moela_expert_cache_stats st;
     mp.expert_budget_bytes = 0;
@@ -722,7 +722,8 @@ static void test_expert_budget(const moela_model *plain, const char *path) {
     CHECK(st.n_slots == 1 && st.misses > 0 && st.bytes_read > 0);
     CHECK(st.resident_bytes <= st.slot_bytes && st.rss_peak_bytes > 0);
     mp.flags = 1u << 30;
-    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_model_load, path, &mp, &m);
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_model_load, path, &mp, &bad);
+    CHECK(bad == NULL);
     moela_session_free(s1);
     moela_session_free(s2);
     moela_model_free(m);
