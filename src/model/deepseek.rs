@@ -57,6 +57,8 @@ struct FfnScratch {
     pred_count: Vec<usize>,
     pred_list: Vec<usize>,
     pred_layer: Option<usize>,
+    /// The prediction for the layer after the next.
+    pred_far: Vec<usize>,
     profile: Option<ExpertProfile>,
 }
 
@@ -207,9 +209,19 @@ fn moe_batch(
         s.pred_layer = None;
         store.read_ahead(layer, &s.used);
         if store.prefetch_enabled() {
-            predict_next(model, layer, resid, n, s);
-            if let Some(next) = s.pred_layer {
-                store.prefetch(next, &s.pred_list);
+            // The farther layer first (its list is kept aside), so that the next layer's
+            // prediction stays in `s` for the counters and is queued first.
+            let far = layer + PREFETCH_DEPTH;
+            s.pred_far.clear();
+            if PREFETCH_DEPTH > 1 && predict(model, far, resid, n, s) {
+                s.pred_far.extend_from_slice(&s.pred_list);
+            }
+            if predict(model, layer + 1, resid, n, s) {
+                s.pred_layer = Some(layer + 1);
+                store.prefetch(layer + 1, &s.pred_list, true);
+            }
+            if !s.pred_far.is_empty() {
+                store.prefetch(far, &s.pred_far, false);
             }
         }
     }
@@ -246,16 +258,22 @@ fn moe_batch(
     Ok(())
 }
 
-/// Predicts the experts of the next layer (when it is a MoE layer) by applying its FFN norm
+/// How many MoE layers ahead experts are predicted and read: the next layer's prediction is
+/// the better one, the one after gives the I/O thread work while the next layer's misses are
+/// not known yet.
+const PREFETCH_DEPTH: usize = 2;
+
+/// Predicts the experts of layer `target` (when it is a MoE layer) by applying its FFN norm
 /// and router to the current residual stream, which changes little from one layer to the
-/// next. Leaves the predicted experts, most requested first, in `s.pred_list`.
-fn predict_next(model: &Model, layer: usize, resid: &[f32], n: usize, s: &mut FfnScratch) {
+/// next. Leaves the predicted experts, most requested first, in `s.pred_list`; false when
+/// `target` is not a MoE layer.
+fn predict(model: &Model, target: usize, resid: &[f32], n: usize, s: &mut FfnScratch) -> bool {
     let cfg = &model.config;
-    let Some(next) = model.weights.layers.get(layer + 1) else {
-        return;
+    let Some(next) = model.weights.layers.get(target) else {
+        return false;
     };
     let Ffn::Moe(moe) = &next.ffn else {
-        return;
+        return false;
     };
     let (h, ne) = (cfg.hidden_size, cfg.moe.n_routed_experts);
     let xn = resize(&mut s.pred_x, (n + 1) * h);
@@ -284,5 +302,5 @@ fn predict_next(model: &Model, layer: usize, resid: &[f32], n: usize, s: &mut Ff
     s.pred_list.extend((0..ne).filter(|&e| s.pred_count[e] > 0));
     let count = &s.pred_count;
     s.pred_list.sort_by_key(|&e| std::cmp::Reverse(count[e]));
-    s.pred_layer = Some(layer + 1);
+    true
 }

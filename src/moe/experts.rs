@@ -276,6 +276,9 @@ pub struct ExpertStore {
     prefetch: bool,
     /// How many keys one read-ahead request may queue (leaves room for the working set).
     ahead_cap: usize,
+    n_slots: usize,
+    /// Slots one layer's experts need (`experts_per_tok`).
+    room: usize,
 }
 
 impl std::fmt::Debug for ExpertStore {
@@ -424,6 +427,8 @@ impl ExpertStore {
             prefetch: p.prefetch && io.is_some(),
             io,
             ahead_cap: n_slots.saturating_sub(max_pinned.min(n_slots)).max(1),
+            n_slots,
+            room,
         }))
     }
 
@@ -492,14 +497,18 @@ impl ExpertStore {
         }
     }
 
-    /// Replaces the queue of predicted experts with `experts` of `layer` (the previous
-    /// prediction is stale once a new layer is predicted).
-    pub fn prefetch(&self, layer: usize, experts: &[usize]) {
-        if !self.prefetch {
+    /// Queues predicted experts of `layer` for reading ahead. `replace` drops what an earlier
+    /// prediction queued and the I/O thread has not read yet (stale once the computation
+    /// predicts again from a newer hidden state); otherwise the experts are added after it,
+    /// if the cache has room for several layers.
+    pub fn prefetch(&self, layer: usize, experts: &[usize], replace: bool) {
+        if !self.prefetch || (!replace && self.n_slots < 4 * self.room) {
             return;
         }
         let mut st = self.lock();
-        st.predicted.clear();
+        if replace {
+            st.predicted.clear();
+        }
         for &e in experts.iter().take(self.ahead_cap) {
             let key = (layer as u32, e as u32);
             if st.policy.lookup(key).is_none() {
