@@ -111,6 +111,7 @@ PIECE_CALLBACK = ctypes.CFUNCTYPE(c_i32, c_buf, c_size, c_void_p)
 # Flags and enum values (moela.h).
 MODEL_INFO_HAS_TOKENIZER = 1
 MODEL_INFO_GGUF = 1 << 1
+MODEL_NO_PREFETCH = 1
 EXPERT_CACHE_ENABLED = 1
 GENERATE_IGNORE_EOS = 1
 GENERATE_ADD_BOS = 1 << 1
