@@ -185,3 +185,75 @@ fn profile_shape_is_checked() {
     let err = Model::load_with(&path, &with(ExpertBudget::Fraction(0.5), true, Some(bad)));
     assert!(err.is_err());
 }
+
+#[test]
+fn cli_profile_and_budgeted_logits() {
+    // `moela profile` writes a profile of the model's shape; `moela logits` with a budget and
+    // that profile pinned writes the same bytes as without a budget.
+    let exe = env!("CARGO_BIN_EXE_moela");
+    let model = root().join("models/moela-tiny-v3.gguf");
+    let dir = std::env::temp_dir().join(format!("moela-offload-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let text = dir.join("text.txt");
+    std::fs::write(
+        &text,
+        "Once upon a time there was a little robot who liked the sea.",
+    )
+    .unwrap();
+    let prof = dir.join("experts.json");
+    let ok = |args: &[&std::ffi::OsStr]| {
+        let o = std::process::Command::new(exe).args(args).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    ok(&[
+        "profile".as_ref(),
+        "-m".as_ref(),
+        model.as_os_str(),
+        "-f".as_ref(),
+        text.as_os_str(),
+        "-o".as_ref(),
+        prof.as_os_str(),
+    ]);
+    let p = ExpertProfile::load(&prof).unwrap();
+    let m = Model::load(&model).unwrap();
+    p.check_shape(m.config.n_layers, m.config.moe.n_routed_experts)
+        .unwrap();
+    let k = m.config.moe.experts_per_tok as u64;
+    let moe_layers = p.layers.len() as u64;
+    // Every MoE layer chose k experts for every token.
+    assert!(p.tokens > 0);
+    for l in &p.layers {
+        assert_eq!(
+            l.counts.iter().sum::<u64>(),
+            k * p.tokens,
+            "layer {}",
+            l.layer
+        );
+    }
+    assert!(moe_layers > 0);
+    let (a, b) = (dir.join("a.npy"), dir.join("b.npy"));
+    let base = [
+        "logits".as_ref(),
+        "-m".as_ref(),
+        model.as_os_str(),
+        "--tokens".as_ref(),
+        "5,6,7,8,9".as_ref(),
+        "--prefill".as_ref(),
+        "2".as_ref(),
+        "--out".as_ref(),
+    ];
+    let mut args: Vec<&std::ffi::OsStr> = base.to_vec();
+    args.push(a.as_os_str());
+    ok(&args);
+    let mut args: Vec<&std::ffi::OsStr> = base.to_vec();
+    args.extend([
+        b.as_os_str(),
+        "--expert-budget".as_ref(),
+        "40%".as_ref(),
+        "--expert-profile".as_ref(),
+        prof.as_os_str(),
+    ]);
+    ok(&args);
+    assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}
