@@ -103,6 +103,16 @@ impl TensorView {
         &self.backing.as_slice()[self.range.clone()]
     }
 
+    /// The address of the memory mapping holding this view's bytes and their byte range in
+    /// it (None for bytes in memory). A mapping covers its whole file, so the range is also
+    /// the file offset.
+    pub fn map_location(&self) -> Option<(usize, Range<usize>)> {
+        match &self.backing {
+            Backing::Map(m) => Some((m.as_ptr() as usize, self.range.clone())),
+            Backing::Owned(_) => None,
+        }
+    }
+
     pub fn row_bytes(&self) -> usize {
         // Validated in `new`.
         self.dtype.bytes_for(self.cols).unwrap_or(0)
