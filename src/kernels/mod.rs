@@ -426,6 +426,26 @@ impl Q8Acts {
 }
 
 impl Q8Acts {
+    /// Single-input products of consecutive stored rows (`rows` holds whole rows of `dtype`
+    /// with `n` elements each): `out[i]` = row i · activation row 0. One call per block of
+    /// rows keeps the per-row dispatch out of decode's inner loop.
+    pub fn dot_rows(&self, k: &KernelSet, dtype: DType, rows: &[u8], out: &mut [f32]) {
+        let rb = dtype.bytes_for(self.n).unwrap_or(0);
+        assert!(rb > 0 && rows.len() >= out.len() * rb);
+        if let (DType::Q4_0, Some((g, _)), true) = (dtype, k.q4_0_grouped, self.grouped) {
+            let x = self.q8g_row(0);
+            for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb)) {
+                // SAFETY: `row` is one whole stored Q4_0 row of n elements (asserted above)
+                // and `x` points at activation row 0's plain and grouped arrays.
+                *o = unsafe { g(self.n, row.as_ptr().cast(), &x) };
+            }
+            return;
+        }
+        for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb)) {
+            *o = self.dot(k, dtype, row, 0);
+        }
+    }
+
     /// Dot products of one stored row with activation rows `t0..t0+k` (k ≤ 4), four at a
     /// time where the kernel set has a four-row kernel.
     #[inline]

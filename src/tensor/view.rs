@@ -235,6 +235,10 @@ impl TensorView {
                 v
             });
         }
+        if n == 1 {
+            // Decode: blocks of rows per kernel call (see `Q8Acts::dot_rows`).
+            return matmul_multi(&mut [MatJob { w: self, x, n, out }]);
+        }
         let k = kernels::active();
         ACTS.with(|cell| match cell.try_borrow_mut() {
             Ok(mut acts) => {
@@ -408,6 +412,24 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
                 unsafe { *out.0.add(idx) = v }
             };
             match acts[i] {
+                Some(a) if n == 1 => {
+                    let mut vals = [0.0f32; 64];
+                    let rb = w.row_bytes();
+                    let mut r = r0;
+                    while r < r1 {
+                        let m = (r1 - r).min(vals.len());
+                        pool[a].dot_rows(
+                            k,
+                            w.dtype,
+                            &w.bytes()[r * rb..(r + m) * rb],
+                            &mut vals[..m],
+                        );
+                        for (i, &v) in vals[..m].iter().enumerate() {
+                            put(r + i, v);
+                        }
+                        r += m;
+                    }
+                }
                 Some(a) => {
                     let q = &pool[a];
                     w.rows_range(r0..r1, n, put, |row, t0, c| {
