@@ -357,6 +357,7 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
         };
         // acts[i]: index into `pool` of job i's quantized input (None: f32 weights).
         let mut acts: Vec<Option<usize>> = Vec::with_capacity(jobs.len());
+        let mut inputs: Vec<(&[f32], usize)> = Vec::with_capacity(jobs.len());
         let mut used = 0;
         for i in 0..jobs.len() {
             if !jobs[i].w.dtype.is_quantized() {
@@ -375,9 +376,17 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
             if pool.len() <= used {
                 pool.push(Q8Acts::default());
             }
-            pool[used].quantize(jobs[i].x, jobs[i].w.cols);
+            inputs.push((jobs[i].x, jobs[i].w.cols));
             acts.push(Some(used));
             used += 1;
+        }
+        // Quantize the distinct inputs (in parallel when there is enough of them: prefill).
+        let in_elems: usize = inputs.iter().map(|(x, _)| x.len()).sum();
+        let quantize = |(a, &(x, cols)): (&mut Q8Acts, &(&[f32], usize))| a.quantize(x, cols);
+        if kernels::threads() > 1 && used > 1 && in_elems >= PARALLEL_MIN_WORK {
+            pool[..used].par_iter_mut().zip(&inputs).for_each(quantize);
+        } else {
+            pool[..used].iter_mut().zip(&inputs).for_each(quantize);
         }
         let pool: &Vec<Q8Acts> = pool;
         let total: usize = jobs.iter().map(|j| j.w.rows * j.w.cols * j.n).sum();
