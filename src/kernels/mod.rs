@@ -328,6 +328,11 @@ pub struct Q8Acts {
     pub gqs: Vec<i8>,
     pub gd: Vec<f32>,
     pub gs: Vec<i32>,
+    /// The q8g tile arrays (16 blocks per tile): `n` values and `n/32` scales and offsets per
+    /// row.
+    pub tqs: Vec<i8>,
+    pub td: Vec<f32>,
+    pub ts: Vec<i32>,
     /// Whether the q8g arrays match the current rows.
     pub grouped: bool,
 }
@@ -366,11 +371,15 @@ impl Q8Acts {
         self.gqs.resize(rows * n, 0);
         self.gd.resize(rows * n / 8, 0.0);
         self.gs.resize(rows * n / 8, 0);
+        self.tqs.resize(rows * n, 0);
+        self.td.resize(rows * n / QK, 0.0);
+        self.ts.resize(rows * n / QK, 0);
         for r in 0..rows {
             let (b0, b1) = (r * n / QK, (r + 1) * n / QK);
             let (g0, g1) = (r * n / 8, (r + 1) * n / 8);
             // SAFETY: row r's plain arrays hold n values and n/32 blocks, its grouped arrays
-            // n values and n/8 lanes (sized just above), which is what the function touches.
+            // n values and n/8 lanes and its tile arrays n values and n/32 blocks (sized just
+            // above), which is what the two functions touch.
             unsafe {
                 bindings::mk_group_q8a_generic(
                     n,
@@ -380,6 +389,15 @@ impl Q8Acts {
                     self.gqs[r * n..(r + 1) * n].as_mut_ptr(),
                     self.gd[g0..g1].as_mut_ptr(),
                     self.gs[g0..g1].as_mut_ptr(),
+                );
+                bindings::mk_tile_q8a_generic(
+                    n,
+                    self.qs[r * n..(r + 1) * n].as_ptr(),
+                    self.d[b0..b1].as_ptr(),
+                    self.s[b0..b1].as_ptr(),
+                    self.tqs[r * n..(r + 1) * n].as_mut_ptr(),
+                    self.td[b0..b1].as_mut_ptr(),
+                    self.ts[b0..b1].as_mut_ptr(),
                 )
             }
         }
@@ -396,6 +414,9 @@ impl Q8Acts {
             gqs: self.gqs[t * n..].as_ptr(),
             gd: self.gd[g0..].as_ptr(),
             gs: self.gs[g0..].as_ptr(),
+            tqs: self.tqs[t * n..].as_ptr(),
+            td: self.td[b0..].as_ptr(),
+            ts: self.ts[b0..].as_ptr(),
         }
     }
 
