@@ -21,6 +21,8 @@ fn file_type(t: DType) -> u32 {
         DType::Q4_0 => 2,
         DType::Q8_0 => 7,
         DType::BF16 => 32,
+        // Not a GGUF type: never a conversion target (DType::from_name does not accept it).
+        DType::F8E4M3 => 0,
     }
 }
 
