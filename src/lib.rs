@@ -15,6 +15,7 @@ pub mod capi;
 pub mod config;
 pub mod convert;
 pub mod error;
+pub mod eval;
 pub mod format;
 pub mod kernels;
 pub mod model;
