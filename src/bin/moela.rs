@@ -171,9 +171,21 @@ enum Cmd {
         input: PathBuf,
         /// The .gguf file to write.
         output: PathBuf,
-        /// Tensor type: f32, f16, bf16, q8_0 or q4_0.
-        #[arg(long = "type", default_value = "q8_0")]
+        /// Tensor type (f32, f16, bf16, q8_0, q4_0, ...) or a mix (q4_0_m; q4_k_m and q5_k_m
+        /// when the K types exist): see src/quant_policy.rs.
+        #[arg(long = "type", visible_alias = "quant", default_value = "q8_0")]
         dtype: String,
+        /// Type of the routed experts (default: as --type). With --expert-profile: the lowest
+        /// type an expert may get.
+        #[arg(long)]
+        expert_quant: Option<String>,
+        /// Expert-use profile (from `moela profile`): hot experts get more bits within
+        /// --target-size.
+        #[arg(long, requires = "target_size")]
+        expert_profile: Option<PathBuf>,
+        /// File size to fill with --expert-profile (e.g. 6GB, 500MiB).
+        #[arg(long, requires = "expert_profile")]
+        target_size: Option<String>,
     },
 }
 
@@ -643,16 +655,33 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             input,
             output,
             dtype,
+            expert_quant,
+            expert_profile,
+            target_size,
         } => {
-            let want = DType::from_name(&dtype).ok_or_else(|| {
-                moela::Error::InvalidArg(format!(
-                    "--type {dtype}: expected f32, f16, bf16, q8_0 or q4_0"
-                ))
-            })?;
+            let expert = match expert_quant {
+                None => None,
+                Some(t) => Some(DType::from_name(&t).ok_or_else(|| {
+                    moela::Error::InvalidArg(format!("--expert-quant {t}: not a GGUF type"))
+                })?),
+            };
+            let profile = match (expert_profile, target_size) {
+                (Some(p), Some(t)) => Some((
+                    moela::moe::profile::ExpertProfile::load(&p)?,
+                    moela::quant_policy::parse_size(&t)?,
+                )),
+                _ => None,
+            };
+            let opts = moela::convert::ConvertOptions {
+                base: moela::quant_policy::Base::parse(&dtype)?,
+                expert,
+                profile,
+            };
             let t = Instant::now();
-            moela::convert::convert_hf_to_gguf(&input, &output, want, &mut |line| {
+            let summary = moela::convert::convert_with(&input, &output, &opts, &mut |line| {
                 eprintln!("{line}")
             })?;
+            eprintln!("{}", summary.table());
             let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
             eprintln!(
                 "wrote {} ({:.1} MB) in {:.1} s",

@@ -48,6 +48,10 @@ pub struct TensorIndex {
     by_name: HashMap<String, usize>,
     /// Block shape of FP8 weights' `_scale_inv` grids (HF FP8 checkpoints).
     fp8_block: (usize, usize),
+    /// GGUF layers whose routed experts are split into groups by type: layer → group of each
+    /// expert (`moela.blk.N.expert_group`, docs/FORMAT.md §8). Malformed values are kept as
+    /// None and reported by the loader.
+    pub expert_groups: HashMap<usize, Option<Vec<u32>>>,
 }
 
 impl TensorIndex {
@@ -62,6 +66,7 @@ impl TensorIndex {
             tensors,
             by_name,
             fp8_block: (128, 128),
+            expert_groups: HashMap::new(),
         }
     }
 
@@ -80,7 +85,21 @@ impl TensorIndex {
                 range: t.data.clone(),
             })
             .collect();
-        TensorIndex::new(file.path.clone(), tensors)
+        let mut ix = TensorIndex::new(file.path.clone(), tensors);
+        for (k, v) in &file.metadata {
+            let layer = k
+                .strip_prefix("moela.blk.")
+                .and_then(|r| r.strip_suffix(".expert_group"))
+                .and_then(|l| l.parse::<usize>().ok());
+            if let Some(l) = layer {
+                let groups = match v {
+                    crate::format::gguf::GgufValue::Array(a) => a.as_u32s().map(|c| c.into_owned()),
+                    _ => None,
+                };
+                ix.expert_groups.insert(l, groups);
+            }
+        }
+        ix
     }
 
     /// An HF checkpoint's tensors; `fp8` is its `quantization_config` (block scale shape).
