@@ -56,6 +56,24 @@ pub fn e4m3_to_f32(b: u8) -> f32 {
     E4M3_TO_F32[b as usize]
 }
 
+/// 2^120 = 2^(127 − 7): moves an e4m3 exponent (bias 7) into f32's (bias 127).
+const REBIAS: f32 = f32::from_bits((127 + 120) << 23);
+
+/// Decodes one e4m3fn byte arithmetically (what the kernels use: no table gather, so the
+/// compiler can vectorise it). The 7 magnitude bits placed at f32 bits 20..27 form an f32 whose
+/// value is the e4m3 value × 2^-120 — for normals and, as f32 subnormals, for e4m3 subnormals
+/// too — so one exact multiplication by 2^120 finishes the job; 0x7f/0xff become NaN.
+#[inline(always)]
+pub fn decode(b: u8) -> f32 {
+    let b = b as u32;
+    let v = f32::from_bits(((b & 0x80) << 24) | ((b & 0x7f) << 20)) * REBIAS;
+    if b & 0x7f == 0x7f {
+        f32::NAN
+    } else {
+        v
+    }
+}
+
 /// Encodes `x` as the nearest e4m3fn value (ties to even mantissa), saturating to ±448; NaN
 /// stays NaN. Used by tests and by writers; the kernels only decode.
 pub fn f32_to_e4m3(x: f32) -> u8 {
@@ -96,12 +114,12 @@ fn dot_block(bytes: &[u8], x: &[f32]) -> f32 {
     let (bt, xt) = (bc.remainder(), xc.remainder());
     for (b, x) in bc.zip(xc) {
         for j in 0..LANES {
-            acc[j] += E4M3_TO_F32[b[j] as usize] * x[j];
+            acc[j] += decode(b[j]) * x[j];
         }
     }
     let mut tail = 0.0;
     for (&b, &x) in bt.iter().zip(xt) {
-        tail += E4M3_TO_F32[b as usize] * x;
+        tail += decode(b) * x;
     }
     acc.iter().sum::<f32>() + tail
 }
@@ -130,7 +148,7 @@ pub fn dequantize_scaled(bytes: &[u8], scales: &[u8], block_cols: usize, out: &m
     {
         let s = scale_at(scales, blk);
         for (o, &b) in o.iter_mut().zip(b) {
-            *o = E4M3_TO_F32[b as usize] * s;
+            *o = decode(b) * s;
         }
     }
 }
@@ -144,9 +162,28 @@ pub fn axpy_scaled(bytes: &[u8], scales: &[u8], block_cols: usize, a: f32, y: &m
     {
         let s = a * scale_at(scales, blk);
         for (y, &b) in y.iter_mut().zip(b) {
-            *y += E4M3_TO_F32[b as usize] * s;
+            *y += decode(b) * s;
         }
     }
+}
+
+/// Dot product of two f32 slices (same length), in independent lanes.
+#[inline]
+pub fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for j in 0..LANES {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
 }
 
 /// Unscaled row functions (a bare F8_E4M3 tensor without block scales).
@@ -205,6 +242,17 @@ mod tests {
         assert!(e4m3_to_f32(0x7f).is_nan() && e4m3_to_f32(0xff).is_nan());
         // 0x78 (exp 15, m 0) is a finite 256, not infinity as in IEEE-style e4m3.
         assert_eq!(e4m3_to_f32(0x78), 256.0);
+    }
+
+    #[test]
+    fn arithmetic_decode_equals_table() {
+        for b in 0..=255u8 {
+            let (t, d) = (e4m3_to_f32(b), decode(b));
+            assert!(
+                t.to_bits() == d.to_bits() || (t.is_nan() && d.is_nan()),
+                "byte {b:#04x}: {t} vs {d}"
+            );
+        }
     }
 
     #[test]

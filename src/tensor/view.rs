@@ -307,6 +307,26 @@ impl TensorView {
     pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         debug_assert_eq!(x.len(), n * self.cols);
         debug_assert_eq!(out.len(), n * self.rows);
+        if let (Some(s), true) = (&self.scales, n > 1) {
+            // Block-scaled FP8 with several inputs: decode each row once per group of inputs.
+            let cols = self.cols;
+            return self.for_each_row(n, out, |r, row, t0, count| {
+                let mut v = [0.0f32; 4];
+                let scales = s.row(self.scale_row0 + r);
+                let mut work = |w: &mut Vec<f32>| {
+                    w.resize(cols, 0.0);
+                    fp8::dequantize_scaled(row, scales, s.block_cols, w);
+                    for (i, o) in v.iter_mut().enumerate().take(count) {
+                        *o = fp8::dot_f32(w, &x[(t0 + i) * cols..(t0 + i + 1) * cols]);
+                    }
+                };
+                FP8_ROW.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut w) => work(&mut w),
+                    Err(_) => work(&mut Vec::new()),
+                });
+                v
+            });
+        }
         if !self.dtype.is_quantized() {
             let cols = self.cols;
             return self.for_each_row(n, out, |r, row, t0, count| {
@@ -391,6 +411,8 @@ thread_local! {
     static ACTS: RefCell<Q8Acts> = RefCell::new(Q8Acts::default());
     /// Each thread's widened weight row for `matmul_t`.
     static ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Each worker's decoded FP8 row for multi-input products.
+    static FP8_ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The output pointer shared by the row chunks of one product.
@@ -443,6 +465,18 @@ mod tests {
                 (yt[c] - want).abs() <= 1e-3 * want.abs().max(1.0),
                 "col {c}"
             );
+        }
+        // Several inputs at once (the decoded-row path) agree with one at a time.
+        let xs: Vec<f32> = (0..3 * cols).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let mut ys3 = vec![0.0; 3 * rows];
+        w.matmul(&xs, 3, &mut ys3);
+        for t in 0..3 {
+            let mut one = vec![0.0; rows];
+            w.matvec(&xs[t * cols..(t + 1) * cols], &mut one);
+            for r in 0..rows {
+                let d = (ys3[t * rows + r] - one[r]).abs();
+                assert!(d <= 1e-4 * one[r].abs().max(1.0), "t {t} row {r}");
+            }
         }
         // A sub-view straddling the row-block boundary keeps its rows' scales.
         let sub = w.rows_view(120, 20).unwrap();
