@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use moela::convert::{convert_with, ConvertOptions};
+use moela::format::gguf::{write_gguf_file, GgufArray, GgufTensorSpec, GgufValue};
 use moela::model::weights::Ffn;
 use moela::moe::profile::ExpertProfile;
 use moela::quant_policy::Base;
@@ -267,6 +268,45 @@ fn profile_guided_experts_within_target_size() {
         "planned: cosine min {min:.4} median {med:.4} top-1 {top1}/16 (q4_0 median {q4_med:.4})"
     );
     assert!(min >= 0.5 && med >= q4_med - 0.02);
+
+    // A damaged group key is a clear error naming it, never a panic.
+    let f = moela::format::gguf::GgufFile::open(&out).unwrap();
+    let key = moela::convert::expert_group_key(upgraded[0].0);
+    for (tag, bad) in [
+        ("short", GgufArray::U32(vec![0; 7])),
+        ("gap", GgufArray::U32(vec![0, 2, 0, 0, 0, 0, 0, 0])),
+        ("type", GgufArray::String(vec!["x".into(); 8])),
+    ] {
+        let meta: Vec<(String, GgufValue)> = f
+            .metadata
+            .iter()
+            .map(|(k, v)| {
+                let v = if *k == key {
+                    GgufValue::Array(bad.clone())
+                } else {
+                    v.clone()
+                };
+                (k.clone(), v)
+            })
+            .collect();
+        let specs: Vec<GgufTensorSpec> = f
+            .tensors
+            .iter()
+            .map(|t| GgufTensorSpec {
+                name: t.name.clone(),
+                dims: t.dims.clone(),
+                ggml_type: t.ggml_type,
+            })
+            .collect();
+        let path = dir.join(format!("bad-{tag}.gguf"));
+        write_gguf_file(&path, &meta, &specs, 32, |i, w| {
+            w.write_all(f.tensor_data(&f.tensors[i]))
+                .map_err(|e| moela::Error::io(&path, e))
+        })
+        .unwrap();
+        let e = Model::load(&path).err().expect("must fail").to_string();
+        assert!(e.contains(&key), "{tag}: {e}");
+    }
 
     // Too small a target is a clear error.
     let opts = ConvertOptions {

@@ -230,12 +230,12 @@ fn grouped_experts(
         return Err(bad(format!("{} entries for {ne} experts", groups.len())));
     }
     let n_groups = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
+    if let Some(g) = (0..n_groups).find(|&g| !groups.iter().any(|&x| x as usize == g)) {
+        return Err(bad(format!("group {g} has no experts")));
+    }
     let mut experts: Vec<Option<Mlp>> = vec![None; ne];
     for g in 0..n_groups {
         let members: Vec<usize> = (0..ne).filter(|&e| groups[e] as usize == g).collect();
-        if members.is_empty() {
-            return Err(bad(format!("group {g} has no experts")));
-        }
         let n = members.len();
         let name = |what: &str| {
             let base = format!("blk.{layer}.{what}");
