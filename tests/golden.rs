@@ -237,6 +237,7 @@ fn converted_gguf_matches_transformers() {
                     assert!(top1 >= r.tokens.len() - 2, "{name} q8_0: top-1 {top1}");
                 }
                 DType::Q4_0 => assert!(cos >= 0.5, "{name} q4_0: cosine {cos}"),
+                other => panic!("no threshold stated for {other:?}"),
             }
         }
     }

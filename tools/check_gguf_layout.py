@@ -26,7 +26,7 @@ from gguf import GGUFReader, GGUFValueType
 from gguf.constants import MODEL_ARCH, MODEL_TENSORS, TENSOR_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = ["v2_lite", "v2", "v3", "v3_dense2"]
+FIXTURES = ["v2_lite", "v2", "v3", "v3_dense2", "v3_fp8"]
 F32, F16, Q8_0 = 0, 1, 8
 
 results = {"passed": 0, "failed": 0}

@@ -173,15 +173,53 @@ enum Cmd {
         #[arg(long)]
         io_limit: Option<String>,
     },
+    /// Perplexity of a model on a text file (windows of --ctx tokens; by default the second
+    /// half of each window is scored, as llama-perplexity does; see src/eval.rs).
+    Ppl {
+        #[arg(short, long)]
+        model: PathBuf,
+        /// UTF-8 text file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        #[command(flatten)]
+        win: WindowArgs,
+    },
+    /// KL divergence of a model's next-token distributions from a base model's (e.g. a
+    /// quantized file against a higher-precision one), top-1 agreement and both perplexities,
+    /// over the same windows as `ppl`.
+    Kld {
+        /// The reference model.
+        #[arg(long)]
+        base: PathBuf,
+        /// The model measured against it.
+        #[arg(short, long)]
+        model: PathBuf,
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        #[command(flatten)]
+        win: WindowArgs,
+    },
     /// Convert a Hugging Face directory to GGUF (llama.cpp's deepseek2 layout).
     Convert {
         /// The Hugging Face model directory.
         input: PathBuf,
         /// The .gguf file to write.
         output: PathBuf,
-        /// Tensor type: f32, f16, bf16, q8_0 or q4_0.
-        #[arg(long = "type", default_value = "q8_0")]
+        /// Tensor type (f32, f16, bf16, q8_0, q4_0, ...) or a mix (q4_0_m; q4_k_m and q5_k_m
+        /// when the K types exist): see src/quant_policy.rs.
+        #[arg(long = "type", visible_alias = "quant", default_value = "q8_0")]
         dtype: String,
+        /// Type of the routed experts (default: as --type). With --expert-profile: the lowest
+        /// type an expert may get.
+        #[arg(long)]
+        expert_quant: Option<String>,
+        /// Expert-use profile (from `moela profile`): hot experts get more bits within
+        /// --target-size.
+        #[arg(long, requires = "target_size")]
+        expert_profile: Option<PathBuf>,
+        /// File size to fill with --expert-profile (e.g. 6GB, 500MiB).
+        #[arg(long, requires = "expert_profile")]
+        target_size: Option<String>,
     },
 }
 
@@ -225,6 +263,40 @@ impl ExpertArgs {
             },
         })
     }
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct WindowArgs {
+    /// Tokens per window.
+    #[arg(short = 'c', long, default_value_t = 512)]
+    ctx: usize,
+    /// Tokens between window starts (default: --ctx, non-overlapping windows).
+    #[arg(long)]
+    stride: Option<usize>,
+    /// Score every prediction of each window, not only the second half.
+    #[arg(long)]
+    all: bool,
+}
+
+impl WindowArgs {
+    fn spec(&self) -> moela::Result<moela::eval::WindowSpec> {
+        moela::eval::WindowSpec::new(self.ctx, self.stride, self.all)
+    }
+}
+
+/// The text of `file` as the token ids of `model`'s tokenizer, and the BOS to start windows
+/// with (when the tokenizer adds one).
+fn eval_tokens(model: &Model, file: &std::path::Path) -> moela::Result<(Vec<u32>, Option<u32>)> {
+    let tok = model.tokenizer.as_ref().ok_or_else(|| {
+        moela::Error::InvalidArg(format!(
+            "{} carries no tokenizer; perplexity needs one",
+            model.path.display()
+        ))
+    })?;
+    let text = std::fs::read_to_string(file).map_err(|e| moela::Error::io(file, e))?;
+    let ids = tok.encode(&text, false, false);
+    let bos = if tok.add_bos() { tok.bos() } else { None };
+    Ok((ids, bos))
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -643,20 +715,107 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             }
             Ok(())
         }
+        Cmd::Ppl { model, file, win } => {
+            let spec = win.spec()?;
+            let model = load(&model)?;
+            let (tokens, bos) = eval_tokens(&model, &file)?;
+            eprintln!(
+                "{} tokens, {} windows of {} (stride {}), scoring from window position {}",
+                tokens.len(),
+                spec.windows(tokens.len()).len(),
+                spec.ctx,
+                spec.stride,
+                spec.first_scored()
+            );
+            let t = Instant::now();
+            let nll = moela::eval::perplexity_of(&model, &tokens, bos, &spec, &mut |i, n, m| {
+                let (p, _) = moela::eval::perplexity(m);
+                eprintln!("[{i}/{n}] ppl {p:.4}");
+            })?;
+            let (p, se) = moela::eval::perplexity(&nll);
+            println!(
+                "PPL = {p:.4} +/- {se:.4} ({} tokens scored, mean NLL {:.5} nats, {:.1} s)",
+                nll.n,
+                nll.mean(),
+                t.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Cmd::Kld {
+            base,
+            model,
+            file,
+            win,
+        } => {
+            let spec = win.spec()?;
+            let base = load(&base)?;
+            let model = load(&model)?;
+            let (tokens, bos) = eval_tokens(&base, &file)?;
+            eprintln!(
+                "{} tokens (base model's tokenizer), {} windows of {} (stride {})",
+                tokens.len(),
+                spec.windows(tokens.len()).len(),
+                spec.ctx,
+                spec.stride
+            );
+            let t = Instant::now();
+            let s = moela::eval::kld_of(&base, &model, &tokens, bos, &spec, &mut |i, n, s| {
+                eprintln!(
+                    "[{i}/{n}] KLD {:.6}, top-1 {:.2}%",
+                    s.kld.mean(),
+                    100.0 * s.top1_fraction()
+                );
+            })?;
+            let (pb, seb) = moela::eval::perplexity(&s.nll_base);
+            let (pq, seq) = moela::eval::perplexity(&s.nll_q);
+            println!("positions scored : {}", s.kld.n);
+            println!(
+                "mean KLD         : {:.6} +/- {:.6} nats",
+                s.kld.mean(),
+                s.kld.stderr()
+            );
+            println!(
+                "top-1 agreement  : {:.2}% ({}/{})",
+                100.0 * s.top1_fraction(),
+                s.top1_same,
+                s.kld.n
+            );
+            println!("PPL base         : {pb:.4} +/- {seb:.4}");
+            println!("PPL model        : {pq:.4} +/- {seq:.4}");
+            println!("time             : {:.1} s", t.elapsed().as_secs_f64());
+            Ok(())
+        }
         Cmd::Convert {
             input,
             output,
             dtype,
+            expert_quant,
+            expert_profile,
+            target_size,
         } => {
-            let want = DType::from_name(&dtype).ok_or_else(|| {
-                moela::Error::InvalidArg(format!(
-                    "--type {dtype}: expected f32, f16, bf16, q8_0 or q4_0"
-                ))
-            })?;
+            let expert = match expert_quant {
+                None => None,
+                Some(t) => Some(DType::from_name(&t).ok_or_else(|| {
+                    moela::Error::InvalidArg(format!("--expert-quant {t}: not a GGUF type"))
+                })?),
+            };
+            let profile = match (expert_profile, target_size) {
+                (Some(p), Some(t)) => Some((
+                    moela::moe::profile::ExpertProfile::load(&p)?,
+                    moela::quant_policy::parse_size(&t)?,
+                )),
+                _ => None,
+            };
+            let opts = moela::convert::ConvertOptions {
+                base: moela::quant_policy::Base::parse(&dtype)?,
+                expert,
+                profile,
+            };
             let t = Instant::now();
-            moela::convert::convert_hf_to_gguf(&input, &output, want, &mut |line| {
+            let summary = moela::convert::convert_with(&input, &output, &opts, &mut |line| {
                 eprintln!("{line}")
             })?;
+            eprintln!("{}", summary.table());
             let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
             eprintln!(
                 "wrote {} ({:.1} MB) in {:.1} s",

@@ -545,6 +545,11 @@ pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> Result<f32> {
             dtype.name()
         )));
     }
+    if dtype == DType::F8E4M3 {
+        return Err(Error::InvalidArg(
+            "vec_dot: F8E4M3 has no C kernel (it is computed in Rust, tensor::fp8)".into(),
+        ));
+    }
     let w = bytes.as_ptr();
     // SAFETY: the length check above guarantees `bytes` holds exactly one row of `n`
     // elements of `dtype` and `x` holds `n` floats, and the kernels read only that much.
@@ -572,6 +577,7 @@ pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> Result<f32> {
                     bindings::mk_vec_dot_bf16_f32_generic(n, row.as_ptr(), x.as_ptr())
                 }
             }
+            DType::F8E4M3 => 0.0, // returned above
         })
     }
 }

@@ -89,7 +89,8 @@ impl Model {
         if meta.is_dir() {
             let cfg = hf_config::read_config(&path.join("config.json"))?;
             let ckpt = HfCheckpoint::open_dir(path)?;
-            let tensors = TensorIndex::from_hf(&ckpt);
+            let fp8 = hf_config::read_quantization(&path.join("config.json"))?;
+            let tensors = TensorIndex::from_hf(&ckpt, fp8);
             let weights = Weights::from_hf(&tensors, &cfg)?;
             let mapped = ckpt
                 .files

@@ -9,9 +9,14 @@ pub enum DType {
     BF16,
     Q8_0,
     Q4_0,
+    /// FP8 e4m3fn, 1 byte per element: DeepSeek-V3/R1's native safetensors weights (with
+    /// 128×128 block scales held by the view, see `tensor::fp8`). Load-only: there is no GGUF
+    /// type for it, so it is not in [`DType::ALL`] and not accepted as a conversion target.
+    F8E4M3,
 }
 
 impl DType {
+    /// The GGUF types (every type a file can store and `--type` can name).
     pub const ALL: [DType; 5] = [
         DType::F32,
         DType::F16,
@@ -20,7 +25,8 @@ impl DType {
         DType::Q4_0,
     ];
 
-    /// The `ggml_type` id used in GGUF tensor infos.
+    /// The `ggml_type` id used in GGUF tensor infos ([`NO_GGML_TYPE`] for F8E4M3, which
+    /// GGUF cannot store).
     pub fn ggml_type(self) -> u32 {
         match self {
             DType::F32 => 0,
@@ -28,6 +34,7 @@ impl DType {
             DType::Q4_0 => 2,
             DType::Q8_0 => 8,
             DType::BF16 => 30,
+            DType::F8E4M3 => NO_GGML_TYPE,
         }
     }
 
@@ -37,7 +44,7 @@ impl DType {
 
     pub fn block_size(self) -> usize {
         match self {
-            DType::F32 | DType::F16 | DType::BF16 => 1,
+            DType::F32 | DType::F16 | DType::BF16 | DType::F8E4M3 => 1,
             DType::Q8_0 | DType::Q4_0 => 32,
         }
     }
@@ -48,6 +55,7 @@ impl DType {
             DType::F16 | DType::BF16 => 2,
             DType::Q8_0 => 34,
             DType::Q4_0 => 18,
+            DType::F8E4M3 => 1,
         }
     }
 
@@ -71,6 +79,7 @@ impl DType {
             DType::BF16 => "bf16",
             DType::Q8_0 => "q8_0",
             DType::Q4_0 => "q4_0",
+            DType::F8E4M3 => "f8_e4m3",
         }
     }
 
@@ -79,6 +88,9 @@ impl DType {
         DType::ALL.into_iter().find(|d| d.name() == s)
     }
 }
+
+/// Stands for "no ggml type" (never a valid id: ggml's ids are small).
+pub const NO_GGML_TYPE: u32 = u32::MAX;
 
 /// Human-readable name of any ggml type id, for error messages about types moela lacks.
 pub fn ggml_type_name(t: u32) -> String {

@@ -22,6 +22,7 @@
 
 use crate::error::{Error, Result};
 use crate::tensor::dtype::DType;
+use crate::tensor::fp8;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
 
@@ -159,6 +160,12 @@ pub fn quantize_row(dtype: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
                 quantize_block_q4_0(xb, o);
             }
         }
+        // Plain nearest-value encoding, without block scales (those belong to the view).
+        DType::F8E4M3 => {
+            for (o, v) in out.iter_mut().zip(x) {
+                *o = fp8::f32_to_e4m3(*v);
+            }
+        }
     }
     Ok(())
 }
@@ -274,6 +281,7 @@ pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) {
                 }
             }
         }
+        DType::F8E4M3 => fp8::dequantize(bytes, out),
     }
 }
 
@@ -297,6 +305,7 @@ pub fn dot_row(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
         DType::BF16 => dot_bf16(bytes, x),
         DType::Q8_0 => dot_q8_0(bytes, x),
         DType::Q4_0 => dot_q4_0(bytes, x),
+        DType::F8E4M3 => fp8::dot(bytes, x),
     }
 }
 
@@ -502,6 +511,7 @@ pub fn axpy_row(dtype: DType, bytes: &[u8], a: f32, y: &mut [f32]) {
         }
         DType::Q8_0 => axpy_q8_0(bytes, a, y),
         DType::Q4_0 => axpy_q4_0(bytes, a, y),
+        DType::F8E4M3 => fp8::axpy(bytes, a, y),
     }
 }
 
@@ -769,6 +779,7 @@ mod tests {
                                 let q = if clamped { d.abs() } else { d.abs() / 2.0 };
                                 q + 8.0 * (d - d16).abs()
                             }
+                            other => panic!("no error bound stated for {other:?}"),
                         };
                         assert!(
                             err <= bound * 1.0001,
