@@ -119,8 +119,6 @@
  */
 #define MOELA_CHAT_ADD_GENERATION_PROMPT 1
 
-#define PROFILE_VERSION 1
-
 /**
  * How attention is computed (`moela_session_params.attn_path`).
  */
