@@ -53,10 +53,21 @@
 
 
 /**
- * Model load flags (`moela_model_params.flags`): none are defined yet; unknown bits are
+ * Model load flags (`moela_model_params.flags`); unknown bits are
  * `MOELA_STATUS_INVALID_ARG`.
  */
 #define MOELA_MODEL_FLAGS_NONE 0
+
+/**
+ * `moela_model_params.flags`: with an expert budget, do not predict and read ahead the next
+ * layer's experts.
+ */
+#define MOELA_MODEL_NO_PREFETCH 1
+
+/**
+ * `moela_model_params.expert_budget_bytes`: no budget (the default).
+ */
+#define MOELA_EXPERT_BUDGET_UNLIMITED UINT64_MAX
 
 /**
  * `moela_model_info.flags`: the model has a tokenizer, so the text functions work.
@@ -252,6 +263,13 @@ typedef struct moela_model_params {
    * Bit set of `MOELA_MODEL_*` flags; 0 by default.
    */
   uint32_t flags;
+  /**
+   * Memory for routed experts, in bytes: they are read into a cache of this size and the
+   * rest stay on storage (docs/OFFLOADING.md). `MOELA_EXPERT_BUDGET_UNLIMITED` (the
+   * default) keeps every expert in the file mapping; 0 streams each expert through a
+   * single slot. Logits are the same at every budget.
+   */
+  uint64_t expert_budget_bytes;
 } moela_model_params;
 
 /**
@@ -427,7 +445,7 @@ typedef struct moela_expert_cache_stats {
    */
   uint32_t flags;
   /**
-   * The byte budget for resident routed experts; 0 = unlimited.
+   * The byte budget for resident routed experts (0 without `MOELA_EXPERT_CACHE_ENABLED`).
    */
   uint64_t budget_bytes;
   /**
@@ -462,6 +480,30 @@ typedef struct moela_expert_cache_stats {
    * Nanoseconds the computation waited for expert reads.
    */
   uint64_t io_wait_ns;
+  /**
+   * Cache slots (each holds one expert) and their size in bytes.
+   */
+  uint64_t n_slots;
+  uint64_t slot_bytes;
+  /**
+   * Experts pinned from a profile.
+   */
+  uint64_t pinned_experts;
+  /**
+   * The most expert bytes resident at once.
+   */
+  uint64_t peak_resident_bytes;
+  /**
+   * Next-layer prediction: experts predicted, experts then used in the predicted layers,
+   * and the overlap (precision = overlap / predicted, recall = overlap / used).
+   */
+  uint64_t predicted;
+  uint64_t predicted_layer_uses;
+  uint64_t predicted_used;
+  /**
+   * Peak resident set of the whole process in bytes (0 where the OS does not say).
+   */
+  uint64_t rss_peak_bytes;
 } moela_expert_cache_stats;
 
 /**
@@ -637,9 +679,10 @@ moela_status moela_model_get_info(const struct moela_model *model,
  * Statistics of the model's routed-expert cache. `struct_size` is
  * `sizeof(moela_expert_cache_stats)`; `stats` is borrowed for the call.
  *
- * This build keeps every routed expert in the file mapping (no budget): `flags` lacks
+ * Without an expert budget every routed expert stays in the file mapping: `flags` lacks
  * `MOELA_EXPERT_CACHE_ENABLED`, `routed_expert_bytes` and `resident_bytes` are the experts'
- * total size and the counters are 0.
+ * total size and the counters are 0. The counters add up over every session of the model
+ * since it was loaded.
  *
  * Thread-safe (const handle).
  *

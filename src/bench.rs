@@ -9,7 +9,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 
 use crate::error::Result;
-use crate::model::Model;
+use crate::model::{Model, ModelParams};
+use crate::moe::experts::ExpertStats;
 use crate::session::{Session, SessionParams};
 
 #[derive(Clone, Debug)]
@@ -21,6 +22,8 @@ pub struct BenchParams {
     /// Tokens already in the context before decoding.
     pub depth: usize,
     pub repetitions: usize,
+    /// How the model is loaded (expert budget, profile, prefetch, I/O limit).
+    pub model: ModelParams,
 }
 
 /// Mean and standard deviation of repeated measurements.
@@ -66,6 +69,15 @@ pub struct BenchResult {
     pub mem_bw_bytes_s: f64,
     /// tg_tok_s × active bytes ÷ bandwidth (0 when bandwidth was not measured).
     pub tg_bw_fraction: f64,
+    /// Bytes of every weight but the routed experts (always resident).
+    pub resident_weight_bytes: u64,
+    /// Bytes of the KV cache of the session.
+    pub kv_bytes: u64,
+    pub prefetch: bool,
+    /// The simulated storage speed of expert reads, bytes/s (0 = none).
+    pub io_limit_bytes_s: f64,
+    /// The expert cache over the decode phases (`enabled` false without a budget).
+    pub expert_cache: ExpertStats,
 }
 
 /// Resident set size now and at its peak, from /proc/self/status (0 where unavailable).
@@ -136,7 +148,10 @@ impl BenchResult {
 /// 1 GiB buffer would otherwise count in the peak.
 pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Result<BenchResult> {
     let t = Instant::now();
-    let model = Arc::new(Model::load(path)?);
+    let model = Arc::new(Model::load_with(path, &p.model)?);
+    if let Some(store) = &model.experts {
+        store.warm_pinned()?;
+    }
     let load_s = t.elapsed().as_secs_f64();
     let (rss_after_load, _) = rss_bytes();
     let cfg = model.config.clone();
@@ -147,6 +162,7 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
     };
     let mut session = Session::new(model.clone(), &params)?;
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
+    let mut cache = ExpertStats::default();
     for rep in 0..p.repetitions.max(1) {
         if p.n_prompt > 0 {
             session.reset();
@@ -166,11 +182,13 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
                 session.eval(&tokens(p.depth, cfg.vocab_size, 1000 + rep as u64), false)?;
             }
             let toks = tokens(p.n_gen, cfg.vocab_size, 2000 + rep as u64);
+            let before = model.expert_stats();
             let t = Instant::now();
             for &tok in &toks {
                 session.eval(&[tok], false)?;
             }
             tg.push(p.n_gen as f64 / t.elapsed().as_secs_f64());
+            cache.add_since(&model.expert_stats(), &before);
             progress(&format!(
                 "rep {rep}: decode {} tokens at depth {}: {:.2} tok/s",
                 p.n_gen,
@@ -205,5 +223,31 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
         ) as u64,
         mem_bw_bytes_s: 0.0,
         tg_bw_fraction: 0.0,
+        resident_weight_bytes: model.resident_weight_bytes(),
+        kv_bytes: crate::attention::kv_cache::KvCache::bytes_per_token(
+            params.kv_type,
+            cfg.n_layers,
+            cfg.kv_cache_row(),
+        ) as u64
+            * n_ctx as u64,
+        prefetch: p.model.experts.prefetch
+            && model.experts.as_ref().is_some_and(|s| s.prefetch_enabled()),
+        io_limit_bytes_s: p.model.experts.io_limit.unwrap_or(0.0),
+        expert_cache: {
+            // The configuration and levels as of now, the counters of the decode phases.
+            let now = model.expert_stats();
+            ExpertStats {
+                hits: cache.hits,
+                misses: cache.misses,
+                prefetches: cache.prefetches,
+                prefetch_hits: cache.prefetch_hits,
+                predicted: cache.predicted,
+                predicted_layer_uses: cache.predicted_layer_uses,
+                predicted_used: cache.predicted_used,
+                bytes_read: cache.bytes_read,
+                io_wait_ns: cache.io_wait_ns,
+                ..now
+            }
+        },
     })
 }

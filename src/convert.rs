@@ -7,10 +7,12 @@ use std::path::Path;
 
 use crate::config::{DeepSeekConfig, QProj};
 use crate::error::{Error, Result};
-use crate::format::gguf::{write_gguf_file, GgufTensorSpec, GgufValue};
+use crate::format::gguf::{write_gguf_file, GgufArray, GgufTensorSpec, GgufValue};
 use crate::model::gguf_names;
 use crate::model::source::TensorIndex;
 use crate::model::Model;
+use crate::moe::profile::ExpertProfile;
+use crate::quant_policy::{self, Base, Class, Policy};
 use crate::tensor::{quant, DType, TensorView};
 
 /// llama.cpp's `llama_ftype` for a whole-file type.
@@ -25,6 +27,8 @@ fn file_type(t: DType) -> u32 {
         DType::Q5_K => 16,
         DType::Q6_K => 18,
         DType::BF16 => 32,
+        // Not a GGUF type: never a conversion target (DType::from_name does not accept it).
+        DType::F8E4M3 => 0,
     }
 }
 
@@ -34,6 +38,8 @@ enum Src {
     Plain(String),
     /// Several HF tensors stacked (routed experts).
     Stack(Vec<String>),
+    /// A stack of routed experts with the type the expert plan chose for them.
+    Group(Vec<String>, DType),
     /// `attn_k_b` of a layer: per head, W_UK transposed ([kv_lora, qk_nope]).
     KB(String),
     /// `attn_v_b` of a layer: per head, W_UV ([v_head, kv_lora]).
@@ -48,24 +54,29 @@ struct Out {
     src: Src,
 }
 
-/// Chooses the stored type: 1-D tensors and the router stay F32 (as llama.cpp keeps them);
-/// rows that are not whole K-quant super-blocks (256) fall back to Q8_0 (as llama.cpp falls
-/// back to a 32-element type), and rows that are not whole 32-element blocks to F16.
-fn pick_type(name: &str, shape: &[usize], want: DType) -> DType {
-    if shape.len() == 1 || name.ends_with("ffn_gate_inp.weight") {
-        return DType::F32;
-    }
-    let cols = *shape.last().unwrap_or(&1);
-    if want.is_k_quant() && cols % want.block_size() != 0 {
-        return pick_type(name, shape, DType::Q8_0);
-    }
-    if want.is_quantized() && cols % want.block_size() != 0 {
-        return DType::F16;
-    }
-    want
+/// The metadata key listing, for a layer whose routed experts are split by type, the group of
+/// each expert (docs/FORMAT.md §8).
+pub fn expert_group_key(layer: usize) -> String {
+    format!("moela.blk.{layer}.expert_group")
 }
 
-fn plan(cfg: &DeepSeekConfig, ix: &TensorIndex, want: DType) -> Vec<Out> {
+/// The tensor name of group `g` of a stacked expert tensor (`base` = `blk.N.ffn_up_exps`).
+pub fn expert_group_tensor(base: &str, g: usize) -> String {
+    if g == 0 {
+        format!("{base}.weight")
+    } else {
+        format!("{base}.g{g}.weight")
+    }
+}
+
+/// The output tensors (types from `policy`) and, per layer with experts of several types, the
+/// group of each expert.
+fn plan(
+    cfg: &DeepSeekConfig,
+    ix: &TensorIndex,
+    policy: &Policy,
+) -> (Vec<Out>, Vec<(usize, Vec<u32>)>) {
+    let mut groups_meta = Vec::new();
     let (h, nh) = (cfg.hidden_size, cfg.n_heads);
     let (dn, r, vd, l) = (
         cfg.qk_nope_head_dim,
@@ -75,7 +86,10 @@ fn plan(cfg: &DeepSeekConfig, ix: &TensorIndex, want: DType) -> Vec<Out> {
     );
     let mut outs = Vec::new();
     let mut push = |name: String, shape: Vec<usize>, src: Src| {
-        let dtype = pick_type(&name, &shape, want);
+        let dtype = match &src {
+            Src::Group(_, t) => quant_policy::fit(*t, *shape.last().unwrap_or(&1)),
+            _ => policy.tensor_type(&name, &shape),
+        };
         outs.push(Out {
             name,
             shape,
@@ -168,28 +182,42 @@ fn plan(cfg: &DeepSeekConfig, ix: &TensorIndex, want: DType) -> Vec<Out> {
                     Src::Plain(hf("mlp.gate.e_score_correction_bias")),
                 );
             }
-            let stack = |p: &str| {
-                Src::Stack(
-                    (0..ne)
+            // Experts grouped by planned type (one group, all experts, without a plan).
+            let types: Vec<Option<DType>> = (0..ne).map(|e| policy.expert_type(layer, e)).collect();
+            let mut kinds: Vec<Option<DType>> = types.clone();
+            kinds.sort_by(|a, b| {
+                let bits = |t: &Option<DType>| t.map_or(0.0, quant_policy::bits_per_weight);
+                bits(a).total_cmp(&bits(b))
+            });
+            kinds.dedup();
+            if kinds.len() > 1 {
+                let group_of = types
+                    .iter()
+                    .map(|t| kinds.iter().position(|k| k == t).unwrap_or(0) as u32)
+                    .collect();
+                groups_meta.push((layer, group_of));
+            }
+            for (g, kind) in kinds.iter().enumerate() {
+                let members: Vec<usize> = (0..ne).filter(|&e| types[e] == *kind).collect();
+                let stack = |p: &str| {
+                    let names = members
+                        .iter()
                         .map(|e| hf(&format!("mlp.experts.{e}.{p}.weight")))
-                        .collect(),
-                )
-            };
-            push(
-                gg("ffn_gate_exps.weight"),
-                vec![ne, inter, h],
-                stack("gate_proj"),
-            );
-            push(
-                gg("ffn_down_exps.weight"),
-                vec![ne, h, inter],
-                stack("down_proj"),
-            );
-            push(
-                gg("ffn_up_exps.weight"),
-                vec![ne, inter, h],
-                stack("up_proj"),
-            );
+                        .collect();
+                    match kind {
+                        None => Src::Stack(names),
+                        Some(t) => Src::Group(names, *t),
+                    }
+                };
+                let n = members.len();
+                for (what, shape, proj) in [
+                    ("ffn_gate_exps", vec![n, inter, h], "gate_proj"),
+                    ("ffn_down_exps", vec![n, h, inter], "down_proj"),
+                    ("ffn_up_exps", vec![n, inter, h], "up_proj"),
+                ] {
+                    push(expert_group_tensor(&gg(what), g), shape, stack(proj));
+                }
+            }
             if m.n_shared_experts > 0 {
                 let sh = inter * m.n_shared_experts;
                 push(
@@ -239,7 +267,7 @@ fn plan(cfg: &DeepSeekConfig, ix: &TensorIndex, want: DType) -> Vec<Out> {
             plain("lm_head.weight"),
         );
     }
-    outs
+    (outs, groups_meta)
 }
 
 /// Streams the rows of `src` (as f32) into `emit`.
@@ -262,7 +290,7 @@ fn for_each_row(
     };
     match &out.src {
         Src::Plain(name) => rows_of(&whole(name, &out.shape)?, emit),
-        Src::Stack(names) => {
+        Src::Stack(names) | Src::Group(names, _) => {
             for n in names {
                 rows_of(&whole(n, &out.shape[1..])?, emit)?;
             }
@@ -301,6 +329,98 @@ fn for_each_row(
     }
 }
 
+/// What `moela convert` should write.
+#[derive(Clone, Debug)]
+pub struct ConvertOptions {
+    /// `--quant`/`--type`: a type for every tensor, or a mix.
+    pub base: Base,
+    /// `--expert-quant`: the type of routed experts (with a profile: the cheapest type the
+    /// planner may give them).
+    pub expert: Option<DType>,
+    /// `--expert-profile` + `--target-size`: per-expert types within a file size.
+    pub profile: Option<(ExpertProfile, u64)>,
+}
+
+impl ConvertOptions {
+    pub fn uniform(t: DType) -> ConvertOptions {
+        ConvertOptions {
+            base: Base::Uniform(t),
+            expert: None,
+            profile: None,
+        }
+    }
+}
+
+/// One row of the end-of-conversion summary: tensors of one class stored as one type.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SummaryRow {
+    pub class: Class,
+    pub dtype: DType,
+    pub tensors: usize,
+    pub bytes: u64,
+}
+
+/// What was written.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub rows: Vec<SummaryRow>,
+    /// Routed experts per type (with a plan; otherwise empty).
+    pub experts_by_type: Vec<(DType, usize)>,
+    pub file_bytes: u64,
+}
+
+impl Summary {
+    /// A fixed-width table (class, type, tensors, MB).
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{:<22} {:>6} {:>8} {:>12}\n",
+            "tensor class", "type", "tensors", "MB"
+        );
+        for r in &self.rows {
+            s += &format!(
+                "{:<22} {:>6} {:>8} {:>12.3}\n",
+                r.class.label(),
+                r.dtype.name(),
+                r.tensors,
+                r.bytes as f64 / 1e6
+            );
+        }
+        for (t, n) in &self.experts_by_type {
+            s += &format!("routed experts at {:<6}: {n}\n", t.name());
+        }
+        s += &format!("file: {:.3} MB", self.file_bytes as f64 / 1e6);
+        s
+    }
+}
+
+fn out_bytes(o: &Out) -> u64 {
+    let cols = *o.shape.last().unwrap_or(&1);
+    let rows: usize = o.shape[..o.shape.len() - 1].iter().product();
+    o.dtype.bytes_for(cols).unwrap_or(0) as u64 * rows as u64
+}
+
+/// Bytes of the GGUF header for `meta` and tensor infos for `outs`, with every tensor's
+/// alignment padding counted at its worst (an upper bound).
+fn header_bytes(meta: &[(String, GgufValue)], outs: &[Out]) -> Result<u64> {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len() as u64;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut c = Count(0);
+    crate::format::gguf::write_gguf(&mut c, Path::new("header"), meta, &[], 32, |_, _| Ok(()))?;
+    let infos: u64 = outs
+        .iter()
+        .map(|o| (8 + o.name.len() + 4 + 8 * o.shape.len() + 4 + 8 + 32) as u64)
+        .sum();
+    Ok(c.0 + infos + 32)
+}
+
 /// Converts the HF directory `input` into `output` with tensors of type `want` (where their
 /// shape allows). `progress` receives one line per tensor.
 pub fn convert_hf_to_gguf(
@@ -309,6 +429,16 @@ pub fn convert_hf_to_gguf(
     want: DType,
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
+    convert_with(input, output, &ConvertOptions::uniform(want), progress).map(|_| ())
+}
+
+/// Converts the HF directory `input` into `output` as `opts` says; returns what was chosen.
+pub fn convert_with(
+    input: &Path,
+    output: &Path,
+    opts: &ConvertOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Summary> {
     let model = Model::load(input)?;
     if model.format != crate::model::SourceFormat::HfSafetensors {
         return Err(Error::InvalidArg(format!(
@@ -317,7 +447,12 @@ pub fn convert_hf_to_gguf(
         )));
     }
     let cfg = &model.config;
-    let outs = plan(cfg, &model.tensors, want);
+    let mut policy = Policy::new(opts.base, cfg.n_layers);
+    policy.expert = opts.expert;
+    let ft = match opts.base {
+        Base::Uniform(d) => file_type(d),
+        Base::Mix { file_type, .. } => file_type,
+    };
     let name = input
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -328,10 +463,7 @@ pub fn convert_hf_to_gguf(
             GgufValue::String(gguf_names::ARCH.into()),
         ),
         ("general.name".to_string(), GgufValue::String(name)),
-        (
-            "general.file_type".to_string(),
-            GgufValue::U32(file_type(want)),
-        ),
+        ("general.file_type".to_string(), GgufValue::U32(ft)),
         (
             "general.quantization_version".to_string(),
             GgufValue::U32(2),
@@ -355,6 +487,53 @@ pub fn convert_hf_to_gguf(
             GgufValue::String("none".into()),
         ));
     }
+    if let Some((profile, target)) = &opts.profile {
+        // Size everything but the routed experts, then let the planner spend the rest.
+        let (outs, _) = plan(cfg, &model.tensors, &policy);
+        let moe_layers: Vec<usize> = (0..cfg.n_layers).filter(|&l| cfg.is_moe_layer(l)).collect();
+        let ne = cfg.moe.n_routed_experts;
+        let floor = opts.expert.unwrap_or(match opts.base {
+            Base::Uniform(d) if d.is_quantized() => d,
+            Base::Mix { low, .. } => low,
+            _ => quant_policy::ladder(DType::Q4_0)[0],
+        });
+        let ladder = quant_policy::ladder(floor);
+        let fixed: u64 = outs
+            .iter()
+            .filter(|o| !Class::of(&o.name).0.is_routed_expert())
+            .map(out_bytes)
+            .sum();
+        // Header slack for the extra group tensors and keys a split layer adds.
+        let slack = moe_layers.len() as u64 * (ladder.len() as u64 * 3 * 160 + 64 + 4 * ne as u64);
+        let fixed = fixed + header_bytes(&meta, &outs)? + slack;
+        let (h, inter) = (cfg.hidden_size, cfg.moe_intermediate_size);
+        let expert_bytes = |_: usize, t: DType| -> u64 {
+            let gate_up = quant_policy::fit(t, h).bytes_for(h).unwrap_or(0) * inter * 2;
+            let down = quant_policy::fit(t, inter).bytes_for(inter).unwrap_or(0) * h;
+            (gate_up + down) as u64
+        };
+        let plan = quant_policy::plan_experts(
+            profile,
+            &moe_layers,
+            ne,
+            &ladder,
+            fixed,
+            *target,
+            &expert_bytes,
+        )?;
+        for t in &ladder {
+            let n: usize = plan.layers.values().flatten().filter(|x| *x == t).count();
+            progress(&format!("expert plan: {n} routed experts at {}", t.name()));
+        }
+        policy.plan = Some(plan);
+    }
+    let (outs, groups) = plan(cfg, &model.tensors, &policy);
+    for (layer, group_of) in &groups {
+        meta.push((
+            expert_group_key(*layer),
+            GgufValue::Array(GgufArray::U32(group_of.clone())),
+        ));
+    }
     let specs: Vec<GgufTensorSpec> = outs
         .iter()
         .map(|o| GgufTensorSpec {
@@ -365,6 +544,40 @@ pub fn convert_hf_to_gguf(
         .collect();
     let total = outs.len();
     let mut buf = Vec::new();
+    let mut summary = Summary::default();
+    for o in &outs {
+        let class = Class::of(&o.name).0;
+        let b = out_bytes(o);
+        match summary
+            .rows
+            .iter_mut()
+            .find(|r| r.class == class && r.dtype == o.dtype)
+        {
+            Some(r) => {
+                r.tensors += 1;
+                r.bytes += b;
+            }
+            None => summary.rows.push(SummaryRow {
+                class,
+                dtype: o.dtype,
+                tensors: 1,
+                bytes: b,
+            }),
+        }
+    }
+    summary.rows.sort_by(|a, b| {
+        a.class
+            .cmp(&b.class)
+            .then(a.dtype.name().cmp(b.dtype.name()))
+    });
+    if let Some(p) = &policy.plan {
+        for t in DType::ALL {
+            let n = p.layers.values().flatten().filter(|x| **x == t).count();
+            if n > 0 {
+                summary.experts_by_type.push((t, n));
+            }
+        }
+    }
     write_gguf_file(output, &meta, &specs, 32, |i, w| {
         let o = &outs[i];
         progress(&format!(
@@ -380,26 +593,9 @@ pub fn convert_hf_to_gguf(
             quant::quantize_row(o.dtype, row, &mut buf)?;
             w.write_all(&buf).map_err(|e| Error::io(output, e))
         })
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn k_quant_fallbacks() {
-        let w = "blk.0.attn_q.weight";
-        assert_eq!(pick_type(w, &[64, 512], DType::Q4_K), DType::Q4_K);
-        assert_eq!(pick_type(w, &[64, 96], DType::Q6_K), DType::Q8_0);
-        assert_eq!(pick_type(w, &[64, 24], DType::Q5_K), DType::F16);
-        assert_eq!(
-            pick_type("blk.0.ffn_gate_inp.weight", &[8, 256], DType::Q4_K),
-            DType::F32
-        );
-        assert_eq!(
-            pick_type("blk.0.attn_norm.weight", &[256], DType::Q4_K),
-            DType::F32
-        );
-    }
+    })?;
+    summary.file_bytes = std::fs::metadata(output)
+        .map_err(|e| Error::io(output, e))?
+        .len();
+    Ok(summary)
 }

@@ -7,6 +7,7 @@ use crate::attention::mla::AttnPath;
 use crate::error::{Error, Result};
 use crate::model::deepseek::{self, Scratch};
 use crate::model::Model;
+use crate::moe::profile::ExpertProfile;
 use crate::ops::rope::Rope;
 
 /// Options for a new session.
@@ -120,10 +121,28 @@ impl Session {
             self.path,
             &mut self.scratch,
             &mut self.logits,
-        );
+        )?;
         self.pos = needed;
         self.n_logit_rows = if all_logits { tokens.len() } else { 1 };
         Ok(&self.logits[..self.n_logit_rows * n_vocab])
+    }
+
+    /// Starts recording which routed experts each evaluated token chooses (see
+    /// [`crate::moe::profile`]); [`take_profile`](Self::take_profile) returns the counts.
+    pub fn record_profile(&mut self, model_name: &str) {
+        let cfg = &self.model.config;
+        let moe_layers: Vec<usize> = (0..cfg.n_layers).filter(|&l| cfg.is_moe_layer(l)).collect();
+        self.scratch.record_profile(ExpertProfile::new(
+            model_name,
+            cfg.n_layers,
+            cfg.moe.n_routed_experts,
+            &moe_layers,
+        ));
+    }
+
+    /// The profile recorded since [`record_profile`](Self::record_profile).
+    pub fn take_profile(&mut self) -> Option<ExpertProfile> {
+        self.scratch.take_profile()
     }
 
     /// The logits of the last evaluated token.

@@ -30,9 +30,11 @@ from gguf import GGUFReader, GGUFValueType
 from gguf.constants import MODEL_ARCH, MODEL_TENSORS, TENSOR_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = ["v2_lite", "v2", "v3", "v3_dense2", "kq"]
+FIXTURES = ["v2_lite", "v2", "v3", "v3_dense2", "v3_fp8", "kq"]
 F32, F16, Q8_0 = 0, 1, 8
-K_TYPES = {"q4_k": (12, 0.08), "q5_k": (13, 0.04), "q6_k": (14, 0.021)}  # ggml id, RMS bound
+# ggml id, RMS bound, and the type stored for rows that are not whole 256-element super-blocks
+# (src/quant_policy.rs `fit`: the smallest 32-element type with at least as many bits).
+K_TYPES = {"q4_k": (12, 0.08, 2), "q5_k": (13, 0.04, Q8_0), "q6_k": (14, 0.021, Q8_0)}
 
 results = {"passed": 0, "failed": 0}
 
@@ -191,8 +193,8 @@ def check_converted(moela, name, qtype, tmp):
             check(t.tensor_type == F32, f"{tag}: {n} type {t.tensor_type}")
         else:
             ok_types = (Q8_0,) if int(t.shape[0]) % 32 == 0 else (F16,)
-            if qtype in K_TYPES and int(t.shape[0]) % 256 == 0:
-                ok_types = (K_TYPES[qtype][0],)
+            if qtype in K_TYPES:
+                ok_types = (K_TYPES[qtype][0],) if int(t.shape[0]) % 256 == 0 else (K_TYPES[qtype][2],)
             check(t.tensor_type in ok_types, f"{tag}: {n} type {t.tensor_type}, expected {ok_types}")
         check(t.data_offset % 32 == 0, f"{tag}: {n} data not 32-byte aligned")
     # K-quant blocks written by moela, decoded by gguf-py, against the f32 file.

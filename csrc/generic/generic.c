@@ -338,3 +338,19 @@ void mk_mla_accum_f16_generic(size_t nq, size_t dim, size_t row, const float *p,
             for (size_t d = 0; d < dim; d++) acc[h * dim + d] += w * mk_f16_to_f32(c[j * row + d]);
         }
 }
+
+void mk_tile_q8a_generic(size_t n, const int8_t *qs, const float *d, const int32_t *s,
+                         int8_t *tqs, float *td, int32_t *ts) {
+    for (size_t k = 0; k < n / 512; k++) {
+        for (int l = 0; l < 16; l++) {
+            const size_t blk = 16 * k + (size_t)l;
+            for (int u = 0; u < 8; u++)
+                for (int i = 0; i < 4; i++) {
+                    const int e = u < 4 ? 4 * u + i : 16 + 4 * (u - 4) + i;
+                    tqs[512 * k + 64 * u + 4 * l + i] = qs[32 * blk + e];
+                }
+            td[blk] = d[blk];
+            ts[blk] = -8 * s[blk];
+        }
+    }
+}

@@ -53,12 +53,23 @@ struct mk_q8g {
     const int8_t *gqs;
     const float *gd;
     const int32_t *gs;
+    /* Tiles of 16 blocks (512 values; the four-row kernel), for each full tile k of a row:
+     * tqs[512k + 64u + 4l + i] = value e of block 16k + l, where e = 4u + i for steps u < 4
+     * and e = 16 + 4(u-4) + i for steps u >= 4 (lane l of step u meets the weights' nibbles
+     * of that block after a 4x4 dword transpose); td[16k + l] = d and ts[16k + l] = -8·s of
+     * block 16k + l. Row r starts at tqs + r*n and td/ts + r*n/32. */
+    const int8_t *tqs;
+    const float *td;
+    const int32_t *ts;
 };
 
 /* Fills the grouped arrays of one row from its plain q8a arrays (gqs: n values; gd, gs:
  * n/8 values each). */
 void mk_group_q8a_generic(size_t n, const int8_t *qs, const float *d, const int32_t *s,
                           int8_t *gqs, float *gd, int32_t *gs);
+/* Fills the tile arrays of one row (tqs: n values; td, ts: n/32 values each). */
+void mk_tile_q8a_generic(size_t n, const int8_t *qs, const float *d, const int32_t *s,
+                         int8_t *tqs, float *td, int32_t *ts);
 
 /* Weight row × q8a activations. Integer block sums are exact; the float result differs
  * from the generic one only by summation order. */

@@ -106,12 +106,15 @@ static void test_q8g(int *passed, int *failed) {
         return;
     }
     const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f};
-    for (size_t blocks = 1; blocks <= 40; blocks++) {
+    for (size_t blocks = 1; blocks <= 70; blocks++) {
         size_t n = 32 * blocks;
         float *x = malloc(4 * n * sizeof *x), *d = malloc(4 * blocks * sizeof *d);
         float *gd = malloc(4 * n / 8 * sizeof *gd);
         int8_t *qs = malloc(4 * n), *gqs = malloc(4 * n);
         int32_t *s = malloc(4 * blocks * sizeof *s), *gs = malloc(4 * n / 8 * sizeof *gs);
+        int8_t *tqs = malloc(4 * n);
+        float *td = malloc(4 * blocks * sizeof *td);
+        int32_t *ts = malloc(4 * blocks * sizeof *ts);
         uint8_t *q8 = malloc(34 * blocks), *q4 = malloc(18 * blocks);
         for (int si = 0; si < 4; si++) {
             for (size_t i = 0; i < 4 * n; i++) x[i] = frand() * (scales[si] > 0 ? scales[si] : 1.0f);
@@ -120,8 +123,10 @@ static void test_q8g(int *passed, int *failed) {
                 mk_quantize_row_q8a_generic(n, x + r * n, qs + r * n, d + r * blocks, s + r * blocks);
                 mk_group_q8a_generic(n, qs + r * n, d + r * blocks, s + r * blocks, gqs + r * n,
                                      gd + r * n / 8, gs + r * n / 8);
+                mk_tile_q8a_generic(n, qs + r * n, d + r * blocks, s + r * blocks, tqs + r * n,
+                                    td + r * blocks, ts + r * blocks);
             }
-            struct mk_q8g g = {qs, d, s, gqs, gd, gs};
+            struct mk_q8g g = {qs, d, s, gqs, gd, gs, tqs, td, ts};
             float four[4];
             mk_vec_dot4_q4_0_q8g_avx512vbmi(n, q4, &g, four);
             for (int r = 0; r < 4; r++) {
@@ -133,7 +138,8 @@ static void test_q8g(int *passed, int *failed) {
                     for (int j = 0; j < 32; j++) mag += fabsf(dw * 8.0f * dr[b] * q[32 * b + j]) * 2.0f;
                 }
                 float ref = mk_vec_dot_q4_0_q8a_generic(n, q4, q, dr, s + r * blocks);
-                struct mk_q8g gr = {q, dr, s + r * blocks, gqs + r * n, gd + r * n / 8, gs + r * n / 8};
+                struct mk_q8g gr = {q, dr, s + r * blocks, gqs + r * n, gd + r * n / 8, gs + r * n / 8,
+                                    tqs + r * n, td + r * blocks, ts + r * blocks};
                 float one = mk_vec_dot_q4_0_q8g_avx512vbmi(n, q4, &gr);
                 int ok1 = fabsf(one - ref) <= 1e-5f * mag + 1e-30f;
                 int ok4 = fabsf(four[r] - ref) <= 1e-5f * mag + 1e-30f;
@@ -144,6 +150,7 @@ static void test_q8g(int *passed, int *failed) {
             }
         }
         free(x), free(d), free(gd), free(qs), free(gqs), free(s), free(gs), free(q8), free(q4);
+        free(tqs), free(td), free(ts);
     }
     printf("kernel avx512vbmi: tested\n");
 }

@@ -26,6 +26,23 @@ static const uint8_t SCALE_INDEX[64] = {
     0,  1,  0,  1,  0,  1,  0,  1,  18, 19, 18, 19, 18, 19, 18, 19,
     36, 37, 36, 37, 36, 37, 36, 37, 54, 55, 54, 55, 54, 55, 54, 55};
 
+/* Bytes 8g..8g+7 of the result: the four f16 scales of a group's blocks (words 4g..4g+3),
+ * taken by a masked byte permute of group g's first 64 bytes. */
+static const uint8_t SCALE16_INDEX[64] = {
+    0, 1, 18, 19, 36, 37, 54, 55, 0, 1, 18, 19, 36, 37, 54, 55,
+    0, 1, 18, 19, 36, 37, 54, 55, 0, 1, 18, 19, 36, 37, 54, 55,
+    0, 1, 18, 19, 36, 37, 54, 55, 0, 1, 18, 19, 36, 37, 54, 55,
+    0, 1, 18, 19, 36, 37, 54, 55, 0, 1, 18, 19, 36, 37, 54, 55};
+
+/* Dword transpose of four packed groups P0..P3 (dword 4k+m = bytes 4m..4m+3 of block k):
+ * T_LO/T_HI pick dword m = 0,1 / 2,3 of each block from two groups (indices >= 16 select the
+ * second source): lanes [m0 of Pa blocks 0-3, m0 of Pb, m1 of Pa, m1 of Pb]. U_LO/U_HI then
+ * join the halves of two such registers: W_m lane 4g + k = dword m of block k of group g. */
+static const int32_t T_LO[16] = {0, 4, 8, 12, 16, 20, 24, 28, 1, 5, 9, 13, 17, 21, 25, 29};
+static const int32_t T_HI[16] = {2, 6, 10, 14, 18, 22, 26, 30, 3, 7, 11, 15, 19, 23, 27, 31};
+static const int32_t U_LO[16] = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+static const int32_t U_HI[16] = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+
 static inline __m512i load_index(const uint8_t *ix) {
     return _mm512_loadu_si512((const void *)ix);
 }
@@ -89,7 +106,49 @@ void mk_vec_dot4_q4_0_q8g_avx512vbmi(size_t n, const void *w, const struct mk_q8
     const size_t nb = n / 32, ng = nb / 4;
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                      _mm512_setzero_ps()};
-    for (size_t g = 0; g < ng; g++, b += 72) {
+    /* Whole tiles of 16 blocks: after a dword transpose of four packed groups, lane l of
+     * every register belongs to block l, so eight vpdpbusd sum all 512 products of a token
+     * into one int32 per block and the float work is one convert and one fma per tile. */
+    const __m512i sc16_ix = load_index(SCALE16_INDEX);
+    const __m512i t_lo = _mm512_loadu_si512((const void *)T_LO), t_hi = _mm512_loadu_si512((const void *)T_HI);
+    const __m512i u_lo = _mm512_loadu_si512((const void *)U_LO), u_hi = _mm512_loadu_si512((const void *)U_HI);
+    const size_t nt = nb / 16;
+    for (size_t k = 0; k < nt; k++, b += 288) {
+        __m512i pk[4];
+        __m512i sc = _mm512_setzero_si512();
+        for (int g = 0; g < 4; g++) {
+            const uint8_t *bg = b + 72 * g;
+            __m512i a = _mm512_loadu_si512((const void *)bg);
+            __m512i c = _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(bg + 64)));
+            pk[g] = _mm512_permutex2var_epi8(a, nib_ix, c);
+            sc = _mm512_mask_permutexvar_epi8(sc, (__mmask64)0xffull << (8 * g), sc16_ix, a);
+        }
+        /* a01 = dwords m=0,1 of groups 0,1; a23 = m=2,3; b.. the same for groups 2,3 */
+        __m512i a01 = _mm512_permutex2var_epi32(pk[0], t_lo, pk[1]);
+        __m512i a23 = _mm512_permutex2var_epi32(pk[0], t_hi, pk[1]);
+        __m512i b01 = _mm512_permutex2var_epi32(pk[2], t_lo, pk[3]);
+        __m512i b23 = _mm512_permutex2var_epi32(pk[2], t_hi, pk[3]);
+        __m512i wm[4] = {_mm512_permutex2var_epi32(a01, u_lo, b01),
+                         _mm512_permutex2var_epi32(a01, u_hi, b01),
+                         _mm512_permutex2var_epi32(a23, u_lo, b23),
+                         _mm512_permutex2var_epi32(a23, u_hi, b23)};
+        __m512i step[8];
+        for (int m = 0; m < 4; m++) {
+            step[m] = _mm512_and_si512(wm[m], lo_mask);
+            step[4 + m] = _mm512_and_si512(_mm512_srli_epi16(wm[m], 4), lo_mask);
+        }
+        const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
+        for (int r = 0; r < 4; r++) {
+            const int8_t *q = x->tqs + r * n + 512 * k;
+            const size_t o = r * nb + 16 * k;
+            __m512i p = _mm512_loadu_si512((const void *)(x->ts + o));
+            for (int u = 0; u < 8; u++)
+                p = _mm512_dpbusd_epi32(p, step[u], _mm512_loadu_si512((const void *)(q + 64 * u)));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                                     _mm512_mul_ps(dw, _mm512_loadu_ps(x->td + o)), acc[r]);
+        }
+    }
+    for (size_t g = 4 * nt; g < ng; g++, b += 72) {
         __m512i a = _mm512_loadu_si512((const void *)b);
         __m512i c = _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(b + 64)));
         __m512i packed = _mm512_permutex2var_epi8(a, nib_ix, c);

@@ -168,9 +168,24 @@ class Model:
     """A loaded model (a ``.gguf`` file or a Hugging Face directory). Immutable; share it
     between threads and sessions. Freed by :meth:`close`, ``with``, or garbage collection."""
 
-    def __init__(self, path: Union[str, "os.PathLike[str]"]) -> None:
+    def __init__(
+        self,
+        path: Union[str, "os.PathLike[str]"],
+        expert_budget_bytes: Optional[int] = None,
+        prefetch: bool = True,
+    ) -> None:
+        """``expert_budget_bytes``: memory for routed experts (None: unlimited, every expert
+        stays in the file mapping; 0 streams each through one slot); the logits are the same
+        at every budget. ``prefetch``: with a budget, read the next layers' predicted experts
+        ahead."""
         self._h = ctypes.c_void_p()
         params = _defaults(_ffi.ModelParams, "moela_model_default_params")
+        if expert_budget_bytes is not None:
+            if expert_budget_bytes < 0:
+                raise MoelaError(Status.INVALID_ARG, "expert_budget_bytes must be >= 0")
+            params.expert_budget_bytes = expert_budget_bytes
+        if not prefetch:
+            params.flags |= _ffi.MODEL_NO_PREFETCH
         _check(_l().moela_model_load(os.fsencode(path), ctypes.byref(params), ctypes.byref(self._h)))
         self.info: ModelInfo = self._read_info()
 

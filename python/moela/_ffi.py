@@ -26,7 +26,7 @@ status_t = c_i32
 
 
 class ModelParams(ctypes.Structure):
-    _fields_ = [("struct_size", c_u32), ("flags", c_u32)]
+    _fields_ = [("struct_size", c_u32), ("flags", c_u32), ("expert_budget_bytes", c_u64)]
 
 
 class SessionParams(ctypes.Structure):
@@ -90,6 +90,14 @@ class ExpertCacheStats(ctypes.Structure):
         ("prefetch_hits", c_u64),
         ("bytes_read", c_u64),
         ("io_wait_ns", c_u64),
+        ("n_slots", c_u64),
+        ("slot_bytes", c_u64),
+        ("pinned_experts", c_u64),
+        ("peak_resident_bytes", c_u64),
+        ("predicted", c_u64),
+        ("predicted_layer_uses", c_u64),
+        ("predicted_used", c_u64),
+        ("rss_peak_bytes", c_u64),
     ]
 
 
@@ -103,6 +111,7 @@ PIECE_CALLBACK = ctypes.CFUNCTYPE(c_i32, c_buf, c_size, c_void_p)
 # Flags and enum values (moela.h).
 MODEL_INFO_HAS_TOKENIZER = 1
 MODEL_INFO_GGUF = 1 << 1
+MODEL_NO_PREFETCH = 1
 EXPERT_CACHE_ENABLED = 1
 GENERATE_IGNORE_EOS = 1
 GENERATE_ADD_BOS = 1 << 1

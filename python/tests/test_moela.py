@@ -74,6 +74,19 @@ class TestLibrary(unittest.TestCase):
 
 
 class TestModel(unittest.TestCase):
+    def test_expert_budget_gives_the_same_tokens(self) -> None:
+        with moela.Model(MODEL) as plain, moela.Model(MODEL, expert_budget_bytes=0) as small:
+            want = manual_greedy(moela.Session(plain, n_ctx=32), [1, 2, 3], 8)
+            got = manual_greedy(moela.Session(small, n_ctx=32), [1, 2, 3], 8)
+            self.assertEqual(got, want)
+            st = small.expert_cache_stats()
+            self.assertTrue(st["flags"] & _ffi.EXPERT_CACHE_ENABLED)
+            self.assertEqual(st["n_slots"], 1)
+            self.assertGreater(st["misses"], 0)
+            self.assertFalse(plain.expert_cache_stats()["flags"] & _ffi.EXPERT_CACHE_ENABLED)
+        with self.assertRaises(MoelaError):
+            moela.Model(MODEL, expert_budget_bytes=-1)
+
     def test_info(self) -> None:
         with moela.Model(MODEL) as m:
             i = m.info

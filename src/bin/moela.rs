@@ -9,6 +9,9 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use moela::attention::kv_cache::{KvCache, KvType};
 use moela::config::{QProj, Scoring, TopkMethod};
+use moela::model::ModelParams;
+use moela::moe::experts::{parse_rate, ExpertBudget, ExpertParams};
+use moela::moe::profile::ExpertProfile;
 use moela::sampler::{Sampler, SamplerParams};
 use moela::tensor::DType;
 use moela::{Model, Session, SessionParams};
@@ -54,6 +57,8 @@ enum Cmd {
         /// Context length (0 = model default, at most 4096).
         #[arg(short = 'c', long, default_value_t = 0)]
         ctx: usize,
+        #[command(flatten)]
+        experts: ExpertArgs,
     },
     /// Interactive multi-turn chat in the terminal, with the model's chat template.
     Chat {
@@ -70,6 +75,8 @@ enum Cmd {
         sampling: SamplingArgs,
         #[arg(short = 'c', long, default_value_t = 0)]
         ctx: usize,
+        #[command(flatten)]
+        experts: ExpertArgs,
     },
     /// Print the token ids of a whole file as one JSON array.
     Tokenize {
@@ -107,6 +114,27 @@ enum Cmd {
         /// Attention path: auto, expanded or absorbed.
         #[arg(long, default_value = "auto")]
         attn: String,
+        #[command(flatten)]
+        experts: ExpertArgs,
+    },
+    /// Record how often each routed expert is chosen on a text (a JSON expert profile, for
+    /// --expert-profile).
+    Profile {
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// The text to run.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// The profile to write.
+        #[arg(short = 'o', long)]
+        out: PathBuf,
+        /// Context window: the text runs in windows of this many tokens (0 = model default,
+        /// at most 4096).
+        #[arg(short = 'c', long, default_value_t = 0)]
+        ctx: usize,
+        /// Tokens per batch.
+        #[arg(short = 'b', long, default_value_t = 256)]
+        batch: usize,
     },
     /// Show the config, the tensors, parameter counts and KV-cache size.
     Inspect {
@@ -138,6 +166,38 @@ enum Cmd {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        experts: ExpertArgs,
+        /// Throttle expert reads to this rate (e.g. 200MB/s) to simulate slow storage; needs
+        /// --expert-budget.
+        #[arg(long)]
+        io_limit: Option<String>,
+    },
+    /// Perplexity of a model on a text file (windows of --ctx tokens; by default the second
+    /// half of each window is scored, as llama-perplexity does; see src/eval.rs).
+    Ppl {
+        #[arg(short, long)]
+        model: PathBuf,
+        /// UTF-8 text file.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        #[command(flatten)]
+        win: WindowArgs,
+    },
+    /// KL divergence of a model's next-token distributions from a base model's (e.g. a
+    /// quantized file against a higher-precision one), top-1 agreement and both perplexities,
+    /// over the same windows as `ppl`.
+    Kld {
+        /// The reference model.
+        #[arg(long)]
+        base: PathBuf,
+        /// The model measured against it.
+        #[arg(short, long)]
+        model: PathBuf,
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        #[command(flatten)]
+        win: WindowArgs,
     },
     /// Convert a Hugging Face directory to GGUF (llama.cpp's deepseek2 layout).
     Convert {
@@ -145,10 +205,98 @@ enum Cmd {
         input: PathBuf,
         /// The .gguf file to write.
         output: PathBuf,
-        /// Tensor type: f32, f16, bf16, q8_0, q4_0, q4_k, q5_k or q6_k.
-        #[arg(long = "type", default_value = "q8_0")]
+        /// Tensor type (f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k) or a mix (q4_k_m, q5_k_m,
+        /// q4_0_m): see src/quant_policy.rs.
+        #[arg(long = "type", visible_alias = "quant", default_value = "q8_0")]
         dtype: String,
+        /// Type of the routed experts (default: as --type). With --expert-profile: the lowest
+        /// type an expert may get.
+        #[arg(long)]
+        expert_quant: Option<String>,
+        /// Expert-use profile (from `moela profile`): hot experts get more bits within
+        /// --target-size.
+        #[arg(long, requires = "target_size")]
+        expert_profile: Option<PathBuf>,
+        /// File size to fill with --expert-profile (e.g. 6GB, 500MiB).
+        #[arg(long, requires = "expert_profile")]
+        target_size: Option<String>,
     },
+}
+
+/// Where routed experts live (docs/OFFLOADING.md).
+#[derive(clap::Args, Clone, Debug)]
+struct ExpertArgs {
+    /// Memory for routed experts: bytes (2GiB, 500MB) or a share of the routed-expert bytes
+    /// (25%); unlimited by default (every expert stays in the file mapping).
+    #[arg(long)]
+    expert_budget: Option<String>,
+    /// Pin the hottest experts of this profile (from `moela profile`) that fit the budget.
+    #[arg(long)]
+    expert_profile: Option<PathBuf>,
+    /// Do not predict and read ahead the next layer's experts.
+    #[arg(long)]
+    no_prefetch: bool,
+}
+
+impl ExpertArgs {
+    fn params(&self, io_limit: Option<&str>) -> moela::Result<ModelParams> {
+        let budget = match &self.expert_budget {
+            Some(b) => ExpertBudget::parse(b)?,
+            None => ExpertBudget::Unlimited,
+        };
+        if budget == ExpertBudget::Unlimited
+            && (self.expert_profile.is_some() || io_limit.is_some())
+        {
+            return Err(moela::Error::InvalidArg(
+                "--expert-profile and --io-limit need --expert-budget".into(),
+            ));
+        }
+        Ok(ModelParams {
+            experts: ExpertParams {
+                budget,
+                profile: match &self.expert_profile {
+                    Some(p) => Some(ExpertProfile::load(p)?),
+                    None => None,
+                },
+                prefetch: !self.no_prefetch,
+                io_limit: io_limit.map(parse_rate).transpose()?,
+            },
+        })
+    }
+}
+
+#[derive(clap::Args, Clone, Debug)]
+struct WindowArgs {
+    /// Tokens per window.
+    #[arg(short = 'c', long, default_value_t = 512)]
+    ctx: usize,
+    /// Tokens between window starts (default: --ctx, non-overlapping windows).
+    #[arg(long)]
+    stride: Option<usize>,
+    /// Score every prediction of each window, not only the second half.
+    #[arg(long)]
+    all: bool,
+}
+
+impl WindowArgs {
+    fn spec(&self) -> moela::Result<moela::eval::WindowSpec> {
+        moela::eval::WindowSpec::new(self.ctx, self.stride, self.all)
+    }
+}
+
+/// The text of `file` as the token ids of `model`'s tokenizer, and the BOS to start windows
+/// with (when the tokenizer adds one).
+fn eval_tokens(model: &Model, file: &std::path::Path) -> moela::Result<(Vec<u32>, Option<u32>)> {
+    let tok = model.tokenizer.as_ref().ok_or_else(|| {
+        moela::Error::InvalidArg(format!(
+            "{} carries no tokenizer; perplexity needs one",
+            model.path.display()
+        ))
+    })?;
+    let text = std::fs::read_to_string(file).map_err(|e| moela::Error::io(file, e))?;
+    let ids = tok.encode(&text, false, false);
+    let bos = if tok.add_bos() { tok.bos() } else { None };
+    Ok((ids, bos))
 }
 
 #[derive(clap::Args, Clone, Debug)]
@@ -279,13 +427,33 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &PathBuf) -> moela::Result<Arc<Model>> {
+    load_with(path, &ModelParams::default())
+}
+
+/// Loads a model; with an expert budget, reads the pinned experts in and says how the
+/// budget is used.
+fn load_with(path: &PathBuf, params: &ModelParams) -> moela::Result<Arc<Model>> {
     let t = Instant::now();
-    let m = Model::load(path)?;
+    let m = Model::load_with(path, params)?;
+    if let Some(store) = &m.experts {
+        store.warm_pinned()?;
+    }
     eprintln!(
         "loaded {} in {:.3} s",
         path.display(),
         t.elapsed().as_secs_f64()
     );
+    let st = m.expert_stats();
+    if st.enabled {
+        eprintln!(
+            "expert budget {:.1} MB of {:.1} MB routed experts: {} slots of {:.2} MB, {} pinned",
+            st.budget_bytes as f64 / 1e6,
+            st.routed_expert_bytes as f64 / 1e6,
+            st.n_slots,
+            st.slot_bytes as f64 / 1e6,
+            st.pinned_experts
+        );
+    }
     Ok(Arc::new(m))
 }
 
@@ -300,8 +468,9 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             n_predict,
             sampling,
             ctx,
+            experts,
         } => {
-            let model = load(&model_path(model)?)?;
+            let model = load_with(&model_path(model)?, &experts.params(None)?)?;
             let keep = model.clone();
             let tok = keep.tokenizer.as_ref();
             let prompt_ids = match (&prompt, tokens) {
@@ -375,7 +544,15 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             n_predict,
             sampling,
             ctx,
-        } => chat(model_path(model)?, system, n_predict, sampling, ctx),
+            experts,
+        } => chat(
+            model_path(model)?,
+            &experts.params(None)?,
+            system,
+            n_predict,
+            sampling,
+            ctx,
+        ),
         Cmd::Tokenize {
             model,
             file,
@@ -399,8 +576,9 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             out,
             kv_type,
             attn,
+            experts,
         } => {
-            let model = load(&model)?;
+            let model = load_with(&model, &experts.params(None)?)?;
             let kv_type = match kv_type.as_str() {
                 "f32" => KvType::F32,
                 "f16" => KvType::F16,
@@ -436,6 +614,13 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             eprintln!("wrote {} [{} x {}]", out.display(), tokens.len(), n_vocab);
             Ok(())
         }
+        Cmd::Profile {
+            model,
+            file,
+            out,
+            ctx,
+            batch,
+        } => profile(&model_path(model)?, &file, &out, ctx, batch),
         Cmd::Inspect { model, json } => inspect(&*load(&model)?, json),
         Cmd::Bench {
             model,
@@ -445,6 +630,8 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             repetitions,
             mem_bw,
             json,
+            experts,
+            io_limit,
         } => {
             let Some(model) = model else {
                 let bw = moela::bench::measure_mem_bw();
@@ -467,6 +654,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                 n_gen,
                 depth,
                 repetitions,
+                model: experts.params(io_limit.as_deref())?,
             };
             let mut r = moela::bench::run(&model, &p, &mut |l| eprintln!("{l}"))?;
             if mem_bw {
@@ -497,6 +685,24 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                     gb(r.active_bytes_per_token as f64),
                     r.kv_bytes_per_token
                 );
+                let c = &r.expert_cache;
+                if c.enabled {
+                    o += &format!(
+                        "experts: budget {:.1} MB ({} slots), resident weights {:.1} MB; decode: hit rate {:.1}%, \
+                         {:.1} MB read, waited {:.3} s on I/O, prefetch precision {:.1}% ({} read ahead), \
+                         next-layer prediction precision {:.1}% recall {:.1}%\n",
+                        c.budget_bytes as f64 / 1e6,
+                        c.n_slots,
+                        r.resident_weight_bytes as f64 / 1e6,
+                        100.0 * c.hit_rate(),
+                        c.bytes_read as f64 / 1e6,
+                        c.io_wait_ns as f64 / 1e9,
+                        100.0 * c.prefetch_precision(),
+                        c.prefetches,
+                        100.0 * c.prediction_precision(),
+                        100.0 * c.prediction_recall()
+                    );
+                }
                 if r.mem_bw_bytes_s > 0.0 {
                     o += &format!(
                         "read bandwidth {:.2} GB/s → limit {:.2} tok/s; decode at {:.0}% of it\n",
@@ -509,20 +715,107 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             }
             Ok(())
         }
+        Cmd::Ppl { model, file, win } => {
+            let spec = win.spec()?;
+            let model = load(&model)?;
+            let (tokens, bos) = eval_tokens(&model, &file)?;
+            eprintln!(
+                "{} tokens, {} windows of {} (stride {}), scoring from window position {}",
+                tokens.len(),
+                spec.windows(tokens.len()).len(),
+                spec.ctx,
+                spec.stride,
+                spec.first_scored()
+            );
+            let t = Instant::now();
+            let nll = moela::eval::perplexity_of(&model, &tokens, bos, &spec, &mut |i, n, m| {
+                let (p, _) = moela::eval::perplexity(m);
+                eprintln!("[{i}/{n}] ppl {p:.4}");
+            })?;
+            let (p, se) = moela::eval::perplexity(&nll);
+            println!(
+                "PPL = {p:.4} +/- {se:.4} ({} tokens scored, mean NLL {:.5} nats, {:.1} s)",
+                nll.n,
+                nll.mean(),
+                t.elapsed().as_secs_f64()
+            );
+            Ok(())
+        }
+        Cmd::Kld {
+            base,
+            model,
+            file,
+            win,
+        } => {
+            let spec = win.spec()?;
+            let base = load(&base)?;
+            let model = load(&model)?;
+            let (tokens, bos) = eval_tokens(&base, &file)?;
+            eprintln!(
+                "{} tokens (base model's tokenizer), {} windows of {} (stride {})",
+                tokens.len(),
+                spec.windows(tokens.len()).len(),
+                spec.ctx,
+                spec.stride
+            );
+            let t = Instant::now();
+            let s = moela::eval::kld_of(&base, &model, &tokens, bos, &spec, &mut |i, n, s| {
+                eprintln!(
+                    "[{i}/{n}] KLD {:.6}, top-1 {:.2}%",
+                    s.kld.mean(),
+                    100.0 * s.top1_fraction()
+                );
+            })?;
+            let (pb, seb) = moela::eval::perplexity(&s.nll_base);
+            let (pq, seq) = moela::eval::perplexity(&s.nll_q);
+            println!("positions scored : {}", s.kld.n);
+            println!(
+                "mean KLD         : {:.6} +/- {:.6} nats",
+                s.kld.mean(),
+                s.kld.stderr()
+            );
+            println!(
+                "top-1 agreement  : {:.2}% ({}/{})",
+                100.0 * s.top1_fraction(),
+                s.top1_same,
+                s.kld.n
+            );
+            println!("PPL base         : {pb:.4} +/- {seb:.4}");
+            println!("PPL model        : {pq:.4} +/- {seq:.4}");
+            println!("time             : {:.1} s", t.elapsed().as_secs_f64());
+            Ok(())
+        }
         Cmd::Convert {
             input,
             output,
             dtype,
+            expert_quant,
+            expert_profile,
+            target_size,
         } => {
-            let want = DType::from_name(&dtype).ok_or_else(|| {
-                moela::Error::InvalidArg(format!(
-                    "--type {dtype}: expected f32, f16, bf16, q8_0, q4_0, q4_k, q5_k or q6_k"
-                ))
-            })?;
+            let expert = match expert_quant {
+                None => None,
+                Some(t) => Some(DType::from_name(&t).ok_or_else(|| {
+                    moela::Error::InvalidArg(format!("--expert-quant {t}: not a GGUF type"))
+                })?),
+            };
+            let profile = match (expert_profile, target_size) {
+                (Some(p), Some(t)) => Some((
+                    moela::moe::profile::ExpertProfile::load(&p)?,
+                    moela::quant_policy::parse_size(&t)?,
+                )),
+                _ => None,
+            };
+            let opts = moela::convert::ConvertOptions {
+                base: moela::quant_policy::Base::parse(&dtype)?,
+                expert,
+                profile,
+            };
             let t = Instant::now();
-            moela::convert::convert_hf_to_gguf(&input, &output, want, &mut |line| {
+            let summary = moela::convert::convert_with(&input, &output, &opts, &mut |line| {
                 eprintln!("{line}")
             })?;
+            eprintln!("{}", summary.table());
             let size = std::fs::metadata(&output).map(|m| m.len()).unwrap_or(0);
             eprintln!(
                 "wrote {} ({:.1} MB) in {:.1} s",
@@ -533,6 +826,57 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `moela profile`: runs the text through the model in windows of the context, counting
+/// each layer's expert choices.
+fn profile(
+    path: &PathBuf,
+    file: &PathBuf,
+    out: &std::path::Path,
+    ctx: usize,
+    batch: usize,
+) -> moela::Result<()> {
+    let model = load(path)?;
+    let tok = model.tokenizer.as_ref().ok_or_else(|| {
+        moela::Error::InvalidArg("this model has no tokenizer, so it cannot read text".into())
+    })?;
+    let text = std::fs::read_to_string(file).map_err(|e| moela::Error::io(file, e))?;
+    let ids = tok.encode(&text, false, false);
+    if ids.is_empty() {
+        return Err(moela::Error::InvalidArg(format!(
+            "{}: no tokens",
+            file.display()
+        )));
+    }
+    let mut session = Session::new(
+        model.clone(),
+        &SessionParams {
+            n_ctx: ctx,
+            ..Default::default()
+        },
+    )?;
+    session.record_profile(&path.display().to_string());
+    let batch = batch.max(1);
+    let t = Instant::now();
+    for window in ids.chunks(session.n_ctx()) {
+        session.reset();
+        for chunk in window.chunks(batch) {
+            session.eval(chunk, false)?;
+        }
+    }
+    let mut p = session
+        .take_profile()
+        .ok_or_else(|| moela::Error::InvalidArg("no profile recorded".into()))?;
+    p.tokens = ids.len() as u64;
+    p.save(out)?;
+    eprintln!(
+        "profiled {} tokens in {:.1} s; wrote {}",
+        ids.len(),
+        t.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
 }
 
 /// A tokenizer from a GGUF file (its metadata only), an HF model directory or a tokenizer.json.
@@ -551,6 +895,7 @@ fn load_tokenizer(path: &std::path::Path) -> moela::Result<moela::tokenizer::Tok
 /// R1-style reasoning (`<think>…</think>`) is shown dimmed and left out of the history.
 fn chat(
     path: PathBuf,
+    params: &ModelParams,
     system: Option<String>,
     n_predict: usize,
     sampling: SamplingArgs,
@@ -558,7 +903,7 @@ fn chat(
 ) -> moela::Result<()> {
     use moela::tokenizer::{split_reasoning, ChatMessage, StreamDecoder};
     use std::io::BufRead;
-    let model = load(&path)?;
+    let model = load_with(&path, params)?;
     let keep = model.clone();
     let tok = keep.tokenizer.as_ref().ok_or_else(|| {
         moela::Error::InvalidArg("this model has no tokenizer, so it cannot chat".into())

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use super::error::{guard, guard_value, not_null, Failure};
 use super::params::{
     moela_expert_cache_stats, moela_model_info, moela_model_params, read_struct, write_struct,
-    AbiStruct, MOELA_MODEL_INFO_GGUF, MOELA_MODEL_INFO_HAS_TOKENIZER,
+    AbiStruct, MODEL_FLAGS, MOELA_EXPERT_BUDGET_UNLIMITED, MOELA_EXPERT_CACHE_ENABLED,
+    MOELA_MODEL_INFO_GGUF, MOELA_MODEL_INFO_HAS_TOKENIZER, MOELA_MODEL_NO_PREFETCH,
 };
 use super::{moela_status, text};
 use crate::attention::kv_cache::{KvCache, KvType};
 use crate::config::Family;
-use crate::model::weights::Ffn;
-use crate::model::{Model, SourceFormat};
+use crate::model::{Model, ModelParams, SourceFormat};
+use crate::moe::experts::{ExpertBudget, ExpertParams};
 
 /// A loaded model: immutable, shared by any number of threads and sessions. Opaque.
 pub struct moela_model {
@@ -86,15 +87,25 @@ pub unsafe extern "C" fn moela_model_load(
         not_null!(F, path);
         // SAFETY: the caller's contract on params.
         let p = unsafe { read_struct(F, "params", params) }?;
-        if p.flags != 0 {
+        if p.flags & !MODEL_FLAGS != 0 {
             return Err(Failure::invalid(format!(
                 "{F}: unknown flags {:#x} in params.flags",
-                p.flags
+                p.flags & !MODEL_FLAGS
             )));
         }
         // SAFETY: path is non-NULL and NUL-terminated by the caller's contract.
         let path = unsafe { c_path(F, path) }?;
-        let model = Model::load(&path)?;
+        let params = ModelParams {
+            experts: ExpertParams {
+                budget: match p.expert_budget_bytes {
+                    MOELA_EXPERT_BUDGET_UNLIMITED => ExpertBudget::Unlimited,
+                    b => ExpertBudget::Bytes(b),
+                },
+                prefetch: p.flags & MOELA_MODEL_NO_PREFETCH == 0,
+                ..Default::default()
+            },
+        };
+        let model = Model::load_with(&path, &params)?;
         let handle = Box::new(moela_model {
             model: Arc::new(model),
         });
@@ -118,18 +129,6 @@ pub unsafe extern "C" fn moela_model_free(model: *mut moela_model) {
             drop(unsafe { Box::from_raw(model) });
         }
     })
-}
-
-fn routed_expert_bytes(model: &Model) -> u64 {
-    let mut total = 0u64;
-    for layer in &model.weights.layers {
-        if let Ffn::Moe(moe) = &layer.ffn {
-            for e in &moe.experts {
-                total += (e.gate.n_bytes() + e.up.n_bytes() + e.down.n_bytes()) as u64;
-            }
-        }
-    }
-    total
 }
 
 pub(crate) fn model_info(m: &Model) -> moela_model_info {
@@ -198,9 +197,10 @@ pub unsafe extern "C" fn moela_model_get_info(
 /// Statistics of the model's routed-expert cache. `struct_size` is
 /// `sizeof(moela_expert_cache_stats)`; `stats` is borrowed for the call.
 ///
-/// This build keeps every routed expert in the file mapping (no budget): `flags` lacks
+/// Without an expert budget every routed expert stays in the file mapping: `flags` lacks
 /// `MOELA_EXPERT_CACHE_ENABLED`, `routed_expert_bytes` and `resident_bytes` are the experts'
-/// total size and the counters are 0.
+/// total size and the counters are 0. The counters add up over every session of the model
+/// since it was loaded.
 ///
 /// Thread-safe (const handle).
 ///
@@ -217,9 +217,28 @@ pub unsafe extern "C" fn moela_model_expert_cache_stats(
     guard(F, || {
         // SAFETY: the caller's contract.
         let m = unsafe { model_ref(F, model) }?;
+        let s = m.model.expert_stats();
         let mut value = moela_expert_cache_stats::defaults();
-        value.routed_expert_bytes = routed_expert_bytes(&m.model);
-        value.resident_bytes = value.routed_expert_bytes;
+        if s.enabled {
+            value.flags |= MOELA_EXPERT_CACHE_ENABLED;
+        }
+        value.budget_bytes = s.budget_bytes;
+        value.routed_expert_bytes = s.routed_expert_bytes;
+        value.resident_bytes = s.resident_bytes;
+        value.hits = s.hits;
+        value.misses = s.misses;
+        value.prefetches = s.prefetches;
+        value.prefetch_hits = s.prefetch_hits;
+        value.bytes_read = s.bytes_read;
+        value.io_wait_ns = s.io_wait_ns;
+        value.n_slots = s.n_slots;
+        value.slot_bytes = s.slot_bytes;
+        value.pinned_experts = s.pinned_experts;
+        value.peak_resident_bytes = s.peak_resident_bytes;
+        value.predicted = s.predicted;
+        value.predicted_layer_uses = s.predicted_layer_uses;
+        value.predicted_used = s.predicted_used;
+        value.rss_peak_bytes = crate::bench::rss_bytes().1;
         // SAFETY: the caller's contract on stats.
         unsafe { write_struct(F, "stats", stats, struct_size, value) }
     })

@@ -28,6 +28,11 @@ pub struct moela_model_params {
     pub struct_size: u32,
     /// Bit set of `MOELA_MODEL_*` flags; 0 by default.
     pub flags: u32,
+    /// Memory for routed experts, in bytes: they are read into a cache of this size and the
+    /// rest stay on storage (docs/OFFLOADING.md). `MOELA_EXPERT_BUDGET_UNLIMITED` (the
+    /// default) keeps every expert in the file mapping; 0 streams each expert through a
+    /// single slot. Logits are the same at every budget.
+    pub expert_budget_bytes: u64,
 }
 
 /// Options of `moela_session_new`. Get one from `moela_session_default_params()`.
@@ -134,7 +139,7 @@ pub struct moela_expert_cache_stats {
     /// Bit set of `MOELA_EXPERT_CACHE_*` flags. Without `MOELA_EXPERT_CACHE_ENABLED` every
     /// routed expert stays in the file mapping and the counters below are 0.
     pub flags: u32,
-    /// The byte budget for resident routed experts; 0 = unlimited.
+    /// The byte budget for resident routed experts (0 without `MOELA_EXPERT_CACHE_ENABLED`).
     pub budget_bytes: u64,
     /// Bytes of all routed experts of the model.
     pub routed_expert_bytes: u64,
@@ -152,11 +157,31 @@ pub struct moela_expert_cache_stats {
     pub bytes_read: u64,
     /// Nanoseconds the computation waited for expert reads.
     pub io_wait_ns: u64,
+    /// Cache slots (each holds one expert) and their size in bytes.
+    pub n_slots: u64,
+    pub slot_bytes: u64,
+    /// Experts pinned from a profile.
+    pub pinned_experts: u64,
+    /// The most expert bytes resident at once.
+    pub peak_resident_bytes: u64,
+    /// Next-layer prediction: experts predicted, experts then used in the predicted layers,
+    /// and the overlap (precision = overlap / predicted, recall = overlap / used).
+    pub predicted: u64,
+    pub predicted_layer_uses: u64,
+    pub predicted_used: u64,
+    /// Peak resident set of the whole process in bytes (0 where the OS does not say).
+    pub rss_peak_bytes: u64,
 }
 
-/// Model load flags (`moela_model_params.flags`): none are defined yet; unknown bits are
+/// Model load flags (`moela_model_params.flags`); unknown bits are
 /// `MOELA_STATUS_INVALID_ARG`.
 pub const MOELA_MODEL_FLAGS_NONE: u32 = 0;
+/// `moela_model_params.flags`: with an expert budget, do not predict and read ahead the next
+/// layer's experts.
+pub const MOELA_MODEL_NO_PREFETCH: u32 = 1;
+pub(crate) const MODEL_FLAGS: u32 = MOELA_MODEL_NO_PREFETCH;
+/// `moela_model_params.expert_budget_bytes`: no budget (the default).
+pub const MOELA_EXPERT_BUDGET_UNLIMITED: u64 = u64::MAX;
 
 /// `moela_model_info.flags`: the model has a tokenizer, so the text functions work.
 pub const MOELA_MODEL_INFO_HAS_TOKENIZER: u32 = 1;
@@ -215,11 +240,16 @@ pub(crate) unsafe trait AbiStruct: Copy {
 // with `struct_size: u32`.
 unsafe impl AbiStruct for moela_model_params {
     const NAME: &'static str = "moela_model_params";
-    const SIZES: &'static [usize] = &[size_of::<Self>()];
+    /// 0.1: struct_size and flags only.
+    const SIZES: &'static [usize] = &[
+        std::mem::offset_of!(moela_model_params, expert_budget_bytes),
+        size_of::<Self>(),
+    ];
     fn defaults() -> Self {
         moela_model_params {
             struct_size: size_of::<Self>() as u32,
             flags: MOELA_MODEL_FLAGS_NONE,
+            expert_budget_bytes: MOELA_EXPERT_BUDGET_UNLIMITED,
         }
     }
 }
@@ -300,7 +330,11 @@ unsafe impl AbiStruct for moela_model_info {
 // SAFETY: see above.
 unsafe impl AbiStruct for moela_expert_cache_stats {
     const NAME: &'static str = "moela_expert_cache_stats";
-    const SIZES: &'static [usize] = &[size_of::<Self>()];
+    /// 0.1: up to io_wait_ns.
+    const SIZES: &'static [usize] = &[
+        std::mem::offset_of!(moela_expert_cache_stats, n_slots),
+        size_of::<Self>(),
+    ];
     fn defaults() -> Self {
         moela_expert_cache_stats {
             struct_size: size_of::<Self>() as u32,
@@ -314,6 +348,14 @@ unsafe impl AbiStruct for moela_expert_cache_stats {
             prefetch_hits: 0,
             bytes_read: 0,
             io_wait_ns: 0,
+            n_slots: 0,
+            slot_bytes: 0,
+            pinned_experts: 0,
+            peak_resident_bytes: 0,
+            predicted: 0,
+            predicted_layer_uses: 0,
+            predicted_used: 0,
+            rss_peak_bytes: 0,
         }
     }
 }

@@ -84,6 +84,75 @@ impl Obj<'_> {
     }
 }
 
+/// DeepSeek's FP8 checkpoint layout, from `quantization_config` in `config.json`:
+/// `{"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+/// "weight_block_size": [128, 128]}`. Quantized weights are F8_E4M3 with an F32
+/// `<name>_scale_inv` of one value per block. (`activation_scheme` is not used: moela keeps
+/// activations in f32 for FP8 weights.)
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fp8Quant {
+    /// Rows × columns of one scale block.
+    pub block: (usize, usize),
+}
+
+/// Reads the `quantization_config` of the `config.json` at `path`: None when there is none.
+pub fn read_quantization(path: &Path) -> Result<Option<Fp8Quant>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    parse_quantization(&text, path)
+}
+
+/// Parses `quantization_config` from the text of a `config.json`.
+pub fn parse_quantization(text: &str, path: &Path) -> Result<Option<Fp8Quant>> {
+    let root: Value = serde_json::from_str(text)
+        .map_err(|e| Error::format(path, format!("invalid JSON: {e}")))?;
+    let Some(q) = root.get("quantization_config").filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let key = "quantization_config";
+    let q = Obj { v: q, path };
+    match q.str_opt("quant_method")? {
+        Some("fp8") => {}
+        other => {
+            return Err(Error::Unsupported {
+                path: path.into(),
+                msg: format!(
+                "quantization_config.quant_method {other:?}: moela reads only DeepSeek's \"fp8\""
+            ),
+            })
+        }
+    }
+    if let Some(fmt) = q.str_opt("fmt")? {
+        if fmt != "e4m3" {
+            return Err(Error::Unsupported {
+                path: path.into(),
+                msg: format!("quantization_config.fmt {fmt:?}: only \"e4m3\" is supported"),
+            });
+        }
+    }
+    let block = match q.get("weight_block_size") {
+        None => (128, 128),
+        Some(v) => {
+            let dims: Option<Vec<usize>> = v.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
+                    .filter(|&d| d > 0)
+                    .collect()
+            });
+            match dims.as_deref() {
+                Some(&[r, c]) if v.as_array().map(|a| a.len()) == Some(2) => (r, c),
+                _ => {
+                    return Err(Error::config(
+                        path,
+                        key,
+                        format!("weight_block_size must be two positive integers, got {v}"),
+                    ))
+                }
+            }
+        }
+    };
+    Ok(Some(Fp8Quant { block }))
+}
+
 /// Parses the text of a `config.json`; `path` is only used in error messages.
 pub fn parse_config(text: &str, path: &Path) -> Result<DeepSeekConfig> {
     let root: Value = serde_json::from_str(text)
@@ -237,4 +306,30 @@ pub fn parse_config(text: &str, path: &Path) -> Result<DeepSeekConfig> {
     cfg.validate()
         .map_err(|msg| Error::config(path, "(consistency)", msg))?;
     Ok(cfg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantization_config() {
+        let p = Path::new("config.json");
+        assert_eq!(parse_quantization("{}", p).unwrap(), None);
+        let ds = r#"{"quantization_config": {"activation_scheme": "dynamic", "fmt": "e4m3",
+            "quant_method": "fp8", "weight_block_size": [128, 64]}}"#;
+        assert_eq!(
+            parse_quantization(ds, p).unwrap(),
+            Some(Fp8Quant { block: (128, 64) })
+        );
+        let bad = [
+            r#"{"quantization_config": {"quant_method": "gptq"}}"#,
+            r#"{"quantization_config": {"quant_method": "fp8", "fmt": "e5m2"}}"#,
+            r#"{"quantization_config": {"quant_method": "fp8", "weight_block_size": [0, 128]}}"#,
+            r#"{"quantization_config": {"quant_method": "fp8", "weight_block_size": [128]}}"#,
+        ];
+        for b in bad {
+            assert!(parse_quantization(b, p).is_err(), "{b}");
+        }
+    }
 }

@@ -64,6 +64,9 @@ pub struct mk_q8g {
     pub gqs: *const i8,
     pub gd: *const f32,
     pub gs: *const i32,
+    pub tqs: *const i8,
+    pub td: *const f32,
+    pub ts: *const i32,
 }
 unsafe extern "C" {
     pub fn mk_group_q8a_generic(
@@ -74,6 +77,17 @@ unsafe extern "C" {
         gqs: *mut i8,
         gd: *mut f32,
         gs: *mut i32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_tile_q8a_generic(
+        n: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        tqs: *mut i8,
+        td: *mut f32,
+        ts: *mut i32,
     );
 }
 unsafe extern "C" {

@@ -359,6 +359,11 @@ pub struct Q8Acts {
     pub gqs: Vec<i8>,
     pub gd: Vec<f32>,
     pub gs: Vec<i32>,
+    /// The q8g tile arrays (16 blocks per tile): `n` values and `n/32` scales and offsets per
+    /// row.
+    pub tqs: Vec<i8>,
+    pub td: Vec<f32>,
+    pub ts: Vec<i32>,
     /// Whether the q8g arrays match the current rows.
     pub grouped: bool,
 }
@@ -397,11 +402,15 @@ impl Q8Acts {
         self.gqs.resize(rows * n, 0);
         self.gd.resize(rows * n / 8, 0.0);
         self.gs.resize(rows * n / 8, 0);
+        self.tqs.resize(rows * n, 0);
+        self.td.resize(rows * n / QK, 0.0);
+        self.ts.resize(rows * n / QK, 0);
         for r in 0..rows {
             let (b0, b1) = (r * n / QK, (r + 1) * n / QK);
             let (g0, g1) = (r * n / 8, (r + 1) * n / 8);
             // SAFETY: row r's plain arrays hold n values and n/32 blocks, its grouped arrays
-            // n values and n/8 lanes (sized just above), which is what the function touches.
+            // n values and n/8 lanes and its tile arrays n values and n/32 blocks (sized just
+            // above), which is what the two functions touch.
             unsafe {
                 bindings::mk_group_q8a_generic(
                     n,
@@ -411,6 +420,15 @@ impl Q8Acts {
                     self.gqs[r * n..(r + 1) * n].as_mut_ptr(),
                     self.gd[g0..g1].as_mut_ptr(),
                     self.gs[g0..g1].as_mut_ptr(),
+                );
+                bindings::mk_tile_q8a_generic(
+                    n,
+                    self.qs[r * n..(r + 1) * n].as_ptr(),
+                    self.d[b0..b1].as_ptr(),
+                    self.s[b0..b1].as_ptr(),
+                    self.tqs[r * n..(r + 1) * n].as_mut_ptr(),
+                    self.td[b0..b1].as_mut_ptr(),
+                    self.ts[b0..b1].as_mut_ptr(),
                 )
             }
         }
@@ -427,6 +445,9 @@ impl Q8Acts {
             gqs: self.gqs[t * n..].as_ptr(),
             gd: self.gd[g0..].as_ptr(),
             gs: self.gs[g0..].as_ptr(),
+            tqs: self.tqs[t * n..].as_ptr(),
+            td: self.td[b0..].as_ptr(),
+            ts: self.ts[b0..].as_ptr(),
         }
     }
 
@@ -461,6 +482,26 @@ impl Q8Acts {
 }
 
 impl Q8Acts {
+    /// Single-input products of consecutive stored rows (`rows` holds whole rows of `dtype`
+    /// with `n` elements each): `out[i]` = row i · activation row 0. One call per block of
+    /// rows keeps the per-row dispatch out of decode's inner loop.
+    pub fn dot_rows(&self, k: &KernelSet, dtype: DType, rows: &[u8], out: &mut [f32]) {
+        let rb = dtype.bytes_for(self.n).unwrap_or(0);
+        assert!(rb > 0 && rows.len() >= out.len() * rb);
+        if let (DType::Q4_0, Some((g, _)), true) = (dtype, k.q4_0_grouped, self.grouped) {
+            let x = self.q8g_row(0);
+            for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb)) {
+                // SAFETY: `row` is one whole stored Q4_0 row of n elements (asserted above)
+                // and `x` points at activation row 0's plain and grouped arrays.
+                *o = unsafe { g(self.n, row.as_ptr().cast(), &x) };
+            }
+            return;
+        }
+        for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb)) {
+            *o = self.dot(k, dtype, row, 0);
+        }
+    }
+
     /// Dot products of one stored row with activation rows `t0..t0+k` (k ≤ 4), four at a
     /// time where the kernel set has a four-row kernel.
     #[inline]
@@ -545,6 +586,11 @@ pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> Result<f32> {
             dtype.name()
         )));
     }
+    if dtype == DType::F8E4M3 {
+        return Err(Error::InvalidArg(
+            "vec_dot: F8E4M3 has no C kernel (it is computed in Rust, tensor::fp8)".into(),
+        ));
+    }
     let w = bytes.as_ptr();
     // SAFETY: the length check above guarantees `bytes` holds exactly one row of `n`
     // elements of `dtype` and `x` holds `n` floats, and the kernels read only that much.
@@ -575,6 +621,7 @@ pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> Result<f32> {
                     bindings::mk_vec_dot_bf16_f32_generic(n, row.as_ptr(), x.as_ptr())
                 }
             }
+            DType::F8E4M3 => 0.0, // returned above
         })
     }
 }

@@ -6,8 +6,10 @@
 
 use crate::attention::kv_cache::KvCache;
 use crate::attention::mla::{self, AttnPath, MlaScratch};
+use crate::error::Result;
 use crate::model::weights::{Ffn, Mlp, Moe};
 use crate::model::Model;
+use crate::moe::profile::ExpertProfile;
 use crate::moe::router::{self, RouterScratch};
 use crate::ops::{self, rope::Rope};
 use crate::tensor::view::{matmul_multi, MatJob};
@@ -24,6 +26,18 @@ pub struct Scratch {
     ffn: FfnScratch,
 }
 
+impl Scratch {
+    /// Starts counting the routed experts every token chooses (what `moela profile` records).
+    pub fn record_profile(&mut self, profile: ExpertProfile) {
+        self.ffn.profile = Some(profile);
+    }
+
+    /// The profile recorded since [`record_profile`](Self::record_profile).
+    pub fn take_profile(&mut self) -> Option<ExpertProfile> {
+        self.ffn.profile.take()
+    }
+}
+
 #[derive(Default, Debug)]
 struct FfnScratch {
     router_logits: Vec<f32>,
@@ -35,6 +49,18 @@ struct FfnScratch {
     gate: Vec<f32>,
     up: Vec<f32>,
     down: Vec<f32>,
+    /// Experts used by the current layer, in use order.
+    used: Vec<usize>,
+    /// Next-layer prediction: the hidden state normed with that layer's FFN norm, its router
+    /// logits, per expert the tokens predicted to choose it, and the layer predicted for.
+    pred_x: Vec<f32>,
+    pred_logits: Vec<f32>,
+    pred_count: Vec<usize>,
+    pred_list: Vec<usize>,
+    pred_layer: Option<usize>,
+    /// The prediction for the layer after the next.
+    pred_far: Vec<usize>,
+    profile: Option<ExpertProfile>,
 }
 
 fn resize(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -55,7 +81,7 @@ pub fn forward(
     path: AttnPath,
     s: &mut Scratch,
     logits: &mut Vec<f32>,
-) {
+) -> Result<()> {
     let cfg = &model.config;
     let w = &model.weights;
     let (n, h) = (tokens.len(), cfg.hidden_size);
@@ -95,7 +121,7 @@ pub fn forward(
         y.fill(0.0);
         match &layer.ffn {
             Ffn::Dense(m) => mlp_batch(m, xn, n, &mut s.ffn, y),
-            Ffn::Moe(moe) => moe_batch(model, moe, xn, n, &mut s.ffn, y),
+            Ffn::Moe(moe) => moe_batch(model, l, moe, x, xn, n, &mut s.ffn, y)?,
         }
         x.iter_mut().zip(y.iter()).for_each(|(a, b)| *a += b);
     }
@@ -117,6 +143,7 @@ pub fn forward(
     }
     logits.resize(n_out * v, 0.0);
     w.lm_head.matmul(xn, n_out, &mut logits[..n_out * v]);
+    Ok(())
 }
 
 /// `out += down(silu(gate x) * up x)` for `n` tokens.
@@ -133,9 +160,20 @@ fn mlp_batch(m: &Mlp, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) 
 }
 
 /// DeepSeekMoE for `n` tokens: route each token, then run each chosen expert once over all the
-/// tokens routed to it (one matmul per expert) and the shared experts over every token. All
-/// gate/up products of the layer go to the threads as one pass, then all down products.
-fn moe_batch(model: &Model, moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) {
+/// tokens routed to it (one matmul per expert, in expert order so that the sums are the same
+/// whatever the expert budget), plus the shared experts over every token. `resid` is the
+/// residual stream, from which the next layer's experts are predicted for prefetching.
+#[allow(clippy::too_many_arguments)]
+fn moe_batch(
+    model: &Model,
+    layer: usize,
+    moe: &Moe,
+    resid: &[f32],
+    x: &[f32],
+    n: usize,
+    s: &mut FfnScratch,
+    out: &mut [f32],
+) -> Result<()> {
     let cfg = &model.config;
     let h = cfg.hidden_size;
     let ne = cfg.moe.n_routed_experts;
@@ -155,8 +193,78 @@ fn moe_batch(model: &Model, moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, 
         );
         for &(e, wgt) in &s.chosen {
             s.assignments[e].push((t, wgt));
+            if let Some(p) = s.profile.as_mut() {
+                p.record(layer, e);
+            }
         }
     }
+    s.used.clear();
+    s.used
+        .extend((0..ne).filter(|&e| !s.assignments[e].is_empty()));
+    let store = model.experts.as_ref();
+    if let Some(store) = store {
+        if s.pred_layer == Some(layer) {
+            let overlap = s.used.iter().filter(|&&e| s.pred_count[e] > 0).count();
+            store.record_prediction(s.pred_list.len(), s.used.len(), overlap);
+        }
+        s.pred_layer = None;
+        store.read_ahead(layer, &s.used);
+        if store.prefetch_enabled() {
+            // The farther layer first (its list is kept aside), so that the next layer's
+            // prediction stays in `s` for the counters and is queued first.
+            let far = layer + PREFETCH_DEPTH;
+            s.pred_far.clear();
+            if PREFETCH_DEPTH > 1 && predict(model, far, resid, n, s) {
+                s.pred_far.extend_from_slice(&s.pred_list);
+            }
+            if predict(model, layer + 1, resid, n, s) {
+                s.pred_layer = Some(layer + 1);
+                store.prefetch(layer + 1, &s.pred_list, true);
+            }
+            if !s.pred_far.is_empty() {
+                store.prefetch(far, &s.pred_far, false);
+            }
+        }
+    }
+    if let Some(store) = store {
+        // One expert at a time: each holds a slot of the budget only while it runs.
+        for i in 0..s.used.len() {
+            let e = s.used[i];
+            let guard = store.acquire(layer, e)?;
+            let expert: &Mlp = &guard;
+            let m = s.assignments[e].len();
+            let xs = resize(&mut s.gathered, m * h);
+            for (i, &(t, _)) in s.assignments[e].iter().enumerate() {
+                xs[i * h..(i + 1) * h].copy_from_slice(&x[t * h..(t + 1) * h]);
+            }
+            let inter = expert.inter();
+            let g = resize(&mut s.gate, m * inter);
+            let u = resize(&mut s.up, m * inter);
+            expert.gate.matmul(xs, m, g);
+            expert.up.matmul(xs, m, u);
+            ops::silu_mul(g, u);
+            let d = resize(&mut s.down, m * h);
+            expert.down.matmul(g, m, d);
+            for (i, &(t, wgt)) in s.assignments[e].iter().enumerate() {
+                ops::axpy(wgt, &d[i * h..(i + 1) * h], &mut out[t * h..(t + 1) * h]);
+            }
+        }
+        if let Some(shared) = &moe.shared {
+            mlp_batch(shared, x, n, s, out);
+        }
+        return Ok(());
+    }
+    run_experts_together(moe, x, n, s, out);
+    Ok(())
+}
+
+/// The chosen experts (in expert order) and the shared experts of one layer, all resident:
+/// every gate/up product goes to the threads as one pass, then every down product. The sums
+/// into `out` happen in the same order as the one-expert-at-a-time path, so both give the
+/// same bits.
+fn run_experts_together(moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) {
+    let ne = moe.experts.len();
+    let h = x.len() / n;
     // The MLPs to run: each chosen expert over its tokens, then the shared experts over all.
     // An expert that every token chose (always so in decode) reads `x` itself, so the layer's
     // input is quantized once for all of them.
@@ -259,4 +367,51 @@ fn moe_batch(model: &Model, moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, 
         }
         off += m * h;
     }
+}
+
+/// How many MoE layers ahead experts are predicted and read: the next layer's prediction is
+/// the better one, the one after gives the I/O thread work while the next layer's misses are
+/// not known yet.
+const PREFETCH_DEPTH: usize = 2;
+
+/// Predicts the experts of layer `target` (when it is a MoE layer) by applying its FFN norm
+/// and router to the current residual stream, which changes little from one layer to the
+/// next. Leaves the predicted experts, most requested first, in `s.pred_list`; false when
+/// `target` is not a MoE layer.
+fn predict(model: &Model, target: usize, resid: &[f32], n: usize, s: &mut FfnScratch) -> bool {
+    let cfg = &model.config;
+    let Some(next) = model.weights.layers.get(target) else {
+        return false;
+    };
+    let Ffn::Moe(moe) = &next.ffn else {
+        return false;
+    };
+    let (h, ne) = (cfg.hidden_size, cfg.moe.n_routed_experts);
+    let xn = resize(&mut s.pred_x, (n + 1) * h);
+    let (nw, xn) = xn.split_at_mut(h);
+    next.ffn_norm.row_f32(0, nw);
+    for (xi, xo) in resid.chunks_exact(h).zip(xn.chunks_exact_mut(h)) {
+        ops::rms_norm(xi, nw, cfg.rms_norm_eps, xo);
+    }
+    let rl = resize(&mut s.pred_logits, n * ne);
+    moe.router.matmul(xn, n, rl);
+    s.pred_count.clear();
+    s.pred_count.resize(ne, 0);
+    for t in 0..n {
+        router::route(
+            &cfg.moe,
+            &rl[t * ne..(t + 1) * ne],
+            moe.score_bias.as_deref(),
+            &mut s.router,
+            &mut s.chosen,
+        );
+        for &(e, _) in &s.chosen {
+            s.pred_count[e] += 1;
+        }
+    }
+    s.pred_list.clear();
+    s.pred_list.extend((0..ne).filter(|&e| s.pred_count[e] > 0));
+    let count = &s.pred_count;
+    s.pred_list.sort_by_key(|&e| std::cmp::Reverse(count[e]));
+    true
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::config::DeepSeekConfig;
 use crate::error::{Error, Result};
 use crate::format::{gguf::GgufFile, hf_config, safetensors::HfCheckpoint};
+use crate::moe::experts::{ExpertParams, ExpertStats, ExpertStore, SourceFile};
 use crate::tokenizer::Tokenizer;
 use source::TensorIndex;
 use weights::Weights;
@@ -35,6 +36,24 @@ fn watch(path: &Path, map_len: usize) -> Result<(PathBuf, std::fs::File, u64)> {
     Ok((path.to_path_buf(), file, len))
 }
 
+/// Options of [`Model::load_with`].
+#[derive(Clone, Debug, Default)]
+pub struct ModelParams {
+    /// Where routed experts live: by default in the file mapping like every weight; with a
+    /// budget, in a bounded cache (docs/OFFLOADING.md).
+    pub experts: ExpertParams,
+}
+
+/// The mapping of `path` as a source of expert reads.
+fn source(path: &Path, map: &memmap2::Mmap) -> Result<SourceFile> {
+    Ok(SourceFile {
+        path: path.to_path_buf(),
+        file: std::fs::File::open(path).map_err(|e| Error::io(path, e))?,
+        map_base: map.as_ptr() as usize,
+        map_len: map.len(),
+    })
+}
+
 /// An immutable, loaded model. `Send + Sync`: share one between threads, give each thread its
 /// own [`crate::Session`].
 pub struct Model {
@@ -51,18 +70,27 @@ pub struct Model {
     /// Every memory-mapped file: its path, an open handle to the same inode and the length
     /// it had when mapped (see [`Model::check_files`]).
     mapped: Vec<(PathBuf, std::fs::File, u64)>,
+    /// The routed-expert cache when the model runs under an expert budget.
+    pub experts: Option<ExpertStore>,
 }
 
 impl Model {
     /// Opens a `.gguf` file or a Hugging Face directory (`config.json` + safetensors).
     /// Reads headers only; weights stay in the mapping until used.
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        Model::load_with(path, &ModelParams::default())
+    }
+
+    /// [`load`](Self::load) with options (an expert budget).
+    pub fn load_with(path: impl AsRef<Path>, params: &ModelParams) -> Result<Model> {
         let path = path.as_ref();
+        let k = |cfg: &DeepSeekConfig| cfg.moe.experts_per_tok;
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.is_dir() {
             let cfg = hf_config::read_config(&path.join("config.json"))?;
             let ckpt = HfCheckpoint::open_dir(path)?;
-            let tensors = TensorIndex::from_hf(&ckpt);
+            let fp8 = hf_config::read_quantization(&path.join("config.json"))?;
+            let tensors = TensorIndex::from_hf(&ckpt, fp8);
             let weights = Weights::from_hf(&tensors, &cfg)?;
             let mapped = ckpt
                 .files
@@ -74,6 +102,12 @@ impl Model {
             } else {
                 None
             };
+            let sources = ckpt
+                .files
+                .iter()
+                .map(|f| source(&f.path, &f.map))
+                .collect::<Result<_>>()?;
+            let experts = ExpertStore::new(&weights, sources, k(&cfg), &params.experts)?;
             Ok(Model {
                 config: cfg,
                 weights,
@@ -83,6 +117,7 @@ impl Model {
                 gguf: None,
                 tokenizer,
                 mapped,
+                experts,
             })
         } else {
             let file = GgufFile::open(path)?;
@@ -90,6 +125,12 @@ impl Model {
             let cfg = gguf_names::config_from_gguf(&file, &tensors)?;
             let weights = Weights::from_gguf(&tensors, &cfg)?;
             let tokenizer = tokenizer_gguf::tokenizer_from_gguf(&file)?;
+            let experts = ExpertStore::new(
+                &weights,
+                vec![source(path, &file.map)?],
+                k(&cfg),
+                &params.experts,
+            )?;
             Ok(Model {
                 config: cfg,
                 weights,
@@ -99,6 +140,7 @@ impl Model {
                 mapped: vec![watch(path, file.map.len())?],
                 gguf: Some(file),
                 tokenizer,
+                experts,
             })
         }
     }
@@ -130,6 +172,34 @@ impl Model {
             }
         }
         Ok(())
+    }
+
+    /// Counters of the routed-expert cache (`enabled` false, with the routed-expert bytes,
+    /// when the model runs without an expert budget).
+    pub fn expert_stats(&self) -> ExpertStats {
+        match &self.experts {
+            Some(s) => s.stats(),
+            None => {
+                let routed = crate::moe::experts::routed_expert_bytes(&self.weights);
+                ExpertStats {
+                    routed_expert_bytes: routed,
+                    resident_bytes: routed,
+                    ..Default::default()
+                }
+            }
+        }
+    }
+
+    /// Bytes of every weight that stays resident whatever the expert budget: all tensors but
+    /// the routed experts.
+    pub fn resident_weight_bytes(&self) -> u64 {
+        let all: u64 = self
+            .tensors
+            .tensors
+            .iter()
+            .map(|t| t.n_bytes() as u64)
+            .sum();
+        all.saturating_sub(crate::moe::experts::routed_expert_bytes(&self.weights))
     }
 
     /// Bytes of the tensors one decoded token reads (attention, dense/shared FFNs, the

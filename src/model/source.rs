@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::format::gguf::GgufFile;
+use crate::format::hf_config::Fp8Quant;
 use crate::format::safetensors::HfCheckpoint;
 use crate::tensor::dtype::ggml_type_name;
 use crate::tensor::view::Backing;
@@ -45,6 +46,12 @@ pub struct TensorIndex {
     /// In file order (for `inspect`).
     pub tensors: Vec<RawTensor>,
     by_name: HashMap<String, usize>,
+    /// Block shape of FP8 weights' `_scale_inv` grids (HF FP8 checkpoints).
+    fp8_block: (usize, usize),
+    /// GGUF layers whose routed experts are split into groups by type: layer → group of each
+    /// expert (`moela.blk.N.expert_group`, docs/FORMAT.md §8). Malformed values are kept as
+    /// None and reported by the loader.
+    pub expert_groups: HashMap<usize, Option<Vec<u32>>>,
 }
 
 impl TensorIndex {
@@ -58,6 +65,8 @@ impl TensorIndex {
             path,
             tensors,
             by_name,
+            fp8_block: (128, 128),
+            expert_groups: HashMap::new(),
         }
     }
 
@@ -76,10 +85,25 @@ impl TensorIndex {
                 range: t.data.clone(),
             })
             .collect();
-        TensorIndex::new(file.path.clone(), tensors)
+        let mut ix = TensorIndex::new(file.path.clone(), tensors);
+        for (k, v) in &file.metadata {
+            let layer = k
+                .strip_prefix("moela.blk.")
+                .and_then(|r| r.strip_suffix(".expert_group"))
+                .and_then(|l| l.parse::<usize>().ok());
+            if let Some(l) = layer {
+                let groups = match v {
+                    crate::format::gguf::GgufValue::Array(a) => a.as_u32s().map(|c| c.into_owned()),
+                    _ => None,
+                };
+                ix.expert_groups.insert(l, groups);
+            }
+        }
+        ix
     }
 
-    pub fn from_hf(ckpt: &HfCheckpoint) -> Self {
+    /// An HF checkpoint's tensors; `fp8` is its `quantization_config` (block scale shape).
+    pub fn from_hf(ckpt: &HfCheckpoint, fp8: Option<Fp8Quant>) -> Self {
         let mut tensors = Vec::new();
         for f in &ckpt.files {
             let backing = Backing::Map(f.map.clone());
@@ -88,6 +112,7 @@ impl TensorIndex {
                     "F32" => Ok(DType::F32),
                     "F16" => Ok(DType::F16),
                     "BF16" => Ok(DType::BF16),
+                    "F8_E4M3" => Ok(DType::F8E4M3),
                     other => Err(other.to_string()),
                 };
                 tensors.push(RawTensor {
@@ -99,7 +124,11 @@ impl TensorIndex {
                 });
             }
         }
-        TensorIndex::new(ckpt.dir.clone(), tensors)
+        let mut ix = TensorIndex::new(ckpt.dir.clone(), tensors);
+        if let Some(q) = fp8 {
+            ix.fp8_block = q.block;
+        }
+        ix
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -140,7 +169,8 @@ impl TensorIndex {
         })?;
         let cols = *shape.last().unwrap_or(&1);
         let rows = shape[..shape.len().saturating_sub(1)].iter().product();
-        TensorView::new(dtype, rows, cols, t.backing.clone(), t.range.clone()).ok_or_else(|| {
+        let view = TensorView::new(dtype, rows, cols, t.backing.clone(), t.range.clone())
+            .ok_or_else(|| {
             Error::format(
                 &self.path,
                 format!(
@@ -149,6 +179,37 @@ impl TensorIndex {
                     shape,
                     dtype.name()
                 ),
+            )
+            })?;
+        if dtype == DType::F8E4M3 {
+            return self.attach_fp8_scales(name, view);
+        }
+        Ok(view)
+    }
+
+    /// DeepSeek's FP8 layout: weight `name` has an F32 companion `<name>_scale_inv` with one
+    /// scale per `fp8_block` block (edge blocks may be partial).
+    fn attach_fp8_scales(&self, name: &str, view: TensorView) -> Result<TensorView> {
+        let sname = format!("{name}_scale_inv");
+        let (br, bc) = self.fp8_block;
+        let grid = [view.rows.div_ceil(br), view.cols.div_ceil(bc)];
+        if !self.contains(&sname) {
+            return Err(Error::format(
+                &self.path,
+                format!("tensor '{name}' is F8_E4M3 but its block scales '{sname}' are missing"),
+            ));
+        }
+        let scales = self.get(&sname, &grid)?;
+        if scales.dtype != DType::F32 {
+            return Err(Error::format(
+                &self.path,
+                format!("tensor '{sname}' must be F32, is {}", scales.dtype.name()),
+            ));
+        }
+        view.with_block_scales(&scales, (br, bc)).ok_or_else(|| {
+            Error::format(
+                &self.path,
+                format!("tensor '{sname}' does not fit '{name}'"),
             )
         })
     }

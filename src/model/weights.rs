@@ -61,6 +61,15 @@ impl HeadProj {
             self.stored.matmul(x, n, out)
         }
     }
+    /// `out[t] = Mᵀ x[t]` for `n` inputs of head dim stored back to back (`out` is
+    /// `[n, kv_lora]`).
+    pub fn apply_t_batch(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        if self.transposed {
+            self.stored.matmul(x, n, out)
+        } else {
+            self.stored.matmul_t(x, n, out)
+        }
+    }
     /// `out = Mᵀ x` (x: head dim → out: kv_lora).
     pub fn apply_t(&self, x: &[f32], out: &mut [f32]) {
         if self.transposed {
@@ -212,6 +221,58 @@ fn slice_experts(t: &TensorView, n: usize, rows: usize) -> Vec<TensorView> {
         .collect()
 }
 
+/// Routed experts of a layer stored in groups by type (moela's extension, docs/FORMAT.md §8):
+/// group g's experts, in ascending id order, are stacked in `blk.N.ffn_*_exps[.gG].weight`
+/// (no suffix for group 0); `groups[e]` is expert e's group.
+fn grouped_experts(
+    ix: &TensorIndex,
+    layer: usize,
+    groups: Option<&[u32]>,
+    ne: usize,
+    inter: usize,
+    h: usize,
+) -> Result<Vec<Mlp>> {
+    let key = format!("moela.blk.{layer}.expert_group");
+    let bad = |msg: String| crate::error::Error::format(&ix.path, format!("{key}: {msg}"));
+    let groups = groups.ok_or_else(|| bad("not an array of unsigned integers".into()))?;
+    if groups.len() != ne {
+        return Err(bad(format!("{} entries for {ne} experts", groups.len())));
+    }
+    let n_groups = groups.iter().map(|&g| g as usize + 1).max().unwrap_or(0);
+    if let Some(g) = (0..n_groups).find(|&g| !groups.iter().any(|&x| x as usize == g)) {
+        return Err(bad(format!("group {g} has no experts")));
+    }
+    let mut experts: Vec<Option<Mlp>> = vec![None; ne];
+    for g in 0..n_groups {
+        let members: Vec<usize> = (0..ne).filter(|&e| groups[e] as usize == g).collect();
+        let n = members.len();
+        let name = |what: &str| {
+            let base = format!("blk.{layer}.{what}");
+            if g == 0 {
+                format!("{base}.weight")
+            } else {
+                format!("{base}.g{g}.weight")
+            }
+        };
+        let gate = ix.get(&name("ffn_gate_exps"), &[n, inter, h])?;
+        let up = ix.get(&name("ffn_up_exps"), &[n, inter, h])?;
+        let down = ix.get(&name("ffn_down_exps"), &[n, h, inter])?;
+        for (((e, gate), up), down) in members
+            .iter()
+            .zip(slice_experts(&gate, n, inter))
+            .zip(slice_experts(&up, n, inter))
+            .zip(slice_experts(&down, n, h))
+        {
+            experts[*e] = Some(Mlp { gate, up, down });
+        }
+    }
+    // Every expert is in exactly one non-empty group, so all are filled.
+    experts
+        .into_iter()
+        .map(|m| m.ok_or_else(|| bad("an expert has no group".into())))
+        .collect()
+}
+
 impl Weights {
     /// Hugging Face layout: DeepSeek's own names, one tensor per expert, kv_b not split.
     pub fn from_hf(ix: &TensorIndex, cfg: &DeepSeekConfig) -> Result<Weights> {
@@ -334,15 +395,20 @@ impl Weights {
             let ffn = if cfg.is_moe_layer(l) {
                 let m = &cfg.moe;
                 let (ne, inter) = (m.n_routed_experts, cfg.moe_intermediate_size);
-                let gate = ix.get(&p("ffn_gate_exps.weight"), &[ne, inter, h])?;
-                let up = ix.get(&p("ffn_up_exps.weight"), &[ne, inter, h])?;
-                let down = ix.get(&p("ffn_down_exps.weight"), &[ne, h, inter])?;
-                let experts = slice_experts(&gate, ne, inter)
-                    .into_iter()
-                    .zip(slice_experts(&up, ne, inter))
-                    .zip(slice_experts(&down, ne, h))
-                    .map(|((gate, up), down)| Mlp { gate, up, down })
-                    .collect();
+                let experts = match ix.expert_groups.get(&l) {
+                    None => {
+                        let gate = ix.get(&p("ffn_gate_exps.weight"), &[ne, inter, h])?;
+                        let up = ix.get(&p("ffn_up_exps.weight"), &[ne, inter, h])?;
+                        let down = ix.get(&p("ffn_down_exps.weight"), &[ne, h, inter])?;
+                        slice_experts(&gate, ne, inter)
+                            .into_iter()
+                            .zip(slice_experts(&up, ne, inter))
+                            .zip(slice_experts(&down, ne, h))
+                            .map(|((gate, up), down)| Mlp { gate, up, down })
+                            .collect()
+                    }
+                    Some(groups) => grouped_experts(ix, l, groups.as_deref(), ne, inter, h)?,
+                };
                 let sh = inter * m.n_shared_experts;
                 Ffn::Moe(Moe {
                     router: ix.get(&p("ffn_gate_inp.weight"), &[ne, h])?,

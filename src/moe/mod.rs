@@ -1,3 +1,5 @@
-//! DeepSeekMoE: routing tokens to experts.
+//! DeepSeekMoE: routing tokens to experts, and where the routed experts' weights live.
+pub mod cache;
+pub mod experts;
 pub mod profile;
 pub mod router;

@@ -14,9 +14,14 @@ pub enum DType {
     Q4_K,
     Q5_K,
     Q6_K,
+    /// FP8 e4m3fn, 1 byte per element: DeepSeek-V3/R1's native safetensors weights (with
+    /// 128×128 block scales held by the view, see `tensor::fp8`). Load-only: there is no GGUF
+    /// type for it, so it is not in [`DType::ALL`] and not accepted as a conversion target.
+    F8E4M3,
 }
 
 impl DType {
+    /// The GGUF types (every type a file can store and `--type` can name).
     pub const ALL: [DType; 8] = [
         DType::F32,
         DType::F16,
@@ -28,7 +33,8 @@ impl DType {
         DType::Q6_K,
     ];
 
-    /// The `ggml_type` id used in GGUF tensor infos.
+    /// The `ggml_type` id used in GGUF tensor infos ([`NO_GGML_TYPE`] for F8E4M3, which
+    /// GGUF cannot store).
     pub fn ggml_type(self) -> u32 {
         match self {
             DType::F32 => 0,
@@ -39,6 +45,7 @@ impl DType {
             DType::Q5_K => 13,
             DType::Q6_K => 14,
             DType::BF16 => 30,
+            DType::F8E4M3 => NO_GGML_TYPE,
         }
     }
 
@@ -48,7 +55,7 @@ impl DType {
 
     pub fn block_size(self) -> usize {
         match self {
-            DType::F32 | DType::F16 | DType::BF16 => 1,
+            DType::F32 | DType::F16 | DType::BF16 | DType::F8E4M3 => 1,
             DType::Q8_0 | DType::Q4_0 => 32,
             DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
         }
@@ -63,6 +70,7 @@ impl DType {
             DType::Q4_K => 144,
             DType::Q5_K => 176,
             DType::Q6_K => 210,
+            DType::F8E4M3 => 1,
         }
     }
 
@@ -94,6 +102,7 @@ impl DType {
             DType::Q4_K => "q4_k",
             DType::Q5_K => "q5_k",
             DType::Q6_K => "q6_k",
+            DType::F8E4M3 => "f8_e4m3",
         }
     }
 
@@ -102,6 +111,9 @@ impl DType {
         DType::ALL.into_iter().find(|d| d.name() == s)
     }
 }
+
+/// Stands for "no ggml type" (never a valid id: ggml's ids are small).
+pub const NO_GGML_TYPE: u32 = u32::MAX;
 
 /// Human-readable name of any ggml type id, for error messages about types moela lacks.
 pub fn ggml_type_name(t: u32) -> String {

@@ -1,5 +1,6 @@
 //! Tensor element types, quantized block formats and typed views over mapped bytes.
 pub mod dtype;
+pub mod fp8;
 pub mod kquant;
 pub mod quant;
 pub mod view;

@@ -24,6 +24,8 @@
 use crate::error::{Error, Result};
 use crate::tensor::dtype::DType;
 use crate::tensor::kquant;
+
+use crate::tensor::fp8;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
 use half::{bf16, f16};
 
@@ -162,6 +164,13 @@ pub fn quantize_row(dtype: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
             }
         }
         DType::Q4_K | DType::Q5_K | DType::Q6_K => kquant::quantize_row(dtype, x, out),
+
+        // Plain nearest-value encoding, without block scales (those belong to the view).
+        DType::F8E4M3 => {
+            for (o, v) in out.iter_mut().zip(x) {
+                *o = fp8::f32_to_e4m3(*v);
+            }
+        }
     }
     Ok(())
 }
@@ -278,6 +287,8 @@ pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) {
             }
         }
         DType::Q4_K | DType::Q5_K | DType::Q6_K => kquant::dequantize_row(dtype, bytes, out),
+
+        DType::F8E4M3 => fp8::dequantize(bytes, out),
     }
 }
 
@@ -302,6 +313,8 @@ pub fn dot_row(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
         DType::Q8_0 => dot_q8_0(bytes, x),
         DType::Q4_0 => dot_q4_0(bytes, x),
         DType::Q4_K | DType::Q5_K | DType::Q6_K => kquant::dot_row(dtype, bytes, x),
+
+        DType::F8E4M3 => fp8::dot(bytes, x),
     }
 }
 
@@ -508,6 +521,8 @@ pub fn axpy_row(dtype: DType, bytes: &[u8], a: f32, y: &mut [f32]) {
         DType::Q8_0 => axpy_q8_0(bytes, a, y),
         DType::Q4_0 => axpy_q4_0(bytes, a, y),
         DType::Q4_K | DType::Q5_K | DType::Q6_K => kquant::axpy_row(dtype, bytes, a, y),
+
+        DType::F8E4M3 => fp8::axpy(bytes, a, y),
     }
 }
 
@@ -777,6 +792,8 @@ mod tests {
                                 q + 8.0 * (d - d16).abs()
                             }
                             DType::Q4_K | DType::Q5_K | DType::Q6_K => unreachable!(),
+
+                            other => panic!("no error bound stated for {other:?}"),
                         };
                         assert!(
                             err <= bound * 1.0001,

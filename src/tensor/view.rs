@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use crate::kernels::{self, Q8Acts};
 
 use super::dtype::DType;
-use super::quant;
+use super::{fp8, quant};
 
 /// Where a tensor's bytes live.
 #[derive(Clone, Debug)]
@@ -40,6 +40,33 @@ pub struct TensorView {
     pub cols: usize,
     backing: Backing,
     range: Range<usize>,
+    /// 2-D block scales (DeepSeek's FP8 `weight_scale_inv`); None for self-contained types.
+    scales: Option<Arc<BlockScales>>,
+    /// Where this view's first row lies in the tensor the scale grid describes (sub-views).
+    scale_row0: usize,
+}
+
+/// The f32 scale grid of a block-scaled tensor: `[⌈R/block_rows⌉, ⌈C/block_cols⌉]` for the
+/// whole stored tensor of R rows, kept in the mapping (read on use). Element (r, c) of the
+/// tensor is `value · grid[r / block_rows][c / block_cols]`.
+#[derive(Debug)]
+struct BlockScales {
+    backing: Backing,
+    range: Range<usize>,
+    grid_cols: usize,
+    block_rows: usize,
+    block_cols: usize,
+}
+
+impl BlockScales {
+    /// The scale row (little-endian f32 bytes) of row `r` of the stored tensor.
+    #[inline]
+    fn row(&self, r: usize) -> &[u8] {
+        let rb = self.grid_cols * 4;
+        let g = r / self.block_rows;
+        let start = self.range.start + g * rb;
+        &self.backing.as_slice()[start..start + rb]
+    }
 }
 
 impl TensorView {
@@ -63,7 +90,52 @@ impl TensorView {
             cols,
             backing,
             range,
+            scales: None,
+            scale_row0: 0,
         })
+    }
+
+    /// Attaches 2-D block scales: `scales` is an F32 view of shape
+    /// `[⌈rows/block.0⌉, ⌈cols/block.1⌉]` (partial blocks at the edges count as blocks).
+    /// Returns None when the shapes disagree, the scales are not F32, or a block is empty.
+    pub fn with_block_scales(
+        mut self,
+        scales: &TensorView,
+        block: (usize, usize),
+    ) -> Option<TensorView> {
+        let (br, bc) = block;
+        if br == 0
+            || bc == 0
+            || scales.dtype != DType::F32
+            || scales.scales.is_some()
+            || scales.rows != self.rows.div_ceil(br)
+            || scales.cols != self.cols.div_ceil(bc)
+        {
+            return None;
+        }
+        self.scales = Some(Arc::new(BlockScales {
+            backing: scales.backing.clone(),
+            range: scales.range.clone(),
+            grid_cols: scales.cols,
+            block_rows: br,
+            block_cols: bc,
+        }));
+        self.scale_row0 = 0;
+        Some(self)
+    }
+
+    /// Whether values need a block scale from outside the row (FP8 with `weight_scale_inv`).
+    pub fn is_block_scaled(&self) -> bool {
+        self.scales.is_some()
+    }
+
+    /// Dot product of stored row `r` (its bytes `row`) with `x`.
+    #[inline]
+    fn dot_row_at(&self, r: usize, row: &[u8], x: &[f32]) -> f32 {
+        match &self.scales {
+            Some(s) => fp8::dot_scaled(row, s.row(self.scale_row0 + r), s.block_cols, x),
+            None => quant::dot_row(self.dtype, row, x),
+        }
     }
 
     /// An in-memory tensor (tests, converted data).
@@ -96,11 +168,23 @@ impl TensorView {
             cols,
             backing: Backing::Owned(Arc::new(bytes)),
             range: 0..len,
+            scales: None,
+            scale_row0: 0,
         })
     }
 
     pub fn bytes(&self) -> &[u8] {
         &self.backing.as_slice()[self.range.clone()]
+    }
+
+    /// The address of the memory mapping holding this view's bytes and their byte range in
+    /// it (None for bytes in memory). A mapping covers its whole file, so the range is also
+    /// the file offset.
+    pub fn map_location(&self) -> Option<(usize, Range<usize>)> {
+        match &self.backing {
+            Backing::Map(m) => Some((m.as_ptr() as usize, self.range.clone())),
+            Backing::Owned(_) => None,
+        }
     }
 
     pub fn row_bytes(&self) -> usize {
@@ -136,11 +220,17 @@ impl TensorView {
             cols: self.cols,
             backing: self.backing.clone(),
             range: begin..begin + n * rb,
+            scales: self.scales.clone(),
+            scale_row0: self.scale_row0 + start,
         })
     }
 
     /// The same bytes seen as `rows` × `cols` (same element count, whole blocks per row).
+    /// Block-scaled views cannot be reshaped (the scale grid would not follow).
     pub fn reshape(&self, rows: usize, cols: usize) -> Option<TensorView> {
+        if self.scales.is_some() {
+            return None;
+        }
         TensorView::new(
             self.dtype,
             rows,
@@ -152,7 +242,15 @@ impl TensorView {
 
     /// Row `i` as f32.
     pub fn row_f32(&self, i: usize, out: &mut [f32]) {
-        quant::dequantize_row(self.dtype, self.row(i), &mut out[..self.cols]);
+        match &self.scales {
+            Some(s) => fp8::dequantize_scaled(
+                self.row(i),
+                s.row(self.scale_row0 + i),
+                s.block_cols,
+                &mut out[..self.cols],
+            ),
+            None => quant::dequantize_row(self.dtype, self.row(i), &mut out[..self.cols]),
+        }
     }
 
     /// All elements as f32 (for small tensors: norms, biases, tests).
@@ -177,7 +275,11 @@ impl TensorView {
         let rb = self.row_bytes();
         let bytes = self.bytes();
         for (r, &a) in x.iter().enumerate() {
-            quant::axpy_row(self.dtype, &bytes[r * rb..(r + 1) * rb], a, out);
+            let row = &bytes[r * rb..(r + 1) * rb];
+            match &self.scales {
+                Some(s) => fp8::axpy_scaled(row, s.row(self.scale_row0 + r), s.block_cols, a, out),
+                None => quant::axpy_row(self.dtype, row, a, out),
+            }
         }
     }
 
@@ -215,22 +317,46 @@ impl TensorView {
     pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         debug_assert_eq!(x.len(), n * self.cols);
         debug_assert_eq!(out.len(), n * self.rows);
+        if let (Some(s), true) = (&self.scales, n > 1) {
+            // Block-scaled FP8 with several inputs: decode each row once per group of inputs.
+            let cols = self.cols;
+            return self.for_each_row(n, out, |r, row, t0, count| {
+                let mut v = [0.0f32; 4];
+                let scales = s.row(self.scale_row0 + r);
+                let mut work = |w: &mut Vec<f32>| {
+                    w.resize(cols, 0.0);
+                    fp8::dequantize_scaled(row, scales, s.block_cols, w);
+                    for (i, o) in v.iter_mut().enumerate().take(count) {
+                        *o = fp8::dot_f32(w, &x[(t0 + i) * cols..(t0 + i + 1) * cols]);
+                    }
+                };
+                FP8_ROW.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut w) => work(&mut w),
+                    Err(_) => work(&mut Vec::new()),
+                });
+                v
+            });
+        }
         if !self.dtype.is_quantized() {
             let cols = self.cols;
-            return self.for_each_row(n, out, |row, t0, count| {
+            return self.for_each_row(n, out, |r, row, t0, count| {
                 let mut v = [0.0f32; 4];
                 for (i, o) in v.iter_mut().enumerate().take(count) {
-                    *o = quant::dot_row(self.dtype, row, &x[(t0 + i) * cols..(t0 + i + 1) * cols]);
+                    *o = self.dot_row_at(r, row, &x[(t0 + i) * cols..(t0 + i + 1) * cols]);
                 }
                 v
             });
+        }
+        if n == 1 {
+            // Decode: blocks of rows per kernel call (see `Q8Acts::dot_rows`).
+            return matmul_multi(&mut [MatJob { w: self, x, n, out }]);
         }
         let k = kernels::active();
         ACTS.with(|cell| match cell.try_borrow_mut() {
             Ok(mut acts) => {
                 acts.quantize(x, self.cols);
                 let acts: &Q8Acts = &acts;
-                self.for_each_row(n, out, |row, t0, c| {
+                self.for_each_row(n, out, |_, row, t0, c| {
                     acts.dot_upto4(k, self.dtype, row, t0, c)
                 });
             }
@@ -239,7 +365,7 @@ impl TensorView {
             Err(_) => {
                 let mut acts = Q8Acts::default();
                 acts.quantize(x, self.cols);
-                self.for_each_row(n, out, |row, t0, c| {
+                self.for_each_row(n, out, |_, row, t0, c| {
                     acts.dot_upto4(k, self.dtype, row, t0, c)
                 });
             }
@@ -252,7 +378,7 @@ impl TensorView {
         range: Range<usize>,
         n: usize,
         put: &mut dyn FnMut(usize, f32),
-        f: impl Fn(&[u8], usize, usize) -> [f32; 4],
+        f: impl Fn(usize, &[u8], usize, usize) -> [f32; 4],
     ) {
         let (rows, rb) = (self.rows, self.row_bytes());
         let bytes = self.bytes();
@@ -261,7 +387,7 @@ impl TensorView {
             let mut t0 = 0;
             while t0 < n {
                 let count = (n - t0).min(4);
-                let v = f(row, t0, count);
+                let v = f(r, row, t0, count);
                 for (i, &val) in v.iter().enumerate().take(count) {
                     put((t0 + i) * rows + r, val);
                 }
@@ -270,14 +396,14 @@ impl TensorView {
         }
     }
 
-    /// `out[t * rows + r]` for every row r and input t, where `f(row, t0, count)` returns the
+    /// `out[t * rows + r]` for every row r and input t, where `f(r, row, t0, count)` returns the
     /// values for inputs `t0..t0+count` (count ≤ 4). Rows are split across threads when the
     /// product is big enough to pay for the hand-off.
     fn for_each_row(
         &self,
         n: usize,
         out: &mut [f32],
-        f: impl Fn(&[u8], usize, usize) -> [f32; 4] + Sync,
+        f: impl Fn(usize, &[u8], usize, usize) -> [f32; 4] + Sync,
     ) {
         let rows = self.rows;
         let rb = self.row_bytes();
@@ -288,7 +414,7 @@ impl TensorView {
             let mut t0 = 0;
             while t0 < n {
                 let count = (n - t0).min(4);
-                let v = f(row, t0, count);
+                let v = f(r, row, t0, count);
                 for (i, &val) in v.iter().enumerate().take(count) {
                     put((t0 + i) * rows + r, val);
                 }
@@ -343,6 +469,7 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
         };
         // acts[i]: index into `pool` of job i's quantized input (None: f32 weights).
         let mut acts: Vec<Option<usize>> = Vec::with_capacity(jobs.len());
+        let mut inputs: Vec<(&[f32], usize)> = Vec::with_capacity(jobs.len());
         let mut used = 0;
         for i in 0..jobs.len() {
             if !jobs[i].w.dtype.is_quantized() {
@@ -361,9 +488,17 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
             if pool.len() <= used {
                 pool.push(Q8Acts::default());
             }
-            pool[used].quantize(jobs[i].x, jobs[i].w.cols);
+            inputs.push((jobs[i].x, jobs[i].w.cols));
             acts.push(Some(used));
             used += 1;
+        }
+        // Quantize the distinct inputs (in parallel when there is enough of them: prefill).
+        let in_elems: usize = inputs.iter().map(|(x, _)| x.len()).sum();
+        let quantize = |(a, &(x, cols)): (&mut Q8Acts, &(&[f32], usize))| a.quantize(x, cols);
+        if kernels::threads() > 1 && used > 1 && in_elems >= PARALLEL_MIN_WORK {
+            pool[..used].par_iter_mut().zip(&inputs).for_each(quantize);
+        } else {
+            pool[..used].iter_mut().zip(&inputs).for_each(quantize);
         }
         let pool: &Vec<Q8Acts> = pool;
         let total: usize = jobs.iter().map(|j| j.w.rows * j.w.cols * j.n).sum();
@@ -398,19 +533,37 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
                 unsafe { *out.0.add(idx) = v }
             };
             match acts[i] {
+                Some(a) if n == 1 => {
+                    let mut vals = [0.0f32; 64];
+                    let rb = w.row_bytes();
+                    let mut r = r0;
+                    while r < r1 {
+                        let m = (r1 - r).min(vals.len());
+                        pool[a].dot_rows(
+                            k,
+                            w.dtype,
+                            &w.bytes()[r * rb..(r + m) * rb],
+                            &mut vals[..m],
+                        );
+                        for (i, &v) in vals[..m].iter().enumerate() {
+                            put(r + i, v);
+                        }
+                        r += m;
+                    }
+                }
                 Some(a) => {
                     let q = &pool[a];
-                    w.rows_range(r0..r1, n, put, |row, t0, c| {
+                    w.rows_range(r0..r1, n, put, |_, row, t0, c| {
                         q.dot_upto4(k, w.dtype, row, t0, c)
                     });
                 }
                 None => {
                     let cols = w.cols;
-                    w.rows_range(r0..r1, n, put, |row, t0, c| {
+                    w.rows_range(r0..r1, n, put, |r, row, t0, c| {
                         let mut v = [0.0f32; 4];
                         for (ti, o) in v.iter_mut().enumerate().take(c) {
                             let xt = &x[(t0 + ti) * cols..(t0 + ti + 1) * cols];
-                            *o = quant::dot_row(w.dtype, row, xt);
+                            *o = w.dot_row_at(r, row, xt);
                         }
                         v
                     });
@@ -435,9 +588,79 @@ thread_local! {
     static MULTI_ACTS: RefCell<Vec<Q8Acts>> = const { RefCell::new(Vec::new()) };
     /// Each thread's widened weight row for `matmul_t`.
     static ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// Each worker's decoded FP8 row for multi-input products.
+    static FP8_ROW: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The output pointer shared by the row chunks of one product.
 struct OutPtr(*mut f32);
 // SAFETY: used only inside `for_each_row`, where each chunk writes a disjoint set of indices.
 unsafe impl Sync for OutPtr {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 200×150 FP8 tensor with 128×128 block scales (partial blocks on both edges): every
+    /// product and every sub-view agrees with the dequantized f32 matrix.
+    #[test]
+    fn block_scaled_fp8_views() {
+        let (rows, cols) = (200, 150);
+        let bytes: Vec<u8> = (0..rows * cols)
+            .map(|i| ((i * 53 + 7) % 256) as u8 & 0xf7) // no NaN codes
+            .collect();
+        let grid = [0.5f32, 2.0, -0.25, 4.0];
+        let sbytes: Vec<u8> = grid.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let w = TensorView::new(
+            DType::F8E4M3,
+            rows,
+            cols,
+            Backing::Owned(Arc::new(bytes.clone())),
+            0..bytes.len(),
+        )
+        .unwrap();
+        let s = TensorView::new(DType::F32, 2, 2, Backing::Owned(Arc::new(sbytes)), 0..16).unwrap();
+        assert!(w.clone().with_block_scales(&s, (128, 64)).is_none());
+        let w = w.with_block_scales(&s, (128, 128)).unwrap();
+        let dense: Vec<f32> = (0..rows * cols)
+            .map(|i| fp8::e4m3_to_f32(bytes[i]) * grid[(i / cols) / 128 * 2 + (i % cols) / 128])
+            .collect();
+        assert_eq!(w.to_f32(), dense);
+        let x: Vec<f32> = (0..cols).map(|i| (i % 5) as f32 - 2.0).collect();
+        let mut y = vec![0.0; rows];
+        w.matvec(&x, &mut y);
+        let xt: Vec<f32> = (0..rows).map(|i| (i % 3) as f32 - 1.0).collect();
+        let mut yt = vec![0.0; cols];
+        w.matvec_t(&xt, &mut yt);
+        for r in 0..rows {
+            let want: f32 = (0..cols).map(|c| dense[r * cols + c] * x[c]).sum();
+            assert!((y[r] - want).abs() <= 1e-3 * want.abs().max(1.0), "row {r}");
+        }
+        for c in 0..cols {
+            let want: f32 = (0..rows).map(|r| dense[r * cols + c] * xt[r]).sum();
+            assert!(
+                (yt[c] - want).abs() <= 1e-3 * want.abs().max(1.0),
+                "col {c}"
+            );
+        }
+        // Several inputs at once (the decoded-row path) agree with one at a time.
+        let xs: Vec<f32> = (0..3 * cols).map(|i| ((i * 7) % 11) as f32 - 5.0).collect();
+        let mut ys3 = vec![0.0; 3 * rows];
+        w.matmul(&xs, 3, &mut ys3);
+        for t in 0..3 {
+            let mut one = vec![0.0; rows];
+            w.matvec(&xs[t * cols..(t + 1) * cols], &mut one);
+            for r in 0..rows {
+                let d = (ys3[t * rows + r] - one[r]).abs();
+                assert!(d <= 1e-4 * one[r].abs().max(1.0), "t {t} row {r}");
+            }
+        }
+        // A sub-view straddling the row-block boundary keeps its rows' scales.
+        let sub = w.rows_view(120, 20).unwrap();
+        assert_eq!(sub.to_f32(), dense[120 * cols..140 * cols]);
+        let mut ys = vec![0.0; 20];
+        sub.matvec(&x, &mut ys);
+        assert_eq!(ys, y[120..140]);
+        assert!(w.reshape(cols, rows).is_none());
+    }
+}

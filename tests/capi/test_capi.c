@@ -136,7 +136,8 @@ static void test_params(void) {
     moela_sampling_params smp;
     moela_generate_params gp;
     EXPECT_OK(moela_model_default_params(&mp, sizeof mp));
-    CHECK(mp.struct_size == sizeof mp && mp.flags == 0);
+    CHECK(mp.struct_size == sizeof mp && mp.flags == 0 &&
+          mp.expert_budget_bytes == MOELA_EXPERT_BUDGET_UNLIMITED);
     EXPECT_OK(moela_session_default_params(&sp, sizeof sp));
     CHECK(sp.struct_size == sizeof sp && sp.n_ctx == 0 && sp.kv_type == MOELA_KV_F32 &&
           sp.attn_path == MOELA_ATTN_AUTO);
@@ -698,6 +699,36 @@ static void test_gguf_matches_hf(const moela_model *hf, const moela_model *gguf)
     moela_session_free(s2);
 }
 
+/* An expert budget of 0 (every expert streamed through one slot) gives the same tokens as
+ * the unbudgeted model, and the cache counts what it did. */
+static void test_expert_budget(const moela_model *plain, const char *path) {
+    static const uint32_t prompt[] = {4, 5, 6, 7};
+    uint32_t a[8], b[8];
+    moela_model_params mp = model_params();
+    moela_session_params p = session_params(32);
+    moela_model *m = NULL, *bad = NULL;
+    moela_session *s1 = NULL, *s2 = NULL;
+    moela_expert_cache_stats st;
+    mp.expert_budget_bytes = 0;
+    EXPECT_OK(moela_model_load(path, &mp, &m));
+    if (!m) return;
+    EXPECT_OK(moela_session_new(plain, &p, &s1));
+    EXPECT_OK(moela_session_new(m, &p, &s2));
+    manual_greedy(s1, prompt, 4, a, 8);
+    manual_greedy(s2, prompt, 4, b, 8);
+    CHECK(memcmp(a, b, sizeof a) == 0);
+    EXPECT_OK(moela_model_expert_cache_stats(m, &st, sizeof st));
+    CHECK((st.flags & MOELA_EXPERT_CACHE_ENABLED) != 0);
+    CHECK(st.n_slots == 1 && st.misses > 0 && st.bytes_read > 0);
+    CHECK(st.resident_bytes <= st.slot_bytes && st.rss_peak_bytes > 0);
+    mp.flags = 1u << 30;
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_model_load, path, &mp, &bad);
+    CHECK(bad == NULL);
+    moela_session_free(s1);
+    moela_session_free(s2);
+    moela_model_free(m);
+}
+
 int main(int argc, char **argv) {
     moela_model *hf, *gguf;
     if (argc != 4 && argc != 5) {
@@ -741,6 +772,7 @@ int main(int argc, char **argv) {
     }
     test_model_freed_first();
     test_gguf_matches_hf(hf, gguf);
+    test_expert_budget(gguf, gguf_path);
     moela_model_free(hf);
     moela_model_free(gguf);
 

@@ -1,0 +1,788 @@
+//! The `ExpertStore`: where routed-expert weights live when a model runs under an expert
+//! budget (see docs/OFFLOADING.md).
+//!
+//! Without a budget (the default) there is no store: experts are read straight from the
+//! file mapping like every other weight. With one, routed experts are never touched through
+//! the mapping. They are `pread` into an arena of equal slots, each sized for one expert's
+//! three matrices (gate, up, down); the number of slots is the budget divided by the slot size
+//! (at least one, so a budget below one expert streams every expert through a single slot).
+//! The slots are plain heap buffers allocated on first use and reused, so the resident set
+//! of the experts never exceeds the slots, whatever the page cache holds.
+//!
+//! Reads happen in two places: a computation that needs an expert which is neither resident
+//! nor in flight reads it itself; an I/O thread reads ahead what was asked for (the current
+//! layer's remaining experts, and the next layer's predicted ones). Replacement is LRU-2 with
+//! a pinned hot set (`cache.rs`). A bytes-per-second throttle shared by both paths simulates
+//! slower storage (`--io-limit`).
+
+use std::collections::{HashSet, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::model::weights::{Ffn, Mlp, Weights};
+use crate::moe::cache::{Key, Policy};
+use crate::moe::profile::ExpertProfile;
+use crate::tensor::view::Backing;
+use crate::tensor::{DType, TensorView};
+
+/// How much memory routed experts may occupy.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum ExpertBudget {
+    /// Every expert stays in the file mapping (no store).
+    #[default]
+    Unlimited,
+    /// At most this many bytes of expert slots.
+    Bytes(u64),
+    /// This fraction (0..=1) of the model's routed-expert bytes.
+    Fraction(f64),
+}
+
+impl ExpertBudget {
+    /// Parses `2GiB`, `500MB`, `123456` (bytes), `25%` or `unlimited`.
+    pub fn parse(s: &str) -> Result<ExpertBudget> {
+        let t = s.trim();
+        if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("none") {
+            return Ok(ExpertBudget::Unlimited);
+        }
+        if let Some(p) = t.strip_suffix('%') {
+            let v: f64 = p.trim().parse().map_err(|_| bad_size(s))?;
+            if !(0.0..=100.0).contains(&v) {
+                return Err(Error::InvalidArg(format!(
+                    "expert budget {s}: a percentage must be between 0 and 100"
+                )));
+            }
+            return Ok(ExpertBudget::Fraction(v / 100.0));
+        }
+        Ok(ExpertBudget::Bytes(
+            parse_bytes(t).ok_or_else(|| bad_size(s))?,
+        ))
+    }
+
+    /// The budget in bytes for a model with `routed` bytes of routed experts.
+    pub fn bytes(&self, routed: u64) -> Option<u64> {
+        match *self {
+            ExpertBudget::Unlimited => None,
+            ExpertBudget::Bytes(b) => Some(b),
+            ExpertBudget::Fraction(f) => Some((routed as f64 * f).floor() as u64),
+        }
+    }
+}
+
+fn bad_size(s: &str) -> Error {
+    Error::InvalidArg(format!(
+        "{s:?}: expected a size such as 2GiB, 500MB, 1048576 or 25%"
+    ))
+}
+
+/// `123`, `1.5GB`, `2GiB`, `500MiB`, `64kB` (decimal units are powers of 1000, `i` units of
+/// 1024) as bytes.
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let v: f64 = num.parse().ok()?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let b = v * mult;
+    (b.is_finite() && b >= 0.0 && b < u64::MAX as f64).then_some(b as u64)
+}
+
+/// `200MB/s` (or `200MB`) as bytes per second; must be positive.
+pub fn parse_rate(s: &str) -> Result<f64> {
+    let t = s.trim();
+    let t = t.strip_suffix("/s").unwrap_or(t);
+    match parse_bytes(t) {
+        Some(b) if b > 0 => Ok(b as f64),
+        _ => Err(Error::InvalidArg(format!(
+            "{s:?}: expected a rate such as 200MB/s"
+        ))),
+    }
+}
+
+/// Options of the expert store (part of [`crate::model::ModelParams`]).
+#[derive(Clone, Debug)]
+pub struct ExpertParams {
+    pub budget: ExpertBudget,
+    /// Pins the hottest experts of this profile that fit in the budget.
+    pub profile: Option<ExpertProfile>,
+    /// Read the next layer's predicted experts ahead (default true).
+    pub prefetch: bool,
+    /// Simulated storage speed in bytes/s for expert reads (benchmarks); None = as fast as
+    /// the file can be read.
+    pub io_limit: Option<f64>,
+}
+
+impl Default for ExpertParams {
+    fn default() -> Self {
+        ExpertParams {
+            budget: ExpertBudget::Unlimited,
+            profile: None,
+            prefetch: true,
+            io_limit: None,
+        }
+    }
+}
+
+/// Counters of the store since load (or the last [`ExpertStore::reset_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct ExpertStats {
+    pub enabled: bool,
+    /// Budget in bytes (0 when unlimited).
+    pub budget_bytes: u64,
+    pub routed_expert_bytes: u64,
+    pub slot_bytes: u64,
+    pub n_slots: u64,
+    /// Expert bytes resident now, and at most so far.
+    pub resident_bytes: u64,
+    pub peak_resident_bytes: u64,
+    pub pinned_experts: u64,
+    /// Expert uses that found the expert resident; uses that had to wait for a read (their
+    /// own, or one in flight).
+    pub hits: u64,
+    pub misses: u64,
+    /// Experts read ahead of their use (the current layer's, or predicted for the next
+    /// one), and how many of those were used before being evicted.
+    pub prefetches: u64,
+    pub prefetch_hits: u64,
+    /// Next-layer prediction: experts predicted, experts used in the predicted layers, and
+    /// the overlap (precision = overlap / predicted, recall = overlap / used).
+    pub predicted: u64,
+    pub predicted_layer_uses: u64,
+    pub predicted_used: u64,
+    pub bytes_read: u64,
+    /// Time computations waited for expert reads.
+    pub io_wait_ns: u64,
+}
+
+impl ExpertStats {
+    /// Adds the counters of `now` minus those of `before` (one phase of a run).
+    pub fn add_since(&mut self, now: &ExpertStats, before: &ExpertStats) {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        self.hits += d(now.hits, before.hits);
+        self.misses += d(now.misses, before.misses);
+        self.prefetches += d(now.prefetches, before.prefetches);
+        self.prefetch_hits += d(now.prefetch_hits, before.prefetch_hits);
+        self.predicted += d(now.predicted, before.predicted);
+        self.predicted_layer_uses += d(now.predicted_layer_uses, before.predicted_layer_uses);
+        self.predicted_used += d(now.predicted_used, before.predicted_used);
+        self.bytes_read += d(now.bytes_read, before.bytes_read);
+        self.io_wait_ns += d(now.io_wait_ns, before.io_wait_ns);
+    }
+
+    pub fn hit_rate(&self) -> f64 {
+        ratio(self.hits, self.hits + self.misses)
+    }
+    pub fn prediction_precision(&self) -> f64 {
+        ratio(self.predicted_used, self.predicted)
+    }
+    pub fn prediction_recall(&self) -> f64 {
+        ratio(self.predicted_used, self.predicted_layer_uses)
+    }
+    /// Share of read-ahead experts that were used.
+    pub fn prefetch_precision(&self) -> f64 {
+        ratio(self.prefetch_hits, self.prefetches)
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// One matrix of an expert: where it is in the file and in the slot.
+#[derive(Clone, Debug)]
+struct Part {
+    file: usize,
+    file_offset: u64,
+    len: usize,
+    slot_offset: usize,
+    dtype: DType,
+    rows: usize,
+    cols: usize,
+}
+
+/// A memory-mapped file the experts come from: its mapping's address range and an open
+/// handle for `pread`.
+pub struct SourceFile {
+    pub path: PathBuf,
+    pub file: File,
+    pub map_base: usize,
+    pub map_len: usize,
+}
+
+/// Serialises reads at a fixed bandwidth (a device that reads `rate` bytes/s).
+struct Throttle {
+    rate: f64,
+    next_free: Mutex<Instant>,
+}
+
+impl Throttle {
+    /// Reserves the device for `n` bytes; returns when the transfer would have ended.
+    fn reserve(&self, n: usize) -> Instant {
+        let mut next = self.next_free.lock().unwrap_or_else(|e| e.into_inner());
+        let start = (*next).max(Instant::now());
+        *next = start + Duration::from_secs_f64(n as f64 / self.rate);
+        *next
+    }
+}
+
+struct State {
+    policy: Policy,
+    /// Per slot: its buffer (None before first use, and while the I/O thread reads into it).
+    bufs: Vec<Option<Arc<Vec<u8>>>>,
+    ahead: VecDeque<Key>,
+    predicted: VecDeque<Key>,
+    pinned: HashSet<Key>,
+    stats: ExpertStats,
+    shutdown: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when an entry becomes ready, a slot is released, or work is queued.
+    changed: Condvar,
+    files: Vec<SourceFile>,
+    /// [layer][expert] → the three parts (gate, up, down); empty for dense layers.
+    layout: Vec<Vec<[Part; 3]>>,
+    slot_bytes: usize,
+    throttle: Option<Throttle>,
+}
+
+/// Owns the residency of routed experts under a byte budget. Shared by every session of a
+/// model (`Send + Sync`).
+pub struct ExpertStore {
+    shared: Arc<Shared>,
+    io: Option<JoinHandle<()>>,
+    prefetch: bool,
+    /// How many keys one read-ahead request may queue (leaves room for the working set).
+    ahead_cap: usize,
+    n_slots: usize,
+    /// Slots one layer's experts need (`experts_per_tok`).
+    room: usize,
+}
+
+impl std::fmt::Debug for ExpertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ExpertStore({:?})", self.stats())
+    }
+}
+
+/// Bytes of all routed experts of `w`.
+pub fn routed_expert_bytes(w: &Weights) -> u64 {
+    w.layers
+        .iter()
+        .filter_map(|l| match &l.ffn {
+            Ffn::Moe(m) => Some(m.experts.iter().map(mlp_bytes).sum::<usize>() as u64),
+            Ffn::Dense(_) => None,
+        })
+        .sum()
+}
+
+fn mlp_bytes(m: &Mlp) -> usize {
+    m.gate.n_bytes() + m.up.n_bytes() + m.down.n_bytes()
+}
+
+/// Offsets inside a slot are aligned to this (a cache line).
+const SLOT_ALIGN: usize = 64;
+
+impl ExpertStore {
+    /// A store for the routed experts of `w`, whose views point into `files`' mappings.
+    /// Returns None when the budget is unlimited.
+    pub fn new(
+        w: &Weights,
+        files: Vec<SourceFile>,
+        experts_per_tok: usize,
+        p: &ExpertParams,
+    ) -> Result<Option<ExpertStore>> {
+        let routed = routed_expert_bytes(w);
+        let Some(budget) = p.budget.bytes(routed) else {
+            return Ok(None);
+        };
+        let mut layout = Vec::with_capacity(w.layers.len());
+        let mut slot_bytes = 0usize;
+        for layer in &w.layers {
+            let Ffn::Moe(moe) = &layer.ffn else {
+                layout.push(Vec::new());
+                continue;
+            };
+            let mut experts = Vec::with_capacity(moe.experts.len());
+            for m in &moe.experts {
+                let mut off = 0usize;
+                let mut part = |t: &TensorView| -> Result<Part> {
+                    let (base, range) = t.map_location().ok_or_else(|| {
+                        Error::InvalidArg("expert offloading needs memory-mapped weights".into())
+                    })?;
+                    let file = files
+                        .iter()
+                        .position(|f| base == f.map_base && range.end <= f.map_len)
+                        .ok_or_else(|| {
+                            Error::InvalidArg("an expert tensor lies in no mapped file".into())
+                        })?;
+                    let p = Part {
+                        file,
+                        file_offset: range.start as u64,
+                        len: range.len(),
+                        slot_offset: off,
+                        dtype: t.dtype,
+                        rows: t.rows,
+                        cols: t.cols,
+                    };
+                    off += range.len().div_ceil(SLOT_ALIGN) * SLOT_ALIGN;
+                    Ok(p)
+                };
+                let parts = [part(&m.gate)?, part(&m.up)?, part(&m.down)?];
+                slot_bytes = slot_bytes.max(off);
+                experts.push(parts);
+            }
+            layout.push(experts);
+        }
+        if slot_bytes == 0 {
+            // No routed experts at all: nothing to manage.
+            return Ok(None);
+        }
+        let n_slots = ((budget / slot_bytes as u64) as usize).max(1);
+        let total_experts: usize = layout.iter().map(|l| l.len()).sum();
+        let n_slots = n_slots.min(total_experts.max(1));
+        // Pinned experts may fill the slots but for one layer's worth of working room.
+        let room = experts_per_tok.max(1);
+        let max_pinned = n_slots.saturating_sub(room);
+        let mut pinned = HashSet::new();
+        if let Some(prof) = &p.profile {
+            prof.check_shape(
+                w.layers.len(),
+                layout.iter().map(|l| l.len()).max().unwrap_or(0),
+            )?;
+            for (l, e, c) in prof.ranked() {
+                if pinned.len() >= max_pinned || c == 0 {
+                    break;
+                }
+                if layout.get(l).is_some_and(|x| e < x.len()) {
+                    pinned.insert((l as u32, e as u32));
+                }
+            }
+        }
+        let stats = ExpertStats {
+            enabled: true,
+            budget_bytes: budget,
+            routed_expert_bytes: routed,
+            slot_bytes: slot_bytes as u64,
+            n_slots: n_slots as u64,
+            pinned_experts: pinned.len() as u64,
+            ..Default::default()
+        };
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                policy: Policy::new(n_slots),
+                bufs: vec![None; n_slots],
+                ahead: VecDeque::new(),
+                predicted: VecDeque::new(),
+                pinned,
+                stats,
+                shutdown: false,
+            }),
+            changed: Condvar::new(),
+            files,
+            layout,
+            slot_bytes,
+            throttle: p.io_limit.map(|rate| Throttle {
+                rate,
+                next_free: Mutex::new(Instant::now()),
+            }),
+        });
+        let io = if n_slots > room {
+            let s = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("moela-expert-io".into())
+                    .spawn(move || io_thread(&s))
+                    .map_err(|e| Error::InvalidArg(format!("cannot start the I/O thread: {e}")))?,
+            )
+        } else {
+            // One layer's experts do not even fit: reading ahead would only evict what is
+            // about to be used. Every read is on demand.
+            None
+        };
+        Ok(Some(ExpertStore {
+            shared,
+            prefetch: p.prefetch && io.is_some(),
+            io,
+            ahead_cap: n_slots.saturating_sub(max_pinned.min(n_slots)).max(1),
+            n_slots,
+            room,
+        }))
+    }
+
+    /// Whether the next layer's experts should be predicted and read ahead.
+    pub fn prefetch_enabled(&self) -> bool {
+        self.prefetch
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        lock(&self.shared)
+    }
+
+    pub fn stats(&self) -> ExpertStats {
+        let st = self.lock();
+        let mut s = st.stats;
+        s.resident_bytes = resident(&self.shared, &st);
+        s
+    }
+
+    /// Zeroes the counters (not the cache contents).
+    pub fn reset_stats(&self) {
+        let mut st = self.lock();
+        let keep = st.stats;
+        st.stats = ExpertStats {
+            enabled: keep.enabled,
+            budget_bytes: keep.budget_bytes,
+            routed_expert_bytes: keep.routed_expert_bytes,
+            slot_bytes: keep.slot_bytes,
+            n_slots: keep.n_slots,
+            pinned_experts: keep.pinned_experts,
+            peak_resident_bytes: resident(&self.shared, &st),
+            ..Default::default()
+        };
+    }
+
+    /// Reads every pinned expert now (so that timing starts with the hot set in place).
+    pub fn warm_pinned(&self) -> Result<()> {
+        let mut keys: Vec<Key> = self.lock().pinned.iter().copied().collect();
+        keys.sort_unstable();
+        for (l, e) in keys {
+            drop(self.acquire(l as usize, e as usize)?);
+        }
+        Ok(())
+    }
+
+    /// Queues the experts of `layer` that a computation is about to use, in use order, for
+    /// the I/O thread to read while the first ones compute.
+    pub fn read_ahead(&self, layer: usize, experts: &[usize]) {
+        if self.io.is_none() {
+            return;
+        }
+        let mut st = self.lock();
+        let mut queued = 0;
+        for &e in experts {
+            let key = (layer as u32, e as u32);
+            if st.policy.lookup(key).is_none() && !st.ahead.contains(&key) {
+                if queued >= self.ahead_cap {
+                    break;
+                }
+                st.ahead.push_back(key);
+                queued += 1;
+            }
+        }
+        if queued > 0 {
+            self.shared.changed.notify_all();
+        }
+    }
+
+    /// Queues predicted experts of `layer` for reading ahead. `replace` drops what an earlier
+    /// prediction queued and the I/O thread has not read yet (stale once the computation
+    /// predicts again from a newer hidden state); otherwise the experts are added after it,
+    /// if the cache has room for several layers.
+    pub fn prefetch(&self, layer: usize, experts: &[usize], replace: bool) {
+        if !self.prefetch || (!replace && self.n_slots < 4 * self.room) {
+            return;
+        }
+        let mut st = self.lock();
+        if replace {
+            st.predicted.clear();
+        }
+        for &e in experts.iter().take(self.ahead_cap) {
+            let key = (layer as u32, e as u32);
+            if st.policy.lookup(key).is_none() {
+                st.predicted.push_back(key);
+            }
+        }
+        self.shared.changed.notify_all();
+    }
+
+    /// Adds one layer's prediction outcome to the counters.
+    pub fn record_prediction(&self, predicted: usize, used: usize, overlap: usize) {
+        let mut st = self.lock();
+        st.stats.predicted += predicted as u64;
+        st.stats.predicted_layer_uses += used as u64;
+        st.stats.predicted_used += overlap as u64;
+    }
+
+    /// The expert's weights, resident for as long as the guard lives: from the cache, from a
+    /// read in flight, or read now.
+    pub fn acquire(&self, layer: usize, expert: usize) -> Result<ExpertGuard<'_>> {
+        let sh = &*self.shared;
+        let parts = sh
+            .layout
+            .get(layer)
+            .and_then(|l| l.get(expert))
+            .ok_or_else(|| {
+                Error::InvalidArg(format!("no routed expert {expert} in layer {layer}"))
+            })?;
+        let key = (layer as u32, expert as u32);
+        let t0 = Instant::now();
+        let mut st = self.lock();
+        let mut waited = false;
+        let slot = loop {
+            if let Some(slot) = st.policy.lookup(key) {
+                let e = st.policy.entry(slot).expect("indexed slot");
+                if e.ready {
+                    break slot;
+                }
+                // In flight on the I/O thread.
+                waited = true;
+                st = wait(sh, st);
+                continue;
+            }
+            let Some(slot) = st.policy.victim() else {
+                // Every slot pinned, in use or being read: wait for one to be released.
+                waited = true;
+                st = wait(sh, st);
+                continue;
+            };
+            waited = true;
+            let pinned = st.pinned.contains(&key);
+            st.policy.insert(slot, key, pinned, false);
+            let buf = st.bufs[slot].take();
+            drop(st);
+            let (buf, res) = read_expert(sh, parts, buf);
+            st = self.lock();
+            st.bufs[slot] = Some(buf);
+            match res {
+                Ok(()) => {
+                    st.stats.bytes_read += expert_len(parts) as u64;
+                    st.policy.entry_mut(slot).expect("inserted").ready = true;
+                    note_resident(sh, &mut st);
+                    sh.changed.notify_all();
+                }
+                Err(e) => {
+                    st.policy.remove(slot);
+                    sh.changed.notify_all();
+                    return Err(e);
+                }
+            }
+            break slot;
+        };
+        if waited {
+            st.stats.misses += 1;
+            st.stats.io_wait_ns += t0.elapsed().as_nanos() as u64;
+        } else {
+            st.stats.hits += 1;
+        }
+        st.policy.touch(slot);
+        let e = st.policy.entry_mut(slot).expect("ready slot");
+        e.users += 1;
+        if e.prefetched_unused {
+            e.prefetched_unused = false;
+            st.stats.prefetch_hits += 1;
+        }
+        let buf = st.bufs[slot].clone().expect("a ready slot has its buffer");
+        drop(st);
+        let view = |p: &Part| {
+            TensorView::new(
+                p.dtype,
+                p.rows,
+                p.cols,
+                Backing::Owned(buf.clone()),
+                p.slot_offset..p.slot_offset + p.len,
+            )
+            .expect("slot layout checked at construction")
+        };
+        Ok(ExpertGuard {
+            store: self,
+            slot,
+            mlp: Some(Mlp {
+                gate: view(&parts[0]),
+                up: view(&parts[1]),
+                down: view(&parts[2]),
+            }),
+        })
+    }
+}
+
+impl Drop for ExpertStore {
+    fn drop(&mut self) {
+        self.lock().shutdown = true;
+        self.shared.changed.notify_all();
+        if let Some(h) = self.io.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// An expert's weights in a slot; the slot cannot be reused while the guard lives.
+pub struct ExpertGuard<'a> {
+    store: &'a ExpertStore,
+    slot: usize,
+    mlp: Option<Mlp>,
+}
+
+impl std::ops::Deref for ExpertGuard<'_> {
+    type Target = Mlp;
+    fn deref(&self) -> &Mlp {
+        self.mlp.as_ref().expect("live guard")
+    }
+}
+
+impl Drop for ExpertGuard<'_> {
+    fn drop(&mut self) {
+        // The views go first, so the slot's buffer has a single owner again when released.
+        self.mlp = None;
+        let mut st = self.store.lock();
+        if let Some(e) = st.policy.entry_mut(self.slot) {
+            e.users = e.users.saturating_sub(1);
+        }
+        self.store.shared.changed.notify_all();
+    }
+}
+
+fn lock(sh: &Shared) -> MutexGuard<'_, State> {
+    // A panic elsewhere cannot leave the state inconsistent between statements that matter
+    // (each critical section is a few field updates), so a poisoned lock is still usable.
+    sh.state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn wait<'a>(sh: &Shared, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    sh.changed.wait(st).unwrap_or_else(|e| e.into_inner())
+}
+
+fn expert_len(parts: &[Part; 3]) -> usize {
+    parts.iter().map(|p| p.len).sum()
+}
+
+fn resident(sh: &Shared, st: &State) -> u64 {
+    st.policy
+        .ready_entries()
+        .map(|e| expert_len(&sh.layout[e.key.0 as usize][e.key.1 as usize]) as u64)
+        .sum()
+}
+
+fn note_resident(sh: &Shared, st: &mut State) {
+    let r = resident(sh, st);
+    st.stats.peak_resident_bytes = st.stats.peak_resident_bytes.max(r);
+}
+
+/// Reads an expert's three matrices into `buf` (allocated on first use). Returns the buffer
+/// in every case, so the slot keeps it.
+fn read_expert(
+    sh: &Shared,
+    parts: &[Part; 3],
+    buf: Option<Arc<Vec<u8>>>,
+) -> (Arc<Vec<u8>>, Result<()>) {
+    let mut buf = buf.unwrap_or_else(|| Arc::new(vec![0u8; sh.slot_bytes]));
+    let done = sh.throttle.as_ref().map(|t| t.reserve(expert_len(parts)));
+    let res = match Arc::get_mut(&mut buf) {
+        Some(bytes) => parts.iter().try_for_each(|p| {
+            let f = &sh.files[p.file];
+            f.file
+                .read_exact_at(
+                    &mut bytes[p.slot_offset..p.slot_offset + p.len],
+                    p.file_offset,
+                )
+                .map_err(|e| Error::io(&f.path, e))
+        }),
+        // Cannot happen: a slot is only refilled when no guard (hence no view) holds it.
+        None => Err(Error::InvalidArg("expert slot still in use".into())),
+    };
+    if let Some(done) = done {
+        let now = Instant::now();
+        if done > now {
+            std::thread::sleep(done - now);
+        }
+    }
+    (buf, res)
+}
+
+/// Reads queued experts ahead of use: the current layer's first, then the predicted ones.
+/// Never waits for a slot (a read ahead must not delay the computation's own reads): with
+/// no evictable slot the key is dropped.
+fn io_thread(sh: &Shared) {
+    let mut st = lock(sh);
+    loop {
+        if st.shutdown {
+            return;
+        }
+        let next = match st.ahead.pop_front() {
+            Some(k) => Some(k),
+            None => st.predicted.pop_front(),
+        };
+        let Some(key) = next else {
+            st = wait(sh, st);
+            continue;
+        };
+        if st.policy.lookup(key).is_some() {
+            continue;
+        }
+        let Some(slot) = st.policy.victim() else {
+            continue;
+        };
+        let pinned = st.pinned.contains(&key);
+        st.policy.insert(slot, key, pinned, true);
+        let buf = st.bufs[slot].take();
+        drop(st);
+        let parts = &sh.layout[key.0 as usize][key.1 as usize];
+        let (buf, res) = read_expert(sh, parts, buf);
+        st = lock(sh);
+        st.bufs[slot] = Some(buf);
+        if res.is_ok() {
+            st.stats.bytes_read += expert_len(parts) as u64;
+            st.stats.prefetches += 1;
+            st.policy.entry_mut(slot).expect("inserted").ready = true;
+            note_resident(sh, &mut st);
+        } else {
+            // The computation will read it itself and report the error.
+            st.policy.remove(slot);
+        }
+        sh.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_sizes_and_rates() {
+        assert_eq!(
+            ExpertBudget::parse("2GiB").unwrap(),
+            ExpertBudget::Bytes(2 << 30)
+        );
+        assert_eq!(
+            ExpertBudget::parse("500MB").unwrap(),
+            ExpertBudget::Bytes(500_000_000)
+        );
+        assert_eq!(ExpertBudget::parse("0").unwrap(), ExpertBudget::Bytes(0));
+        assert_eq!(
+            ExpertBudget::parse("25%").unwrap(),
+            ExpertBudget::Fraction(0.25)
+        );
+        assert_eq!(
+            ExpertBudget::parse("unlimited").unwrap(),
+            ExpertBudget::Unlimited
+        );
+        assert!(ExpertBudget::parse("150%").is_err());
+        assert!(ExpertBudget::parse("2 parsecs").is_err());
+        assert!(ExpertBudget::parse("-1").is_err());
+        assert_eq!(ExpertBudget::Fraction(0.25).bytes(1000), Some(250));
+        assert_eq!(parse_rate("200MB/s").unwrap(), 200e6);
+        assert!(parse_rate("0MB/s").is_err());
+    }
+}
