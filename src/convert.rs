@@ -497,7 +497,18 @@ pub fn convert_with(
             Base::Mix { low, .. } => low,
             _ => quant_policy::ladder(DType::Q4_0)[0],
         });
-        let ladder = quant_policy::ladder(floor);
+        let (h, inter) = (cfg.hidden_size, cfg.moe_intermediate_size);
+        // Steps that store the same types for this model's expert rows are one step: a
+        // K-quant whose super-blocks do not tile the rows is stored as its fallback type
+        // (quant_policy::fit), and is named by it when both expert matrices fall back alike.
+        let fits = |t: DType| (quant_policy::fit(t, h), quant_policy::fit(t, inter));
+        let mut ladder: Vec<DType> = Vec::new();
+        for t in quant_policy::ladder(floor) {
+            let (a, b) = fits(t);
+            if !ladder.iter().any(|&x| fits(x) == (a, b)) {
+                ladder.push(if a == b { a } else { t });
+            }
+        }
         let fixed: u64 = outs
             .iter()
             .filter(|o| !Class::of(&o.name).0.is_routed_expert())
@@ -506,7 +517,6 @@ pub fn convert_with(
         // Header slack for the extra group tensors and keys a split layer adds.
         let slack = moe_layers.len() as u64 * (ladder.len() as u64 * 3 * 160 + 64 + 4 * ne as u64);
         let fixed = fixed + header_bytes(&meta, &outs)? + slack;
-        let (h, inter) = (cfg.hidden_size, cfg.moe_intermediate_size);
         let expert_bytes = |_: usize, t: DType| -> u64 {
             let gate_up = quant_policy::fit(t, h).bytes_for(h).unwrap_or(0) * inter * 2;
             let down = quant_policy::fit(t, inter).bytes_for(inter).unwrap_or(0) * h;
