@@ -268,3 +268,37 @@ void mk_mla_accum_f16_avx512(size_t nq, size_t dim, size_t row, const float *p,
     for (; h + 8 <= nq; h += 8) accum_tile_f16(8, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
     for (; h < nq; h++) accum_tile_f16(1, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
 }
+
+/* q8a quantization, bit-identical to the generic one: max |x| ignoring NaN (the operand order
+ * of vmaxps keeps the running max when x is NaN), then the same IEEE operations per element,
+ * rounding half away from zero by truncation plus the exact remainder. */
+static inline __m512i quantize16(__m512 x, __m512 inv) {
+    __m512 v = _mm512_mul_ps(x, inv);
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, lo, _CMP_GT_OQ), lo, v);
+    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), v, hi);
+    __m512i q = _mm512_cvttps_epi32(v);
+    __m512 rem = _mm512_sub_ps(v, _mm512_cvtepi32_ps(q));
+    const __m512i one = _mm512_set1_epi32(1);
+    q = _mm512_mask_add_epi32(q, _mm512_cmp_ps_mask(rem, _mm512_set1_ps(0.5f), _CMP_GE_OQ), q, one);
+    q = _mm512_mask_sub_epi32(q, _mm512_cmp_ps_mask(rem, _mm512_set1_ps(-0.5f), _CMP_LE_OQ), q, one);
+    return q;
+}
+
+void mk_quantize_row_q8a_avx512(size_t n, const float *x, int8_t *qs, float *d, int32_t *s) {
+    const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    for (size_t b = 0; b < n / 32; b++, x += 32, qs += 32) {
+        __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        __m512 m = _mm512_max_ps(_mm512_and_ps(x0, abs_mask), _mm512_setzero_ps());
+        m = _mm512_max_ps(_mm512_and_ps(x1, abs_mask), m);
+        float amax = _mm512_reduce_max_ps(m);
+        float scale = amax / 127.0f;
+        float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+        __m512 vinv = _mm512_set1_ps(inv);
+        __m512i q0 = quantize16(x0, vinv), q1 = quantize16(x1, vinv);
+        _mm_storeu_si128((__m128i *)qs, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtepi32_epi8(q1));
+        d[b] = scale;
+        s[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
+}
