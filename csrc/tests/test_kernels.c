@@ -137,10 +137,10 @@ struct mla_kernel {
 };
 
 static void test_mla(const struct mla_kernel *ks, int nk, int *passed, int *failed) {
-    const size_t nqs[] = {1, 3, 8, 9, 16}, rows[] = {48, 96, 100, 576}, nrs[] = {1, 5, 37};
+    const size_t nqs[] = {1, 3, 8, 9, 16}, rows[] = {48, 96, 100, 576}, nrs[] = {1, 5, 37, 130};
     for (size_t a = 0; a < 5; a++)
         for (size_t b = 0; b < 4; b++)
-            for (size_t e = 0; e < 3; e++) {
+            for (size_t e = 0; e < 4; e++) {
                 size_t nq = nqs[a], row = rows[b], nr = nrs[e], dim = row - row / 9;
                 float *q = malloc(nq * row * sizeof *q), *c = malloc(nr * row * sizeof *c);
                 uint16_t *c16 = malloc(nr * row * sizeof *c16);

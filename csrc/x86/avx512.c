@@ -211,10 +211,16 @@ static inline __mmask16 tail_mask(size_t left) {
 MLA_SCORES_TILE(scores_tile_f32, float, load16_f32)
 MLA_SCORES_TILE(scores_tile_f16, uint16_t, load16_f16)
 
+/* Rows per block of the weighted sums: the dims of a block of cached rows are swept while
+ * they sit in L1/L2, instead of streaming every row once per 16- or 32-dim stripe. */
+#define MLA_ROW_BLOCK 64
+
 #define MLA_ACCUM_TILE(NAME, T, LOAD)                                                         \
     static inline __attribute__((always_inline)) void NAME(                                   \
         const int H, size_t dim, size_t row, const float *p, size_t p_stride, size_t nrows,   \
         const T *c, float *acc) {                                                             \
+        for (size_t j0 = 0; j0 < nrows; j0 += MLA_ROW_BLOCK) {                                \
+        const size_t j1 = nrows - j0 < MLA_ROW_BLOCK ? nrows : j0 + MLA_ROW_BLOCK;            \
         for (size_t d = 0; d < dim; d += 32) {                                                \
             const __mmask16 m0 = tail_mask(dim - d);                                          \
             const __mmask16 m1 = dim - d > 16 ? tail_mask(dim - d - 16) : (__mmask16)0;       \
@@ -223,7 +229,7 @@ MLA_SCORES_TILE(scores_tile_f16, uint16_t, load16_f16)
                 a0[h] = _mm512_maskz_loadu_ps(m0, acc + h * dim + d);                         \
                 a1[h] = _mm512_maskz_loadu_ps(m1, acc + h * dim + d + 16);                    \
             }                                                                                 \
-            for (size_t j = 0; j < nrows; j++) {                                              \
+            for (size_t j = j0; j < j1; j++) {                                                \
                 const __m512 c0 = LOAD(c + j * row + d, m0);                                  \
                 const __m512 c1 = LOAD(c + j * row + d + 16, m1);                             \
                 for (int h = 0; h < H; h++) {                                                 \
@@ -237,6 +243,7 @@ MLA_SCORES_TILE(scores_tile_f16, uint16_t, load16_f16)
                 _mm512_mask_storeu_ps(acc + h * dim + d + 16, m1, a1[h]);                     \
             }                                                                                 \
         }                                                                                     \
+        }                                                                                 \
     }
 MLA_ACCUM_TILE(accum_tile_f32, float, load16_f32)
 MLA_ACCUM_TILE(accum_tile_f16, uint16_t, load16_f16)
