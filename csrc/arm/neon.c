@@ -183,18 +183,24 @@ static inline float one_f16(const uint16_t *p) { return mk_f16_to_f32(*p); }
 MLA_SCORES_TILE(scores_tile_f32, float, load4_f32, one_f32)
 MLA_SCORES_TILE(scores_tile_f16, uint16_t, load4_f16, one_f16)
 
+/* Rows per block of the weighted sums: the dims of a block of cached rows are swept while
+ * they sit in L1/L2, instead of streaming every row once per 16- or 32-dim stripe. */
+#define MLA_ROW_BLOCK 64
+
 #define MLA_ACCUM_TILE(NAME, T, LOAD, ONE)                                                    \
     static inline __attribute__((always_inline)) void NAME(                                   \
         const int H, size_t dim, size_t row, const float *p, size_t p_stride, size_t nrows,   \
         const T *c, float *acc) {                                                             \
         const size_t full = dim - dim % 8;                                                    \
+        for (size_t j0 = 0; j0 < nrows; j0 += MLA_ROW_BLOCK) {                                \
+        const size_t j1 = nrows - j0 < MLA_ROW_BLOCK ? nrows : j0 + MLA_ROW_BLOCK;            \
         for (size_t d = 0; d < full; d += 8) {                                                \
             float32x4_t a0[4], a1[4];                                                         \
             for (int h = 0; h < H; h++) {                                                     \
                 a0[h] = vld1q_f32(acc + h * dim + d);                                         \
                 a1[h] = vld1q_f32(acc + h * dim + d + 4);                                     \
             }                                                                                 \
-            for (size_t j = 0; j < nrows; j++) {                                              \
+            for (size_t j = j0; j < j1; j++) {                                                \
                 const float32x4_t c0 = LOAD(c + j * row + d), c1 = LOAD(c + j * row + d + 4); \
                 for (int h = 0; h < H; h++) {                                                 \
                     const float w = p[h * p_stride + j];                                      \
@@ -207,6 +213,7 @@ MLA_SCORES_TILE(scores_tile_f16, uint16_t, load4_f16, one_f16)
                 vst1q_f32(acc + h * dim + d + 4, a1[h]);                                      \
             }                                                                                 \
         }                                                                                     \
+        }                                                                                 \
         for (int h = 0; h < H; h++)                                                           \
             for (size_t j = 0; j < nrows; j++)                                                \
                 for (size_t d = full; d < dim; d++)                                           \

@@ -110,6 +110,9 @@ float mk_vec_dot_q5_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
 float mk_vec_dot_q6_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
                                  const int32_t *s);
 
+/* q8a quantization with AVX-512, bit-identical to mk_quantize_row_q8a_generic. */
+void mk_quantize_row_q8a_avx512(size_t n, const float *x, int8_t *qs, float *d, int32_t *s);
+
 /* Four activation rows at once (prefill): row r of the activations starts at qs + r*n,
  * d + r*n/32 and s + r*n/32; out[r] = dot of the weight row with activation row r. Each
  * weight block is loaded once for the four rows. */

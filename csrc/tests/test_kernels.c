@@ -172,10 +172,10 @@ struct mla_kernel {
 };
 
 static void test_mla(const struct mla_kernel *ks, int nk, int *passed, int *failed) {
-    const size_t nqs[] = {1, 3, 8, 9, 16}, rows[] = {48, 96, 100, 576}, nrs[] = {1, 5, 37};
+    const size_t nqs[] = {1, 3, 8, 9, 16}, rows[] = {48, 96, 100, 576}, nrs[] = {1, 5, 37, 130};
     for (size_t a = 0; a < 5; a++)
         for (size_t b = 0; b < 4; b++)
-            for (size_t e = 0; e < 3; e++) {
+            for (size_t e = 0; e < 4; e++) {
                 size_t nq = nqs[a], row = rows[b], nr = nrs[e], dim = row - row / 9;
                 float *q = malloc(nq * row * sizeof *q), *c = malloc(nr * row * sizeof *c);
                 uint16_t *c16 = malloc(nr * row * sizeof *c16);
@@ -236,6 +236,38 @@ static void test_mla(const struct mla_kernel *ks, int nk, int *passed, int *fail
             }
     for (int k = 0; k < nk; k++) printf("mla kernels %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
 }
+
+#if defined(__x86_64__)
+/* AVX-512 q8a quantization must equal the generic one bit for bit (the kernels' integer
+ * results depend on it): random rows, halves that round, NaN, infinities, zeros, tiny values. */
+static void test_quantize(int *passed, int *failed) {
+    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))) return;
+    const size_t n = 32 * 64;
+    float *x = malloc(n * sizeof *x), *d0 = malloc(n / 32 * sizeof *d0), *d1 = malloc(n / 32 * sizeof *d1);
+    int8_t *q0 = malloc(n), *q1 = malloc(n);
+    int32_t *s0 = malloc(n / 32 * sizeof *s0), *s1 = malloc(n / 32 * sizeof *s1);
+    for (int round = 0; round < 50; round++) {
+        for (size_t i = 0; i < n; i++) {
+            float v = frand() * (round % 5 == 0 ? 1e-30f : round % 5 == 1 ? 3e4f : 1.0f);
+            if (round % 7 == 3 && i % 32 == 5) v = 127.0f * 0.5f / 63.5f * (float)(i % 9) - 2.0f;
+            x[i] = v;
+        }
+        if (round == 10) x[3] = NAN;
+        if (round == 11) x[40] = INFINITY, x[41] = -INFINITY;
+        if (round == 12) for (size_t i = 0; i < 32; i++) x[i] = (i % 2) ? -0.0f : 0.0f;
+        if (round == 13) for (size_t i = 0; i < 32; i++) x[i] = (float)i - 15.5f; /* exact halves */
+        mk_quantize_row_q8a_generic(n, x, q0, d0, s0);
+        mk_quantize_row_q8a_avx512(n, x, q1, d1, s1);
+        int ok = memcmp(q0, q1, n) == 0 && memcmp(d0, d1, n / 32 * sizeof *d0) == 0 &&
+                 memcmp(s0, s1, n / 32 * sizeof *s0) == 0;
+        *passed += ok;
+        *failed += !ok;
+        if (!ok) printf("FAIL avx512 quantize round %d\n", round);
+    }
+    free(x), free(d0), free(d1), free(q0), free(q1), free(s0), free(s1);
+    printf("quantize avx512: tested\n");
+}
+#endif
 
 int main(void) {
     struct kernel ks[] = {
@@ -326,6 +358,7 @@ int main(void) {
     }
 #if defined(__x86_64__)
     test_q8g(&passed, &failed);
+    test_quantize(&passed, &failed);
     struct mla_kernel mk[] = {
         {"avx2", mk_mla_scores_f32_avx2, mk_mla_scores_f16_avx2, mk_mla_accum_f32_avx2,
          mk_mla_accum_f16_avx2, ks[0].available},

@@ -225,18 +225,24 @@ static inline float one_f16(const uint16_t *p) { return mk_f16_to_f32(*p); }
 MLA_SCORES_TILE(scores_tile_f32, float, load8_f32, one_f32)
 MLA_SCORES_TILE(scores_tile_f16, uint16_t, load8_f16, one_f16)
 
+/* Rows per block of the weighted sums: the dims of a block of cached rows are swept while
+ * they sit in L1/L2, instead of streaming every row once per 16- or 32-dim stripe. */
+#define MLA_ROW_BLOCK 64
+
 #define MLA_ACCUM_TILE(NAME, T, LOAD, ONE)                                                    \
     static inline __attribute__((always_inline)) void NAME(                                   \
         const int H, size_t dim, size_t row, const float *p, size_t p_stride, size_t nrows,   \
         const T *c, float *acc) {                                                             \
         const size_t full = dim - dim % 16;                                                   \
+        for (size_t j0 = 0; j0 < nrows; j0 += MLA_ROW_BLOCK) {                                \
+        const size_t j1 = nrows - j0 < MLA_ROW_BLOCK ? nrows : j0 + MLA_ROW_BLOCK;            \
         for (size_t d = 0; d < full; d += 16) {                                               \
             __m256 a0[4], a1[4];                                                              \
             for (int h = 0; h < H; h++) {                                                     \
                 a0[h] = _mm256_loadu_ps(acc + h * dim + d);                                   \
                 a1[h] = _mm256_loadu_ps(acc + h * dim + d + 8);                               \
             }                                                                                 \
-            for (size_t j = 0; j < nrows; j++) {                                              \
+            for (size_t j = j0; j < j1; j++) {                                                \
                 const __m256 c0 = LOAD(c + j * row + d), c1 = LOAD(c + j * row + d + 8);     \
                 for (int h = 0; h < H; h++) {                                                 \
                     const __m256 w = _mm256_set1_ps(p[h * p_stride + j]);                     \
@@ -249,6 +255,7 @@ MLA_SCORES_TILE(scores_tile_f16, uint16_t, load8_f16, one_f16)
                 _mm256_storeu_ps(acc + h * dim + d + 8, a1[h]);                               \
             }                                                                                 \
         }                                                                                     \
+        }                                                                                 \
         for (int h = 0; h < H; h++)                                                           \
             for (size_t j = 0; j < nrows; j++)                                                \
                 for (size_t d = full; d < dim; d++)                                           \

@@ -430,10 +430,16 @@ static inline __mmask16 tail_mask(size_t left) {
 MLA_SCORES_TILE(scores_tile_f32, float, load16_f32)
 MLA_SCORES_TILE(scores_tile_f16, uint16_t, load16_f16)
 
+/* Rows per block of the weighted sums: the dims of a block of cached rows are swept while
+ * they sit in L1/L2, instead of streaming every row once per 16- or 32-dim stripe. */
+#define MLA_ROW_BLOCK 64
+
 #define MLA_ACCUM_TILE(NAME, T, LOAD)                                                         \
     static inline __attribute__((always_inline)) void NAME(                                   \
         const int H, size_t dim, size_t row, const float *p, size_t p_stride, size_t nrows,   \
         const T *c, float *acc) {                                                             \
+        for (size_t j0 = 0; j0 < nrows; j0 += MLA_ROW_BLOCK) {                                \
+        const size_t j1 = nrows - j0 < MLA_ROW_BLOCK ? nrows : j0 + MLA_ROW_BLOCK;            \
         for (size_t d = 0; d < dim; d += 32) {                                                \
             const __mmask16 m0 = tail_mask(dim - d);                                          \
             const __mmask16 m1 = dim - d > 16 ? tail_mask(dim - d - 16) : (__mmask16)0;       \
@@ -442,7 +448,7 @@ MLA_SCORES_TILE(scores_tile_f16, uint16_t, load16_f16)
                 a0[h] = _mm512_maskz_loadu_ps(m0, acc + h * dim + d);                         \
                 a1[h] = _mm512_maskz_loadu_ps(m1, acc + h * dim + d + 16);                    \
             }                                                                                 \
-            for (size_t j = 0; j < nrows; j++) {                                              \
+            for (size_t j = j0; j < j1; j++) {                                                \
                 const __m512 c0 = LOAD(c + j * row + d, m0);                                  \
                 const __m512 c1 = LOAD(c + j * row + d + 16, m1);                             \
                 for (int h = 0; h < H; h++) {                                                 \
@@ -456,6 +462,7 @@ MLA_SCORES_TILE(scores_tile_f16, uint16_t, load16_f16)
                 _mm512_mask_storeu_ps(acc + h * dim + d + 16, m1, a1[h]);                     \
             }                                                                                 \
         }                                                                                     \
+        }                                                                                 \
     }
 MLA_ACCUM_TILE(accum_tile_f32, float, load16_f32)
 MLA_ACCUM_TILE(accum_tile_f16, uint16_t, load16_f16)
@@ -486,4 +493,38 @@ void mk_mla_accum_f16_avx512(size_t nq, size_t dim, size_t row, const float *p,
     size_t h = 0;
     for (; h + 8 <= nq; h += 8) accum_tile_f16(8, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
     for (; h < nq; h++) accum_tile_f16(1, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
+}
+
+/* q8a quantization, bit-identical to the generic one: max |x| ignoring NaN (the operand order
+ * of vmaxps keeps the running max when x is NaN), then the same IEEE operations per element,
+ * rounding half away from zero by truncation plus the exact remainder. */
+static inline __m512i quantize16(__m512 x, __m512 inv) {
+    __m512 v = _mm512_mul_ps(x, inv);
+    const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, lo, _CMP_GT_OQ), lo, v);
+    v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, hi, _CMP_GT_OQ), v, hi);
+    __m512i q = _mm512_cvttps_epi32(v);
+    __m512 rem = _mm512_sub_ps(v, _mm512_cvtepi32_ps(q));
+    const __m512i one = _mm512_set1_epi32(1);
+    q = _mm512_mask_add_epi32(q, _mm512_cmp_ps_mask(rem, _mm512_set1_ps(0.5f), _CMP_GE_OQ), q, one);
+    q = _mm512_mask_sub_epi32(q, _mm512_cmp_ps_mask(rem, _mm512_set1_ps(-0.5f), _CMP_LE_OQ), q, one);
+    return q;
+}
+
+void mk_quantize_row_q8a_avx512(size_t n, const float *x, int8_t *qs, float *d, int32_t *s) {
+    const __m512 abs_mask = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fffffff));
+    for (size_t b = 0; b < n / 32; b++, x += 32, qs += 32) {
+        __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+        __m512 m = _mm512_max_ps(_mm512_and_ps(x0, abs_mask), _mm512_setzero_ps());
+        m = _mm512_max_ps(_mm512_and_ps(x1, abs_mask), m);
+        float amax = _mm512_reduce_max_ps(m);
+        float scale = amax / 127.0f;
+        float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+        __m512 vinv = _mm512_set1_ps(inv);
+        __m512i q0 = quantize16(x0, vinv), q1 = quantize16(x1, vinv);
+        _mm_storeu_si128((__m128i *)qs, _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(qs + 16), _mm512_cvtepi32_epi8(q1));
+        d[b] = scale;
+        s[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+    }
 }

@@ -103,6 +103,8 @@ pub struct KernelSet {
     /// activations then also carry the q8g arrays ([`Q8Acts::group`]).
     q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
     mla: MlaKernels,
+    /// q8a quantization of activation rows (bit-identical in every set).
+    quantize: QuantizeQ8a,
 }
 
 /// One ISA's four-row kernels, per weight type.
@@ -114,6 +116,8 @@ struct Dot4 {
     q5_k: Dot4Q8a,
     q6_k: Dot4Q8a,
 }
+
+type QuantizeQ8a = unsafe extern "C" fn(usize, *const f32, *mut i8, *mut f32, *mut i32);
 
 impl KernelSet {
     /// `out[h*out_stride + j] = scale · q[h]·c[j]` for `nq` query rows of `row` values against
@@ -221,6 +225,7 @@ const GENERIC: KernelSet = KernelSet {
     dot4: None,
     q4_0_grouped: None,
     mla: MLA_GENERIC,
+    quantize: bindings::mk_quantize_row_q8a_generic,
 };
 
 /// Every kernel set this CPU can run, best last.
@@ -248,6 +253,7 @@ pub fn available() -> Vec<KernelSet> {
                     accum_f32: bindings::mk_mla_accum_f32_avx2,
                     accum_f16: bindings::mk_mla_accum_f16_avx2,
                 },
+                quantize: bindings::mk_quantize_row_q8a_generic,
             });
             if is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
@@ -276,6 +282,7 @@ pub fn available() -> Vec<KernelSet> {
                         accum_f32: bindings::mk_mla_accum_f32_avx512,
                         accum_f16: bindings::mk_mla_accum_f16_avx512,
                     },
+                    quantize: bindings::mk_quantize_row_q8a_avx512,
                 };
                 sets.push(avx512);
                 if is_x86_feature_detected!("avx512vbmi") {
@@ -309,6 +316,7 @@ pub fn available() -> Vec<KernelSet> {
             dot4: None,
             q4_0_grouped: None,
             mla: MLA_NEON,
+            quantize: bindings::mk_quantize_row_q8a_generic,
         });
         if std::arch::is_aarch64_feature_detected!("dotprod") {
             sets.push(KernelSet {
@@ -321,6 +329,7 @@ pub fn available() -> Vec<KernelSet> {
                 dot4: None,
                 q4_0_grouped: None,
                 mla: MLA_NEON,
+                quantize: bindings::mk_quantize_row_q8a_generic,
             });
         }
     }
@@ -380,7 +389,7 @@ impl Q8Acts {
         // SAFETY: the three buffers were just sized for x.len() values and x.len()/32 blocks,
         // which is exactly what the kernel writes; x holds x.len() floats.
         unsafe {
-            bindings::mk_quantize_row_q8a_generic(
+            (active().quantize)(
                 x.len(),
                 x.as_ptr(),
                 self.qs.as_mut_ptr(),
@@ -845,6 +854,37 @@ mod tests {
                 (got - exact).abs() <= bound * 1.01,
                 "{dtype:?}: {got} vs {exact} (bound {bound})"
             );
+        }
+    }
+
+    /// Every set's q8a quantization equals the generic one bit for bit.
+    #[test]
+    fn quantization_is_identical_in_every_set() {
+        let n = 32 * 40;
+        let mut x = noise(21, n, 3.0);
+        x[7] = f32::NAN;
+        x[100] = f32::INFINITY;
+        x[200..232]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = i as f32 - 15.5);
+        let run = |f: QuantizeQ8a| {
+            let (mut q, mut d, mut s) = (vec![0i8; n], vec![0f32; n / QK], vec![0i32; n / QK]);
+            // SAFETY: x holds n floats; q, d, s were sized for n values and n/32 blocks.
+            unsafe {
+                f(
+                    n,
+                    x.as_ptr(),
+                    q.as_mut_ptr(),
+                    d.as_mut_ptr(),
+                    s.as_mut_ptr(),
+                )
+            };
+            (q, d.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), s)
+        };
+        let want = run(GENERIC.quantize);
+        for k in available() {
+            assert!(run(k.quantize) == want, "{}", k.name);
         }
     }
 
