@@ -96,6 +96,49 @@ fn one_thread_prefill(
     best
 }
 
+/// MLA decode attention at a 4096-token context (16 heads, rows of 576: V2-Lite), one
+/// thread: GFLOP/s of the scores and of the weighted sums per kernel set.
+fn mla_attention(sets: &[KernelSet]) {
+    use moela::kernels::CacheRows;
+    let (nq, row, dim, nrows) = (16usize, 576usize, 512usize, 4096usize);
+    let q: Vec<f32> = (0..nq * row)
+        .map(|i| ((i * 7 % 13) as f32 - 6.0) / 6.0)
+        .collect();
+    let c: Vec<f32> = (0..nrows * row)
+        .map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0)
+        .collect();
+    let p: Vec<f32> = (0..nq * nrows)
+        .map(|i| (i % 17) as f32 / 17.0 / nrows as f32)
+        .collect();
+    let mut scores = vec![0.0f32; nq * nrows];
+    let mut acc = vec![0.0f32; nq * dim];
+    for k in sets {
+        let (mut best_s, mut best_a) = (0.0f64, 0.0f64);
+        for _ in 0..5 {
+            let t = Instant::now();
+            k.mla_scores(
+                nq,
+                row,
+                &q,
+                CacheRows::F32(&c),
+                nrows,
+                0.1,
+                &mut scores,
+                nrows,
+            );
+            best_s = best_s.max((2 * nq * row * nrows) as f64 / t.elapsed().as_secs_f64() / 1e9);
+            let t = Instant::now();
+            k.mla_accum(nq, dim, row, &p, nrows, CacheRows::F32(&c), nrows, &mut acc);
+            best_a = best_a.max((2 * nq * dim * nrows) as f64 / t.elapsed().as_secs_f64() / 1e9);
+        }
+        black_box((&scores, &acc));
+        println!(
+            "mla   {:8} 1 thread, 16 heads x 4096 positions: scores {best_s:6.1} GFLOP/s, sums {best_a:6.1} GFLOP/s",
+            k.name
+        );
+    }
+}
+
 fn main() {
     let big_mb: usize = std::env::var("MOELA_BENCH_MB")
         .ok()
@@ -110,6 +153,7 @@ fn main() {
         sets.iter().map(|s| s.name).collect::<Vec<_>>(),
         kernels::active().name
     );
+    mla_attention(&sets);
     let types: Vec<DType> = match std::env::var("MOELA_BENCH_TYPES") {
         Ok(t) => t.split(',').filter_map(DType::from_name).collect(),
         Err(_) => vec![

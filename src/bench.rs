@@ -24,6 +24,8 @@ pub struct BenchParams {
     pub repetitions: usize,
     /// How the model is loaded (expert budget, profile, prefetch, I/O limit).
     pub model: ModelParams,
+    /// KV cache element type.
+    pub kv_type: crate::attention::kv_cache::KvType,
 }
 
 /// Mean and standard deviation of repeated measurements.
@@ -158,6 +160,7 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
     let n_ctx = (p.depth + p.n_prompt.max(p.n_gen) + 1).max(16);
     let params = SessionParams {
         n_ctx,
+        kv_type: p.kv_type,
         ..Default::default()
     };
     let mut session = Session::new(model.clone(), &params)?;

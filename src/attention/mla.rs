@@ -365,14 +365,21 @@ fn absorbed_token(
             .enumerate()
             .for_each(score_chunk);
     }
-    // → probabilities [nh, seen] (row stride n_kv).
-    for h in 0..nh {
-        let sh = &mut scores[h * n_kv..h * n_kv + seen];
+    // → probabilities [nh, seen] (row stride n_kv); heads in parallel at long contexts (the
+    // exponentials are a visible share of decode at depth).
+    let parts = &*parts;
+    let prob = |(h, sh): (usize, &mut [f32])| {
+        let sh = &mut sh[..seen];
         for (c, dst) in sh.chunks_mut(POS_CHUNK).enumerate() {
             let src = &parts[c * per_chunk + h * POS_CHUNK..];
             dst.copy_from_slice(&src[..dst.len()]);
         }
         ops::softmax(sh);
+    };
+    if parallel && nh * seen >= 1 << 14 {
+        scores.par_chunks_mut(n_kv).enumerate().for_each(prob);
+    } else {
+        scores.chunks_mut(n_kv).enumerate().for_each(prob);
     }
     let scores = &*scores;
     // lat[h] = Σ_j p[h,j] c_j[..L], dims in slices: slice i fills parts[i] = [nh, DIM_SLICE].

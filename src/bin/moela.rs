@@ -172,6 +172,9 @@ enum Cmd {
         /// --expert-budget.
         #[arg(long)]
         io_limit: Option<String>,
+        /// KV cache element type: f32 or f16.
+        #[arg(long, default_value = "f32")]
+        kv_type: String,
     },
     /// Perplexity of a model on a text file (windows of --ctx tokens; by default the second
     /// half of each window is scored, as llama-perplexity does; see src/eval.rs).
@@ -579,15 +582,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             experts,
         } => {
             let model = load_with(&model, &experts.params(None)?)?;
-            let kv_type = match kv_type.as_str() {
-                "f32" => KvType::F32,
-                "f16" => KvType::F16,
-                o => {
-                    return Err(moela::Error::InvalidArg(format!(
-                        "--kv-type {o}: expected f32 or f16"
-                    )))
-                }
-            };
+            let kv_type = parse_kv_type(&kv_type)?;
             let attn_path = match attn.as_str() {
                 "auto" => moela::attention::mla::AttnPath::Auto,
                 "expanded" => moela::attention::mla::AttnPath::Expanded,
@@ -632,6 +627,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             json,
             experts,
             io_limit,
+            kv_type,
         } => {
             let Some(model) = model else {
                 let bw = moela::bench::measure_mem_bw();
@@ -655,6 +651,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                 depth,
                 repetitions,
                 model: experts.params(io_limit.as_deref())?,
+                kv_type: parse_kv_type(&kv_type)?,
             };
             let mut r = moela::bench::run(&model, &p, &mut |l| eprintln!("{l}"))?;
             if mem_bw {
@@ -1087,4 +1084,15 @@ fn inspect(model: &Model, json: bool) -> moela::Result<()> {
     );
     print_out(&o);
     Ok(())
+}
+
+/// `--kv-type`: f32 or f16.
+fn parse_kv_type(s: &str) -> moela::Result<KvType> {
+    match s {
+        "f32" => Ok(KvType::F32),
+        "f16" => Ok(KvType::F16),
+        o => Err(moela::Error::InvalidArg(format!(
+            "--kv-type {o}: expected f32 or f16"
+        ))),
+    }
 }
