@@ -37,6 +37,10 @@ float mk_vec_dot_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
     __m512 acc = _mm512_setzero_ps();
     size_t nb = n / 32, i = 0;
     for (; i + 1 < nb; i += 2, b += 68) {
+        /* software prefetch as in avx512vbmi.c: more DRAM lines in flight than the hardware
+         * prefetchers keep for one stream */
+        _mm_prefetch((const char *)b + 2048, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + 2048 + 64, _MM_HINT_T0);
         __m512i wv = _mm512_inserti64x4(
             _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 2))),
             _mm256_loadu_si256((const __m256i *)(b + 36)), 1);
