@@ -247,6 +247,24 @@ float mk_vec_dot_q5_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
     return dot_q45_k_avx512(n, (const uint8_t *)w, qs, d, s, 1);
 }
 
+/* The 6-bit codes (0..63) of half h (128 values) of a Q6_K super-block at b: out[0] holds
+ * values 0-31 and 32-63 of the half, out[1] values 64-95 and 96-127 (low 4 bits from ql,
+ * high 2 bits from qh). */
+static inline void q6k_codes(const uint8_t *b, int h, __m256i m4, __m256i m2, __m512i out[2]) {
+    __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
+    __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+    __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+    __m256i c0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+    __m256i c1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
+                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+    __m256i c2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+    __m256i c3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+    out[0] = _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1);
+    out[1] = _mm512_inserti64x4(_mm512_castsi256_si512(c2), c3, 1);
+}
+
 /* Q6_K: unsigned codes × qx with vpdpbusd, minus 32 · Σqx (a second vpdpbusd with a constant
  * 32), gives Σ (q-32)·qx per 4 elements; each 16-element sub-block is 4 lanes, multiplied by
  * its int8 scale in int32 (exact), then × d·dx per 32. */
@@ -262,18 +280,8 @@ float mk_vec_dot_q6_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
     for (size_t sb = 0; sb < n / 256; sb++, b += 210) {
         float d = f16_at(b + 208);
         for (int h = 0; h < 2; h++, qs += 128, dx += 4) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
-            __m256i c0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-            __m256i c1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-            __m256i c2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-            __m256i c3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
-            __m512i codes[2] = {_mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1),
-                                _mm512_inserti64x4(_mm512_castsi256_si512(c2), c3, 1)};
+            __m512i codes[2];
+            q6k_codes(b, h, m4, m2, codes);
             for (int k = 0; k < 2; k++) {
                 __m512i x = _mm512_loadu_si512((const void *)(qs + 64 * k));
                 __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[k], x);
@@ -368,18 +376,7 @@ void mk_vec_dot4_q6_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
         /* codes[2h + k]: activation blocks 4h + 2k and 4h + 2k + 1, with their scales. */
         __m512i codes[4], scv[4];
         for (int h = 0; h < 2; h++) {
-            __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
-            __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
-            __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
-            __m256i c0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-            __m256i c1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-            __m256i c2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-            __m256i c3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                                         _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
-            codes[2 * h] = _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1);
-            codes[2 * h + 1] = _mm512_inserti64x4(_mm512_castsi256_si512(c2), c3, 1);
+            q6k_codes(b, h, m4, m2, codes + 2 * h);
             for (int k = 0; k < 2; k++) {
                 uint32_t sc4;
                 memcpy(&sc4, b + 192 + 8 * h + 4 * k, 4);

@@ -411,15 +411,17 @@ impl Q8Acts {
         self.gqs.resize(rows * n, 0);
         self.gd.resize(rows * n / 8, 0.0);
         self.gs.resize(rows * n / 8, 0);
-        self.tqs.resize(rows * n, 0);
-        self.td.resize(rows * n / QK, 0.0);
-        self.ts.resize(rows * n / QK, 0);
+        // Tiles feed only the four-row kernel: a single input (decode) skips them.
+        let tiled = rows >= 4;
+        let tile_rows = if tiled { rows } else { 0 };
+        self.tqs.resize(tile_rows * n, 0);
+        self.td.resize(tile_rows * n / QK, 0.0);
+        self.ts.resize(tile_rows * n / QK, 0);
         for r in 0..rows {
             let (b0, b1) = (r * n / QK, (r + 1) * n / QK);
             let (g0, g1) = (r * n / 8, (r + 1) * n / 8);
-            // SAFETY: row r's plain arrays hold n values and n/32 blocks, its grouped arrays
-            // n values and n/8 lanes and its tile arrays n values and n/32 blocks (sized just
-            // above), which is what the two functions touch.
+            // SAFETY: row r's plain arrays hold n values and n/32 blocks and its grouped
+            // arrays n values and n/8 lanes (sized just above), which is what it touches.
             unsafe {
                 bindings::mk_group_q8a_generic(
                     n,
@@ -429,7 +431,13 @@ impl Q8Acts {
                     self.gqs[r * n..(r + 1) * n].as_mut_ptr(),
                     self.gd[g0..g1].as_mut_ptr(),
                     self.gs[g0..g1].as_mut_ptr(),
-                );
+                )
+            }
+            if !tiled {
+                continue;
+            }
+            // SAFETY: as above, for row r's tile arrays (n values, n/32 blocks).
+            unsafe {
                 bindings::mk_tile_q8a_generic(
                     n,
                     self.qs[r * n..(r + 1) * n].as_ptr(),
@@ -454,9 +462,11 @@ impl Q8Acts {
             gqs: self.gqs[t * n..].as_ptr(),
             gd: self.gd[g0..].as_ptr(),
             gs: self.gs[g0..].as_ptr(),
-            tqs: self.tqs[t * n..].as_ptr(),
-            td: self.td[b0..].as_ptr(),
-            ts: self.ts[b0..].as_ptr(),
+            // Empty (never read) when fewer than four rows were quantized: only the
+            // four-row kernel reads tiles.
+            tqs: self.tqs.as_ptr().wrapping_add(t * n),
+            td: self.td.as_ptr().wrapping_add(b0),
+            ts: self.ts.as_ptr().wrapping_add(b0),
         }
     }
 
