@@ -242,14 +242,20 @@ static inline __attribute__((always_inline)) void gemm_rows(
             const size_t o = tt * nb + 16 * k;
             const __m512i ts = _mm512_loadu_si512((const void *)(x->ts + o));
             const __m512 td = _mm512_loadu_ps(x->td + o);
-            __m512i p[2] = {ts, ts};
-            for (int u = 0; u < 8; u++) {
+            /* two chains per row (even and odd steps): vpdpbusd's latency, not its
+             * throughput, would bound one chain of eight */
+            __m512i p[2] = {ts, ts}, p2[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+            for (int u = 0; u < 8; u += 2) {
                 const __m512i a = _mm512_loadu_si512((const void *)(q + 64 * u));
-                for (int i = 0; i < R; i++) p[i] = _mm512_dpbusd_epi32(p[i], step[i][u], a);
+                const __m512i b = _mm512_loadu_si512((const void *)(q + 64 * u + 64));
+                for (int i = 0; i < R; i++) {
+                    p[i] = _mm512_dpbusd_epi32(p[i], step[i][u], a);
+                    p2[i] = _mm512_dpbusd_epi32(p2[i], step[i][u + 1], b);
+                }
             }
             for (int i = 0; i < R; i++)
-                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p[i]), _mm512_mul_ps(dw[i], td),
-                                            acc[i][t]);
+                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(p[i], p2[i])),
+                                            _mm512_mul_ps(dw[i], td), acc[i][t]);
         }
     }
     /* whole groups of 4 blocks after the tiles (lanes 4k..4k+3 = block k of the group) */
