@@ -15,6 +15,9 @@ mod bindings {
     include!(env!("MOELA_GENERATED_BINDINGS"));
 }
 
+pub mod aligned;
+
+use aligned::AlignedVec;
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
@@ -403,24 +406,25 @@ pub fn active() -> &'static KernelSet {
     })
 }
 
-/// A row (or rows) of activations quantized to 8 bits per block of 32.
+/// A row (or rows) of activations quantized to 8 bits per block of 32 (64-byte aligned
+/// arrays: the kernels read them with 64-byte loads).
 #[derive(Default, Debug, Clone)]
 pub struct Q8Acts {
-    pub qs: Vec<i8>,
-    pub d: Vec<f32>,
-    pub s: Vec<i32>,
+    pub qs: AlignedVec<i8>,
+    pub d: AlignedVec<f32>,
+    pub s: AlignedVec<i32>,
     /// Elements per row.
     pub n: usize,
     /// The q8g arrays (see csrc/include/moela_kernels.h), filled by [`Q8Acts::group`]:
     /// `n` values and `n/8` scales and offsets per row.
-    pub gqs: Vec<i8>,
-    pub gd: Vec<f32>,
-    pub gs: Vec<i32>,
+    pub gqs: AlignedVec<i8>,
+    pub gd: AlignedVec<f32>,
+    pub gs: AlignedVec<i32>,
     /// The q8g tile arrays (16 blocks per tile): `n` values and `n/32` scales and offsets per
     /// row.
-    pub tqs: Vec<i8>,
-    pub td: Vec<f32>,
-    pub ts: Vec<i32>,
+    pub tqs: AlignedVec<i8>,
+    pub td: AlignedVec<f32>,
+    pub ts: AlignedVec<i32>,
     /// Whether the q8g arrays match the current rows.
     pub grouped: bool,
 }
