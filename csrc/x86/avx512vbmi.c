@@ -225,9 +225,11 @@ static inline __attribute__((always_inline)) void gemm_rows(
     const __m512i u_lo = _mm512_loadu_si512((const void *)U_LO);
     const __m512i u_hi = _mm512_loadu_si512((const void *)U_HI);
     const __m512i lo_mask = _mm512_set1_epi8(0x0f);
-    __m512 acc[2][GEMM_TOKENS];
+    /* token-major, so that the two rows' accumulators of a token are neighbours: row-major
+     * arrays 4 KiB apart made every load alias the previous store (4K aliasing) */
+    __m512 acc[GEMM_TOKENS][2];
     for (size_t t = 0; t < tn; t++)
-        for (int i = 0; i < R; i++) acc[i][t] = _mm512_setzero_ps();
+        for (int i = 0; i < R; i++) acc[t][i] = _mm512_setzero_ps();
     for (size_t k = 0; k < nt; k++) {
         __m512i step[2][8];
         __m512 dw[2];
@@ -254,8 +256,8 @@ static inline __attribute__((always_inline)) void gemm_rows(
                 }
             }
             for (int i = 0; i < R; i++)
-                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(p[i], p2[i])),
-                                            _mm512_mul_ps(dw[i], td), acc[i][t]);
+                acc[t][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(p[i], p2[i])),
+                                            _mm512_mul_ps(dw[i], td), acc[t][i]);
         }
     }
     /* whole groups of 4 blocks after the tiles (lanes 4k..4k+3 = block k of the group) */
@@ -282,8 +284,8 @@ static inline __attribute__((always_inline)) void gemm_rows(
             for (int i = 0; i < R; i++) {
                 __m512i p = _mm512_dpbusd_epi32(gs, lo[i], qa);
                 p = _mm512_dpbusd_epi32(p, hi[i], qb);
-                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[i], gd),
-                                            acc[i][t]);
+                acc[t][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[i], gd),
+                                            acc[t][i]);
             }
         }
     }
@@ -291,7 +293,7 @@ static inline __attribute__((always_inline)) void gemm_rows(
     for (size_t t = 0; t < tn; t++) {
         const size_t tt = t0 + t;
         for (int i = 0; i < R; i++) {
-            float sum = _mm512_reduce_add_ps(acc[i][t]);
+            float sum = _mm512_reduce_add_ps(acc[t][i]);
             if (done < nb) {
                 /* a partial trailing group: plain q8a */
                 sum += mk_vec_dot_q4_0_q8a_avx512(32 * (nb - done), wr[i] + 18 * done,
