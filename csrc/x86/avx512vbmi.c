@@ -246,18 +246,14 @@ static inline __attribute__((always_inline)) void gemm_rows(
             const __m512 td = _mm512_loadu_ps(x->td + o);
             /* two chains per row (even and odd steps): vpdpbusd's latency, not its
              * throughput, would bound one chain of eight */
-            __m512i p[2] = {ts, ts}, p2[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
-            for (int u = 0; u < 8; u += 2) {
+            __m512i p[2] = {ts, ts};
+            for (int u = 0; u < 8; u++) {
                 const __m512i a = _mm512_loadu_si512((const void *)(q + 64 * u));
-                const __m512i b = _mm512_loadu_si512((const void *)(q + 64 * u + 64));
-                for (int i = 0; i < R; i++) {
-                    p[i] = _mm512_dpbusd_epi32(p[i], step[i][u], a);
-                    p2[i] = _mm512_dpbusd_epi32(p2[i], step[i][u + 1], b);
-                }
+                for (int i = 0; i < R; i++) p[i] = _mm512_dpbusd_epi32(p[i], step[i][u], a);
             }
             for (int i = 0; i < R; i++)
-                acc[t][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(p[i], p2[i])),
-                                            _mm512_mul_ps(dw[i], td), acc[t][i]);
+                acc[t][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p[i]), _mm512_mul_ps(dw[i], td),
+                                            acc[t][i]);
         }
     }
     /* whole groups of 4 blocks after the tiles (lanes 4k..4k+3 = block k of the group) */
