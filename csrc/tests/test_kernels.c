@@ -162,7 +162,7 @@ static void test_gemm_q8g(int *passed, int *failed) {
     if (!(__builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni") &&
           __builtin_cpu_supports("avx512bw")))
         return;
-    const size_t block_counts[] = {1, 3, 4, 5, 16, 17, 20, 44, 45, 64};
+    const size_t block_counts[] = {1, 3, 4, 5, 8, 16, 17, 20, 24, 44, 45, 64};
     const size_t tok_counts[] = {4, 5, 63, 64, 65, 130};
     const size_t row_counts[] = {1, 2, 3, 6};
     const float scales[] = {1.0f, 1e-6f, 3e4f};
@@ -174,11 +174,16 @@ static void test_gemm_q8g(int *passed, int *failed) {
         int32_t *s = malloc(maxt * blocks * sizeof *s), *gs = malloc(maxt * n / 8 * sizeof *gs);
         int32_t *ts = malloc(maxt * blocks * sizeof *ts);
         uint8_t *q8 = malloc(maxr * 34 * blocks), *q4 = malloc(maxr * 18 * blocks);
+        uint8_t *qk = malloc(maxr * 18 * blocks); /* Q4_K: 144 bytes per 8 blocks */
+        float *wm = malloc(maxr * n * sizeof *wm);
         float *got = malloc(maxt * (maxr + 1) * sizeof *got), *want = malloc(maxt * (maxr + 1) * sizeof *want);
         for (int si = 0; si < 3; si++) {
             for (size_t i = 0; i < maxt * n; i++) x[i] = frand() * scales[si];
             for (size_t r = 0; r < maxr; r++)
                 make_rows(n, scales[si], q8 + r * 34 * blocks, q4 + r * 18 * blocks);
+            if (blocks % 8 == 0)
+                for (size_t r = 0; r < maxr; r++)
+                    make_k_row(0, blocks / 8, scales[si], qk + r * 18 * blocks, wm + r * n);
             for (size_t r = 0; r < maxr; r++) /* -128 values in the Q8_0 rows */
                 if (blocks > 1) q8[r * 34 * blocks + 34 + 2 + r] = 0x80;
             for (size_t t = 0; t < maxt; t++) {
@@ -189,12 +194,16 @@ static void test_gemm_q8g(int *passed, int *failed) {
                                     td + t * blocks, ts + t * blocks);
             }
             struct mk_q8g g = {qs, d, s, gqs, gd, gs, tqs, td, ts};
-            for (int q8w = 0; q8w < 2; q8w++)
+            for (int q8w = 0; q8w < 3; q8w++) /* Q4_0, Q8_0, Q4_K */
+            if (q8w < 2 || blocks % 8 == 0)
             for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++) {
                 for (size_t ri = 0; ri < sizeof row_counts / sizeof *row_counts; ri++) {
                     const size_t ntok = tok_counts[ti], nrows = row_counts[ri], ldo = nrows + 1;
                     for (size_t i = 0; i < maxt * (maxr + 1); i++) got[i] = want[i] = -7.0f;
-                    if (q8w) {
+                    if (q8w == 2) {
+                        mk_gemm_q4_k_q8g_avx512vbmi(n, nrows, qk, 18 * blocks, ntok, &g, got, ldo);
+                        mk_gemm_q4_k_q8a_generic(n, nrows, qk, 18 * blocks, ntok, qs, d, s, want, ldo);
+                    } else if (q8w) {
                         mk_gemm_q8_0_q8g_avx512vbmi(n, nrows, q8, 34 * blocks, ntok, &g, got, ldo);
                         mk_gemm_q8_0_q8a_generic(n, nrows, q8, 34 * blocks, ntok, qs, d, s, want, ldo);
                     } else {
@@ -209,17 +218,20 @@ static void test_gemm_q8g(int *passed, int *failed) {
                                 bad += got[o] != -7.0f;
                                 continue;
                             }
-                            const size_t bb = q8w ? 34 : 18;
-                            const uint8_t *w = (q8w ? q8 : q4) + r * bb * blocks;
+                            const size_t bb = q8w == 1 ? 34 : 18;
+                            const uint8_t *w = (q8w == 1 ? q8 : q4) + r * bb * blocks;
                             float mag = 0;
-                            for (size_t b = 0; b < blocks; b++) {
+                            if (q8w == 2)
+                                for (size_t e = 0; e < n; e++)
+                                    mag += wm[r * n + e] * fabsf(d[t * blocks + e / 32] * qs[t * n + e]);
+                            for (size_t b = 0; q8w < 2 && b < blocks; b++) {
                                 float dw = mk_f16_to_f32((uint16_t)(w[bb * b] | w[bb * b + 1] << 8));
                                 for (int j = 0; j < 32; j++)
-                                    mag += fabsf(dw * (q8w ? 128.0f : 8.0f) * d[t * blocks + b] * qs[t * n + 32 * b + j]) * 2.0f;
+                                    mag += fabsf(dw * (q8w == 1 ? 128.0f : 8.0f) * d[t * blocks + b] * qs[t * n + 32 * b + j]) * 2.0f;
                             }
                             if (!(fabsf(got[o] - want[o]) <= 1e-5f * mag + 1e-30f)) {
                                 if (!bad) printf("FAIL avx512vbmi gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu): %g vs %g\n",
-                                                 q8w ? "q8_0" : "q4_0", n, nrows, ntok, r, t, got[o], want[o]);
+                                                 q8w == 2 ? "q4_k" : q8w ? "q8_0" : "q4_0", n, nrows, ntok, r, t, got[o], want[o]);
                                 bad++;
                             }
                         }
@@ -230,7 +242,7 @@ static void test_gemm_q8g(int *passed, int *failed) {
             }
         }
         free(x), free(d), free(gd), free(td), free(qs), free(gqs), free(tqs), free(s), free(gs);
-        free(ts), free(q8), free(q4), free(got), free(want);
+        free(ts), free(q8), free(q4), free(got), free(want), free(qk), free(wm);
     }
     printf("kernel avx512vbmi gemm: tested\n");
 }

@@ -248,11 +248,63 @@ static inline __attribute__((always_inline)) void unpack_group_q8(const uint8_t 
     *dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(off, b, 1)));
 }
 
-/* Rows r..r+R (R = 1 or 2) of Q4_0 (Q8 = 0) or Q8_0 (Q8 = 1) weights, constants after inlining, × tokens t0..t0+tn (tn <= GEMM_TOKENS). */
+/* Q4_K tiles are two super-blocks (16 sub-blocks of 32 = 16 activation blocks): step[u]
+ * lane l = codes 4u..4u+3 of sub-block l (sub-block 2j: low nibbles of the 32-byte chunk j of
+ * the codes, 2j+1: its high nibbles), *dsc = d·scale and *dmn = dmin·min per sub-block. */
+static const int32_t Q4K_CHUNK[16] = {0, 0, 8, 8, 16, 16, 24, 24, 0, 0, 8, 8, 16, 16, 24, 24};
+static const int32_t Q4K_SHIFT[16] = {0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4, 0, 4};
+
+static inline float f16_at(const uint8_t *p) {
+    return mk_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+}
+
+static inline __attribute__((always_inline)) void unpack_tile_q4k(const uint8_t *b,
+                                                                   __m512i step[8],
+                                                                   __m512 *dsc, __m512 *dmn) {
+    float fs[16], fm[16];
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *sb = b + 144 * h, *sc = sb + 4;
+        const float d = f16_at(sb), dmin = f16_at(sb + 2);
+        for (int j = 0; j < 8; j++) {
+            int s, m;
+            if (j < 4) {
+                s = sc[j] & 63;
+                m = sc[j + 4] & 63;
+            } else {
+                s = (sc[j + 4] & 0x0f) | ((sc[j - 4] >> 6) << 4);
+                m = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+            }
+            fs[8 * h + j] = d * (float)s;
+            fm[8 * h + j] = dmin * (float)m;
+        }
+    }
+    *dsc = _mm512_loadu_ps(fs);
+    *dmn = _mm512_loadu_ps(fm);
+    const __m512i a0 = _mm512_loadu_si512((const void *)(b + 16));
+    const __m512i a1 = _mm512_loadu_si512((const void *)(b + 80));
+    const __m512i b0 = _mm512_loadu_si512((const void *)(b + 160));
+    const __m512i b1 = _mm512_loadu_si512((const void *)(b + 224));
+    const __m512i chunk = _mm512_loadu_si512((const void *)Q4K_CHUNK);
+    const __m512i shift = _mm512_loadu_si512((const void *)Q4K_SHIFT);
+    const __m512i lo_mask = _mm512_set1_epi8(0x0f);
+    for (int u = 0; u < 8; u++) {
+        const __m512i ix = _mm512_add_epi32(chunk, _mm512_set1_epi32(u));
+        __m512i v = _mm512_mask_blend_epi32((__mmask16)0xff00,
+                                            _mm512_permutex2var_epi32(a0, ix, a1),
+                                            _mm512_permutex2var_epi32(b0, ix, b1));
+        step[u] = _mm512_and_si512(_mm512_srlv_epi32(v, shift), lo_mask);
+    }
+}
+
+/* Rows r..r+R (R = 1 or 2) of Q4_0 (WT = 0), Q8_0 (WT = 1) or Q4_K (WT = 2) weights, constants after inlining, × tokens t0..t0+tn (tn <= GEMM_TOKENS). */
 static inline __attribute__((always_inline)) void gemm_rows(
-    const int R, const int Q8, size_t n, const uint8_t *const wr[2], size_t t0, size_t tn,
+    const int R, const int WT, size_t n, const uint8_t *const wr[2], size_t t0, size_t tn,
     const struct mk_q8g *x, float *out, size_t ldo, size_t r) {
-    const size_t nb = n / 32, ng = nb / 4, nt = nb / 16;
+    const int Q8 = WT == 1, QK = WT == 2;
+    const size_t nb = n / 32, nt = nb / 16;
+    /* K-quant rows end in whole super-blocks: a last half tile goes through the one-row
+     * kernel instead of groups */
+    const size_t ng = QK ? 4 * nt : nb / 4;
     const __m512i nib_ix = load_index(NIBBLE_INDEX), sc_ix = load_index(SCALE_INDEX);
     const __m512i sc16_ix = load_index(SCALE16_INDEX);
     const __m512i t_lo = _mm512_loadu_si512((const void *)T_LO);
@@ -267,14 +319,16 @@ static inline __attribute__((always_inline)) void gemm_rows(
         for (int i = 0; i < R; i++) acc[t][i] = _mm512_setzero_ps();
     for (size_t k = 0; k < nt; k++) {
         __m512i step[2][8];
-        __m512 dw[2];
+        __m512 dw[2], dm[2];
         for (int i = 0; i < R; i++) {
-            const size_t tile_bytes = Q8 ? 544 : 288;
+            const size_t tile_bytes = Q8 ? 544 : 288; /* Q4_0 and Q4_K: 288 */
             const uint8_t *b = wr[i] + tile_bytes * k;
             for (size_t l = 0; l < tile_bytes; l += 64)
                 _mm_prefetch((const char *)b + tile_bytes + l, _MM_HINT_T0);
             if (Q8)
                 unpack_tile_q8(b, step[i], &dw[i]);
+            else if (QK)
+                unpack_tile_q4k(b, step[i], &dw[i], &dm[i]);
             else
                 unpack_tile(b, nib_ix, sc16_ix, t_lo, t_hi, u_lo, u_hi, step[i], &dw[i]);
         }
@@ -285,16 +339,24 @@ static inline __attribute__((always_inline)) void gemm_rows(
             __m512i ts = _mm512_loadu_si512((const void *)(x->ts + o));
             if (Q8) ts = _mm512_slli_epi32(ts, 4);
             const __m512 td = _mm512_loadu_ps(x->td + o);
-            /* two chains per row (even and odd steps): vpdpbusd's latency, not its
-             * throughput, would bound one chain of eight */
+            /* Q4_K: codes are unsigned and the mins are subtracted in floats: ts = -8·s, so
+             * -dmin·m·d_x·s = dmin·m · (td·ts/8) */
+            __m512 mts = _mm512_setzero_ps();
+            if (QK) {
+                mts = _mm512_mul_ps(_mm512_mul_ps(td, _mm512_cvtepi32_ps(ts)),
+                                    _mm512_set1_ps(0.125f));
+                ts = _mm512_setzero_si512();
+            }
             __m512i p[2] = {ts, ts};
             for (int u = 0; u < 8; u++) {
                 const __m512i a = _mm512_loadu_si512((const void *)(q + 64 * u));
                 for (int i = 0; i < R; i++) p[i] = _mm512_dpbusd_epi32(p[i], step[i][u], a);
             }
-            for (int i = 0; i < R; i++)
+            for (int i = 0; i < R; i++) {
                 acc[t][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p[i]), _mm512_mul_ps(dw[i], td),
                                             acc[t][i]);
+                if (QK) acc[t][i] = _mm512_fmadd_ps(dm[i], mts, acc[t][i]);
+            }
         }
     }
     /* whole groups of 4 blocks after the tiles (lanes 4k..4k+3 = block k of the group) */
@@ -338,7 +400,11 @@ static inline __attribute__((always_inline)) void gemm_rows(
             float sum = _mm512_reduce_add_ps(acc[t][i]);
             if (done < nb) {
                 /* a partial trailing group: plain q8a */
-                sum += Q8 ? mk_vec_dot_q8_0_q8a_avx512(32 * (nb - done), wr[i] + 34 * done,
+                sum += QK ? mk_vec_dot_q4_k_q8a_avx512(32 * (nb - done), wr[i] + 18 * done,
+                                                       x->qs + tt * n + 32 * done,
+                                                       x->d + tt * nb + done,
+                                                       x->s + tt * nb + done)
+                     : Q8 ? mk_vec_dot_q8_0_q8a_avx512(32 * (nb - done), wr[i] + 34 * done,
                                                        x->qs + tt * n + 32 * done,
                                                        x->d + tt * nb + done,
                                                        x->s + tt * nb + done)
@@ -352,7 +418,7 @@ static inline __attribute__((always_inline)) void gemm_rows(
     }
 }
 
-static inline __attribute__((always_inline)) void gemm(const int Q8, size_t n, size_t nrows,
+static inline __attribute__((always_inline)) void gemm(const int WT, size_t n, size_t nrows,
                                                        const void *w, size_t row_bytes,
                                                        size_t ntok, const struct mk_q8g *x,
                                                        float *out, size_t ldo) {
@@ -362,11 +428,11 @@ static inline __attribute__((always_inline)) void gemm(const int Q8, size_t n, s
         size_t r = 0;
         for (; r + 2 <= nrows; r += 2) {
             const uint8_t *const wr[2] = {base + r * row_bytes, base + (r + 1) * row_bytes};
-            gemm_rows(2, Q8, n, wr, t0, tn, x, out, ldo, r);
+            gemm_rows(2, WT, n, wr, t0, tn, x, out, ldo, r);
         }
         if (r < nrows) {
             const uint8_t *const wr[2] = {base + r * row_bytes, base + r * row_bytes};
-            gemm_rows(1, Q8, n, wr, t0, tn, x, out, ldo, r);
+            gemm_rows(1, WT, n, wr, t0, tn, x, out, ldo, r);
         }
     }
 }
@@ -379,4 +445,9 @@ void mk_gemm_q4_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t r
 void mk_gemm_q8_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
                                  size_t ntok, const struct mk_q8g *x, float *out, size_t ldo) {
     gemm(1, n, nrows, w, row_bytes, ntok, x, out, ldo);
+}
+
+void mk_gemm_q4_k_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                                 size_t ntok, const struct mk_q8g *x, float *out, size_t ldo) {
+    gemm(2, n, nrows, w, row_bytes, ntok, x, out, ldo);
 }

@@ -130,9 +130,8 @@ pub struct KernelSet {
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
     /// activations then also carry the q8g arrays ([`Q8Acts::group`]).
     q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
-    /// Q4_0 and Q8_0 GEMMs against grouped, tiled activations (prefill), where the ISA has
-    /// them.
-    gemm_q8g: Option<(GemmQ8g, GemmQ8g)>,
+    /// GEMMs against grouped, tiled activations (prefill), where the ISA has them.
+    gemm_q8g: Option<GemmQ8gSet>,
     /// Q8_0 / Q4_0 GEMMs against plain q8a activations (prefill), where the ISA has them.
     gemm: Option<GemmSet>,
     mla: MlaKernels,
@@ -148,6 +147,14 @@ struct Dot4 {
     q4_k: Dot4Q8a,
     q5_k: Dot4Q8a,
     q6_k: Dot4Q8a,
+}
+
+/// One ISA's prefill GEMMs against grouped, tiled activations.
+#[derive(Clone, Copy, Debug)]
+struct GemmQ8gSet {
+    q4_0: GemmQ8g,
+    q8_0: GemmQ8g,
+    q4_k: GemmQ8g,
 }
 
 /// One ISA's prefill GEMMs against plain q8a activations.
@@ -339,10 +346,11 @@ pub fn available() -> Vec<KernelSet> {
                             bindings::mk_vec_dot_q4_0_q8g_avx512vbmi,
                             bindings::mk_vec_dot4_q4_0_q8g_avx512vbmi,
                         )),
-                        gemm_q8g: Some((
-                            bindings::mk_gemm_q4_0_q8g_avx512vbmi,
-                            bindings::mk_gemm_q8_0_q8g_avx512vbmi,
-                        )),
+                        gemm_q8g: Some(GemmQ8gSet {
+                            q4_0: bindings::mk_gemm_q4_0_q8g_avx512vbmi,
+                            q8_0: bindings::mk_gemm_q8_0_q8g_avx512vbmi,
+                            q4_k: bindings::mk_gemm_q4_k_q8g_avx512vbmi,
+                        }),
                         ..avx512
                     });
                 }
@@ -603,7 +611,9 @@ impl Q8Acts {
         let rb = dtype.bytes_for(n).unwrap_or(0);
         assert!(rb > 0 && rows.len() >= nrows * rb && nrows <= ldo);
         let grouped = match (dtype, k.gemm_q8g) {
-            (DType::Q4_0, Some((g, _))) | (DType::Q8_0, Some((_, g))) => Some(g),
+            (DType::Q4_0, Some(g)) => Some(g.q4_0),
+            (DType::Q8_0, Some(g)) => Some(g.q8_0),
+            (DType::Q4_K, Some(g)) => Some(g.q4_k),
             _ => None,
         };
         if let (Some(g), true, true) = (grouped, self.grouped, ntok >= 4) {
