@@ -174,16 +174,14 @@ static void test_gemm_q8g(int *passed, int *failed) {
         int32_t *s = malloc(maxt * blocks * sizeof *s), *gs = malloc(maxt * n / 8 * sizeof *gs);
         int32_t *ts = malloc(maxt * blocks * sizeof *ts);
         uint8_t *q8 = malloc(maxr * 34 * blocks), *q4 = malloc(maxr * 18 * blocks);
-        uint8_t *qk = malloc(maxr * 18 * blocks); /* Q4_K: 144 bytes per 8 blocks */
+        uint8_t *qk = malloc(maxr * 22 * blocks); /* Q4_K / Q5_K: 144 / 176 bytes per 8 blocks */
         float *wm = malloc(maxr * n * sizeof *wm);
         float *got = malloc(maxt * (maxr + 1) * sizeof *got), *want = malloc(maxt * (maxr + 1) * sizeof *want);
         for (int si = 0; si < 3; si++) {
             for (size_t i = 0; i < maxt * n; i++) x[i] = frand() * scales[si];
             for (size_t r = 0; r < maxr; r++)
                 make_rows(n, scales[si], q8 + r * 34 * blocks, q4 + r * 18 * blocks);
-            if (blocks % 8 == 0)
-                for (size_t r = 0; r < maxr; r++)
-                    make_k_row(0, blocks / 8, scales[si], qk + r * 18 * blocks, wm + r * n);
+
             for (size_t r = 0; r < maxr; r++) /* -128 values in the Q8_0 rows */
                 if (blocks > 1) q8[r * 34 * blocks + 34 + 2 + r] = 0x80;
             for (size_t t = 0; t < maxt; t++) {
@@ -194,15 +192,24 @@ static void test_gemm_q8g(int *passed, int *failed) {
                                     td + t * blocks, ts + t * blocks);
             }
             struct mk_q8g g = {qs, d, s, gqs, gd, gs, tqs, td, ts};
-            for (int q8w = 0; q8w < 3; q8w++) /* Q4_0, Q8_0, Q4_K */
+            for (int q8w = 0; q8w < 4; q8w++) /* Q4_0, Q8_0, Q4_K, Q5_K */
             if (q8w < 2 || blocks % 8 == 0)
             for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++) {
                 for (size_t ri = 0; ri < sizeof row_counts / sizeof *row_counts; ri++) {
                     const size_t ntok = tok_counts[ti], nrows = row_counts[ri], ldo = nrows + 1;
                     for (size_t i = 0; i < maxt * (maxr + 1); i++) got[i] = want[i] = -7.0f;
-                    if (q8w == 2) {
-                        mk_gemm_q4_k_q8g_avx512vbmi(n, nrows, qk, 18 * blocks, ntok, &g, got, ldo);
-                        mk_gemm_q4_k_q8a_generic(n, nrows, qk, 18 * blocks, ntok, qs, d, s, want, ldo);
+                    if (q8w >= 2) {
+                        const size_t kb = q8w == 2 ? 18 : 22;
+                        if (ti == 0 && ri == 0)
+                            for (size_t r = 0; r < maxr; r++)
+                                make_k_row(q8w - 2, blocks / 8, scales[si], qk + r * kb * blocks, wm + r * n);
+                        if (q8w == 2) {
+                            mk_gemm_q4_k_q8g_avx512vbmi(n, nrows, qk, kb * blocks, ntok, &g, got, ldo);
+                            mk_gemm_q4_k_q8a_generic(n, nrows, qk, kb * blocks, ntok, qs, d, s, want, ldo);
+                        } else {
+                            mk_gemm_q5_k_q8g_avx512vbmi(n, nrows, qk, kb * blocks, ntok, &g, got, ldo);
+                            mk_gemm_q5_k_q8a_generic(n, nrows, qk, kb * blocks, ntok, qs, d, s, want, ldo);
+                        }
                     } else if (q8w) {
                         mk_gemm_q8_0_q8g_avx512vbmi(n, nrows, q8, 34 * blocks, ntok, &g, got, ldo);
                         mk_gemm_q8_0_q8a_generic(n, nrows, q8, 34 * blocks, ntok, qs, d, s, want, ldo);
@@ -221,7 +228,7 @@ static void test_gemm_q8g(int *passed, int *failed) {
                             const size_t bb = q8w == 1 ? 34 : 18;
                             const uint8_t *w = (q8w == 1 ? q8 : q4) + r * bb * blocks;
                             float mag = 0;
-                            if (q8w == 2)
+                            if (q8w >= 2)
                                 for (size_t e = 0; e < n; e++)
                                     mag += wm[r * n + e] * fabsf(d[t * blocks + e / 32] * qs[t * n + e]);
                             for (size_t b = 0; q8w < 2 && b < blocks; b++) {
@@ -231,7 +238,7 @@ static void test_gemm_q8g(int *passed, int *failed) {
                             }
                             if (!(fabsf(got[o] - want[o]) <= 1e-5f * mag + 1e-30f)) {
                                 if (!bad) printf("FAIL avx512vbmi gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu): %g vs %g\n",
-                                                 q8w == 2 ? "q4_k" : q8w ? "q8_0" : "q4_0", n, nrows, ntok, r, t, got[o], want[o]);
+                                                 q8w == 3 ? "q5_k" : q8w == 2 ? "q4_k" : q8w ? "q8_0" : "q4_0", n, nrows, ntok, r, t, got[o], want[o]);
                                 bad++;
                             }
                         }

@@ -258,12 +258,19 @@ static inline float f16_at(const uint8_t *p) {
     return mk_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
 }
 
-static inline __attribute__((always_inline)) void unpack_tile_q4k(const uint8_t *b,
-                                                                   __m512i step[8],
-                                                                   __m512 *dsc, __m512 *dmn) {
+/* Q5_K (five = 1, 176-byte super-blocks) adds the fifth bit of code e of sub-block j: bit j
+ * of byte e of the 32 qh bytes that precede the nibbles. */
+static const int32_t Q5K_QH[16] = {0, 0, 0, 0, 0, 0, 0, 0, 8, 8, 8, 8, 8, 8, 8, 8};
+static const int32_t Q5K_BIT[16] = {0, 1, 2, 3, 4, 5, 6, 7, 0, 1, 2, 3, 4, 5, 6, 7};
+
+static inline __attribute__((always_inline)) void unpack_tile_q45k(const uint8_t *b,
+                                                                    const int five,
+                                                                    __m512i step[8],
+                                                                    __m512 *dsc, __m512 *dmn) {
+    const size_t bb = five ? 176 : 144, q0 = five ? 48 : 16;
     float fs[16], fm[16];
     for (int h = 0; h < 2; h++) {
-        const uint8_t *sb = b + 144 * h, *sc = sb + 4;
+        const uint8_t *sb = b + bb * h, *sc = sb + 4;
         const float d = f16_at(sb), dmin = f16_at(sb + 2);
         for (int j = 0; j < 8; j++) {
             int s, m;
@@ -280,27 +287,41 @@ static inline __attribute__((always_inline)) void unpack_tile_q4k(const uint8_t 
     }
     *dsc = _mm512_loadu_ps(fs);
     *dmn = _mm512_loadu_ps(fm);
-    const __m512i a0 = _mm512_loadu_si512((const void *)(b + 16));
-    const __m512i a1 = _mm512_loadu_si512((const void *)(b + 80));
-    const __m512i b0 = _mm512_loadu_si512((const void *)(b + 160));
-    const __m512i b1 = _mm512_loadu_si512((const void *)(b + 224));
+    const __m512i a0 = _mm512_loadu_si512((const void *)(b + q0));
+    const __m512i a1 = _mm512_loadu_si512((const void *)(b + q0 + 64));
+    const __m512i b0 = _mm512_loadu_si512((const void *)(b + bb + q0));
+    const __m512i b1 = _mm512_loadu_si512((const void *)(b + bb + q0 + 64));
     const __m512i chunk = _mm512_loadu_si512((const void *)Q4K_CHUNK);
     const __m512i shift = _mm512_loadu_si512((const void *)Q4K_SHIFT);
     const __m512i lo_mask = _mm512_set1_epi8(0x0f);
+    __m512i qh = _mm512_setzero_si512(), qh_ix = qh, bit = qh;
+    if (five) {
+        qh = _mm512_inserti64x4(
+            _mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(b + 16))),
+            _mm256_loadu_si256((const __m256i *)(b + bb + 16)), 1);
+        qh_ix = _mm512_loadu_si512((const void *)Q5K_QH);
+        bit = _mm512_loadu_si512((const void *)Q5K_BIT);
+    }
     for (int u = 0; u < 8; u++) {
         const __m512i ix = _mm512_add_epi32(chunk, _mm512_set1_epi32(u));
         __m512i v = _mm512_mask_blend_epi32((__mmask16)0xff00,
                                             _mm512_permutex2var_epi32(a0, ix, a1),
                                             _mm512_permutex2var_epi32(b0, ix, b1));
         step[u] = _mm512_and_si512(_mm512_srlv_epi32(v, shift), lo_mask);
+        if (five) {
+            /* dword u of the lane's qh, bit j of each byte moved to bit 4 */
+            __m512i h = _mm512_permutexvar_epi32(_mm512_add_epi32(qh_ix, _mm512_set1_epi32(u)), qh);
+            h = _mm512_and_si512(_mm512_srlv_epi32(h, bit), _mm512_set1_epi8(1));
+            step[u] = _mm512_or_si512(step[u], _mm512_slli_epi32(h, 4));
+        }
     }
 }
 
-/* Rows r..r+R (R = 1 or 2) of Q4_0 (WT = 0), Q8_0 (WT = 1) or Q4_K (WT = 2) weights, constants after inlining, × tokens t0..t0+tn (tn <= GEMM_TOKENS). */
+/* Rows r..r+R (R = 1 or 2) of Q4_0 (WT = 0), Q8_0 (WT = 1), Q4_K (WT = 2) or Q5_K (WT = 3) weights, constants after inlining, × tokens t0..t0+tn (tn <= GEMM_TOKENS). */
 static inline __attribute__((always_inline)) void gemm_rows(
     const int R, const int WT, size_t n, const uint8_t *const wr[2], size_t t0, size_t tn,
     const struct mk_q8g *x, float *out, size_t ldo, size_t r) {
-    const int Q8 = WT == 1, QK = WT == 2;
+    const int Q8 = WT == 1, QK = WT >= 2, FIVE = WT == 3;
     const size_t nb = n / 32, nt = nb / 16;
     /* K-quant rows end in whole super-blocks: a last half tile goes through the one-row
      * kernel instead of groups */
@@ -321,14 +342,14 @@ static inline __attribute__((always_inline)) void gemm_rows(
         __m512i step[2][8];
         __m512 dw[2], dm[2];
         for (int i = 0; i < R; i++) {
-            const size_t tile_bytes = Q8 ? 544 : 288; /* Q4_0 and Q4_K: 288 */
+            const size_t tile_bytes = Q8 ? 544 : FIVE ? 352 : 288; /* Q4_0 and Q4_K: 288 */
             const uint8_t *b = wr[i] + tile_bytes * k;
             for (size_t l = 0; l < tile_bytes; l += 64)
                 _mm_prefetch((const char *)b + tile_bytes + l, _MM_HINT_T0);
             if (Q8)
                 unpack_tile_q8(b, step[i], &dw[i]);
             else if (QK)
-                unpack_tile_q4k(b, step[i], &dw[i], &dm[i]);
+                unpack_tile_q45k(b, FIVE, step[i], &dw[i], &dm[i]);
             else
                 unpack_tile(b, nib_ix, sc16_ix, t_lo, t_hi, u_lo, u_hi, step[i], &dw[i]);
         }
@@ -400,7 +421,11 @@ static inline __attribute__((always_inline)) void gemm_rows(
             float sum = _mm512_reduce_add_ps(acc[t][i]);
             if (done < nb) {
                 /* a partial trailing group: plain q8a */
-                sum += QK ? mk_vec_dot_q4_k_q8a_avx512(32 * (nb - done), wr[i] + 18 * done,
+                sum += FIVE ? mk_vec_dot_q5_k_q8a_avx512(32 * (nb - done), wr[i] + 22 * done,
+                                                         x->qs + tt * n + 32 * done,
+                                                         x->d + tt * nb + done,
+                                                         x->s + tt * nb + done)
+                     : QK ? mk_vec_dot_q4_k_q8a_avx512(32 * (nb - done), wr[i] + 18 * done,
                                                        x->qs + tt * n + 32 * done,
                                                        x->d + tt * nb + done,
                                                        x->s + tt * nb + done)
@@ -450,4 +475,9 @@ void mk_gemm_q8_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t r
 void mk_gemm_q4_k_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
                                  size_t ntok, const struct mk_q8g *x, float *out, size_t ldo) {
     gemm(2, n, nrows, w, row_bytes, ntok, x, out, ldo);
+}
+
+void mk_gemm_q5_k_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                                 size_t ntok, const struct mk_q8g *x, float *out, size_t ldo) {
+    gemm(3, n, nrows, w, row_bytes, ntok, x, out, ldo);
 }

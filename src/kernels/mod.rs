@@ -155,6 +155,7 @@ struct GemmQ8gSet {
     q4_0: GemmQ8g,
     q8_0: GemmQ8g,
     q4_k: GemmQ8g,
+    q5_k: GemmQ8g,
 }
 
 /// One ISA's prefill GEMMs against plain q8a activations.
@@ -350,6 +351,7 @@ pub fn available() -> Vec<KernelSet> {
                             q4_0: bindings::mk_gemm_q4_0_q8g_avx512vbmi,
                             q8_0: bindings::mk_gemm_q8_0_q8g_avx512vbmi,
                             q4_k: bindings::mk_gemm_q4_k_q8g_avx512vbmi,
+                            q5_k: bindings::mk_gemm_q5_k_q8g_avx512vbmi,
                         }),
                         ..avx512
                     });
@@ -614,6 +616,7 @@ impl Q8Acts {
             (DType::Q4_0, Some(g)) => Some(g.q4_0),
             (DType::Q8_0, Some(g)) => Some(g.q8_0),
             (DType::Q4_K, Some(g)) => Some(g.q4_k),
+            (DType::Q5_K, Some(g)) => Some(g.q5_k),
             _ => None,
         };
         if let (Some(g), true, true) = (grouped, self.grouped, ntok >= 4) {
