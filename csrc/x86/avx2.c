@@ -291,3 +291,80 @@ void mk_mla_accum_f16_avx2(size_t nq, size_t dim, size_t row, const float *p, si
     for (; h + 4 <= nq; h += 4) accum_tile_f16(4, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
     for (; h < nq; h++) accum_tile_f16(1, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
 }
+
+/* ---- Q2_K and Q3_K (layouts in moela_kernels.h) ---- */
+
+/* The sixteen signed 6-bit scales of a Q3_K super-block from its 12 packed bytes. */
+static inline void q3k_scales(const uint8_t *s, int16_t sc[16]) {
+    for (int i = 0; i < 16; i++) {
+        int lo = (s[i % 8] >> (4 * (i / 8))) & 0x0f, hi = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
+        sc[i] = (int16_t)((lo | (hi << 4)) - 32);
+    }
+}
+
+/* int16 lanes 0-7 = a (elements 0-15 of an activation block after maddubs), 8-15 = b. */
+static inline __m256i two_i16(int a, int b) {
+    return _mm256_set_m128i(_mm_set1_epi16((int16_t)b), _mm_set1_epi16((int16_t)a));
+}
+
+/* Q2_K: codes (0..3) × qx pairs with maddubs, madd with the two 4-bit scales of the block's
+ * halves; Σqx pairs (maddubs with ones) madd with the two mins; both exact in int32, then
+ * × d·dx and dmin·dx. */
+float mk_vec_dot_q2_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                               const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const __m256i m2 = _mm256_set1_epi8(3), ones = _mm256_set1_epi8(1);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 84) {
+        const float d = f16_at(b + 80), dmin = f16_at(b + 82);
+        for (int h = 0; h < 2; h++, qs += 128, dx += 4) {
+            const __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * h));
+            for (int g = 0; g < 4; g++) {
+                const int j = 4 * h + g;
+                __m256i q = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(2 * g)), m2);
+                __m256i x = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, x),
+                                              two_i16(b[2 * j] & 0x0f, b[2 * j + 1] & 0x0f));
+                __m256i pm = _mm256_madd_epi16(_mm256_maddubs_epi16(ones, x),
+                                               two_i16(b[2 * j] >> 4, b[2 * j + 1] >> 4));
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * dx[g]), acc);
+                accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_set1_ps(dmin * dx[g]), accm);
+            }
+        }
+    }
+    return hsum256(acc) - hsum256(accm);
+}
+
+/* Q3_K: codes (0..7, third bit from hmask) minus 4 as signed bytes; |q|·(sign(q)·x) pairs,
+ * madd with the two signed scales of the block's halves (exact), then × d·dx. */
+float mk_vec_dot_q3_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                               const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 110) {
+        const float d = f16_at(b + 108);
+        int16_t sc[16];
+        q3k_scales(b + 96, sc);
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)b);
+        for (int h = 0; h < 2; h++, qs += 128, dx += 4) {
+            const __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * h));
+            for (int g = 0; g < 4; g++) {
+                const int j = 4 * h + g;
+                __m256i lo = _mm256_and_si256(_mm256_srl_epi16(ql, _mm_cvtsi32_si128(2 * g)), m2);
+                __m256i hi = _mm256_and_si256(_mm256_srl_epi16(hm, _mm_cvtsi32_si128(j)), one);
+                __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 2)), four);
+                __m256i x = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+                __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+                p = _mm256_madd_epi16(p, two_i16(sc[2 * j], sc[2 * j + 1]));
+                if (g % 2 == 0)
+                    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * dx[g]), acc0);
+                else
+                    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * dx[g]), acc1);
+            }
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}
