@@ -15,6 +15,9 @@ mod bindings {
     include!(env!("MOELA_GENERATED_BINDINGS"));
 }
 
+pub mod aligned;
+
+use aligned::AlignedVec;
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
@@ -29,6 +32,31 @@ type Dot4Q8a =
     unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32, *mut f32);
 type DotQ8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g) -> f32;
 type Dot4Q8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g, *mut f32);
+/// Prefill GEMM against q8a rows: (n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo).
+type GemmQ8a = unsafe extern "C" fn(
+    usize,
+    usize,
+    *const c_void,
+    usize,
+    usize,
+    *const i8,
+    *const f32,
+    *const i32,
+    *mut f32,
+    usize,
+);
+/// Prefill GEMM against grouped and tiled activations: (n, nrows, w, row_bytes, ntok, x, out,
+/// ldo).
+type GemmQ8g = unsafe extern "C" fn(
+    usize,
+    usize,
+    *const c_void,
+    usize,
+    usize,
+    *const bindings::mk_q8g,
+    *mut f32,
+    usize,
+);
 
 type MlaScores32 =
     unsafe extern "C" fn(usize, usize, *const f32, usize, *const f32, f32, *mut f32, usize);
@@ -104,6 +132,10 @@ pub struct KernelSet {
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
     /// activations then also carry the q8g arrays ([`Q8Acts::group`]).
     q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
+    /// Q4_0 GEMM against grouped, tiled activations (prefill), where the ISA has it.
+    gemm_q4_0_q8g: Option<GemmQ8g>,
+    /// Q8_0 / Q4_0 GEMMs against plain q8a activations (prefill), where the ISA has them.
+    gemm: Option<GemmSet>,
     mla: MlaKernels,
     /// q8a quantization of activation rows (bit-identical in every set).
     quantize: QuantizeQ8a,
@@ -119,6 +151,14 @@ struct Dot4 {
     q6_k: Dot4Q8a,
     q2_k: Dot4Q8a,
     q3_k: Dot4Q8a,
+}
+
+/// One ISA's prefill GEMMs against plain q8a activations.
+#[derive(Clone, Copy, Debug)]
+#[allow(dead_code)] // only the aarch64 i8mm set fills it
+struct GemmSet {
+    q8_0: GemmQ8a,
+    q4_0: GemmQ8a,
 }
 
 type QuantizeQ8a = unsafe extern "C" fn(usize, *const f32, *mut i8, *mut f32, *mut i32);
@@ -230,6 +270,8 @@ const GENERIC: KernelSet = KernelSet {
     dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_generic,
     dot4: None,
     q4_0_grouped: None,
+    gemm_q4_0_q8g: None,
+    gemm: None,
     mla: MLA_GENERIC,
     quantize: bindings::mk_quantize_row_q8a_generic,
 };
@@ -255,6 +297,8 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_avx2,
                 dot4: None,
                 q4_0_grouped: None,
+                gemm_q4_0_q8g: None,
+                gemm: None,
                 mla: MlaKernels {
                     scores_f32: bindings::mk_mla_scores_f32_avx2,
                     scores_f16: bindings::mk_mla_scores_f16_avx2,
@@ -288,6 +332,8 @@ pub fn available() -> Vec<KernelSet> {
                         q3_k: bindings::mk_vec_dot4_q3_k_q8a_avx512,
                     }),
                     q4_0_grouped: None,
+                    gemm_q4_0_q8g: None,
+                    gemm: None,
                     mla: MlaKernels {
                         scores_f32: bindings::mk_mla_scores_f32_avx512,
                         scores_f16: bindings::mk_mla_scores_f16_avx512,
@@ -304,6 +350,7 @@ pub fn available() -> Vec<KernelSet> {
                             bindings::mk_vec_dot_q4_0_q8g_avx512vbmi,
                             bindings::mk_vec_dot4_q4_0_q8g_avx512vbmi,
                         )),
+                        gemm_q4_0_q8g: Some(bindings::mk_gemm_q4_0_q8g_avx512vbmi),
                         ..avx512
                     });
                 }
@@ -329,6 +376,8 @@ pub fn available() -> Vec<KernelSet> {
             dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_neon,
             dot4: None,
             q4_0_grouped: None,
+            gemm_q4_0_q8g: None,
+            gemm: None,
             mla: MLA_NEON,
             quantize: bindings::mk_quantize_row_q8a_generic,
         });
@@ -344,6 +393,8 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_dotprod,
                 dot4: None,
                 q4_0_grouped: None,
+                gemm_q4_0_q8g: None,
+                gemm: None,
                 mla: MLA_NEON,
                 quantize: bindings::mk_quantize_row_q8a_generic,
             });
@@ -371,24 +422,25 @@ pub fn active() -> &'static KernelSet {
     })
 }
 
-/// A row (or rows) of activations quantized to 8 bits per block of 32.
+/// A row (or rows) of activations quantized to 8 bits per block of 32 (64-byte aligned
+/// arrays: the kernels read them with 64-byte loads).
 #[derive(Default, Debug, Clone)]
 pub struct Q8Acts {
-    pub qs: Vec<i8>,
-    pub d: Vec<f32>,
-    pub s: Vec<i32>,
+    pub qs: AlignedVec<i8>,
+    pub d: AlignedVec<f32>,
+    pub s: AlignedVec<i32>,
     /// Elements per row.
     pub n: usize,
     /// The q8g arrays (see csrc/include/moela_kernels.h), filled by [`Q8Acts::group`]:
     /// `n` values and `n/8` scales and offsets per row.
-    pub gqs: Vec<i8>,
-    pub gd: Vec<f32>,
-    pub gs: Vec<i32>,
+    pub gqs: AlignedVec<i8>,
+    pub gd: AlignedVec<f32>,
+    pub gs: AlignedVec<i32>,
     /// The q8g tile arrays (16 blocks per tile): `n` values and `n/32` scales and offsets per
     /// row.
-    pub tqs: Vec<i8>,
-    pub td: Vec<f32>,
-    pub ts: Vec<i32>,
+    pub tqs: AlignedVec<i8>,
+    pub td: AlignedVec<f32>,
+    pub ts: AlignedVec<i32>,
     /// Whether the q8g arrays match the current rows.
     pub grouped: bool,
 }
@@ -537,6 +589,65 @@ impl Q8Acts {
         for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb)) {
             *o = self.dot(k, dtype, row, 0);
         }
+    }
+
+    /// Activation rows held.
+    pub fn rows(&self) -> usize {
+        self.qs.len().checked_div(self.n).unwrap_or(0)
+    }
+
+    /// Products of `nrows` consecutive stored rows (`rows`: whole rows of `dtype`, `n`
+    /// elements each) with every activation row, written to `out[t*ldo + r]`, by the kernel
+    /// set's prefill GEMM. Returns false, writing nothing, where the set has no GEMM for
+    /// `dtype` or these activations lack the layout it reads (fewer than four rows).
+    ///
+    /// # Safety
+    /// `out` must be valid for writes at `t*ldo + r` for every activation row t and r <
+    /// nrows, and no other thread may access those elements during the call.
+    pub unsafe fn gemm(
+        &self,
+        k: &KernelSet,
+        dtype: DType,
+        rows: &[u8],
+        nrows: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) -> bool {
+        let (n, ntok) = (self.n, self.rows());
+        let rb = dtype.bytes_for(n).unwrap_or(0);
+        assert!(rb > 0 && rows.len() >= nrows * rb && nrows <= ldo);
+        if let (DType::Q4_0, Some(g), true, true) =
+            (dtype, k.gemm_q4_0_q8g, self.grouped, ntok >= 4)
+        {
+            let x = self.q8g_row(0);
+            // SAFETY: `rows` holds nrows whole Q4_0 rows (asserted), `x` points at all ntok
+            // activation rows' plain, grouped and tile arrays (ntok >= 4, so `group` built
+            // the tiles), and the caller vouches for out[t*ldo + r].
+            unsafe { g(n, nrows, rows.as_ptr().cast(), rb, ntok, &x, out, ldo) };
+            return true;
+        }
+        let f = match (k.gemm, dtype) {
+            (Some(g), DType::Q8_0) => g.q8_0,
+            (Some(g), DType::Q4_0) => g.q4_0,
+            _ => return false,
+        };
+        // SAFETY: as above, with the plain q8a arrays of ntok rows (n values, n/32 blocks
+        // each).
+        unsafe {
+            f(
+                n,
+                nrows,
+                rows.as_ptr().cast(),
+                rb,
+                ntok,
+                self.qs.as_ptr(),
+                self.d.as_ptr(),
+                self.s.as_ptr(),
+                out,
+                ldo,
+            )
+        };
+        true
     }
 
     /// Dot products of one stored row with activation rows `t0..t0+k` (k ≤ 4), four at a
