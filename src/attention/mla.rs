@@ -58,6 +58,13 @@ struct TokenBufs {
     parts: Vec<f32>,
 }
 
+thread_local! {
+    /// Each worker's buffers for the tokens of a batch.
+    static TOKEN_BUFS: std::cell::RefCell<TokenBufs> = std::cell::RefCell::new(TokenBufs::default());
+    /// Each worker's scores of one position chunk (decode).
+    static CHUNK_SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Dimensions of the absorbed path (see the module doc).
 struct AbsorbedShape {
     nh: usize,
@@ -224,9 +231,14 @@ pub fn forward(
                 absorbed_token(&shape, cache, pos0 + t + 1, qt, lt, b, false);
             };
             if parallel {
-                lats.par_chunks_mut(nh * l)
-                    .enumerate()
-                    .for_each_init(TokenBufs::default, run);
+                // Each worker keeps its token buffers between calls (fresh ones cost page
+                // faults on every batch).
+                lats.par_chunks_mut(nh * l).enumerate().for_each(|a| {
+                    TOKEN_BUFS.with(|cell| match cell.try_borrow_mut() {
+                        Ok(mut b) => run(&mut b, a),
+                        Err(_) => run(&mut TokenBufs::default(), a),
+                    })
+                });
             } else {
                 let b = &mut s.tok;
                 lats.chunks_mut(nh * l).enumerate().for_each(|a| run(b, a));
@@ -363,10 +375,12 @@ fn absorbed_token(
         k.mla_accum(nh, l, row, sc, POS_CHUNK, rows, cnt, acc);
     };
     if parallel && chunks > 1 {
-        parts
-            .par_chunks_mut(per_chunk)
-            .enumerate()
-            .for_each_init(Vec::new, run);
+        parts.par_chunks_mut(per_chunk).enumerate().for_each(|a| {
+            CHUNK_SCORES.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut v) => run(&mut v, a),
+                Err(_) => run(&mut Vec::new(), a),
+            })
+        });
     } else {
         let scores = &mut b.scores;
         parts

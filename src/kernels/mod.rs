@@ -132,8 +132,9 @@ pub struct KernelSet {
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
     /// activations then also carry the q8g arrays ([`Q8Acts::group`]).
     q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
-    /// Q4_0 GEMM against grouped, tiled activations (prefill), where the ISA has it.
-    gemm_q4_0_q8g: Option<GemmQ8g>,
+    /// Q4_0 and Q8_0 GEMMs against grouped, tiled activations (prefill), where the ISA has
+    /// them.
+    gemm_q8g: Option<(GemmQ8g, GemmQ8g)>,
     /// Q8_0 / Q4_0 GEMMs against plain q8a activations (prefill), where the ISA has them.
     gemm: Option<GemmSet>,
     mla: MlaKernels,
@@ -270,7 +271,7 @@ const GENERIC: KernelSet = KernelSet {
     dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_generic,
     dot4: None,
     q4_0_grouped: None,
-    gemm_q4_0_q8g: None,
+    gemm_q8g: None,
     gemm: None,
     mla: MLA_GENERIC,
     quantize: bindings::mk_quantize_row_q8a_generic,
@@ -297,7 +298,7 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_avx2,
                 dot4: None,
                 q4_0_grouped: None,
-                gemm_q4_0_q8g: None,
+                gemm_q8g: None,
                 gemm: None,
                 mla: MlaKernels {
                     scores_f32: bindings::mk_mla_scores_f32_avx2,
@@ -332,7 +333,7 @@ pub fn available() -> Vec<KernelSet> {
                         q3_k: bindings::mk_vec_dot4_q3_k_q8a_avx512,
                     }),
                     q4_0_grouped: None,
-                    gemm_q4_0_q8g: None,
+                    gemm_q8g: None,
                     gemm: None,
                     mla: MlaKernels {
                         scores_f32: bindings::mk_mla_scores_f32_avx512,
@@ -350,7 +351,10 @@ pub fn available() -> Vec<KernelSet> {
                             bindings::mk_vec_dot_q4_0_q8g_avx512vbmi,
                             bindings::mk_vec_dot4_q4_0_q8g_avx512vbmi,
                         )),
-                        gemm_q4_0_q8g: Some(bindings::mk_gemm_q4_0_q8g_avx512vbmi),
+                        gemm_q8g: Some((
+                            bindings::mk_gemm_q4_0_q8g_avx512vbmi,
+                            bindings::mk_gemm_q8_0_q8g_avx512vbmi,
+                        )),
                         ..avx512
                     });
                 }
@@ -376,7 +380,7 @@ pub fn available() -> Vec<KernelSet> {
             dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_neon,
             dot4: None,
             q4_0_grouped: None,
-            gemm_q4_0_q8g: None,
+            gemm_q8g: None,
             gemm: None,
             mla: MLA_NEON,
             quantize: bindings::mk_quantize_row_q8a_generic,
@@ -393,7 +397,7 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_dotprod,
                 dot4: None,
                 q4_0_grouped: None,
-                gemm_q4_0_q8g: None,
+                gemm_q8g: None,
                 gemm: None,
                 mla: MLA_NEON,
                 quantize: bindings::mk_quantize_row_q8a_generic,
@@ -616,11 +620,13 @@ impl Q8Acts {
         let (n, ntok) = (self.n, self.rows());
         let rb = dtype.bytes_for(n).unwrap_or(0);
         assert!(rb > 0 && rows.len() >= nrows * rb && nrows <= ldo);
-        if let (DType::Q4_0, Some(g), true, true) =
-            (dtype, k.gemm_q4_0_q8g, self.grouped, ntok >= 4)
-        {
+        let grouped = match (dtype, k.gemm_q8g) {
+            (DType::Q4_0, Some((g, _))) | (DType::Q8_0, Some((_, g))) => Some(g),
+            _ => None,
+        };
+        if let (Some(g), true, true) = (grouped, self.grouped, ntok >= 4) {
             let x = self.q8g_row(0);
-            // SAFETY: `rows` holds nrows whole Q4_0 rows (asserted), `x` points at all ntok
+            // SAFETY: `rows` holds nrows whole rows of dtype (asserted), `x` points at all ntok
             // activation rows' plain, grouped and tile arrays (ntok >= 4, so `group` built
             // the tiles), and the caller vouches for out[t*ldo + r].
             unsafe { g(n, nrows, rows.as_ptr().cast(), rb, ntok, &x, out, ldo) };
