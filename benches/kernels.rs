@@ -1,6 +1,6 @@
 //! `cargo bench --bench kernels`: weight-streaming speed of the quantized dot-product kernels.
 //!
-//! For Q4_0, Q8_0 and the K-quants (Q4_K, Q5_K, Q6_K) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
+//! For Q4_0, Q8_0 and the K-quants (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
 //! the CPU has, the GB/s of weights consumed by one thread on a matrix that fits in L2 (compute
 //! bound) and on one far larger than the last-level cache (memory bound), each as a ratio to the
 //! generic (scalar C) kernel; then the full matvec path (`TensorView::matvec`, all threads) on
@@ -37,6 +37,8 @@ fn random_matrix(dtype: DType, bytes: usize) -> TensorView {
     let at: &[usize] = match dtype {
         DType::Q4_K | DType::Q5_K => &[0, 2],
         DType::Q6_K => &[208],
+        DType::Q2_K => &[80, 82],
+        DType::Q3_K => &[108],
         _ => &[0],
     };
     for blk in v.chunks_exact_mut(bb) {
@@ -191,6 +193,8 @@ fn main() {
             DType::Q4_K,
             DType::Q5_K,
             DType::Q6_K,
+            DType::Q3_K,
+            DType::Q2_K,
         ],
     };
     for dtype in types {

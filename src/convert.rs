@@ -22,7 +22,10 @@ fn file_type(t: DType) -> u32 {
         DType::F16 => 1,
         DType::Q4_0 => 2,
         DType::Q8_0 => 7,
-        // MOSTLY_Q4_K_S, MOSTLY_Q5_K_S, MOSTLY_Q6_K: every matrix in that one type.
+        // MOSTLY_Q2_K_S, MOSTLY_Q3_K_S, MOSTLY_Q4_K_S, MOSTLY_Q5_K_S, MOSTLY_Q6_K: every
+        // matrix in that one type.
+        DType::Q2_K => 21,
+        DType::Q3_K => 11,
         DType::Q4_K => 14,
         DType::Q5_K => 16,
         DType::Q6_K => 18,

@@ -18,6 +18,15 @@
 //! and `q5_k_m` appear by themselves once Q4_K/Q5_K/Q6_K are added as DTypes named `q4_k`,
 //! `q5_k`, `q6_k`; `q4_0_m` (Q4_0 with Q8_0 for the sensitive tensors) works with today's types.
 //!
+//! The low-bit mixes follow the same rules with llama.cpp's types for them: `q3_k_m` (llama.cpp
+//! Q3_K_M: Q3_K bulk, Q4_K for `ffn_down`/`attn_v`, Q6_K output) and `q2_k_m`, llama.cpp's
+//! "Q2_K" file type (Q2_K bulk, Q3_K for `ffn_down`/`attn_v`, Q6_K output). It is named
+//! `q2_k_m` because `q2_k` names the uniform type (`--type q2_k` stores every matrix as Q2_K,
+//! like `--type q4_k` is llama.cpp's Q4_K_S). Simplifications against llama.cpp, stated: its
+//! Q2_K gives every `ffn_down` Q3_K and its Q3_K_M every `ffn_down` Q4_K (Q5_K in the first
+//! sixteenth of the layers), while ours use `high` only in the [`use_more_bits`] layers, as for
+//! the 4-bit mixes; its MoE special cases (`attn_output` Q5_K with 8+ experts) are not copied.
+//!
 //! Whatever the choice, 1-D tensors and the router stay F32 (as llama.cpp keeps them) and a
 //! tensor whose rows are not whole blocks of the chosen type gets [`fit`]'s fallback.
 
@@ -39,7 +48,7 @@ pub struct Mix {
 }
 
 /// The mixes moela knows. The K variants are the single place where K-quant types plug in.
-pub const MIXES: [Mix; 3] = [
+pub const MIXES: [Mix; 5] = [
     Mix {
         name: "q4_k_m",
         low: "q4_k",
@@ -53,6 +62,20 @@ pub const MIXES: [Mix; 3] = [
         high: "q6_k",
         output: "q6_k",
         file_type: 17,
+    },
+    Mix {
+        name: "q3_k_m",
+        low: "q3_k",
+        high: "q4_k",
+        output: "q6_k",
+        file_type: 12, // LLAMA_FTYPE_MOSTLY_Q3_K_M
+    },
+    Mix {
+        name: "q2_k_m",
+        low: "q2_k",
+        high: "q3_k",
+        output: "q6_k",
+        file_type: 10, // LLAMA_FTYPE_MOSTLY_Q2_K
     },
     Mix {
         name: "q4_0_m",
@@ -500,6 +523,58 @@ mod tests {
         let k = DType::from_name("q4_k").is_some() && DType::from_name("q6_k").is_some();
         assert_eq!(Base::parse("q4_k_m").is_ok(), k);
         assert_eq!(available_mixes().iter().any(|m| m.name == "q4_k_m"), k);
+        // `q2_k` is the uniform type; the llama.cpp "Q2_K" mix is `q2_k_m`.
+        assert_eq!(Base::parse("q2_k").unwrap(), Base::Uniform(DType::Q2_K));
+        assert_eq!(Base::parse("Q3_K").unwrap(), Base::Uniform(DType::Q3_K));
+        for (name, low, high, ft) in [
+            ("q3_k_m", DType::Q3_K, DType::Q4_K, 12),
+            ("q2_k_m", DType::Q2_K, DType::Q3_K, 10),
+        ] {
+            assert_eq!(
+                Base::parse(name).unwrap(),
+                Base::Mix {
+                    name,
+                    low,
+                    high,
+                    output: DType::Q6_K,
+                    file_type: ft
+                }
+            );
+        }
+    }
+
+    /// The low-bit mixes on DeepSeek's tensor names (16 layers; more-bits layers 0, 1, 4, 7,
+    /// 10, 13, 14, 15), 256-wide rows, and 2-/3-bit rows that are not whole super-blocks fall
+    /// back to the smallest 32-element type with at least their bits (Q4_0).
+    #[test]
+    fn low_bit_mixes_assign_types_by_tensor() {
+        let p = Policy::new(Base::parse("q2_k_m").unwrap(), 16);
+        let t = |n: &str| p.tensor_type(n, &[64, 256]);
+        assert_eq!(t("output.weight"), DType::Q6_K);
+        assert_eq!(t("token_embd.weight"), DType::Q2_K);
+        assert_eq!(t("blk.0.ffn_down_exps.weight"), DType::Q3_K);
+        assert_eq!(t("blk.2.ffn_down_exps.weight"), DType::Q2_K);
+        assert_eq!(t("blk.7.attn_v_b.weight"), DType::Q3_K);
+        assert_eq!(t("blk.8.attn_kv_a_mqa.weight"), DType::Q3_K);
+        assert_eq!(t("blk.8.attn_k_b.weight"), DType::Q3_K);
+        assert_eq!(t("blk.8.attn_q_b.weight"), DType::Q2_K);
+        assert_eq!(t("blk.8.ffn_up_exps.weight"), DType::Q2_K);
+        assert_eq!(t("blk.8.ffn_gate_inp.weight"), DType::F32);
+        assert_eq!(
+            p.tensor_type("blk.8.ffn_up_exps.weight", &[64, 96]),
+            DType::Q4_0
+        );
+        let p = Policy::new(Base::parse("q3_k_m").unwrap(), 16);
+        let t = |n: &str| p.tensor_type(n, &[64, 256]);
+        assert_eq!(t("output.weight"), DType::Q6_K);
+        assert_eq!(t("blk.13.ffn_down_shexp.weight"), DType::Q4_K);
+        assert_eq!(t("blk.12.ffn_down_shexp.weight"), DType::Q3_K);
+        assert_eq!(t("blk.3.attn_k_b.weight"), DType::Q4_K);
+        assert_eq!(t("blk.3.attn_output.weight"), DType::Q3_K);
+        assert_eq!(
+            p.tensor_type("blk.3.attn_output.weight", &[64, 96]),
+            DType::Q4_0
+        );
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!   models' logits ~18x more than Q8_0 does, as the step sizes predict; the bound catches a
 //!   broken Q4_0 path, which gives ~0; the Q4_0 blocks themselves are checked exactly against
 //!   gguf-py's quantizer and the C reference kernel in the unit tests);
-//! - K-quants, on the 256-wide `kq` fixture (see `k_quant_gguf_matches_transformers`);
+//! - K-quants, on the 256-wide `kq` fixture (see `k_quant_gguf_matches_transformers` and
+//!   `low_bit_k_quant_gguf_matches_transformers`);
 //! - our incremental decode equals our full-sequence logits within 1e-4, and the expanded
 //!   and absorbed attention paths agree within 1e-4.
 
@@ -472,4 +473,111 @@ fn absorbed_decode_over_long_context_matches_expanded() {
         let bound = if kv_type == KvType::F32 { 1e-4 } else { 1e-3 };
         assert!(d <= bound && mag > 0.1, "{kv_type:?}: {d}");
     }
+}
+
+/// Q2_K and Q3_K GGUFs of the 256-wide `kq` fixture against transformers, as
+/// `k_quant_gguf_matches_transformers` does for the 4-6 bit K-quants: uniform `q2_k` and
+/// `q3_k` files, the `q3_k_m` and `q2_k_m` mixes written by the converter, and a hand-mixed
+/// file holding Q2_K (routed experts), Q3_K (attention), Q4_K (dense and shared FFN) and Q6_K
+/// (embeddings, output) side by side, with a Q4_K file of the same model for comparison.
+///
+/// The weights' relative RMS error (Gaussian data, src/tensor/kquant.rs) is 0.26 (Q2_K) and
+/// 0.144 (Q3_K), against 0.071 for Q4_K, so the logits move ~50× / ~4× more than Q4_K's
+/// (1 - cosine grows with its square). Measured here (1 - median cosine, lowest row, top-1 of
+/// 16; generic, AVX2 and AVX-512 kernel sets): Q4_K 0.021 / 0.964 / 16, Q3_K 0.062 / 0.895 / 8,
+/// Q2_K 0.184 / 0.700 / 4, q3_k_m 0.048 / 0.920 / 10, q2_k_m 0.138 / 0.725 / 3, mixed 0.030 /
+/// 0.944 / 9 (a broken path gives cosines near 0; top-1 of these tiny random models is noisy
+/// at 2-3 bits). Thresholds (median / every row / top-1): Q4_K 0.97 / 0.9 / 11, Q3_K 0.92 /
+/// 0.85 / 6, Q2_K 0.75 / 0.6 / 2, q3_k_m 0.935 / 0.88 / 7, q2_k_m 0.8 / 0.62 / 2, mixed 0.955 /
+/// 0.92 / 7; and
+/// the noise must follow the bits: 1 - median cosine of Q2_K above Q3_K's above Q4_K's, each
+/// mix below its uniform bulk type.
+#[test]
+fn low_bit_k_quant_gguf_matches_transformers() {
+    use moela::convert::{convert_with, ConvertOptions};
+    use moela::quant_policy::Base;
+    let name = "kq";
+    let dir = tmpdir("lowbit");
+    let r = reference(name);
+    let f32_path = convert(name, DType::F32, &dir);
+    let mixed = dir.join("kq-lowmix.gguf");
+    retype(&f32_path, &mixed, |n, d| {
+        if n.ends_with("norm.weight") || n.contains("gate_inp") {
+            d
+        } else if n.contains("token_embd") || n.starts_with("output") {
+            DType::Q6_K
+        } else if n.contains("attn") {
+            DType::Q3_K
+        } else if n.contains("_exps") {
+            DType::Q2_K
+        } else {
+            DType::Q4_K
+        }
+    });
+    let counts = type_counts(&mixed);
+    println!("kq low-bit mix: {counts:?}");
+    for t in ["q2_k", "q3_k", "q4_k", "q6_k"] {
+        assert!(
+            counts.get(t).copied().unwrap_or(0) >= 2,
+            "mixed file lacks {t}: {counts:?}"
+        );
+    }
+    let with_mix = |mix: &str| {
+        let out = dir.join(format!("kq-{mix}.gguf"));
+        let opts = ConvertOptions {
+            base: Base::parse(mix).unwrap(),
+            expert: None,
+            profile: None,
+        };
+        convert_with(&fixture(name), &out, &opts, &mut |_| {}).unwrap();
+        out
+    };
+    let cases = [
+        ("q4_k", convert(name, DType::Q4_K, &dir)),
+        ("q3_k", convert(name, DType::Q3_K, &dir)),
+        ("q2_k", convert(name, DType::Q2_K, &dir)),
+        ("q3_k_m", with_mix("q3_k_m")),
+        ("q2_k_m", with_mix("q2_k_m")),
+        ("mixed", mixed),
+    ];
+    let mut medians = std::collections::HashMap::new();
+    for (label, path) in &cases {
+        let counts = type_counts(path);
+        println!("kq {label}: {counts:?}");
+        if label.len() == 4 {
+            // Most matrices really are the K-quant (not a fallback).
+            assert!(
+                counts.get(*label).copied().unwrap_or(0) >= 8,
+                "{label}: {counts:?}"
+            );
+        }
+        let model = Arc::new(Model::load(path).unwrap());
+        let full = run(&model, &r, r.tokens.len(), &params(AttnPath::Auto));
+        let incr = run(&model, &r, r.prefill, &params(AttnPath::Auto));
+        let cos = min_cosine(&full, &r.full, r.vocab).min(min_cosine(&incr, &r.incr, r.vocab));
+        let median = median_cosine(&full, &r.full, r.vocab);
+        let top1 = top1_agreement(&full, &r.full, r.vocab);
+        println!(
+            "kq {label:>6}: cosine min {cos:.6} median {median:.6}, top-1 {top1}/{}",
+            r.tokens.len()
+        );
+        let (med_min, row_min, top1_min) = match *label {
+            "q4_k" => (0.97, 0.9, 11),
+            "q3_k" => (0.92, 0.85, 6),
+            "q2_k" => (0.75, 0.6, 2),
+            "q3_k_m" => (0.935, 0.88, 7),
+            "q2_k_m" => (0.8, 0.62, 2),
+            _ => (0.955, 0.92, 7),
+        };
+        assert!(median >= med_min, "kq {label}: median cosine {median}");
+        assert!(cos >= row_min, "kq {label}: cosine {cos}");
+        assert!(top1 >= top1_min, "kq {label}: top-1 {top1}");
+        medians.insert(*label, 1.0 - median);
+    }
+    println!("{medians:?}");
+    assert!(medians["q3_k"] < medians["q2_k"], "{medians:?}");
+    assert!(medians["q4_k"] < medians["q3_k"], "{medians:?}");
+    assert!(medians["q3_k_m"] < medians["q3_k"], "{medians:?}");
+    assert!(medians["q2_k_m"] < medians["q2_k"], "{medians:?}");
+    std::fs::remove_dir_all(&dir).ok();
 }

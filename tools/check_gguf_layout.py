@@ -3,13 +3,14 @@
 writes have llama.cpp's `deepseek2` layout, and that files in that layout load in moela.
 
 1. Each fixture in tests/fixtures is converted with `moela convert` (f32 and q8_0; the 256-wide
-   `kq` fixture also q4_k, q5_k, q6_k) and read back with gguf.GGUFReader: metadata key types
+   `kq` fixture also q2_k, q3_k, q4_k, q5_k, q6_k) and read back with gguf.GGUFReader: metadata key types
    (u32/f32/bool/str), the exact set of tensor names llama.cpp creates for the config (it
    refuses files with missing or extra tensors), every tensor's ggml shape (ne[0] first) and
    type, and 32-byte aligned data. K-quant tensors (blocks from moela's own quantizer) are
    dequantized by gguf-py and compared with the f32 file: relative RMS error per tensor below
    0.08 (Q4_K), 0.04 (Q5_K), 0.021 (Q6_K) (measured 0.070-0.072, 0.035-0.036, 0.017-0.018; the
-   unit tests' bounds on Gaussian data are 0.075/0.039/0.019).
+   unit tests' bounds on Gaussian data are 0.075/0.039/0.019), 0.28 (Q2_K), 0.16 (Q3_K) (unit
+   test bounds 0.27/0.15; measured 0.256-0.263 and 0.143-0.146).
 2. A file written by ../shared/tools/make_synth_gguf.py (a stand-in for llama.cpp's converter
    with DeepSeek-V2-Lite's exact shapes, 2 layers) loads in moela and generates tokens, and
    its logits are bit-identical on 1 and 2 threads.
@@ -34,7 +35,8 @@ FIXTURES = ["v2_lite", "v2", "v3", "v3_dense2", "v3_fp8", "kq"]
 F32, F16, Q8_0 = 0, 1, 8
 # ggml id, RMS bound, and the type stored for rows that are not whole 256-element super-blocks
 # (src/quant_policy.rs `fit`: the smallest 32-element type with at least as many bits).
-K_TYPES = {"q4_k": (12, 0.08, 2), "q5_k": (13, 0.04, Q8_0), "q6_k": (14, 0.021, Q8_0)}
+K_TYPES = {"q4_k": (12, 0.08, 2), "q5_k": (13, 0.04, Q8_0), "q6_k": (14, 0.021, Q8_0),
+           "q2_k": (10, 0.28, 2), "q3_k": (11, 0.16, 2)}
 
 results = {"passed": 0, "failed": 0}
 

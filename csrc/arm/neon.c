@@ -249,3 +249,67 @@ void mk_mla_accum_f16_neon(size_t nq, size_t dim, size_t row, const float *p, si
     for (; h + 4 <= nq; h += 4) accum_tile_f16(4, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
     for (; h < nq; h++) accum_tile_f16(1, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
 }
+
+/* ---- Q2_K and Q3_K (layouts in moela_kernels.h) ---- */
+
+/* Q2_K: per 16-element half of an activation block, Σq·qx (codes 0..3) times the 4-bit scale
+ * and Σqx times the 4-bit min, exact in int32; then dx · (d · Σ - dmin · Σ). */
+float mk_vec_dot_q2_k_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                 const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const uint8x16_t m2 = vdupq_n_u8(3);
+    float32x4_t acc = vdupq_n_f32(0.0f), accm = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += 84) {
+        const float d = f16_at(b + 80), dmin = f16_at(b + 82);
+        for (int j = 0; j < 8; j++, qs += 32, dx++) {
+            const int h = j / 4, g = j % 4;
+            int32x4_t p = vdupq_n_s32(0), pm = vdupq_n_s32(0);
+            for (int k = 0; k < 2; k++) {
+                uint8x16_t ql = vld1q_u8(b + 16 + 32 * h + 16 * k);
+                int8x16_t q = vreinterpretq_s8_u8(vandq_u8(vshlq_u8(ql, vdupq_n_s8((int8_t)(-2 * g))), m2));
+                int8x16_t x = vld1q_s8(qs + 16 * k);
+                const uint8_t sm = b[2 * j + k];
+                p = vmlaq_n_s32(p, dot16(q, x), sm & 0x0f);
+                pm = vmlaq_n_s32(pm, vpaddlq_s16(vpaddlq_s8(x)), sm >> 4);
+            }
+            acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), d * dx[0]);
+            accm = vmlaq_n_f32(accm, vcvtq_f32_s32(pm), dmin * dx[0]);
+        }
+    }
+    return vaddvq_f32(acc) - vaddvq_f32(accm);
+}
+
+/* Q3_K: codes (third bit from hmask) minus 4 as signed bytes; each 16-element half's integer
+ * sum times its signed 6-bit scale (exact), the two halves added, times d·dx. */
+float mk_vec_dot_q3_k_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                 const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const uint8x16_t m2 = vdupq_n_u8(3), one = vdupq_n_u8(1);
+    const int8x16_t four = vdupq_n_s8(4);
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += 110) {
+        const float d = f16_at(b + 108);
+        const uint8_t *sp = b + 96;
+        int sc[16];
+        for (int i = 0; i < 16; i++) {
+            int lo = (sp[i % 8] >> (4 * (i / 8))) & 0x0f, hi = (sp[8 + i % 4] >> (2 * (i / 4))) & 3;
+            sc[i] = (lo | (hi << 4)) - 32;
+        }
+        for (int j = 0; j < 8; j++, qs += 32, dx++) {
+            const int h = j / 4, g = j % 4;
+            int32x4_t p = vdupq_n_s32(0);
+            for (int k = 0; k < 2; k++) {
+                uint8x16_t ql = vld1q_u8(b + 32 + 32 * h + 16 * k);
+                uint8x16_t hm = vld1q_u8(b + 16 * k);
+                uint8x16_t lo = vandq_u8(vshlq_u8(ql, vdupq_n_s8((int8_t)(-2 * g))), m2);
+                uint8x16_t hi = vandq_u8(vshlq_u8(hm, vdupq_n_s8((int8_t)(-j))), one);
+                int8x16_t q = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, vshlq_n_u8(hi, 2))), four);
+                p = vmlaq_n_s32(p, dot16(q, vld1q_s8(qs + 16 * k)), sc[2 * j + k]);
+            }
+            acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), d * dx[0]);
+        }
+    }
+    return vaddvq_f32(acc);
+}

@@ -404,3 +404,98 @@ void mk_tile_q8a_generic(size_t n, const int8_t *qs, const float *d, const int32
         }
     }
 }
+
+/* ---- Q2_K and Q3_K (layouts in moela_kernels.h) ---- */
+
+/* 2-bit code of element e of a super-block's 64 bytes qs. */
+static int k_low2(const uint8_t *qs, int e) {
+    return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+}
+
+/* Signed 6-bit scale i (0..16) of a Q3_K super-block from its 12 packed bytes. */
+static int k_q3_scale(const uint8_t *s, int i) {
+    int lo = (s[i % 8] >> (4 * (i / 8))) & 0x0f;
+    int hi = (s[8 + i % 4] >> (2 * (i / 4))) & 3;
+    return (lo | (hi << 4)) - 32;
+}
+
+/* Signed code (-4..3) of element e of a Q3_K super-block. */
+static int k_code3(const uint8_t *b, int e) {
+    int high = (b[e % 32] >> (e / 32)) & 1;
+    return k_low2(b + 32, e) - (high ? 0 : 4);
+}
+
+float mk_vec_dot_q2_k_f32_generic(size_t n, const void *w, const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += 84, x += 256) {
+        float d = mk_f16_to_f32(read_u16le(b + 80)), dmin = mk_f16_to_f32(read_u16le(b + 82));
+        for (int e = 0; e < 256; e++) {
+            float ds = d * (float)(b[e / 16] & 0x0f), dm = dmin * (float)(b[e / 16] >> 4);
+            sum += (ds * (float)k_low2(b + 16, e) - dm) * x[e];
+        }
+    }
+    return sum;
+}
+
+float mk_vec_dot_q3_k_f32_generic(size_t n, const void *w, const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += 110, x += 256) {
+        float d = mk_f16_to_f32(read_u16le(b + 108));
+        for (int e = 0; e < 256; e++) {
+            float ds = d * (float)k_q3_scale(b + 96, e / 16);
+            sum += ds * (float)k_code3(b, e) * x[e];
+        }
+    }
+    return sum;
+}
+
+/* Q2_K × q8a: per activation block j of a super-block, the two 16-element halves' integer sums
+ * Σq·qx and Σqx times their 4-bit scales and mins (exact in int32), then
+ * dx · (d · Σsc·Σq·qx - dmin · Σm·Σqx). */
+float mk_vec_dot_q2_k_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                  const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += 84) {
+        float d = mk_f16_to_f32(read_u16le(b + 80)), dmin = mk_f16_to_f32(read_u16le(b + 82));
+        for (int j = 0; j < 8; j++, qs += 32) {
+            int32_t isq = 0, ism = 0;
+            for (int k = 0; k < 2; k++) {
+                int32_t aq = 0, ax = 0;
+                for (int l = 16 * k; l < 16 * k + 16; l++) {
+                    aq += k_low2(b + 16, 32 * j + l) * qs[l];
+                    ax += qs[l];
+                }
+                isq += (b[2 * j + k] & 0x0f) * aq;
+                ism += (b[2 * j + k] >> 4) * ax;
+            }
+            sum += dx[8 * sb + (size_t)j] * (d * (float)isq - dmin * (float)ism);
+        }
+    }
+    return sum;
+}
+
+/* Q3_K × q8a: per activation block, the two halves' integer sums of q·qx times their signed
+ * scales (exact in int32), times d · dx. */
+float mk_vec_dot_q3_k_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                  const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += 110) {
+        float d = mk_f16_to_f32(read_u16le(b + 108));
+        for (int j = 0; j < 8; j++, qs += 32) {
+            int32_t isum = 0;
+            for (int k = 0; k < 2; k++) {
+                int32_t acc = 0;
+                for (int l = 16 * k; l < 16 * k + 16; l++) acc += k_code3(b, 32 * j + l) * qs[l];
+                isum += k_q3_scale(b + 96, 2 * j + k) * acc;
+            }
+            sum += dx[8 * sb + (size_t)j] * (d * (float)isum);
+        }
+    }
+    return sum;
+}

@@ -231,6 +231,40 @@ void mk_mla_accum_f16_neon(size_t nq, size_t dim, size_t row, const float *p,
 float mk_f16_to_f32(uint16_t h);
 float mk_bf16_to_f32(uint16_t h);
 
+/* ---- Q2_K and Q3_K (256-element super-blocks of 16 sub-blocks of 16; see
+ * src/tensor/kquant.rs). Element e = 128h + 32g + l has the 2-bit code (qs[32h + l] >> 2g) & 3
+ * and sub-block e/16. Q2_K = 84 bytes: 16 bytes scales (low nibble sc, high nibble m), 64
+ * bytes qs, f16 d, f16 dmin; x = d·sc·q - dmin·m. Q3_K = 110 bytes: 32 bytes hmask, 64 bytes
+ * qs, 12 bytes of 6-bit scales (sc - 32), f16 d; q = code - 4 when bit e/32 of hmask[e%32] is
+ * 0, else code; x = d·sc·q. Against q8a, activation block 8b + j covers sub-blocks 2j, 2j+1
+ * of super-block b (half-block sums are computed inside the kernels). ---- */
+float mk_vec_dot_q2_k_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_q3_k_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_q2_k_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_q3_k_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_q2_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q3_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q2_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+float mk_vec_dot_q3_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+void mk_vec_dot4_q2_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_vec_dot4_q3_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+float mk_vec_dot_q2_k_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q3_k_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q2_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_q3_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+
 #ifdef __cplusplus
 }
 #endif

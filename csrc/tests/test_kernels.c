@@ -6,7 +6,8 @@
  * K-quants (Q4_K, Q5_K, Q6_K): random super-blocks (every scale, min and code bit pattern,
  * Q6_K scales including -128) of 1..12 super-blocks at the same scales; the bound uses the
  * magnitude of the terms the kernels add (|d·sc·q| + |dmin·m| per element for Q4_K/Q5_K,
- * |d·sc|·64 for Q6_K, whose kernels may sum q·x and 32·x separately).
+ * |d·sc|·64 for Q6_K, whose kernels may sum q·x and 32·x separately). Q2_K and Q3_K the same
+ * way (test_low_k: terms |d·sc|·3 + |dmin·m| and |d·sc|·8; four-row AVX-512 kernels too).
  * Prints "N passed, M failed". */
 #include "moela_kernels.h"
 
@@ -368,6 +369,8 @@ static void test_quantize(int *passed, int *failed) {
 }
 #endif
 
+static void test_low_k(int *passed, int *failed);
+
 int main(void) {
     struct kernel ks[] = {
 #if defined(__x86_64__)
@@ -455,6 +458,7 @@ int main(void) {
         }
         free(x), free(d), free(wm), free(qs), free(s), free(row);
     }
+    test_low_k(&passed, &failed);
 #if defined(__x86_64__)
     test_q8g(&passed, &failed);
     test_gemm_q8g(&passed, &failed);
@@ -476,4 +480,109 @@ int main(void) {
     for (int k = 0; k < nk; k++) printf("kernel %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
+}
+
+/* ---- Q2_K and Q3_K ---- */
+
+struct low_k_kernel {
+    const char *name;
+    dot_fn q2_k, q3_k;
+    /* Four rows at once (NULL where the ISA has none). */
+    void (*q2_k4)(size_t, const void *, const int8_t *, const float *, const int32_t *, float *);
+    void (*q3_k4)(size_t, const void *, const int8_t *, const float *, const int32_t *, float *);
+    int available;
+};
+
+/* A row of `sbs` random Q2_K (t = 0) or Q3_K (t = 1) super-blocks: random bytes except the f16
+ * super-scales, which follow `scale`; the first super-block's Q3_K scales 0 and 8 are -32.
+ * wm[e] gets the magnitude of element e's terms. */
+static void make_low_k_row(int t, size_t sbs, float scale, uint8_t *row, float *wm) {
+    const size_t bb = t == 0 ? 84 : 110;
+    for (size_t sb = 0; sb < sbs; sb++) {
+        uint8_t *b = row + bb * sb;
+        for (size_t i = 0; i < bb; i++) {
+            frand();
+            b[i] = (uint8_t)(rng >> 24);
+        }
+        uint16_t d = f32_to_f16_bits(frand() * scale / 15.0f), dm = f32_to_f16_bits(frand() * scale / 15.0f);
+        float df = mk_f16_to_f32(d), dmf = mk_f16_to_f32(dm);
+        float *w = wm + 256 * sb;
+        if (t == 0) {
+            memcpy(b + 80, &d, 2);
+            memcpy(b + 82, &dm, 2);
+            for (int e = 0; e < 256; e++)
+                w[e] = fabsf(df) * (float)(b[e / 16] & 15) * 3.0f + fabsf(dmf) * (float)(b[e / 16] >> 4);
+        } else {
+            memcpy(b + 108, &d, 2);
+            if (sb == 0) b[96] = 0, b[104] &= 0xfc;
+            const uint8_t *sp = b + 96;
+            for (int e = 0; e < 256; e++) {
+                int i = e / 16, lo = (sp[i % 8] >> (4 * (i / 8))) & 0x0f, hi = (sp[8 + i % 4] >> (2 * (i / 4))) & 3;
+                w[e] = fabsf(df * (float)((lo | (hi << 4)) - 32)) * 8.0f;
+            }
+        }
+    }
+}
+
+static void test_low_k(int *passed, int *failed) {
+    struct low_k_kernel ks[] = {
+#if defined(__x86_64__)
+        {"avx2", mk_vec_dot_q2_k_q8a_avx2, mk_vec_dot_q3_k_q8a_avx2, NULL, NULL,
+         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")},
+        {"avx512", mk_vec_dot_q2_k_q8a_avx512, mk_vec_dot_q3_k_q8a_avx512, mk_vec_dot4_q2_k_q8a_avx512,
+         mk_vec_dot4_q3_k_q8a_avx512,
+         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vnni")},
+#elif defined(__aarch64__)
+        {"neon", mk_vec_dot_q2_k_q8a_neon, mk_vec_dot_q3_k_q8a_neon, NULL, NULL, 1},
+        {"dotprod", mk_vec_dot_q2_k_q8a_dotprod, mk_vec_dot_q3_k_q8a_dotprod, NULL, NULL, 1},
+#endif
+    };
+    const int nk = (int)(sizeof ks / sizeof ks[0]);
+    const dot_fn ref[2] = {mk_vec_dot_q2_k_q8a_generic, mk_vec_dot_q3_k_q8a_generic};
+    const char *name[2] = {"q2_k", "q3_k"};
+    const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f};
+    for (size_t sbs = 1; sbs <= 12; sbs++) {
+        const size_t n = 256 * sbs, blocks = n / 32;
+        float *x = malloc(4 * n * sizeof *x), *d = malloc(4 * blocks * sizeof *d), *wm = malloc(n * sizeof *wm);
+        int8_t *qs = malloc(4 * n);
+        int32_t *s = malloc(4 * blocks * sizeof *s);
+        uint8_t *row = malloc(110 * sbs);
+        for (int si = 0; si < 4; si++) {
+            for (size_t i = 0; i < 4 * n; i++) x[i] = frand() * (scales[si] > 0 ? scales[si] : 1.0f);
+            mk_quantize_row_q8a_generic(4 * n, x, qs, d, s);
+            for (int t = 0; t < 2; t++) {
+                make_low_k_row(t, sbs, scales[si], row, wm);
+                float mag[4], r[4];
+                for (int a = 0; a < 4; a++) {
+                    mag[a] = 0;
+                    for (size_t i = 0; i < n; i++) mag[a] += wm[i] * fabsf(d[a * blocks + i / 32] * qs[a * n + i]);
+                    r[a] = ref[t](n, row, qs + a * n, d + a * blocks, s + a * blocks);
+                }
+                for (int k = 0; k < nk; k++) {
+                    if (!ks[k].available) continue;
+                    float g = (t == 0 ? ks[k].q2_k : ks[k].q3_k)(n, row, qs, d, s);
+                    int ok = fabsf(g - r[0]) <= 1e-5f * mag[0] + 1e-30f;
+                    *passed += ok;
+                    *failed += !ok;
+                    if (!ok) printf("FAIL %s %s n=%zu scale=%g: %g vs %g\n", ks[k].name, name[t], n, scales[si], g, r[0]);
+                    void (*f4)(size_t, const void *, const int8_t *, const float *, const int32_t *, float *) =
+                        t == 0 ? ks[k].q2_k4 : ks[k].q3_k4;
+                    if (!f4) continue;
+                    float g4[4];
+                    f4(n, row, qs, d, s, g4);
+                    for (int a = 0; a < 4; a++) {
+                        ok = fabsf(g4[a] - r[a]) <= 1e-5f * mag[a] + 1e-30f;
+                        *passed += ok;
+                        *failed += !ok;
+                        if (!ok)
+                            printf("FAIL %s four-row %s n=%zu scale=%g row %d: %g vs %g\n", ks[k].name, name[t], n,
+                                   scales[si], a, g4[a], r[a]);
+                    }
+                }
+            }
+        }
+        free(x), free(d), free(wm), free(qs), free(s), free(row);
+    }
 }

@@ -291,3 +291,91 @@ void mk_mla_accum_f16_avx2(size_t nq, size_t dim, size_t row, const float *p, si
     for (; h + 4 <= nq; h += 4) accum_tile_f16(4, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
     for (; h < nq; h++) accum_tile_f16(1, dim, row, p + h * p_stride, p_stride, nrows, c, acc + h * dim);
 }
+
+/* ---- Q2_K and Q3_K (layouts in moela_kernels.h) ---- */
+
+/* Q2_K: codes (0..3) × qx pairs with maddubs, madd with the 4-bit scales of the block's two
+ * halves as int16 lanes (0-7: first half, 8-15: second); Σqx pairs (maddubs with ones) madd
+ * with the two mins; both exact in int32, then × d·dx and dmin·dx. The int16 factor lanes
+ * come from the 16 factor bytes by vpshufb: for block j the control puts byte 2j (low
+ * 128-bit lane) / 2j+1 (high lane) in the low byte of every int16 and zero above; it starts
+ * at (0, 1) and steps by 2 per block. */
+float mk_vec_dot_q2_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx, const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const __m256i m2 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi8(1);
+    const __m256i ctrl0 = _mm256_set_m128i(_mm_set1_epi16((short)0x8001), _mm_set1_epi16((short)0x8000));
+    const __m256i step = _mm256_set1_epi16(2);
+    __m256 acc = _mm256_setzero_ps(), accm = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 84) {
+        const __m256 d = _mm256_set1_ps(f16_at(b + 80)), dmin = _mm256_set1_ps(f16_at(b + 82));
+        const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)b));
+        const __m256i scb = _mm256_and_si256(raw, m4), mb = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        __m256i ctrl = ctrl0;
+        for (int h = 0; h < 2; h++, qs += 128, dx += 4) {
+            const __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * h));
+            for (int g = 0; g < 4; g++) {
+                __m256i q = _mm256_and_si256(_mm256_srli_epi16(ql, 2 * g), m2);
+                __m256i x = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+                __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), _mm256_shuffle_epi8(scb, ctrl));
+                __m256i pm = _mm256_madd_epi16(_mm256_maddubs_epi16(ones, x), _mm256_shuffle_epi8(mb, ctrl));
+                ctrl = _mm256_add_epi16(ctrl, step);
+                __m256 f = _mm256_broadcast_ss(dx + g);
+                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_mul_ps(d, f), acc);
+                accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(pm), _mm256_mul_ps(dmin, f), accm);
+            }
+        }
+    }
+    return hsum256(acc) - hsum256(accm);
+}
+
+/* Q3_K: codes (0..7, third bit from hmask) minus 4 as signed bytes; |q|·(sign(q)·x) pairs,
+ * madd with the two signed scales of the block's halves (exact), then × d·dx. The scales are
+ * unpacked to 16 int8 with a few vector ops, and picked per block by vpshufb as for Q2_K but
+ * into the high byte of each int16 (srai 8 sign-extends). */
+float mk_vec_dot_q3_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx, const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const __m256i m2 = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
+    const __m256i ctrl0 = _mm256_set_m128i(_mm_set1_epi16((short)0x0180), _mm_set1_epi16((short)0x0080));
+    const __m256i step = _mm256_set1_epi16(0x0200);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 110) {
+        const __m256 d = _mm256_set1_ps(f16_at(b + 108));
+        /* The 16 scales: low nibbles from bytes 0-7 (scales 0-7) and their high nibbles
+         * (scales 8-15); 2-bit highs from bytes 8-11. */
+        const uint8_t *sp = b + 96;
+        uint64_t lo8;
+        uint32_t hi4;
+        memcpy(&lo8, sp, 8);
+        memcpy(&hi4, sp + 8, 4);
+        __m128i l = _mm_cvtsi64_si128((long long)lo8);
+        __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(l, _mm_srli_epi16(l, 4)), _mm_set1_epi8(0x0f));
+        __m128i h = _mm_cvtsi32_si128((int)hi4);
+        /* scale i's high bits: byte 8 + i%4 >> 2(i/4): i = 4a + c -> (hi4 byte c) >> 2a */
+        __m128i hv = _mm_unpacklo_epi64(_mm_unpacklo_epi32(h, _mm_srli_epi16(h, 2)),
+                                        _mm_unpacklo_epi32(_mm_srli_epi16(h, 4), _mm_srli_epi16(h, 6)));
+        hv = _mm_and_si128(hv, _mm_set1_epi8(3));
+        __m128i sc8 = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(hv, 4)), _mm_set1_epi8(32));
+        const __m256i scb = _mm256_broadcastsi128_si256(sc8);
+        __m256i ctrl = ctrl0;
+        const __m256i hm = _mm256_loadu_si256((const __m256i *)b);
+        for (int hh = 0; hh < 2; hh++, qs += 128, dx += 4) {
+            const __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 32 + 32 * hh));
+            for (int g = 0; g < 4; g++) {
+                const int j = 4 * hh + g;
+                __m256i lo2 = _mm256_and_si256(_mm256_srli_epi16(ql, 2 * g), m2);
+                __m256i hi = _mm256_and_si256(_mm256_srli_epi16(hm, j), one);
+                __m256i q = _mm256_sub_epi8(_mm256_or_si256(lo2, _mm256_slli_epi16(hi, 2)), four);
+                __m256i x = _mm256_loadu_si256((const __m256i *)(qs + 32 * g));
+                __m256i p = _mm256_maddubs_epi16(_mm256_sign_epi8(q, q), _mm256_sign_epi8(x, q));
+                p = _mm256_madd_epi16(p, _mm256_srai_epi16(_mm256_shuffle_epi8(scb, ctrl), 8));
+                ctrl = _mm256_add_epi16(ctrl, step);
+                __m256 f = _mm256_mul_ps(d, _mm256_broadcast_ss(dx + g));
+                if (g % 2 == 0) acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), f, acc0);
+                else acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), f, acc1);
+            }
+        }
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1));
+}

@@ -630,3 +630,176 @@ void mk_quantize_row_q8a_avx512(size_t n, const float *x, int8_t *qs, float *d, 
         s[b] = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
     }
 }
+
+/* ---- Q2_K and Q3_K (layouts in moela_kernels.h) ----
+ * A register holds two activation blocks (64 values); each 128-bit lane is one 16-element
+ * sub-block. maddubs + madd with the sub-block's factor as int16 (picked from the 16 factor
+ * bytes by vpshufb: lane i of quarter k takes byte 4k + i) give exact int32 sums already
+ * scaled; then × d·dx (dx of the two blocks spread over 8 lanes each by vpermps). */
+
+/* vpshufb control for quarter k: in lane i, every int16 is (byte 4k + i, zero). */
+static inline __m512i lowk_ctrl(int k) {
+    return _mm512_add_epi16(_mm512_set_epi64(0x8003800380038003ll, 0x8003800380038003ll, 0x8002800280028002ll,
+                                             0x8002800280028002ll, 0x8001800180018001ll, 0x8001800180018001ll,
+                                             0x8000800080008000ll, 0x8000800080008000ll),
+                            _mm512_set1_epi16((short)(4 * k)));
+}
+
+/* Lanes 0-7 = v[2k], lanes 8-15 = v[2k+1]. */
+static inline __m512 lowk_pair(__m512 v, int k) {
+    return _mm512_permutexvar_ps(_mm512_set_epi32(2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1, 2 * k + 1,
+                                                  2 * k + 1, 2 * k + 1, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k, 2 * k,
+                                                  2 * k),
+                                 v);
+}
+
+/* The 2-bit codes of a super-block's 64 bytes qs as four quarters of 64 values. */
+static inline void lowk_codes(const uint8_t *qs, __m512i out[4]) {
+    const __m512i m2 = _mm512_set1_epi8(3);
+    for (int h = 0; h < 2; h++) {
+        __m256i ql = _mm256_loadu_si256((const __m256i *)(qs + 32 * h));
+        __m512i both = _mm512_inserti64x4(_mm512_castsi256_si512(ql), _mm256_srli_epi16(ql, 2), 1);
+        out[2 * h] = _mm512_and_si512(both, m2);
+        out[2 * h + 1] = _mm512_and_si512(_mm512_srli_epi16(both, 4), m2);
+    }
+}
+
+/* Q2_K super-block: codes, int16 scale and min vectors per quarter. */
+static inline void q2k_prep(const uint8_t *b, __m512i codes[4], __m512i sc[4], __m512i m[4]) {
+    lowk_codes(b + 16, codes);
+    const __m512i raw = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)b));
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const __m512i scb = _mm512_and_si512(raw, m4), mb = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+    for (int k = 0; k < 4; k++) {
+        sc[k] = _mm512_shuffle_epi8(scb, lowk_ctrl(k));
+        m[k] = _mm512_shuffle_epi8(mb, lowk_ctrl(k));
+    }
+}
+
+/* Q3_K super-block: codes 0..7 (third bit from hmask; the -4 is applied as 4·Σx) and the
+ * signed int16 scale vectors per quarter. */
+static inline void q3k_prep(const uint8_t *b, __m512i codes[4], __m512i sc[4]) {
+    lowk_codes(b + 32, codes);
+    const __m256i one = _mm256_set1_epi8(1);
+    const __m256i hm = _mm256_loadu_si256((const __m256i *)b);
+    for (int k = 0; k < 4; k++) {
+        __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(hm, 2 * k), one);
+        __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(hm, 2 * k + 1), one);
+        __m512i hb = _mm512_inserti64x4(_mm512_castsi256_si512(h0), h1, 1);
+        codes[k] = _mm512_or_si512(codes[k], _mm512_slli_epi16(hb, 2));
+    }
+    const uint8_t *sp = b + 96;
+    uint64_t lo8;
+    uint32_t hi4;
+    memcpy(&lo8, sp, 8);
+    memcpy(&hi4, sp + 8, 4);
+    __m128i l = _mm_cvtsi64_si128((long long)lo8), h = _mm_cvtsi32_si128((int)hi4);
+    __m128i lo = _mm_and_si128(_mm_unpacklo_epi64(l, _mm_srli_epi16(l, 4)), _mm_set1_epi8(0x0f));
+    __m128i hv = _mm_unpacklo_epi64(_mm_unpacklo_epi32(h, _mm_srli_epi16(h, 2)),
+                                    _mm_unpacklo_epi32(_mm_srli_epi16(h, 4), _mm_srli_epi16(h, 6)));
+    __m128i sc8 = _mm_sub_epi8(_mm_or_si128(lo, _mm_slli_epi16(_mm_and_si128(hv, _mm_set1_epi8(3)), 4)),
+                               _mm_set1_epi8(32));
+    const __m512i scb = _mm512_broadcast_i32x4(sc8);
+    /* The control puts the byte in the high half of each int16; srai 8 sign-extends. */
+    for (int k = 0; k < 4; k++)
+        sc[k] = _mm512_srai_epi16(_mm512_shuffle_epi8(scb, _mm512_rol_epi32(lowk_ctrl(k), 8)), 8);
+}
+
+float mk_vec_dot_q2_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                 const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512 acc = _mm512_setzero_ps(), accm = _mm512_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 84, qs += 256, dx += 8) {
+        __m512i codes[4], sc[4], m[4];
+        q2k_prep(b, codes, sc, m);
+        const __m512 x8 = _mm512_castps256_ps512(_mm256_loadu_ps(dx));
+        const __m512 fd = _mm512_mul_ps(x8, _mm512_set1_ps(f16_at(b + 80)));
+        const __m512 fm = _mm512_mul_ps(x8, _mm512_set1_ps(f16_at(b + 82)));
+        for (int k = 0; k < 4; k++) {
+            __m512i x = _mm512_loadu_si512((const void *)(qs + 64 * k));
+            __m512i p = _mm512_madd_epi16(_mm512_maddubs_epi16(codes[k], x), sc[k]);
+            __m512i pm = _mm512_madd_epi16(_mm512_maddubs_epi16(ones, x), m[k]);
+            acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), lowk_pair(fd, k), acc);
+            accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pm), lowk_pair(fm, k), accm);
+        }
+    }
+    return _mm512_reduce_add_ps(acc) - _mm512_reduce_add_ps(accm);
+}
+
+float mk_vec_dot_q3_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                 const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const __m512i four = _mm512_set1_epi8(4);
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 110, qs += 256, dx += 8) {
+        __m512i codes[4], sc[4];
+        q3k_prep(b, codes, sc);
+        const __m512 fd = _mm512_mul_ps(_mm512_castps256_ps512(_mm256_loadu_ps(dx)), _mm512_set1_ps(f16_at(b + 108)));
+        for (int k = 0; k < 4; k++) {
+            __m512i x = _mm512_loadu_si512((const void *)(qs + 64 * k));
+            __m512i p = _mm512_sub_epi16(_mm512_maddubs_epi16(codes[k], x), _mm512_maddubs_epi16(four, x));
+            p = _mm512_madd_epi16(p, sc[k]);
+            if (k % 2 == 0) acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), lowk_pair(fd, k), acc0);
+            else acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), lowk_pair(fd, k), acc1);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+}
+
+/* Four activation rows (prefill): codes and factor vectors built once per super-block. */
+void mk_vec_dot4_q2_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                 const int32_t *s, float *out) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t nb = n / 32;
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512 acc[4], accm[4];
+    for (int r = 0; r < 4; r++) acc[r] = accm[r] = _mm512_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 84) {
+        __m512i codes[4], sc[4], m[4];
+        q2k_prep(b, codes, sc, m);
+        const __m512 d = _mm512_set1_ps(f16_at(b + 80)), dmin = _mm512_set1_ps(f16_at(b + 82));
+        for (int r = 0; r < 4; r++) {
+            const int8_t *x = qs + r * n + 256 * sb;
+            const __m512 x8 = _mm512_castps256_ps512(_mm256_loadu_ps(dx + r * nb + 8 * sb));
+            const __m512 fd = _mm512_mul_ps(x8, d), fm = _mm512_mul_ps(x8, dmin);
+            for (int k = 0; k < 4; k++) {
+                __m512i xv = _mm512_loadu_si512((const void *)(x + 64 * k));
+                __m512i p = _mm512_madd_epi16(_mm512_maddubs_epi16(codes[k], xv), sc[k]);
+                __m512i pm = _mm512_madd_epi16(_mm512_maddubs_epi16(ones, xv), m[k]);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), lowk_pair(fd, k), acc[r]);
+                accm[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(pm), lowk_pair(fm, k), accm[r]);
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = _mm512_reduce_add_ps(acc[r]) - _mm512_reduce_add_ps(accm[r]);
+}
+
+void mk_vec_dot4_q3_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                 const int32_t *s, float *out) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t nb = n / 32;
+    const __m512i four = _mm512_set1_epi8(4);
+    __m512 acc[4];
+    for (int r = 0; r < 4; r++) acc[r] = _mm512_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 110) {
+        __m512i codes[4], sc[4];
+        q3k_prep(b, codes, sc);
+        const __m512 d = _mm512_set1_ps(f16_at(b + 108));
+        for (int r = 0; r < 4; r++) {
+            const int8_t *x = qs + r * n + 256 * sb;
+            const __m512 fd = _mm512_mul_ps(_mm512_castps256_ps512(_mm256_loadu_ps(dx + r * nb + 8 * sb)), d);
+            for (int k = 0; k < 4; k++) {
+                __m512i xv = _mm512_loadu_si512((const void *)(x + 64 * k));
+                __m512i p = _mm512_sub_epi16(_mm512_maddubs_epi16(codes[k], xv), _mm512_maddubs_epi16(four, xv));
+                p = _mm512_madd_epi16(p, sc[k]);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), lowk_pair(fd, k), acc[r]);
+            }
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
+}

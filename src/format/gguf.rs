@@ -21,7 +21,7 @@
 //! could describe.
 //!
 //! Tensor types: besides moela's own [`DType`]s the reader knows the block geometry of the
-//! other llama.cpp types (Q4_1, Q5_0, Q5_1, Q8_1, Q2_K, Q3_K, the IQ types, ...), so their
+//! other llama.cpp types (Q4_1, Q5_0, Q5_1, Q8_1, Q8_K, the IQ types, ...), so their
 //! byte ranges are validated too; a model loader reports [`Error::UnsupportedType`] for them
 //! when it needs one. A type id the reader does not know at all does not fail the open either:
 //! its tensor gets an empty `data` range at its validated start offset (see
@@ -1808,26 +1808,26 @@ mod tests {
 
     #[test]
     fn other_ggml_types_open() {
-        // Q2_K (10) has a known layout: 256 elements in 84 bytes; its range is validated.
+        // IQ2_XXS (16) has a known layout: 256 elements in 66 bytes; its range is validated.
         // Type 99 is unknown: the file opens, the tensor has an empty range at its start.
         let b = B::header(2, 0)
-            .tensor("k", &[256, 2], 10, 0)
+            .tensor("k", &[256, 2], 16, 0)
             .tensor("u", &[7], 99, 192)
             .pad_to(32)
             .bytes(&[0; 300])
             .0;
         let h = parse(&b).unwrap();
-        assert_eq!(h.tensors[0].data.len(), 168);
+        assert_eq!(h.tensors[0].data.len(), 132);
         assert!(h.tensors[0].size_known());
         assert_eq!(h.tensors[0].dtype(), None);
         assert!(!h.tensors[1].size_known());
         assert_eq!(h.tensors[1].data, (128 + 192)..(128 + 192));
         let b = B::header(1, 0)
-            .tensor("k", &[256, 2], 10, 0)
+            .tensor("k", &[256, 2], 16, 0)
             .pad_to(32)
-            .bytes(&[0; 167])
+            .bytes(&[0; 131])
             .0;
-        assert_err(&b, "of type Q2_K (ggml type 10)");
+        assert_err(&b, "of type IQ2_XXS (ggml type 16)");
         // Unknown type whose start is past EOF is still an error.
         let b = B::header(1, 0).tensor("u", &[7], 99, 64).pad_to(32).0;
         assert_err(&b, "runs past the end");

@@ -691,3 +691,127 @@ unsafe extern "C" {
 unsafe extern "C" {
     pub fn mk_bf16_to_f32(h: u16) -> f32;
 }
+unsafe extern "C" {
+    pub fn mk_vec_dot_q2_k_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q3_k_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q2_k_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q3_k_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q2_k_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q3_k_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q2_k_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q3_k_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot4_q2_k_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot4_q3_k_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q2_k_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q3_k_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q2_k_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q3_k_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}

@@ -1,7 +1,7 @@
 //! Safe wrappers over the C kernels in csrc/, a dispatch table filled once from CPU feature
 //! detection, and the thread pool the matrix products run on.
 //!
-//! Quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) are multiplied with activations quantized once per input row
+//! Quantized weights (Q8_0, Q4_0, Q2_K-Q6_K) are multiplied with activations quantized once per input row
 //! to 8 bits ([`Q8Acts`], the "q8a" layout of csrc/include/moela_kernels.h), so the inner loop
 //! is an integer dot product. `MOELA_KERNELS=generic|avx2|avx512|neon|dotprod` forces a kernel set (the
 //! golden tests run with each one the machine supports).
@@ -125,6 +125,8 @@ pub struct KernelSet {
     dot_q4_k: DotQ8a,
     dot_q5_k: DotQ8a,
     dot_q6_k: DotQ8a,
+    dot_q2_k: DotQ8a,
+    dot_q3_k: DotQ8a,
     /// Four activation rows per weight row (prefill), where the ISA has them.
     dot4: Option<Dot4>,
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
@@ -147,6 +149,8 @@ struct Dot4 {
     q4_k: Dot4Q8a,
     q5_k: Dot4Q8a,
     q6_k: Dot4Q8a,
+    q2_k: Dot4Q8a,
+    q3_k: Dot4Q8a,
 }
 
 /// One ISA's prefill GEMMs against grouped, tiled activations.
@@ -271,6 +275,8 @@ const GENERIC: KernelSet = KernelSet {
     dot_q4_k: bindings::mk_vec_dot_q4_k_q8a_generic,
     dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_generic,
     dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_generic,
+    dot_q2_k: bindings::mk_vec_dot_q2_k_q8a_generic,
+    dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_generic,
     dot4: None,
     q4_0_grouped: None,
     gemm_q8g: None,
@@ -296,6 +302,8 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q4_k: bindings::mk_vec_dot_q4_k_q8a_avx2,
                 dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_avx2,
                 dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_avx2,
+                dot_q2_k: bindings::mk_vec_dot_q2_k_q8a_avx2,
+                dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_avx2,
                 dot4: None,
                 q4_0_grouped: None,
                 gemm_q8g: None,
@@ -321,12 +329,16 @@ pub fn available() -> Vec<KernelSet> {
                     dot_q4_k: bindings::mk_vec_dot_q4_k_q8a_avx512,
                     dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_avx512,
                     dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_avx512,
+                    dot_q2_k: bindings::mk_vec_dot_q2_k_q8a_avx512,
+                    dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_avx512,
                     dot4: Some(Dot4 {
                         q8_0: bindings::mk_vec_dot4_q8_0_q8a_avx512,
                         q4_0: bindings::mk_vec_dot4_q4_0_q8a_avx512,
                         q4_k: bindings::mk_vec_dot4_q4_k_q8a_avx512,
                         q5_k: bindings::mk_vec_dot4_q5_k_q8a_avx512,
                         q6_k: bindings::mk_vec_dot4_q6_k_q8a_avx512,
+                        q2_k: bindings::mk_vec_dot4_q2_k_q8a_avx512,
+                        q3_k: bindings::mk_vec_dot4_q3_k_q8a_avx512,
                     }),
                     q4_0_grouped: None,
                     gemm_q8g: None,
@@ -374,6 +386,8 @@ pub fn available() -> Vec<KernelSet> {
             dot_q4_k: bindings::mk_vec_dot_q4_k_q8a_neon,
             dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_neon,
             dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_neon,
+            dot_q2_k: bindings::mk_vec_dot_q2_k_q8a_neon,
+            dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_neon,
             dot4: None,
             q4_0_grouped: None,
             gemm_q8g: None,
@@ -389,6 +403,8 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q4_k: bindings::mk_vec_dot_q4_k_q8a_dotprod,
                 dot_q5_k: bindings::mk_vec_dot_q5_k_q8a_dotprod,
                 dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_dotprod,
+                dot_q2_k: bindings::mk_vec_dot_q2_k_q8a_dotprod,
+                dot_q3_k: bindings::mk_vec_dot_q3_k_q8a_dotprod,
                 dot4: None,
                 q4_0_grouped: None,
                 gemm_q8g: None,
@@ -554,6 +570,8 @@ impl Q8Acts {
             DType::Q4_K => k.dot_q4_k,
             DType::Q5_K => k.dot_q5_k,
             DType::Q6_K => k.dot_q6_k,
+            DType::Q2_K => k.dot_q2_k,
+            DType::Q3_K => k.dot_q3_k,
             _ => k.dot_q4_0,
         };
         let (b0, b1) = (t * n / QK, (t + 1) * n / QK);
@@ -679,6 +697,8 @@ impl Q8Acts {
                     DType::Q4_K => k4.q4_k,
                     DType::Q5_K => k4.q5_k,
                     DType::Q6_K => k4.q6_k,
+                    DType::Q2_K => k4.q2_k,
+                    DType::Q3_K => k4.q3_k,
                     _ => k4.q4_0,
                 };
                 let b0 = t0 * n / QK;
@@ -752,6 +772,8 @@ pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> Result<f32> {
             DType::Q4_K => bindings::mk_vec_dot_q4_k_f32_generic(n, w.cast(), x.as_ptr()),
             DType::Q5_K => bindings::mk_vec_dot_q5_k_f32_generic(n, w.cast(), x.as_ptr()),
             DType::Q6_K => bindings::mk_vec_dot_q6_k_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::Q2_K => bindings::mk_vec_dot_q2_k_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::Q3_K => bindings::mk_vec_dot_q3_k_f32_generic(n, w.cast(), x.as_ptr()),
             DType::F32 => {
                 let row: Vec<f32> = bytes
                     .chunks_exact(4)
@@ -1045,6 +1067,114 @@ mod tests {
                 half::f16::from_bits(bits).to_f32().to_bits(),
                 "{bits:#x}"
             );
+        }
+    }
+
+    /// Q2_K and Q3_K kernels of every ISA against the generic ones, as
+    /// `k_quant_kernels_match_generic` does for the other K-quants (1 to 9 super-blocks; tiny,
+    /// normal, huge and zero scales; quantized rows and raw random bytes, which cover every
+    /// scale/min/code/hmask pattern, plus Q3_K scales of -32). Bound: 1e-5 × Σ|terms| with
+    /// |terms| per element = |x|·(|d·sc|·3 + |dmin·m|) for Q2_K (codes and mins summed apart)
+    /// and |x|·|d·sc|·8 for Q3_K (a kernel may sum code·x and 4·x apart). Then the four-row
+    /// kernels against four one-row generic products (same bound per row), and the q8a product
+    /// against the f32 one within the activation rounding (|x - d·q| ≤ d/2 per element).
+    #[test]
+    fn low_k_quant_kernels_match_generic() {
+        use crate::tensor::kquant::{q3_scale, QK_K};
+        let sets = available();
+        let mut acts = Q8Acts::default();
+        for sbs in 1..=9usize {
+            let n = sbs * QK_K;
+            for (seed, scale) in [(3u64, 1.0f32), (4, 1e-4), (5, 3e4), (6, 0.0)] {
+                let x = noise(seed, 4 * n, scale.max(1e-30));
+                acts.quantize(&x, n);
+                for dtype in [DType::Q2_K, DType::Q3_K] {
+                    for raw in [false, true] {
+                        let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
+                        if raw {
+                            let r = noise(seed + 200, row.len(), 1.0);
+                            for (b, v) in row.iter_mut().zip(&r) {
+                                *b = ((v + 1.0) * 127.99) as u8;
+                            }
+                            for blk in row.chunks_mut(dtype.block_bytes()) {
+                                let d = half::f16::from_f32(scale * 0.01).to_le_bytes();
+                                if dtype == DType::Q2_K {
+                                    blk[80..82].copy_from_slice(&d);
+                                    let dm = half::f16::from_f32(scale * 0.02).to_le_bytes();
+                                    blk[82..84].copy_from_slice(&dm);
+                                } else {
+                                    blk[108..110].copy_from_slice(&d);
+                                    blk[96..100].fill(0); // low bits of scales 0-3, 8-11
+                                    blk[104] = 0; // high bits of 0, 4, 8, 12: scales 0 and 8 are -32
+                                }
+                            }
+                        } else {
+                            let w = noise(seed + 100, n, scale);
+                            quant::quantize_row(dtype, &w, &mut row).unwrap();
+                        }
+                        let bb = dtype.block_bytes();
+                        let f16 = |blk: &[u8], at: usize| {
+                            half::f16::from_le_bytes([blk[at], blk[at + 1]]).to_f32()
+                        };
+                        let term = |blk: &[u8], e: usize| {
+                            if dtype == DType::Q2_K {
+                                let sm = blk[e / 16];
+                                (f16(blk, 80) * (sm & 15) as f32).abs() * 3.0
+                                    + (f16(blk, 82) * (sm >> 4) as f32).abs()
+                            } else {
+                                (f16(blk, 108) * q3_scale(&blk[96..108], e / 16) as f32).abs() * 8.0
+                            }
+                        };
+                        let mags: Vec<f32> = (0..4)
+                            .map(|r| {
+                                let mut mag = 0f32;
+                                for (sb, blk) in row.chunks(bb).enumerate() {
+                                    for e in 0..QK_K {
+                                        let i = r * n + sb * QK_K + e;
+                                        let xa = (acts.qs[i] as f32 * acts.d[i / QK]).abs();
+                                        mag += term(blk, e) * xa;
+                                    }
+                                }
+                                mag
+                            })
+                            .collect();
+                        let want: Vec<f32> =
+                            (0..4).map(|r| acts.dot(&GENERIC, dtype, &row, r)).collect();
+                        for k in &sets {
+                            let got = acts.dot(k, dtype, &row, 0);
+                            assert!(
+                                (got - want[0]).abs() <= 1e-5 * mags[0] + f32::MIN_POSITIVE,
+                                "{} {dtype:?} n={n} scale={scale} raw={raw}: {got} vs {}",
+                                k.name,
+                                want[0]
+                            );
+                            let got4 = acts.dot_upto4(k, dtype, &row, 0, 4);
+                            for r in 0..4 {
+                                assert!(
+                                    (got4[r] - want[r]).abs() <= 1e-5 * mags[r] + f32::MIN_POSITIVE,
+                                    "{} four-row {dtype:?} n={n} scale={scale} raw={raw} row \
+                                     {r}: {} vs {}",
+                                    k.name,
+                                    got4[r],
+                                    want[r]
+                                );
+                            }
+                        }
+                        if scale == 1.0 && !raw {
+                            let exact = quant::dot_row(dtype, &row, &x[..n]);
+                            let mut deq = vec![0.0; n];
+                            quant::dequantize_row(dtype, &row, &mut deq);
+                            let bound: f32 =
+                                (0..n).map(|i| deq[i].abs() * acts.d[i / QK] / 2.0).sum();
+                            assert!(
+                                (want[0] - exact).abs() <= bound * 1.01,
+                                "{dtype:?}: q8a {} vs f32 {exact} (bound {bound})",
+                                want[0]
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -14,6 +14,8 @@ pub enum DType {
     Q4_K,
     Q5_K,
     Q6_K,
+    Q2_K,
+    Q3_K,
     /// FP8 e4m3fn, 1 byte per element: DeepSeek-V3/R1's native safetensors weights (with
     /// 128×128 block scales held by the view, see `tensor::fp8`). Load-only: there is no GGUF
     /// type for it, so it is not in [`DType::ALL`] and not accepted as a conversion target.
@@ -22,7 +24,7 @@ pub enum DType {
 
 impl DType {
     /// The GGUF types (every type a file can store and `--type` can name).
-    pub const ALL: [DType; 8] = [
+    pub const ALL: [DType; 10] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -31,6 +33,8 @@ impl DType {
         DType::Q4_K,
         DType::Q5_K,
         DType::Q6_K,
+        DType::Q2_K,
+        DType::Q3_K,
     ];
 
     /// The `ggml_type` id used in GGUF tensor infos ([`NO_GGML_TYPE`] for F8E4M3, which
@@ -44,6 +48,8 @@ impl DType {
             DType::Q4_K => 12,
             DType::Q5_K => 13,
             DType::Q6_K => 14,
+            DType::Q2_K => 10,
+            DType::Q3_K => 11,
             DType::BF16 => 30,
             DType::F8E4M3 => NO_GGML_TYPE,
         }
@@ -57,7 +63,7 @@ impl DType {
         match self {
             DType::F32 | DType::F16 | DType::BF16 | DType::F8E4M3 => 1,
             DType::Q8_0 | DType::Q4_0 => 32,
-            DType::Q4_K | DType::Q5_K | DType::Q6_K => 256,
+            DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K => 256,
         }
     }
 
@@ -70,6 +76,8 @@ impl DType {
             DType::Q4_K => 144,
             DType::Q5_K => 176,
             DType::Q6_K => 210,
+            DType::Q2_K => 84,
+            DType::Q3_K => 110,
             DType::F8E4M3 => 1,
         }
     }
@@ -80,7 +88,10 @@ impl DType {
 
     /// The GGUF K-quants: 256-element super-blocks of 32- or 16-element sub-blocks.
     pub fn is_k_quant(self) -> bool {
-        matches!(self, DType::Q4_K | DType::Q5_K | DType::Q6_K)
+        matches!(
+            self,
+            DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K
+        )
     }
 
     /// Bytes of `n` elements, or None when `n` is not a whole number of blocks (or overflows).
@@ -102,6 +113,8 @@ impl DType {
             DType::Q4_K => "q4_k",
             DType::Q5_K => "q5_k",
             DType::Q6_K => "q6_k",
+            DType::Q2_K => "q2_k",
+            DType::Q3_K => "q3_k",
             DType::F8E4M3 => "f8_e4m3",
         }
     }
@@ -175,10 +188,16 @@ mod tests {
             assert_eq!(DType::from_ggml_type(d.ggml_type()), Some(d));
             assert_eq!(DType::from_name(d.name()), Some(d));
         }
-        assert_eq!(DType::from_ggml_type(10), None);
+        assert_eq!(DType::from_ggml_type(9), None);
         assert_eq!(ggml_type_name(12), "Q4_K (ggml type 12)");
         // The K-quant ids and names are the GGUF ones.
-        for (d, t) in [(DType::Q4_K, 12), (DType::Q5_K, 13), (DType::Q6_K, 14)] {
+        for (d, t) in [
+            (DType::Q2_K, 10),
+            (DType::Q3_K, 11),
+            (DType::Q4_K, 12),
+            (DType::Q5_K, 13),
+            (DType::Q6_K, 14),
+        ] {
             assert_eq!(d.ggml_type(), t);
             assert_eq!(
                 ggml_type_name(t).split(' ').next(),
@@ -193,7 +212,10 @@ mod tests {
         assert_eq!(DType::Q4_0.bytes_for(64), Some(36));
         assert_eq!(DType::Q4_0.bytes_for(63), None);
         assert_eq!(DType::BF16.bytes_for(3), Some(6));
-        // gguf-py constants.py GGML_QUANT_SIZES: (256, 144), (256, 176), (256, 210).
+        // gguf-py constants.py GGML_QUANT_SIZES: (256, 144), (256, 176), (256, 210),
+        // Q2_K (256, 84), Q3_K (256, 110).
+        assert_eq!(DType::Q2_K.bytes_for(512), Some(168));
+        assert_eq!(DType::Q3_K.bytes_for(256), Some(110));
         assert_eq!(DType::Q4_K.bytes_for(512), Some(288));
         assert_eq!(DType::Q5_K.bytes_for(256), Some(176));
         assert_eq!(DType::Q6_K.bytes_for(256), Some(210));

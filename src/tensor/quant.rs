@@ -163,7 +163,9 @@ pub fn quantize_row(dtype: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
                 quantize_block_q4_0(xb, o);
             }
         }
-        DType::Q4_K | DType::Q5_K | DType::Q6_K => kquant::quantize_row(dtype, x, out),
+        DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K => {
+            kquant::quantize_row(dtype, x, out)
+        }
 
         // Plain nearest-value encoding, without block scales (those belong to the view).
         DType::F8E4M3 => {
@@ -286,7 +288,9 @@ pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) {
                 }
             }
         }
-        DType::Q4_K | DType::Q5_K | DType::Q6_K => kquant::dequantize_row(dtype, bytes, out),
+        DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K => {
+            kquant::dequantize_row(dtype, bytes, out)
+        }
 
         DType::F8E4M3 => fp8::dequantize(bytes, out),
     }
@@ -312,7 +316,9 @@ pub fn dot_row(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
         DType::BF16 => dot_bf16(bytes, x),
         DType::Q8_0 => dot_q8_0(bytes, x),
         DType::Q4_0 => dot_q4_0(bytes, x),
-        DType::Q4_K | DType::Q5_K | DType::Q6_K => kquant::dot_row(dtype, bytes, x),
+        DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K => {
+            kquant::dot_row(dtype, bytes, x)
+        }
 
         DType::F8E4M3 => fp8::dot(bytes, x),
     }
@@ -520,7 +526,9 @@ pub fn axpy_row(dtype: DType, bytes: &[u8], a: f32, y: &mut [f32]) {
         }
         DType::Q8_0 => axpy_q8_0(bytes, a, y),
         DType::Q4_0 => axpy_q4_0(bytes, a, y),
-        DType::Q4_K | DType::Q5_K | DType::Q6_K => kquant::axpy_row(dtype, bytes, a, y),
+        DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K => {
+            kquant::axpy_row(dtype, bytes, a, y)
+        }
 
         DType::F8E4M3 => fp8::axpy(bytes, a, y),
     }
@@ -791,7 +799,9 @@ mod tests {
                                 let q = if clamped { d.abs() } else { d.abs() / 2.0 };
                                 q + 8.0 * (d - d16).abs()
                             }
-                            DType::Q4_K | DType::Q5_K | DType::Q6_K => unreachable!(),
+                            DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K => {
+                                unreachable!()
+                            }
 
                             other => panic!("no error bound stated for {other:?}"),
                         };
