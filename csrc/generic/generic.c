@@ -199,6 +199,18 @@ void mk_gemm_q5_k_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_
     }
 }
 
+void mk_gemm_q6_k_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                              size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                              float *out, size_t ldo) {
+    const size_t nb = n / 32;
+    for (size_t r = 0; r < nrows; r++) {
+        const uint8_t *row = (const uint8_t *)w + r * row_bytes;
+        for (size_t t = 0; t < ntok; t++)
+            out[t * ldo + r] =
+                mk_vec_dot_q6_k_q8a_generic(n, row, qs + t * n, d + t * nb, s + t * nb);
+    }
+}
+
 /* ---- K-quants (256-element super-blocks; layouts in moela_kernels.h) ---- */
 
 /* 6-bit scale and min of sub-block j (0..8) from the 12 packed bytes. */

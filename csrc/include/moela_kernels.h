@@ -93,6 +93,9 @@ void mk_gemm_q4_k_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_
 void mk_gemm_q5_k_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,
                               size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
                               float *out, size_t ldo);
+void mk_gemm_q6_k_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                              size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                              float *out, size_t ldo);
 /* K-quants × q8a: sub-block j of super-block b is activation block 8b+j (Q4_K/Q5_K apply the
  * mins as dmin·m·s); Q6_K's 16-element sub-blocks are summed separately inside the kernel. */
 float mk_vec_dot_q4_k_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
@@ -158,11 +161,13 @@ void mk_gemm_q4_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t r
 /* The same for Q8_0 weights (blocks gathered into the tile layout, sign bit flipped). */
 void mk_gemm_q8_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
                                  size_t ntok, const struct mk_q8g *x, float *out, size_t ldo);
-/* And for Q4_K / Q5_K weights (n a multiple of 256; tiles of two super-blocks, a last single
+/* And for Q4_K / Q5_K / Q6_K weights (n a multiple of 256; tiles of two super-blocks, a last single
  * super-block through the one-row kernel). */
 void mk_gemm_q4_k_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
                                  size_t ntok, const struct mk_q8g *x, float *out, size_t ldo);
 void mk_gemm_q5_k_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                                 size_t ntok, const struct mk_q8g *x, float *out, size_t ldo);
+void mk_gemm_q6_k_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
                                  size_t ntok, const struct mk_q8g *x, float *out, size_t ldo);
 
 /* AArch64: NEON (csrc/arm/neon.c) and NEON + dotprod (csrc/arm/dotprod.c). */

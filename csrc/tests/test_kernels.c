@@ -175,7 +175,7 @@ static void test_gemm_q8g(int *passed, int *failed) {
         int32_t *s = malloc(maxt * blocks * sizeof *s), *gs = malloc(maxt * n / 8 * sizeof *gs);
         int32_t *ts = malloc(maxt * blocks * sizeof *ts);
         uint8_t *q8 = malloc(maxr * 34 * blocks), *q4 = malloc(maxr * 18 * blocks);
-        uint8_t *qk = malloc(maxr * 22 * blocks); /* Q4_K / Q5_K: 144 / 176 bytes per 8 blocks */
+        uint8_t *qk = malloc(maxr * 27 * blocks); /* Q4_K / Q5_K / Q6_K: 144 / 176 / 210 bytes per 8 blocks */
         float *wm = malloc(maxr * n * sizeof *wm);
         float *got = malloc(maxt * (maxr + 1) * sizeof *got), *want = malloc(maxt * (maxr + 1) * sizeof *want);
         for (int si = 0; si < 3; si++) {
@@ -193,23 +193,26 @@ static void test_gemm_q8g(int *passed, int *failed) {
                                     td + t * blocks, ts + t * blocks);
             }
             struct mk_q8g g = {qs, d, s, gqs, gd, gs, tqs, td, ts};
-            for (int q8w = 0; q8w < 4; q8w++) /* Q4_0, Q8_0, Q4_K, Q5_K */
+            for (int q8w = 0; q8w < 5; q8w++) /* Q4_0, Q8_0, Q4_K, Q5_K, Q6_K */
             if (q8w < 2 || blocks % 8 == 0)
             for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++) {
                 for (size_t ri = 0; ri < sizeof row_counts / sizeof *row_counts; ri++) {
                     const size_t ntok = tok_counts[ti], nrows = row_counts[ri], ldo = nrows + 1;
                     for (size_t i = 0; i < maxt * (maxr + 1); i++) got[i] = want[i] = -7.0f;
                     if (q8w >= 2) {
-                        const size_t kb = q8w == 2 ? 18 : 22;
+                        const size_t kb = q8w == 2 ? 144 : q8w == 3 ? 176 : 210; /* per 8 blocks */
                         if (ti == 0 && ri == 0)
                             for (size_t r = 0; r < maxr; r++)
-                                make_k_row(q8w - 2, blocks / 8, scales[si], qk + r * kb * blocks, wm + r * n);
-                        if (q8w == 2) {
-                            mk_gemm_q4_k_q8g_avx512vbmi(n, nrows, qk, kb * blocks, ntok, &g, got, ldo);
-                            mk_gemm_q4_k_q8a_generic(n, nrows, qk, kb * blocks, ntok, qs, d, s, want, ldo);
+                                make_k_row(q8w - 2, blocks / 8, scales[si], qk + r * kb * blocks / 8, wm + r * n);
+                        if (q8w == 4) {
+                            mk_gemm_q6_k_q8g_avx512vbmi(n, nrows, qk, kb * blocks / 8, ntok, &g, got, ldo);
+                            mk_gemm_q6_k_q8a_generic(n, nrows, qk, kb * blocks / 8, ntok, qs, d, s, want, ldo);
+                        } else if (q8w == 2) {
+                            mk_gemm_q4_k_q8g_avx512vbmi(n, nrows, qk, kb * blocks / 8, ntok, &g, got, ldo);
+                            mk_gemm_q4_k_q8a_generic(n, nrows, qk, kb * blocks / 8, ntok, qs, d, s, want, ldo);
                         } else {
-                            mk_gemm_q5_k_q8g_avx512vbmi(n, nrows, qk, kb * blocks, ntok, &g, got, ldo);
-                            mk_gemm_q5_k_q8a_generic(n, nrows, qk, kb * blocks, ntok, qs, d, s, want, ldo);
+                            mk_gemm_q5_k_q8g_avx512vbmi(n, nrows, qk, kb * blocks / 8, ntok, &g, got, ldo);
+                            mk_gemm_q5_k_q8a_generic(n, nrows, qk, kb * blocks / 8, ntok, qs, d, s, want, ldo);
                         }
                     } else if (q8w) {
                         mk_gemm_q8_0_q8g_avx512vbmi(n, nrows, q8, 34 * blocks, ntok, &g, got, ldo);
@@ -239,7 +242,7 @@ static void test_gemm_q8g(int *passed, int *failed) {
                             }
                             if (!(fabsf(got[o] - want[o]) <= 1e-5f * mag + 1e-30f)) {
                                 if (!bad) printf("FAIL avx512vbmi gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu): %g vs %g\n",
-                                                 q8w == 3 ? "q5_k" : q8w == 2 ? "q4_k" : q8w ? "q8_0" : "q4_0", n, nrows, ntok, r, t, got[o], want[o]);
+                                                 q8w == 4 ? "q6_k" : q8w == 3 ? "q5_k" : q8w == 2 ? "q4_k" : q8w ? "q8_0" : "q4_0", n, nrows, ntok, r, t, got[o], want[o]);
                                 bad++;
                             }
                         }

@@ -317,11 +317,60 @@ static inline __attribute__((always_inline)) void unpack_tile_q45k(const uint8_t
     }
 }
 
-/* Rows r..r+R (R = 1 or 2) of Q4_0 (WT = 0), Q8_0 (WT = 1), Q4_K (WT = 2) or Q5_K (WT = 3) weights, constants after inlining, × tokens t0..t0+tn (tn <= GEMM_TOKENS). */
+/* Q6_K tiles (two 210-byte super-blocks): lane l = 32-element block j = l % 8 of super-block
+ * l / 8, whose codes come from the low (j % 4 < 2) or high nibbles of ql bytes
+ * 64(j/4) + 32(j%2) + e and bits 2(j%4) of qh byte 32(j/4) + e; each block has two int8
+ * scales (elements 0-15: steps 0-3, 16-31: steps 4-7), so *dlo / *dhi = d·scale of each
+ * half. Codes are 0..63 for q - 32. */
+static const int32_t Q6K_QL[16] = {0, 8, 0, 8, 16, 24, 16, 24, 0, 8, 0, 8, 16, 24, 16, 24};
+static const int32_t Q6K_NIB[16] = {0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4, 0, 0, 4, 4};
+static const int32_t Q6K_QH[16] = {0, 0, 0, 0, 8, 8, 8, 8, 0, 0, 0, 0, 8, 8, 8, 8};
+static const int32_t Q6K_QHS[16] = {0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6, 0, 2, 4, 6};
+
+static inline __attribute__((always_inline)) void unpack_tile_q6k(const uint8_t *b,
+                                                                   __m512i step[8],
+                                                                   __m512 *dlo, __m512 *dhi) {
+    float fl[16], fh[16];
+    for (int h = 0; h < 2; h++) {
+        const uint8_t *sb = b + 210 * h;
+        const float d = f16_at(sb + 208);
+        for (int j = 0; j < 8; j++) {
+            fl[8 * h + j] = d * (float)(int8_t)sb[192 + 2 * j];
+            fh[8 * h + j] = d * (float)(int8_t)sb[193 + 2 * j];
+        }
+    }
+    *dlo = _mm512_loadu_ps(fl);
+    *dhi = _mm512_loadu_ps(fh);
+    const __m512i a0 = _mm512_loadu_si512((const void *)b);
+    const __m512i a1 = _mm512_loadu_si512((const void *)(b + 64));
+    const __m512i b0 = _mm512_loadu_si512((const void *)(b + 210));
+    const __m512i b1 = _mm512_loadu_si512((const void *)(b + 274));
+    const __m512i ha = _mm512_loadu_si512((const void *)(b + 128));
+    const __m512i hb = _mm512_loadu_si512((const void *)(b + 338));
+    const __m512i ql_ix = _mm512_loadu_si512((const void *)Q6K_QL);
+    const __m512i nib = _mm512_loadu_si512((const void *)Q6K_NIB);
+    const __m512i qh_ix = _mm512_loadu_si512((const void *)Q6K_QH);
+    const __m512i qhs = _mm512_loadu_si512((const void *)Q6K_QHS);
+    for (int u = 0; u < 8; u++) {
+        const __m512i du = _mm512_set1_epi32(u);
+        const __m512i ix = _mm512_add_epi32(ql_ix, du), hx = _mm512_add_epi32(qh_ix, du);
+        __m512i v = _mm512_mask_blend_epi32((__mmask16)0xff00,
+                                            _mm512_permutex2var_epi32(a0, ix, a1),
+                                            _mm512_permutex2var_epi32(b0, ix, b1));
+        __m512i h = _mm512_mask_blend_epi32((__mmask16)0xff00, _mm512_permutexvar_epi32(hx, ha),
+                                            _mm512_permutexvar_epi32(hx, hb));
+        const __m512i lo = _mm512_and_si512(_mm512_srlv_epi32(v, nib), _mm512_set1_epi8(0x0f));
+        const __m512i hi = _mm512_and_si512(_mm512_srlv_epi32(h, qhs), _mm512_set1_epi8(0x03));
+        step[u] = _mm512_or_si512(lo, _mm512_slli_epi32(hi, 4));
+    }
+}
+
+/* Rows r..r+R (R = 1 or 2) of Q4_0 (WT = 0), Q8_0 (WT = 1), Q4_K (WT = 2) Q5_K (WT = 3) or Q6_K (WT = 4)
+ * weights, constants after inlining, × tokens t0..t0+tn (tn <= GEMM_TOKENS). */
 static inline __attribute__((always_inline)) void gemm_rows(
     const int R, const int WT, size_t n, const uint8_t *const wr[2], size_t t0, size_t tn,
     const struct mk_q8g *x, float *out, size_t ldo, size_t r) {
-    const int Q8 = WT == 1, QK = WT >= 2, FIVE = WT == 3;
+    const int Q8 = WT == 1, QK = WT >= 2, FIVE = WT == 3, SIX = WT == 4;
     const size_t nb = n / 32, nt = nb / 16;
     /* K-quant rows end in whole super-blocks: a last half tile goes through the one-row
      * kernel instead of groups */
@@ -342,18 +391,49 @@ static inline __attribute__((always_inline)) void gemm_rows(
         __m512i step[2][8];
         __m512 dw[2], dm[2];
         for (int i = 0; i < R; i++) {
-            const size_t tile_bytes = Q8 ? 544 : FIVE ? 352 : 288; /* Q4_0 and Q4_K: 288 */
+            const size_t tile_bytes = Q8 ? 544 : FIVE ? 352 : SIX ? 420 : 288;
             const uint8_t *b = wr[i] + tile_bytes * k;
             for (size_t l = 0; l < tile_bytes; l += 64)
                 _mm_prefetch((const char *)b + tile_bytes + l, _MM_HINT_T0);
             if (Q8)
                 unpack_tile_q8(b, step[i], &dw[i]);
+            else if (SIX)
+                unpack_tile_q6k(b, step[i], &dw[i], &dm[i]);
             else if (QK)
                 unpack_tile_q45k(b, FIVE, step[i], &dw[i], &dm[i]);
             else
                 unpack_tile(b, nib_ix, sc16_ix, t_lo, t_hi, u_lo, u_hi, step[i], &dw[i]);
         }
-        for (size_t t = 0; t < tn; t++) {
+        for (size_t t = 0; SIX && t < tn; t++) {
+            /* Q6_K: codes q+32 against each half block, so each half starts from -32 × its
+             * own activation sum (the first half summed here, the second = s minus it) */
+            const size_t tt = t0 + t;
+            const int8_t *q = x->tqs + tt * n + 512 * k;
+            const size_t o = tt * nb + 16 * k;
+            const __m512i ts = _mm512_loadu_si512((const void *)(x->ts + o));
+            const __m512 td = _mm512_loadu_ps(x->td + o);
+            __m512i a[8];
+            for (int u = 0; u < 8; u++) a[u] = _mm512_loadu_si512((const void *)(q + 64 * u));
+            const __m512i ones = _mm512_set1_epi8(1), zero = _mm512_setzero_si512();
+            __m512i slo = zero;
+            for (int u = 0; u < 4; u++) slo = _mm512_dpbusd_epi32(slo, ones, a[u]);
+            const __m512i sall = _mm512_srai_epi32(_mm512_sub_epi32(zero, ts), 3);
+            const __m512i ilo = _mm512_sub_epi32(zero, _mm512_slli_epi32(slo, 5));
+            const __m512i ihi =
+                _mm512_sub_epi32(zero, _mm512_slli_epi32(_mm512_sub_epi32(sall, slo), 5));
+            for (int i = 0; i < R; i++) {
+                __m512i plo = ilo, phi = ihi;
+                for (int u = 0; u < 4; u++) {
+                    plo = _mm512_dpbusd_epi32(plo, step[i][u], a[u]);
+                    phi = _mm512_dpbusd_epi32(phi, step[i][u + 4], a[u + 4]);
+                }
+                acc[t][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(plo), _mm512_mul_ps(dw[i], td),
+                                            acc[t][i]);
+                acc[t][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(phi), _mm512_mul_ps(dm[i], td),
+                                            acc[t][i]);
+            }
+        }
+        for (size_t t = 0; !SIX && t < tn; t++) {
             const size_t tt = t0 + t;
             const int8_t *q = x->tqs + tt * n + 512 * k;
             const size_t o = tt * nb + 16 * k;
@@ -421,11 +501,15 @@ static inline __attribute__((always_inline)) void gemm_rows(
             float sum = _mm512_reduce_add_ps(acc[t][i]);
             if (done < nb) {
                 /* a partial trailing group: plain q8a */
-                sum += FIVE ? mk_vec_dot_q5_k_q8a_avx512(32 * (nb - done), wr[i] + 22 * done,
+                sum += SIX ? mk_vec_dot_q6_k_q8a_avx512(32 * (nb - done), wr[i] + 210 * (done / 8),
+                                                        x->qs + tt * n + 32 * done,
+                                                        x->d + tt * nb + done,
+                                                        x->s + tt * nb + done)
+                     : FIVE ? mk_vec_dot_q5_k_q8a_avx512(32 * (nb - done), wr[i] + 176 * (done / 8),
                                                          x->qs + tt * n + 32 * done,
                                                          x->d + tt * nb + done,
                                                          x->s + tt * nb + done)
-                     : QK ? mk_vec_dot_q4_k_q8a_avx512(32 * (nb - done), wr[i] + 18 * done,
+                     : QK ? mk_vec_dot_q4_k_q8a_avx512(32 * (nb - done), wr[i] + 144 * (done / 8),
                                                        x->qs + tt * n + 32 * done,
                                                        x->d + tt * nb + done,
                                                        x->s + tt * nb + done)
@@ -480,4 +564,9 @@ void mk_gemm_q4_k_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t r
 void mk_gemm_q5_k_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
                                  size_t ntok, const struct mk_q8g *x, float *out, size_t ldo) {
     gemm(3, n, nrows, w, row_bytes, ntok, x, out, ldo);
+}
+
+void mk_gemm_q6_k_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                                 size_t ntok, const struct mk_q8g *x, float *out, size_t ldo) {
+    gemm(4, n, nrows, w, row_bytes, ntok, x, out, ldo);
 }

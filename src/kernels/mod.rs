@@ -160,6 +160,7 @@ struct GemmQ8gSet {
     q8_0: GemmQ8g,
     q4_k: GemmQ8g,
     q5_k: GemmQ8g,
+    q6_k: GemmQ8g,
 }
 
 /// One ISA's prefill GEMMs against plain q8a activations.
@@ -364,6 +365,7 @@ pub fn available() -> Vec<KernelSet> {
                             q8_0: bindings::mk_gemm_q8_0_q8g_avx512vbmi,
                             q4_k: bindings::mk_gemm_q4_k_q8g_avx512vbmi,
                             q5_k: bindings::mk_gemm_q5_k_q8g_avx512vbmi,
+                            q6_k: bindings::mk_gemm_q6_k_q8g_avx512vbmi,
                         }),
                         ..avx512
                     });
@@ -635,6 +637,7 @@ impl Q8Acts {
             (DType::Q8_0, Some(g)) => Some(g.q8_0),
             (DType::Q4_K, Some(g)) => Some(g.q4_k),
             (DType::Q5_K, Some(g)) => Some(g.q5_k),
+            (DType::Q6_K, Some(g)) => Some(g.q6_k),
             _ => None,
         };
         if let (Some(g), true, true) = (grouped, self.grouped, ntok >= 4) {
