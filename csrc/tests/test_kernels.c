@@ -8,12 +8,15 @@
  * magnitude of the terms the kernels add (|d·sc·q| + |dmin·m| per element for Q4_K/Q5_K,
  * |d·sc|·64 for Q6_K, whose kernels may sum q·x and 32·x separately).
  * Prints "N passed, M failed". */
+#define _DEFAULT_SOURCE /* mmap, MAP_ANONYMOUS (guard pages) */
 #include "moela_kernels.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 typedef float (*dot_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *);
 struct kernel {
@@ -237,6 +240,115 @@ static void test_mla(const struct mla_kernel *ks, int nk, int *passed, int *fail
     for (int k = 0; k < nk; k++) printf("mla kernels %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
 }
 
+
+/* Float-weight kernels (F32, F16, BF16; one row and four rows) against the generic ones:
+ * every n from 1 to 70 and larger ones with every tail, rows at byte offsets 0..3 (mmap rows
+ * need not be aligned), each row and activation block ending right before a PROT_NONE page
+ * (a kernel reading past its data crashes), random bit patterns (F16 subnormals, 65504, BF16
+ * exponents ±40, zeros) and activation scales 1e-3..3e4. Only the float summation order may
+ * differ: |a - b| ≤ 1e-5 · Σ|w·x| (the rounding error of either order is at most about
+ * sqrt(n)·2^-24 · Σ|w·x| for such data, below the bound for every n tested). */
+typedef float (*fdot_fn)(size_t, const void *, const float *);
+typedef void (*fdot4_fn)(size_t, const void *, const float *, float *);
+struct float_kernel {
+    const char *name;
+    fdot_fn dot[3];
+    fdot4_fn dot4[3];
+    int available;
+};
+
+/* The end of `bytes` usable bytes followed by an inaccessible page. */
+static uint8_t *guarded_end(size_t bytes) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = (bytes + page - 1) / page * page;
+    uint8_t *m = mmap(NULL, len + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED || mprotect(m + len, page, PROT_NONE) != 0) {
+        printf("FAIL cannot map guard pages\n");
+        exit(1);
+    }
+    return m + len;
+}
+
+static float wval(int t, const uint8_t *p) {
+    uint16_t h = (uint16_t)(p[0] | p[1] << 8);
+    if (t == 1) return mk_f16_to_f32(h);
+    if (t == 2) return mk_bf16_to_f32(h);
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
+static void test_float(const struct float_kernel *ks, int nk, int *passed, int *failed) {
+    const char *tname[3] = {"f32", "f16", "bf16"};
+    const size_t big[] = {127, 128, 129, 255, 1000, 2048, 4099};
+    const float xscales[] = {1.0f, 1e-3f, 3e4f};
+    const size_t maxn = 4099;
+    uint8_t *wend = guarded_end(maxn * 4 + 3);
+    float *xend = (float *)guarded_end(4 * maxn * sizeof(float));
+    for (size_t c = 0; c < 70 + sizeof big / sizeof big[0]; c++) {
+        size_t n = c < 70 ? c + 1 : big[c - 70];
+        float *x = xend - 4 * n;
+        for (int t = 0; t < 3; t++) {
+            size_t es = t == 0 ? 4 : 2;
+            uint8_t *w = wend - n * es, *src = malloc(n * es);
+            for (size_t i = 0; i < n; i++) {
+                frand();
+                uint32_t r = (uint32_t)(rng >> 20);
+                if (t == 0) {
+                    float f = frand() * (i % 7 == 0 ? 1e3f : 1.0f);
+                    memcpy(src + 4 * i, &f, 4);
+                } else {
+                    uint16_t h;
+                    if (t == 1) {
+                        h = (uint16_t)(r & 0xffff);
+                        if (((h >> 10) & 0x1f) == 0x1f) h = (uint16_t)((h & 0x8000) | 0x7bff); /* 65504 */
+                    } else {
+                        int e = 127 + (int)(r % 81) - 40;
+                        h = (uint16_t)(((r >> 8) & 0x8000) | (uint32_t)e << 7 | ((r >> 16) & 0x7f));
+                        if (i % 13 == 5) h = (uint16_t)((r >> 8) & 0x807f); /* zero or subnormal */
+                    }
+                    memcpy(src + 2 * i, &h, 2);
+                }
+            }
+            for (int si = 0; si < 3; si++) {
+                for (size_t i = 0; i < 4 * n; i++) x[i] = frand() * xscales[si];
+                /* The row ending at the guard page, then misaligned in the heap. */
+                for (int place = 0; place < 2; place++) {
+                    uint8_t *row = w;
+                    uint8_t *al = NULL;
+                    if (place == 1) {
+                        al = malloc(n * es + 8);
+                        row = al + 1 + (c % 3); /* misaligned by 1..3 bytes */
+                    }
+                    memcpy(row, src, n * es);
+                    float mag[4] = {0, 0, 0, 0}, ref[4], four[4];
+                    for (int r = 0; r < 4; r++) {
+                        for (size_t i = 0; i < n; i++) mag[r] += fabsf(wval(t, src + es * i) * x[r * n + i]);
+                        ref[r] = ks[0].dot[t](n, row, x + r * n);
+                    }
+                    for (int k = 0; k < nk; k++) {
+                        if (!ks[k].available) continue;
+                        float one = ks[k].dot[t](n, row, x + 3 * n);
+                        ks[k].dot4[t](n, row, x, four);
+                        int ok1 = fabsf(one - ref[3]) <= 1e-5f * mag[3] + 1e-30f;
+                        *passed += ok1;
+                        *failed += !ok1;
+                        if (!ok1) printf("FAIL %s dot %s n=%zu place=%d: %g vs %g\n", ks[k].name, tname[t], n, place, one, ref[3]);
+                        for (int r = 0; r < 4; r++) {
+                            int ok = fabsf(four[r] - ref[r]) <= 1e-5f * mag[r] + 1e-30f;
+                            *passed += ok;
+                            *failed += !ok;
+                            if (!ok) printf("FAIL %s dot4 %s n=%zu place=%d row %d: %g vs %g\n", ks[k].name, tname[t], n, place, r, four[r], ref[r]);
+                        }
+                    }
+                    free(al);
+                }
+            }
+            free(src);
+        }
+    }
+    for (int k = 0; k < nk; k++) printf("float kernels %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
+}
+
 #if defined(__x86_64__)
 /* AVX-512 q8a quantization must equal the generic one bit for bit (the kernels' integer
  * results depend on it): random rows, halves that round, NaN, infinities, zeros, tiny values. */
@@ -366,12 +478,28 @@ int main(void) {
          mk_mla_accum_f16_avx512, ks[1].available},
     };
     test_mla(mk, 2, &passed, &failed);
+    struct float_kernel fk[] = {
+        {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
+         {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},
+        {"avx2", {mk_vec_dot_f32_f32_avx2, mk_vec_dot_f16_f32_avx2, mk_vec_dot_bf16_f32_avx2},
+         {mk_vec_dot4_f32_f32_avx2, mk_vec_dot4_f16_f32_avx2, mk_vec_dot4_bf16_f32_avx2}, ks[0].available},
+        {"avx512", {mk_vec_dot_f32_f32_avx512, mk_vec_dot_f16_f32_avx512, mk_vec_dot_bf16_f32_avx512},
+         {mk_vec_dot4_f32_f32_avx512, mk_vec_dot4_f16_f32_avx512, mk_vec_dot4_bf16_f32_avx512}, ks[1].available},
+    };
+    test_float(fk, 3, &passed, &failed);
 #elif defined(__aarch64__)
     struct mla_kernel mk[] = {
         {"neon", mk_mla_scores_f32_neon, mk_mla_scores_f16_neon, mk_mla_accum_f32_neon,
          mk_mla_accum_f16_neon, 1},
     };
     test_mla(mk, 1, &passed, &failed);
+    struct float_kernel fk[] = {
+        {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
+         {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},
+        {"neon", {mk_vec_dot_f32_f32_neon, mk_vec_dot_f16_f32_neon, mk_vec_dot_bf16_f32_neon},
+         {mk_vec_dot4_f32_f32_neon, mk_vec_dot4_f16_f32_neon, mk_vec_dot4_bf16_f32_neon}, 1},
+    };
+    test_float(fk, 2, &passed, &failed);
 #endif
     for (int k = 0; k < nk; k++) printf("kernel %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
     printf("%d passed, %d failed\n", passed, failed);
