@@ -132,6 +132,32 @@ fn one_thread_prefill(
     best
 }
 
+/// Multiply-adds per second (×1e9) of one thread running `k`'s prefill GEMM (every row × all
+/// `tokens` activation rows in one call), best of `reps`; None where `k` has no GEMM for the
+/// type.
+fn one_thread_gemm(
+    k: &KernelSet,
+    w: &TensorView,
+    acts: &Q8Acts,
+    tokens: usize,
+    reps: usize,
+) -> Option<f64> {
+    let mut out = vec![0.0f32; w.rows * tokens];
+    let mut best = 0.0f64;
+    for _ in 0..reps {
+        let t = Instant::now();
+        // SAFETY: `out` holds tokens × rows values, the extent the GEMM writes with ldo = rows,
+        // and nothing else uses it during the call.
+        let ok = unsafe { acts.gemm(k, w.dtype, w.bytes(), w.rows, out.as_mut_ptr(), w.rows) };
+        if !ok {
+            return None;
+        }
+        black_box(&out);
+        best = best.max((w.n_elements() * tokens) as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    Some(best)
+}
+
 /// MLA decode attention at a 4096-token context (16 heads, rows of 576: V2-Lite), one
 /// thread: GFLOP/s of the scores and of the weighted sums per kernel set.
 fn mla_attention(sets: &[KernelSet]) {
@@ -224,7 +250,7 @@ fn main() {
                 c / g_cold
             );
         }
-        let tokens = 16;
+        let tokens = 64;
         let mut xs = Vec::new();
         for _ in 0..tokens {
             xs.extend_from_slice(&x);
@@ -239,6 +265,13 @@ fn main() {
                 dtype.name(),
                 k.name
             );
+            if let Some(g) = one_thread_gemm(k, &hot, &pacts, tokens, 20) {
+                println!(
+                    "{:5} {:8} 1 thread, {tokens} tokens (prefill GEMM): {g:6.1} GMAC/s",
+                    dtype.name(),
+                    k.name
+                );
+            }
         }
         let mut out = vec![0.0f32; cold.rows];
         let mut best = 0.0f64;

@@ -159,6 +159,32 @@ float mk_vec_dot_q4_0_q8a_generic(size_t n, const void *w, const int8_t *qs, con
     return sum;
 }
 
+/* Reference GEMMs: every (row, token) pair through the one-row kernel, so the ISA versions
+ * are checked against exactly the generic dot products. */
+void mk_gemm_q8_0_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                              size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                              float *out, size_t ldo) {
+    const size_t nb = n / 32;
+    for (size_t r = 0; r < nrows; r++) {
+        const uint8_t *row = (const uint8_t *)w + r * row_bytes;
+        for (size_t t = 0; t < ntok; t++)
+            out[t * ldo + r] =
+                mk_vec_dot_q8_0_q8a_generic(n, row, qs + t * n, d + t * nb, s + t * nb);
+    }
+}
+
+void mk_gemm_q4_0_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                              size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                              float *out, size_t ldo) {
+    const size_t nb = n / 32;
+    for (size_t r = 0; r < nrows; r++) {
+        const uint8_t *row = (const uint8_t *)w + r * row_bytes;
+        for (size_t t = 0; t < ntok; t++)
+            out[t * ldo + r] =
+                mk_vec_dot_q4_0_q8a_generic(n, row, qs + t * n, d + t * nb, s + t * nb);
+    }
+}
+
 /* ---- K-quants (256-element super-blocks; layouts in moela_kernels.h) ---- */
 
 /* 6-bit scale and min of sub-block j (0..8) from the 12 packed bytes. */

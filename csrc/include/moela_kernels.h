@@ -79,6 +79,16 @@ float mk_vec_dot_q8_0_q8a_generic(size_t n, const void *w, const int8_t *qs, con
                                   const int32_t *s);
 float mk_vec_dot_q4_0_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
                                   const int32_t *s);
+/* Prefill GEMM: out[t*ldo + r] = w_r · x_t for r < nrows, t < ntok. w: nrows stored rows of
+ * n elements (n a multiple of 32), row_bytes apart; x: ntok q8a rows back to back (qs: n
+ * values per row; d, s: n/32 per row). The generic versions are the reference of the ISA
+ * ones (each weight row reused across tokens from registers/cache). */
+void mk_gemm_q8_0_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                              size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                              float *out, size_t ldo);
+void mk_gemm_q4_0_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                              size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                              float *out, size_t ldo);
 /* K-quants × q8a: sub-block j of super-block b is activation block 8b+j (Q4_K/Q5_K apply the
  * mins as dmin·m·s); Q6_K's 16-element sub-blocks are summed separately inside the kernel. */
 float mk_vec_dot_q4_k_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
@@ -134,6 +144,13 @@ void mk_vec_dot4_q6_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
 float mk_vec_dot_q4_0_q8g_avx512vbmi(size_t n, const void *w, const struct mk_q8g *x);
 void mk_vec_dot4_q4_0_q8g_avx512vbmi(size_t n, const void *w, const struct mk_q8g *x,
                                      float *out);
+/* Q4_0 prefill GEMM against q8g activations with tiles (ntok >= 4 rows grouped and tiled;
+ * x describes activation row 0, row t starts at the offsets given with struct mk_q8g):
+ * out[t*ldo + r] = w_r · x_t. Two weight rows at a time are unpacked once per tile into
+ * registers and applied to every token, so the unpacking and the activation loads are
+ * shared. */
+void mk_gemm_q4_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                                 size_t ntok, const struct mk_q8g *x, float *out, size_t ldo);
 
 /* Float weights (F32, F16, BF16) × f32 activations, every ISA (the `_generic` one-row kernels
  * are declared at the top). One row: the dot product of n elements (any n; the row needs no

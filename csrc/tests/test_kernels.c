@@ -157,6 +157,76 @@ static void test_q8g(int *passed, int *failed) {
     }
     printf("kernel avx512vbmi: tested\n");
 }
+
+/* The Q4_0 GEMM (two weight rows × all tokens) against the generic GEMM: row counts that are
+ * odd and even, token counts around the 64-token pass, block counts with whole tiles, tile +
+ * group tails and partial groups. Bound as for the one-row kernels. */
+static void test_gemm_q8g(int *passed, int *failed) {
+    if (!(__builtin_cpu_supports("avx512vbmi") && __builtin_cpu_supports("avx512vnni") &&
+          __builtin_cpu_supports("avx512bw")))
+        return;
+    const size_t block_counts[] = {1, 3, 4, 5, 16, 17, 20, 44, 45, 64};
+    const size_t tok_counts[] = {4, 5, 63, 64, 65, 130};
+    const size_t row_counts[] = {1, 2, 3, 6};
+    const float scales[] = {1.0f, 1e-6f, 3e4f};
+    for (size_t bi = 0; bi < sizeof block_counts / sizeof *block_counts; bi++) {
+        const size_t blocks = block_counts[bi], n = 32 * blocks, maxt = 130, maxr = 6;
+        float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
+        float *gd = malloc(maxt * n / 8 * sizeof *gd), *td = malloc(maxt * blocks * sizeof *td);
+        int8_t *qs = malloc(maxt * n), *gqs = malloc(maxt * n), *tqs = malloc(maxt * n);
+        int32_t *s = malloc(maxt * blocks * sizeof *s), *gs = malloc(maxt * n / 8 * sizeof *gs);
+        int32_t *ts = malloc(maxt * blocks * sizeof *ts);
+        uint8_t *q8 = malloc(34 * blocks), *q4 = malloc(maxr * 18 * blocks);
+        float *got = malloc(maxt * (maxr + 1) * sizeof *got), *want = malloc(maxt * (maxr + 1) * sizeof *want);
+        for (int si = 0; si < 3; si++) {
+            for (size_t i = 0; i < maxt * n; i++) x[i] = frand() * scales[si];
+            for (size_t r = 0; r < maxr; r++) make_rows(n, scales[si], q8, q4 + r * 18 * blocks);
+            for (size_t t = 0; t < maxt; t++) {
+                mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
+                mk_group_q8a_generic(n, qs + t * n, d + t * blocks, s + t * blocks, gqs + t * n,
+                                     gd + t * n / 8, gs + t * n / 8);
+                mk_tile_q8a_generic(n, qs + t * n, d + t * blocks, s + t * blocks, tqs + t * n,
+                                    td + t * blocks, ts + t * blocks);
+            }
+            struct mk_q8g g = {qs, d, s, gqs, gd, gs, tqs, td, ts};
+            for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++) {
+                for (size_t ri = 0; ri < sizeof row_counts / sizeof *row_counts; ri++) {
+                    const size_t ntok = tok_counts[ti], nrows = row_counts[ri], ldo = nrows + 1;
+                    for (size_t i = 0; i < maxt * (maxr + 1); i++) got[i] = want[i] = -7.0f;
+                    mk_gemm_q4_0_q8g_avx512vbmi(n, nrows, q4, 18 * blocks, ntok, &g, got, ldo);
+                    mk_gemm_q4_0_q8a_generic(n, nrows, q4, 18 * blocks, ntok, qs, d, s, want, ldo);
+                    int bad = 0;
+                    for (size_t t = 0; t < ntok; t++) {
+                        for (size_t r = 0; r < ldo; r++) {
+                            size_t o = t * ldo + r;
+                            if (r == nrows) { /* padding column: untouched */
+                                bad += got[o] != -7.0f;
+                                continue;
+                            }
+                            const uint8_t *w = q4 + r * 18 * blocks;
+                            float mag = 0;
+                            for (size_t b = 0; b < blocks; b++) {
+                                float dw = mk_f16_to_f32((uint16_t)(w[18 * b] | w[18 * b + 1] << 8));
+                                for (int j = 0; j < 32; j++)
+                                    mag += fabsf(dw * 8.0f * d[t * blocks + b] * qs[t * n + 32 * b + j]) * 2.0f;
+                            }
+                            if (!(fabsf(got[o] - want[o]) <= 1e-5f * mag + 1e-30f)) {
+                                if (!bad) printf("FAIL avx512vbmi gemm q4_0 n=%zu rows=%zu tok=%zu (%zu,%zu): %g vs %g\n",
+                                                 n, nrows, ntok, r, t, got[o], want[o]);
+                                bad++;
+                            }
+                        }
+                    }
+                    *passed += !bad;
+                    *failed += !!bad;
+                }
+            }
+        }
+        free(x), free(d), free(gd), free(td), free(qs), free(gqs), free(tqs), free(s), free(gs);
+        free(ts), free(q8), free(q4), free(got), free(want);
+    }
+    printf("kernel avx512vbmi gemm: tested\n");
+}
 #endif
 
 /* MLA decode attention kernels against the generic ones: head counts that fill and miss the
@@ -470,6 +540,7 @@ int main(void) {
     }
 #if defined(__x86_64__)
     test_q8g(&passed, &failed);
+    test_gemm_q8g(&passed, &failed);
     test_quantize(&passed, &failed);
     struct mla_kernel mk[] = {
         {"avx2", mk_mla_scores_f32_avx2, mk_mla_scores_f16_avx2, mk_mla_accum_f32_avx2,

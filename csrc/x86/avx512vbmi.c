@@ -175,3 +175,147 @@ void mk_vec_dot4_q4_0_q8g_avx512vbmi(size_t n, const void *w, const struct mk_q8
         out[r] = sum;
     }
 }
+
+/* ---- Prefill GEMM: two weight rows × every token ---- */
+
+/* Tokens per pass: their float accumulators (one 16-lane vector per token and weight row,
+ * lane l = block l of a tile) fit an 8 KiB stack buffer that stays in L1. */
+#define GEMM_TOKENS 64
+
+/* Tile k (16 blocks, 288 bytes at b) of one weight row, unpacked for the tiled activations:
+ * step[u] lane l = the four codes of block l that meet activation step u (u < 4: low
+ * nibbles, u >= 4: high nibbles), *dw = the 16 block scales. */
+static inline __attribute__((always_inline)) void unpack_tile(
+    const uint8_t *b, __m512i nib_ix, __m512i sc16_ix, __m512i t_lo, __m512i t_hi,
+    __m512i u_lo, __m512i u_hi, __m512i step[8], __m512 *dw) {
+    const __m512i lo_mask = _mm512_set1_epi8(0x0f);
+    __m512i pk[4];
+    __m512i sc = _mm512_setzero_si512();
+    for (int g = 0; g < 4; g++) {
+        const uint8_t *bg = b + 72 * g;
+        __m512i a = _mm512_loadu_si512((const void *)bg);
+        __m512i c = _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(bg + 64)));
+        pk[g] = _mm512_permutex2var_epi8(a, nib_ix, c);
+        sc = _mm512_mask_permutexvar_epi8(sc, (__mmask64)0xffull << (8 * g), sc16_ix, a);
+    }
+    __m512i a01 = _mm512_permutex2var_epi32(pk[0], t_lo, pk[1]);
+    __m512i a23 = _mm512_permutex2var_epi32(pk[0], t_hi, pk[1]);
+    __m512i b01 = _mm512_permutex2var_epi32(pk[2], t_lo, pk[3]);
+    __m512i b23 = _mm512_permutex2var_epi32(pk[2], t_hi, pk[3]);
+    __m512i wm[4] = {_mm512_permutex2var_epi32(a01, u_lo, b01),
+                     _mm512_permutex2var_epi32(a01, u_hi, b01),
+                     _mm512_permutex2var_epi32(a23, u_lo, b23),
+                     _mm512_permutex2var_epi32(a23, u_hi, b23)};
+    for (int m = 0; m < 4; m++) {
+        step[m] = _mm512_and_si512(wm[m], lo_mask);
+        step[4 + m] = _mm512_and_si512(_mm512_srli_epi16(wm[m], 4), lo_mask);
+    }
+    *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
+}
+
+/* Rows r..r+R (R = 1 or 2, a constant after inlining) × tokens t0..t0+tn (tn <= GEMM_TOKENS). */
+static inline __attribute__((always_inline)) void gemm_rows(
+    const int R, size_t n, const uint8_t *const wr[2], size_t t0, size_t tn,
+    const struct mk_q8g *x, float *out, size_t ldo, size_t r) {
+    const size_t nb = n / 32, ng = nb / 4, nt = nb / 16;
+    const __m512i nib_ix = load_index(NIBBLE_INDEX), sc_ix = load_index(SCALE_INDEX);
+    const __m512i sc16_ix = load_index(SCALE16_INDEX);
+    const __m512i t_lo = _mm512_loadu_si512((const void *)T_LO);
+    const __m512i t_hi = _mm512_loadu_si512((const void *)T_HI);
+    const __m512i u_lo = _mm512_loadu_si512((const void *)U_LO);
+    const __m512i u_hi = _mm512_loadu_si512((const void *)U_HI);
+    const __m512i lo_mask = _mm512_set1_epi8(0x0f);
+    __m512 acc[2][GEMM_TOKENS];
+    for (size_t t = 0; t < tn; t++)
+        for (int i = 0; i < R; i++) acc[i][t] = _mm512_setzero_ps();
+    for (size_t k = 0; k < nt; k++) {
+        __m512i step[2][8];
+        __m512 dw[2];
+        for (int i = 0; i < R; i++) {
+            const uint8_t *b = wr[i] + 288 * k;
+            for (int l = 0; l < 5; l++) _mm_prefetch((const char *)b + 288 + 64 * l, _MM_HINT_T0);
+            unpack_tile(b, nib_ix, sc16_ix, t_lo, t_hi, u_lo, u_hi, step[i], &dw[i]);
+        }
+        for (size_t t = 0; t < tn; t++) {
+            const size_t tt = t0 + t;
+            const int8_t *q = x->tqs + tt * n + 512 * k;
+            const size_t o = tt * nb + 16 * k;
+            const __m512i ts = _mm512_loadu_si512((const void *)(x->ts + o));
+            const __m512 td = _mm512_loadu_ps(x->td + o);
+            /* two chains per row (even and odd steps): vpdpbusd's latency, not its
+             * throughput, would bound one chain of eight */
+            __m512i p[2] = {ts, ts}, p2[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
+            for (int u = 0; u < 8; u += 2) {
+                const __m512i a = _mm512_loadu_si512((const void *)(q + 64 * u));
+                const __m512i b = _mm512_loadu_si512((const void *)(q + 64 * u + 64));
+                for (int i = 0; i < R; i++) {
+                    p[i] = _mm512_dpbusd_epi32(p[i], step[i][u], a);
+                    p2[i] = _mm512_dpbusd_epi32(p2[i], step[i][u + 1], b);
+                }
+            }
+            for (int i = 0; i < R; i++)
+                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(p[i], p2[i])),
+                                            _mm512_mul_ps(dw[i], td), acc[i][t]);
+        }
+    }
+    /* whole groups of 4 blocks after the tiles (lanes 4k..4k+3 = block k of the group) */
+    for (size_t g = 4 * nt; g < ng; g++) {
+        __m512i lo[2], hi[2];
+        __m512 dw[2];
+        for (int i = 0; i < R; i++) {
+            const uint8_t *b = wr[i] + 72 * g;
+            __m512i a = _mm512_loadu_si512((const void *)b);
+            __m512i c = _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(b + 64)));
+            __m512i packed = _mm512_permutex2var_epi8(a, nib_ix, c);
+            lo[i] = _mm512_and_si512(packed, lo_mask);
+            hi[i] = _mm512_and_si512(_mm512_srli_epi16(packed, 4), lo_mask);
+            dw[i] = _mm512_cvtph_ps(_mm512_castsi512_si256(_mm512_permutexvar_epi8(sc_ix, a)));
+        }
+        for (size_t t = 0; t < tn; t++) {
+            const size_t tt = t0 + t;
+            const int8_t *q = x->gqs + tt * n + 128 * g;
+            const size_t o = tt * 4 * nb + 16 * g;
+            const __m512i gs = _mm512_loadu_si512((const void *)(x->gs + o));
+            const __m512 gd = _mm512_loadu_ps(x->gd + o);
+            const __m512i qa = _mm512_loadu_si512((const void *)q);
+            const __m512i qb = _mm512_loadu_si512((const void *)(q + 64));
+            for (int i = 0; i < R; i++) {
+                __m512i p = _mm512_dpbusd_epi32(gs, lo[i], qa);
+                p = _mm512_dpbusd_epi32(p, hi[i], qb);
+                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[i], gd),
+                                            acc[i][t]);
+            }
+        }
+    }
+    const size_t done = 4 * ng;
+    for (size_t t = 0; t < tn; t++) {
+        const size_t tt = t0 + t;
+        for (int i = 0; i < R; i++) {
+            float sum = _mm512_reduce_add_ps(acc[i][t]);
+            if (done < nb) {
+                /* a partial trailing group: plain q8a */
+                sum += mk_vec_dot_q4_0_q8a_avx512(32 * (nb - done), wr[i] + 18 * done,
+                                                  x->qs + tt * n + 32 * done,
+                                                  x->d + tt * nb + done, x->s + tt * nb + done);
+            }
+            out[tt * ldo + r + i] = sum;
+        }
+    }
+}
+
+void mk_gemm_q4_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                                 size_t ntok, const struct mk_q8g *x, float *out, size_t ldo) {
+    const uint8_t *base = (const uint8_t *)w;
+    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOKENS) {
+        const size_t tn = ntok - t0 < GEMM_TOKENS ? ntok - t0 : GEMM_TOKENS;
+        size_t r = 0;
+        for (; r + 2 <= nrows; r += 2) {
+            const uint8_t *const wr[2] = {base + r * row_bytes, base + (r + 1) * row_bytes};
+            gemm_rows(2, n, wr, t0, tn, x, out, ldo, r);
+        }
+        if (r < nrows) {
+            const uint8_t *const wr[2] = {base + r * row_bytes, base + r * row_bytes};
+            gemm_rows(1, n, wr, t0, tn, x, out, ldo, r);
+        }
+    }
+}

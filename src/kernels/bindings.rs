@@ -121,6 +121,34 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_gemm_q8_0_q8a_generic(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_q4_0_q8a_generic(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_q4_k_q8a_generic(
         n: usize,
         w: *const ::core::ffi::c_void,
@@ -309,6 +337,18 @@ unsafe extern "C" {
         w: *const ::core::ffi::c_void,
         x: *const mk_q8g,
         out: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_q4_0_q8g_avx512vbmi(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        x: *const mk_q8g,
+        out: *mut f32,
+        ldo: usize,
     );
 }
 unsafe extern "C" {

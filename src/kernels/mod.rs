@@ -63,6 +63,31 @@ pub fn float_index(dtype: DType) -> Option<usize> {
     }
 }
 type Dot4Q8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g, *mut f32);
+/// Prefill GEMM against q8a rows: (n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo).
+type GemmQ8a = unsafe extern "C" fn(
+    usize,
+    usize,
+    *const c_void,
+    usize,
+    usize,
+    *const i8,
+    *const f32,
+    *const i32,
+    *mut f32,
+    usize,
+);
+/// Prefill GEMM against grouped and tiled activations: (n, nrows, w, row_bytes, ntok, x, out,
+/// ldo).
+type GemmQ8g = unsafe extern "C" fn(
+    usize,
+    usize,
+    *const c_void,
+    usize,
+    usize,
+    *const bindings::mk_q8g,
+    *mut f32,
+    usize,
+);
 
 type MlaScores32 =
     unsafe extern "C" fn(usize, usize, *const f32, usize, *const f32, f32, *mut f32, usize);
@@ -136,6 +161,10 @@ pub struct KernelSet {
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
     /// activations then also carry the q8g arrays ([`Q8Acts::group`]).
     q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
+    /// Q4_0 GEMM against grouped, tiled activations (prefill), where the ISA has it.
+    gemm_q4_0_q8g: Option<GemmQ8g>,
+    /// Q8_0 / Q4_0 GEMMs against plain q8a activations (prefill), where the ISA has them.
+    gemm: Option<GemmSet>,
     mla: MlaKernels,
     /// F32/F16/BF16 weights.
     float: FloatKernels,
@@ -151,6 +180,14 @@ struct Dot4 {
     q4_k: Dot4Q8a,
     q5_k: Dot4Q8a,
     q6_k: Dot4Q8a,
+}
+
+/// One ISA's prefill GEMMs against plain q8a activations.
+#[derive(Clone, Copy, Debug)]
+#[allow(dead_code)] // only the aarch64 i8mm set fills it
+struct GemmSet {
+    q8_0: GemmQ8a,
+    q4_0: GemmQ8a,
 }
 
 type QuantizeQ8a = unsafe extern "C" fn(usize, *const f32, *mut i8, *mut f32, *mut i32);
@@ -299,6 +336,8 @@ const GENERIC: KernelSet = KernelSet {
     dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_generic,
     dot4: None,
     q4_0_grouped: None,
+    gemm_q4_0_q8g: None,
+    gemm: None,
     mla: MLA_GENERIC,
     float: FLOAT_GENERIC,
     quantize: bindings::mk_quantize_row_q8a_generic,
@@ -323,6 +362,8 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_avx2,
                 dot4: None,
                 q4_0_grouped: None,
+                gemm_q4_0_q8g: None,
+                gemm: None,
                 mla: MlaKernels {
                     scores_f32: bindings::mk_mla_scores_f32_avx2,
                     scores_f16: bindings::mk_mla_scores_f16_avx2,
@@ -364,6 +405,8 @@ pub fn available() -> Vec<KernelSet> {
                         q6_k: bindings::mk_vec_dot4_q6_k_q8a_avx512,
                     }),
                     q4_0_grouped: None,
+                    gemm_q4_0_q8g: None,
+                    gemm: None,
                     mla: MlaKernels {
                         scores_f32: bindings::mk_mla_scores_f32_avx512,
                         scores_f16: bindings::mk_mla_scores_f16_avx512,
@@ -392,6 +435,7 @@ pub fn available() -> Vec<KernelSet> {
                             bindings::mk_vec_dot_q4_0_q8g_avx512vbmi,
                             bindings::mk_vec_dot4_q4_0_q8g_avx512vbmi,
                         )),
+                        gemm_q4_0_q8g: Some(bindings::mk_gemm_q4_0_q8g_avx512vbmi),
                         ..avx512
                     });
                 }
@@ -427,6 +471,8 @@ pub fn available() -> Vec<KernelSet> {
             dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_neon,
             dot4: None,
             q4_0_grouped: None,
+            gemm_q4_0_q8g: None,
+            gemm: None,
             mla: MLA_NEON,
             float: FLOAT_NEON,
             quantize: bindings::mk_quantize_row_q8a_generic,
@@ -441,6 +487,8 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_dotprod,
                 dot4: None,
                 q4_0_grouped: None,
+                gemm_q4_0_q8g: None,
+                gemm: None,
                 mla: MLA_NEON,
                 float: FLOAT_NEON,
                 quantize: bindings::mk_quantize_row_q8a_generic,
@@ -633,6 +681,65 @@ impl Q8Acts {
         for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb)) {
             *o = self.dot(k, dtype, row, 0);
         }
+    }
+
+    /// Activation rows held.
+    pub fn rows(&self) -> usize {
+        self.qs.len().checked_div(self.n).unwrap_or(0)
+    }
+
+    /// Products of `nrows` consecutive stored rows (`rows`: whole rows of `dtype`, `n`
+    /// elements each) with every activation row, written to `out[t*ldo + r]`, by the kernel
+    /// set's prefill GEMM. Returns false, writing nothing, where the set has no GEMM for
+    /// `dtype` or these activations lack the layout it reads (fewer than four rows).
+    ///
+    /// # Safety
+    /// `out` must be valid for writes at `t*ldo + r` for every activation row t and r <
+    /// nrows, and no other thread may access those elements during the call.
+    pub unsafe fn gemm(
+        &self,
+        k: &KernelSet,
+        dtype: DType,
+        rows: &[u8],
+        nrows: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) -> bool {
+        let (n, ntok) = (self.n, self.rows());
+        let rb = dtype.bytes_for(n).unwrap_or(0);
+        assert!(rb > 0 && rows.len() >= nrows * rb && nrows <= ldo);
+        if let (DType::Q4_0, Some(g), true, true) =
+            (dtype, k.gemm_q4_0_q8g, self.grouped, ntok >= 4)
+        {
+            let x = self.q8g_row(0);
+            // SAFETY: `rows` holds nrows whole Q4_0 rows (asserted), `x` points at all ntok
+            // activation rows' plain, grouped and tile arrays (ntok >= 4, so `group` built
+            // the tiles), and the caller vouches for out[t*ldo + r].
+            unsafe { g(n, nrows, rows.as_ptr().cast(), rb, ntok, &x, out, ldo) };
+            return true;
+        }
+        let f = match (k.gemm, dtype) {
+            (Some(g), DType::Q8_0) => g.q8_0,
+            (Some(g), DType::Q4_0) => g.q4_0,
+            _ => return false,
+        };
+        // SAFETY: as above, with the plain q8a arrays of ntok rows (n values, n/32 blocks
+        // each).
+        unsafe {
+            f(
+                n,
+                nrows,
+                rows.as_ptr().cast(),
+                rb,
+                ntok,
+                self.qs.as_ptr(),
+                self.d.as_ptr(),
+                self.s.as_ptr(),
+                out,
+                ldo,
+            )
+        };
+        true
     }
 
     /// Dot products of one stored row with activation rows `t0..t0+k` (k ≤ 4), four at a

@@ -337,18 +337,8 @@ impl TensorView {
                 v
             });
         }
-        if self.scales.is_none() && kernels::float_index(self.dtype).is_some() {
-            if n == 1 {
-                // Decode: blocks of rows per call, like the quantized types.
-                return matmul_multi(&mut [MatJob { w: self, x, n, out }]);
-            }
-            // Prefill: the four-row kernel on each group of four inputs.
-            let (k, cols) = (kernels::active(), self.cols);
-            return self.for_each_row(n, out, |_, row, t0, c| {
-                k.dot_upto4_f(self.dtype, row, &x[t0 * cols..(t0 + c) * cols], c)
-            });
-        }
-        if !self.dtype.is_quantized() {
+        // FP8 (and any block-scaled view) with one input: Rust rows (tensor::fp8).
+        if !self.dtype.is_quantized() && (self.scales.is_some() || self.dtype == DType::F8E4M3) {
             let cols = self.cols;
             return self.for_each_row(n, out, |r, row, t0, count| {
                 let mut v = [0.0f32; 4];
@@ -358,29 +348,10 @@ impl TensorView {
                 v
             });
         }
-        if n == 1 {
-            // Decode: blocks of rows per kernel call (see `Q8Acts::dot_rows`).
-            return matmul_multi(&mut [MatJob { w: self, x, n, out }]);
-        }
-        let k = kernels::active();
-        ACTS.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut acts) => {
-                acts.quantize(x, self.cols);
-                let acts: &Q8Acts = &acts;
-                self.for_each_row(n, out, |_, row, t0, c| {
-                    acts.dot_upto4(k, self.dtype, row, t0, c)
-                });
-            }
-            // Re-entered on this thread (a nested call from a work-stealing pool): use a
-            // buffer of its own.
-            Err(_) => {
-                let mut acts = Q8Acts::default();
-                acts.quantize(x, self.cols);
-                self.for_each_row(n, out, |_, row, t0, c| {
-                    acts.dot_upto4(k, self.dtype, row, t0, c)
-                });
-            }
-        });
+        // Quantized weights: decode calls the kernel per block of rows, prefill the GEMM
+        // where the kernel set has one (see `matmul_multi`). F32/F16/BF16 weights: the float
+        // kernels, per block of rows (decode) or four inputs at a time (prefill).
+        matmul_multi(&mut [MatJob { w: self, x, n, out }])
     }
 
     /// Rows `range` of a product over `n` inputs: `put(t * rows + r, value)` for each.
@@ -565,9 +536,24 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
                 }
                 Some(a) => {
                     let q = &pool[a];
-                    w.rows_range(r0..r1, n, put, |_, row, t0, c| {
-                        q.dot_upto4(k, w.dtype, row, t0, c)
-                    });
+                    let rb = w.row_bytes();
+                    // SAFETY: rows r0..r1 of this job's output are written by this unit only,
+                    // at t*rows + r < n*rows (its length), and the output outlives the pass.
+                    let done = unsafe {
+                        q.gemm(
+                            k,
+                            w.dtype,
+                            &w.bytes()[r0 * rb..r1 * rb],
+                            r1 - r0,
+                            out.0.add(r0),
+                            w.rows,
+                        )
+                    };
+                    if !done {
+                        w.rows_range(r0..r1, n, put, |_, row, t0, c| {
+                            q.dot_upto4(k, w.dtype, row, t0, c)
+                        });
+                    }
                 }
                 None if w.scales.is_none() && kernels::float_index(w.dtype).is_some() => {
                     let cols = w.cols;
@@ -615,8 +601,6 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
 const PARALLEL_MIN_WORK: usize = 1 << 16;
 
 thread_local! {
-    /// Each caller thread's quantized activations, reused so decode allocates nothing.
-    static ACTS: RefCell<Q8Acts> = RefCell::new(Q8Acts::default());
     /// Each caller thread's quantized inputs for `matmul_multi`.
     static MULTI_ACTS: RefCell<Vec<Q8Acts>> = const { RefCell::new(Vec::new()) };
     /// Each thread's widened weight row for `matmul_t`.
