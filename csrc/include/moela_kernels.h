@@ -180,6 +180,15 @@ void mk_vec_dot4_f32_f32_neon(size_t n, const void *w, const float *x, float *ou
 void mk_vec_dot4_f16_f32_neon(size_t n, const void *w, const float *x, float *out);
 void mk_vec_dot4_bf16_f32_neon(size_t n, const void *w, const float *x, float *out);
 
+/* AArch64: NEON + dotprod + i8mm (csrc/arm/i8mm.c): the prefill GEMMs (contract of
+ * mk_gemm_*_q8a_generic) with smmla on tiles of 4 weight rows × 4 tokens. */
+void mk_gemm_q8_0_q8a_i8mm(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                           size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                           float *out, size_t ldo);
+void mk_gemm_q4_0_q8a_i8mm(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                           size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                           float *out, size_t ldo);
+
 /* AArch64: NEON (csrc/arm/neon.c) and NEON + dotprod (csrc/arm/dotprod.c). */
 float mk_vec_dot_q8_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
                                const int32_t *s);

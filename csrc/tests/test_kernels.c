@@ -419,6 +419,118 @@ static void test_float(const struct float_kernel *ks, int nk, int *passed, int *
     for (int k = 0; k < nk; k++) printf("float kernels %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
 }
 
+
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1 << 13)
+#endif
+/* The i8mm GEMMs (Q8_0, Q4_0 × q8a) against the generic GEMMs: row and token counts that fill
+ * the 4×4 tiles and leave every tail (1..3 rows or tokens), block counts 1..64, scales 1e-6..3e4,
+ * Q8_0 rows holding -128, and an "exact" mode where every scale is 1 and the values are the
+ * extremes (-128 weights, ±127 activations; Q4_0 codes 0 and 15): there all float arithmetic is
+ * on integers below 2^24, so the results must be equal, which checks the integer sums exactly.
+ * Otherwise the bound is that of the one-row kernels (1e-5 · Σ|terms|). The column past nrows
+ * (ldo = nrows + 1) must stay untouched. */
+static void test_gemm_i8mm(int *passed, int *failed) {
+    if (!(getauxval(AT_HWCAP2) & HWCAP2_I8MM)) {
+        printf("kernel i8mm gemm: not on this CPU\n");
+        return;
+    }
+    const size_t block_counts[] = {1, 2, 3, 5, 8, 17, 64};
+    const size_t tok_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 63, 64, 65};
+    const size_t row_counts[] = {1, 2, 3, 4, 5, 6, 7, 9};
+    const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f}; /* 0: the exact mode */
+    const size_t maxt = 65, maxr = 9;
+    for (size_t bi = 0; bi < sizeof block_counts / sizeof *block_counts; bi++) {
+        const size_t blocks = block_counts[bi], n = 32 * blocks;
+        float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
+        int8_t *qs = malloc(maxt * n);
+        int32_t *s = malloc(maxt * blocks * sizeof *s);
+        uint8_t *q8 = malloc(maxr * 34 * blocks), *q4 = malloc(maxr * 18 * blocks);
+        float *got = malloc(maxt * (maxr + 1) * sizeof *got), *want = malloc(maxt * (maxr + 1) * sizeof *want);
+        for (int si = 0; si < 4; si++) {
+            const int exact = scales[si] == 0.0f;
+            if (exact && blocks > 17) continue; /* sums must stay below 2^24 */
+            for (size_t r = 0; r < maxr; r++) make_rows(n, exact ? 1.0f : scales[si], q8 + r * 34 * blocks, q4 + r * 18 * blocks);
+            for (size_t t = 0; t < maxt; t++) {
+                for (size_t i = 0; i < n; i++) x[t * n + i] = frand() * (exact ? 1.0f : scales[si]);
+                mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
+            }
+            if (exact) {
+                const uint16_t one = 0x3c00;
+                for (size_t r = 0; r < maxr; r++)
+                    for (size_t b = 0; b < blocks; b++) {
+                        uint8_t *b8 = q8 + (r * blocks + b) * 34, *b4 = q4 + (r * blocks + b) * 18;
+                        memcpy(b8, &one, 2);
+                        memcpy(b4, &one, 2);
+                        memset(b8 + 2, 0x80, 32);
+                        for (int j = 0; j < 16; j++) b4[2 + j] = (uint8_t)((r + b + j) % 3 ? 0xf0 : 0x0f);
+                    }
+                for (size_t t = 0; t < maxt; t++) {
+                    for (size_t b = 0; b < blocks; b++) {
+                        int32_t sum = 0;
+                        for (int j = 0; j < 32; j++) {
+                            int8_t v = (t + b + (size_t)j) % 4 ? 127 : -127;
+                            qs[t * n + 32 * b + j] = v;
+                            sum += v;
+                        }
+                        d[t * blocks + b] = 1.0f;
+                        s[t * blocks + b] = sum;
+                    }
+                }
+            }
+            for (int ty = 0; ty < 2; ty++) {
+                const uint8_t *wq = ty == 0 ? q8 : q4;
+                const size_t bb = ty == 0 ? 34 : 18;
+                for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++)
+                    for (size_t ri = 0; ri < sizeof row_counts / sizeof *row_counts; ri++) {
+                        const size_t ntok = tok_counts[ti], nrows = row_counts[ri], ldo = nrows + 1;
+                        for (size_t i = 0; i < maxt * (maxr + 1); i++) got[i] = want[i] = -7.0f;
+                        if (ty == 0) {
+                            mk_gemm_q8_0_q8a_i8mm(n, nrows, wq, bb * blocks, ntok, qs, d, s, got, ldo);
+                            mk_gemm_q8_0_q8a_generic(n, nrows, wq, bb * blocks, ntok, qs, d, s, want, ldo);
+                        } else {
+                            mk_gemm_q4_0_q8a_i8mm(n, nrows, wq, bb * blocks, ntok, qs, d, s, got, ldo);
+                            mk_gemm_q4_0_q8a_generic(n, nrows, wq, bb * blocks, ntok, qs, d, s, want, ldo);
+                        }
+                        int bad = 0;
+                        for (size_t t = 0; t < ntok; t++)
+                            for (size_t r = 0; r < ldo; r++) {
+                                size_t o = t * ldo + r;
+                                if (r == nrows) {
+                                    bad += got[o] != -7.0f;
+                                    continue;
+                                }
+                                const uint8_t *w = wq + r * bb * blocks;
+                                float mag = 0;
+                                for (size_t b = 0; b < blocks; b++) {
+                                    const uint8_t *blk = w + b * bb;
+                                    float dw = mk_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+                                    for (int j = 0; j < 32; j++) {
+                                        float wv = ty == 0 ? (float)(int8_t)blk[2 + j] : 8.0f;
+                                        mag += fabsf(dw * wv * d[t * blocks + b] * qs[t * n + 32 * b + j]);
+                                    }
+                                }
+                                int ok = exact ? got[o] == want[o] : fabsf(got[o] - want[o]) <= 1e-5f * mag + 1e-30f;
+                                if (!ok) {
+                                    if (!bad)
+                                        printf("FAIL i8mm gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
+                                               ty ? "q4_0" : "q8_0", n, nrows, ntok, r, t, scales[si], got[o], want[o]);
+                                    bad++;
+                                }
+                            }
+                        *passed += !bad;
+                        *failed += !!bad;
+                    }
+            }
+        }
+        free(x), free(d), free(qs), free(s), free(q8), free(q4), free(got), free(want);
+    }
+    printf("kernel i8mm gemm: tested\n");
+}
+#endif
+
 #if defined(__x86_64__)
 /* AVX-512 q8a quantization must equal the generic one bit for bit (the kernels' integer
  * results depend on it): random rows, halves that round, NaN, infinities, zeros, tiny values. */
@@ -571,6 +683,7 @@ int main(void) {
          {mk_vec_dot4_f32_f32_neon, mk_vec_dot4_f16_f32_neon, mk_vec_dot4_bf16_f32_neon}, 1},
     };
     test_float(fk, 2, &passed, &failed);
+    test_gemm_i8mm(&passed, &failed);
 #endif
     for (int k = 0; k < nk; k++) printf("kernel %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
     printf("%d passed, %d failed\n", passed, failed);

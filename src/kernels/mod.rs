@@ -1,10 +1,11 @@
 //! Safe wrappers over the C kernels in csrc/, a dispatch table filled once from CPU feature
 //! detection, and the thread pool the matrix products run on.
 //!
-//! Quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) are multiplied with activations quantized once per input row
-//! to 8 bits ([`Q8Acts`], the "q8a" layout of csrc/include/moela_kernels.h), so the inner loop
-//! is an integer dot product. `MOELA_KERNELS=generic|avx2|avx512|neon|dotprod` forces a kernel set (the
-//! golden tests run with each one the machine supports).
+//! Quantized weights (Q8_0, Q4_0, Q4_K, Q5_K, Q6_K) are multiplied with activations quantized
+//! once per input row to 8 bits ([`Q8Acts`], the "q8a" layout of csrc/include/moela_kernels.h),
+//! so the inner loop is an integer dot product; F32/F16/BF16 weights multiply the f32
+//! activations directly. `MOELA_KERNELS=generic|avx2|avx512|avx512vbmi|neon|dotprod|i8mm`
+//! forces a kernel set (the golden tests run with each one the machine supports).
 
 #[cfg(not(feature = "bindgen"))]
 #[allow(non_camel_case_types, dead_code, clippy::all)]
@@ -478,7 +479,7 @@ pub fn available() -> Vec<KernelSet> {
             quantize: bindings::mk_quantize_row_q8a_generic,
         });
         if std::arch::is_aarch64_feature_detected!("dotprod") {
-            sets.push(KernelSet {
+            let dotprod = KernelSet {
                 name: "dotprod",
                 dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_dotprod,
                 dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_dotprod,
@@ -492,7 +493,19 @@ pub fn available() -> Vec<KernelSet> {
                 mla: MLA_NEON,
                 float: FLOAT_NEON,
                 quantize: bindings::mk_quantize_row_q8a_generic,
-            });
+            };
+            sets.push(dotprod);
+            // The smmla prefill GEMMs (csrc/arm/i8mm.c, built for dotprod + i8mm).
+            if std::arch::is_aarch64_feature_detected!("i8mm") {
+                sets.push(KernelSet {
+                    name: "i8mm",
+                    gemm: Some(GemmSet {
+                        q8_0: bindings::mk_gemm_q8_0_q8a_i8mm,
+                        q4_0: bindings::mk_gemm_q4_0_q8a_i8mm,
+                    }),
+                    ..dotprod
+                });
+            }
         }
     }
     sets
@@ -1101,6 +1114,65 @@ mod tests {
                                 "{} {dtype:?} n={n} {count} rows, row {t}: {g} vs {w0}",
                                 k.name
                             );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every set's prefill GEMM (where it has one for the type) against the generic one-row
+    /// kernel: row and token counts that fill and miss the tiles, block counts with and
+    /// without whole tiles; the column past the rows stays untouched. Bound as in
+    /// `four_row_kernels_match_generic` (integer sums exact, float summation order).
+    #[test]
+    fn gemm_kernels_match_generic() {
+        let mut acts = Q8Acts::default();
+        let nrows = 7;
+        for blocks in [1usize, 3, 16, 17] {
+            let n = blocks * QK;
+            for ntok in [2usize, 3, 4, 5, 9, 65] {
+                let x = noise(40 + ntok as u64, ntok * n, 2.0);
+                acts.quantize(&x, n);
+                acts.group();
+                for dtype in [DType::Q8_0, DType::Q4_0] {
+                    let w = noise(41, nrows * n, 1.0);
+                    let rb = dtype.bytes_for(n).unwrap();
+                    let mut rows = vec![0u8; nrows * rb];
+                    for r in 0..nrows {
+                        let (a, b) = (r * rb, (r + 1) * rb);
+                        quant::quantize_row(dtype, &w[r * n..(r + 1) * n], &mut rows[a..b])
+                            .unwrap();
+                    }
+                    for k in available() {
+                        let ldo = nrows + 1;
+                        let mut out = vec![-7.0f32; ntok * ldo];
+                        // SAFETY: `out` holds ntok*ldo floats, so every t*ldo + r (r < nrows)
+                        // is in bounds, and nothing else touches it.
+                        let done =
+                            unsafe { acts.gemm(&k, dtype, &rows, nrows, out.as_mut_ptr(), ldo) };
+                        if !done {
+                            continue;
+                        }
+                        for t in 0..ntok {
+                            assert_eq!(
+                                out[t * ldo + nrows],
+                                -7.0,
+                                "{} wrote past the rows",
+                                k.name
+                            );
+                            let mag: f32 =
+                                x[t * n..(t + 1) * n].iter().map(|v| v.abs()).sum::<f32>() * 16.0;
+                            for r in 0..nrows {
+                                let want =
+                                    acts.dot(&GENERIC, dtype, &rows[r * rb..(r + 1) * rb], t);
+                                let got = out[t * ldo + r];
+                                assert!(
+                                    (got - want).abs() <= 1e-5 * mag,
+                                    "{} {dtype:?} n={n} ntok={ntok} ({r},{t}): {got} vs {want}",
+                                    k.name
+                                );
+                            }
                         }
                     }
                 }
