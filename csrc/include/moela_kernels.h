@@ -27,9 +27,9 @@ extern "C" {
 /* Dot product of one stored weight row with an f32 activation vector. Float rows (F32, F16 =
  * IEEE half bits, BF16 = bfloat16 bits, little-endian) need no alignment and may have any
  * length n. */
-float mk_vec_dot_f32_f32_generic(size_t n, const void *w, const float *x);
-float mk_vec_dot_f16_f32_generic(size_t n, const void *w, const float *x);
-float mk_vec_dot_bf16_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_f32_f32_generic(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_f16_f32_generic(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_bf16_f32_generic(size_t n, const void *weight_row, const float *acts);
 float mk_vec_dot_q8_0_f32_generic(size_t n, const void *w, const float *x);
 float mk_vec_dot_q4_0_f32_generic(size_t n, const void *w, const float *x);
 float mk_vec_dot_q4_k_f32_generic(size_t n, const void *w, const float *x);
@@ -161,21 +161,21 @@ void mk_gemm_q4_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t r
 void mk_vec_dot4_f32_f32_generic(size_t n, const void *w, const float *x, float *out);
 void mk_vec_dot4_f16_f32_generic(size_t n, const void *w, const float *x, float *out);
 void mk_vec_dot4_bf16_f32_generic(size_t n, const void *w, const float *x, float *out);
-float mk_vec_dot_f32_f32_avx2(size_t n, const void *w, const float *x);
-float mk_vec_dot_f16_f32_avx2(size_t n, const void *w, const float *x);
-float mk_vec_dot_bf16_f32_avx2(size_t n, const void *w, const float *x);
+float mk_vec_dot_f32_f32_avx2(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_f16_f32_avx2(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_bf16_f32_avx2(size_t n, const void *weight_row, const float *acts);
 void mk_vec_dot4_f32_f32_avx2(size_t n, const void *w, const float *x, float *out);
 void mk_vec_dot4_f16_f32_avx2(size_t n, const void *w, const float *x, float *out);
 void mk_vec_dot4_bf16_f32_avx2(size_t n, const void *w, const float *x, float *out);
-float mk_vec_dot_f32_f32_avx512(size_t n, const void *w, const float *x);
-float mk_vec_dot_f16_f32_avx512(size_t n, const void *w, const float *x);
-float mk_vec_dot_bf16_f32_avx512(size_t n, const void *w, const float *x);
+float mk_vec_dot_f32_f32_avx512(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_f16_f32_avx512(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_bf16_f32_avx512(size_t n, const void *weight_row, const float *acts);
 void mk_vec_dot4_f32_f32_avx512(size_t n, const void *w, const float *x, float *out);
 void mk_vec_dot4_f16_f32_avx512(size_t n, const void *w, const float *x, float *out);
 void mk_vec_dot4_bf16_f32_avx512(size_t n, const void *w, const float *x, float *out);
-float mk_vec_dot_f32_f32_neon(size_t n, const void *w, const float *x);
-float mk_vec_dot_f16_f32_neon(size_t n, const void *w, const float *x);
-float mk_vec_dot_bf16_f32_neon(size_t n, const void *w, const float *x);
+float mk_vec_dot_f32_f32_neon(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_f16_f32_neon(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_bf16_f32_neon(size_t n, const void *weight_row, const float *acts);
 void mk_vec_dot4_f32_f32_neon(size_t n, const void *w, const float *x, float *out);
 void mk_vec_dot4_f16_f32_neon(size_t n, const void *w, const float *x, float *out);
 void mk_vec_dot4_bf16_f32_neon(size_t n, const void *w, const float *x, float *out);

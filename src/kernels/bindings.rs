@@ -5,22 +5,22 @@
 unsafe extern "C" {
     pub fn mk_vec_dot_f32_f32_generic(
         n: usize,
-        w: *const ::core::ffi::c_void,
-        x: *const f32,
+        weight_row: *const ::core::ffi::c_void,
+        acts: *const f32,
     ) -> f32;
 }
 unsafe extern "C" {
     pub fn mk_vec_dot_f16_f32_generic(
         n: usize,
-        w: *const ::core::ffi::c_void,
-        x: *const f32,
+        weight_row: *const ::core::ffi::c_void,
+        acts: *const f32,
     ) -> f32;
 }
 unsafe extern "C" {
     pub fn mk_vec_dot_bf16_f32_generic(
         n: usize,
-        w: *const ::core::ffi::c_void,
-        x: *const f32,
+        weight_row: *const ::core::ffi::c_void,
+        acts: *const f32,
     ) -> f32;
 }
 unsafe extern "C" {
@@ -376,13 +376,25 @@ unsafe extern "C" {
     );
 }
 unsafe extern "C" {
-    pub fn mk_vec_dot_f32_f32_avx2(n: usize, w: *const ::core::ffi::c_void, x: *const f32) -> f32;
+    pub fn mk_vec_dot_f32_f32_avx2(
+        n: usize,
+        weight_row: *const ::core::ffi::c_void,
+        acts: *const f32,
+    ) -> f32;
 }
 unsafe extern "C" {
-    pub fn mk_vec_dot_f16_f32_avx2(n: usize, w: *const ::core::ffi::c_void, x: *const f32) -> f32;
+    pub fn mk_vec_dot_f16_f32_avx2(
+        n: usize,
+        weight_row: *const ::core::ffi::c_void,
+        acts: *const f32,
+    ) -> f32;
 }
 unsafe extern "C" {
-    pub fn mk_vec_dot_bf16_f32_avx2(n: usize, w: *const ::core::ffi::c_void, x: *const f32) -> f32;
+    pub fn mk_vec_dot_bf16_f32_avx2(
+        n: usize,
+        weight_row: *const ::core::ffi::c_void,
+        acts: *const f32,
+    ) -> f32;
 }
 unsafe extern "C" {
     pub fn mk_vec_dot4_f32_f32_avx2(
@@ -409,18 +421,24 @@ unsafe extern "C" {
     );
 }
 unsafe extern "C" {
-    pub fn mk_vec_dot_f32_f32_avx512(n: usize, w: *const ::core::ffi::c_void, x: *const f32)
-        -> f32;
+    pub fn mk_vec_dot_f32_f32_avx512(
+        n: usize,
+        weight_row: *const ::core::ffi::c_void,
+        acts: *const f32,
+    ) -> f32;
 }
 unsafe extern "C" {
-    pub fn mk_vec_dot_f16_f32_avx512(n: usize, w: *const ::core::ffi::c_void, x: *const f32)
-        -> f32;
+    pub fn mk_vec_dot_f16_f32_avx512(
+        n: usize,
+        weight_row: *const ::core::ffi::c_void,
+        acts: *const f32,
+    ) -> f32;
 }
 unsafe extern "C" {
     pub fn mk_vec_dot_bf16_f32_avx512(
         n: usize,
-        w: *const ::core::ffi::c_void,
-        x: *const f32,
+        weight_row: *const ::core::ffi::c_void,
+        acts: *const f32,
     ) -> f32;
 }
 unsafe extern "C" {
@@ -448,13 +466,25 @@ unsafe extern "C" {
     );
 }
 unsafe extern "C" {
-    pub fn mk_vec_dot_f32_f32_neon(n: usize, w: *const ::core::ffi::c_void, x: *const f32) -> f32;
+    pub fn mk_vec_dot_f32_f32_neon(
+        n: usize,
+        weight_row: *const ::core::ffi::c_void,
+        acts: *const f32,
+    ) -> f32;
 }
 unsafe extern "C" {
-    pub fn mk_vec_dot_f16_f32_neon(n: usize, w: *const ::core::ffi::c_void, x: *const f32) -> f32;
+    pub fn mk_vec_dot_f16_f32_neon(
+        n: usize,
+        weight_row: *const ::core::ffi::c_void,
+        acts: *const f32,
+    ) -> f32;
 }
 unsafe extern "C" {
-    pub fn mk_vec_dot_bf16_f32_neon(n: usize, w: *const ::core::ffi::c_void, x: *const f32) -> f32;
+    pub fn mk_vec_dot_bf16_f32_neon(
+        n: usize,
+        weight_row: *const ::core::ffi::c_void,
+        acts: *const f32,
+    ) -> f32;
 }
 unsafe extern "C" {
     pub fn mk_vec_dot4_f32_f32_neon(
