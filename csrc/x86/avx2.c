@@ -298,7 +298,7 @@ void mk_mla_accum_f16_avx2(size_t nq, size_t dim, size_t row, const float *p, si
  * activation loads and a zero-padded copy of the weights, so nothing past the row is read. */
 enum { WF32, WF16, WBF16 };
 
-#define FLOAT_PREFETCH 1024 /* bytes ahead of the weights being read (decode streams rows) */
+#define FLOAT_PREFETCH 2048 /* bytes ahead of the weights being read (decode streams rows) */
 
 static inline __attribute__((always_inline)) __m256 wload8(int t, const uint8_t *p) {
     if (t == WF32) return _mm256_loadu_ps((const float *)p);

@@ -539,7 +539,7 @@ void mk_quantize_row_q8a_avx512(size_t n, const float *x, int8_t *qs, float *d, 
  * into two bf16 halves to stay accurate costs as many instructions as the widening. */
 enum { WF32, WF16, WBF16 };
 
-#define FLOAT_PREFETCH 1024 /* bytes ahead of the weights being read (decode streams rows) */
+#define FLOAT_PREFETCH 2048 /* bytes ahead of the weights being read (decode streams rows) */
 
 static inline __attribute__((always_inline)) __m512 wload16(int t, const uint8_t *p) {
     if (t == WF32) return _mm512_loadu_ps((const float *)p);
