@@ -76,6 +76,11 @@ fn main() {
             "moela_kernels_dotprod",
             &["-march=armv8.2-a+dotprod"],
         );
+        isa_lib(
+            "csrc/arm/i8mm.c",
+            "moela_kernels_i8mm",
+            &["-march=armv8.2-a+dotprod+i8mm"],
+        );
     }
 }
 

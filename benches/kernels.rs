@@ -1,6 +1,6 @@
 //! `cargo bench --bench kernels`: weight-streaming speed of the quantized dot-product kernels.
 //!
-//! For Q4_0, Q8_0 and the K-quants (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
+//! For Q4_0, Q8_0, the K-quants (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K) and float weights (F32, F16, BF16) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
 //! the CPU has, the GB/s of weights consumed by one thread on a matrix that fits in L2 (compute
 //! bound) and on one far larger than the last-level cache (memory bound), each as a ratio to the
 //! generic (scalar C) kernel; then the full matvec path (`TensorView::matvec`, all threads) on
@@ -31,6 +31,24 @@ fn random_matrix(dtype: DType, bytes: usize) -> TensorView {
         s ^= s << 17;
         *b = s as u8;
     }
+    // Float weights: random signs and mantissas, exponents near 1 (no NaN, infinity or
+    // subnormal, which some CPUs handle slowly).
+    let float_bits: Option<(u32, u32, usize)> = match dtype {
+        DType::F32 => Some((0x807f_ffff, 0x3f00_0000, 4)),
+        DType::F16 => Some((0x83ff, 0x3800, 2)),
+        DType::BF16 => Some((0x807f, 0x3f00, 2)),
+        _ => None,
+    };
+    if let Some((keep, set, es)) = float_bits {
+        for e in v.chunks_exact_mut(es) {
+            let mut b = [0u8; 4];
+            b[..es].copy_from_slice(e);
+            let bits = (u32::from_le_bytes(b) & keep) | set;
+            e.copy_from_slice(&bits.to_le_bytes()[..es]);
+        }
+        let len = v.len();
+        return TensorView::new(dtype, rows, COLS, Backing::Owned(Arc::new(v)), 0..len).unwrap();
+    }
     let bb = dtype.block_bytes();
     let scale = half::f16::from_f32(0.01).to_bits().to_le_bytes();
     // Where each type keeps its f16 scales: d first (d and dmin for Q4_K/Q5_K), Q6_K's d last.
@@ -60,13 +78,25 @@ fn activations() -> (Vec<f32>, Q8Acts) {
 }
 
 /// GB/s of one thread running `k`'s single-row kernel over every row, best of `reps`.
-fn one_thread(k: &KernelSet, w: &TensorView, acts: &Q8Acts, reps: usize) -> f64 {
+fn one_thread(k: &KernelSet, w: &TensorView, x: &[f32], acts: &Q8Acts, reps: usize) -> f64 {
     let mut best = 0.0f64;
+    let float = kernels::float_index(w.dtype).is_some();
+    let mut vals = [0.0f32; 64];
     for _ in 0..reps {
         let t = Instant::now();
         let mut acc = 0.0f32;
-        for r in 0..w.rows {
-            acc += acts.dot(k, w.dtype, w.row(r), 0);
+        if float {
+            // Blocks of rows per call, as decode runs them.
+            let rb = w.row_bytes();
+            for r in (0..w.rows).step_by(vals.len()) {
+                let m = (w.rows - r).min(vals.len());
+                k.dot_rows_f(w.dtype, &w.bytes()[r * rb..(r + m) * rb], x, &mut vals[..m]);
+                acc += vals[0];
+            }
+        } else {
+            for r in 0..w.rows {
+                acc += acts.dot(k, w.dtype, w.row(r), 0);
+            }
         }
         black_box(acc);
         best = best.max(w.n_bytes() as f64 / t.elapsed().as_secs_f64() / 1e9);
@@ -79,17 +109,23 @@ fn one_thread(k: &KernelSet, w: &TensorView, acts: &Q8Acts, reps: usize) -> f64 
 fn one_thread_prefill(
     k: &KernelSet,
     w: &TensorView,
+    xs: &[f32],
     acts: &Q8Acts,
     tokens: usize,
     reps: usize,
 ) -> f64 {
     let mut best = 0.0f64;
+    let float = kernels::float_index(w.dtype).is_some();
     for _ in 0..reps {
         let t = Instant::now();
         let mut acc = 0.0f32;
         for r in 0..w.rows {
             for t0 in (0..tokens).step_by(4) {
-                acc += acts.dot_upto4(k, w.dtype, w.row(r), t0, 4)[0];
+                acc += if float {
+                    k.dot_upto4_f(w.dtype, w.row(r), &xs[t0 * COLS..(t0 + 4) * COLS], 4)[0]
+                } else {
+                    acts.dot_upto4(k, w.dtype, w.row(r), t0, 4)[0]
+                };
             }
         }
         black_box(acc);
@@ -195,6 +231,9 @@ fn main() {
             DType::Q6_K,
             DType::Q3_K,
             DType::Q2_K,
+            DType::F32,
+            DType::F16,
+            DType::BF16,
         ],
     };
     for dtype in types {
@@ -202,8 +241,8 @@ fn main() {
         let cold = random_matrix(dtype, big_mb << 20);
         let (mut g_hot, mut g_cold) = (0.0, 0.0);
         for k in &sets {
-            let h = one_thread(k, &hot, &acts, 50);
-            let c = one_thread(k, &cold, &acts, 2);
+            let h = one_thread(k, &hot, &x, &acts, 50);
+            let c = one_thread(k, &cold, &x, &acts, 2);
             if k.name == "generic" {
                 (g_hot, g_cold) = (h, c);
             }
@@ -224,7 +263,7 @@ fn main() {
         pacts.quantize(&xs, COLS);
         pacts.group();
         for k in &sets {
-            let g = one_thread_prefill(k, &hot, &pacts, tokens, 20);
+            let g = one_thread_prefill(k, &hot, &xs, &pacts, tokens, 20);
             println!(
                 "{:5} {:8} 1 thread, {tokens} tokens (prefill): {g:6.1} GMAC/s",
                 dtype.name(),

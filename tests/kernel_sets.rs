@@ -56,7 +56,8 @@ fn every_kernel_set_matches_generic_and_reference() {
                 DType::Q2_K,
             ]
         } else {
-            &[DType::Q8_0, DType::Q4_0]
+            // F16/BF16 run every weight matrix through the float kernels.
+            &[DType::Q8_0, DType::Q4_0, DType::F16, DType::BF16]
         };
         for &dtype in types {
             let gguf = dir.join(format!("{name}-{}.gguf", dtype.name()));
@@ -85,9 +86,10 @@ fn every_kernel_set_matches_generic_and_reference() {
                     "{name} {} {set}: vs reference median cosine {median:.6}",
                     dtype.name()
                 );
-                // As in tests/golden.rs: Q8_0 ≥ 0.999; Q4_0 on these random models ~0.87-0.97;
+                // As in tests/golden.rs: F16/BF16 ≥ 0.9999, Q8_0 ≥ 0.999; Q4_0 on these random models ~0.87-0.97;
                 // the K-quants (kq) as in golden.rs's k_quant_gguf_matches_transformers.
                 let bound = match dtype {
+                    DType::F16 | DType::BF16 => 0.9999,
                     DType::Q8_0 => 0.999,
                     DType::Q4_K => 0.97,
                     DType::Q5_K => 0.99,

@@ -58,7 +58,9 @@ $A $cflags -c csrc/generic/generic.c -o "$kt/a_generic.o"
 $A $cflags -c csrc/tests/test_kernels.c -o "$kt/a_test.o"
 $A $cflags -O3 -c csrc/arm/neon.c -o "$kt/a_neon.o"
 $A $cflags -O3 -march=armv8.2-a+dotprod -c csrc/arm/dotprod.c -o "$kt/a_dotprod.o"
-$A -static "$kt"/a_generic.o "$kt"/a_test.o "$kt"/a_neon.o "$kt"/a_dotprod.o -lm -o "$kt/test_arm"
+$A $cflags -O3 -march=armv8.2-a+dotprod+i8mm -c csrc/arm/i8mm.c -o "$kt/a_i8mm.o"
+$A -static "$kt"/a_generic.o "$kt"/a_test.o "$kt"/a_neon.o "$kt"/a_dotprod.o "$kt"/a_i8mm.o -lm \
+    -o "$kt/test_arm"
 qemu-aarch64 -cpu max "$kt/test_arm"
 
 step "GGUF layout (gguf PyPI package)"

@@ -313,3 +313,102 @@ float mk_vec_dot_q3_k_q8a_neon(size_t n, const void *w, const int8_t *qs, const 
     }
     return vaddvq_f32(acc);
 }
+
+/* ---- Float weights (F32, F16, BF16) × f32 activations ----
+ * One template per shape, instantiated per weight type (t is a constant after inlining).
+ * Weight rows may be misaligned: they are loaded as bytes. F16 is widened with vcvt, BF16 by a
+ * 16-bit shift (both exact). The last n % 8 elements are copied into zero-padded buffers, so
+ * nothing past the row is read. */
+enum { WF32, WF16, WBF16 };
+
+/* Eight weights from p as two f32 vectors. */
+static inline __attribute__((always_inline)) void wload8(int t, const uint8_t *p, float32x4_t v[2]) {
+    if (t == WF32) {
+        v[0] = vreinterpretq_f32_u8(vld1q_u8(p));
+        v[1] = vreinterpretq_f32_u8(vld1q_u8(p + 16));
+        return;
+    }
+    uint16x8_t h = vreinterpretq_u16_u8(vld1q_u8(p));
+    if (t == WF16) {
+        float16x8_t f = vreinterpretq_f16_u16(h);
+        v[0] = vcvt_f32_f16(vget_low_f16(f));
+        v[1] = vcvt_high_f32_f16(f);
+    } else {
+        v[0] = vreinterpretq_f32_u32(vshll_n_u16(vget_low_u16(h), 16));
+        v[1] = vreinterpretq_f32_u32(vshll_high_n_u16(h, 16));
+    }
+}
+
+/* The last m < 8 weights and activations, zero-padded to 8. */
+static inline __attribute__((always_inline)) void tail8(int t, const uint8_t *p, const float *x, size_t m,
+                                                        float32x4_t wv[2], float32x4_t xv[2]) {
+    uint8_t wb[32] = {0};
+    float xb[8] = {0};
+    memcpy(wb, p, m * (t == WF32 ? 4 : 2));
+    memcpy(xb, x, m * sizeof *x);
+    wload8(t, wb, wv);
+    xv[0] = vld1q_f32(xb);
+    xv[1] = vld1q_f32(xb + 4);
+}
+
+static inline __attribute__((always_inline)) float dot_float_neon(int t, size_t n, const void *w,
+                                                                  const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t es = t == WF32 ? 4 : 2;
+    float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0, a2 = a0, a3 = a0;
+    float32x4_t v[2], u[2];
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const uint8_t *p = b + i * es;
+        __builtin_prefetch(p + 1024);
+        wload8(t, p, v);
+        wload8(t, p + 8 * es, u);
+        a0 = vfmaq_f32(a0, v[0], vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, v[1], vld1q_f32(x + i + 4));
+        a2 = vfmaq_f32(a2, u[0], vld1q_f32(x + i + 8));
+        a3 = vfmaq_f32(a3, u[1], vld1q_f32(x + i + 12));
+    }
+    if (i + 8 <= n) {
+        wload8(t, b + i * es, v);
+        a0 = vfmaq_f32(a0, v[0], vld1q_f32(x + i));
+        a1 = vfmaq_f32(a1, v[1], vld1q_f32(x + i + 4));
+        i += 8;
+    }
+    if (i < n) {
+        tail8(t, b + i * es, x + i, n - i, v, u);
+        a2 = vfmaq_f32(a2, v[0], u[0]);
+        a3 = vfmaq_f32(a3, v[1], u[1]);
+    }
+    return vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3)));
+}
+
+static inline __attribute__((always_inline)) void dot4_float_neon(int t, size_t n, const void *w,
+                                                                  const float *x, float *out) {
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t es = t == WF32 ? 4 : 2;
+    float32x4_t acc[4][2], v[2], u[2];
+    for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = vdupq_n_f32(0.0f);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        wload8(t, b + i * es, v);
+        for (int r = 0; r < 4; r++) {
+            acc[r][0] = vfmaq_f32(acc[r][0], v[0], vld1q_f32(x + r * n + i));
+            acc[r][1] = vfmaq_f32(acc[r][1], v[1], vld1q_f32(x + r * n + i + 4));
+        }
+    }
+    if (i < n) {
+        for (int r = 0; r < 4; r++) {
+            tail8(t, b + i * es, x + r * n + i, n - i, v, u);
+            acc[r][0] = vfmaq_f32(acc[r][0], v[0], u[0]);
+            acc[r][1] = vfmaq_f32(acc[r][1], v[1], u[1]);
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = vaddvq_f32(vaddq_f32(acc[r][0], acc[r][1]));
+}
+
+float mk_vec_dot_f32_f32_neon(size_t n, const void *w, const float *x) { return dot_float_neon(WF32, n, w, x); }
+float mk_vec_dot_f16_f32_neon(size_t n, const void *w, const float *x) { return dot_float_neon(WF16, n, w, x); }
+float mk_vec_dot_bf16_f32_neon(size_t n, const void *w, const float *x) { return dot_float_neon(WBF16, n, w, x); }
+void mk_vec_dot4_f32_f32_neon(size_t n, const void *w, const float *x, float *out) { dot4_float_neon(WF32, n, w, x, out); }
+void mk_vec_dot4_f16_f32_neon(size_t n, const void *w, const float *x, float *out) { dot4_float_neon(WF16, n, w, x, out); }
+void mk_vec_dot4_bf16_f32_neon(size_t n, const void *w, const float *x, float *out) { dot4_float_neon(WBF16, n, w, x, out); }

@@ -43,21 +43,31 @@ static uint16_t read_u16le(const uint8_t *p) {
     return (uint16_t)(p[0] | (p[1] << 8));
 }
 
-float mk_vec_dot_f32_f32_generic(size_t n, const float *w, const float *x) {
+/* Float rows are read element by element with memcpy: they need no alignment. */
+static float f32_at(const uint8_t *p) {
+    float f;
+    memcpy(&f, p, sizeof f);
+    return f;
+}
+
+float mk_vec_dot_f32_f32_generic(size_t n, const void *w, const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
     float sum = 0.0f;
-    for (size_t i = 0; i < n; i++) sum += w[i] * x[i];
+    for (size_t i = 0; i < n; i++) sum += f32_at(b + 4 * i) * x[i];
     return sum;
 }
 
-float mk_vec_dot_f16_f32_generic(size_t n, const uint16_t *w, const float *x) {
+float mk_vec_dot_f16_f32_generic(size_t n, const void *w, const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
     float sum = 0.0f;
-    for (size_t i = 0; i < n; i++) sum += mk_f16_to_f32(w[i]) * x[i];
+    for (size_t i = 0; i < n; i++) sum += mk_f16_to_f32(read_u16le(b + 2 * i)) * x[i];
     return sum;
 }
 
-float mk_vec_dot_bf16_f32_generic(size_t n, const uint16_t *w, const float *x) {
+float mk_vec_dot_bf16_f32_generic(size_t n, const void *w, const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
     float sum = 0.0f;
-    for (size_t i = 0; i < n; i++) sum += mk_bf16_to_f32(w[i]) * x[i];
+    for (size_t i = 0; i < n; i++) sum += mk_bf16_to_f32(read_u16le(b + 2 * i)) * x[i];
     return sum;
 }
 
@@ -510,4 +520,18 @@ float mk_vec_dot_q3_k_q8a_generic(size_t n, const void *w, const int8_t *qs, con
         }
     }
     return sum;
+}
+
+/* ---- Float weights, four activation rows (the reference: four one-row products) ---- */
+
+void mk_vec_dot4_f32_f32_generic(size_t n, const void *w, const float *x, float *out) {
+    for (int r = 0; r < 4; r++) out[r] = mk_vec_dot_f32_f32_generic(n, w, x + (size_t)r * n);
+}
+
+void mk_vec_dot4_f16_f32_generic(size_t n, const void *w, const float *x, float *out) {
+    for (int r = 0; r < 4; r++) out[r] = mk_vec_dot_f16_f32_generic(n, w, x + (size_t)r * n);
+}
+
+void mk_vec_dot4_bf16_f32_generic(size_t n, const void *w, const float *x, float *out) {
+    for (int r = 0; r < 4; r++) out[r] = mk_vec_dot_bf16_f32_generic(n, w, x + (size_t)r * n);
 }

@@ -24,10 +24,12 @@
 extern "C" {
 #endif
 
-/* Dot product of one stored weight row with an f32 activation vector. */
-float mk_vec_dot_f32_f32_generic(size_t n, const float *w, const float *x);
-float mk_vec_dot_f16_f32_generic(size_t n, const uint16_t *w, const float *x);
-float mk_vec_dot_bf16_f32_generic(size_t n, const uint16_t *w, const float *x);
+/* Dot product of one stored weight row with an f32 activation vector. Float rows (F32, F16 =
+ * IEEE half bits, BF16 = bfloat16 bits, little-endian) need no alignment and may have any
+ * length n. */
+float mk_vec_dot_f32_f32_generic(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_f16_f32_generic(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_bf16_f32_generic(size_t n, const void *weight_row, const float *acts);
 float mk_vec_dot_q8_0_f32_generic(size_t n, const void *w, const float *x);
 float mk_vec_dot_q4_0_f32_generic(size_t n, const void *w, const float *x);
 float mk_vec_dot_q4_k_f32_generic(size_t n, const void *w, const float *x);
@@ -169,6 +171,43 @@ void mk_gemm_q5_k_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t r
                                  size_t ntok, const struct mk_q8g *x, float *out, size_t ldo);
 void mk_gemm_q6_k_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
                                  size_t ntok, const struct mk_q8g *x, float *out, size_t ldo);
+
+/* Float weights (F32, F16, BF16) × f32 activations, every ISA (the `_generic` one-row kernels
+ * are declared at the top). One row: the dot product of n elements (any n; the row needs no
+ * alignment). Four rows (prefill): activation row r starts at x + r*n and out[r] = w · row r,
+ * each weight vector loaded and widened once for the four. Results differ from the generic
+ * (sequential) sum only by float summation order; F16/BF16 are widened exactly (no bf16
+ * arithmetic on the activations). The dotprod set reuses the NEON ones. */
+void mk_vec_dot4_f32_f32_generic(size_t n, const void *w, const float *x, float *out);
+void mk_vec_dot4_f16_f32_generic(size_t n, const void *w, const float *x, float *out);
+void mk_vec_dot4_bf16_f32_generic(size_t n, const void *w, const float *x, float *out);
+float mk_vec_dot_f32_f32_avx2(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_f16_f32_avx2(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_bf16_f32_avx2(size_t n, const void *weight_row, const float *acts);
+void mk_vec_dot4_f32_f32_avx2(size_t n, const void *w, const float *x, float *out);
+void mk_vec_dot4_f16_f32_avx2(size_t n, const void *w, const float *x, float *out);
+void mk_vec_dot4_bf16_f32_avx2(size_t n, const void *w, const float *x, float *out);
+float mk_vec_dot_f32_f32_avx512(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_f16_f32_avx512(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_bf16_f32_avx512(size_t n, const void *weight_row, const float *acts);
+void mk_vec_dot4_f32_f32_avx512(size_t n, const void *w, const float *x, float *out);
+void mk_vec_dot4_f16_f32_avx512(size_t n, const void *w, const float *x, float *out);
+void mk_vec_dot4_bf16_f32_avx512(size_t n, const void *w, const float *x, float *out);
+float mk_vec_dot_f32_f32_neon(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_f16_f32_neon(size_t n, const void *weight_row, const float *acts);
+float mk_vec_dot_bf16_f32_neon(size_t n, const void *weight_row, const float *acts);
+void mk_vec_dot4_f32_f32_neon(size_t n, const void *w, const float *x, float *out);
+void mk_vec_dot4_f16_f32_neon(size_t n, const void *w, const float *x, float *out);
+void mk_vec_dot4_bf16_f32_neon(size_t n, const void *w, const float *x, float *out);
+
+/* AArch64: NEON + dotprod + i8mm (csrc/arm/i8mm.c): the prefill GEMMs (contract of
+ * mk_gemm_*_q8a_generic) with smmla on tiles of 4 weight rows × 4 tokens. */
+void mk_gemm_q8_0_q8a_i8mm(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                           size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                           float *out, size_t ldo);
+void mk_gemm_q4_0_q8a_i8mm(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                           size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                           float *out, size_t ldo);
 
 /* AArch64: NEON (csrc/arm/neon.c) and NEON + dotprod (csrc/arm/dotprod.c). */
 float mk_vec_dot_q8_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,

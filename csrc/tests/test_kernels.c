@@ -9,12 +9,15 @@
  * |d·sc|·64 for Q6_K, whose kernels may sum q·x and 32·x separately). Q2_K and Q3_K the same
  * way (test_low_k: terms |d·sc|·3 + |dmin·m| and |d·sc|·8; four-row AVX-512 kernels too).
  * Prints "N passed, M failed". */
+#define _DEFAULT_SOURCE /* mmap, MAP_ANONYMOUS (guard pages) */
 #include "moela_kernels.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 typedef float (*dot_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *);
 struct kernel {
@@ -340,6 +343,227 @@ static void test_mla(const struct mla_kernel *ks, int nk, int *passed, int *fail
     for (int k = 0; k < nk; k++) printf("mla kernels %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
 }
 
+
+/* Float-weight kernels (F32, F16, BF16; one row and four rows) against the generic ones:
+ * every n from 1 to 70 and larger ones with every tail, rows at byte offsets 0..3 (mmap rows
+ * need not be aligned), each row and activation block ending right before a PROT_NONE page
+ * (a kernel reading past its data crashes), random bit patterns (F16 subnormals, 65504, BF16
+ * exponents ±40, zeros) and activation scales 1e-3..3e4. Only the float summation order may
+ * differ: |a - b| ≤ 1e-5 · Σ|w·x| (the rounding error of either order is at most about
+ * sqrt(n)·2^-24 · Σ|w·x| for such data, below the bound for every n tested). */
+typedef float (*fdot_fn)(size_t, const void *, const float *);
+typedef void (*fdot4_fn)(size_t, const void *, const float *, float *);
+struct float_kernel {
+    const char *name;
+    fdot_fn dot[3];
+    fdot4_fn dot4[3];
+    int available;
+};
+
+/* The end of `bytes` usable bytes followed by an inaccessible page. */
+static uint8_t *guarded_end(size_t bytes) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = (bytes + page - 1) / page * page;
+    uint8_t *m = mmap(NULL, len + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED || mprotect(m + len, page, PROT_NONE) != 0) {
+        printf("FAIL cannot map guard pages\n");
+        exit(1);
+    }
+    return m + len;
+}
+
+static float wval(int t, const uint8_t *p) {
+    uint16_t h = (uint16_t)(p[0] | p[1] << 8);
+    if (t == 1) return mk_f16_to_f32(h);
+    if (t == 2) return mk_bf16_to_f32(h);
+    float f;
+    memcpy(&f, p, 4);
+    return f;
+}
+
+static void test_float(const struct float_kernel *ks, int nk, int *passed, int *failed) {
+    const char *tname[3] = {"f32", "f16", "bf16"};
+    const size_t big[] = {127, 128, 129, 255, 1000, 2048, 4099};
+    const float xscales[] = {1.0f, 1e-3f, 3e4f};
+    const size_t maxn = 4099;
+    uint8_t *wend = guarded_end(maxn * 4 + 3);
+    float *xend = (float *)guarded_end(4 * maxn * sizeof(float));
+    for (size_t c = 0; c < 70 + sizeof big / sizeof big[0]; c++) {
+        size_t n = c < 70 ? c + 1 : big[c - 70];
+        float *x = xend - 4 * n;
+        for (int t = 0; t < 3; t++) {
+            size_t es = t == 0 ? 4 : 2;
+            uint8_t *w = wend - n * es, *src = malloc(n * es);
+            for (size_t i = 0; i < n; i++) {
+                frand();
+                uint32_t r = (uint32_t)(rng >> 20);
+                if (t == 0) {
+                    float f = frand() * (i % 7 == 0 ? 1e3f : 1.0f);
+                    memcpy(src + 4 * i, &f, 4);
+                } else {
+                    uint16_t h;
+                    if (t == 1) {
+                        h = (uint16_t)(r & 0xffff);
+                        if (((h >> 10) & 0x1f) == 0x1f) h = (uint16_t)((h & 0x8000) | 0x7bff); /* 65504 */
+                    } else {
+                        int e = 127 + (int)(r % 81) - 40;
+                        h = (uint16_t)(((r >> 8) & 0x8000) | (uint32_t)e << 7 | ((r >> 16) & 0x7f));
+                        if (i % 13 == 5) h = (uint16_t)((r >> 8) & 0x807f); /* zero or subnormal */
+                    }
+                    memcpy(src + 2 * i, &h, 2);
+                }
+            }
+            for (int si = 0; si < 3; si++) {
+                for (size_t i = 0; i < 4 * n; i++) x[i] = frand() * xscales[si];
+                /* The row ending at the guard page, then misaligned in the heap. */
+                for (int place = 0; place < 2; place++) {
+                    uint8_t *row = w;
+                    uint8_t *al = NULL;
+                    if (place == 1) {
+                        al = malloc(n * es + 8);
+                        row = al + 1 + (c % 3); /* misaligned by 1..3 bytes */
+                    }
+                    memcpy(row, src, n * es);
+                    float mag[4] = {0, 0, 0, 0}, ref[4], four[4];
+                    for (int r = 0; r < 4; r++) {
+                        for (size_t i = 0; i < n; i++) mag[r] += fabsf(wval(t, src + es * i) * x[r * n + i]);
+                        ref[r] = ks[0].dot[t](n, row, x + r * n);
+                    }
+                    for (int k = 0; k < nk; k++) {
+                        if (!ks[k].available) continue;
+                        float one = ks[k].dot[t](n, row, x + 3 * n);
+                        ks[k].dot4[t](n, row, x, four);
+                        int ok1 = fabsf(one - ref[3]) <= 1e-5f * mag[3] + 1e-30f;
+                        *passed += ok1;
+                        *failed += !ok1;
+                        if (!ok1) printf("FAIL %s dot %s n=%zu place=%d: %g vs %g\n", ks[k].name, tname[t], n, place, one, ref[3]);
+                        for (int r = 0; r < 4; r++) {
+                            int ok = fabsf(four[r] - ref[r]) <= 1e-5f * mag[r] + 1e-30f;
+                            *passed += ok;
+                            *failed += !ok;
+                            if (!ok) printf("FAIL %s dot4 %s n=%zu place=%d row %d: %g vs %g\n", ks[k].name, tname[t], n, place, r, four[r], ref[r]);
+                        }
+                    }
+                    free(al);
+                }
+            }
+            free(src);
+        }
+    }
+    for (int k = 0; k < nk; k++) printf("float kernels %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
+}
+
+
+#if defined(__aarch64__)
+#include <sys/auxv.h>
+#ifndef HWCAP2_I8MM
+#define HWCAP2_I8MM (1 << 13)
+#endif
+/* The i8mm GEMMs (Q8_0, Q4_0 × q8a) against the generic GEMMs: row and token counts that fill
+ * the 4×4 tiles and leave every tail (1..3 rows or tokens), block counts 1..64, scales 1e-6..3e4,
+ * Q8_0 rows holding -128, and an "exact" mode where every scale is 1 and the values are the
+ * extremes (-128 weights, ±127 activations; Q4_0 codes 0 and 15): there all float arithmetic is
+ * on integers below 2^24, so the results must be equal, which checks the integer sums exactly.
+ * Otherwise the bound is that of the one-row kernels (1e-5 · Σ|terms|). The column past nrows
+ * (ldo = nrows + 1) must stay untouched. */
+static void test_gemm_i8mm(int *passed, int *failed) {
+    if (!(getauxval(AT_HWCAP2) & HWCAP2_I8MM)) {
+        printf("kernel i8mm gemm: not on this CPU\n");
+        return;
+    }
+    const size_t block_counts[] = {1, 2, 3, 5, 8, 17, 64};
+    const size_t tok_counts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 63, 64, 65};
+    const size_t row_counts[] = {1, 2, 3, 4, 5, 6, 7, 9};
+    const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f}; /* 0: the exact mode */
+    const size_t maxt = 65, maxr = 9;
+    for (size_t bi = 0; bi < sizeof block_counts / sizeof *block_counts; bi++) {
+        const size_t blocks = block_counts[bi], n = 32 * blocks;
+        float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
+        int8_t *qs = malloc(maxt * n);
+        int32_t *s = malloc(maxt * blocks * sizeof *s);
+        uint8_t *q8 = malloc(maxr * 34 * blocks), *q4 = malloc(maxr * 18 * blocks);
+        float *got = malloc(maxt * (maxr + 1) * sizeof *got), *want = malloc(maxt * (maxr + 1) * sizeof *want);
+        for (int si = 0; si < 4; si++) {
+            const int exact = scales[si] == 0.0f;
+            if (exact && blocks > 17) continue; /* sums must stay below 2^24 */
+            for (size_t r = 0; r < maxr; r++) make_rows(n, exact ? 1.0f : scales[si], q8 + r * 34 * blocks, q4 + r * 18 * blocks);
+            for (size_t t = 0; t < maxt; t++) {
+                for (size_t i = 0; i < n; i++) x[t * n + i] = frand() * (exact ? 1.0f : scales[si]);
+                mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
+            }
+            if (exact) {
+                const uint16_t one = 0x3c00;
+                for (size_t r = 0; r < maxr; r++)
+                    for (size_t b = 0; b < blocks; b++) {
+                        uint8_t *b8 = q8 + (r * blocks + b) * 34, *b4 = q4 + (r * blocks + b) * 18;
+                        memcpy(b8, &one, 2);
+                        memcpy(b4, &one, 2);
+                        memset(b8 + 2, 0x80, 32);
+                        for (int j = 0; j < 16; j++) b4[2 + j] = (uint8_t)((r + b + j) % 3 ? 0xf0 : 0x0f);
+                    }
+                for (size_t t = 0; t < maxt; t++) {
+                    for (size_t b = 0; b < blocks; b++) {
+                        int32_t sum = 0;
+                        for (int j = 0; j < 32; j++) {
+                            int8_t v = (t + b + (size_t)j) % 4 ? 127 : -127;
+                            qs[t * n + 32 * b + j] = v;
+                            sum += v;
+                        }
+                        d[t * blocks + b] = 1.0f;
+                        s[t * blocks + b] = sum;
+                    }
+                }
+            }
+            for (int ty = 0; ty < 2; ty++) {
+                const uint8_t *wq = ty == 0 ? q8 : q4;
+                const size_t bb = ty == 0 ? 34 : 18;
+                for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++)
+                    for (size_t ri = 0; ri < sizeof row_counts / sizeof *row_counts; ri++) {
+                        const size_t ntok = tok_counts[ti], nrows = row_counts[ri], ldo = nrows + 1;
+                        for (size_t i = 0; i < maxt * (maxr + 1); i++) got[i] = want[i] = -7.0f;
+                        if (ty == 0) {
+                            mk_gemm_q8_0_q8a_i8mm(n, nrows, wq, bb * blocks, ntok, qs, d, s, got, ldo);
+                            mk_gemm_q8_0_q8a_generic(n, nrows, wq, bb * blocks, ntok, qs, d, s, want, ldo);
+                        } else {
+                            mk_gemm_q4_0_q8a_i8mm(n, nrows, wq, bb * blocks, ntok, qs, d, s, got, ldo);
+                            mk_gemm_q4_0_q8a_generic(n, nrows, wq, bb * blocks, ntok, qs, d, s, want, ldo);
+                        }
+                        int bad = 0;
+                        for (size_t t = 0; t < ntok; t++)
+                            for (size_t r = 0; r < ldo; r++) {
+                                size_t o = t * ldo + r;
+                                if (r == nrows) {
+                                    bad += got[o] != -7.0f;
+                                    continue;
+                                }
+                                const uint8_t *w = wq + r * bb * blocks;
+                                float mag = 0;
+                                for (size_t b = 0; b < blocks; b++) {
+                                    const uint8_t *blk = w + b * bb;
+                                    float dw = mk_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+                                    for (int j = 0; j < 32; j++) {
+                                        float wv = ty == 0 ? (float)(int8_t)blk[2 + j] : 8.0f;
+                                        mag += fabsf(dw * wv * d[t * blocks + b] * qs[t * n + 32 * b + j]);
+                                    }
+                                }
+                                int ok = exact ? got[o] == want[o] : fabsf(got[o] - want[o]) <= 1e-5f * mag + 1e-30f;
+                                if (!ok) {
+                                    if (!bad)
+                                        printf("FAIL i8mm gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
+                                               ty ? "q4_0" : "q8_0", n, nrows, ntok, r, t, scales[si], got[o], want[o]);
+                                    bad++;
+                                }
+                            }
+                        *passed += !bad;
+                        *failed += !!bad;
+                    }
+            }
+        }
+        free(x), free(d), free(qs), free(s), free(q8), free(q4), free(got), free(want);
+    }
+    printf("kernel i8mm gemm: tested\n");
+}
+#endif
+
 #if defined(__x86_64__)
 /* AVX-512 q8a quantization must equal the generic one bit for bit (the kernels' integer
  * results depend on it): random rows, halves that round, NaN, infinities, zeros, tiny values. */
@@ -473,12 +697,29 @@ int main(void) {
          mk_mla_accum_f16_avx512, ks[1].available},
     };
     test_mla(mk, 2, &passed, &failed);
+    struct float_kernel fk[] = {
+        {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
+         {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},
+        {"avx2", {mk_vec_dot_f32_f32_avx2, mk_vec_dot_f16_f32_avx2, mk_vec_dot_bf16_f32_avx2},
+         {mk_vec_dot4_f32_f32_avx2, mk_vec_dot4_f16_f32_avx2, mk_vec_dot4_bf16_f32_avx2}, ks[0].available},
+        {"avx512", {mk_vec_dot_f32_f32_avx512, mk_vec_dot_f16_f32_avx512, mk_vec_dot_bf16_f32_avx512},
+         {mk_vec_dot4_f32_f32_avx512, mk_vec_dot4_f16_f32_avx512, mk_vec_dot4_bf16_f32_avx512}, ks[1].available},
+    };
+    test_float(fk, 3, &passed, &failed);
 #elif defined(__aarch64__)
     struct mla_kernel mk[] = {
         {"neon", mk_mla_scores_f32_neon, mk_mla_scores_f16_neon, mk_mla_accum_f32_neon,
          mk_mla_accum_f16_neon, 1},
     };
     test_mla(mk, 1, &passed, &failed);
+    struct float_kernel fk[] = {
+        {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
+         {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},
+        {"neon", {mk_vec_dot_f32_f32_neon, mk_vec_dot_f16_f32_neon, mk_vec_dot_bf16_f32_neon},
+         {mk_vec_dot4_f32_f32_neon, mk_vec_dot4_f16_f32_neon, mk_vec_dot4_bf16_f32_neon}, 1},
+    };
+    test_float(fk, 2, &passed, &failed);
+    test_gemm_i8mm(&passed, &failed);
 #endif
     for (int k = 0; k < nk; k++) printf("kernel %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
     printf("%d passed, %d failed\n", passed, failed);

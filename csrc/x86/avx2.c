@@ -379,3 +379,82 @@ float mk_vec_dot_q3_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const 
     }
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
+
+/* ---- Float weights (F32, F16, BF16) × f32 activations ----
+ * One template per shape, instantiated per weight type (t is a constant after inlining).
+ * Weight rows may be misaligned (unaligned loads); the last n % 8 elements go through masked
+ * activation loads and a zero-padded copy of the weights, so nothing past the row is read. */
+enum { WF32, WF16, WBF16 };
+
+#define FLOAT_PREFETCH 2048 /* bytes ahead of the weights being read (decode streams rows) */
+
+static inline __attribute__((always_inline)) __m256 wload8(int t, const uint8_t *p) {
+    if (t == WF32) return _mm256_loadu_ps((const float *)p);
+    __m128i h = _mm_loadu_si128((const __m128i *)p);
+    if (t == WF16) return _mm256_cvtph_ps(h);
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+}
+
+static inline __attribute__((always_inline)) __m256 wload8_tail(int t, const uint8_t *p, size_t m) {
+    uint8_t buf[32] = {0};
+    memcpy(buf, p, m * (t == WF32 ? 4 : 2));
+    return wload8(t, buf);
+}
+
+static inline __m256 xload8_tail(const float *x, size_t m) {
+    __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)m), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return _mm256_maskload_ps(x, mask);
+}
+
+static inline __attribute__((always_inline)) float dot_float_avx2(int t, size_t n, const void *w,
+                                                                  const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t es = t == WF32 ? 4 : 2;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        const uint8_t *p = b + i * es;
+        for (size_t l = 0; l < 32 * es; l += 64) _mm_prefetch((const char *)p + FLOAT_PREFETCH + l, _MM_HINT_T0);
+        a0 = _mm256_fmadd_ps(wload8(t, p), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(wload8(t, p + 8 * es), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(wload8(t, p + 16 * es), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(wload8(t, p + 24 * es), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(wload8(t, b + i * es), _mm256_loadu_ps(x + i), a0);
+    if (i < n) a1 = _mm256_fmadd_ps(wload8_tail(t, b + i * es, n - i), xload8_tail(x + i, n - i), a1);
+    return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+
+static inline __attribute__((always_inline)) void dot4_float_avx2(int t, size_t n, const void *w,
+                                                                  const float *x, float *out) {
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t es = t == WF32 ? 4 : 2;
+    __m256 acc[4][2];
+    for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 w0 = wload8(t, b + i * es), w1 = wload8(t, b + (i + 8) * es);
+        for (int r = 0; r < 4; r++) {
+            acc[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + r * n + i), acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + r * n + i + 8), acc[r][1]);
+        }
+    }
+    if (i + 8 <= n) {
+        __m256 w0 = wload8(t, b + i * es);
+        for (int r = 0; r < 4; r++) acc[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + r * n + i), acc[r][0]);
+        i += 8;
+    }
+    if (i < n) {
+        __m256 w0 = wload8_tail(t, b + i * es, n - i);
+        for (int r = 0; r < 4; r++) acc[r][1] = _mm256_fmadd_ps(w0, xload8_tail(x + r * n + i, n - i), acc[r][1]);
+    }
+    for (int r = 0; r < 4; r++) out[r] = hsum256(_mm256_add_ps(acc[r][0], acc[r][1]));
+}
+
+float mk_vec_dot_f32_f32_avx2(size_t n, const void *w, const float *x) { return dot_float_avx2(WF32, n, w, x); }
+float mk_vec_dot_f16_f32_avx2(size_t n, const void *w, const float *x) { return dot_float_avx2(WF16, n, w, x); }
+float mk_vec_dot_bf16_f32_avx2(size_t n, const void *w, const float *x) { return dot_float_avx2(WBF16, n, w, x); }
+void mk_vec_dot4_f32_f32_avx2(size_t n, const void *w, const float *x, float *out) { dot4_float_avx2(WF32, n, w, x, out); }
+void mk_vec_dot4_f16_f32_avx2(size_t n, const void *w, const float *x, float *out) { dot4_float_avx2(WF16, n, w, x, out); }
+void mk_vec_dot4_bf16_f32_avx2(size_t n, const void *w, const float *x, float *out) { dot4_float_avx2(WBF16, n, w, x, out); }

@@ -803,3 +803,86 @@ void mk_vec_dot4_q3_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
     }
     for (int r = 0; r < 4; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
 }
+
+/* ---- Float weights (F32, F16, BF16) × f32 activations ----
+ * One template per shape, instantiated per weight type (t is a constant after inlining).
+ * Weight rows may be misaligned (unaligned loads); the last n % 16 elements use masked loads
+ * (masked-off lanes are not read, so nothing past the row is touched). BF16 is widened exactly
+ * by a shift rather than multiplied with vdpbf16ps: that instruction needs the activations
+ * rounded to bf16 (8-bit mantissa, relative error up to 2^-9 per element), and splitting them
+ * into two bf16 halves to stay accurate costs as many instructions as the widening. */
+enum { WF32, WF16, WBF16 };
+
+#define FLOAT_PREFETCH 2048 /* bytes ahead of the weights being read (decode streams rows) */
+
+static inline __attribute__((always_inline)) __m512 wload16(int t, const uint8_t *p) {
+    if (t == WF32) return _mm512_loadu_ps((const float *)p);
+    __m256i h = _mm256_loadu_si256((const __m256i *)p);
+    if (t == WF16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+static inline __attribute__((always_inline)) __m512 wload16_mask(int t, const uint8_t *p, __mmask16 k) {
+    if (t == WF32) return _mm512_maskz_loadu_ps(k, (const float *)p);
+    __m256i h = _mm256_maskz_loadu_epi16(k, p);
+    if (t == WF16) return _mm512_cvtph_ps(h);
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+}
+
+static inline __attribute__((always_inline)) float dot_float_avx512(int t, size_t n, const void *w,
+                                                                    const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t es = t == WF32 ? 4 : 2;
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    __m512 a2 = _mm512_setzero_ps(), a3 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        const uint8_t *p = b + i * es;
+        for (size_t l = 0; l < 64 * es; l += 64) _mm_prefetch((const char *)p + FLOAT_PREFETCH + l, _MM_HINT_T0);
+        a0 = _mm512_fmadd_ps(wload16(t, p), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(wload16(t, p + 16 * es), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(wload16(t, p + 32 * es), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(wload16(t, p + 48 * es), _mm512_loadu_ps(x + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(wload16(t, b + i * es), _mm512_loadu_ps(x + i), a0);
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        a1 = _mm512_fmadd_ps(wload16_mask(t, b + i * es, k), _mm512_maskz_loadu_ps(k, x + i), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+static inline __attribute__((always_inline)) void dot4_float_avx512(int t, size_t n, const void *w,
+                                                                    const float *x, float *out) {
+    const uint8_t *b = (const uint8_t *)w;
+    const size_t es = t == WF32 ? 4 : 2;
+    __m512 acc[4][2];
+    for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 w0 = wload16(t, b + i * es), w1 = wload16(t, b + (i + 16) * es);
+        for (int r = 0; r < 4; r++) {
+            acc[r][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + r * n + i), acc[r][0]);
+            acc[r][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(x + r * n + i + 16), acc[r][1]);
+        }
+    }
+    if (i + 16 <= n) {
+        __m512 w0 = wload16(t, b + i * es);
+        for (int r = 0; r < 4; r++) acc[r][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(x + r * n + i), acc[r][0]);
+        i += 16;
+    }
+    if (i < n) {
+        __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
+        __m512 w0 = wload16_mask(t, b + i * es, k);
+        for (int r = 0; r < 4; r++)
+            acc[r][1] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(k, x + r * n + i), acc[r][1]);
+    }
+    for (int r = 0; r < 4; r++) out[r] = _mm512_reduce_add_ps(_mm512_add_ps(acc[r][0], acc[r][1]));
+}
+
+float mk_vec_dot_f32_f32_avx512(size_t n, const void *w, const float *x) { return dot_float_avx512(WF32, n, w, x); }
+float mk_vec_dot_f16_f32_avx512(size_t n, const void *w, const float *x) { return dot_float_avx512(WF16, n, w, x); }
+float mk_vec_dot_bf16_f32_avx512(size_t n, const void *w, const float *x) { return dot_float_avx512(WBF16, n, w, x); }
+void mk_vec_dot4_f32_f32_avx512(size_t n, const void *w, const float *x, float *out) { dot4_float_avx512(WF32, n, w, x, out); }
+void mk_vec_dot4_f16_f32_avx512(size_t n, const void *w, const float *x, float *out) { dot4_float_avx512(WF16, n, w, x, out); }
+void mk_vec_dot4_bf16_f32_avx512(size_t n, const void *w, const float *x, float *out) { dot4_float_avx512(WBF16, n, w, x, out); }

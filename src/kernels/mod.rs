@@ -1,10 +1,11 @@
 //! Safe wrappers over the C kernels in csrc/, a dispatch table filled once from CPU feature
 //! detection, and the thread pool the matrix products run on.
 //!
-//! Quantized weights (Q8_0, Q4_0, Q2_K-Q6_K) are multiplied with activations quantized once per input row
-//! to 8 bits ([`Q8Acts`], the "q8a" layout of csrc/include/moela_kernels.h), so the inner loop
-//! is an integer dot product. `MOELA_KERNELS=generic|avx2|avx512|neon|dotprod` forces a kernel set (the
-//! golden tests run with each one the machine supports).
+//! Quantized weights (Q8_0, Q4_0, Q2_K-Q6_K) are multiplied with activations quantized
+//! once per input row to 8 bits ([`Q8Acts`], the "q8a" layout of csrc/include/moela_kernels.h),
+//! so the inner loop is an integer dot product; F32/F16/BF16 weights multiply the f32
+//! activations directly. `MOELA_KERNELS=generic|avx2|avx512|avx512vbmi|neon|dotprod|i8mm`
+//! forces a kernel set (the golden tests run with each one the machine supports).
 
 #[cfg(not(feature = "bindgen"))]
 #[allow(non_camel_case_types, dead_code, clippy::all)]
@@ -31,6 +32,40 @@ type DotQ8a = unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, 
 type Dot4Q8a =
     unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32, *mut f32);
 type DotQ8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g) -> f32;
+type DotF = unsafe extern "C" fn(usize, *const c_void, *const f32) -> f32;
+type Dot4F = unsafe extern "C" fn(usize, *const c_void, *const f32, *mut f32);
+
+/// One ISA's float-weight kernels (f32 activations), indexed by [`float_index`]: one row, and
+/// one weight row against four activation rows (prefill).
+#[derive(Clone, Copy, Debug)]
+struct FloatKernels {
+    dot: [DotF; 3],
+    dot4: [Dot4F; 3],
+}
+
+const FLOAT_GENERIC: FloatKernels = FloatKernels {
+    dot: [
+        bindings::mk_vec_dot_f32_f32_generic,
+        bindings::mk_vec_dot_f16_f32_generic,
+        bindings::mk_vec_dot_bf16_f32_generic,
+    ],
+    dot4: [
+        bindings::mk_vec_dot4_f32_f32_generic,
+        bindings::mk_vec_dot4_f16_f32_generic,
+        bindings::mk_vec_dot4_bf16_f32_generic,
+    ],
+};
+
+/// The kernel slot of a float weight type (F32, F16, BF16); None for every other type (FP8
+/// stays in Rust, tensor::fp8).
+pub fn float_index(dtype: DType) -> Option<usize> {
+    match dtype {
+        DType::F32 => Some(0),
+        DType::F16 => Some(1),
+        DType::BF16 => Some(2),
+        _ => None,
+    }
+}
 type Dot4Q8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g, *mut f32);
 /// Prefill GEMM against q8a rows: (n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo).
 type GemmQ8a = unsafe extern "C" fn(
@@ -137,6 +172,8 @@ pub struct KernelSet {
     /// Q8_0 / Q4_0 GEMMs against plain q8a activations (prefill), where the ISA has them.
     gemm: Option<GemmSet>,
     mla: MlaKernels,
+    /// F32/F16/BF16 weights.
+    float: FloatKernels,
     /// q8a quantization of activation rows (bit-identical in every set).
     quantize: QuantizeQ8a,
 }
@@ -263,6 +300,45 @@ impl KernelSet {
         }
     }
 
+    /// `out[i]` = stored row i of `rows` (float type `dtype`, `x.len()` elements per row) · `x`,
+    /// one kernel call per row without a per-row dispatch (decode).
+    pub fn dot_rows_f(&self, dtype: DType, rows: &[u8], x: &[f32], out: &mut [f32]) {
+        let n = x.len();
+        let (Some(i), Some(rb)) = (float_index(dtype), dtype.bytes_for(n)) else {
+            panic!("dot_rows_f: {} is not a float weight type", dtype.name());
+        };
+        assert!(rows.len() >= out.len() * rb);
+        let f = self.float.dot[i];
+        for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb.max(1))) {
+            // SAFETY: `row` holds one whole stored row of n elements of `dtype` (asserted
+            // above; the kernels need no alignment) and `x` holds n floats.
+            *o = unsafe { f(n, row.as_ptr().cast(), x.as_ptr()) };
+        }
+    }
+
+    /// Stored float row `row` · activation rows `0..count` of `x` (`count` ≤ 4 rows of
+    /// `x.len() / count` values back to back): the four-row kernel when `count` is 4.
+    pub fn dot_upto4_f(&self, dtype: DType, row: &[u8], x: &[f32], count: usize) -> [f32; 4] {
+        let mut out = [0.0f32; 4];
+        assert!((1..=4).contains(&count) && x.len() % count == 0);
+        let n = x.len() / count;
+        let Some(i) = float_index(dtype) else {
+            panic!("dot_upto4_f: {} is not a float weight type", dtype.name());
+        };
+        assert_eq!(dtype.bytes_for(n), Some(row.len()));
+        if count == 4 {
+            // SAFETY: `row` is one stored row of n elements (asserted), `x` holds 4 rows of n
+            // floats back to back, as the kernel reads them, and `out` has room for 4 results.
+            unsafe { (self.float.dot4[i])(n, row.as_ptr().cast(), x.as_ptr(), out.as_mut_ptr()) };
+            return out;
+        }
+        for (o, xt) in out.iter_mut().zip(x.chunks_exact(n.max(1))) {
+            // SAFETY: as above, for one activation row of n floats.
+            *o = unsafe { (self.float.dot[i])(n, row.as_ptr().cast(), xt.as_ptr()) };
+        }
+        out
+    }
+
     /// Whether this set reads grouped activations for Q4_0 weights.
     pub fn wants_groups(&self) -> bool {
         self.q4_0_grouped.is_some()
@@ -283,6 +359,7 @@ const GENERIC: KernelSet = KernelSet {
     gemm_q8g: None,
     gemm: None,
     mla: MLA_GENERIC,
+    float: FLOAT_GENERIC,
     quantize: bindings::mk_quantize_row_q8a_generic,
 };
 
@@ -314,6 +391,18 @@ pub fn available() -> Vec<KernelSet> {
                     scores_f16: bindings::mk_mla_scores_f16_avx2,
                     accum_f32: bindings::mk_mla_accum_f32_avx2,
                     accum_f16: bindings::mk_mla_accum_f16_avx2,
+                },
+                float: FloatKernels {
+                    dot: [
+                        bindings::mk_vec_dot_f32_f32_avx2,
+                        bindings::mk_vec_dot_f16_f32_avx2,
+                        bindings::mk_vec_dot_bf16_f32_avx2,
+                    ],
+                    dot4: [
+                        bindings::mk_vec_dot4_f32_f32_avx2,
+                        bindings::mk_vec_dot4_f16_f32_avx2,
+                        bindings::mk_vec_dot4_bf16_f32_avx2,
+                    ],
                 },
                 quantize: bindings::mk_quantize_row_q8a_generic,
             });
@@ -350,6 +439,18 @@ pub fn available() -> Vec<KernelSet> {
                         accum_f32: bindings::mk_mla_accum_f32_avx512,
                         accum_f16: bindings::mk_mla_accum_f16_avx512,
                     },
+                    float: FloatKernels {
+                        dot: [
+                            bindings::mk_vec_dot_f32_f32_avx512,
+                            bindings::mk_vec_dot_f16_f32_avx512,
+                            bindings::mk_vec_dot_bf16_f32_avx512,
+                        ],
+                        dot4: [
+                            bindings::mk_vec_dot4_f32_f32_avx512,
+                            bindings::mk_vec_dot4_f16_f32_avx512,
+                            bindings::mk_vec_dot4_bf16_f32_avx512,
+                        ],
+                    },
                     quantize: bindings::mk_quantize_row_q8a_avx512,
                 };
                 sets.push(avx512);
@@ -381,6 +482,18 @@ pub fn available() -> Vec<KernelSet> {
             accum_f32: bindings::mk_mla_accum_f32_neon,
             accum_f16: bindings::mk_mla_accum_f16_neon,
         };
+        const FLOAT_NEON: FloatKernels = FloatKernels {
+            dot: [
+                bindings::mk_vec_dot_f32_f32_neon,
+                bindings::mk_vec_dot_f16_f32_neon,
+                bindings::mk_vec_dot_bf16_f32_neon,
+            ],
+            dot4: [
+                bindings::mk_vec_dot4_f32_f32_neon,
+                bindings::mk_vec_dot4_f16_f32_neon,
+                bindings::mk_vec_dot4_bf16_f32_neon,
+            ],
+        };
         sets.push(KernelSet {
             name: "neon",
             dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_neon,
@@ -395,10 +508,11 @@ pub fn available() -> Vec<KernelSet> {
             gemm_q8g: None,
             gemm: None,
             mla: MLA_NEON,
+            float: FLOAT_NEON,
             quantize: bindings::mk_quantize_row_q8a_generic,
         });
         if std::arch::is_aarch64_feature_detected!("dotprod") {
-            sets.push(KernelSet {
+            let dotprod = KernelSet {
                 name: "dotprod",
                 dot_q8_0: bindings::mk_vec_dot_q8_0_q8a_dotprod,
                 dot_q4_0: bindings::mk_vec_dot_q4_0_q8a_dotprod,
@@ -412,8 +526,21 @@ pub fn available() -> Vec<KernelSet> {
                 gemm_q8g: None,
                 gemm: None,
                 mla: MLA_NEON,
+                float: FLOAT_NEON,
                 quantize: bindings::mk_quantize_row_q8a_generic,
-            });
+            };
+            sets.push(dotprod);
+            // The smmla prefill GEMMs (csrc/arm/i8mm.c, built for dotprod + i8mm).
+            if std::arch::is_aarch64_feature_detected!("i8mm") {
+                sets.push(KernelSet {
+                    name: "i8mm",
+                    gemm: Some(GemmSet {
+                        q8_0: bindings::mk_gemm_q8_0_q8a_i8mm,
+                        q4_0: bindings::mk_gemm_q4_0_q8a_i8mm,
+                    }),
+                    ..dotprod
+                });
+            }
         }
     }
     sets
@@ -766,8 +893,7 @@ pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> Result<f32> {
     let w = bytes.as_ptr();
     // SAFETY: the length check above guarantees `bytes` holds exactly one row of `n`
     // elements of `dtype` and `x` holds `n` floats, and the kernels read only that much.
-    // Quantized rows are read bytewise (no alignment needed); F32/F16/BF16 rows are first
-    // copied into properly aligned buffers of `n` elements.
+    // Every kernel reads its row bytewise or with unaligned loads (no alignment needed).
     unsafe {
         Ok(match dtype {
             DType::Q8_0 => bindings::mk_vec_dot_q8_0_f32_generic(n, w.cast(), x.as_ptr()),
@@ -777,24 +903,9 @@ pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> Result<f32> {
             DType::Q6_K => bindings::mk_vec_dot_q6_k_f32_generic(n, w.cast(), x.as_ptr()),
             DType::Q2_K => bindings::mk_vec_dot_q2_k_f32_generic(n, w.cast(), x.as_ptr()),
             DType::Q3_K => bindings::mk_vec_dot_q3_k_f32_generic(n, w.cast(), x.as_ptr()),
-            DType::F32 => {
-                let row: Vec<f32> = bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
-                bindings::mk_vec_dot_f32_f32_generic(n, row.as_ptr(), x.as_ptr())
-            }
-            DType::F16 | DType::BF16 => {
-                let row: Vec<u16> = bytes
-                    .chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .collect();
-                if dtype == DType::F16 {
-                    bindings::mk_vec_dot_f16_f32_generic(n, row.as_ptr(), x.as_ptr())
-                } else {
-                    bindings::mk_vec_dot_bf16_f32_generic(n, row.as_ptr(), x.as_ptr())
-                }
-            }
+            DType::F32 => bindings::mk_vec_dot_f32_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::F16 => bindings::mk_vec_dot_f16_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::BF16 => bindings::mk_vec_dot_bf16_f32_generic(n, w.cast(), x.as_ptr()),
             DType::F8E4M3 => 0.0, // returned above
         })
     }
@@ -987,6 +1098,130 @@ mod tests {
                             "{} {dtype:?} n={n} row {r}: {g} vs {want}",
                             k.name
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Float-weight kernels (F32, F16, BF16) of every set against the generic ones, through
+    /// the Rust entry points: every n from 1 to 70 and longer rows (all vector tails), rows
+    /// at odd byte offsets (mmap rows need no alignment), one row at a time, blocks of rows,
+    /// and 1 to 4 activation rows. Only the float summation order differs: bound
+    /// 1e-5 · Σ|w·x| (the rounding error of either order is about sqrt(n)·2^-24 of that).
+    #[test]
+    fn float_kernels_match_generic() {
+        let sets = available();
+        let sizes: Vec<usize> = (1..=70).chain([127, 128, 255, 1000, 4099]).collect();
+        for &n in &sizes {
+            let x = noise(30 + n as u64, 4 * n, 3.0);
+            let w = noise(31 + n as u64, 2 * n, 1.0);
+            for dtype in [DType::F32, DType::F16, DType::BF16] {
+                let rb = dtype.bytes_for(n).unwrap();
+                // Two rows starting at byte 1 of the buffer.
+                let mut buf = vec![0u8; 2 * rb + 1];
+                for r in 0..2 {
+                    let at = 1 + r * rb;
+                    quant::quantize_row(dtype, &w[r * n..(r + 1) * n], &mut buf[at..at + rb])
+                        .unwrap();
+                }
+                let rows = &buf[1..];
+                let mut deq = vec![0.0f32; 2 * n];
+                for r in 0..2 {
+                    quant::dequantize_row(
+                        dtype,
+                        &rows[r * rb..(r + 1) * rb],
+                        &mut deq[r * n..(r + 1) * n],
+                    );
+                }
+                let mag = |r: usize, t: usize| -> f32 {
+                    (0..n).map(|i| (deq[r * n + i] * x[t * n + i]).abs()).sum()
+                };
+                let want = |r: usize, t: usize| {
+                    let mut o = [0.0f32];
+                    GENERIC.dot_rows_f(dtype, &rows[r * rb..], &x[t * n..(t + 1) * n], &mut o);
+                    o[0]
+                };
+                for k in &sets {
+                    let mut two = [0.0f32; 2];
+                    k.dot_rows_f(dtype, rows, &x[..n], &mut two);
+                    for (r, &got) in two.iter().enumerate() {
+                        let (w0, m) = (want(r, 0), mag(r, 0));
+                        assert!(
+                            (got - w0).abs() <= 1e-5 * m,
+                            "{} {dtype:?} n={n} row {r}: {got} vs {w0}",
+                            k.name
+                        );
+                    }
+                    for count in 1..=4 {
+                        let got = k.dot_upto4_f(dtype, &rows[rb..], &x[..count * n], count);
+                        for (t, &g) in got.iter().enumerate().take(count) {
+                            let (w0, m) = (want(1, t), mag(1, t));
+                            assert!(
+                                (g - w0).abs() <= 1e-5 * m,
+                                "{} {dtype:?} n={n} {count} rows, row {t}: {g} vs {w0}",
+                                k.name
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every set's prefill GEMM (where it has one for the type) against the generic one-row
+    /// kernel: row and token counts that fill and miss the tiles, block counts with and
+    /// without whole tiles; the column past the rows stays untouched. Bound as in
+    /// `four_row_kernels_match_generic` (integer sums exact, float summation order).
+    #[test]
+    fn gemm_kernels_match_generic() {
+        let mut acts = Q8Acts::default();
+        let nrows = 7;
+        for blocks in [1usize, 3, 16, 17] {
+            let n = blocks * QK;
+            for ntok in [2usize, 3, 4, 5, 9, 65] {
+                let x = noise(40 + ntok as u64, ntok * n, 2.0);
+                acts.quantize(&x, n);
+                acts.group();
+                for dtype in [DType::Q8_0, DType::Q4_0] {
+                    let w = noise(41, nrows * n, 1.0);
+                    let rb = dtype.bytes_for(n).unwrap();
+                    let mut rows = vec![0u8; nrows * rb];
+                    for r in 0..nrows {
+                        let (a, b) = (r * rb, (r + 1) * rb);
+                        quant::quantize_row(dtype, &w[r * n..(r + 1) * n], &mut rows[a..b])
+                            .unwrap();
+                    }
+                    for k in available() {
+                        let ldo = nrows + 1;
+                        let mut out = vec![-7.0f32; ntok * ldo];
+                        // SAFETY: `out` holds ntok*ldo floats, so every t*ldo + r (r < nrows)
+                        // is in bounds, and nothing else touches it.
+                        let done =
+                            unsafe { acts.gemm(&k, dtype, &rows, nrows, out.as_mut_ptr(), ldo) };
+                        if !done {
+                            continue;
+                        }
+                        for t in 0..ntok {
+                            assert_eq!(
+                                out[t * ldo + nrows],
+                                -7.0,
+                                "{} wrote past the rows",
+                                k.name
+                            );
+                            let mag: f32 =
+                                x[t * n..(t + 1) * n].iter().map(|v| v.abs()).sum::<f32>() * 16.0;
+                            for r in 0..nrows {
+                                let want =
+                                    acts.dot(&GENERIC, dtype, &rows[r * rb..(r + 1) * rb], t);
+                                let got = out[t * ldo + r];
+                                assert!(
+                                    (got - want).abs() <= 1e-5 * mag,
+                                    "{} {dtype:?} n={n} ntok={ntok} ({r},{t}): {got} vs {want}",
+                                    k.name
+                                );
+                            }
+                        }
                     }
                 }
             }

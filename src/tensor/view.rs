@@ -337,7 +337,8 @@ impl TensorView {
                 v
             });
         }
-        if !self.dtype.is_quantized() {
+        // FP8 (and any block-scaled view) with one input: Rust rows (tensor::fp8).
+        if !self.dtype.is_quantized() && (self.scales.is_some() || self.dtype == DType::F8E4M3) {
             let cols = self.cols;
             return self.for_each_row(n, out, |r, row, t0, count| {
                 let mut v = [0.0f32; 4];
@@ -348,7 +349,8 @@ impl TensorView {
             });
         }
         // Quantized weights: decode calls the kernel per block of rows, prefill the GEMM
-        // where the kernel set has one (see `matmul_multi`).
+        // where the kernel set has one (see `matmul_multi`). F32/F16/BF16 weights: the float
+        // kernels, per block of rows (decode) or four inputs at a time (prefill).
         matmul_multi(&mut [MatJob { w: self, x, n, out }])
     }
 
@@ -447,7 +449,8 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
             Ok(p) => p,
             Err(_) => &mut fresh,
         };
-        // acts[i]: index into `pool` of job i's quantized input (None: f32 weights).
+        // acts[i]: index into `pool` of job i's quantized input (None: float or FP8 weights,
+        // which read the f32 input).
         let mut acts: Vec<Option<usize>> = Vec::with_capacity(jobs.len());
         let mut inputs: Vec<(&[f32], usize)> = Vec::with_capacity(jobs.len());
         let mut used = 0;
@@ -552,6 +555,27 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
                         });
                     }
                 }
+                None if w.scales.is_none() && kernels::float_index(w.dtype).is_some() => {
+                    let cols = w.cols;
+                    if n == 1 {
+                        let mut vals = [0.0f32; 64];
+                        let rb = w.row_bytes();
+                        let mut r = r0;
+                        while r < r1 {
+                            let m = (r1 - r).min(vals.len());
+                            let rows = &w.bytes()[r * rb..(r + m) * rb];
+                            k.dot_rows_f(w.dtype, rows, x, &mut vals[..m]);
+                            for (i, &v) in vals[..m].iter().enumerate() {
+                                put(r + i, v);
+                            }
+                            r += m;
+                        }
+                    } else {
+                        w.rows_range(r0..r1, n, put, |_, row, t0, c| {
+                            k.dot_upto4_f(w.dtype, row, &x[t0 * cols..(t0 + c) * cols], c)
+                        });
+                    }
+                }
                 None => {
                     let cols = w.cols;
                     w.rows_range(r0..r1, n, put, |r, row, t0, c| {
@@ -593,6 +617,51 @@ unsafe impl Sync for OutPtr {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// F32/F16/BF16 products through the C kernels (one input: the decode path of
+    /// `matmul_multi`; several: four-row kernel plus 1..3-input tails) agree with the
+    /// dequantized matrix within float summation order: 1e-5 · Σ|w·x| per output.
+    #[test]
+    fn float_weight_products() {
+        let (rows, cols) = (37, 70);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+            .collect();
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let m = TensorView::from_f32(rows, cols, &w, dtype).unwrap();
+            let dense = m.to_f32();
+            for n in [1usize, 2, 4, 7, 9] {
+                let x: Vec<f32> = (0..n * cols)
+                    .map(|i| ((i * 53 % 29) as f32 - 14.0) / 9.0)
+                    .collect();
+                let mut y = vec![0.0; n * rows];
+                m.matmul(&x, n, &mut y);
+                let mut y2 = vec![0.0; n * rows];
+                matmul_multi(&mut [MatJob {
+                    w: &m,
+                    x: &x,
+                    n,
+                    out: &mut y2,
+                }]);
+                for t in 0..n {
+                    for r in 0..rows {
+                        let (mut want, mut mag) = (0.0f64, 0.0f32);
+                        for c in 0..cols {
+                            let p = dense[r * cols + c] * x[t * cols + c];
+                            want += p as f64;
+                            mag += p.abs();
+                        }
+                        for got in [y[t * rows + r], y2[t * rows + r]] {
+                            assert!(
+                                (got as f64 - want).abs() <= 1e-5 * mag as f64,
+                                "{dtype:?} n={n} t={t} r={r}: {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     /// A 200×150 FP8 tensor with 128×128 block scales (partial blocks on both edges): every
     /// product and every sub-view agrees with the dequantized f32 matrix.
