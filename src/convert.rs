@@ -2,6 +2,7 @@
 //! layout (docs/FORMAT.md): experts stacked per layer, `kv_b_proj` split into `attn_k_b`
 //! (W_UK transposed per head) and `attn_v_b`, 1-D tensors and the router kept in F32.
 //! Tensors are converted row by row while streaming, so memory stays small for big models.
+//! A GGUF input is requantized instead (`crate::requant`).
 
 use std::path::Path;
 
@@ -16,7 +17,7 @@ use crate::quant_policy::{self, Base, Class, Policy};
 use crate::tensor::{quant, DType, TensorView};
 
 /// llama.cpp's `llama_ftype` for a whole-file type.
-fn file_type(t: DType) -> u32 {
+pub(crate) fn file_type(t: DType) -> u32 {
     match t {
         DType::F32 => 0,
         DType::F16 => 1,
@@ -435,13 +436,17 @@ pub fn convert_hf_to_gguf(
     convert_with(input, output, &ConvertOptions::uniform(want), progress).map(|_| ())
 }
 
-/// Converts the HF directory `input` into `output` as `opts` says; returns what was chosen.
+/// Converts `input` into `output` as `opts` says; returns what was chosen. `input` is a Hugging
+/// Face directory, or a GGUF file to requantize ([`crate::requant`]).
 pub fn convert_with(
     input: &Path,
     output: &Path,
     opts: &ConvertOptions,
     progress: &mut dyn FnMut(&str),
 ) -> Result<Summary> {
+    if input.is_file() {
+        return crate::requant::requantize_gguf(input, output, opts, progress);
+    }
     let model = Model::load(input)?;
     if model.format != crate::model::SourceFormat::HfSafetensors {
         return Err(Error::InvalidArg(format!(

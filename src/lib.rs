@@ -23,6 +23,7 @@ pub mod moe;
 pub mod npy;
 pub mod ops;
 pub mod quant_policy;
+pub mod requant;
 pub mod sampler;
 pub mod session;
 pub mod tensor;

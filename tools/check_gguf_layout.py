@@ -13,7 +13,9 @@ writes have llama.cpp's `deepseek2` layout, and that files in that layout load i
    test bounds 0.27/0.15; measured 0.256-0.263 and 0.143-0.146).
 2. A file written by ../shared/tools/make_synth_gguf.py (a stand-in for llama.cpp's converter
    with DeepSeek-V2-Lite's exact shapes, 2 layers) loads in moela and generates tokens, and
-   its logits are bit-identical on 1 and 2 threads.
+   its logits are bit-identical on 1 and 2 threads; requantized to q4_k_m by `moela convert`
+   it keeps its metadata, names, order and shapes, and gguf-py's dequantization of the new
+   tensors is within the types' error of the input (see check_requantized).
 
 Prints 'N passed, M failed' and exits non-zero on any failure.
 Usage: tools/check_gguf_layout.py --moela target/release/moela
@@ -263,6 +265,53 @@ def check_synthetic_v2_lite(moela, tmp):
         outs.append(np.load(npy) if r.returncode == 0 else None)
     if outs[0] is not None and outs[1] is not None:
         check(np.array_equal(outs[0], outs[1]), "synthetic V2-Lite: -t 1 and -t 2 logits differ")
+    check_requantized(moela, out, tmp)
+    os.remove(out)
+
+
+def check_requantized(moela, src, tmp):
+    """`moela convert IN.gguf OUT.gguf --type q4_k_m --expert-quant q8_0` on the synthetic V2-Lite file (a stand-in for
+    llama.cpp's converter output): gguf-py reads the result with the input's metadata (file type
+    aside), tensor names, order and shapes, 32-byte aligned data; tensors whose type did not
+    change hold the input's bytes; K-quant tensors dequantized by gguf-py are within the type's
+    error of the input's values; moela runs it."""
+    from gguf import quants
+    out = os.path.join(tmp, "synth-v2lite-2l-q4_k_m.gguf")
+    # Routed experts stay Q8_0 (copied): the K-quant quantizer is slow for a test (~0.2 µs per
+    # weight per thread), and token_embd (Q4_K) and output (Q6_K) already have 210 M each.
+    r = subprocess.run([moela, "convert", src, out, "--type", "q4_k_m", "--expert-quant", "q8_0"],
+                       capture_output=True, text=True)
+    check(r.returncode == 0, f"requantize synthetic V2-Lite: {r.stderr[-500:]}")
+    if r.returncode != 0:
+        return
+    a, b = GGUFReader(src), GGUFReader(out)
+    tag = "requantized synthetic V2-Lite"
+    ka = [k for k in a.fields if not k.startswith("GGUF.")]
+    kb = [k for k in b.fields if not k.startswith("GGUF.")]
+    check(ka == kb, f"{tag}: metadata keys differ")
+    for k in ka:
+        if k in b.fields and k != "general.file_type" and a.fields[k].types[0] != GGUFValueType.ARRAY:
+            check(field_value(a.fields[k]) == field_value(b.fields[k]), f"{tag}: {k} differs")
+    check(field_value(b.fields["general.file_type"]) == 15, f"{tag}: file type is not MOSTLY_Q4_K_M")
+    check([t.name for t in a.tensors] == [t.name for t in b.tensors], f"{tag}: tensor names/order differ")
+    bounds = {12: 0.08, 14: 0.021, 2: 0.1}  # Q4_K, Q6_K, Q4_0 (fallback of 1408-wide rows)
+    seen = set()
+    for ta, tb in zip(a.tensors, b.tensors):
+        check(list(ta.shape) == list(tb.shape), f"{tag}: {ta.name} shape")
+        check(tb.data_offset % 32 == 0, f"{tag}: {tb.name} data not 32-byte aligned")
+        seen.add(int(tb.tensor_type))
+        if tb.tensor_type == ta.tensor_type:
+            check(np.array_equal(np.asarray(ta.data), np.asarray(tb.data)), f"{tag}: {ta.name} not copied")
+            continue
+        x = quants.dequantize(np.asarray(ta.data), ta.tensor_type).reshape(-1).astype(np.float64)
+        y = quants.dequantize(np.asarray(tb.data), tb.tensor_type).reshape(-1)
+        err = float(np.sqrt(np.sum((y - x) ** 2) / max(np.sum(x ** 2), 1e-30)))
+        bound = bounds.get(int(tb.tensor_type), 0.0)
+        check(err <= bound, f"{tag}: {tb.name} ({tb.tensor_type}) relative RMS error {err:.4f} > {bound}")
+    check({12, 14} <= seen, f"{tag}: types {sorted(seen)} lack Q4_K/Q6_K")
+    run = subprocess.run([moela, "run", "-m", out, "--tokens", "100000,1000,2000", "-n", "2", "--temp", "0", "--ids"],
+                         capture_output=True, text=True)
+    check(run.returncode == 0 and len(run.stdout.split()) == 2, f"{tag}: run failed: {run.stderr}")
     os.remove(out)
 
 

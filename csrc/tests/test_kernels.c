@@ -565,6 +565,54 @@ static void test_gemm_i8mm(int *passed, int *failed) {
 #endif
 
 #if defined(__x86_64__)
+
+#if defined(__x86_64__)
+/* The AVX-512 four-row K-quant kernels against four one-row generic ones: random super-blocks
+ * (every scale/min/code pattern), 1 to 6 super-blocks, four different activation rows. */
+static void test_k_dot4(int *passed, int *failed) {
+    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+          __builtin_cpu_supports("avx512vnni"))) {
+        printf("kernel avx512 dot4 k-quants: not on this CPU\n");
+        return;
+    }
+    typedef void (*dot4_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *,
+                            float *);
+    const dot4_fn f4[3] = {mk_vec_dot4_q4_k_q8a_avx512, mk_vec_dot4_q5_k_q8a_avx512,
+                           mk_vec_dot4_q6_k_q8a_avx512};
+    const dot_fn ref[3] = {mk_vec_dot_q4_k_q8a_generic, mk_vec_dot_q5_k_q8a_generic,
+                           mk_vec_dot_q6_k_q8a_generic};
+    for (size_t sbs = 1; sbs <= 6; sbs++) {
+        size_t n = 256 * sbs, blocks = n / 32;
+        float *x = malloc(4 * n * sizeof *x), *d = malloc(4 * blocks * sizeof *d);
+        float *wm = malloc(n * sizeof *wm);
+        int8_t *qs = malloc(4 * n);
+        int32_t *s = malloc(4 * blocks * sizeof *s);
+        uint8_t *row = malloc(210 * sbs);
+        for (size_t r = 0; r < 4; r++) {
+            for (size_t i = 0; i < n; i++) x[r * n + i] = frand() * (float)(r + 1);
+            mk_quantize_row_q8a_generic(n, x + r * n, qs + r * n, d + r * blocks, s + r * blocks);
+        }
+        for (int t = 0; t < 3; t++) {
+            make_k_row(t, sbs, 1.0f, row, wm);
+            float out[4];
+            f4[t](n, row, qs, d, s, out);
+            for (size_t r = 0; r < 4; r++) {
+                float mag = 0;
+                for (size_t i = 0; i < n; i++)
+                    mag += wm[i] * fabsf(d[r * blocks + i / 32] * qs[r * n + i]);
+                float want = ref[t](n, row, qs + r * n, d + r * blocks, s + r * blocks);
+                int ok = fabsf(out[r] - want) <= 1e-5f * mag + 1e-30f;
+                *passed += ok;
+                *failed += !ok;
+                if (!ok) printf("FAIL avx512 dot4 k-quant %d n=%zu row %zu: %g vs %g\n", t, n, r, out[r], want);
+            }
+        }
+        free(x), free(d), free(wm), free(qs), free(s), free(row);
+    }
+    printf("kernel avx512 dot4 k-quants: tested\n");
+}
+#endif
+
 /* AVX-512 q8a quantization must equal the generic one bit for bit (the kernels' integer
  * results depend on it): random rows, halves that round, NaN, infinities, zeros, tiny values. */
 static void test_quantize(int *passed, int *failed) {
@@ -689,6 +737,7 @@ int main(void) {
 #if defined(__x86_64__)
     test_q8g(&passed, &failed);
     test_gemm_q8g(&passed, &failed);
+    test_k_dot4(&passed, &failed);
     test_quantize(&passed, &failed);
     struct mla_kernel mk[] = {
         {"avx2", mk_mla_scores_f32_avx2, mk_mla_scores_f16_avx2, mk_mla_accum_f32_avx2,

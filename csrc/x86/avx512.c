@@ -183,55 +183,101 @@ void mk_vec_dot4_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
     }
 }
 
-/* ---- K-quants: two 32-element sub-blocks per 512-bit register (vpdpbusd) ---- */
+/* ---- K-quants: two 32-element sub-blocks per 512-bit register (vpdpbusd) ----
+ * The per-sub-block float factors (d·sc_j·dx_j) of a super-block are built once as one vector
+ * and spread to the lanes of each vpdpbusd result with one permute, so the float work per
+ * 64 weights is permute + convert + fma; the weights are prefetched KQ_PF bytes ahead (as the
+ * Q4_0/Q8_0 kernels do: the hardware prefetchers alone keep too few lines in flight). */
 
-static inline void k_unpack(const uint8_t *s, uint8_t sc[8], uint8_t m[8]) {
-    for (int j = 0; j < 4; j++) {
-        sc[j] = s[j] & 63;
-        m[j] = s[j + 4] & 63;
-        sc[j + 4] = (s[j + 8] & 0x0f) | ((s[j] >> 6) << 4);
-        m[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
+#define KQ_PF 2048
+
+/* The 6-bit scales and mins of a Q4_K/Q5_K super-block (12 bytes at p) as two 8-byte
+ * vectors: *sc = scales 0..7, *m = mins 0..7 (docs: sc_j = p[j] & 63, m_j = p[j+4] & 63 for
+ * j < 4; for j ≥ 4 the low 4 bits come from p[j+4] and the high 2 bits from the top bits of
+ * p[j-4] / p[j]). Done on 32-bit words, four bytes at a time. */
+static inline void k_scales_mins(const uint8_t *p, __m128i *sc, __m128i *m) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, p, 4);
+    memcpy(&u1, p + 4, 4);
+    memcpy(&u2, p + 8, 4);
+    const uint32_t lo6 = 0x3f3f3f3fu, lo4 = 0x0f0f0f0fu, lo2 = 0x03030303u;
+    uint32_t sc_hi = (u2 & lo4) | (((u0 >> 6) & lo2) << 4);
+    uint32_t m_hi = ((u2 >> 4) & lo4) | (((u1 >> 6) & lo2) << 4);
+    *sc = _mm_setr_epi32((int)(u0 & lo6), (int)sc_hi, 0, 0);
+    *m = _mm_setr_epi32((int)(u1 & lo6), (int)m_hi, 0, 0);
+}
+
+/* Lane l of permute index i picks factor 2i + l/8 (the sub-blocks of the i-th vpdpbusd). */
+static const int32_t KQ_PAIR_INDEX[4][16] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1},
+    {2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3},
+    {4, 4, 4, 4, 4, 4, 4, 4, 5, 5, 5, 5, 5, 5, 5, 5},
+    {6, 6, 6, 6, 6, 6, 6, 6, 7, 7, 7, 7, 7, 7, 7, 7}};
+
+/* Byte masks of Q5_K's fifth bits: for the codes of sub-blocks 2i (first 32 bytes) and 2i+1
+ * (last 32), bit 2i resp. 2i+1 of qh. */
+static inline __m512i q5_bit_mask(int i) {
+    return _mm512_inserti64x4(_mm512_set1_epi8((char)(1 << (2 * i))),
+                              _mm256_set1_epi8((char)(1 << (2 * i + 1))), 1);
+}
+
+/* The codes of a Q4_K/Q5_K super-block at b as four registers: nib[i] = sub-block 2i (low
+ * nibbles of 32 bytes) then 2i+1 (their high nibbles), each matching 64 activations. */
+static inline void q45_codes(const uint8_t *b, int five, __m512i nib[4]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    const uint8_t *q = b + (five ? 48 : 16);
+    for (int i = 0; i < 4; i += 2) {
+        /* 64 bytes = the nibbles of sub-block pairs i and i+1 */
+        __m512i raw = _mm512_loadu_si512((const void *)(q + 32 * i));
+        __m512i lo = _mm512_and_si512(raw, m4);
+        __m512i hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), m4);
+        nib[i] = _mm512_shuffle_i64x2(lo, hi, 0x44);     /* lo[0:256], hi[0:256] */
+        nib[i + 1] = _mm512_shuffle_i64x2(lo, hi, 0xee); /* lo[256:512], hi[256:512] */
+    }
+    if (five) {
+        const __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b + 16)));
+        const __m512i bit5 = _mm512_set1_epi8(0x10);
+        for (int i = 0; i < 4; i++)
+            /* bit 4 of a nibble is clear: adding 16 sets it */
+            nib[i] = _mm512_mask_add_epi8(nib[i], _mm512_test_epi8_mask(qh, q5_bit_mask(i)), nib[i],
+                                          bit5);
     }
 }
 
-/* Q4_K (qh unused) or Q5_K. 32 bytes of nibbles hold sub-blocks 2i (low) and 2i+1 (high),
- * which are activation blocks 2i and 2i+1: one register, one vpdpbusd. The mins are one
- * 8-lane multiply-add per super-block: dx_j · dmin · (m_j · s_j). */
+/* Q4_K (qh unused) or Q5_K: per super-block, factors f_j = d·sc_j·dx_j (8 lanes) and the mins
+ * as one 8-lane multiply-add dmin·m_j·dx_j·s_j. */
 static inline float dot_q45_k_avx512(size_t n, const uint8_t *b, const int8_t *qs,
                                      const float *dx, const int32_t *s, int five) {
     const size_t bb = five ? 176 : 144;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    __m512i pair_ix[4];
+    for (int i = 0; i < 4; i++) pair_ix[i] = _mm512_loadu_si512((const void *)KQ_PAIR_INDEX[i]);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     __m256 accm = _mm256_setzero_ps();
     for (size_t sb = 0; sb < n / 256; sb++, b += bb, qs += 256, dx += 8, s += 8) {
-        uint8_t sc[8], m[8];
-        k_unpack(b + 4, sc, m);
-        float d = f16_at(b);
-        __m256i mv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m));
-        __m256i ms = _mm256_mullo_epi32(mv, _mm256_loadu_si256((const __m256i *)s));
-        accm = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms),
-                               _mm256_mul_ps(_mm256_loadu_ps(dx), _mm256_set1_ps(f16_at(b + 2))), accm);
-        const uint8_t *q = b + (five ? 48 : 16);
-        __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+        _mm_prefetch((const char *)b + KQ_PF, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + KQ_PF + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + KQ_PF + 128, _MM_HINT_T0);
+        __m128i sc8, m8;
+        k_scales_mins(b + 4, &sc8, &m8);
+        const __m256 dx8 = _mm256_loadu_ps(dx);
+        const __m256 f8 = _mm256_mul_ps(
+            _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc8)), dx8),
+            _mm256_set1_ps(f16_at(b)));
+        /* m_j·s_j is exact in float (≤ 63 · 32·127) */
+        const __m256 ms = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m8)),
+                                        _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)s)));
+        accm = _mm256_fmadd_ps(ms, _mm256_mul_ps(dx8, _mm256_set1_ps(f16_at(b + 2))), accm);
+        const __m512 f = _mm512_castps256_ps512(f8);
+        __m512i nib[4];
+        q45_codes(b, five, nib);
         for (int i = 0; i < 4; i++) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * i));
-            __m256i lo = _mm256_and_si256(raw, m4);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            if (five) {
-                lo = _mm256_or_si256(
-                    lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * i)), one), 4));
-                hi = _mm256_or_si256(
-                    hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * i + 1)), one), 4));
-            }
-            __m512i nib = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib,
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib[i],
                                             _mm512_loadu_si512((const void *)(qs + 64 * i)));
-            /* The 6-bit scale joins the float factor (an int32 multiply costs more). */
-            __m512 f = two_scales(d * (float)sc[2 * i] * dx[2 * i], d * (float)sc[2 * i + 1] * dx[2 * i + 1]);
+            __m512 fi = _mm512_permutexvar_ps(pair_ix[i], f);
             if (i % 2 == 0)
-                acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc0);
+                acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fi, acc0);
             else
-                acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc1);
+                acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fi, acc1);
         }
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) - hsum256(accm);
@@ -247,104 +293,113 @@ float mk_vec_dot_q5_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
     return dot_q45_k_avx512(n, (const uint8_t *)w, qs, d, s, 1);
 }
 
-/* The 6-bit codes (0..63) of half h (128 values) of a Q6_K super-block at b: out[0] holds
- * values 0-31 and 32-63 of the half, out[1] values 64-95 and 96-127 (low 4 bits from ql,
- * high 2 bits from qh). */
-static inline void q6k_codes(const uint8_t *b, int h, __m256i m4, __m256i m2, __m512i out[2]) {
-    __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
-    __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
-    __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
-    __m256i c0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-    __m256i c1 = _mm256_or_si256(_mm256_and_si256(l1, m4),
-                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-    __m256i c2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
-                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-    __m256i c3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
-                 _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
-    out[0] = _mm512_inserti64x4(_mm512_castsi256_si512(c0), c1, 1);
-    out[1] = _mm512_inserti64x4(_mm512_castsi256_si512(c2), c3, 1);
+/* The 6-bit codes (0..63) of a Q6_K super-block at b: codes[2h] holds values 0-31 and 32-63
+ * of half h (128 values), codes[2h+1] values 64-95 and 96-127. Low 4 bits from ql (64 bytes
+ * per half: the low nibbles are values 0-63, the high ones 64-127), high 2 bits from the 32
+ * qh bytes of the half (bits 2k..2k+1 for values 32k..32k+31), moved to bits 4-5 by one
+ * 16-bit shift per register half (bytes never mix: the mask keeps bits 4-5 of each byte). */
+static inline void q6k_codes(const uint8_t *b, __m512i codes[4]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30);
+    /* 16-bit lane shift counts: low 256 bits / high 256 bits */
+    const __m512i sh_lo = _mm512_inserti64x4(_mm512_set1_epi16(4), _mm256_set1_epi16(2), 1);
+    const __m512i sh_hi = _mm512_inserti64x4(_mm512_setzero_si512(), _mm256_set1_epi16(2), 1);
+    for (int h = 0; h < 2; h++) {
+        __m512i l = _mm512_loadu_si512((const void *)(b + 64 * h));
+        __m512i qh = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h)));
+        codes[2 * h] = _mm512_or_si512(_mm512_and_si512(l, m4),
+                                       _mm512_and_si512(_mm512_sllv_epi16(qh, sh_lo), m30));
+        codes[2 * h + 1] = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(l, 4), m4),
+                                           _mm512_and_si512(_mm512_srlv_epi16(qh, sh_hi), m30));
+    }
+}
+
+/* Lane l of Q6_K index k (register k of a super-block, 64 values = 4 sub-blocks of 16):
+ * scale 4k + l/4, and activation block 2k + l/8. */
+static const int32_t Q6_SCALE_INDEX[4][16] = {
+    {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3},
+    {4, 4, 4, 4, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7},
+    {8, 8, 8, 8, 9, 9, 9, 9, 10, 10, 10, 10, 11, 11, 11, 11},
+    {12, 12, 12, 12, 13, 13, 13, 13, 14, 14, 14, 14, 15, 15, 15, 15}};
+
+/* The float factors d·sc·dx of the four code registers of a Q6_K super-block at b whose
+ * activation block scales are dx[0..8]. */
+static inline void q6k_factors(const uint8_t *b, const float *dx, __m512 fac[4]) {
+    const __m512 sc = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(b + 192)))),
+        _mm512_set1_ps(f16_at(b + 208)));
+    const __m512 d8 = _mm512_castps256_ps512(_mm256_loadu_ps(dx));
+    for (int k = 0; k < 4; k++) {
+        __m512i si = _mm512_loadu_si512((const void *)Q6_SCALE_INDEX[k]);
+        __m512i di = _mm512_loadu_si512((const void *)KQ_PAIR_INDEX[k]);
+        fac[k] = _mm512_mul_ps(_mm512_permutexvar_ps(si, sc), _mm512_permutexvar_ps(di, d8));
+    }
 }
 
 /* Q6_K: unsigned codes × qx with vpdpbusd, minus 32 · Σqx (a second vpdpbusd with a constant
- * 32), gives Σ (q-32)·qx per 4 elements; each 16-element sub-block is 4 lanes, multiplied by
- * its int8 scale in int32 (exact), then × d·dx per 32. */
+ * 32), gives Σ (q-32)·qx per 4 elements (exact); each lane then gets its float factor
+ * d·sc·dx (a 16-element sub-block is 4 lanes). */
 float mk_vec_dot_q6_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *dx,
                                  const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
     const __m512i c32 = _mm512_set1_epi8(32);
-    /* Byte k of the index picks scale k/4: 4 lanes per 16-element sub-block. */
-    const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
-    for (size_t sb = 0; sb < n / 256; sb++, b += 210) {
-        float d = f16_at(b + 208);
-        for (int h = 0; h < 2; h++, qs += 128, dx += 4) {
-            __m512i codes[2];
-            q6k_codes(b, h, m4, m2, codes);
-            for (int k = 0; k < 2; k++) {
-                __m512i x = _mm512_loadu_si512((const void *)(qs + 64 * k));
-                __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[k], x);
-                p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(), c32, x));
-                uint32_t sc4;
-                memcpy(&sc4, b + 192 + 8 * h + 4 * k, 4);
-                __m512i scv = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128((int)sc4), spread));
-                p = _mm512_mullo_epi32(p, scv);
-                __m512 f = two_scales(d * dx[2 * k], d * dx[2 * k + 1]);
-                if (k == 0)
-                    acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc0);
-                else
-                    acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc1);
-            }
+    for (size_t sb = 0; sb < n / 256; sb++, b += 210, qs += 256, dx += 8) {
+        _mm_prefetch((const char *)b + KQ_PF, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + KQ_PF + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + KQ_PF + 128, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + KQ_PF + 192, _MM_HINT_T0);
+        __m512i codes[4];
+        __m512 fac[4];
+        q6k_codes(b, codes);
+        q6k_factors(b, dx, fac);
+        for (int k = 0; k < 4; k++) {
+            __m512i x = _mm512_loadu_si512((const void *)(qs + 64 * k));
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[k], x);
+            p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(), c32, x));
+            if (k % 2 == 0)
+                acc0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fac[k], acc0);
+            else
+                acc1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fac[k], acc1);
         }
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
 }
 
-/* Four activation rows at once for the K-quants (prefill): the scales, mins and unpacked
- * codes of each super-block are built once and used for the four rows. Same arithmetic per
- * row as the one-row kernels above. */
+/* Four activation rows at once for the K-quants (prefill): the codes of each super-block are
+ * unpacked once and used for the four rows; per row the same arithmetic as the one-row
+ * kernels above. */
 static inline void dot4_q45_k_avx512(size_t n, const uint8_t *b, const int8_t *qs,
                                      const float *dx, const int32_t *s, float *out, int five) {
     const size_t bb = five ? 176 : 144, nb = n / 32;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+    __m512i pair_ix[4];
+    for (int i = 0; i < 4; i++) pair_ix[i] = _mm512_loadu_si512((const void *)KQ_PAIR_INDEX[i]);
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                      _mm512_setzero_ps()};
     __m256 accm[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
                       _mm256_setzero_ps()};
     for (size_t sb = 0; sb < n / 256; sb++, b += bb) {
-        uint8_t sc[8], m[8];
-        k_unpack(b + 4, sc, m);
-        const float d = f16_at(b);
-        const __m256 dmin = _mm256_set1_ps(f16_at(b + 2));
-        const __m256i mv = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m));
-        const uint8_t *q = b + (five ? 48 : 16);
-        __m256i qh = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+        __m128i sc8, m8;
+        k_scales_mins(b + 4, &sc8, &m8);
+        const __m256 scf = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(sc8)),
+                                         _mm256_set1_ps(f16_at(b)));
+        const __m256 mf = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(m8)),
+                                        _mm256_set1_ps(f16_at(b + 2)));
         __m512i nib[4];
-        for (int i = 0; i < 4; i++) {
-            __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * i));
-            __m256i lo = _mm256_and_si256(raw, m4);
-            __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-            if (five) {
-                lo = _mm256_or_si256(
-                    lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * i)), one), 4));
-                hi = _mm256_or_si256(
-                    hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * i + 1)), one), 4));
-            }
-            nib[i] = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-        }
+        q45_codes(b, five, nib);
         for (int r = 0; r < 4; r++) {
             const size_t o = r * nb + 8 * sb;
             const int8_t *x = qs + r * n + 256 * sb;
-            __m256i ms = _mm256_mullo_epi32(mv, _mm256_loadu_si256((const __m256i *)(s + o)));
-            accm[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ms), _mm256_mul_ps(_mm256_loadu_ps(dx + o), dmin),
-                                      accm[r]);
+            const __m256 dx8 = _mm256_loadu_ps(dx + o);
+            accm[r] = _mm256_fmadd_ps(
+                _mm256_mul_ps(mf, dx8),
+                _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(s + o))), accm[r]);
+            const __m512 f = _mm512_castps256_ps512(_mm256_mul_ps(scf, dx8));
             for (int i = 0; i < 4; i++) {
                 __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), nib[i],
                                                 _mm512_loadu_si512((const void *)(x + 64 * i)));
-                __m512 f = two_scales(d * (float)sc[2 * i] * dx[o + 2 * i],
-                                      d * (float)sc[2 * i + 1] * dx[o + 2 * i + 1]);
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), f, acc[r]);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
+                                         _mm512_permutexvar_ps(pair_ix[i], f), acc[r]);
             }
         }
     }
@@ -366,33 +421,22 @@ void mk_vec_dot4_q6_k_q8a_avx512(size_t n, const void *w, const int8_t *qs, cons
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
     const size_t nb = n / 32;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(3);
     const __m512i c32 = _mm512_set1_epi8(32);
-    const __m128i spread = _mm_setr_epi8(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
     __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
                      _mm512_setzero_ps()};
     for (size_t sb = 0; sb < n / 256; sb++, b += 210) {
-        const float d = f16_at(b + 208);
-        /* codes[2h + k]: activation blocks 4h + 2k and 4h + 2k + 1, with their scales. */
-        __m512i codes[4], scv[4];
-        for (int h = 0; h < 2; h++) {
-            q6k_codes(b, h, m4, m2, codes + 2 * h);
-            for (int k = 0; k < 2; k++) {
-                uint32_t sc4;
-                memcpy(&sc4, b + 192 + 8 * h + 4 * k, 4);
-                scv[2 * h + k] = _mm512_cvtepi8_epi32(_mm_shuffle_epi8(_mm_cvtsi32_si128((int)sc4), spread));
-            }
-        }
+        __m512i codes[4];
+        q6k_codes(b, codes);
         for (int r = 0; r < 4; r++) {
             const size_t o = r * nb + 8 * sb;
             const int8_t *x = qs + r * n + 256 * sb;
+            __m512 fac[4];
+            q6k_factors(b, dx + o, fac);
             for (int k = 0; k < 4; k++) {
                 __m512i xv = _mm512_loadu_si512((const void *)(x + 64 * k));
                 __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes[k], xv);
                 p = _mm512_sub_epi32(p, _mm512_dpbusd_epi32(_mm512_setzero_si512(), c32, xv));
-                p = _mm512_mullo_epi32(p, scv[k]);
-                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p),
-                                         two_scales(d * dx[o + 2 * k], d * dx[o + 2 * k + 1]), acc[r]);
+                acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), fac[k], acc[r]);
             }
         }
     }

@@ -202,9 +202,10 @@ enum Cmd {
         #[command(flatten)]
         win: WindowArgs,
     },
-    /// Convert a Hugging Face directory to GGUF (llama.cpp's deepseek2 layout).
+    /// Convert a Hugging Face directory to GGUF (llama.cpp's deepseek2 layout), or requantize a
+    /// GGUF file.
     Convert {
-        /// The Hugging Face model directory.
+        /// The Hugging Face model directory, or a GGUF file to requantize.
         input: PathBuf,
         /// The .gguf file to write.
         output: PathBuf,

@@ -170,42 +170,89 @@ pub fn dequantize_block(dtype: super::DType, b: &[u8], y: &mut [f32; QK_K]) {
 // Quantize
 // ---------------------------------------------------------------------------------------------
 
+/// `v.round().clamp(lo, hi)` (half away from zero) for integer bounds of magnitude < 2^23:
+/// equal for every `v` but NaN (which gives `lo`), up to the sign of zero. Rounding a clamped
+/// value gives the same (both are monotone and keep the integer bounds), and keeps the
+/// integer conversion in range; no libm call (what `f32::round` is on baseline x86-64), so
+/// the quantizers' loops vectorize.
+#[inline(always)]
+fn round_clamp(v: f32, lo: f32, hi: f32) -> f32 {
+    let c = v.max(lo).min(hi);
+    let t = (c as i32) as f32; // truncated
+    let r = c - t; // exact: t is c without its fraction bits
+    t + ((r >= 0.5) as i32 - (r <= -0.5) as i32) as f32
+}
+
+/// Lanes of the quantizers' partial sums (independent chains the compiler can vectorize).
+const QL: usize = 8;
+
+#[inline(always)]
+fn lanes_sum(a: [f32; QL]) -> f32 {
+    ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]))
+}
+
+/// One pass over the codes of `(s, m)` (`s > 0`) of a sub-block: Σq, Σq², Σqx for the
+/// least-squares refit and the squared error of `(s, m)`. Σq and Σq² are sums of small
+/// integers: exact in any order. (A function, not a closure, so it inlines into the AVX2
+/// build.)
+#[inline(always)]
+fn affine_pass<const N: usize>(x: &[f32; N], nmax: f32, s: f32, m: f32) -> [f32; 4] {
+    let inv = 1.0 / s;
+    let (mut sq, mut sqq, mut sqx, mut err) = ([0f32; QL], [0f32; QL], [0f32; QL], [0f32; QL]);
+    for c in x.chunks_exact(QL) {
+        for l in 0..QL {
+            let q = round_clamp((c[l] + m) * inv, 0.0, nmax);
+            sq[l] += q;
+            sqq[l] += q * q;
+            sqx[l] += q * c[l];
+            let e = s * q - m - c[l];
+            err[l] += e * e;
+        }
+    }
+    [
+        lanes_sum(sq),
+        lanes_sum(sqq),
+        lanes_sum(sqx),
+        lanes_sum(err),
+    ]
+}
+
+/// Squared error of the symmetric scale `s` over a Q6_K sub-block.
+#[inline(always)]
+fn symmetric_err(x: &[f32; 16], s: f32) -> f32 {
+    let inv = 1.0 / s;
+    let mut acc = [0f32; QL];
+    for c in x.chunks_exact(QL) {
+        for l in 0..QL {
+            let e = s * round_clamp(c[l] * inv, -32.0, 31.0) - c[l];
+            acc[l] += e * e;
+        }
+    }
+    lanes_sum(acc)
+}
+
 /// Best `(scale, min)` with `x ≈ scale * q - min`, `q` in `0..=nmax`, `scale, min ≥ 0`, for
-/// one sub-block: for a few candidate scales around `(max - lo) / nmax`, round to codes, then
-/// refit scale and min by least squares for those codes; keep the smallest squared error.
-fn fit_affine(x: &[f32], nmax: f32) -> (f32, f32) {
+/// one sub-block (32 values for Q4_K/Q5_K, 16 for Q2_K): for a few candidate scales around `(max - lo) / nmax`, round to
+/// codes, then refit scale and min by least squares for those codes; keep the smallest
+/// squared error.
+#[inline(always)]
+fn fit_affine<const N: usize>(x: &[f32; N], nmax: f32) -> (f32, f32) {
     let lo = x.iter().fold(0.0f32, |a, &v| a.min(v)); // min ≤ 0, so `min` stays ≥ 0
     let hi = x.iter().fold(lo, |a, &v| a.max(v));
     if hi - lo <= 0.0 || !(hi - lo).is_finite() {
         return (0.0, -lo);
     }
-    let err = |s: f32, m: f32| -> f32 {
-        let inv = if s > 0.0 { 1.0 / s } else { 0.0 };
-        x.iter()
-            .map(|&v| {
-                let q = ((v + m) * inv).round().clamp(0.0, nmax);
-                let e = s * q - m - v;
-                e * e
-            })
-            .sum()
-    };
+    let n = x.len() as f32;
+    let sx: f32 = x.iter().sum();
     let mut best = ((hi - lo) / nmax, -lo);
-    let mut best_err = err(best.0, best.1);
+    let mut best_err = affine_pass(x, nmax, best.0, best.1)[3];
     for step in -6..=10 {
-        let (mut s, mut m) = ((hi - lo) / (nmax + step as f32 * 0.2), -lo);
+        let (s, m) = ((hi - lo) / (nmax + step as f32 * 0.2), -lo);
         // Alternate: codes for the current (s, m), then the least-squares (s, m) of
-        // x ≈ s q - m for those codes.
+        // x ≈ s q - m for those codes (three times).
+        let mut sums = affine_pass(x, nmax, s, m);
         for _ in 0..3 {
-            let inv = 1.0 / s;
-            let (mut sq, mut sqq, mut sx, mut sqx) = (0f32, 0f32, 0f32, 0f32);
-            for &v in x {
-                let q = ((v + m) * inv).round().clamp(0.0, nmax);
-                sq += q;
-                sqq += q * q;
-                sx += v;
-                sqx += q * v;
-            }
-            let n = x.len() as f32;
+            let [sq, sqq, sqx, _] = sums;
             let det = n * sqq - sq * sq;
             if det <= 0.0 {
                 break;
@@ -220,11 +267,10 @@ fn fit_affine(x: &[f32], nmax: f32) -> (f32, f32) {
             if !s1.is_finite() || !m1.is_finite() || s1 <= 0.0 {
                 break;
             }
-            (s, m) = (s1, m1);
-            let e = err(s, m);
-            if e < best_err {
-                best = (s, m);
-                best_err = e;
+            sums = affine_pass(x, nmax, s1, m1);
+            if sums[3] < best_err {
+                best = (s1, m1);
+                best_err = sums[3];
             }
         }
     }
@@ -234,16 +280,19 @@ fn fit_affine(x: &[f32], nmax: f32) -> (f32, f32) {
 /// Quantizes `v` (≥ 0) against the super-scale `d` to 6 bits.
 #[inline(always)]
 fn six_bits(v: f32, inv_d: f32) -> u8 {
-    (v * inv_d).round().clamp(0.0, 63.0) as u8
+    round_clamp(v * inv_d, 0.0, 63.0) as u8
 }
 
 /// Q4_K (`nmax = 15`, 144 bytes) or Q5_K (`nmax = 31`, 176 bytes) super-block.
+#[inline(always)]
 fn quantize_q45_k(x: &[f32; QK_K], five: bool, out: &mut [u8]) {
     let nmax = if five { 31.0 } else { 15.0 };
     let mut scales = [0f32; 8];
     let mut mins = [0f32; 8];
-    for j in 0..8 {
-        (scales[j], mins[j]) = fit_affine(&x[32 * j..32 * j + 32], nmax);
+    for (j, xs) in x.chunks_exact(32).enumerate() {
+        if let Ok(xs) = <&[f32; 32]>::try_from(xs) {
+            (scales[j], mins[j]) = fit_affine(xs, nmax);
+        }
     }
     let smax = scales.iter().fold(0f32, |a, &v| a.max(v));
     let mmax = mins.iter().fold(0f32, |a, &v| a.max(v));
@@ -274,7 +323,7 @@ fn quantize_q45_k(x: &[f32; QK_K], five: bool, out: &mut [u8]) {
         let inv = if ds > 0.0 { 1.0 / ds } else { 0.0 };
         let shift = 4 * (j % 2);
         for l in 0..32 {
-            let q = ((x[32 * j + l] + dm) * inv).round().clamp(0.0, nmax) as u8;
+            let q = round_clamp((x[32 * j + l] + dm) * inv, 0.0, nmax) as u8;
             let at = qs_at + 32 * (j / 2) + l;
             if shift == 0 {
                 out[at] = q & 0x0f;
@@ -291,7 +340,8 @@ fn quantize_q45_k(x: &[f32; QK_K], five: bool, out: &mut [u8]) {
 /// Best symmetric scale `s` with `x ≈ s * q`, `q` in `-32..=31`, for one 16-element sub-block:
 /// candidates around `max / -32` (the element of largest magnitude keeps its sign, so the
 /// asymmetric range's long side takes it), least-squares refit, smallest squared error.
-fn fit_symmetric(x: &[f32]) -> f32 {
+#[inline(always)]
+fn fit_symmetric(x: &[f32; 16]) -> f32 {
     let mut max = 0f32;
     for &v in x {
         if v.abs() > max.abs() {
@@ -301,29 +351,23 @@ fn fit_symmetric(x: &[f32]) -> f32 {
     if max == 0.0 || !max.is_finite() {
         return 0.0;
     }
-    let err = |s: f32| -> f32 {
-        let inv = 1.0 / s;
-        x.iter()
-            .map(|&v| {
-                let e = s * (v * inv).round().clamp(-32.0, 31.0) - v;
-                e * e
-            })
-            .sum()
-    };
     let mut best = max / -32.0;
-    let mut best_err = err(best);
+    let mut best_err = symmetric_err(x, best);
     for step in -6..=6 {
         let s0 = max / -(32.0 + step as f32 * 0.25);
-        let (mut sqq, mut sqx) = (0f32, 0f32);
-        for &v in x {
-            let q = (v / s0).round().clamp(-32.0, 31.0);
-            sqq += q * q;
-            sqx += q * v;
+        let (mut sqq, mut sqx) = ([0f32; QL], [0f32; QL]);
+        for c in x.chunks_exact(QL) {
+            for l in 0..QL {
+                let q = round_clamp(c[l] / s0, -32.0, 31.0);
+                sqq[l] += q * q;
+                sqx[l] += q * c[l];
+            }
         }
+        let (sqq, sqx) = (lanes_sum(sqq), lanes_sum(sqx));
         let s = if sqq > 0.0 { sqx / sqq } else { s0 };
         for cand in [s0, s] {
             if cand != 0.0 && cand.is_finite() {
-                let e = err(cand);
+                let e = symmetric_err(x, cand);
                 if e < best_err {
                     best = cand;
                     best_err = e;
@@ -335,10 +379,13 @@ fn fit_symmetric(x: &[f32]) -> f32 {
 }
 
 /// Q6_K super-block (210 bytes).
+#[inline(always)]
 fn quantize_q6_k(x: &[f32; QK_K], out: &mut [u8]) {
     let mut scales = [0f32; 16];
-    for j in 0..16 {
-        scales[j] = fit_symmetric(&x[16 * j..16 * j + 16]);
+    for (j, xs) in x.chunks_exact(16).enumerate() {
+        if let Ok(xs) = <&[f32; 16]>::try_from(xs) {
+            scales[j] = fit_symmetric(xs);
+        }
     }
     // The scale of largest magnitude maps to -128 (the long side of i8), as in the sub-blocks.
     let mut smax = 0f32;
@@ -353,13 +400,13 @@ fn quantize_q6_k(x: &[f32; QK_K], out: &mut [u8]) {
     let d = dh.to_f32();
     out.fill(0);
     for j in 0..16 {
-        let sc = (scales[j] * inv_d).round().clamp(-128.0, 127.0) as i8;
+        let sc = round_clamp(scales[j] * inv_d, -128.0, 127.0) as i8;
         out[192 + j] = sc as u8;
         let ds = d * sc as f32;
         let inv = if ds != 0.0 { 1.0 / ds } else { 0.0 };
         for k in 0..16 {
             let e = 16 * j + k;
-            let q = ((x[e] * inv).round().clamp(-32.0, 31.0) + 32.0) as u8;
+            let q = (round_clamp(x[e] * inv, -32.0, 31.0) + 32.0) as u8;
             let (h, g, l) = (e / 128, (e % 128) / 32, e % 32);
             let at = 64 * h + 32 * (g % 2) + l;
             out[at] |= if g < 2 { q & 0x0f } else { (q & 0x0f) << 4 };
@@ -370,8 +417,25 @@ fn quantize_q6_k(x: &[f32; QK_K], out: &mut [u8]) {
 }
 
 /// Encodes whole super-blocks of `x` as `dtype` (a K-quant) into `out` (lengths checked by
-/// the caller).
+/// the caller). With AVX2 the same code is compiled for 8-wide vectors (identical results: the
+/// same IEEE operations in the same order, no fused multiply-adds).
 pub fn quantize_row(dtype: super::DType, x: &[f32], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { quantize_row_avx2(dtype, x, out) };
+    }
+    quantize_row_any(dtype, x, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn quantize_row_avx2(dtype: super::DType, x: &[f32], out: &mut [u8]) {
+    quantize_row_any(dtype, x, out)
+}
+
+#[inline(always)]
+fn quantize_row_any(dtype: super::DType, x: &[f32], out: &mut [u8]) {
     use super::DType;
     let bb = dtype.block_bytes();
     for (o, xb) in out.chunks_exact_mut(bb).zip(x.chunks_exact(QK_K)) {
@@ -587,8 +651,9 @@ fn four_bits(v: f32, inv_d: f32) -> u8 {
 fn quantize_q2_k(x: &[f32; QK_K], out: &mut [u8]) {
     let mut scales = [0f32; 16];
     let mut mins = [0f32; 16];
-    for j in 0..16 {
-        (scales[j], mins[j]) = fit_affine(&x[16 * j..16 * j + 16], 3.0);
+    for (j, xs) in x.chunks_exact(16).enumerate() {
+        let xs: &[f32; 16] = xs.try_into().expect("chunks of 16");
+        (scales[j], mins[j]) = fit_affine(xs, 3.0);
     }
     let smax = scales.iter().fold(0f32, |a, &v| a.max(v));
     let mmax = mins.iter().fold(0f32, |a, &v| a.max(v));
@@ -710,6 +775,58 @@ mod tests {
         let e: f64 = x.iter().zip(y).map(|(a, b)| ((a - b) as f64).powi(2)).sum();
         let s: f64 = x.iter().map(|a| (*a as f64).powi(2)).sum();
         (e / s).sqrt()
+    }
+
+    /// `round_clamp` is `f32::round` then `clamp` (up to the sign of zero), halves and the
+    /// values next to them included.
+    #[test]
+    fn round_clamp_matches_round() {
+        let mut vals = vec![
+            0.5f32, -0.5, 1.5, -1.5, 2.5, 14.5, 15.5, 31.5, -32.5, 63.5, 1e30,
+        ];
+        vals.extend([
+            -1e30,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            8_388_607.5,
+            -8_388_608.0,
+        ]);
+        for v in [
+            0.5f32, 1.5, 2.5, 7.5, 14.5, 30.5, 31.5, 32.5, 62.5, 126.5, 127.5,
+        ] {
+            vals.extend([v.next_down(), v.next_up(), -v.next_down(), -v.next_up()]);
+        }
+        let mut g = Gauss(7);
+        vals.extend(g.vec(100_000, 40.0));
+        for &v in &vals {
+            for (lo, hi) in [(0.0f32, 15.0f32), (0.0, 31.0), (0.0, 63.0), (-32.0, 31.0)] {
+                let want = v.round().clamp(lo, hi);
+                let got = round_clamp(v, lo, hi);
+                assert!(got == want, "{v}: {got} vs {want} in [{lo}, {hi}]");
+            }
+        }
+        assert_eq!(round_clamp(f32::NAN, 0.0, 15.0), 0.0);
+    }
+
+    /// The AVX2 build of the quantizers writes the same bytes as the baseline one.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx2_quantizer_is_identical() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            return;
+        }
+        let mut g = Gauss(9);
+        let mut x = g.vec(32 * QK_K, 1.0);
+        x[5 * QK_K..6 * QK_K].iter_mut().for_each(|v| *v = v.abs()); // min = 0 branch
+        x[7 * QK_K..8 * QK_K].fill(0.25);
+        for t in K_TYPES {
+            let mut a = vec![0u8; t.bytes_for(x.len()).unwrap()];
+            let mut b = a.clone();
+            quantize_row_any(t, &x, &mut a);
+            // SAFETY: the CPU has AVX2 (checked above).
+            unsafe { quantize_row_avx2(t, &x, &mut b) };
+            assert!(a == b, "{}", t.name());
+        }
     }
 
     /// Relative RMS error of quantize -> dequantize on Gaussian data (64 super-blocks), at
