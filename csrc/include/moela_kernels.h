@@ -151,6 +151,9 @@ void mk_vec_dot4_q4_0_q8g_avx512vbmi(size_t n, const void *w, const struct mk_q8
  * shared. */
 void mk_gemm_q4_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
                                  size_t ntok, const struct mk_q8g *x, float *out, size_t ldo);
+/* The same for Q8_0 weights (blocks gathered into the tile layout, sign bit flipped). */
+void mk_gemm_q8_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                                 size_t ntok, const struct mk_q8g *x, float *out, size_t ldo);
 
 /* Float weights (F32, F16, BF16) × f32 activations, every ISA (the `_generic` one-row kernels
  * are declared at the top). One row: the dot product of n elements (any n; the row needs no

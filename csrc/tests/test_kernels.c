@@ -176,11 +176,14 @@ static void test_gemm_q8g(int *passed, int *failed) {
         int8_t *qs = malloc(maxt * n), *gqs = malloc(maxt * n), *tqs = malloc(maxt * n);
         int32_t *s = malloc(maxt * blocks * sizeof *s), *gs = malloc(maxt * n / 8 * sizeof *gs);
         int32_t *ts = malloc(maxt * blocks * sizeof *ts);
-        uint8_t *q8 = malloc(34 * blocks), *q4 = malloc(maxr * 18 * blocks);
+        uint8_t *q8 = malloc(maxr * 34 * blocks), *q4 = malloc(maxr * 18 * blocks);
         float *got = malloc(maxt * (maxr + 1) * sizeof *got), *want = malloc(maxt * (maxr + 1) * sizeof *want);
         for (int si = 0; si < 3; si++) {
             for (size_t i = 0; i < maxt * n; i++) x[i] = frand() * scales[si];
-            for (size_t r = 0; r < maxr; r++) make_rows(n, scales[si], q8, q4 + r * 18 * blocks);
+            for (size_t r = 0; r < maxr; r++)
+                make_rows(n, scales[si], q8 + r * 34 * blocks, q4 + r * 18 * blocks);
+            for (size_t r = 0; r < maxr; r++) /* -128 values in the Q8_0 rows */
+                if (blocks > 1) q8[r * 34 * blocks + 34 + 2 + r] = 0x80;
             for (size_t t = 0; t < maxt; t++) {
                 mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
                 mk_group_q8a_generic(n, qs + t * n, d + t * blocks, s + t * blocks, gqs + t * n,
@@ -189,12 +192,18 @@ static void test_gemm_q8g(int *passed, int *failed) {
                                     td + t * blocks, ts + t * blocks);
             }
             struct mk_q8g g = {qs, d, s, gqs, gd, gs, tqs, td, ts};
+            for (int q8w = 0; q8w < 2; q8w++)
             for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++) {
                 for (size_t ri = 0; ri < sizeof row_counts / sizeof *row_counts; ri++) {
                     const size_t ntok = tok_counts[ti], nrows = row_counts[ri], ldo = nrows + 1;
                     for (size_t i = 0; i < maxt * (maxr + 1); i++) got[i] = want[i] = -7.0f;
-                    mk_gemm_q4_0_q8g_avx512vbmi(n, nrows, q4, 18 * blocks, ntok, &g, got, ldo);
-                    mk_gemm_q4_0_q8a_generic(n, nrows, q4, 18 * blocks, ntok, qs, d, s, want, ldo);
+                    if (q8w) {
+                        mk_gemm_q8_0_q8g_avx512vbmi(n, nrows, q8, 34 * blocks, ntok, &g, got, ldo);
+                        mk_gemm_q8_0_q8a_generic(n, nrows, q8, 34 * blocks, ntok, qs, d, s, want, ldo);
+                    } else {
+                        mk_gemm_q4_0_q8g_avx512vbmi(n, nrows, q4, 18 * blocks, ntok, &g, got, ldo);
+                        mk_gemm_q4_0_q8a_generic(n, nrows, q4, 18 * blocks, ntok, qs, d, s, want, ldo);
+                    }
                     int bad = 0;
                     for (size_t t = 0; t < ntok; t++) {
                         for (size_t r = 0; r < ldo; r++) {
@@ -203,16 +212,17 @@ static void test_gemm_q8g(int *passed, int *failed) {
                                 bad += got[o] != -7.0f;
                                 continue;
                             }
-                            const uint8_t *w = q4 + r * 18 * blocks;
+                            const size_t bb = q8w ? 34 : 18;
+                            const uint8_t *w = (q8w ? q8 : q4) + r * bb * blocks;
                             float mag = 0;
                             for (size_t b = 0; b < blocks; b++) {
-                                float dw = mk_f16_to_f32((uint16_t)(w[18 * b] | w[18 * b + 1] << 8));
+                                float dw = mk_f16_to_f32((uint16_t)(w[bb * b] | w[bb * b + 1] << 8));
                                 for (int j = 0; j < 32; j++)
-                                    mag += fabsf(dw * 8.0f * d[t * blocks + b] * qs[t * n + 32 * b + j]) * 2.0f;
+                                    mag += fabsf(dw * (q8w ? 128.0f : 8.0f) * d[t * blocks + b] * qs[t * n + 32 * b + j]) * 2.0f;
                             }
                             if (!(fabsf(got[o] - want[o]) <= 1e-5f * mag + 1e-30f)) {
-                                if (!bad) printf("FAIL avx512vbmi gemm q4_0 n=%zu rows=%zu tok=%zu (%zu,%zu): %g vs %g\n",
-                                                 n, nrows, ntok, r, t, got[o], want[o]);
+                                if (!bad) printf("FAIL avx512vbmi gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu): %g vs %g\n",
+                                                 q8w ? "q8_0" : "q4_0", n, nrows, ntok, r, t, got[o], want[o]);
                                 bad++;
                             }
                         }

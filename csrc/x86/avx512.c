@@ -431,6 +431,79 @@ static inline __mmask16 tail_mask(size_t left) {
 MLA_SCORES_TILE(scores_tile_f32, float, load16_f32)
 MLA_SCORES_TILE(scores_tile_f16, uint16_t, load16_f16)
 
+/* Longest row whose query tile is copied to aligned memory (8 heads: 32 KiB of stack). */
+#define MLA_QCOPY_MAX 1024
+
+/* Sum of each of 16 vectors, as the 16 lanes of one (lane k = Σ v[k]): four levels that each
+ * halve the lanes per sum by adding two permuted pairs (45 operations instead of 16 separate
+ * reductions). HSUM_LO/HI[l] pick, for lanes per sum 16 >> l, the low/high half of each
+ * sum's lanes of two sources (indices >= 16: the second). */
+static const int32_t HSUM_LO[4][16] = {
+    {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23},
+    {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27},
+    {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29},
+    {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}};
+static const int32_t HSUM_HI[4][16] = {
+    {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31},
+    {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31},
+    {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31},
+    {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31}};
+
+static inline __m512 hsum16(__m512 v[16]) {
+    for (int l = 0, m = 16; l < 4; l++, m /= 2) {
+        const __m512i lo = _mm512_loadu_si512((const void *)HSUM_LO[l]);
+        const __m512i hi = _mm512_loadu_si512((const void *)HSUM_HI[l]);
+        for (int i = 0; i < m / 2; i++)
+            v[i] = _mm512_add_ps(_mm512_permutex2var_ps(v[2 * i], lo, v[2 * i + 1]),
+                                 _mm512_permutex2var_ps(v[2 * i], hi, v[2 * i + 1]));
+    }
+    return v[0];
+}
+
+/* Eight heads × two cached rows: each query load serves both rows, and the 16 sums are
+ * reduced together (lane 2h + r = head h, row j + r). */
+#define MLA_SCORES_PAIR(NAME, T, LOAD)                                                        \
+    static inline __attribute__((always_inline)) void NAME(                                   \
+        size_t row, const float *q, size_t nrows, const T *c, float scale, float *out,       \
+        size_t out_stride) {                                                                  \
+        const __m512 vscale = _mm512_set1_ps(scale);                                          \
+        for (size_t j = 0; j + 2 <= nrows; j += 2) {                                          \
+            const T *c0 = c + j * row, *c1 = c0 + row;                                        \
+            __m512 acc[16];                                                                   \
+            for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();                        \
+            size_t d = 0;                                                                     \
+            for (; d + 16 <= row; d += 16) {                                                  \
+                const __m512 a = LOAD(c0 + d, 0xffff), b = LOAD(c1 + d, 0xffff);              \
+                for (int h = 0; h < 8; h++) {                                                 \
+                    const __m512 qv = _mm512_loadu_ps(q + h * row + d);                       \
+                    acc[2 * h] = _mm512_fmadd_ps(qv, a, acc[2 * h]);                          \
+                    acc[2 * h + 1] = _mm512_fmadd_ps(qv, b, acc[2 * h + 1]);                  \
+                }                                                                             \
+            }                                                                                 \
+            if (d < row) {                                                                    \
+                const __mmask16 m = tail_mask(row - d);                                       \
+                const __m512 a = LOAD(c0 + d, m), b = LOAD(c1 + d, m);                        \
+                for (int h = 0; h < 8; h++) {                                                 \
+                    const __m512 qv = _mm512_maskz_loadu_ps(m, q + h * row + d);              \
+                    acc[2 * h] = _mm512_fmadd_ps(qv, a, acc[2 * h]);                          \
+                    acc[2 * h + 1] = _mm512_fmadd_ps(qv, b, acc[2 * h + 1]);                  \
+                }                                                                             \
+            }                                                                                 \
+            /* a copy for the reduction, so that acc itself is never address-taken and   \
+             * stays in registers through the loop above */                                   \
+            __m512 red[16];                                                                   \
+            for (int i = 0; i < 16; i++) red[i] = acc[i];                                     \
+            float sums[16];                                                                   \
+            _mm512_storeu_ps(sums, _mm512_mul_ps(hsum16(red), vscale));                       \
+            for (int h = 0; h < 8; h++) {                                                     \
+                out[h * out_stride + j] = sums[2 * h];                                        \
+                out[h * out_stride + j + 1] = sums[2 * h + 1];                                \
+            }                                                                                 \
+        }                                                                                     \
+    }
+MLA_SCORES_PAIR(scores_pair_f32, float, load16_f32)
+MLA_SCORES_PAIR(scores_pair_f16, uint16_t, load16_f16)
+
 /* Rows per block of the weighted sums: the dims of a block of cached rows are swept while
  * they sit in L1/L2, instead of streaming every row once per 16- or 32-dim stripe. */
 #define MLA_ROW_BLOCK 64
@@ -471,14 +544,42 @@ MLA_ACCUM_TILE(accum_tile_f16, uint16_t, load16_f16)
 void mk_mla_scores_f32_avx512(size_t nq, size_t row, const float *q, size_t nrows,
                               const float *c, float scale, float *out, size_t out_stride) {
     size_t h = 0;
-    for (; h + 8 <= nq; h += 8) scores_tile_f32(8, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+    /* The queries of a tile go through a 64-byte aligned copy: loads that split cache lines
+     * halved the kernel's speed (the caller's buffers are only 16-byte aligned). */
+    float qt[8 * MLA_QCOPY_MAX] __attribute__((aligned(64)));
+    for (; h + 8 <= nq; h += 8) {
+        const float *qh = q + h * row;
+        if (row <= MLA_QCOPY_MAX) {
+            memcpy(qt, qh, 8 * row * sizeof(float));
+            qh = qt;
+        }
+        /* pairs of rows, then a last odd row */
+        scores_pair_f32(row, qh, nrows, c, scale, out + h * out_stride, out_stride);
+        if (nrows % 2)
+            scores_tile_f32(8, row, qh, 1, c + (nrows - 1) * row, scale,
+                            out + h * out_stride + nrows - 1, out_stride);
+    }
     for (; h < nq; h++) scores_tile_f32(1, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
 }
 
 void mk_mla_scores_f16_avx512(size_t nq, size_t row, const float *q, size_t nrows,
                               const uint16_t *c, float scale, float *out, size_t out_stride) {
     size_t h = 0;
-    for (; h + 8 <= nq; h += 8) scores_tile_f16(8, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
+    /* The queries of a tile go through a 64-byte aligned copy: loads that split cache lines
+     * halved the kernel's speed (the caller's buffers are only 16-byte aligned). */
+    float qt[8 * MLA_QCOPY_MAX] __attribute__((aligned(64)));
+    for (; h + 8 <= nq; h += 8) {
+        const float *qh = q + h * row;
+        if (row <= MLA_QCOPY_MAX) {
+            memcpy(qt, qh, 8 * row * sizeof(float));
+            qh = qt;
+        }
+        /* pairs of rows, then a last odd row */
+        scores_pair_f16(row, qh, nrows, c, scale, out + h * out_stride, out_stride);
+        if (nrows % 2)
+            scores_tile_f16(8, row, qh, 1, c + (nrows - 1) * row, scale,
+                            out + h * out_stride + nrows - 1, out_stride);
+    }
     for (; h < nq; h++) scores_tile_f16(1, row, q + h * row, nrows, c, scale, out + h * out_stride, out_stride);
 }
 

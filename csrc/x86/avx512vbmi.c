@@ -213,9 +213,44 @@ static inline __attribute__((always_inline)) void unpack_tile(
     *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
 }
 
-/* Rows r..r+R (R = 1 or 2, a constant after inlining) × tokens t0..t0+tn (tn <= GEMM_TOKENS). */
+/* Q8_0 weights meet the same tiled activations: step[u] lane l = bytes 4u..4u+3 of block l
+ * (gathered from the 34-byte blocks), turned unsigned by flipping the sign bit (+128; the
+ * activation side then starts from -128·s, 16 times the tiles' -8·s). */
+static inline __attribute__((always_inline)) void unpack_tile_q8(const uint8_t *b,
+                                                                  __m512i step[8], __m512 *dw) {
+    const __m512i off = _mm512_mullo_epi32(
+        _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+        _mm512_set1_epi32(34));
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int u = 0; u < 8; u++)
+        step[u] = _mm512_xor_si512(_mm512_i32gather_epi32(off, b + 2 + 4 * u, 1), flip);
+    /* the f16 scale is the low half of the dword at each block's start */
+    *dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(off, b, 1)));
+}
+
+/* A Q8_0 group of 4 blocks (136 bytes) for the grouped activations: lo lane 4k+m = bytes
+ * 4m..4m+3 of block k, hi the same for bytes 16..31; dw lane 4k+m = scale of block k. */
+static inline __attribute__((always_inline)) void unpack_group_q8(const uint8_t *b, __m512i *lo,
+                                                                   __m512i *hi, __m512 *dw) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512i lo_v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(b + 2)));
+    __m512i hi_v = _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(b + 18)));
+    lo_v = _mm512_inserti32x4(lo_v, _mm_loadu_si128((const __m128i *)(b + 36)), 1);
+    hi_v = _mm512_inserti32x4(hi_v, _mm_loadu_si128((const __m128i *)(b + 52)), 1);
+    lo_v = _mm512_inserti32x4(lo_v, _mm_loadu_si128((const __m128i *)(b + 70)), 2);
+    hi_v = _mm512_inserti32x4(hi_v, _mm_loadu_si128((const __m128i *)(b + 86)), 2);
+    lo_v = _mm512_inserti32x4(lo_v, _mm_loadu_si128((const __m128i *)(b + 104)), 3);
+    hi_v = _mm512_inserti32x4(hi_v, _mm_loadu_si128((const __m128i *)(b + 120)), 3);
+    *lo = _mm512_xor_si512(lo_v, flip);
+    *hi = _mm512_xor_si512(hi_v, flip);
+    const __m512i off = _mm512_set_epi32(102, 102, 102, 102, 68, 68, 68, 68, 34, 34, 34, 34, 0,
+                                         0, 0, 0);
+    *dw = _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_i32gather_epi32(off, b, 1)));
+}
+
+/* Rows r..r+R (R = 1 or 2) of Q4_0 (Q8 = 0) or Q8_0 (Q8 = 1) weights, constants after inlining, × tokens t0..t0+tn (tn <= GEMM_TOKENS). */
 static inline __attribute__((always_inline)) void gemm_rows(
-    const int R, size_t n, const uint8_t *const wr[2], size_t t0, size_t tn,
+    const int R, const int Q8, size_t n, const uint8_t *const wr[2], size_t t0, size_t tn,
     const struct mk_q8g *x, float *out, size_t ldo, size_t r) {
     const size_t nb = n / 32, ng = nb / 4, nt = nb / 16;
     const __m512i nib_ix = load_index(NIBBLE_INDEX), sc_ix = load_index(SCALE_INDEX);
@@ -225,37 +260,41 @@ static inline __attribute__((always_inline)) void gemm_rows(
     const __m512i u_lo = _mm512_loadu_si512((const void *)U_LO);
     const __m512i u_hi = _mm512_loadu_si512((const void *)U_HI);
     const __m512i lo_mask = _mm512_set1_epi8(0x0f);
-    __m512 acc[2][GEMM_TOKENS];
+    /* token-major, so that the two rows' accumulators of a token are neighbours: row-major
+     * arrays 4 KiB apart made every load alias the previous store (4K aliasing) */
+    __m512 acc[GEMM_TOKENS][2];
     for (size_t t = 0; t < tn; t++)
-        for (int i = 0; i < R; i++) acc[i][t] = _mm512_setzero_ps();
+        for (int i = 0; i < R; i++) acc[t][i] = _mm512_setzero_ps();
     for (size_t k = 0; k < nt; k++) {
         __m512i step[2][8];
         __m512 dw[2];
         for (int i = 0; i < R; i++) {
-            const uint8_t *b = wr[i] + 288 * k;
-            for (int l = 0; l < 5; l++) _mm_prefetch((const char *)b + 288 + 64 * l, _MM_HINT_T0);
-            unpack_tile(b, nib_ix, sc16_ix, t_lo, t_hi, u_lo, u_hi, step[i], &dw[i]);
+            const size_t tile_bytes = Q8 ? 544 : 288;
+            const uint8_t *b = wr[i] + tile_bytes * k;
+            for (size_t l = 0; l < tile_bytes; l += 64)
+                _mm_prefetch((const char *)b + tile_bytes + l, _MM_HINT_T0);
+            if (Q8)
+                unpack_tile_q8(b, step[i], &dw[i]);
+            else
+                unpack_tile(b, nib_ix, sc16_ix, t_lo, t_hi, u_lo, u_hi, step[i], &dw[i]);
         }
         for (size_t t = 0; t < tn; t++) {
             const size_t tt = t0 + t;
             const int8_t *q = x->tqs + tt * n + 512 * k;
             const size_t o = tt * nb + 16 * k;
-            const __m512i ts = _mm512_loadu_si512((const void *)(x->ts + o));
+            __m512i ts = _mm512_loadu_si512((const void *)(x->ts + o));
+            if (Q8) ts = _mm512_slli_epi32(ts, 4);
             const __m512 td = _mm512_loadu_ps(x->td + o);
             /* two chains per row (even and odd steps): vpdpbusd's latency, not its
              * throughput, would bound one chain of eight */
-            __m512i p[2] = {ts, ts}, p2[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};
-            for (int u = 0; u < 8; u += 2) {
+            __m512i p[2] = {ts, ts};
+            for (int u = 0; u < 8; u++) {
                 const __m512i a = _mm512_loadu_si512((const void *)(q + 64 * u));
-                const __m512i b = _mm512_loadu_si512((const void *)(q + 64 * u + 64));
-                for (int i = 0; i < R; i++) {
-                    p[i] = _mm512_dpbusd_epi32(p[i], step[i][u], a);
-                    p2[i] = _mm512_dpbusd_epi32(p2[i], step[i][u + 1], b);
-                }
+                for (int i = 0; i < R; i++) p[i] = _mm512_dpbusd_epi32(p[i], step[i][u], a);
             }
             for (int i = 0; i < R; i++)
-                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(p[i], p2[i])),
-                                            _mm512_mul_ps(dw[i], td), acc[i][t]);
+                acc[t][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p[i]), _mm512_mul_ps(dw[i], td),
+                                            acc[t][i]);
         }
     }
     /* whole groups of 4 blocks after the tiles (lanes 4k..4k+3 = block k of the group) */
@@ -263,6 +302,10 @@ static inline __attribute__((always_inline)) void gemm_rows(
         __m512i lo[2], hi[2];
         __m512 dw[2];
         for (int i = 0; i < R; i++) {
+            if (Q8) {
+                unpack_group_q8(wr[i] + 136 * g, &lo[i], &hi[i], &dw[i]);
+                continue;
+            }
             const uint8_t *b = wr[i] + 72 * g;
             __m512i a = _mm512_loadu_si512((const void *)b);
             __m512i c = _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(b + 64)));
@@ -275,15 +318,16 @@ static inline __attribute__((always_inline)) void gemm_rows(
             const size_t tt = t0 + t;
             const int8_t *q = x->gqs + tt * n + 128 * g;
             const size_t o = tt * 4 * nb + 16 * g;
-            const __m512i gs = _mm512_loadu_si512((const void *)(x->gs + o));
+            __m512i gs = _mm512_loadu_si512((const void *)(x->gs + o));
+            if (Q8) gs = _mm512_slli_epi32(gs, 4);
             const __m512 gd = _mm512_loadu_ps(x->gd + o);
             const __m512i qa = _mm512_loadu_si512((const void *)q);
             const __m512i qb = _mm512_loadu_si512((const void *)(q + 64));
             for (int i = 0; i < R; i++) {
                 __m512i p = _mm512_dpbusd_epi32(gs, lo[i], qa);
                 p = _mm512_dpbusd_epi32(p, hi[i], qb);
-                acc[i][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[i], gd),
-                                            acc[i][t]);
+                acc[t][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dw[i], gd),
+                                            acc[t][i]);
             }
         }
     }
@@ -291,31 +335,48 @@ static inline __attribute__((always_inline)) void gemm_rows(
     for (size_t t = 0; t < tn; t++) {
         const size_t tt = t0 + t;
         for (int i = 0; i < R; i++) {
-            float sum = _mm512_reduce_add_ps(acc[i][t]);
+            float sum = _mm512_reduce_add_ps(acc[t][i]);
             if (done < nb) {
                 /* a partial trailing group: plain q8a */
-                sum += mk_vec_dot_q4_0_q8a_avx512(32 * (nb - done), wr[i] + 18 * done,
-                                                  x->qs + tt * n + 32 * done,
-                                                  x->d + tt * nb + done, x->s + tt * nb + done);
+                sum += Q8 ? mk_vec_dot_q8_0_q8a_avx512(32 * (nb - done), wr[i] + 34 * done,
+                                                       x->qs + tt * n + 32 * done,
+                                                       x->d + tt * nb + done,
+                                                       x->s + tt * nb + done)
+                          : mk_vec_dot_q4_0_q8a_avx512(32 * (nb - done), wr[i] + 18 * done,
+                                                       x->qs + tt * n + 32 * done,
+                                                       x->d + tt * nb + done,
+                                                       x->s + tt * nb + done);
             }
             out[tt * ldo + r + i] = sum;
         }
     }
 }
 
-void mk_gemm_q4_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
-                                 size_t ntok, const struct mk_q8g *x, float *out, size_t ldo) {
+static inline __attribute__((always_inline)) void gemm(const int Q8, size_t n, size_t nrows,
+                                                       const void *w, size_t row_bytes,
+                                                       size_t ntok, const struct mk_q8g *x,
+                                                       float *out, size_t ldo) {
     const uint8_t *base = (const uint8_t *)w;
     for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOKENS) {
         const size_t tn = ntok - t0 < GEMM_TOKENS ? ntok - t0 : GEMM_TOKENS;
         size_t r = 0;
         for (; r + 2 <= nrows; r += 2) {
             const uint8_t *const wr[2] = {base + r * row_bytes, base + (r + 1) * row_bytes};
-            gemm_rows(2, n, wr, t0, tn, x, out, ldo, r);
+            gemm_rows(2, Q8, n, wr, t0, tn, x, out, ldo, r);
         }
         if (r < nrows) {
             const uint8_t *const wr[2] = {base + r * row_bytes, base + r * row_bytes};
-            gemm_rows(1, n, wr, t0, tn, x, out, ldo, r);
+            gemm_rows(1, Q8, n, wr, t0, tn, x, out, ldo, r);
         }
     }
+}
+
+void mk_gemm_q4_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                                 size_t ntok, const struct mk_q8g *x, float *out, size_t ldo) {
+    gemm(0, n, nrows, w, row_bytes, ntok, x, out, ldo);
+}
+
+void mk_gemm_q8_0_q8g_avx512vbmi(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                                 size_t ntok, const struct mk_q8g *x, float *out, size_t ldo) {
+    gemm(1, n, nrows, w, row_bytes, ntok, x, out, ldo);
 }

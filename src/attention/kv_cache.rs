@@ -12,13 +12,13 @@ pub enum KvType {
     F16,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 enum Store {
-    F32(Vec<f32>),
-    F16(Vec<f16>),
+    F32(Zeroed<f32>),
+    F16(Zeroed<f16>),
 }
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct KvCache {
     store: Store,
     /// Values per position: kv_lora_rank + qk_rope_head_dim.
@@ -39,8 +39,8 @@ impl KvCache {
             .and_then(|v| v.checked_mul(row))
             .ok_or_else(|| oom(usize::MAX))?;
         let store = match kind {
-            KvType::F32 => Store::F32(try_zeroed(n).ok_or_else(|| oom(n.saturating_mul(4)))?),
-            KvType::F16 => Store::F16(try_zeroed(n).ok_or_else(|| oom(n.saturating_mul(2)))?),
+            KvType::F32 => Store::F32(Zeroed::new(n).ok_or_else(|| oom(n.saturating_mul(4)))?),
+            KvType::F16 => Store::F16(Zeroed::new(n).ok_or_else(|| oom(n.saturating_mul(2)))?),
         };
         Ok(KvCache {
             store,
@@ -105,21 +105,80 @@ trait ZeroBits: Copy {}
 impl ZeroBits for f32 {}
 impl ZeroBits for f16 {}
 
-/// `vec![0; n]` that reports allocation failure instead of aborting, and stays lazily zeroed
-/// (the OS hands out zero pages on first touch, so a long context costs nothing until used).
-fn try_zeroed<T: ZeroBits>(n: usize) -> Option<Vec<T>> {
-    if n == 0 {
-        return Some(Vec::new());
+/// Alignment of the cache: rows of 576 values start on cache lines (576·2 and 576·4 bytes are
+/// multiples of 64), so the attention kernels' 64-byte loads never split a line.
+const CACHE_ALIGN: usize = 64;
+
+/// A zero-initialised, 64-byte aligned buffer of `T` (`Vec` cannot promise the alignment).
+struct Zeroed<T: ZeroBits> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+}
+
+// SAFETY: Zeroed owns its allocation exclusively (like a Vec<T>), and T is f32 or f16.
+unsafe impl<T: ZeroBits + Send> Send for Zeroed<T> {}
+// SAFETY: shared access only reads through `&[T]`.
+unsafe impl<T: ZeroBits + Sync> Sync for Zeroed<T> {}
+
+impl<T: ZeroBits> Zeroed<T> {
+    fn layout(n: usize) -> Option<std::alloc::Layout> {
+        std::alloc::Layout::array::<T>(n)
+            .ok()?
+            .align_to(CACHE_ALIGN)
+            .ok()
     }
-    let layout = std::alloc::Layout::array::<T>(n).ok()?;
-    // SAFETY: the layout has a non-zero size (n > 0 and T is f32 or f16).
-    let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
-    if p.is_null() {
-        return None;
+
+    /// `n` zeros, or None when the allocation fails. Stays lazily zeroed (the OS hands out
+    /// zero pages on first touch, so a long context costs nothing until used).
+    fn new(n: usize) -> Option<Self> {
+        if n == 0 {
+            return Some(Zeroed {
+                ptr: std::ptr::NonNull::dangling(),
+                len: 0,
+            });
+        }
+        let layout = Self::layout(n)?;
+        // SAFETY: the layout has a non-zero size (n > 0 and T is f32 or f16).
+        let p = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
+        Some(Zeroed {
+            ptr: std::ptr::NonNull::new(p)?,
+            len: n,
+        })
     }
-    // SAFETY: p comes from the global allocator with Layout::array::<T>(n), so it is valid
-    // for n elements with capacity n; all of them are zero bits, a valid T (ZeroBits).
-    Some(unsafe { Vec::from_raw_parts(p, n, n) })
+}
+
+impl<T: ZeroBits> std::ops::Deref for Zeroed<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: ptr is valid for len initialised elements (zero bits are a valid T) for as
+        // long as self lives (dangling but aligned when len == 0).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: ZeroBits> std::ops::DerefMut for Zeroed<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as in deref, and &mut self gives exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T: ZeroBits> Drop for Zeroed<T> {
+    fn drop(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        if let Some(layout) = Self::layout(self.len) {
+            // SAFETY: ptr was allocated in `new` with exactly this layout.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr().cast(), layout) }
+        }
+    }
+}
+
+impl<T: ZeroBits> std::fmt::Debug for Zeroed<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Zeroed({} values)", self.len)
+    }
 }
 
 #[cfg(test)]
@@ -133,5 +192,23 @@ mod tests {
         let ok = KvCache::new(KvType::F16, 2, 8, 4).unwrap();
         let mut scratch = Vec::new();
         assert!(ok.rows(1, 8, &mut scratch).iter().all(|&v| v == 0.0));
+    }
+
+    /// Every layer's rows start on a cache line (the kernels' loads then never split one).
+    #[test]
+    fn rows_are_line_aligned() {
+        for kind in [KvType::F32, KvType::F16] {
+            let mut c = KvCache::new(kind, 3, 10, 576).unwrap();
+            c.write(2, 9, &[1.5; 576]);
+            for layer in 0..3 {
+                let p = match c.raw_rows(layer, 10) {
+                    crate::kernels::CacheRows::F32(r) => r.as_ptr() as usize,
+                    crate::kernels::CacheRows::F16(r) => r.as_ptr() as usize,
+                };
+                assert_eq!(p % CACHE_ALIGN, 0, "{kind:?} layer {layer}");
+            }
+            let mut scratch = Vec::new();
+            assert_eq!(c.rows(2, 10, &mut scratch)[9 * 576], 1.5);
+        }
     }
 }

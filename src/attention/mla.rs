@@ -58,6 +58,13 @@ struct TokenBufs {
     parts: Vec<f32>,
 }
 
+thread_local! {
+    /// Each worker's buffers for the tokens of a batch.
+    static TOKEN_BUFS: std::cell::RefCell<TokenBufs> = std::cell::RefCell::new(TokenBufs::default());
+    /// Each worker's scores of one position chunk (decode).
+    static CHUNK_SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Dimensions of the absorbed path (see the module doc).
 struct AbsorbedShape {
     nh: usize,
@@ -66,14 +73,12 @@ struct AbsorbedShape {
     vd: usize,
     l: usize,
     row: usize,
-    n_kv: usize,
     scale: f32,
 }
 
-/// Cached positions per work unit of the decode scores.
+/// Cached positions per chunk of the one-pass attention: 256 rows of 576 values are 576 KiB
+/// in f32 (288 KiB in f16), so a chunk read for its scores is still in L2 for its sums.
 const POS_CHUNK: usize = 256;
-/// Latent dims per work unit of the decode weighted sum.
-const DIM_SLICE: usize = 128;
 
 fn resize(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
     v.resize(n, 0.0);
@@ -210,7 +215,6 @@ pub fn forward(
             vd,
             l,
             row,
-            n_kv,
             scale,
         };
         let cache = kv.raw_rows(layer, n_kv);
@@ -227,9 +231,14 @@ pub fn forward(
                 absorbed_token(&shape, cache, pos0 + t + 1, qt, lt, b, false);
             };
             if parallel {
-                lats.par_chunks_mut(nh * l)
-                    .enumerate()
-                    .for_each_init(TokenBufs::default, run);
+                // Each worker keeps its token buffers between calls (fresh ones cost page
+                // faults on every batch).
+                lats.par_chunks_mut(nh * l).enumerate().for_each(|a| {
+                    TOKEN_BUFS.with(|cell| match cell.try_borrow_mut() {
+                        Ok(mut b) => run(&mut b, a),
+                        Err(_) => run(&mut TokenBufs::default(), a),
+                    })
+                });
             } else {
                 let b = &mut s.tok;
                 lats.chunks_mut(nh * l).enumerate().for_each(|a| run(b, a));
@@ -321,11 +330,12 @@ fn up_project(
 }
 
 /// Scores, softmax and weighted latents of one token that sees cached positions `0..seen`:
-/// `qa [H, L+R]` (absorbed queries) in, `lat [H, L]` out. All heads meet each cached row
-/// together (the kernels keep a tile of heads in registers), so the cache is streamed twice
-/// (scores, then sums) however many heads there are. Positions go in fixed chunks for the
-/// scores and latent dims in fixed slices for the sums, so the result does not depend on
-/// `parallel` or the thread count.
+/// `qa [H, L+R]` (absorbed queries) in, `lat [H, L]` out. One pass over the cache in fixed
+/// chunks of positions (flash-decoding): a chunk's scores, their exponentials against the
+/// chunk's own maximum and the weighted sum of its latents are all computed while its rows
+/// are still in L2, and the chunks are combined with their maxima at the end. All heads meet
+/// each cached row together (the kernels keep a tile of heads in registers). The chunking
+/// does not depend on `parallel` or the thread count, nor does the result.
 fn absorbed_token(
     sh: &AbsorbedShape,
     cache: crate::kernels::CacheRows,
@@ -336,84 +346,70 @@ fn absorbed_token(
     parallel: bool,
 ) {
     let AbsorbedShape {
-        nh,
-        l,
-        row,
-        n_kv,
-        scale,
-        ..
+        nh, l, row, scale, ..
     } = *sh;
     let k = crate::kernels::active();
-    let scores = resize(&mut b.scores, nh * n_kv);
-    // Scores, positions in chunks: chunk c fills parts[c] = [nh, POS_CHUNK].
     let chunks = seen.div_ceil(POS_CHUNK);
-    let per_chunk = nh * POS_CHUNK;
+    // Chunk c's part: latent sums [nh, L], then each head's maximum and sum of exponentials.
+    let per_chunk = nh * (l + 2);
     let parts = resize(&mut b.parts, chunks * per_chunk);
-    let score_chunk = |(c, out): (usize, &mut [f32])| {
+    let run = |scores: &mut Vec<f32>, (c, part): (usize, &mut [f32])| {
         let (j0, j1) = (c * POS_CHUNK, ((c + 1) * POS_CHUNK).min(seen));
+        let cnt = j1 - j0;
         let rows = cache.rows(j0, j1, row);
-        k.mla_scores(nh, row, qa, rows, j1 - j0, scale, out, POS_CHUNK);
+        let sc = resize(scores, nh * POS_CHUNK);
+        k.mla_scores(nh, row, qa, rows, cnt, scale, sc, POS_CHUNK);
+        let (acc, stats) = part.split_at_mut(nh * l);
+        for h in 0..nh {
+            let s = &mut sc[h * POS_CHUNK..h * POS_CHUNK + cnt];
+            let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let mut sum = 0.0f32;
+            for v in s.iter_mut() {
+                *v = (*v - max).exp();
+                sum += *v;
+            }
+            stats[2 * h] = max;
+            stats[2 * h + 1] = sum;
+        }
+        acc.fill(0.0);
+        k.mla_accum(nh, l, row, sc, POS_CHUNK, rows, cnt, acc);
     };
     if parallel && chunks > 1 {
-        parts
-            .par_chunks_mut(per_chunk)
-            .enumerate()
-            .for_each(score_chunk);
+        parts.par_chunks_mut(per_chunk).enumerate().for_each(|a| {
+            CHUNK_SCORES.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut v) => run(&mut v, a),
+                Err(_) => run(&mut Vec::new(), a),
+            })
+        });
     } else {
+        let scores = &mut b.scores;
         parts
             .chunks_mut(per_chunk)
             .enumerate()
-            .for_each(score_chunk);
+            .for_each(|a| run(scores, a));
     }
-    // → probabilities [nh, seen] (row stride n_kv); heads in parallel at long contexts (the
-    // exponentials are a visible share of decode at depth).
+    // lat[h] = Σ_c e^(max_c - max) · acc_c[h] / Σ_c e^(max_c - max) · sum_c.
     let parts = &*parts;
-    let prob = |(h, sh): (usize, &mut [f32])| {
-        let sh = &mut sh[..seen];
-        for (c, dst) in sh.chunks_mut(POS_CHUNK).enumerate() {
-            let src = &parts[c * per_chunk + h * POS_CHUNK..];
-            dst.copy_from_slice(&src[..dst.len()]);
+    for h in 0..nh {
+        let stat = |c: usize| {
+            let st = &parts[c * per_chunk + nh * l + 2 * h..];
+            (st[0], st[1])
+        };
+        let max = (0..chunks)
+            .map(|c| stat(c).0)
+            .fold(f32::NEG_INFINITY, f32::max);
+        let out = &mut lat[h * l..(h + 1) * l];
+        out.fill(0.0);
+        let mut total = 0.0f32;
+        for c in 0..chunks {
+            let (m, sum) = stat(c);
+            let wgt = (m - max).exp();
+            total += wgt * sum;
+            ops::axpy(wgt, &parts[c * per_chunk + h * l..][..l], out);
         }
-        ops::softmax(sh);
-    };
-    if parallel && nh * seen >= 1 << 14 {
-        scores.par_chunks_mut(n_kv).enumerate().for_each(prob);
-    } else {
-        scores.chunks_mut(n_kv).enumerate().for_each(prob);
-    }
-    let scores = &*scores;
-    // lat[h] = Σ_j p[h,j] c_j[..L], dims in slices: slice i fills parts[i] = [nh, DIM_SLICE].
-    let slices = l.div_ceil(DIM_SLICE);
-    let per_slice = nh * DIM_SLICE;
-    let parts = resize(&mut b.parts, slices * per_slice);
-    let sum_slice = |(i, acc): (usize, &mut [f32])| {
-        let (d0, d1) = (i * DIM_SLICE, ((i + 1) * DIM_SLICE).min(l));
-        let acc = &mut acc[..nh * (d1 - d0)];
-        acc.fill(0.0);
-        k.mla_accum(
-            nh,
-            d1 - d0,
-            row,
-            scores,
-            n_kv,
-            cache.from_col(d0),
-            seen,
-            acc,
-        );
-    };
-    if parallel && slices > 1 && nh * seen * l >= PARALLEL_MIN_WORK {
-        parts
-            .par_chunks_mut(per_slice)
-            .enumerate()
-            .for_each(sum_slice);
-    } else {
-        parts.chunks_mut(per_slice).enumerate().for_each(sum_slice);
-    }
-    for i in 0..slices {
-        let (d0, d1) = (i * DIM_SLICE, ((i + 1) * DIM_SLICE).min(l));
-        let dim = d1 - d0;
-        for h in 0..nh {
-            lat[h * l + d0..h * l + d1].copy_from_slice(&parts[i * per_slice + h * dim..][..dim]);
+        let inv = 1.0 / total;
+        for v in out.iter_mut() {
+            *v *= inv;
         }
     }
 }

@@ -352,6 +352,18 @@ unsafe extern "C" {
     );
 }
 unsafe extern "C" {
+    pub fn mk_gemm_q8_0_q8g_avx512vbmi(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        x: *const mk_q8g,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
     pub fn mk_vec_dot4_f32_f32_generic(
         n: usize,
         w: *const ::core::ffi::c_void,

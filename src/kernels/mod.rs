@@ -16,6 +16,9 @@ mod bindings {
     include!(env!("MOELA_GENERATED_BINDINGS"));
 }
 
+pub mod aligned;
+
+use aligned::AlignedVec;
 use std::ffi::c_void;
 use std::sync::OnceLock;
 
@@ -162,8 +165,9 @@ pub struct KernelSet {
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
     /// activations then also carry the q8g arrays ([`Q8Acts::group`]).
     q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
-    /// Q4_0 GEMM against grouped, tiled activations (prefill), where the ISA has it.
-    gemm_q4_0_q8g: Option<GemmQ8g>,
+    /// Q4_0 and Q8_0 GEMMs against grouped, tiled activations (prefill), where the ISA has
+    /// them.
+    gemm_q8g: Option<(GemmQ8g, GemmQ8g)>,
     /// Q8_0 / Q4_0 GEMMs against plain q8a activations (prefill), where the ISA has them.
     gemm: Option<GemmSet>,
     mla: MlaKernels,
@@ -337,7 +341,7 @@ const GENERIC: KernelSet = KernelSet {
     dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_generic,
     dot4: None,
     q4_0_grouped: None,
-    gemm_q4_0_q8g: None,
+    gemm_q8g: None,
     gemm: None,
     mla: MLA_GENERIC,
     float: FLOAT_GENERIC,
@@ -363,7 +367,7 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_avx2,
                 dot4: None,
                 q4_0_grouped: None,
-                gemm_q4_0_q8g: None,
+                gemm_q8g: None,
                 gemm: None,
                 mla: MlaKernels {
                     scores_f32: bindings::mk_mla_scores_f32_avx2,
@@ -406,7 +410,7 @@ pub fn available() -> Vec<KernelSet> {
                         q6_k: bindings::mk_vec_dot4_q6_k_q8a_avx512,
                     }),
                     q4_0_grouped: None,
-                    gemm_q4_0_q8g: None,
+                    gemm_q8g: None,
                     gemm: None,
                     mla: MlaKernels {
                         scores_f32: bindings::mk_mla_scores_f32_avx512,
@@ -436,7 +440,10 @@ pub fn available() -> Vec<KernelSet> {
                             bindings::mk_vec_dot_q4_0_q8g_avx512vbmi,
                             bindings::mk_vec_dot4_q4_0_q8g_avx512vbmi,
                         )),
-                        gemm_q4_0_q8g: Some(bindings::mk_gemm_q4_0_q8g_avx512vbmi),
+                        gemm_q8g: Some((
+                            bindings::mk_gemm_q4_0_q8g_avx512vbmi,
+                            bindings::mk_gemm_q8_0_q8g_avx512vbmi,
+                        )),
                         ..avx512
                     });
                 }
@@ -472,7 +479,7 @@ pub fn available() -> Vec<KernelSet> {
             dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_neon,
             dot4: None,
             q4_0_grouped: None,
-            gemm_q4_0_q8g: None,
+            gemm_q8g: None,
             gemm: None,
             mla: MLA_NEON,
             float: FLOAT_NEON,
@@ -488,7 +495,7 @@ pub fn available() -> Vec<KernelSet> {
                 dot_q6_k: bindings::mk_vec_dot_q6_k_q8a_dotprod,
                 dot4: None,
                 q4_0_grouped: None,
-                gemm_q4_0_q8g: None,
+                gemm_q8g: None,
                 gemm: None,
                 mla: MLA_NEON,
                 float: FLOAT_NEON,
@@ -530,24 +537,25 @@ pub fn active() -> &'static KernelSet {
     })
 }
 
-/// A row (or rows) of activations quantized to 8 bits per block of 32.
+/// A row (or rows) of activations quantized to 8 bits per block of 32 (64-byte aligned
+/// arrays: the kernels read them with 64-byte loads).
 #[derive(Default, Debug, Clone)]
 pub struct Q8Acts {
-    pub qs: Vec<i8>,
-    pub d: Vec<f32>,
-    pub s: Vec<i32>,
+    pub qs: AlignedVec<i8>,
+    pub d: AlignedVec<f32>,
+    pub s: AlignedVec<i32>,
     /// Elements per row.
     pub n: usize,
     /// The q8g arrays (see csrc/include/moela_kernels.h), filled by [`Q8Acts::group`]:
     /// `n` values and `n/8` scales and offsets per row.
-    pub gqs: Vec<i8>,
-    pub gd: Vec<f32>,
-    pub gs: Vec<i32>,
+    pub gqs: AlignedVec<i8>,
+    pub gd: AlignedVec<f32>,
+    pub gs: AlignedVec<i32>,
     /// The q8g tile arrays (16 blocks per tile): `n` values and `n/32` scales and offsets per
     /// row.
-    pub tqs: Vec<i8>,
-    pub td: Vec<f32>,
-    pub ts: Vec<i32>,
+    pub tqs: AlignedVec<i8>,
+    pub td: AlignedVec<f32>,
+    pub ts: AlignedVec<i32>,
     /// Whether the q8g arrays match the current rows.
     pub grouped: bool,
 }
@@ -721,11 +729,13 @@ impl Q8Acts {
         let (n, ntok) = (self.n, self.rows());
         let rb = dtype.bytes_for(n).unwrap_or(0);
         assert!(rb > 0 && rows.len() >= nrows * rb && nrows <= ldo);
-        if let (DType::Q4_0, Some(g), true, true) =
-            (dtype, k.gemm_q4_0_q8g, self.grouped, ntok >= 4)
-        {
+        let grouped = match (dtype, k.gemm_q8g) {
+            (DType::Q4_0, Some((g, _))) | (DType::Q8_0, Some((_, g))) => Some(g),
+            _ => None,
+        };
+        if let (Some(g), true, true) = (grouped, self.grouped, ntok >= 4) {
             let x = self.q8g_row(0);
-            // SAFETY: `rows` holds nrows whole Q4_0 rows (asserted), `x` points at all ntok
+            // SAFETY: `rows` holds nrows whole rows of dtype (asserted), `x` points at all ntok
             // activation rows' plain, grouped and tile arrays (ntok >= 4, so `group` built
             // the tiles), and the caller vouches for out[t*ldo + r].
             unsafe { g(n, nrows, rows.as_ptr().cast(), rb, ntok, &x, out, ldo) };
