@@ -161,65 +161,31 @@ float mk_vec_dot_q4_0_q8a_generic(size_t n, const void *w, const int8_t *qs, con
 
 /* Reference GEMMs: every (row, token) pair through the one-row kernel, so the ISA versions
  * are checked against exactly the generic dot products. */
-void mk_gemm_q8_0_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,
-                              size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
-                              float *out, size_t ldo) {
+typedef float (*q8a_dot_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *);
+
+static void gemm_by_rows(q8a_dot_fn dot, size_t n, size_t nrows, const void *w,
+                         size_t row_bytes, size_t ntok, const int8_t *qs, const float *d,
+                         const int32_t *s, float *out, size_t ldo) {
     const size_t nb = n / 32;
     for (size_t r = 0; r < nrows; r++) {
         const uint8_t *row = (const uint8_t *)w + r * row_bytes;
         for (size_t t = 0; t < ntok; t++)
-            out[t * ldo + r] =
-                mk_vec_dot_q8_0_q8a_generic(n, row, qs + t * n, d + t * nb, s + t * nb);
+            out[t * ldo + r] = dot(n, row, qs + t * n, d + t * nb, s + t * nb);
     }
 }
 
-void mk_gemm_q4_0_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,
-                              size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
-                              float *out, size_t ldo) {
-    const size_t nb = n / 32;
-    for (size_t r = 0; r < nrows; r++) {
-        const uint8_t *row = (const uint8_t *)w + r * row_bytes;
-        for (size_t t = 0; t < ntok; t++)
-            out[t * ldo + r] =
-                mk_vec_dot_q4_0_q8a_generic(n, row, qs + t * n, d + t * nb, s + t * nb);
+#define GENERIC_GEMM(T)                                                                       \
+    void mk_gemm_##T##_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,  \
+                                   size_t ntok, const int8_t *qs, const float *d,            \
+                                   const int32_t *s, float *out, size_t ldo) {               \
+        gemm_by_rows(mk_vec_dot_##T##_q8a_generic, n, nrows, w, row_bytes, ntok, qs, d, s,   \
+                     out, ldo);                                                               \
     }
-}
-
-void mk_gemm_q4_k_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,
-                              size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
-                              float *out, size_t ldo) {
-    const size_t nb = n / 32;
-    for (size_t r = 0; r < nrows; r++) {
-        const uint8_t *row = (const uint8_t *)w + r * row_bytes;
-        for (size_t t = 0; t < ntok; t++)
-            out[t * ldo + r] =
-                mk_vec_dot_q4_k_q8a_generic(n, row, qs + t * n, d + t * nb, s + t * nb);
-    }
-}
-
-void mk_gemm_q5_k_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,
-                              size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
-                              float *out, size_t ldo) {
-    const size_t nb = n / 32;
-    for (size_t r = 0; r < nrows; r++) {
-        const uint8_t *row = (const uint8_t *)w + r * row_bytes;
-        for (size_t t = 0; t < ntok; t++)
-            out[t * ldo + r] =
-                mk_vec_dot_q5_k_q8a_generic(n, row, qs + t * n, d + t * nb, s + t * nb);
-    }
-}
-
-void mk_gemm_q6_k_q8a_generic(size_t n, size_t nrows, const void *w, size_t row_bytes,
-                              size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
-                              float *out, size_t ldo) {
-    const size_t nb = n / 32;
-    for (size_t r = 0; r < nrows; r++) {
-        const uint8_t *row = (const uint8_t *)w + r * row_bytes;
-        for (size_t t = 0; t < ntok; t++)
-            out[t * ldo + r] =
-                mk_vec_dot_q6_k_q8a_generic(n, row, qs + t * n, d + t * nb, s + t * nb);
-    }
-}
+GENERIC_GEMM(q8_0)
+GENERIC_GEMM(q4_0)
+GENERIC_GEMM(q4_k)
+GENERIC_GEMM(q5_k)
+GENERIC_GEMM(q6_k)
 
 /* ---- K-quants (256-element super-blocks; layouts in moela_kernels.h) ---- */
 

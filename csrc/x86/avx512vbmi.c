@@ -97,6 +97,37 @@ float mk_vec_dot_q4_0_q8g_avx512vbmi(size_t n, const void *w, const struct mk_q8
     return sum;
 }
 
+/* Tile k (16 blocks, 288 bytes at b) of one weight row, unpacked for the tiled activations:
+ * step[u] lane l = the four codes of block l that meet activation step u (u < 4: low
+ * nibbles, u >= 4: high nibbles), *dw = the 16 block scales. */
+static inline __attribute__((always_inline)) void unpack_tile(
+    const uint8_t *b, __m512i nib_ix, __m512i sc16_ix, __m512i t_lo, __m512i t_hi,
+    __m512i u_lo, __m512i u_hi, __m512i step[8], __m512 *dw) {
+    const __m512i lo_mask = _mm512_set1_epi8(0x0f);
+    __m512i pk[4];
+    __m512i sc = _mm512_setzero_si512();
+    for (int g = 0; g < 4; g++) {
+        const uint8_t *bg = b + 72 * g;
+        __m512i a = _mm512_loadu_si512((const void *)bg);
+        __m512i c = _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(bg + 64)));
+        pk[g] = _mm512_permutex2var_epi8(a, nib_ix, c);
+        sc = _mm512_mask_permutexvar_epi8(sc, (__mmask64)0xffull << (8 * g), sc16_ix, a);
+    }
+    __m512i a01 = _mm512_permutex2var_epi32(pk[0], t_lo, pk[1]);
+    __m512i a23 = _mm512_permutex2var_epi32(pk[0], t_hi, pk[1]);
+    __m512i b01 = _mm512_permutex2var_epi32(pk[2], t_lo, pk[3]);
+    __m512i b23 = _mm512_permutex2var_epi32(pk[2], t_hi, pk[3]);
+    __m512i wm[4] = {_mm512_permutex2var_epi32(a01, u_lo, b01),
+                     _mm512_permutex2var_epi32(a01, u_hi, b01),
+                     _mm512_permutex2var_epi32(a23, u_lo, b23),
+                     _mm512_permutex2var_epi32(a23, u_hi, b23)};
+    for (int m = 0; m < 4; m++) {
+        step[m] = _mm512_and_si512(wm[m], lo_mask);
+        step[4 + m] = _mm512_and_si512(_mm512_srli_epi16(wm[m], 4), lo_mask);
+    }
+    *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
+}
+
 /* Four activation rows (prefill): the group is loaded and unpacked once for all four. */
 void mk_vec_dot4_q4_0_q8g_avx512vbmi(size_t n, const void *w, const struct mk_q8g *x,
                                      float *out) {
@@ -114,30 +145,9 @@ void mk_vec_dot4_q4_0_q8g_avx512vbmi(size_t n, const void *w, const struct mk_q8
     const __m512i u_lo = _mm512_loadu_si512((const void *)U_LO), u_hi = _mm512_loadu_si512((const void *)U_HI);
     const size_t nt = nb / 16;
     for (size_t k = 0; k < nt; k++, b += 288) {
-        __m512i pk[4];
-        __m512i sc = _mm512_setzero_si512();
-        for (int g = 0; g < 4; g++) {
-            const uint8_t *bg = b + 72 * g;
-            __m512i a = _mm512_loadu_si512((const void *)bg);
-            __m512i c = _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(bg + 64)));
-            pk[g] = _mm512_permutex2var_epi8(a, nib_ix, c);
-            sc = _mm512_mask_permutexvar_epi8(sc, (__mmask64)0xffull << (8 * g), sc16_ix, a);
-        }
-        /* a01 = dwords m=0,1 of groups 0,1; a23 = m=2,3; b.. the same for groups 2,3 */
-        __m512i a01 = _mm512_permutex2var_epi32(pk[0], t_lo, pk[1]);
-        __m512i a23 = _mm512_permutex2var_epi32(pk[0], t_hi, pk[1]);
-        __m512i b01 = _mm512_permutex2var_epi32(pk[2], t_lo, pk[3]);
-        __m512i b23 = _mm512_permutex2var_epi32(pk[2], t_hi, pk[3]);
-        __m512i wm[4] = {_mm512_permutex2var_epi32(a01, u_lo, b01),
-                         _mm512_permutex2var_epi32(a01, u_hi, b01),
-                         _mm512_permutex2var_epi32(a23, u_lo, b23),
-                         _mm512_permutex2var_epi32(a23, u_hi, b23)};
         __m512i step[8];
-        for (int m = 0; m < 4; m++) {
-            step[m] = _mm512_and_si512(wm[m], lo_mask);
-            step[4 + m] = _mm512_and_si512(_mm512_srli_epi16(wm[m], 4), lo_mask);
-        }
-        const __m512 dw = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
+        __m512 dw;
+        unpack_tile(b, nib_ix, sc16_ix, t_lo, t_hi, u_lo, u_hi, step, &dw);
         for (int r = 0; r < 4; r++) {
             const int8_t *q = x->tqs + r * n + 512 * k;
             const size_t o = r * nb + 16 * k;
@@ -181,37 +191,6 @@ void mk_vec_dot4_q4_0_q8g_avx512vbmi(size_t n, const void *w, const struct mk_q8
 /* Tokens per pass: their float accumulators (one 16-lane vector per token and weight row,
  * lane l = block l of a tile) fit an 8 KiB stack buffer that stays in L1. */
 #define GEMM_TOKENS 64
-
-/* Tile k (16 blocks, 288 bytes at b) of one weight row, unpacked for the tiled activations:
- * step[u] lane l = the four codes of block l that meet activation step u (u < 4: low
- * nibbles, u >= 4: high nibbles), *dw = the 16 block scales. */
-static inline __attribute__((always_inline)) void unpack_tile(
-    const uint8_t *b, __m512i nib_ix, __m512i sc16_ix, __m512i t_lo, __m512i t_hi,
-    __m512i u_lo, __m512i u_hi, __m512i step[8], __m512 *dw) {
-    const __m512i lo_mask = _mm512_set1_epi8(0x0f);
-    __m512i pk[4];
-    __m512i sc = _mm512_setzero_si512();
-    for (int g = 0; g < 4; g++) {
-        const uint8_t *bg = b + 72 * g;
-        __m512i a = _mm512_loadu_si512((const void *)bg);
-        __m512i c = _mm512_castsi128_si512(_mm_loadl_epi64((const __m128i *)(bg + 64)));
-        pk[g] = _mm512_permutex2var_epi8(a, nib_ix, c);
-        sc = _mm512_mask_permutexvar_epi8(sc, (__mmask64)0xffull << (8 * g), sc16_ix, a);
-    }
-    __m512i a01 = _mm512_permutex2var_epi32(pk[0], t_lo, pk[1]);
-    __m512i a23 = _mm512_permutex2var_epi32(pk[0], t_hi, pk[1]);
-    __m512i b01 = _mm512_permutex2var_epi32(pk[2], t_lo, pk[3]);
-    __m512i b23 = _mm512_permutex2var_epi32(pk[2], t_hi, pk[3]);
-    __m512i wm[4] = {_mm512_permutex2var_epi32(a01, u_lo, b01),
-                     _mm512_permutex2var_epi32(a01, u_hi, b01),
-                     _mm512_permutex2var_epi32(a23, u_lo, b23),
-                     _mm512_permutex2var_epi32(a23, u_hi, b23)};
-    for (int m = 0; m < 4; m++) {
-        step[m] = _mm512_and_si512(wm[m], lo_mask);
-        step[4 + m] = _mm512_and_si512(_mm512_srli_epi16(wm[m], 4), lo_mask);
-    }
-    *dw = _mm512_cvtph_ps(_mm512_castsi512_si256(sc));
-}
 
 /* Q8_0 weights meet the same tiled activations: step[u] lane l = bytes 4u..4u+3 of block l
  * (gathered from the 34-byte blocks), turned unsigned by flipping the sign bit (+128; the
