@@ -1,0 +1,727 @@
+//! Quantized-weight kernels (Q8_0, Q4_0, the K-quants, ...) against q8a activations: one
+//! table per kernel set, indexed by the weight type, with a one-row kernel for every type and
+//! the four-row kernels and prefill GEMMs where the ISA has them. A type an ISA has no kernel
+//! for runs the generic one, so adding a type takes one generic kernel and nothing else.
+
+use std::ffi::c_void;
+
+use super::{bindings, KernelSet, Q8Acts, QK};
+use crate::tensor::DType;
+
+pub(super) type DotQ8a =
+    unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32) -> f32;
+pub(super) type Dot4Q8a =
+    unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32, *mut f32);
+pub(super) type DotQ8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g) -> f32;
+pub(super) type Dot4Q8g =
+    unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g, *mut f32);
+/// Prefill GEMM against q8a rows: (n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo).
+pub(super) type GemmQ8a = unsafe extern "C" fn(
+    usize,
+    usize,
+    *const c_void,
+    usize,
+    usize,
+    *const i8,
+    *const f32,
+    *const i32,
+    *mut f32,
+    usize,
+);
+/// Prefill GEMM against grouped and tiled activations: (n, nrows, w, row_bytes, ntok, x, out,
+/// ldo).
+pub(super) type GemmQ8g = unsafe extern "C" fn(
+    usize,
+    usize,
+    *const c_void,
+    usize,
+    usize,
+    *const bindings::mk_q8g,
+    *mut f32,
+    usize,
+);
+pub(super) type QuantizeQ8a = unsafe extern "C" fn(usize, *const f32, *mut i8, *mut f32, *mut i32);
+
+/// One weight type's kernels in one kernel set.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct QuantKernels {
+    /// One weight row against one activation row.
+    pub dot: DotQ8a,
+    /// One weight row against four activation rows (prefill).
+    pub dot4: Option<Dot4Q8a>,
+    /// Prefill GEMM against grouped, tiled activations (the VBMI layout).
+    pub gemm_q8g: Option<GemmQ8g>,
+    /// Prefill GEMM against plain q8a activations.
+    pub gemm_q8a: Option<GemmQ8a>,
+}
+
+/// Slots of [`QuantTable`]: ggml type ids are small (under 48 today).
+const SLOTS: usize = 48;
+
+/// A kernel set's quantized-weight kernels, indexed by the weight type's ggml id.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct QuantTable([Option<QuantKernels>; SLOTS]);
+
+impl QuantTable {
+    /// The portable C kernels: every quantized type moela reads has one.
+    pub fn generic() -> Self {
+        let mut t = QuantTable([None; SLOTS]);
+        for (dtype, dot) in [
+            (DType::Q8_0, bindings::mk_vec_dot_q8_0_q8a_generic as DotQ8a),
+            (DType::Q4_0, bindings::mk_vec_dot_q4_0_q8a_generic),
+            (DType::Q4_K, bindings::mk_vec_dot_q4_k_q8a_generic),
+            (DType::Q5_K, bindings::mk_vec_dot_q5_k_q8a_generic),
+            (DType::Q6_K, bindings::mk_vec_dot_q6_k_q8a_generic),
+            (DType::Q2_K, bindings::mk_vec_dot_q2_k_q8a_generic),
+            (DType::Q3_K, bindings::mk_vec_dot_q3_k_q8a_generic),
+        ] {
+            t.0[Self::slot(dtype).expect("a quantized ggml type")] = Some(QuantKernels {
+                dot,
+                dot4: None,
+                gemm_q8g: None,
+                gemm_q8a: None,
+            });
+        }
+        t
+    }
+
+    fn slot(dtype: DType) -> Option<usize> {
+        let i = dtype.ggml_type() as usize;
+        (i < SLOTS).then_some(i)
+    }
+
+    /// The kernels for `dtype`, None for a type no set has a q8a kernel for (floats, FP8).
+    #[inline]
+    pub fn get(&self, dtype: DType) -> Option<&QuantKernels> {
+        self.0.get(Self::slot(dtype)?)?.as_ref()
+    }
+
+    fn entry(&mut self, dtype: DType) -> &mut QuantKernels {
+        let slot = Self::slot(dtype).expect("a quantized ggml type");
+        self.0[slot]
+            .as_mut()
+            .unwrap_or_else(|| panic!("{} has no generic kernel to override", dtype.name()))
+    }
+
+    /// Replaces one-row kernels (the type keeps its other kernels).
+    pub fn dot(mut self, kernels: &[(DType, DotQ8a)]) -> Self {
+        for &(dtype, f) in kernels {
+            self.entry(dtype).dot = f;
+        }
+        self
+    }
+
+    /// Adds four-row kernels.
+    pub fn dot4(mut self, kernels: &[(DType, Dot4Q8a)]) -> Self {
+        for &(dtype, f) in kernels {
+            self.entry(dtype).dot4 = Some(f);
+        }
+        self
+    }
+
+    /// Adds GEMMs against grouped, tiled activations.
+    pub fn gemm_q8g(mut self, kernels: &[(DType, GemmQ8g)]) -> Self {
+        for &(dtype, f) in kernels {
+            self.entry(dtype).gemm_q8g = Some(f);
+        }
+        self
+    }
+
+    /// Adds GEMMs against plain q8a activations.
+    #[allow(dead_code)] // only the aarch64 i8mm set fills them
+    pub fn gemm_q8a(mut self, kernels: &[(DType, GemmQ8a)]) -> Self {
+        for &(dtype, f) in kernels {
+            self.entry(dtype).gemm_q8a = Some(f);
+        }
+        self
+    }
+
+    /// Whether any type has a GEMM that reads the grouped, tiled activations.
+    pub fn reads_tiles(&self) -> bool {
+        self.0.iter().flatten().any(|k| k.gemm_q8g.is_some())
+    }
+}
+
+impl KernelSet {
+    /// The kernels for quantized weight type `dtype`.
+    ///
+    /// # Panics
+    /// When `dtype` is not a quantized type moela computes with (the loader rejects those).
+    #[inline]
+    pub(super) fn quant(&self, dtype: DType) -> &QuantKernels {
+        self.quant
+            .get(dtype)
+            .unwrap_or_else(|| panic!("no q8a kernel for {} weights", dtype.name()))
+    }
+}
+
+impl Q8Acts {
+    /// Dot product of one stored quantized row (Q8_0, Q4_0 or a K-quant) with activation
+    /// row `t`.
+    #[inline]
+    pub fn dot(&self, k: &KernelSet, dtype: DType, row: &[u8], t: usize) -> f32 {
+        let n = self.n;
+        debug_assert_eq!(dtype.bytes_for(n), Some(row.len()));
+        if let (DType::Q4_0, Some((g, _)), true) = (dtype, k.q4_0_grouped, self.grouped) {
+            let x = self.q8g_row(t);
+            // SAFETY: `row` is one stored Q4_0 row of n elements and `x` points at activation
+            // row t's plain and grouped arrays (n values, n/32 blocks, n/8 lanes), which is
+            // what the kernel reads.
+            return unsafe { g(n, row.as_ptr().cast(), &x) };
+        }
+        let f = k.quant(dtype).dot;
+        let (b0, b1) = (t * n / QK, (t + 1) * n / QK);
+        let qs = &self.qs[t * n..(t + 1) * n];
+        let (d, s) = (&self.d[b0..b1], &self.s[b0..b1]);
+        // SAFETY: `row` is one stored row of n elements of `dtype` (its length is checked by
+        // the caller's shape validation, asserted above), and qs/d/s are the n values and
+        // n/32 blocks of activation row t; the kernel reads exactly that.
+        unsafe { f(n, row.as_ptr().cast(), qs.as_ptr(), d.as_ptr(), s.as_ptr()) }
+    }
+}
+
+impl Q8Acts {
+    /// Single-input products of consecutive stored rows (`rows` holds whole rows of `dtype`
+    /// with `n` elements each): `out[i]` = row i · activation row 0. One call per block of
+    /// rows keeps the per-row dispatch out of decode's inner loop.
+    pub fn dot_rows(&self, k: &KernelSet, dtype: DType, rows: &[u8], out: &mut [f32]) {
+        let rb = dtype.bytes_for(self.n).unwrap_or(0);
+        assert!(rb > 0 && rows.len() >= out.len() * rb);
+        if let (DType::Q4_0, Some((g, _)), true) = (dtype, k.q4_0_grouped, self.grouped) {
+            let x = self.q8g_row(0);
+            for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb)) {
+                // SAFETY: `row` is one whole stored Q4_0 row of n elements (asserted above)
+                // and `x` points at activation row 0's plain and grouped arrays.
+                *o = unsafe { g(self.n, row.as_ptr().cast(), &x) };
+            }
+            return;
+        }
+        let f = k.quant(dtype).dot;
+        let (n, nb) = (self.n, self.n / QK);
+        let (qs, d, s) = (&self.qs[..n], &self.d[..nb], &self.s[..nb]);
+        for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb)) {
+            // SAFETY: `row` is one whole stored row of n elements of `dtype` (asserted above)
+            // and qs/d/s are activation row 0's n values and n/32 blocks.
+            *o = unsafe { f(n, row.as_ptr().cast(), qs.as_ptr(), d.as_ptr(), s.as_ptr()) };
+        }
+    }
+
+    /// Products of `nrows` consecutive stored rows (`rows`: whole rows of `dtype`, `n`
+    /// elements each) with every activation row, written to `out[t*ldo + r]`, by the kernel
+    /// set's prefill GEMM. Returns false, writing nothing, where the set has no GEMM for
+    /// `dtype` or these activations lack the layout it reads (fewer than four rows).
+    ///
+    /// # Safety
+    /// `out` must be valid for writes at `t*ldo + r` for every activation row t and r <
+    /// nrows, and no other thread may access those elements during the call.
+    pub unsafe fn gemm(
+        &self,
+        k: &KernelSet,
+        dtype: DType,
+        rows: &[u8],
+        nrows: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) -> bool {
+        let (n, ntok) = (self.n, self.rows());
+        let rb = dtype.bytes_for(n).unwrap_or(0);
+        assert!(rb > 0 && rows.len() >= nrows * rb && nrows <= ldo);
+        let Some(q) = k.quant.get(dtype) else {
+            return false;
+        };
+        if let (Some(g), true, true) = (q.gemm_q8g, self.grouped, ntok >= 4) {
+            let x = self.q8g_row(0);
+            // SAFETY: `rows` holds nrows whole rows of dtype (asserted), `x` points at all ntok
+            // activation rows' plain, grouped and tile arrays (ntok >= 4, so `group` built
+            // the tiles), and the caller vouches for out[t*ldo + r].
+            unsafe { g(n, nrows, rows.as_ptr().cast(), rb, ntok, &x, out, ldo) };
+            return true;
+        }
+        let Some(f) = q.gemm_q8a else {
+            return false;
+        };
+        // SAFETY: as above, with the plain q8a arrays of ntok rows (n values, n/32 blocks
+        // each).
+        unsafe {
+            f(
+                n,
+                nrows,
+                rows.as_ptr().cast(),
+                rb,
+                ntok,
+                self.qs.as_ptr(),
+                self.d.as_ptr(),
+                self.s.as_ptr(),
+                out,
+                ldo,
+            )
+        };
+        true
+    }
+
+    /// Dot products of one stored row with activation rows `t0..t0+k` (k ≤ 4), four at a
+    /// time where the kernel set has a four-row kernel.
+    #[inline]
+    pub fn dot_upto4(
+        &self,
+        k: &KernelSet,
+        dtype: DType,
+        row: &[u8],
+        t0: usize,
+        count: usize,
+    ) -> [f32; 4] {
+        let mut out = [0.0f32; 4];
+        if let (DType::Q4_0, Some((_, g4)), true, 4) = (dtype, k.q4_0_grouped, self.grouped, count)
+        {
+            let x = self.q8g_row(t0);
+            // SAFETY: activation rows t0..t0+4 exist (count == 4) and are laid out row after
+            // row in the plain and grouped arrays as the kernel expects; `out` holds 4 values.
+            unsafe { g4(self.n, row.as_ptr().cast(), &x, out.as_mut_ptr()) };
+            return out;
+        }
+        match k.quant(dtype).dot4 {
+            Some(f) if count == 4 => {
+                let n = self.n;
+                let b0 = t0 * n / QK;
+                let qs = &self.qs[t0 * n..(t0 + 4) * n];
+                let (d, s) = (&self.d[b0..b0 + 4 * n / QK], &self.s[b0..b0 + 4 * n / QK]);
+                // SAFETY: as in `dot`, for four consecutive activation rows: qs holds 4n
+                // values and d/s 4n/32 blocks, laid out row after row as the kernel expects;
+                // `out` has room for the 4 results.
+                unsafe {
+                    f(
+                        n,
+                        row.as_ptr().cast(),
+                        qs.as_ptr(),
+                        d.as_ptr(),
+                        s.as_ptr(),
+                        out.as_mut_ptr(),
+                    )
+                };
+            }
+            _ => {
+                for (i, o) in out.iter_mut().enumerate().take(count) {
+                    *o = self.dot(k, dtype, row, t0 + i);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{
+        active, available, generic, test_util::noise, vec_dot_generic, QuantizeQ8a,
+    };
+    use super::*;
+    use crate::tensor::quant;
+
+    /// The Rust row kernels used by the forward pass agree with the C reference kernels.
+    #[test]
+    fn rust_rows_match_c_generic() {
+        let n = 256;
+        let w = noise(1, n, 1.5);
+        let x = noise(2, n, 1.1);
+        for dtype in DType::ALL {
+            let mut bytes = vec![0u8; dtype.bytes_for(n).unwrap()];
+            quant::quantize_row(dtype, &w, &mut bytes).unwrap();
+            let c = vec_dot_generic(dtype, &bytes, &x).unwrap();
+            let r = quant::dot_row(dtype, &bytes, &x);
+            let scale: f32 = x.iter().map(|v| v.abs()).sum::<f32>() * 2.0;
+            assert!(
+                (c - r).abs() <= 1e-5 * scale,
+                "{dtype:?}: C {c} vs Rust {r}"
+            );
+        }
+    }
+
+    /// Every ISA kernel against the generic one: all block counts from 1 to 17 (odd counts hit
+    /// the single-block tails), tiny and huge scales, and rows containing -128. The integer
+    /// block sums are exact, so the only difference is float summation order: bound
+    /// 1e-5 × Σ|block scale × block sum| (the magnitude of what is summed).
+    #[test]
+    fn isa_kernels_match_generic() {
+        let sets = available();
+        println!(
+            "kernel sets here: {:?}",
+            sets.iter().map(|s| s.name).collect::<Vec<_>>()
+        );
+        let mut acts = Q8Acts::default();
+        for blocks in 1..=17 {
+            let n = blocks * QK;
+            for (seed, scale) in [(3u64, 1.0f32), (4, 1e-6), (5, 3e4), (6, 0.0)] {
+                let x = noise(seed, n, scale.max(1e-30));
+                acts.quantize(&x, n);
+                acts.group(); // whatever MOELA_KERNELS says, so grouped kernels are tested too
+                for dtype in [DType::Q8_0, DType::Q4_0] {
+                    let w = noise(seed + 100, n, scale);
+                    let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
+                    quant::quantize_row(dtype, &w, &mut row).unwrap();
+                    if dtype == DType::Q8_0 && blocks > 2 {
+                        row[2] = 0x80; // -128 in the first block
+                    }
+                    let reference = acts.dot(generic(), dtype, &row, 0);
+                    let mut deq = vec![0.0f32; n];
+                    quant::dequantize_row(dtype, &row, &mut deq);
+                    let mag: f32 = deq
+                        .iter()
+                        .zip(&x)
+                        .map(|(a, b)| (a * b).abs())
+                        .sum::<f32>()
+                        .max(f32::MIN_POSITIVE);
+                    for k in &sets {
+                        let got = acts.dot(k, dtype, &row, 0);
+                        assert!(
+                            (got - reference).abs() <= 1e-5 * mag,
+                            "{} {dtype:?} n={n} scale={scale}: {got} vs {reference}",
+                            k.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The K-quant kernels of every ISA against the generic ones: 1 to 9 super-blocks, tiny,
+    /// normal, huge and zero scales, quantized rows and raw random bytes (every scale/min/code
+    /// pattern, Q6_K scale -128). Integer sub-block sums are exact in every kernel; the float
+    /// parts may differ by summation order and by where the scales are multiplied in, so the
+    /// bound is 1e-5 × Σ|terms| with |terms| per element = |x|·(|d·sc·q| + |dmin·m|) for
+    /// Q4_K/Q5_K (the mins are summed apart from the codes) and |x|·|d·sc|·64 for Q6_K (a
+    /// kernel may sum q·x and 32·x apart).
+    #[test]
+    fn k_quant_kernels_match_generic() {
+        use crate::tensor::kquant::{scale_min, QK_K};
+        let sets = available();
+        let mut acts = Q8Acts::default();
+        for sbs in 1..=9usize {
+            let n = sbs * QK_K;
+            for (seed, scale) in [(3u64, 1.0f32), (4, 1e-4), (5, 3e4), (6, 0.0)] {
+                let x = noise(seed, n, scale.max(1e-30));
+                acts.quantize(&x, n);
+                let xa: Vec<f32> = (0..n)
+                    .map(|i| (acts.qs[i] as f32 * acts.d[i / QK]).abs())
+                    .collect();
+                for dtype in [DType::Q4_K, DType::Q5_K, DType::Q6_K] {
+                    for raw in [false, true] {
+                        let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
+                        if raw {
+                            // Random bytes with sane f16 super-scales.
+                            let r = noise(seed + 200, row.len(), 1.0);
+                            for (b, v) in row.iter_mut().zip(&r) {
+                                *b = ((v + 1.0) * 127.99) as u8;
+                            }
+                            for blk in row.chunks_mut(dtype.block_bytes()) {
+                                let d = half::f16::from_f32(scale * 0.01).to_le_bytes();
+                                let at = if dtype == DType::Q6_K { 208 } else { 0 };
+                                blk[at..at + 2].copy_from_slice(&d);
+                                if dtype != DType::Q6_K {
+                                    let dm = half::f16::from_f32(scale * 0.02).to_le_bytes();
+                                    blk[2..4].copy_from_slice(&dm);
+                                } else {
+                                    blk[192] = 0x80;
+                                }
+                            }
+                        } else {
+                            let w = noise(seed + 100, n, scale);
+                            quant::quantize_row(dtype, &w, &mut row).unwrap();
+                        }
+                        let mut mag = 0f32;
+                        for (sb, blk) in row.chunks(dtype.block_bytes()).enumerate() {
+                            let f16 = |at: usize| {
+                                half::f16::from_le_bytes([blk[at], blk[at + 1]]).to_f32()
+                            };
+                            for e in 0..QK_K {
+                                let term = if dtype == DType::Q6_K {
+                                    (f16(208) * (blk[192 + e / 16] as i8) as f32).abs() * 64.0
+                                } else {
+                                    let (sc, m) = scale_min(&blk[4..16], e / 32);
+                                    (f16(0) * sc as f32).abs() * 31.0 + (f16(2) * m as f32).abs()
+                                };
+                                mag += term * xa[sb * QK_K + e];
+                            }
+                        }
+                        let reference = acts.dot(generic(), dtype, &row, 0);
+                        for k in &sets {
+                            let got = acts.dot(k, dtype, &row, 0);
+                            assert!(
+                                (got - reference).abs() <= 1e-5 * mag + f32::MIN_POSITIVE,
+                                "{} {dtype:?} n={n} scale={scale} raw={raw}: {got} vs {reference}",
+                                k.name
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Four-row kernels against four one-row generic dot products, odd and even block counts.
+    #[test]
+    fn four_row_kernels_match_generic() {
+        let mut acts = Q8Acts::default();
+        for blocks in [1usize, 2, 3, 4, 7, 8, 9, 24, 64] {
+            let n = blocks * QK;
+            let x = noise(11 + blocks as u64, 4 * n, 2.0);
+            acts.quantize(&x, n);
+            acts.group();
+            let k_too = if n % 256 == 0 {
+                &[DType::Q4_K, DType::Q5_K, DType::Q6_K][..]
+            } else {
+                &[]
+            };
+            for &dtype in [DType::Q8_0, DType::Q4_0].iter().chain(k_too) {
+                let w = noise(12, n, 1.0);
+                let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
+                quant::quantize_row(dtype, &w, &mut row).unwrap();
+                for k in available() {
+                    let got = acts.dot_upto4(&k, dtype, &row, 0, 4);
+                    for (r, g) in got.iter().enumerate() {
+                        let want = acts.dot(generic(), dtype, &row, r);
+                        let mag: f32 =
+                            x[r * n..(r + 1) * n].iter().map(|v| v.abs()).sum::<f32>() * 16.0;
+                        assert!(
+                            (g - want).abs() <= 1e-5 * mag,
+                            "{} {dtype:?} n={n} row {r}: {g} vs {want}",
+                            k.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every set's prefill GEMM (where it has one for the type) against the generic one-row
+    /// kernel: row and token counts that fill and miss the tiles, block counts with and
+    /// without whole tiles; the column past the rows stays untouched. Bound as in
+    /// `four_row_kernels_match_generic` (integer sums exact, float summation order).
+    #[test]
+    fn gemm_kernels_match_generic() {
+        let mut acts = Q8Acts::default();
+        let nrows = 7;
+        for blocks in [1usize, 3, 16, 17] {
+            let n = blocks * QK;
+            for ntok in [2usize, 3, 4, 5, 9, 65] {
+                let x = noise(40 + ntok as u64, ntok * n, 2.0);
+                acts.quantize(&x, n);
+                acts.group();
+                for dtype in [DType::Q8_0, DType::Q4_0] {
+                    let w = noise(41, nrows * n, 1.0);
+                    let rb = dtype.bytes_for(n).unwrap();
+                    let mut rows = vec![0u8; nrows * rb];
+                    for r in 0..nrows {
+                        let (a, b) = (r * rb, (r + 1) * rb);
+                        quant::quantize_row(dtype, &w[r * n..(r + 1) * n], &mut rows[a..b])
+                            .unwrap();
+                    }
+                    for k in available() {
+                        let ldo = nrows + 1;
+                        let mut out = vec![-7.0f32; ntok * ldo];
+                        // SAFETY: `out` holds ntok*ldo floats, so every t*ldo + r (r < nrows)
+                        // is in bounds, and nothing else touches it.
+                        let done =
+                            unsafe { acts.gemm(&k, dtype, &rows, nrows, out.as_mut_ptr(), ldo) };
+                        if !done {
+                            continue;
+                        }
+                        for t in 0..ntok {
+                            assert_eq!(
+                                out[t * ldo + nrows],
+                                -7.0,
+                                "{} wrote past the rows",
+                                k.name
+                            );
+                            let mag: f32 =
+                                x[t * n..(t + 1) * n].iter().map(|v| v.abs()).sum::<f32>() * 16.0;
+                            for r in 0..nrows {
+                                let want =
+                                    acts.dot(generic(), dtype, &rows[r * rb..(r + 1) * rb], t);
+                                let got = out[t * ldo + r];
+                                assert!(
+                                    (got - want).abs() <= 1e-5 * mag,
+                                    "{} {dtype:?} n={n} ntok={ntok} ({r},{t}): {got} vs {want}",
+                                    k.name
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The q8a dot product approximates the f32 one within the activation rounding
+    /// (|x - d·q| ≤ d/2 per element).
+    #[test]
+    fn q8a_dot_close_to_f32() {
+        let n = 512;
+        let (w, x) = (noise(7, n, 1.0), noise(8, n, 2.0));
+        let mut acts = Q8Acts::default();
+        acts.quantize(&x, n);
+        for dtype in [
+            DType::Q8_0,
+            DType::Q4_0,
+            DType::Q4_K,
+            DType::Q5_K,
+            DType::Q6_K,
+        ] {
+            let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
+            quant::quantize_row(dtype, &w, &mut row).unwrap();
+            let exact = quant::dot_row(dtype, &row, &x);
+            let mut deq = vec![0.0; n];
+            quant::dequantize_row(dtype, &row, &mut deq);
+            let bound: f32 = (0..n).map(|i| deq[i].abs() * acts.d[i / QK] / 2.0).sum();
+            let got = acts.dot(active(), dtype, &row, 0);
+            assert!(
+                (got - exact).abs() <= bound * 1.01,
+                "{dtype:?}: {got} vs {exact} (bound {bound})"
+            );
+        }
+    }
+
+    /// Every set's q8a quantization equals the generic one bit for bit.
+    #[test]
+    fn quantization_is_identical_in_every_set() {
+        let n = 32 * 40;
+        let mut x = noise(21, n, 3.0);
+        x[7] = f32::NAN;
+        x[100] = f32::INFINITY;
+        x[200..232]
+            .iter_mut()
+            .enumerate()
+            .for_each(|(i, v)| *v = i as f32 - 15.5);
+        let run = |f: QuantizeQ8a| {
+            let (mut q, mut d, mut s) = (vec![0i8; n], vec![0f32; n / QK], vec![0i32; n / QK]);
+            // SAFETY: x holds n floats; q, d, s were sized for n values and n/32 blocks.
+            unsafe {
+                f(
+                    n,
+                    x.as_ptr(),
+                    q.as_mut_ptr(),
+                    d.as_mut_ptr(),
+                    s.as_mut_ptr(),
+                )
+            };
+            (q, d.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), s)
+        };
+        let want = run(generic().quantize);
+        for k in available() {
+            assert!(run(k.quantize) == want, "{}", k.name);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_lengths() {
+        assert!(vec_dot_generic(DType::Q8_0, &[0u8; 33], &[0.0; 32]).is_err());
+    }
+
+    /// Q2_K and Q3_K kernels of every ISA against the generic ones, as
+    /// `k_quant_kernels_match_generic` does for the other K-quants (1 to 9 super-blocks; tiny,
+    /// normal, huge and zero scales; quantized rows and raw random bytes, which cover every
+    /// scale/min/code/hmask pattern, plus Q3_K scales of -32). Bound: 1e-5 × Σ|terms| with
+    /// |terms| per element = |x|·(|d·sc|·3 + |dmin·m|) for Q2_K (codes and mins summed apart)
+    /// and |x|·|d·sc|·8 for Q3_K (a kernel may sum code·x and 4·x apart). Then the four-row
+    /// kernels against four one-row generic products (same bound per row), and the q8a product
+    /// against the f32 one within the activation rounding (|x - d·q| ≤ d/2 per element).
+    #[test]
+    fn low_k_quant_kernels_match_generic() {
+        use crate::tensor::kquant::{q3_scale, QK_K};
+        let sets = available();
+        let mut acts = Q8Acts::default();
+        for sbs in 1..=9usize {
+            let n = sbs * QK_K;
+            for (seed, scale) in [(3u64, 1.0f32), (4, 1e-4), (5, 3e4), (6, 0.0)] {
+                let x = noise(seed, 4 * n, scale.max(1e-30));
+                acts.quantize(&x, n);
+                for dtype in [DType::Q2_K, DType::Q3_K] {
+                    for raw in [false, true] {
+                        let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
+                        if raw {
+                            let r = noise(seed + 200, row.len(), 1.0);
+                            for (b, v) in row.iter_mut().zip(&r) {
+                                *b = ((v + 1.0) * 127.99) as u8;
+                            }
+                            for blk in row.chunks_mut(dtype.block_bytes()) {
+                                let d = half::f16::from_f32(scale * 0.01).to_le_bytes();
+                                if dtype == DType::Q2_K {
+                                    blk[80..82].copy_from_slice(&d);
+                                    let dm = half::f16::from_f32(scale * 0.02).to_le_bytes();
+                                    blk[82..84].copy_from_slice(&dm);
+                                } else {
+                                    blk[108..110].copy_from_slice(&d);
+                                    blk[96..100].fill(0); // low bits of scales 0-3, 8-11
+                                    blk[104] = 0; // high bits of 0, 4, 8, 12: scales 0 and 8 are -32
+                                }
+                            }
+                        } else {
+                            let w = noise(seed + 100, n, scale);
+                            quant::quantize_row(dtype, &w, &mut row).unwrap();
+                        }
+                        let bb = dtype.block_bytes();
+                        let f16 = |blk: &[u8], at: usize| {
+                            half::f16::from_le_bytes([blk[at], blk[at + 1]]).to_f32()
+                        };
+                        let term = |blk: &[u8], e: usize| {
+                            if dtype == DType::Q2_K {
+                                let sm = blk[e / 16];
+                                (f16(blk, 80) * (sm & 15) as f32).abs() * 3.0
+                                    + (f16(blk, 82) * (sm >> 4) as f32).abs()
+                            } else {
+                                (f16(blk, 108) * q3_scale(&blk[96..108], e / 16) as f32).abs() * 8.0
+                            }
+                        };
+                        let mags: Vec<f32> = (0..4)
+                            .map(|r| {
+                                let mut mag = 0f32;
+                                for (sb, blk) in row.chunks(bb).enumerate() {
+                                    for e in 0..QK_K {
+                                        let i = r * n + sb * QK_K + e;
+                                        let xa = (acts.qs[i] as f32 * acts.d[i / QK]).abs();
+                                        mag += term(blk, e) * xa;
+                                    }
+                                }
+                                mag
+                            })
+                            .collect();
+                        let want: Vec<f32> = (0..4)
+                            .map(|r| acts.dot(generic(), dtype, &row, r))
+                            .collect();
+                        for k in &sets {
+                            let got = acts.dot(k, dtype, &row, 0);
+                            assert!(
+                                (got - want[0]).abs() <= 1e-5 * mags[0] + f32::MIN_POSITIVE,
+                                "{} {dtype:?} n={n} scale={scale} raw={raw}: {got} vs {}",
+                                k.name,
+                                want[0]
+                            );
+                            let got4 = acts.dot_upto4(k, dtype, &row, 0, 4);
+                            for r in 0..4 {
+                                assert!(
+                                    (got4[r] - want[r]).abs() <= 1e-5 * mags[r] + f32::MIN_POSITIVE,
+                                    "{} four-row {dtype:?} n={n} scale={scale} raw={raw} row \
+                                     {r}: {} vs {}",
+                                    k.name,
+                                    got4[r],
+                                    want[r]
+                                );
+                            }
+                        }
+                        if scale == 1.0 && !raw {
+                            let exact = quant::dot_row(dtype, &row, &x[..n]);
+                            let mut deq = vec![0.0; n];
+                            quant::dequantize_row(dtype, &row, &mut deq);
+                            let bound: f32 =
+                                (0..n).map(|i| deq[i].abs() * acts.d[i / QK] / 2.0).sum();
+                            assert!(
+                                (want[0] - exact).abs() <= bound * 1.01,
+                                "{dtype:?}: q8a {} vs f32 {exact} (bound {bound})",
+                                want[0]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

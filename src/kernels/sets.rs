@@ -1,0 +1,246 @@
+//! The kernel sets: which C kernels each ISA provides, what this CPU can run, and the one in
+//! use (`MOELA_KERNELS` or the best).
+
+use std::sync::OnceLock;
+
+use super::float::{FloatKernels, FLOAT_GENERIC};
+use super::mla::{MlaKernels, MLA_GENERIC};
+use super::quant::{Dot4Q8g, DotQ8g, QuantTable, QuantizeQ8a};
+use super::{bindings, DType};
+
+/// One ISA's kernels.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelSet {
+    pub name: &'static str,
+    /// Quantized weights against q8a activations, per weight type.
+    pub(super) quant: QuantTable,
+    /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
+    /// activations then also carry the q8g arrays ([`super::Q8Acts::group`]).
+    pub(super) q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
+    pub(super) mla: MlaKernels,
+    /// F32/F16/BF16 weights.
+    pub(super) float: FloatKernels,
+    /// q8a quantization of activation rows (bit-identical in every set).
+    pub(super) quantize: QuantizeQ8a,
+}
+
+impl KernelSet {
+    /// Whether this set reads the grouped (q8g) activation arrays, which `Q8Acts::quantize`
+    /// then fills.
+    pub fn wants_groups(&self) -> bool {
+        self.q4_0_grouped.is_some() || self.quant.reads_tiles()
+    }
+}
+
+/// The portable C kernels, which every other set falls back to type by type.
+pub fn generic() -> &'static KernelSet {
+    static GENERIC: OnceLock<KernelSet> = OnceLock::new();
+    GENERIC.get_or_init(|| KernelSet {
+        name: "generic",
+        quant: QuantTable::generic(),
+        q4_0_grouped: None,
+        mla: MLA_GENERIC,
+        float: FLOAT_GENERIC,
+        quantize: bindings::mk_quantize_row_q8a_generic,
+    })
+}
+
+/// Every kernel set this CPU can run, best last.
+pub fn available() -> Vec<KernelSet> {
+    let generic = *generic();
+    #[allow(unused_mut)]
+    let mut sets = vec![generic];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use bindings as b;
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            let avx2 = KernelSet {
+                name: "avx2",
+                quant: generic.quant.dot(&[
+                    (DType::Q8_0, b::mk_vec_dot_q8_0_q8a_avx2),
+                    (DType::Q4_0, b::mk_vec_dot_q4_0_q8a_avx2),
+                    (DType::Q4_K, b::mk_vec_dot_q4_k_q8a_avx2),
+                    (DType::Q5_K, b::mk_vec_dot_q5_k_q8a_avx2),
+                    (DType::Q6_K, b::mk_vec_dot_q6_k_q8a_avx2),
+                    (DType::Q2_K, b::mk_vec_dot_q2_k_q8a_avx2),
+                    (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_avx2),
+                ]),
+                mla: MlaKernels {
+                    scores_f32: b::mk_mla_scores_f32_avx2,
+                    scores_f16: b::mk_mla_scores_f16_avx2,
+                    accum_f32: b::mk_mla_accum_f32_avx2,
+                    accum_f16: b::mk_mla_accum_f16_avx2,
+                },
+                float: FloatKernels {
+                    dot: [
+                        b::mk_vec_dot_f32_f32_avx2,
+                        b::mk_vec_dot_f16_f32_avx2,
+                        b::mk_vec_dot_bf16_f32_avx2,
+                    ],
+                    dot4: [
+                        b::mk_vec_dot4_f32_f32_avx2,
+                        b::mk_vec_dot4_f16_f32_avx2,
+                        b::mk_vec_dot4_bf16_f32_avx2,
+                    ],
+                },
+                ..generic
+            };
+            sets.push(avx2);
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                let avx512 = KernelSet {
+                    name: "avx512",
+                    quant: generic
+                        .quant
+                        .dot(&[
+                            (DType::Q8_0, b::mk_vec_dot_q8_0_q8a_avx512),
+                            (DType::Q4_0, b::mk_vec_dot_q4_0_q8a_avx512),
+                            (DType::Q4_K, b::mk_vec_dot_q4_k_q8a_avx512),
+                            (DType::Q5_K, b::mk_vec_dot_q5_k_q8a_avx512),
+                            (DType::Q6_K, b::mk_vec_dot_q6_k_q8a_avx512),
+                            (DType::Q2_K, b::mk_vec_dot_q2_k_q8a_avx512),
+                            (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_avx512),
+                        ])
+                        .dot4(&[
+                            (DType::Q8_0, b::mk_vec_dot4_q8_0_q8a_avx512),
+                            (DType::Q4_0, b::mk_vec_dot4_q4_0_q8a_avx512),
+                            (DType::Q4_K, b::mk_vec_dot4_q4_k_q8a_avx512),
+                            (DType::Q5_K, b::mk_vec_dot4_q5_k_q8a_avx512),
+                            (DType::Q6_K, b::mk_vec_dot4_q6_k_q8a_avx512),
+                            (DType::Q2_K, b::mk_vec_dot4_q2_k_q8a_avx512),
+                            (DType::Q3_K, b::mk_vec_dot4_q3_k_q8a_avx512),
+                        ]),
+                    mla: MlaKernels {
+                        scores_f32: b::mk_mla_scores_f32_avx512,
+                        scores_f16: b::mk_mla_scores_f16_avx512,
+                        accum_f32: b::mk_mla_accum_f32_avx512,
+                        accum_f16: b::mk_mla_accum_f16_avx512,
+                    },
+                    float: FloatKernels {
+                        dot: [
+                            b::mk_vec_dot_f32_f32_avx512,
+                            b::mk_vec_dot_f16_f32_avx512,
+                            b::mk_vec_dot_bf16_f32_avx512,
+                        ],
+                        dot4: [
+                            b::mk_vec_dot4_f32_f32_avx512,
+                            b::mk_vec_dot4_f16_f32_avx512,
+                            b::mk_vec_dot4_bf16_f32_avx512,
+                        ],
+                    },
+                    quantize: b::mk_quantize_row_q8a_avx512,
+                    ..generic
+                };
+                sets.push(avx512);
+                if is_x86_feature_detected!("avx512vbmi") {
+                    sets.push(KernelSet {
+                        name: "avx512vbmi",
+                        quant: avx512.quant.gemm_q8g(&[
+                            (DType::Q4_0, b::mk_gemm_q4_0_q8g_avx512vbmi),
+                            (DType::Q8_0, b::mk_gemm_q8_0_q8g_avx512vbmi),
+                            (DType::Q4_K, b::mk_gemm_q4_k_q8g_avx512vbmi),
+                            (DType::Q5_K, b::mk_gemm_q5_k_q8g_avx512vbmi),
+                            (DType::Q6_K, b::mk_gemm_q6_k_q8g_avx512vbmi),
+                        ]),
+                        q4_0_grouped: Some((
+                            b::mk_vec_dot_q4_0_q8g_avx512vbmi,
+                            b::mk_vec_dot4_q4_0_q8g_avx512vbmi,
+                        )),
+                        ..avx512
+                    });
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        use bindings as b;
+        let neon = KernelSet {
+            name: "neon",
+            quant: generic.quant.dot(&[
+                (DType::Q8_0, b::mk_vec_dot_q8_0_q8a_neon),
+                (DType::Q4_0, b::mk_vec_dot_q4_0_q8a_neon),
+                (DType::Q4_K, b::mk_vec_dot_q4_k_q8a_neon),
+                (DType::Q5_K, b::mk_vec_dot_q5_k_q8a_neon),
+                (DType::Q6_K, b::mk_vec_dot_q6_k_q8a_neon),
+                (DType::Q2_K, b::mk_vec_dot_q2_k_q8a_neon),
+                (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_neon),
+            ]),
+            mla: MlaKernels {
+                scores_f32: b::mk_mla_scores_f32_neon,
+                scores_f16: b::mk_mla_scores_f16_neon,
+                accum_f32: b::mk_mla_accum_f32_neon,
+                accum_f16: b::mk_mla_accum_f16_neon,
+            },
+            float: FloatKernels {
+                dot: [
+                    b::mk_vec_dot_f32_f32_neon,
+                    b::mk_vec_dot_f16_f32_neon,
+                    b::mk_vec_dot_bf16_f32_neon,
+                ],
+                dot4: [
+                    b::mk_vec_dot4_f32_f32_neon,
+                    b::mk_vec_dot4_f16_f32_neon,
+                    b::mk_vec_dot4_bf16_f32_neon,
+                ],
+            },
+            ..generic
+        };
+        sets.push(neon);
+        if std::arch::is_aarch64_feature_detected!("dotprod") {
+            let dotprod = KernelSet {
+                name: "dotprod",
+                quant: neon.quant.dot(&[
+                    (DType::Q8_0, b::mk_vec_dot_q8_0_q8a_dotprod),
+                    (DType::Q4_0, b::mk_vec_dot_q4_0_q8a_dotprod),
+                    (DType::Q4_K, b::mk_vec_dot_q4_k_q8a_dotprod),
+                    (DType::Q5_K, b::mk_vec_dot_q5_k_q8a_dotprod),
+                    (DType::Q6_K, b::mk_vec_dot_q6_k_q8a_dotprod),
+                    (DType::Q2_K, b::mk_vec_dot_q2_k_q8a_dotprod),
+                    (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_dotprod),
+                ]),
+                ..neon
+            };
+            sets.push(dotprod);
+            // The smmla prefill GEMMs (csrc/arm/i8mm.c, built for dotprod + i8mm).
+            if std::arch::is_aarch64_feature_detected!("i8mm") {
+                sets.push(KernelSet {
+                    name: "i8mm",
+                    quant: dotprod.quant.gemm_q8a(&[
+                        (DType::Q8_0, b::mk_gemm_q8_0_q8a_i8mm),
+                        (DType::Q4_0, b::mk_gemm_q4_0_q8a_i8mm),
+                    ]),
+                    ..dotprod
+                });
+            }
+        }
+    }
+    sets
+}
+
+/// The kernel set in use: `MOELA_KERNELS` if it names an available set, else the best.
+pub fn active() -> &'static KernelSet {
+    static ACTIVE: OnceLock<KernelSet> = OnceLock::new();
+    ACTIVE.get_or_init(|| {
+        let sets = available();
+        let best = *sets.last().unwrap_or(generic());
+        match std::env::var("MOELA_KERNELS") {
+            Ok(want) => match sets.iter().find(|s| s.name == want) {
+                Some(s) => *s,
+                None => {
+                    let names: Vec<_> = sets.iter().map(|s| s.name).collect();
+                    eprintln!("moela: MOELA_KERNELS={want} is not available here ({names:?}); using the best");
+                    best
+                }
+            },
+            Err(_) => best,
+        }
+    })
+}
