@@ -71,7 +71,17 @@ pub fn config_from_gguf(f: &GgufFile, tensors: &TensorIndex) -> Result<DeepSeekC
         });
     }
     let hidden_size = m.usize(&key("embedding_length"))?;
-    let n_layers = m.usize(&key("block_count"))?;
+    // llama.cpp counts DeepSeek-V3's multi-token-prediction blocks (the last
+    // `nextn_predict_layers` of them) in block_count; they are draft heads, not trunk layers.
+    let block_count = m.usize(&key("block_count"))?;
+    let nextn = m.usize_or(&key("nextn_predict_layers"), 0)?;
+    if nextn >= block_count {
+        return Err(m.err(
+            &key("nextn_predict_layers"),
+            format!("{nextn} MTP blocks leave no trunk layer of the {block_count} blocks"),
+        ));
+    }
+    let n_layers = block_count - nextn;
     let n_heads = m.usize(&key("attention.head_count"))?;
     let rope_dim = m.usize(&key("rope.dimension_count"))?;
     let kv_lora_rank = m.usize(&key("attention.kv_lora_rank"))?;
