@@ -17,13 +17,16 @@ fn names(text: &str) -> BTreeSet<String> {
     let mut i = 0;
     while i < b.len() {
         if (i == 0 || !ident(b[i - 1]))
-            && (text[i..].starts_with("moela_") || text[i..].starts_with("MOELA_"))
+            && (b[i..].starts_with(b"moela_") || b[i..].starts_with(b"MOELA_"))
         {
             let mut j = i;
             while j < b.len() && ident(b[j]) {
                 j += 1;
             }
-            out.insert(text[i..j].to_string());
+            // A bare prefix ("the `moela_` names") is not a name.
+            if j > i + "moela_".len() {
+                out.insert(text[i..j].to_string());
+            }
             i = j;
         } else {
             i += 1;
