@@ -237,6 +237,16 @@ static void test_load_misuse(void) {
     write_file(path, "", 0);
     EXPECT_FAIL(MOELA_STATUS_BAD_FORMAT, moela_model_load, path, &p, &m);
 
+    /* Not a model path: a device; a directory without config.json (it names the .gguf files
+       it holds instead). */
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_model_load, "/dev/null", &p, &m);
+    CHECK(strstr(moela_last_error(),
+                 "/dev/null: is a character device, not a regular file or a directory") != NULL);
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_model_load, tmp_dir, &p, &m);
+    CHECK(strstr(moela_last_error(), "has no config.json") != NULL);
+    CHECK(strstr(moela_last_error(), "empty.gguf") != NULL);
+    CHECK(m == NULL);
+
     /* Bad params. */
     p.flags = 0x80;
     EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_model_load, hf_dir, &p, &m);
