@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use moela::sampler::{Sampler, SamplerParams};
+use moela::sampler::Sampler;
 use moela::{Model, Session, SessionParams};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,7 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = Arc::new(Model::load(model_path)?);
     let eos = model.config.eos_token_id;
     let mut session = Session::new(model, &SessionParams::default())?;
-    let mut sampler = Sampler::new(SamplerParams::greedy());
+    let mut sampler = Sampler::greedy();
     let mut history = prompt.clone();
     let mut logits = session.eval(&prompt, false)?.to_vec();
     let mut out = Vec::new();

@@ -53,6 +53,12 @@
 
 
 /**
+ * The most worker threads `moela_set_n_threads` accepts (the CLI's `-t` and Python's
+ * `moela.set_n_threads` have the same limit).
+ */
+#define MOELA_MAX_THREADS 512
+
+/**
  * Model load flags (`moela_model_params.flags`); unknown bits are
  * `MOELA_STATUS_INVALID_ARG`.
  */
@@ -297,7 +303,12 @@ typedef struct moela_session_params {
 
 /**
  * How the next token is chosen (`moela_sampler_new`). Get one from
- * `moela_sampling_default_params()`. Temperature 0 is greedy (argmax).
+ * `moela_sampling_default_params()`. Temperature 0 is greedy (argmax). A value outside its
+ * range makes `moela_sampler_new` return `MOELA_STATUS_INVALID_ARG`
+ * with a message naming the field, the value and the range, e.g. "moela_sampler_new:
+ * temperature is NaN: must be finite and >= 0 (0 = greedy)". The defaults (also the CLI's
+ * and Python's) are llama.cpp's: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05; the
+ * examples ask for greedy (temperature 0) explicitly.
  */
 typedef struct moela_sampling_params {
   /**
@@ -305,7 +316,8 @@ typedef struct moela_sampling_params {
    */
   uint32_t struct_size;
   /**
-   * 0 = greedy; default 0.8. Must be finite and >= 0.
+   * 0 = greedy; default 0.8. Must be finite and >= 0 (a negative value is an error, not
+   * greedy).
    */
   float temperature;
   /**
@@ -512,7 +524,7 @@ typedef struct moela_expert_cache_stats {
  */
 typedef struct moela_chat_message {
   /**
-   * "system", "user" or "assistant".
+   * "system", "user", "assistant" or "tool" (any other role is refused, not dropped).
    */
   const char *role;
   const char *content;
@@ -568,7 +580,11 @@ uint32_t moela_abi_version(void);
  * Sets the number of worker threads of the process-wide pool that every session's
  * computation shares. Call it once, before the first evaluation (or `moela_get_n_threads`),
  * which create the pool with one thread per available core; afterwards the size is fixed
- * and this returns `MOELA_STATUS_INVALID_ARG`. `n_threads` must be at least 1.
+ * and this returns `MOELA_STATUS_INVALID_ARG`.
+ *
+ * `n_threads` must be 1 ..= `MOELA_MAX_THREADS` (512); any other value returns
+ * `MOELA_STATUS_INVALID_ARG` ("moela_set_n_threads: n_threads is 0: must be 1 ..= 512")
+ * before any thread is started.
  *
  * Thread-safe.
  */
@@ -810,7 +826,9 @@ moela_status moela_session_n_ctx(const struct moela_session *session, uint32_t *
  * - `out_sampler`: receives the sampler (ownership transferred: free it with
  *   `moela_sampler_free`), or NULL on failure.
  *
- * Returns `MOELA_STATUS_INVALID_ARG` for out-of-range params (NaN temperature, top_p 0...).
+ * Returns `MOELA_STATUS_INVALID_ARG` for out-of-range params, naming the field, its value
+ * and the accepted range (NaN or infinite values; temperature < 0; top_p outside (0, 1];
+ * min_p outside [0, 1]; repeat_penalty <= 0).
  *
  * # Safety
  * Each pointer is NULL or valid as described.
@@ -998,6 +1016,10 @@ moela_status moela_detokenizer_flush(struct moela_detokenizer *detokenizer,
  *   `buf_size` is 0.
  * - `n_bytes`: receives the prompt's length without the NUL, also when the buffer is too
  *   small (`MOELA_STATUS_BUFFER_TOO_SMALL`: it needs `*n_bytes + 1` bytes).
+ *
+ * A message whose role is not "system", "user", "assistant" or "tool" (or "tool" with a
+ * DeepSeek-V2 model without its own template) returns `MOELA_STATUS_INVALID_ARG` naming
+ * the message and its role, since the templates would drop its content silently.
  *
  * Thread-safe (const handle).
  *

@@ -45,8 +45,15 @@ pub enum Error {
     InvalidArg(String),
     #[error("token id {token} is out of range (vocabulary size {n_vocab})")]
     TokenOutOfRange { token: u32, n_vocab: usize },
-    #[error("context full: {needed} positions needed, the context holds {n_ctx}")]
-    ContextFull { needed: usize, n_ctx: usize },
+    /// The session's context cannot hold the tokens. The message says how to make it larger
+    /// in each front end, and the model's trained length (the most that makes sense).
+    #[error("context full: {needed} positions needed, the context holds {n_ctx}; a larger context is set with -c/--ctx (CLI), moela_session_params.n_ctx (C), Session(n_ctx=...) (Python) or SessionParams::n_ctx (Rust), up to the model's trained context length of {n_ctx_train}")]
+    ContextFull {
+        needed: usize,
+        n_ctx: usize,
+        /// The model's trained context length (`max_position_embeddings`).
+        n_ctx_train: usize,
+    },
     #[error("out of memory: cannot allocate {bytes} bytes for {what}")]
     OutOfMemory { what: String, bytes: usize },
 }

@@ -27,6 +27,7 @@ pub mod requant;
 pub mod sampler;
 pub mod session;
 pub mod tensor;
+pub mod threads;
 pub mod tokenizer;
 
 pub use config::DeepSeekConfig;

@@ -1,22 +1,97 @@
 //! Choosing the next token from logits: greedy, or temperature with top-k, top-p and min-p
 //! filters, from a seeded ChaCha stream (the same seed gives the same tokens on every machine).
+//!
+//! The accepted ranges are checked in one place, [`SamplerParams::check`], which
+//! [`Sampler::new`] calls; the CLI, the C API (`moela_sampler_new`) and the
+//! Python package all build their samplers through it, so they accept and refuse the same
+//! values with the same words.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::error::{Error, Result};
+
+/// The settings of a [`Sampler`]. The defaults are llama.cpp's (temperature 0.8, top-k 40,
+/// top-p 0.95, min-p 0.05, no repetition penalty), for the CLI, the C API and Python alike.
 #[derive(Clone, Debug)]
 pub struct SamplerParams {
-    /// 0 = greedy (argmax).
+    /// Finite and >= 0; 0 = greedy (argmax). A negative temperature is an error (llama.cpp
+    /// reads it as greedy; here it is refused so that a typo does not silently change mode).
     pub temperature: f32,
     /// Keep the k most likely tokens; 0 = all.
     pub top_k: usize,
-    /// Keep the smallest set whose probability reaches top_p; 1 = all.
+    /// Keep the smallest set whose probability reaches top_p, in (0, 1]; 1 = all.
     pub top_p: f32,
-    /// Drop tokens less likely than min_p × the most likely one; 0 = off.
+    /// Drop tokens less likely than min_p × the most likely one, in [0, 1]; 0 = off.
     pub min_p: f32,
-    /// > 1 penalises tokens already in the history (CTRL-style); 1 = off.
+    /// Finite and > 0: above 1 penalises tokens already in the history (CTRL-style); 1 = off.
     pub repeat_penalty: f32,
     pub seed: u64,
+}
+
+/// A sampler setting outside its accepted range: which field, its value, and the range in
+/// words. Displayed as "temperature is NaN: must be finite and >= 0 (0 = greedy)".
+#[derive(Clone, Debug, PartialEq)]
+pub struct BadSamplerParam {
+    /// The field's name in [`SamplerParams`] (and in `moela_sampling_params`, and Python's
+    /// `Sampler` arguments): "temperature", "top_k", "top_p", "min_p" or "repeat_penalty".
+    pub field: &'static str,
+    /// The value as given.
+    pub value: String,
+    /// What is accepted.
+    pub range: &'static str,
+}
+
+impl std::fmt::Display for BadSamplerParam {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} is {}: {}", self.field, self.value, self.range)
+    }
+}
+
+/// The accepted range of each setting, as the error messages state it (private: cbindgen
+/// would otherwise put them in the C header).
+const TEMPERATURE_RANGE: &str = "must be finite and >= 0 (0 = greedy)";
+const TOP_K_RANGE: &str = "must be >= 0 (0 = all tokens)";
+const TOP_P_RANGE: &str = "must be in (0, 1] (1 = off)";
+const MIN_P_RANGE: &str = "must be in [0, 1] (0 = off)";
+const REPEAT_PENALTY_RANGE: &str = "must be finite and > 0 (1 = off)";
+
+impl SamplerParams {
+    /// Checks every setting against its accepted range (the one place that does).
+    pub fn check(&self) -> std::result::Result<(), BadSamplerParam> {
+        let bad = |field, v: f32, range| BadSamplerParam {
+            field,
+            value: format!("{v}"),
+            range,
+        };
+        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
+            return Err(bad("temperature", self.temperature, TEMPERATURE_RANGE));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(bad("top_p", self.top_p, TOP_P_RANGE));
+        }
+        if !(0.0..=1.0).contains(&self.min_p) {
+            return Err(bad("min_p", self.min_p, MIN_P_RANGE));
+        }
+        if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
+            return Err(bad(
+                "repeat_penalty",
+                self.repeat_penalty,
+                REPEAT_PENALTY_RANGE,
+            ));
+        }
+        Ok(())
+    }
+
+    /// A top-k given as a signed number (the CLI's `--top-k`): negative values are refused
+    /// with the accepted range.
+    pub fn top_k_from_signed(k: i64) -> std::result::Result<usize, BadSamplerParam> {
+        usize::try_from(k).map_err(|_| BadSamplerParam {
+            field: "top_k",
+            value: k.to_string(),
+            range: TOP_K_RANGE,
+        })
+    }
 }
 
 impl Default for SamplerParams {
@@ -59,13 +134,33 @@ pub fn argmax(logits: &[f32]) -> u32 {
 }
 
 impl Sampler {
-    pub fn new(params: SamplerParams) -> Sampler {
+    /// A sampler with `params`, checked first ([`SamplerParams::check`]): a value outside its
+    /// range is `Error::InvalidArg` naming the field, the value and the accepted range.
+    pub fn new(params: SamplerParams) -> Result<Sampler> {
+        params
+            .check()
+            .map_err(|e| Error::InvalidArg(format!("sampler: {e}")))?;
         let rng = ChaCha8Rng::seed_from_u64(params.seed);
-        Sampler {
+        Ok(Sampler {
             params,
             rng,
             candidates: Vec::new(),
+        })
+    }
+
+    /// A greedy sampler (argmax; never fails).
+    pub fn greedy() -> Sampler {
+        let params = SamplerParams::greedy();
+        Sampler {
+            rng: ChaCha8Rng::seed_from_u64(params.seed),
+            params,
+            candidates: Vec::new(),
         }
+    }
+
+    /// The settings this sampler was made with.
+    pub fn params(&self) -> &SamplerParams {
+        &self.params
     }
 
     /// Picks a token. `history` feeds the repetition penalty.
@@ -139,7 +234,7 @@ mod tests {
 
     #[test]
     fn greedy_is_argmax() {
-        let mut s = Sampler::new(SamplerParams::greedy());
+        let mut s = Sampler::greedy();
         assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.9], &[]), 1);
     }
 
@@ -150,7 +245,8 @@ mod tests {
             top_k: 1,
             temperature: 1.0,
             ..Default::default()
-        });
+        })
+        .unwrap();
         assert_eq!(s.sample(&logits, &[]), argmax(&logits));
         let draw = |seed| {
             let mut s = Sampler::new(SamplerParams {
@@ -160,7 +256,8 @@ mod tests {
                 top_p: 1.0,
                 min_p: 0.0,
                 ..Default::default()
-            });
+            })
+            .unwrap();
             (0..20).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
@@ -187,10 +284,121 @@ mod tests {
                 ..Default::default()
             },
         ] {
-            let mut s = Sampler::new(params);
+            let mut s = Sampler::new(params).unwrap();
             for _ in 0..50 {
                 assert_eq!(s.sample(&logits, &[]), 0);
             }
+        }
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused_with_the_range() {
+        let d = SamplerParams::default;
+        let cases: Vec<(SamplerParams, &str)> = vec![
+            (
+                SamplerParams {
+                    temperature: f32::NAN,
+                    ..d()
+                },
+                "temperature is NaN: must be finite and >= 0 (0 = greedy)",
+            ),
+            (
+                SamplerParams {
+                    temperature: f32::INFINITY,
+                    ..d()
+                },
+                "temperature is inf: must be finite",
+            ),
+            (
+                SamplerParams {
+                    temperature: -1.0,
+                    ..d()
+                },
+                "temperature is -1: must be finite and >= 0",
+            ),
+            (
+                SamplerParams { top_p: 1.5, ..d() },
+                "top_p is 1.5: must be in (0, 1]",
+            ),
+            (
+                SamplerParams { top_p: 0.0, ..d() },
+                "top_p is 0: must be in (0, 1]",
+            ),
+            (
+                SamplerParams { top_p: -0.5, ..d() },
+                "top_p is -0.5: must be in (0, 1]",
+            ),
+            (
+                SamplerParams {
+                    top_p: f32::NAN,
+                    ..d()
+                },
+                "top_p is NaN",
+            ),
+            (
+                SamplerParams { min_p: 1.5, ..d() },
+                "min_p is 1.5: must be in [0, 1]",
+            ),
+            (
+                SamplerParams { min_p: -0.1, ..d() },
+                "min_p is -0.1: must be in [0, 1]",
+            ),
+            (
+                SamplerParams {
+                    min_p: f32::NAN,
+                    ..d()
+                },
+                "min_p is NaN",
+            ),
+            (
+                SamplerParams {
+                    repeat_penalty: 0.0,
+                    ..d()
+                },
+                "repeat_penalty is 0: must be finite and > 0",
+            ),
+            (
+                SamplerParams {
+                    repeat_penalty: -1.0,
+                    ..d()
+                },
+                "repeat_penalty is -1: must be finite and > 0",
+            ),
+            (
+                SamplerParams {
+                    repeat_penalty: f32::INFINITY,
+                    ..d()
+                },
+                "repeat_penalty is inf",
+            ),
+        ];
+        for (p, want) in cases {
+            let e = Sampler::new(p).err().expect(want).to_string();
+            assert!(e.contains(want), "{e} lacks '{want}'");
+        }
+        assert_eq!(
+            SamplerParams::top_k_from_signed(-1)
+                .unwrap_err()
+                .to_string(),
+            "top_k is -1: must be >= 0 (0 = all tokens)"
+        );
+        assert_eq!(SamplerParams::top_k_from_signed(7), Ok(7));
+        // The edges are accepted.
+        for p in [
+            SamplerParams {
+                temperature: 0.0,
+                top_p: 1.0,
+                min_p: 0.0,
+                ..d()
+            },
+            SamplerParams {
+                top_p: 1e-6,
+                min_p: 1.0,
+                repeat_penalty: 1e-3,
+                ..d()
+            },
+        ] {
+            Sampler::new(p).unwrap();
         }
     }
 
@@ -199,7 +407,8 @@ mod tests {
         let mut s = Sampler::new(SamplerParams {
             repeat_penalty: 2.0,
             ..SamplerParams::greedy()
-        });
+        })
+        .unwrap();
         assert_eq!(s.sample(&[2.0, 1.5], &[0]), 1);
     }
 }

@@ -108,6 +108,7 @@ impl Session {
             return Err(Error::ContextFull {
                 needed,
                 n_ctx: self.kv.n_ctx,
+                n_ctx_train: self.model.config.max_position_embeddings,
             });
         }
         self.model.check_files()?;

@@ -47,7 +47,8 @@ fn generate(model: &Arc<Model>, prompt: &[u32], steps: usize, seed: u64) -> Outp
     let mut sampler = Sampler::new(SamplerParams {
         seed,
         ..Default::default()
-    });
+    })
+    .unwrap();
     let mut history = prompt.to_vec();
     let mut logits = s.eval(prompt, false).unwrap().to_vec();
     let mut tokens = Vec::new();

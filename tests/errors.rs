@@ -266,11 +266,22 @@ fn out_of_range_token_and_context_overflow() {
             e,
             Error::ContextFull {
                 needed: 5,
-                n_ctx: 4
+                n_ctx: 4,
+                n_ctx_train: 128
             }
         ),
         "{e}"
     );
+    // The message says how to make the context larger, and how large it may be.
+    let msg = e.to_string();
+    for want in [
+        "context full: 5 positions needed, the context holds 4",
+        "-c/--ctx",
+        "moela_session_params.n_ctx",
+        "trained context length of 128",
+    ] {
+        assert!(msg.contains(want), "{msg} lacks {want}");
+    }
     s.eval(&[4], false).unwrap();
     s.reset();
     s.eval(&[1, 2, 3, 4], false).unwrap();
@@ -393,7 +404,7 @@ fn prompt_longer_than_the_context_is_rejected_before_any_work() {
     let e = s.eval(&huge, true).unwrap_err();
     assert!(t0.elapsed().as_millis() < 500, "{:?}", t0.elapsed());
     assert!(
-        matches!(e, Error::ContextFull { needed, n_ctx: 8 } if needed == 2 + (1 << 20)),
+        matches!(e, Error::ContextFull { needed, n_ctx: 8, .. } if needed == 2 + (1 << 20)),
         "{e}"
     );
     assert_eq!(s.position(), 2);
@@ -404,9 +415,124 @@ fn prompt_longer_than_the_context_is_rejected_before_any_work() {
         s.eval(&[4], false),
         Err(Error::ContextFull {
             needed: 9,
-            n_ctx: 8
+            n_ctx: 8,
+            ..
         })
     ));
     s.reset();
     assert_eq!(s.eval(&[1, 2], false).unwrap(), &first[..]);
+}
+
+#[test]
+fn special_files_and_directories_without_a_model_say_what_a_model_is() {
+    let e = load_err(Path::new("/dev/null"));
+    assert_eq!(
+        e,
+        "invalid argument: /dev/null: is a character device, not a regular file or a directory; a model is a .gguf file or a Hugging Face model directory (with config.json)"
+    );
+    let d = tmpdir("empty-dir");
+    let e = load_err(&d);
+    assert!(
+        e.contains("this directory holds neither config.json nor a .gguf file"),
+        "{e}"
+    );
+    assert!(!e.contains("config.json: No such file"), "{e}");
+    std::fs::copy(fixture("v3/llamacpp-f16.gguf"), d.join("model-f16.gguf")).unwrap();
+    let e = load_err(&d);
+    assert!(
+        e.contains("has no config.json") && e.contains("model-f16.gguf: pass that file instead"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// The CLI's exit status and stderr for `args` (with `stdin` as its input).
+fn cli(args: &[&str], stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_moela"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The CLI may exit before it reads its input (a refused setting): ignore a closed pipe.
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn cli_refuses_bad_settings_with_their_range() {
+    let gguf = fixture("v3/llamacpp-f16.gguf");
+    let m = gguf.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["-t", "100000", "run", "-m", m, "--tokens", "1"], "error: -t/--threads is 100000: must be 1 ..= 512"),
+        (&["-t", "0", "run", "-m", m, "--tokens", "1"], "error: -t/--threads is 0: must be 1 ..= 512"),
+        (&["-t", "-1", "run", "-m", m, "--tokens", "1"], "error: -t/--threads is -1: must be 1 ..= 512"),
+        (&["run", "-m", m, "--tokens", "1", "--temp", "-1"], "--temp is -1: must be finite and >= 0 (0 = greedy)"),
+        (&["run", "-m", m, "--tokens", "1", "--temp", "NaN"], "--temp is NaN: must be finite and >= 0 (0 = greedy)"),
+        (&["run", "-m", m, "--tokens", "1", "--temp", "inf"], "--temp is inf: must be finite and >= 0 (0 = greedy)"),
+        (&["run", "-m", m, "--tokens", "1", "--top-p", "1.5"], "--top-p is 1.5: must be in (0, 1] (1 = off)"),
+        (&["run", "-m", m, "--tokens", "1", "--top-p", "-0.5"], "--top-p is -0.5: must be in (0, 1] (1 = off)"),
+        (&["run", "-m", m, "--tokens", "1", "--min-p", "1.5"], "--min-p is 1.5: must be in [0, 1] (0 = off)"),
+        (&["run", "-m", m, "--tokens", "1", "--repeat-penalty", "0"], "--repeat-penalty is 0: must be finite and > 0 (1 = off)"),
+        (&["run", "-m", m, "--tokens", "1", "--repeat-penalty", "-2"], "--repeat-penalty is -2: must be finite and > 0 (1 = off)"),
+        (&["run", "-m", m, "--tokens", "1", "--top-k", "-3"], "--top-k is -3: must be >= 0 (0 = all tokens)"),
+        (&["chat", "-m", m, "--temp", "-0.5"], "--temp is -0.5: must be finite and >= 0 (0 = greedy)"),
+        (&["run", "-m", m, "--tokens", "1", "-c", "100000"], "-c/--ctx is 100000: must be at most 640, the context length"),
+        (&["run", "-m", m, "--tokens", "1,2,3,4,5,6", "-c", "4"], "context full: 6 positions needed, the context holds 4; a larger context is set with -c/--ctx (CLI)"),
+        (&["bench", "-m", m, "-r", "0"], "invalid value '0' for '--repetitions <REPETITIONS>': must be a whole number >= 1"),
+        (&["run", "-m", "/dev/null", "--tokens", "1"], "/dev/null: is a character device, not a regular file or a directory"),
+    ];
+    for (args, want) in cases {
+        let t = std::time::Instant::now();
+        let (ok, _, err) = cli(args, "");
+        assert!(!ok, "{args:?} succeeded");
+        assert!(
+            err.contains(want),
+            "{args:?}: stderr {err:?} lacks {want:?}"
+        );
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+        assert!(
+            t.elapsed().as_secs() < 30,
+            "{args:?} took {:?}",
+            t.elapsed()
+        );
+    }
+    // The edges of the ranges are accepted.
+    let (ok, _, err) = cli(
+        &[
+            "-t", "1", "run", "-m", m, "--tokens", "1", "-n", "2", "--temp", "0", "--top-p", "1",
+            "--min-p", "0", "--top-k", "0", "-c", "640",
+        ],
+        "",
+    );
+    assert!(ok, "{err}");
+}
+
+#[test]
+fn chat_exits_on_slash_exit_and_ends_the_line_on_eof() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/moela-tiny-v3.gguf");
+    if !model.is_file() {
+        return;
+    }
+    let m = model.to_str().unwrap();
+    for quit in ["/exit\n", "/quit\n", "  /exit  \n"] {
+        let (ok, out, err) = cli(&["chat", "-m", m, "-n", "4", "--temp", "0"], quit);
+        assert!(ok, "{err}");
+        // Nothing went to the model: no answer, no speed report.
+        assert!(out.is_empty(), "{quit:?}: {out:?}");
+        assert!(!err.contains("prefill"), "{quit:?}: {err}");
+    }
+    // End of input (Ctrl-D) after one turn: the "> " prompt line is ended.
+    let (ok, out, err) = cli(&["chat", "-m", m, "-n", "4", "--temp", "0"], "hello\n");
+    assert!(ok, "{err}");
+    assert!(!out.is_empty());
+    assert!(err.ends_with("> \n"), "{err:?}");
 }

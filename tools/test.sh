@@ -7,9 +7,12 @@
 # examples, the Python package), then a short fuzz run of every parser (tools/fuzz.sh).
 # Needs: cargo; python3 with gguf, numpy, safetensors; libclang (for bindgen); cbindgen
 # 0.24.3, gcc/g++, pkg-config (for the C API); gcc-aarch64-linux-gnu and qemu-user (NEON
-# tests). tools/install-test-deps.sh installs whatever is missing first.
+# tests). tools/install-test-deps.sh installs whatever is missing first. Honours
+# CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Cargo's output directory: $CARGO_TARGET_DIR when set (CI, shared machines), else target/.
+target=${CARGO_TARGET_DIR:-target}
 
 # Each step prints "== name"; any failure stops the script (set -e), so reaching the end means
 # every step passed, which the last line says in the plain "N passed, N failed" form.
@@ -33,7 +36,7 @@ cargo test --all-targets
 
 step "kernel bindings are current (bindgen)"
 cargo build --features bindgen --quiet
-generated=$(ls -t target/debug/build/moela-*/out/bindings.rs | head -n 1)
+generated=$(ls -t "$target"/debug/build/moela-*/out/bindings.rs | head -n 1)
 if ! diff <(tail -n +3 src/kernels/bindings.rs) "$generated" >/dev/null; then
     echo "src/kernels/bindings.rs is stale: regenerate it from $generated" >&2
     exit 1
@@ -65,7 +68,7 @@ qemu-aarch64 -cpu max "$kt/test_arm"
 
 step "GGUF layout (gguf PyPI package)"
 cargo build --release --quiet
-python3 tools/check_gguf_layout.py --moela target/release/moela
+python3 tools/check_gguf_layout.py --moela "$target/release/moela"
 
 step "C API (tools/test_capi.sh)"
 bash tools/test_capi.sh

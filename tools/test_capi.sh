@@ -9,11 +9,14 @@
 #   6. the examples (C shared and static, C++, Rust, Python) and the CLI give the same greedy
 #      tokens;
 #   7. the Python package's tests, and `pip install ./python`.
-# Needs: cbindgen 0.24.3, gcc/g++ with libasan/libubsan, pkg-config, python3.
+# Needs: cbindgen 0.24.3, gcc/g++ with libasan/libubsan, pkg-config, python3 with setuptools
+# >= 61 and wheel (tools/install-test-deps.sh installs them). Honours CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
+# Cargo's output: $CARGO_TARGET_DIR (absolute or relative to the checkout) or target/.
 release=${CARGO_TARGET_DIR:-target}/release
+case $release in /*) ;; *) release=$root/$release ;; esac
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -87,7 +90,7 @@ for m in tests/fixtures/v3 tests/fixtures/v2_lite tests/fixtures/v3/llamacpp-f16
     c=$("$tmp/generate" "$m" --tokens 1,2,3 -n 16 | norm)
     cs=$("$tmp/generate_static" "$m" --tokens 1,2,3 -n 16 | norm)
     r=$("$release/examples/generate" "$m" --tokens 1,2,3 -n 16 | norm)
-    p=$(MOELA_LIBRARY="$root/$release/libmoela.so" python3 examples/python/generate.py "$m" --tokens 1,2,3 -n 16 | norm)
+    p=$(MOELA_LIBRARY="$release/libmoela.so" python3 examples/python/generate.py "$m" --tokens 1,2,3 -n 16 | norm)
     cli=$("$release/moela" run -m "$m" --tokens 1,2,3 -n 16 --temp 0 2>/dev/null | norm)
     echo "  $m: $c"
     if [ "$c" != "$cs" ] || [ "$c" != "$r" ] || [ "$c" != "$p" ] || [ "$c" != "$cli" ] || [ -z "$c" ]; then
@@ -97,13 +100,13 @@ for m in tests/fixtures/v3 tests/fixtures/v2_lite tests/fixtures/v3/llamacpp-f16
 done
 
 echo "== Python package"
-MOELA_LIBRARY="$root/$release/libmoela.so" python3 -m unittest discover -s python/tests
+MOELA_LIBRARY="$release/libmoela.so" python3 -m unittest discover -s python/tests
 # pip install ./python (offline: the build backend is the installed setuptools), from a copy
 # so that the build leaves nothing in the checkout.
 cp -r python "$tmp/python-src"
 python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
     --no-build-isolation --no-deps --target "$tmp/site" "$tmp/python-src"
-(cd "$tmp" && PYTHONPATH="$tmp/site" MOELA_LIBRARY="$root/$release/libmoela.so" \
+(cd "$tmp" && PYTHONPATH="$tmp/site" MOELA_LIBRARY="$release/libmoela.so" \
     python3 -c 'import moela, sys; m = moela.Model(sys.argv[1]); assert moela.__file__.startswith(sys.argv[2]); print("  pip-installed package loads", m.info.architecture)' \
     "$root/tests/fixtures/v3" "$tmp/site")
 echo "C API: all checks passed"

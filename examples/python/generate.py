@@ -6,7 +6,8 @@
                                                                          model with a tokenizer)
 
 Finds the package in python/ of this checkout when it is not installed, and the library through
-MOELA_LIBRARY (default here: target/release/libmoela.so)."""
+MOELA_LIBRARY (default here: $CARGO_TARGET_DIR or target/, then release/libmoela.so).
+Greedy unless --temp is given (the CLI samples with temperature 0.8 by default)."""
 
 import argparse
 import os
@@ -19,8 +20,9 @@ try:
 except ImportError:
     sys.path.insert(0, str(root / "python"))
     import moela
-if "MOELA_LIBRARY" not in os.environ and (root / "target/release/libmoela.so").exists():
-    os.environ["MOELA_LIBRARY"] = str(root / "target/release/libmoela.so")
+built = Path(os.environ.get("CARGO_TARGET_DIR", root / "target"), "release", "libmoela.so")
+if "MOELA_LIBRARY" not in os.environ and built.exists():
+    os.environ["MOELA_LIBRARY"] = str(built)
 
 
 def main() -> int:

@@ -28,6 +28,7 @@ from . import _ffi
 
 __all__ = [
     "ABI_VERSION",
+    "MAX_THREADS",
     "Model",
     "ModelInfo",
     "MoelaError",
@@ -42,6 +43,8 @@ __all__ = [
 ]
 
 ABI_VERSION = _ffi.ABI_VERSION
+#: The most worker threads :func:`set_n_threads` accepts (MOELA_MAX_THREADS).
+MAX_THREADS = _ffi.MAX_THREADS
 
 _lib: Optional[ctypes.CDLL] = None
 
@@ -106,8 +109,16 @@ def abi_version() -> int:
 
 
 def set_n_threads(n_threads: int) -> None:
-    """Sets the size of the process-wide worker pool; only before the first evaluation."""
-    _check(_l().moela_set_n_threads(n_threads))
+    """Sets the size of the process-wide worker pool, 1 ..= :data:`MAX_THREADS`; only before
+    the first evaluation. Anything else raises :class:`MoelaError` (INVALID_ARG) before a
+    thread is started."""
+    n = int(n_threads)
+    if not 0 <= n <= 0xFFFFFFFF:
+        # Outside uint32 ctypes would wrap it; the library's message, with the value as given.
+        raise MoelaError(
+            Status.INVALID_ARG, f"moela_set_n_threads: n_threads is {n}: must be 1 ..= {MAX_THREADS}"
+        )
+    _check(_l().moela_set_n_threads(n))
 
 
 def get_n_threads() -> int:
@@ -282,7 +293,8 @@ class Model:
         add_generation_prompt: bool = True,
     ) -> str:
         """Renders ``[{"role": ..., "content": ...}, ...]`` (or ``(role, content)`` pairs)
-        with the model's chat template."""
+        with the model's chat template. Roles are "system", "user", "assistant" and "tool";
+        any other raises :class:`MoelaError` (INVALID_ARG) naming it."""
         pairs = [(m["role"], m["content"]) if isinstance(m, Mapping) else m for m in messages]
         keep = [(r.encode(), c.encode()) for r, c in pairs]
         arr = (_ffi.ChatMessage * len(keep))(*[_ffi.ChatMessage(r, c) for r, c in keep])
@@ -296,7 +308,11 @@ class Model:
 
 class Sampler:
     """Chooses tokens: greedy when ``temperature`` is 0, else seeded sampling with top-k,
-    top-p and min-p. Parameters left as None keep the library's defaults."""
+    top-p and min-p. Parameters left as None keep the library's defaults (temperature 0.8,
+    top_k 40, top_p 0.95, min_p 0.05, as the CLI; :meth:`greedy` and the generate functions
+    without a sampler are greedy). The library checks the values (moela_sampler_new): NaN or
+    infinite values, temperature < 0, top_p outside (0, 1], min_p outside [0, 1], top_k < 0
+    and repeat_penalty <= 0 raise :class:`MoelaError` (INVALID_ARG) stating the range."""
 
     def __init__(
         self,
@@ -316,8 +332,17 @@ class Sampler:
             ("repeat_penalty", repeat_penalty),
             ("seed", seed),
         ]:
-            if value is not None:
-                setattr(p, name, value)
+            if value is None:
+                continue
+            if name == "top_k" and not 0 <= value <= 0xFFFFFFFF:
+                # ctypes would wrap it into a uint32: the library's message instead.
+                raise MoelaError(
+                    Status.INVALID_ARG,
+                    f"moela_sampler_new: top_k is {value}: must be >= 0 (0 = all tokens)"
+                    if value < 0
+                    else f"moela_sampler_new: top_k is {value}: must be at most 4294967295",
+                )
+            setattr(p, name, value)
         self._h = ctypes.c_void_p()
         _check(_l().moela_sampler_new(ctypes.byref(p), ctypes.byref(self._h)))
 

@@ -119,6 +119,8 @@ GENERATE_PARSE_SPECIAL = 1 << 2
 TOKENIZE_ADD_BOS = 1
 TOKENIZE_PARSE_SPECIAL = 1 << 1
 CHAT_ADD_GENERATION_PROMPT = 1
+#: MOELA_MAX_THREADS: the most worker threads moela_set_n_threads accepts.
+MAX_THREADS = 512
 KV_TYPES = {"f32": 0, "f16": 1}
 ATTN_PATHS = {"auto": 0, "expanded": 1, "absorbed": 2}
 

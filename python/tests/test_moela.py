@@ -1,7 +1,8 @@
 """Tests of the Python package on the tiny test models. Plain unittest, so `python3 -m unittest
 discover python/tests` needs nothing else; pytest collects them too.
 
-Environment: MOELA_LIBRARY (default: target/release/libmoela.so of this checkout) and
+Environment: MOELA_LIBRARY (default: $CARGO_TARGET_DIR or this checkout's target/, then
+release/libmoela.so) and
 MOELA_TEST_MODEL (default: tests/fixtures/v3)."""
 
 from __future__ import annotations
@@ -15,8 +16,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "python"))
-os.environ.setdefault("MOELA_LIBRARY", str(ROOT / "target" / "release" / "libmoela.so"))
+os.environ.setdefault(
+    "MOELA_LIBRARY",
+    str(Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"), "release", "libmoela.so")),
+)
 MODEL = os.environ.get("MOELA_TEST_MODEL", str(ROOT / "tests" / "fixtures" / "v3"))
+#: A model with a tokenizer and a chat template (the default model of the README).
+TEXT_MODEL = str(ROOT / "models" / "moela-tiny-v3.gguf")
 
 import moela  # noqa: E402
 from moela import _ffi  # noqa: E402
@@ -61,10 +67,16 @@ class TestLibrary(unittest.TestCase):
             self.assertEqual(getattr(lib, fn)(m._handle(), ctypes.byref(p), ctypes.sizeof(p)), 0)
 
     def test_threads(self) -> None:
-        with self.assertRaises(MoelaError) as e:
-            moela.set_n_threads(0)
-        self.assertEqual(e.exception.status, Status.INVALID_ARG)
+        self.assertEqual(moela.MAX_THREADS, 512)
+        header = (ROOT / "include" / "moela.h").read_text()
+        self.assertIn(f"#define MOELA_MAX_THREADS {moela.MAX_THREADS}\n", header)
+        for n in [0, -1, 2**32 - 1, 2**32 + 1, 10**6, moela.MAX_THREADS + 1]:
+            with self.assertRaises(MoelaError) as e:
+                moela.set_n_threads(n)
+            self.assertEqual(e.exception.status, Status.INVALID_ARG)
+            self.assertIn(f"n_threads is {n}: must be 1 ..= 512", e.exception.message)
         self.assertGreaterEqual(moela.get_n_threads(), 1)
+        self.assertLessEqual(moela.get_n_threads(), moela.MAX_THREADS)
 
     def test_status_names_match(self) -> None:
         lib = moela._l()
@@ -129,6 +141,17 @@ class TestModel(unittest.TestCase):
             self.assertEqual(e.exception.status, Status.UNSUPPORTED)
             self.assertIn("tokenizer", e.exception.message)
 
+    @unittest.skipUnless(os.path.exists(TEXT_MODEL), "no default model")
+    def test_unknown_chat_role_is_an_error(self) -> None:
+        m = moela.Model(TEXT_MODEL)
+        ok = m.apply_chat_template([("user", "hi"), ("assistant", "hello")])
+        self.assertIn("hello", ok)
+        for role in ["wizard", "", "User"]:
+            with self.assertRaises(MoelaError) as e:
+                m.apply_chat_template([("user", "hi"), (role, "abracadabra")])
+            self.assertEqual(e.exception.status, Status.INVALID_ARG)
+            self.assertIn(f'chat message 1 has role "{role}"', e.exception.message)
+
     def test_closed_model_is_an_error_and_sessions_outlive_it(self) -> None:
         m = moela.Model(MODEL)
         s = moela.Session(m, n_ctx=16)
@@ -177,9 +200,27 @@ class TestSession(unittest.TestCase):
         with self.assertRaises(MoelaError) as e:
             moela.Session(self.model, kv_type="f8")
         self.assertEqual(e.exception.status, Status.INVALID_ARG)
+        for kwargs, want in [
+            ({"top_p": 0.0}, "top_p is 0: must be in (0, 1]"),
+            ({"top_p": 1.5}, "top_p is 1.5: must be in (0, 1]"),
+            ({"min_p": -0.1}, "min_p is -0.1: must be in [0, 1]"),
+            ({"min_p": 2.0}, "min_p is 2: must be in [0, 1]"),
+            ({"temperature": float("nan")}, "temperature is NaN: must be finite and >= 0"),
+            ({"temperature": float("inf")}, "temperature is inf: must be finite and >= 0"),
+            ({"temperature": -1.0}, "temperature is -1: must be finite and >= 0"),
+            ({"repeat_penalty": 0.0}, "repeat_penalty is 0: must be finite and > 0"),
+            ({"repeat_penalty": float("nan")}, "repeat_penalty is NaN"),
+            ({"top_k": -1}, "top_k is -1: must be >= 0 (0 = all tokens)"),
+        ]:
+            with self.assertRaises(MoelaError) as e:
+                moela.Sampler(**kwargs)
+            self.assertEqual(e.exception.status, Status.INVALID_ARG, kwargs)
+            self.assertIn(want, e.exception.message)
+        # The message of a full context says how to make it larger.
         with self.assertRaises(MoelaError) as e:
-            moela.Sampler(top_p=0.0)
-        self.assertEqual(e.exception.status, Status.INVALID_ARG)
+            s.eval([1, 2, 3, 4, 5])
+        self.assertIn("n_ctx", e.exception.message)
+        self.assertIn("trained context length of 640", e.exception.message)
         # Running into the end of the context while generating.
         with self.assertRaises(MoelaError) as e:
             list(s.generate_tokens([1, 2], max_tokens=10, ignore_eos=True))

@@ -23,9 +23,9 @@ use moela::{Model, Session, SessionParams};
     about = "DeepSeek MoE + MLA models on the CPU"
 )]
 struct Cli {
-    /// Worker threads (default: all available cores).
-    #[arg(short = 't', long, global = true)]
-    threads: Option<usize>,
+    /// Worker threads, 1 ..= 512 (default: all available cores).
+    #[arg(short = 't', long, global = true, allow_negative_numbers = true)]
+    threads: Option<i64>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -34,7 +34,8 @@ struct Cli {
 enum Cmd {
     /// Generate text after a prompt and stream it, with tokens/s at the end.
     Run {
-        /// A .gguf file or a Hugging Face model directory (default: the embedded model).
+        /// A .gguf file or a Hugging Face model directory (default: models/moela-tiny-v3.gguf,
+        /// the toy model trained here).
         #[arg(short, long)]
         model: Option<PathBuf>,
         /// Prompt text.
@@ -54,7 +55,8 @@ enum Cmd {
         n_predict: usize,
         #[command(flatten)]
         sampling: SamplingArgs,
-        /// Context length (0 = model default, at most 4096).
+        /// Context length in tokens, at most the model's trained context length (0 = that
+        /// length, capped at 4096).
         #[arg(short = 'c', long, default_value_t = 0)]
         ctx: usize,
         #[command(flatten)]
@@ -62,7 +64,8 @@ enum Cmd {
     },
     /// Interactive multi-turn chat in the terminal, with the model's chat template.
     Chat {
-        /// A .gguf file or a Hugging Face model directory (default: the embedded model).
+        /// A .gguf file or a Hugging Face model directory (default: models/moela-tiny-v3.gguf,
+        /// the toy model trained here).
         #[arg(short, long)]
         model: Option<PathBuf>,
         /// System prompt.
@@ -73,6 +76,8 @@ enum Cmd {
         n_predict: usize,
         #[command(flatten)]
         sampling: SamplingArgs,
+        /// Context length in tokens, at most the model's trained context length (0 = that
+        /// length, capped at 4096).
         #[arg(short = 'c', long, default_value_t = 0)]
         ctx: usize,
         #[command(flatten)]
@@ -128,8 +133,8 @@ enum Cmd {
         /// The profile to write.
         #[arg(short = 'o', long)]
         out: PathBuf,
-        /// Context window: the text runs in windows of this many tokens (0 = model default,
-        /// at most 4096).
+        /// Context window: the text runs in windows of this many tokens, at most the model's
+        /// trained context length (0 = that length, capped at 4096).
         #[arg(short = 'c', long, default_value_t = 0)]
         ctx: usize,
         /// Tokens per batch.
@@ -157,8 +162,8 @@ enum Cmd {
         /// Decode after this many tokens already in the context.
         #[arg(short = 'd', long, default_value_t = 0)]
         depth: usize,
-        /// Repetitions (mean ± sd).
-        #[arg(short = 'r', long, default_value_t = 3)]
+        /// Repetitions (mean ± sd), at least 1.
+        #[arg(short = 'r', long, default_value_t = 3, value_parser = at_least_one)]
         repetitions: usize,
         /// Measure the machine's read bandwidth (alone when no model is given).
         #[arg(long)]
@@ -303,34 +308,77 @@ fn eval_tokens(model: &Model, file: &std::path::Path) -> moela::Result<(Vec<u32>
     Ok((ids, bos))
 }
 
+/// Sampling settings. The defaults are the library's (`SamplerParams::default()`, also the C
+/// API's and Python's); the C/Python examples and the C API test script ask for greedy.
+/// Negative numbers are read as values, so that a bad one gets a message about its range.
 #[derive(clap::Args, Clone, Debug)]
 struct SamplingArgs {
-    /// Sampling temperature; 0 = greedy.
-    #[arg(long, default_value_t = 0.8)]
+    /// Sampling temperature, finite and >= 0; 0 = greedy.
+    #[arg(long, default_value_t = 0.8, allow_negative_numbers = true)]
     temp: f32,
-    #[arg(long, default_value_t = 40)]
-    top_k: usize,
-    #[arg(long, default_value_t = 0.95)]
+    /// Keep the k most likely tokens, >= 0; 0 = all.
+    #[arg(long, default_value_t = 40, allow_negative_numbers = true)]
+    top_k: i64,
+    /// Keep the smallest set of tokens whose probability reaches this, in (0, 1]; 1 = off.
+    #[arg(long, default_value_t = 0.95, allow_negative_numbers = true)]
     top_p: f32,
-    #[arg(long, default_value_t = 0.05)]
+    /// Drop tokens less likely than this times the most likely one, in [0, 1]; 0 = off.
+    #[arg(long, default_value_t = 0.05, allow_negative_numbers = true)]
     min_p: f32,
-    #[arg(long, default_value_t = 1.0)]
+    /// Penalise tokens already in the text, finite and > 0; 1 = off.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     repeat_penalty: f32,
     #[arg(long, default_value_t = 0)]
     seed: u64,
 }
 
 impl SamplingArgs {
-    fn sampler(&self) -> Sampler {
-        Sampler::new(SamplerParams {
+    /// The sampler, or an error naming the option, its value and the accepted range (the
+    /// ranges are the library's: `SamplerParams::check`).
+    fn sampler(&self) -> moela::Result<Sampler> {
+        let flag = |e: moela::sampler::BadSamplerParam| {
+            let name = match e.field {
+                "temperature" => "--temp",
+                "top_k" => "--top-k",
+                "top_p" => "--top-p",
+                "min_p" => "--min-p",
+                "repeat_penalty" => "--repeat-penalty",
+                other => other,
+            };
+            moela::Error::InvalidArg(format!("{name} is {}: {}", e.value, e.range))
+        };
+        let params = SamplerParams {
             temperature: self.temp,
-            top_k: self.top_k,
+            top_k: SamplerParams::top_k_from_signed(self.top_k).map_err(flag)?,
             top_p: self.top_p,
             min_p: self.min_p,
             repeat_penalty: self.repeat_penalty,
             seed: self.seed,
-        })
+        };
+        params.check().map_err(flag)?;
+        Sampler::new(params)
     }
+}
+
+/// A count that must be at least 1 (`bench -r`).
+fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err("must be a whole number >= 1".into()),
+    }
+}
+
+/// `-c`/`--ctx` checked against the model: at most its trained context length.
+fn check_ctx(ctx: usize, model: &Model) -> moela::Result<()> {
+    let train = model.config.max_position_embeddings;
+    if ctx > train {
+        return Err(moela::Error::InvalidArg(format!(
+            "-c/--ctx is {ctx}: must be at most {train}, the context length {} was trained for (0 = {})",
+            model.path.display(),
+            train.clamp(1, 4096)
+        )));
+    }
+    Ok(())
 }
 
 /// The model the README's first command runs: shipped in the repository (models/).
@@ -416,7 +464,18 @@ fn generate(
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(t) = cli.threads {
-        if let Err(e) = moela::kernels::set_threads(t.max(1)) {
+        // Checked before any thread starts (moela::threads, the C API's rule too).
+        let n = match u64::try_from(t)
+            .map_err(|_| format!("is {t}: must be 1 ..= {}", moela::threads::MAX_THREADS))
+            .and_then(moela::threads::check_threads)
+        {
+            Ok(n) => n,
+            Err(why) => {
+                eprintln!("error: -t/--threads {why}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = moela::threads::set_threads(n) {
             eprintln!("error: {e}");
             return ExitCode::FAILURE;
         }
@@ -474,7 +533,9 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             ctx,
             experts,
         } => {
+            let mut sampler = sampling.sampler()?;
             let model = load_with(&model_path(model)?, &experts.params(None)?)?;
+            check_ctx(ctx, &model)?;
             let keep = model.clone();
             let tok = keep.tokenizer.as_ref();
             let prompt_ids = match (&prompt, tokens) {
@@ -509,7 +570,6 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                     ..Default::default()
                 },
             )?;
-            let mut sampler = sampling.sampler();
             let mut out = std::io::stdout().lock();
             let mut stream = moela::tokenizer::StreamDecoder::new();
             if let (Some(text), Some(_), false) = (&prompt, tok, ids) {
@@ -836,6 +896,7 @@ fn profile(
     batch: usize,
 ) -> moela::Result<()> {
     let model = load(path)?;
+    check_ctx(ctx, &model)?;
     let tok = model.tokenizer.as_ref().ok_or_else(|| {
         moela::Error::InvalidArg("this model has no tokenizer, so it cannot read text".into())
     })?;
@@ -901,7 +962,9 @@ fn chat(
 ) -> moela::Result<()> {
     use moela::tokenizer::{split_reasoning, ChatMessage, StreamDecoder};
     use std::io::BufRead;
+    let mut sampler = sampling.sampler()?;
     let model = load_with(&path, params)?;
+    check_ctx(ctx, &model)?;
     let keep = model.clone();
     let tok = keep.tokenizer.as_ref().ok_or_else(|| {
         moela::Error::InvalidArg("this model has no tokenizer, so it cannot chat".into())
@@ -919,20 +982,24 @@ fn chat(
             ..Default::default()
         },
     )?;
-    let mut sampler = sampling.sampler();
     let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
     let mut held: Vec<u32> = Vec::new();
     let stdin = std::io::stdin();
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();
     eprintln!(
-        "chat with {} (empty line or Ctrl-D to quit)",
+        "chat with {} (/exit, /quit, an empty line or Ctrl-D to quit)",
         path.display()
     );
     loop {
         eprint!("> ");
         let mut line = String::new();
-        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 || line.trim().is_empty() {
+        if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
+            // Ctrl-D (end of input): end the "> " line so the shell prompt starts on its own.
+            eprintln!();
+            return Ok(());
+        }
+        if is_quit(&line) {
             return Ok(());
         }
         messages.push(ChatMessage::user(line.trim_end_matches(['\n', '\r'])));
@@ -977,6 +1044,12 @@ fn chat(
         let (_, answer) = split_reasoning(&text);
         messages.push(ChatMessage::assistant(answer.trim()));
     }
+}
+
+/// Whether a line typed in `moela chat` ends it: empty, `/exit` or `/quit` (never sent to
+/// the model).
+fn is_quit(line: &str) -> bool {
+    matches!(line.trim(), "" | "/exit" | "/quit")
 }
 
 /// Prints to stdout; a closed pipe (`moela inspect | head`) ends the output quietly.

@@ -335,7 +335,8 @@ mod tests {
         assert_eq!(
             status_of(&Error::ContextFull {
                 needed: 3,
-                n_ctx: 2
+                n_ctx: 2,
+                n_ctx_train: 4
             }),
             MOELA_STATUS_CONTEXT_FULL
         );

@@ -241,7 +241,7 @@ mod tests {
     use super::*;
     use crate::capi::params::{moela_sampling_params, AbiStruct};
     use crate::capi::text::tests::ByteCodec;
-    use crate::sampler::{Sampler, SamplerParams};
+    use crate::sampler::Sampler;
     use crate::{Model, Session, SessionParams};
     use std::sync::Arc;
 
@@ -270,7 +270,7 @@ mod tests {
         p.temperature = 0.0;
         let sp = crate::capi::params::sampler_params("t", &p).unwrap();
         moela_sampler {
-            sampler: Sampler::new(sp.clone()),
+            sampler: Sampler::new(sp.clone()).unwrap(),
             params: sp,
         }
     }
@@ -287,7 +287,7 @@ mod tests {
         let model = fixture();
         // The reference: the CLI's loop.
         let mut plain = Session::new(model.clone(), &SessionParams::default()).unwrap();
-        let mut sampler = Sampler::new(SamplerParams::greedy());
+        let mut sampler = Sampler::greedy();
         let mut hist = vec![3u32, 4, 5];
         let mut logits = plain.eval(&hist, false).unwrap().to_vec();
         let mut want = vec![];

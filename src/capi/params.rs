@@ -51,13 +51,19 @@ pub struct moela_session_params {
 }
 
 /// How the next token is chosen (`moela_sampler_new`). Get one from
-/// `moela_sampling_default_params()`. Temperature 0 is greedy (argmax).
+/// `moela_sampling_default_params()`. Temperature 0 is greedy (argmax). A value outside its
+/// range makes `moela_sampler_new` return `MOELA_STATUS_INVALID_ARG`
+/// with a message naming the field, the value and the range, e.g. "moela_sampler_new:
+/// temperature is NaN: must be finite and >= 0 (0 = greedy)". The defaults (also the CLI's
+/// and Python's) are llama.cpp's: temperature 0.8, top_k 40, top_p 0.95, min_p 0.05; the
+/// examples ask for greedy (temperature 0) explicitly.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct moela_sampling_params {
     /// `sizeof(moela_sampling_params)`, set by `moela_sampling_default_params()`.
     pub struct_size: u32,
-    /// 0 = greedy; default 0.8. Must be finite and >= 0.
+    /// 0 = greedy; default 0.8. Must be finite and >= 0 (a negative value is an error, not
+    /// greedy).
     pub temperature: f32,
     /// Keep the k most likely tokens; 0 = all; default 40.
     pub top_k: u32,
@@ -472,31 +478,18 @@ pub(crate) fn sampler_params(
     func: &str,
     p: &moela_sampling_params,
 ) -> Result<SamplerParams, Failure> {
-    let bad = |what: &str, v: f32| {
-        Err(Failure::invalid(format!(
-            "{func}: {what} is {v}, which is out of range"
-        )))
-    };
-    if !(p.temperature.is_finite() && p.temperature >= 0.0) {
-        return bad("temperature (finite, >= 0)", p.temperature);
-    }
-    if !(p.top_p > 0.0 && p.top_p <= 1.0) {
-        return bad("top_p (in (0, 1])", p.top_p);
-    }
-    if !(0.0..=1.0).contains(&p.min_p) {
-        return bad("min_p (in [0, 1])", p.min_p);
-    }
-    if !(p.repeat_penalty.is_finite() && p.repeat_penalty > 0.0) {
-        return bad("repeat_penalty (finite, > 0)", p.repeat_penalty);
-    }
-    Ok(SamplerParams {
+    let sp = SamplerParams {
         temperature: p.temperature,
         top_k: p.top_k as usize,
         top_p: p.top_p,
         min_p: p.min_p,
         repeat_penalty: p.repeat_penalty,
         seed: p.seed,
-    })
+    };
+    // The one check every front end shares (crate::sampler).
+    sp.check()
+        .map_err(|e| Failure::invalid(format!("{func}: {e}")))?;
+    Ok(sp)
 }
 
 /// Fills `*params` with the defaults. `struct_size` is `sizeof(moela_model_params)` as the

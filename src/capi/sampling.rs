@@ -31,7 +31,9 @@ pub(crate) unsafe fn sampler_mut<'a>(
 /// - `out_sampler`: receives the sampler (ownership transferred: free it with
 ///   `moela_sampler_free`), or NULL on failure.
 ///
-/// Returns `MOELA_STATUS_INVALID_ARG` for out-of-range params (NaN temperature, top_p 0...).
+/// Returns `MOELA_STATUS_INVALID_ARG` for out-of-range params, naming the field, its value
+/// and the accepted range (NaN or infinite values; temperature < 0; top_p outside (0, 1];
+/// min_p outside [0, 1]; repeat_penalty <= 0).
 ///
 /// # Safety
 /// Each pointer is NULL or valid as described.
@@ -49,7 +51,7 @@ pub unsafe extern "C" fn moela_sampler_new(
         let p = unsafe { read_struct(F, "params", params) }?;
         let sp = sampler_params(F, &p)?;
         let handle = Box::new(moela_sampler {
-            sampler: Sampler::new(sp.clone()),
+            sampler: Sampler::new(sp.clone()).map_err(|e| Failure::invalid(format!("{F}: {e}")))?,
             params: sp,
         });
         // SAFETY: as above.
@@ -82,7 +84,8 @@ pub unsafe extern "C" fn moela_sampler_reset(sampler: *mut moela_sampler) -> moe
     guard(F, || {
         // SAFETY: the caller's contract.
         let s = unsafe { sampler_mut(F, sampler) }?;
-        s.sampler = Sampler::new(s.params.clone());
+        s.sampler =
+            Sampler::new(s.params.clone()).map_err(|e| Failure::invalid(format!("{F}: {e}")))?;
         Ok(())
     })
 }

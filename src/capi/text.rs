@@ -30,7 +30,7 @@ pub const MOELA_CHAT_ADD_GENERATION_PROMPT: u32 = 1;
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
 pub struct moela_chat_message {
-    /// "system", "user" or "assistant".
+    /// "system", "user", "assistant" or "tool" (any other role is refused, not dropped).
     pub role: *const c_char,
     pub content: *const c_char,
 }
@@ -543,6 +543,10 @@ pub unsafe extern "C" fn moela_detokenizer_flush(
 ///   `buf_size` is 0.
 /// - `n_bytes`: receives the prompt's length without the NUL, also when the buffer is too
 ///   small (`MOELA_STATUS_BUFFER_TOO_SMALL`: it needs `*n_bytes + 1` bytes).
+///
+/// A message whose role is not "system", "user", "assistant" or "tool" (or "tool" with a
+/// DeepSeek-V2 model without its own template) returns `MOELA_STATUS_INVALID_ARG` naming
+/// the message and its role, since the templates would drop its content silently.
 ///
 /// Thread-safe (const handle).
 ///

@@ -36,6 +36,75 @@ fn watch(path: &Path, map_len: usize) -> Result<(PathBuf, std::fs::File, u64)> {
     Ok((path.to_path_buf(), file, len))
 }
 
+/// Refuses, with a message saying what a model path must be, a path that is neither a
+/// regular file nor a directory (a device such as /dev/null, a FIFO, a socket), and a
+/// directory without config.json (pointing at the .gguf files it holds, if any).
+fn check_model_path(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    const WHAT: &str =
+        "a model is a .gguf file or a Hugging Face model directory (with config.json)";
+    if meta.is_file() {
+        return Ok(());
+    }
+    if !meta.is_dir() {
+        return Err(Error::InvalidArg(format!(
+            "{}: is {}, not a regular file or a directory; {WHAT}",
+            path.display(),
+            special_file_kind(&meta.file_type())
+        )));
+    }
+    if path.join("config.json").exists() {
+        return Ok(());
+    }
+    let mut ggufs: Vec<String> = std::fs::read_dir(path)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".gguf"))
+                .collect()
+        })
+        .unwrap_or_default();
+    ggufs.sort();
+    Err(Error::InvalidArg(if ggufs.is_empty() {
+        format!(
+            "{}: this directory holds neither config.json nor a .gguf file; {WHAT}",
+            path.display()
+        )
+    } else {
+        format!(
+            "{}: this directory has no config.json, so it is not a Hugging Face model; it holds {}: pass that file instead",
+            path.display(),
+            ggufs
+                .iter()
+                .take(3)
+                .map(|n| path.join(n).display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }))
+}
+
+/// What kind of special file this is, in words.
+#[cfg(unix)]
+fn special_file_kind(ft: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_char_device() {
+        "a character device"
+    } else if ft.is_block_device() {
+        "a block device"
+    } else if ft.is_fifo() {
+        "a FIFO"
+    } else if ft.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_file_kind(_: &std::fs::FileType) -> &'static str {
+    "a special file"
+}
+
 /// Options of [`Model::load_with`].
 #[derive(Clone, Debug, Default)]
 pub struct ModelParams {
@@ -86,6 +155,7 @@ impl Model {
         let path = path.as_ref();
         let k = |cfg: &DeepSeekConfig| cfg.moe.experts_per_tok;
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+        check_model_path(path, &meta)?;
         if meta.is_dir() {
             let cfg = hf_config::read_config(&path.join("config.json"))?;
             let ckpt = HfCheckpoint::open_dir(path)?;

@@ -7,7 +7,8 @@ use minijinja::{context, Environment, ErrorKind};
 use super::{PreTokenizerKind, Tokenizer};
 use crate::error::{Error, Result};
 
-/// One turn of a conversation. `role` is "system", "user", "assistant" (or "tool").
+/// One turn of a conversation. `role` is one of [`CHAT_ROLES`]: "system", "user",
+/// "assistant" or "tool"; [`Tokenizer::apply_chat_template`] refuses any other.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ChatMessage {
     pub role: String,
@@ -45,6 +46,30 @@ pub enum ChatFormat {
 
 const V3_EOS: &str = "<｜end▁of▁sentence｜>";
 
+/// The roles a chat message may have. DeepSeek's templates render these and silently skip
+/// anything else, so [`Tokenizer::apply_chat_template`] refuses other roles instead of
+/// dropping the message.
+pub const CHAT_ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
+
+/// Refuses a message whose role would be dropped: one outside [`CHAT_ROLES`], or "tool" with
+/// the DeepSeek-V2 format (which has no tool turns). The error names the message and role.
+fn check_roles(messages: &[ChatMessage], format: Option<ChatFormat>) -> Result<()> {
+    for (i, m) in messages.iter().enumerate() {
+        if !CHAT_ROLES.contains(&m.role.as_str()) {
+            return Err(Error::InvalidArg(format!(
+                "chat message {i} has role {:?}, which the chat template does not render; the roles are \"system\", \"user\", \"assistant\" and \"tool\"",
+                m.role
+            )));
+        }
+        if m.role == "tool" && format == Some(ChatFormat::DeepSeekV2) {
+            return Err(Error::InvalidArg(format!(
+                "chat message {i} has role \"tool\", which the DeepSeek-V2 chat format does not render; the roles are \"system\", \"user\" and \"assistant\""
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl ChatFormat {
     /// The format matching a pre-tokenizer family.
     pub fn for_pre_tokenizer(kind: PreTokenizerKind) -> Self {
@@ -54,7 +79,8 @@ impl ChatFormat {
         }
     }
 
-    /// Renders `messages`; unknown roles are skipped, as the templates skip them.
+    /// Renders `messages`; unknown roles are skipped, as the templates skip them
+    /// ([`Tokenizer::apply_chat_template`] refuses them first).
     pub fn render(
         self,
         messages: &[ChatMessage],
@@ -239,11 +265,19 @@ impl Tokenizer {
     /// Renders a conversation with the tokenizer's own chat template, or, when it has none,
     /// with the built-in [`ChatFormat`] of its family ([`Self::default_chat_format`]). Encode
     /// the result with `parse_special = true` and `add_bos = false` (the template writes BOS).
+    ///
+    /// A message whose role is not one of [`CHAT_ROLES`] (or "tool" with the built-in
+    /// DeepSeek-V2 format) is `Error::InvalidArg` naming it, never dropped silently.
     pub fn apply_chat_template(
         &self,
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String> {
+        let format = match &self.chat_template {
+            Some(_) => None,
+            None => Some(self.default_chat_format()),
+        };
+        check_roles(messages, format)?;
         let (bos, eos) = self.bos_eos_text();
         match &self.chat_template {
             Some(t) => render_chat_template(t, messages, add_generation_prompt, bos, eos),

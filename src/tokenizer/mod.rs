@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub use added::AddedToken;
-pub use chat::{render_chat_template, split_reasoning, ChatFormat, ChatMessage};
+pub use chat::{render_chat_template, split_reasoning, ChatFormat, ChatMessage, CHAT_ROLES};
 pub use pretok::PreTokenizerKind;
 pub use stream::StreamDecoder;
 

@@ -154,6 +154,48 @@ fn encode_decode_synthetic() {
 }
 
 #[test]
+fn unknown_chat_roles_are_refused_not_dropped() {
+    let t = load("roles", &tokenizer_json(false), Some(&config())).unwrap();
+    let msgs = |role: &str| {
+        vec![
+            ChatMessage::user("hi"),
+            ChatMessage::new(role, "abracadabra"),
+        ]
+    };
+    for role in ["wizard", "", "User", "function"] {
+        let e = t
+            .apply_chat_template(&msgs(role), true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(&format!("chat message 1 has role {role:?}")) && e.contains("\"tool\""),
+            "{e}"
+        );
+        assert!(t.encode_chat(&msgs(role), true).is_err());
+    }
+    for role in crate::tokenizer::CHAT_ROLES {
+        let r = t.apply_chat_template(&msgs(role), false).unwrap();
+        assert!(r.contains("abracadabra"), "{role}: {r}");
+    }
+    // The built-in DeepSeek-V2 format has no tool turns: "tool" would vanish, so it is refused.
+    let mut no_template = config();
+    no_template.as_object_mut().unwrap().remove("chat_template");
+    let t = load("roles-builtin", &tokenizer_json(false), Some(&no_template)).unwrap();
+    if t.default_chat_format() == crate::tokenizer::ChatFormat::DeepSeekV2 {
+        let e = t
+            .apply_chat_template(&msgs("tool"), true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DeepSeek-V2 chat format"), "{e}");
+    } else {
+        assert!(t
+            .apply_chat_template(&msgs("tool"), true)
+            .unwrap()
+            .contains("abracadabra"));
+    }
+}
+
+#[test]
 fn merges_pair_form_and_configs() {
     let a = load("pairs", &tokenizer_json(true), None).unwrap();
     assert_eq!(a.encode("sing the", false, true), [b's' as u32, 260, 258]);

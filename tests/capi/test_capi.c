@@ -121,11 +121,37 @@ static void test_version_and_status(void) {
     CHECK(moela_last_error() != NULL);
 }
 
+/* Threads of this process (Linux: "Threads:" in /proc/self/status), or -1 where unknown. */
+static long process_threads(void) {
+    char line[256];
+    long n = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "Threads:", 8) == 0) n = strtol(line + 8, NULL, 10);
+    fclose(f);
+    return n;
+}
+
 /* First thing in main: the pool does not exist yet. */
 static void test_threads_setting(void) {
-    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_set_n_threads, 0);
+    static const uint32_t bad[] = {0, (uint32_t)-1, 1000000, MOELA_MAX_THREADS + 1};
+    long before = process_threads();
+    size_t i;
+    CHECK(MOELA_MAX_THREADS == 512);
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char want[64];
+        EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_set_n_threads, bad[i]);
+        /* "moela_set_n_threads: n_threads is 4294967295: must be 1 ..= 512" */
+        snprintf(want, sizeof want, "n_threads is %lu: must be 1 ..= 512", (unsigned long)bad[i]);
+        CHECK(strstr(moela_last_error(), want) != NULL);
+        /* Refused before any thread started. */
+        CHECK(process_threads() == before);
+    }
+    CHECK(before < 0 || before < 64);
     EXPECT_OK(moela_set_n_threads(2));
     CHECK(moela_get_n_threads() == 2);
+    CHECK(before < 0 || process_threads() <= before + 2);
     EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_set_n_threads, 3); /* fixed once created */
     CHECK(moela_get_n_threads() == 2);
 }
@@ -210,6 +236,16 @@ static void test_load_misuse(void) {
     snprintf(path, sizeof path, "%s/empty.gguf", tmp_dir);
     write_file(path, "", 0);
     EXPECT_FAIL(MOELA_STATUS_BAD_FORMAT, moela_model_load, path, &p, &m);
+
+    /* Not a model path: a device; a directory without config.json (it names the .gguf files
+       it holds instead). */
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_model_load, "/dev/null", &p, &m);
+    CHECK(strstr(moela_last_error(),
+                 "/dev/null: is a character device, not a regular file or a directory") != NULL);
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_model_load, tmp_dir, &p, &m);
+    CHECK(strstr(moela_last_error(), "has no config.json") != NULL);
+    CHECK(strstr(moela_last_error(), "empty.gguf") != NULL);
+    CHECK(m == NULL);
 
     /* Bad params. */
     p.flags = 0x80;
@@ -429,6 +465,32 @@ static void test_eval_logits_sample(const moela_model *m) {
         sp.temperature = (float)NAN;
         EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_new, &sp, &r);
         CHECK(r == NULL);
+        CHECK(strcmp(moela_last_error(),
+                     "moela_sampler_new: temperature is NaN: must be finite and >= 0 (0 = greedy)") == 0);
+        sp.temperature = -1.0f;
+        EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_new, &sp, &r);
+        CHECK(strstr(moela_last_error(), "temperature is -1: must be finite and >= 0") != NULL);
+        sp.temperature = (float)INFINITY;
+        EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_new, &sp, &r);
+        CHECK(strstr(moela_last_error(), "temperature is inf") != NULL);
+        EXPECT_OK(moela_sampling_default_params(&sp, sizeof sp));
+        sp.top_p = 1.5f;
+        EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_new, &sp, &r);
+        CHECK(strstr(moela_last_error(), "top_p is 1.5: must be in (0, 1]") != NULL);
+        sp.top_p = (float)NAN;
+        EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_new, &sp, &r);
+        EXPECT_OK(moela_sampling_default_params(&sp, sizeof sp));
+        sp.min_p = -0.5f;
+        EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_new, &sp, &r);
+        CHECK(strstr(moela_last_error(), "min_p is -0.5: must be in [0, 1]") != NULL);
+        sp.min_p = (float)NAN;
+        EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_new, &sp, &r);
+        EXPECT_OK(moela_sampling_default_params(&sp, sizeof sp));
+        sp.repeat_penalty = -2.0f;
+        EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_new, &sp, &r);
+        CHECK(strstr(moela_last_error(), "repeat_penalty is -2: must be finite and > 0") != NULL);
+        sp.repeat_penalty = (float)NAN;
+        EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_new, &sp, &r);
         EXPECT_OK(moela_sampling_default_params(&sp, sizeof sp));
         sp.top_p = 0.0f;
         EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_new, &sp, &r);
@@ -457,6 +519,10 @@ static void test_context_full(const moela_model *m) {
     CHECK(n_ctx == 4);
     EXPECT_OK(moela_session_eval(s, t, 3));
     EXPECT_FAIL(MOELA_STATUS_CONTEXT_FULL, moela_session_eval, s, t, 2);
+    /* The message says which setting makes the context larger, and up to what. */
+    CHECK(strstr(moela_last_error(), "5 positions needed, the context holds 4") != NULL);
+    CHECK(strstr(moela_last_error(), "moela_session_params.n_ctx") != NULL);
+    CHECK(strstr(moela_last_error(), "trained context length of 640") != NULL);
     EXPECT_OK(moela_session_position(s, &pos));
     CHECK(pos == 3); /* a failed eval changes nothing */
     EXPECT_OK(moela_session_eval(s, t, 1));
@@ -641,6 +707,21 @@ static void test_text(const moela_model *m) {
                     sizeof buf, &n);
         return;
     }
+
+    /* With a tokenizer: a role the template would drop is refused, naming it. */
+    msgs[0].role = "user";
+    msgs[0].content = hello;
+    msgs[1].role = "wizard";
+    msgs[1].content = "abracadabra";
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_chat_apply_template, m, msgs, 2,
+                MOELA_CHAT_ADD_GENERATION_PROMPT, buf, sizeof buf, &n);
+    CHECK(strstr(moela_last_error(), "chat message 1 has role \"wizard\"") != NULL);
+    msgs[1].role = "";
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_chat_apply_template, m, msgs, 2, 0, buf,
+                sizeof buf, &n);
+    msgs[1].role = "assistant";
+    EXPECT_OK(moela_chat_apply_template(m, msgs, 2, 0, buf, sizeof buf, &n));
+    CHECK(strstr(buf, hello) != NULL && strstr(buf, "abracadabra") != NULL);
 
     /* With a tokenizer: sizes, round trip, streaming. */
     EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_tokenize, m, hello, 5, 0x10, toks, 64, &n);
