@@ -8,6 +8,8 @@ fn main() {
     set_soname();
     cc::Build::new()
         .file("csrc/generic/generic.c")
+        .file("csrc/generic/iquants.c")
+        .file("csrc/generic/iquant_grids.c")
         .include("csrc/include")
         .opt_level(2)
         .warnings(true)
