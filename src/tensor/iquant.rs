@@ -359,6 +359,111 @@ mod tests {
     use super::*;
     use crate::tensor::quant;
 
+    /// Random valid blocks of `dtype` for `n` elements (random bytes are valid blocks of every
+    /// type here) with every block's scale set to `scale` (MXFP4: the nearest power of two,
+    /// clamped to the finite exponents).
+    pub(crate) fn random_row(dtype: DType, n: usize, seed: u64, scale: f32) -> Vec<u8> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        let mut bytes: Vec<u8> = (0..dtype.bytes_for(n).unwrap())
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s >> 40) as u8
+            })
+            .collect();
+        let h = half::f16::from_f32(scale).to_bits();
+        for b in bytes.chunks_mut(dtype.block_bytes()) {
+            match dtype {
+                DType::IQ1_M => {
+                    for k in 0..4 {
+                        let at = 49 + 2 * k;
+                        b[at] = (b[at] & 0x0f) | ((((h >> (4 * k)) & 0xf) as u8) << 4);
+                    }
+                }
+                DType::MXFP4 => {
+                    b[0] = if scale == 0.0 {
+                        0
+                    } else {
+                        (128.0 + scale.abs().log2().round()).clamp(0.0, 250.0) as u8
+                    }
+                }
+                DType::TQ1_0 => b[52..54].copy_from_slice(&h.to_le_bytes()),
+                DType::TQ2_0 => b[64..66].copy_from_slice(&h.to_le_bytes()),
+                _ => b[0..2].copy_from_slice(&h.to_le_bytes()),
+            }
+        }
+        bytes
+    }
+
+    /// Uniform values in [-scale, scale), deterministic (xorshift).
+    fn noise(seed: u64, n: usize, scale: f32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+            })
+            .collect()
+    }
+
+    fn dequantized(dtype: DType, row: &[u8], n: usize) -> Vec<f32> {
+        let mut v = vec![0f32; n];
+        quant::dequantize_row(dtype, row, &mut v);
+        v
+    }
+
+    /// The q8a kernels (generic and every ISA set's) against the dequantized row:
+    /// * the q8a product approximates the f32 one within the activation rounding
+    ///   (|x - d·q| ≤ d/2 per element, so |Σ w·x - Σ w·d·q| ≤ Σ |w|·d/2);
+    /// * every set's kernel equals the generic one up to float summation order: the integer
+    ///   group sums are exact, so the bound is 1e-5 × Σ|w·d·q| (the magnitude of what is
+    ///   summed).
+    ///
+    /// Rows of 1 to 5 blocks (MXFP4: 1 to 17), scales tiny, normal, huge and zero.
+    #[test]
+    fn q8a_kernels_match_dequantized_rows() {
+        use crate::kernels::{available, generic, Q8Acts, QK};
+        let sets = available();
+        let mut acts = Q8Acts::default();
+        for (t, _, bs, _, nm) in TYPES {
+            let counts: &[usize] = if bs == QK {
+                &[1, 2, 3, 8, 17]
+            } else {
+                &[1, 2, 5]
+            };
+            for &blocks in counts {
+                let n = blocks * bs;
+                for (seed, scale) in [(3u64, 0.01f32), (4, 1e-4), (5, 30.0), (6, 0.0)] {
+                    let x = noise(seed, n, 1.7);
+                    acts.quantize(&x, n);
+                    let row = random_row(t, n, seed + 100, scale);
+                    let w = dequantized(t, &row, n);
+                    let exact = quant::dot_row(t, &row, &x);
+                    let xa: Vec<f32> = (0..n).map(|i| acts.qs[i] as f32 * acts.d[i / QK]).collect();
+                    let round: f32 = (0..n).map(|i| w[i].abs() * acts.d[i / QK] / 2.0).sum();
+                    let mag: f32 = (0..n).map(|i| (w[i] * xa[i]).abs()).sum();
+                    let want = acts.dot(generic(), t, &row, 0);
+                    let tol = round * 1.01 + 1e-5 * mag + f32::MIN_POSITIVE;
+                    assert!(
+                        (want - exact).abs() <= tol,
+                        "{nm} n={n} scale={scale}: q8a {want} vs f32 {exact} (bound {tol})"
+                    );
+                    for k in &sets {
+                        let got = acts.dot(k, t, &row, 0);
+                        assert!(
+                            (got - want).abs() <= 1e-5 * mag + f32::MIN_POSITIVE,
+                            "{} {nm} n={n} scale={scale}: {got} vs generic {want}",
+                            k.name
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     fn fixture(name: &str) -> Vec<u8> {
         let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/fixtures/iquants")
