@@ -27,6 +27,11 @@ fn main() {
             &["-mavx2", "-mfma", "-mf16c"],
         );
         isa_lib(
+            "csrc/x86/iquants_avx2.c",
+            "moela_kernels_iquants_avx2",
+            &["-mavx2", "-mfma", "-mf16c"],
+        );
+        isa_lib(
             "csrc/x86/avx512.c",
             "moela_kernels_avx512",
             &[

@@ -48,6 +48,7 @@ gcc $cflags -c csrc/generic/iquants.c -o "$kt/iquants.o"
 gcc $cflags -c csrc/generic/iquant_grids.c -o "$kt/iquant_grids.o"
 gcc $cflags -c csrc/tests/test_kernels.c -o "$kt/test.o"
 gcc $cflags -O3 -mavx2 -mfma -mf16c -c csrc/x86/avx2.c -o "$kt/avx2.o"
+gcc $cflags -O3 -mavx2 -mfma -mf16c -c csrc/x86/iquants_avx2.c -o "$kt/iquants_avx2.o"
 gcc $cflags -O3 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c \
     -c csrc/x86/avx512.c -o "$kt/avx512.o"
 gcc $cflags -O3 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512vbmi -mavx2 \

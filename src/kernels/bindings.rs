@@ -1200,3 +1200,21 @@ unsafe extern "C" {
         s: *const i32,
     ) -> f32;
 }
+unsafe extern "C" {
+    pub fn mk_vec_dot_tq2_0_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq2_xxs_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
