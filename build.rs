@@ -8,6 +8,8 @@ fn main() {
     set_soname();
     cc::Build::new()
         .file("csrc/generic/generic.c")
+        .file("csrc/generic/iquants.c")
+        .file("csrc/generic/iquant_grids.c")
         .include("csrc/include")
         .opt_level(2)
         .warnings(true)
@@ -22,6 +24,11 @@ fn main() {
         isa_lib(
             "csrc/x86/avx2.c",
             "moela_kernels_avx2",
+            &["-mavx2", "-mfma", "-mf16c"],
+        );
+        isa_lib(
+            "csrc/x86/iquants_avx2.c",
+            "moela_kernels_iquants_avx2",
             &["-mavx2", "-mfma", "-mf16c"],
         );
         isa_lib(

@@ -33,6 +33,17 @@ pub(crate) fn file_type(t: DType) -> u32 {
         DType::BF16 => 32,
         // Not a GGUF type: never a conversion target (DType::from_name does not accept it).
         DType::F8E4M3 => 0,
+        // Load-only types (never conversion targets): llama.cpp's MOSTLY_* ids for them.
+        DType::IQ2_XXS => 19,
+        DType::IQ2_XS => 20,
+        DType::IQ3_XXS => 23,
+        DType::IQ1_S => 24,
+        DType::IQ3_S => 26,
+        DType::IQ2_S => 28,
+        DType::IQ1_M => 31,
+        DType::TQ1_0 => 36,
+        DType::TQ2_0 => 37,
+        DType::MXFP4 => 38,
     }
 }
 

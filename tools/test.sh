@@ -47,28 +47,34 @@ kt=$(mktemp -d)
 trap 'rm -rf "$kt"' EXIT
 cflags="-O2 -std=c11 -Wall -Wextra -Werror -Icsrc/include"
 gcc $cflags -c csrc/generic/generic.c -o "$kt/generic.o"
+gcc $cflags -c csrc/generic/iquants.c -o "$kt/iquants.o"
+gcc $cflags -c csrc/generic/iquant_grids.c -o "$kt/iquant_grids.o"
 gcc $cflags -c csrc/tests/test_kernels.c -o "$kt/test.o"
 gcc $cflags -O3 -mavx2 -mfma -mf16c -c csrc/x86/avx2.c -o "$kt/avx2.o"
+gcc $cflags -O3 -mavx2 -mfma -mf16c -c csrc/x86/iquants_avx2.c -o "$kt/iquants_avx2.o"
 gcc $cflags -O3 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx2 -mfma -mf16c \
     -c csrc/x86/avx512.c -o "$kt/avx512.o"
 gcc $cflags -O3 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512vbmi -mavx2 \
     -mfma -mf16c -c csrc/x86/avx512vbmi.c -o "$kt/avx512vbmi.o"
-gcc "$kt"/generic.o "$kt"/test.o "$kt"/avx2.o "$kt"/avx512.o "$kt"/avx512vbmi.o -lm \
+gcc "$kt"/generic.o "$kt"/iquants.o "$kt"/iquant_grids.o "$kt"/test.o "$kt"/avx2.o "$kt"/avx512.o "$kt"/avx512vbmi.o -lm \
     -o "$kt/test_x86"
 "$kt/test_x86"
 A=aarch64-linux-gnu-gcc
 $A $cflags -c csrc/generic/generic.c -o "$kt/a_generic.o"
+$A $cflags -c csrc/generic/iquants.c -o "$kt/a_iquants.o"
+$A $cflags -c csrc/generic/iquant_grids.c -o "$kt/a_iquant_grids.o"
 $A $cflags -c csrc/tests/test_kernels.c -o "$kt/a_test.o"
 $A $cflags -O3 -c csrc/arm/neon.c -o "$kt/a_neon.o"
 $A $cflags -O3 -march=armv8.2-a+dotprod -c csrc/arm/dotprod.c -o "$kt/a_dotprod.o"
 $A $cflags -O3 -march=armv8.2-a+dotprod+i8mm -c csrc/arm/i8mm.c -o "$kt/a_i8mm.o"
-$A -static "$kt"/a_generic.o "$kt"/a_test.o "$kt"/a_neon.o "$kt"/a_dotprod.o "$kt"/a_i8mm.o -lm \
+$A -static "$kt"/a_generic.o "$kt"/a_iquants.o "$kt"/a_iquant_grids.o "$kt"/a_test.o "$kt"/a_neon.o "$kt"/a_dotprod.o "$kt"/a_i8mm.o -lm \
     -o "$kt/test_arm"
 qemu-aarch64 -cpu max "$kt/test_arm"
 
 step "GGUF layout (gguf PyPI package)"
 cargo build --release --quiet
 python3 tools/check_gguf_layout.py --moela "$target/release/moela"
+python3 tools/gen_iquant_grids.py --check
 
 step "C API (tools/test_capi.sh)"
 bash tools/test_capi.sh

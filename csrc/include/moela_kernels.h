@@ -309,6 +309,48 @@ float mk_vec_dot_q2_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, con
 float mk_vec_dot_q3_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
                                   const int32_t *s);
 
+
+/* Load-only low-bit types (csrc/generic/iquants.c; layouts in src/tensor/iquant.rs): IQ2_XXS
+ * (66 bytes), IQ2_XS (74), IQ2_S (82), IQ3_XXS (98), IQ3_S (110), IQ1_S (50), IQ1_M (56),
+ * TQ1_0 (54), TQ2_0 (66) per 256 elements (n a multiple of 256); MXFP4 17 bytes per 32.
+ * Codebook types index the grids of csrc/generic/iquant_grids.h. Against f32 and against q8a
+ * activations (s unused: every type's codes are signed). */
+float mk_vec_dot_iq2_xxs_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_iq2_xs_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_iq2_s_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_iq3_xxs_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_iq3_s_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_iq1_s_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_iq1_m_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_tq1_0_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_tq2_0_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_mxfp4_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_iq2_xxs_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                     const float *d, const int32_t *s);
+float mk_vec_dot_iq2_xs_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                    const float *d, const int32_t *s);
+float mk_vec_dot_iq2_s_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                   const float *d, const int32_t *s);
+float mk_vec_dot_iq3_xxs_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                     const float *d, const int32_t *s);
+float mk_vec_dot_iq3_s_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                   const float *d, const int32_t *s);
+float mk_vec_dot_iq1_s_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                   const float *d, const int32_t *s);
+float mk_vec_dot_iq1_m_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                   const float *d, const int32_t *s);
+float mk_vec_dot_tq1_0_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                   const float *d, const int32_t *s);
+float mk_vec_dot_tq2_0_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                   const float *d, const int32_t *s);
+float mk_vec_dot_mxfp4_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                   const float *d, const int32_t *s);
+/* x86-64 AVX2 + FMA + F16C versions (csrc/x86/iquants_avx2.c). */
+float mk_vec_dot_tq2_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_iq2_xxs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -89,6 +89,16 @@ pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> Result<f32> {
             DType::F16 => bindings::mk_vec_dot_f16_f32_generic(n, w.cast(), x.as_ptr()),
             DType::BF16 => bindings::mk_vec_dot_bf16_f32_generic(n, w.cast(), x.as_ptr()),
             DType::F8E4M3 => 0.0, // returned above
+            DType::IQ2_XXS => bindings::mk_vec_dot_iq2_xxs_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::IQ2_XS => bindings::mk_vec_dot_iq2_xs_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::IQ2_S => bindings::mk_vec_dot_iq2_s_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::IQ3_XXS => bindings::mk_vec_dot_iq3_xxs_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::IQ3_S => bindings::mk_vec_dot_iq3_s_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::IQ1_S => bindings::mk_vec_dot_iq1_s_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::IQ1_M => bindings::mk_vec_dot_iq1_m_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::TQ1_0 => bindings::mk_vec_dot_tq1_0_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::TQ2_0 => bindings::mk_vec_dot_tq2_0_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::MXFP4 => bindings::mk_vec_dot_mxfp4_f32_generic(n, w.cast(), x.as_ptr()),
         })
     }
 }

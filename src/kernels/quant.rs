@@ -74,6 +74,16 @@ impl QuantTable {
             (DType::Q6_K, bindings::mk_vec_dot_q6_k_q8a_generic),
             (DType::Q2_K, bindings::mk_vec_dot_q2_k_q8a_generic),
             (DType::Q3_K, bindings::mk_vec_dot_q3_k_q8a_generic),
+            (DType::IQ2_XXS, bindings::mk_vec_dot_iq2_xxs_q8a_generic),
+            (DType::IQ2_XS, bindings::mk_vec_dot_iq2_xs_q8a_generic),
+            (DType::IQ2_S, bindings::mk_vec_dot_iq2_s_q8a_generic),
+            (DType::IQ3_XXS, bindings::mk_vec_dot_iq3_xxs_q8a_generic),
+            (DType::IQ3_S, bindings::mk_vec_dot_iq3_s_q8a_generic),
+            (DType::IQ1_S, bindings::mk_vec_dot_iq1_s_q8a_generic),
+            (DType::IQ1_M, bindings::mk_vec_dot_iq1_m_q8a_generic),
+            (DType::TQ1_0, bindings::mk_vec_dot_tq1_0_q8a_generic),
+            (DType::TQ2_0, bindings::mk_vec_dot_tq2_0_q8a_generic),
+            (DType::MXFP4, bindings::mk_vec_dot_mxfp4_q8a_generic),
         ] {
             t.0[Self::slot(dtype).expect("a quantized ggml type")] = Some(QuantKernels {
                 dot,

@@ -67,6 +67,8 @@ pub fn available() -> Vec<KernelSet> {
                     (DType::Q6_K, b::mk_vec_dot_q6_k_q8a_avx2),
                     (DType::Q2_K, b::mk_vec_dot_q2_k_q8a_avx2),
                     (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_avx2),
+                    (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_avx2),
+                    (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_avx2),
                 ]),
                 mla: MlaKernels {
                     scores_f32: b::mk_mla_scores_f32_avx2,
@@ -107,6 +109,9 @@ pub fn available() -> Vec<KernelSet> {
                             (DType::Q6_K, b::mk_vec_dot_q6_k_q8a_avx512),
                             (DType::Q2_K, b::mk_vec_dot_q2_k_q8a_avx512),
                             (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_avx512),
+                            // No AVX-512 versions yet: the AVX2 ones.
+                            (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_avx2),
+                            (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_avx2),
                         ])
                         .dot4(&[
                             (DType::Q8_0, b::mk_vec_dot4_q8_0_q8a_avx512),

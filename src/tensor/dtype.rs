@@ -1,5 +1,7 @@
 //! Element types moela computes with, and their GGML/GGUF type ids and block geometry.
 
+use super::iquant;
+
 /// A tensor element type. Quantized types store blocks of `block_size()` elements in
 /// `block_bytes()` bytes (the GGUF block layouts).
 /// Variant names follow ggml's (`Q4_K`), which the file formats and users know them by.
@@ -20,6 +22,18 @@ pub enum DType {
     /// 128×128 block scales held by the view, see `tensor::fp8`). Load-only: there is no GGUF
     /// type for it, so it is not in [`DType::ALL`] and not accepted as a conversion target.
     F8E4M3,
+    // Load-only llama.cpp types (`tensor::iquant`): read and computed with, never written, so
+    // not in `ALL` (found by `from_ggml_type` through [`DType::LOAD_ONLY`]).
+    IQ2_XXS,
+    IQ2_XS,
+    IQ3_XXS,
+    IQ1_S,
+    IQ3_S,
+    IQ2_S,
+    IQ1_M,
+    TQ1_0,
+    TQ2_0,
+    MXFP4,
 }
 
 impl DType {
@@ -37,6 +51,21 @@ impl DType {
         DType::Q3_K,
     ];
 
+    /// GGUF types moela reads and computes with but cannot write (`tensor::iquant`): not
+    /// conversion targets, so not in [`DType::ALL`].
+    pub const LOAD_ONLY: [DType; 10] = [
+        DType::IQ2_XXS,
+        DType::IQ2_XS,
+        DType::IQ3_XXS,
+        DType::IQ1_S,
+        DType::IQ3_S,
+        DType::IQ2_S,
+        DType::IQ1_M,
+        DType::TQ1_0,
+        DType::TQ2_0,
+        DType::MXFP4,
+    ];
+
     /// The `ggml_type` id used in GGUF tensor infos ([`NO_GGML_TYPE`] for F8E4M3, which
     /// GGUF cannot store).
     pub fn ggml_type(self) -> u32 {
@@ -52,11 +81,24 @@ impl DType {
             DType::Q3_K => 11,
             DType::BF16 => 30,
             DType::F8E4M3 => NO_GGML_TYPE,
+            DType::IQ2_XXS
+            | DType::IQ2_XS
+            | DType::IQ3_XXS
+            | DType::IQ1_S
+            | DType::IQ3_S
+            | DType::IQ2_S
+            | DType::IQ1_M
+            | DType::TQ1_0
+            | DType::TQ2_0
+            | DType::MXFP4 => iquant::ggml_type(self),
         }
     }
 
     pub fn from_ggml_type(t: u32) -> Option<DType> {
-        DType::ALL.into_iter().find(|d| d.ggml_type() == t)
+        DType::ALL
+            .into_iter()
+            .chain(DType::LOAD_ONLY)
+            .find(|d| d.ggml_type() == t)
     }
 
     pub fn block_size(self) -> usize {
@@ -64,6 +106,16 @@ impl DType {
             DType::F32 | DType::F16 | DType::BF16 | DType::F8E4M3 => 1,
             DType::Q8_0 | DType::Q4_0 => 32,
             DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K => 256,
+            DType::IQ2_XXS
+            | DType::IQ2_XS
+            | DType::IQ3_XXS
+            | DType::IQ1_S
+            | DType::IQ3_S
+            | DType::IQ2_S
+            | DType::IQ1_M
+            | DType::TQ1_0
+            | DType::TQ2_0
+            | DType::MXFP4 => iquant::block_size(self),
         }
     }
 
@@ -79,6 +131,16 @@ impl DType {
             DType::Q2_K => 84,
             DType::Q3_K => 110,
             DType::F8E4M3 => 1,
+            DType::IQ2_XXS
+            | DType::IQ2_XS
+            | DType::IQ3_XXS
+            | DType::IQ1_S
+            | DType::IQ3_S
+            | DType::IQ2_S
+            | DType::IQ1_M
+            | DType::TQ1_0
+            | DType::TQ2_0
+            | DType::MXFP4 => iquant::block_bytes(self),
         }
     }
 
@@ -116,6 +178,16 @@ impl DType {
             DType::Q2_K => "q2_k",
             DType::Q3_K => "q3_k",
             DType::F8E4M3 => "f8_e4m3",
+            DType::IQ2_XXS
+            | DType::IQ2_XS
+            | DType::IQ3_XXS
+            | DType::IQ1_S
+            | DType::IQ3_S
+            | DType::IQ2_S
+            | DType::IQ1_M
+            | DType::TQ1_0
+            | DType::TQ2_0
+            | DType::MXFP4 => iquant::name(self),
         }
     }
 

@@ -1,6 +1,9 @@
 //! Tensor element types, quantized block formats and typed views over mapped bytes.
 pub mod dtype;
 pub mod fp8;
+pub mod iquant;
+#[rustfmt::skip]
+mod iquant_grids;
 pub mod kquant;
 pub mod quant;
 pub mod view;

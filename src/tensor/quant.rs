@@ -23,6 +23,7 @@
 
 use crate::error::{Error, Result};
 use crate::tensor::dtype::DType;
+use crate::tensor::iquant;
 use crate::tensor::kquant;
 
 use crate::tensor::fp8;
@@ -173,6 +174,21 @@ pub fn quantize_row(dtype: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
                 *o = fp8::f32_to_e4m3(*v);
             }
         }
+        DType::IQ2_XXS
+        | DType::IQ2_XS
+        | DType::IQ3_XXS
+        | DType::IQ1_S
+        | DType::IQ3_S
+        | DType::IQ2_S
+        | DType::IQ1_M
+        | DType::TQ1_0
+        | DType::TQ2_0
+        | DType::MXFP4 => {
+            return Err(Error::InvalidArg(format!(
+                "{}: moela reads this type but cannot write it",
+                dtype.name()
+            )))
+        }
     }
     Ok(())
 }
@@ -293,6 +309,16 @@ pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) {
         }
 
         DType::F8E4M3 => fp8::dequantize(bytes, out),
+        DType::IQ2_XXS
+        | DType::IQ2_XS
+        | DType::IQ3_XXS
+        | DType::IQ1_S
+        | DType::IQ3_S
+        | DType::IQ2_S
+        | DType::IQ1_M
+        | DType::TQ1_0
+        | DType::TQ2_0
+        | DType::MXFP4 => iquant::dequantize_row(dtype, bytes, out),
     }
 }
 
@@ -321,6 +347,16 @@ pub fn dot_row(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
         }
 
         DType::F8E4M3 => fp8::dot(bytes, x),
+        DType::IQ2_XXS
+        | DType::IQ2_XS
+        | DType::IQ3_XXS
+        | DType::IQ1_S
+        | DType::IQ3_S
+        | DType::IQ2_S
+        | DType::IQ1_M
+        | DType::TQ1_0
+        | DType::TQ2_0
+        | DType::MXFP4 => iquant::dot_row(dtype, bytes, x),
     }
 }
 
@@ -531,6 +567,16 @@ pub fn axpy_row(dtype: DType, bytes: &[u8], a: f32, y: &mut [f32]) {
         }
 
         DType::F8E4M3 => fp8::axpy(bytes, a, y),
+        DType::IQ2_XXS
+        | DType::IQ2_XS
+        | DType::IQ3_XXS
+        | DType::IQ1_S
+        | DType::IQ3_S
+        | DType::IQ2_S
+        | DType::IQ1_M
+        | DType::TQ1_0
+        | DType::TQ2_0
+        | DType::MXFP4 => iquant::axpy_row(dtype, bytes, a, y),
     }
 }
 
