@@ -30,6 +30,11 @@ pub(crate) fn file_type(t: DType) -> u32 {
         DType::Q4_K => 14,
         DType::Q5_K => 16,
         DType::Q6_K => 18,
+        DType::Q4_1 => 3,
+        DType::Q5_0 => 8,
+        DType::Q5_1 => 9,
+        DType::IQ4_NL => 25,
+        DType::IQ4_XS => 30,
         DType::BF16 => 32,
         // Not a GGUF type: never a conversion target (DType::from_name does not accept it).
         DType::F8E4M3 => 0,

@@ -165,19 +165,26 @@ pub fn bits_per_weight(d: DType) -> f64 {
 }
 
 /// The type actually stored for rows of `cols` elements when `want` is asked for: `want` if
-/// its blocks tile the row, else the smallest GGUF quant type with at least as many bits whose
-/// blocks do (Q4_K → Q4_0/Q5_0-like, Q6_K → Q8_0), else F16.
+/// its blocks tile the row, else llama.cpp's fallback (`tensor_type_fallback` in
+/// llama-quant.cpp): Q2_K/Q3_K → Q4_0, Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, IQ4_XS →
+/// IQ4_NL; F16 when the fallback does not tile the row either (or for a 32-element type).
 pub fn fit(want: DType, cols: usize) -> DType {
     if cols % want.block_size() == 0 {
         return want;
     }
-    let need = bits_per_weight(want);
-    DType::ALL
-        .into_iter()
-        .filter(|d| d.is_quantized() && cols % d.block_size() == 0)
-        .filter(|&d| bits_per_weight(d) >= need)
-        .min_by(|a, b| bits_per_weight(*a).total_cmp(&bits_per_weight(*b)))
-        .unwrap_or(DType::F16)
+    let fallback = match want {
+        DType::Q2_K | DType::Q3_K => DType::Q4_0,
+        DType::Q4_K => DType::Q5_0,
+        DType::Q5_K => DType::Q5_1,
+        DType::Q6_K => DType::Q8_0,
+        DType::IQ4_XS => DType::IQ4_NL,
+        _ => DType::F16,
+    };
+    if cols % fallback.block_size() == 0 {
+        fallback
+    } else {
+        DType::F16
+    }
 }
 
 /// What a GGUF tensor is, for the policy and the summary.
@@ -347,7 +354,13 @@ impl Policy {
 pub fn ladder(floor: DType) -> Vec<DType> {
     let mut by_bits: Vec<DType> = Vec::new();
     for d in DType::ALL {
-        if !d.is_quantized() || bits_per_weight(d) < bits_per_weight(floor) {
+        // The row fallbacks (Q4_1, Q5_0, Q5_1) and the IQ4 codebooks are not rungs: the
+        // K-quant of the same size is the better choice for whole super-blocks.
+        let rung = !matches!(
+            d,
+            DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::IQ4_NL | DType::IQ4_XS
+        );
+        if !rung || !d.is_quantized() || bits_per_weight(d) < bits_per_weight(floor) {
             continue;
         }
         if let Some(same) = by_bits
@@ -640,6 +653,16 @@ mod tests {
         assert_eq!(fit(DType::Q4_0, 64), DType::Q4_0);
         assert_eq!(fit(DType::Q4_0, 48), DType::F16);
         assert_eq!(fit(DType::F16, 3), DType::F16);
+        // llama.cpp's fallbacks for rows that are not whole 256-element super-blocks
+        // (V2-Lite's 1408-wide expert down projections, attn_k_b rows of 128).
+        assert_eq!(fit(DType::Q4_K, 1408), DType::Q5_0);
+        assert_eq!(fit(DType::Q5_K, 1408), DType::Q5_1);
+        assert_eq!(fit(DType::Q6_K, 1408), DType::Q8_0);
+        assert_eq!(fit(DType::Q3_K, 1408), DType::Q4_0);
+        assert_eq!(fit(DType::Q2_K, 128), DType::Q4_0);
+        assert_eq!(fit(DType::IQ4_XS, 1408), DType::IQ4_NL);
+        assert_eq!(fit(DType::IQ4_XS, 512), DType::IQ4_XS);
+        assert_eq!(fit(DType::Q4_K, 48), DType::F16);
     }
 
     #[test]

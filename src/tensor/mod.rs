@@ -1,7 +1,9 @@
 //! Tensor element types, quantized block formats and typed views over mapped bytes.
 pub mod dtype;
 pub mod fp8;
+pub mod iq4;
 pub mod kquant;
+pub mod legacy;
 pub mod quant;
 pub mod view;
 
