@@ -48,7 +48,7 @@ pub struct Mix {
 }
 
 /// The mixes moela knows. The K variants are the single place where K-quant types plug in.
-pub const MIXES: [Mix; 5] = [
+pub const MIXES: [Mix; 6] = [
     Mix {
         name: "q4_k_m",
         low: "q4_k",
@@ -76,6 +76,17 @@ pub const MIXES: [Mix; 5] = [
         high: "q3_k",
         output: "q6_k",
         file_type: 10, // LLAMA_FTYPE_MOSTLY_Q2_K
+    },
+    Mix {
+        // llama.cpp's IQ4_XS without an importance matrix: IQ4_XS bulk (IQ4_NL where rows are
+        // not whole super-blocks), Q5_K for the sensitive tensors (llama.cpp: ffn_down of the
+        // first eighth of the layers, attn_v), Q6_K output. Named `iq4_xs_m` because `iq4_xs`
+        // names the uniform type (as `q2_k_m` / `q2_k`).
+        name: "iq4_xs_m",
+        low: "iq4_xs",
+        high: "q5_k",
+        output: "q6_k",
+        file_type: 30, // LLAMA_FTYPE_MOSTLY_IQ4_XS
     },
     Mix {
         name: "q4_0_m",
@@ -539,9 +550,19 @@ mod tests {
         // `q2_k` is the uniform type; the llama.cpp "Q2_K" mix is `q2_k_m`.
         assert_eq!(Base::parse("q2_k").unwrap(), Base::Uniform(DType::Q2_K));
         assert_eq!(Base::parse("Q3_K").unwrap(), Base::Uniform(DType::Q3_K));
+        for t in [
+            DType::Q4_1,
+            DType::Q5_0,
+            DType::Q5_1,
+            DType::IQ4_NL,
+            DType::IQ4_XS,
+        ] {
+            assert_eq!(Base::parse(t.name()).unwrap(), Base::Uniform(t));
+        }
         for (name, low, high, ft) in [
             ("q3_k_m", DType::Q3_K, DType::Q4_K, 12),
             ("q2_k_m", DType::Q2_K, DType::Q3_K, 10),
+            ("iq4_xs_m", DType::IQ4_XS, DType::Q5_K, 30),
         ] {
             assert_eq!(
                 Base::parse(name).unwrap(),
