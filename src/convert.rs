@@ -517,6 +517,17 @@ pub fn convert_with(
         let fits = |t: DType| (quant_policy::fit(t, h), quant_policy::fit(t, inter));
         let mut ladder: Vec<DType> = Vec::new();
         for t in quant_policy::ladder(floor) {
+            // A K-quant whose super-blocks tile neither expert matrix would be stored as
+            // llama.cpp's fallback (Q4_K → Q5_0, Q5_K → Q5_1): the planner's rungs there are
+            // the smallest of Q4_0 / Q8_0 with at least its bits instead (Q4_K → Q4_0, Q5_K →
+            // Q8_0), so its cheapest rung stays the floor's size and the steps stay few.
+            let same_bits = [DType::Q4_0, DType::Q8_0]
+                .into_iter()
+                .find(|d| quant_policy::bits_per_weight(*d) >= quant_policy::bits_per_weight(t));
+            let t = match (fits(t), same_bits) {
+                ((a, b), Some(d)) if a != t && b != t => d,
+                _ => t,
+            };
             let (a, b) = fits(t);
             if !ladder.iter().any(|&x| fits(x) == (a, b)) {
                 ladder.push(if a == b { a } else { t });

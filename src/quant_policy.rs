@@ -27,6 +27,9 @@
 //! sixteenth of the layers), while ours use `high` only in the [`use_more_bits`] layers, as for
 //! the 4-bit mixes; its MoE special cases (`attn_output` Q5_K with 8+ experts) are not copied.
 //!
+//! `iq4_xs_m` is llama.cpp's IQ4_XS file type without an importance matrix: IQ4_XS bulk, Q5_K
+//! for the sensitive tensors, Q6_K output.
+//!
 //! Whatever the choice, 1-D tensors and the router stay F32 (as llama.cpp keeps them) and a
 //! tensor whose rows are not whole blocks of the chosen type gets [`fit`]'s fallback.
 

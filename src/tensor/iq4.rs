@@ -102,8 +102,8 @@ pub fn dequantize_block(dtype: DType, b: &[u8], y: &mut [f32]) {
 /// Index of the table value nearest to `v` (the lower one on ties).
 #[inline]
 fn nearest(v: f32) -> u8 {
-    if !(v > KVALUES[0] as f32) {
-        return 0; // also NaN
+    if v.is_nan() || v <= KVALUES[0] as f32 {
+        return 0;
     }
     if v >= KVALUES[15] as f32 {
         return 15;
@@ -132,7 +132,7 @@ fn best_scale(x: &[f32]) -> (f32, [u8; QK]) {
         }
     }
     let mut codes = [0u8; QK];
-    if !(amax >= 1e-15) {
+    if amax.is_nan() || amax < 1e-15 {
         return (0.0, codes);
     }
     let fit = |id: f32, codes: &mut [u8; QK]| {
