@@ -30,6 +30,11 @@ pub(crate) fn file_type(t: DType) -> u32 {
         DType::Q4_K => 14,
         DType::Q5_K => 16,
         DType::Q6_K => 18,
+        DType::Q4_1 => 3,
+        DType::Q5_0 => 8,
+        DType::Q5_1 => 9,
+        DType::IQ4_NL => 25,
+        DType::IQ4_XS => 30,
         DType::BF16 => 32,
         // Not a GGUF type: never a conversion target (DType::from_name does not accept it).
         DType::F8E4M3 => 0,
@@ -523,6 +528,17 @@ pub fn convert_with(
         let fits = |t: DType| (quant_policy::fit(t, h), quant_policy::fit(t, inter));
         let mut ladder: Vec<DType> = Vec::new();
         for t in quant_policy::ladder(floor) {
+            // A K-quant whose super-blocks tile neither expert matrix would be stored as
+            // llama.cpp's fallback (Q4_K → Q5_0, Q5_K → Q5_1): the planner's rungs there are
+            // the smallest of Q4_0 / Q8_0 with at least its bits instead (Q4_K → Q4_0, Q5_K →
+            // Q8_0), so its cheapest rung stays the floor's size and the steps stay few.
+            let same_bits = [DType::Q4_0, DType::Q8_0]
+                .into_iter()
+                .find(|d| quant_policy::bits_per_weight(*d) >= quant_policy::bits_per_weight(t));
+            let t = match (fits(t), same_bits) {
+                ((a, b), Some(d)) if a != t && b != t => d,
+                _ => t,
+            };
             let (a, b) = fits(t);
             if !ladder.iter().any(|&x| fits(x) == (a, b)) {
                 ladder.push(if a == b { a } else { t });

@@ -27,6 +27,9 @@
 //! sixteenth of the layers), while ours use `high` only in the [`use_more_bits`] layers, as for
 //! the 4-bit mixes; its MoE special cases (`attn_output` Q5_K with 8+ experts) are not copied.
 //!
+//! `iq4_xs_m` is llama.cpp's IQ4_XS file type without an importance matrix: IQ4_XS bulk, Q5_K
+//! for the sensitive tensors, Q6_K output.
+//!
 //! Whatever the choice, 1-D tensors and the router stay F32 (as llama.cpp keeps them) and a
 //! tensor whose rows are not whole blocks of the chosen type gets [`fit`]'s fallback.
 
@@ -48,7 +51,7 @@ pub struct Mix {
 }
 
 /// The mixes moela knows. The K variants are the single place where K-quant types plug in.
-pub const MIXES: [Mix; 5] = [
+pub const MIXES: [Mix; 6] = [
     Mix {
         name: "q4_k_m",
         low: "q4_k",
@@ -76,6 +79,17 @@ pub const MIXES: [Mix; 5] = [
         high: "q3_k",
         output: "q6_k",
         file_type: 10, // LLAMA_FTYPE_MOSTLY_Q2_K
+    },
+    Mix {
+        // llama.cpp's IQ4_XS without an importance matrix: IQ4_XS bulk (IQ4_NL where rows are
+        // not whole super-blocks), Q5_K for the sensitive tensors (llama.cpp: ffn_down of the
+        // first eighth of the layers, attn_v), Q6_K output. Named `iq4_xs_m` because `iq4_xs`
+        // names the uniform type (as `q2_k_m` / `q2_k`).
+        name: "iq4_xs_m",
+        low: "iq4_xs",
+        high: "q5_k",
+        output: "q6_k",
+        file_type: 30, // LLAMA_FTYPE_MOSTLY_IQ4_XS
     },
     Mix {
         name: "q4_0_m",
@@ -165,19 +179,26 @@ pub fn bits_per_weight(d: DType) -> f64 {
 }
 
 /// The type actually stored for rows of `cols` elements when `want` is asked for: `want` if
-/// its blocks tile the row, else the smallest GGUF quant type with at least as many bits whose
-/// blocks do (Q4_K → Q4_0/Q5_0-like, Q6_K → Q8_0), else F16.
+/// its blocks tile the row, else llama.cpp's fallback (`tensor_type_fallback` in
+/// llama-quant.cpp): Q2_K/Q3_K → Q4_0, Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, IQ4_XS →
+/// IQ4_NL; F16 when the fallback does not tile the row either (or for a 32-element type).
 pub fn fit(want: DType, cols: usize) -> DType {
     if cols % want.block_size() == 0 {
         return want;
     }
-    let need = bits_per_weight(want);
-    DType::ALL
-        .into_iter()
-        .filter(|d| d.is_quantized() && cols % d.block_size() == 0)
-        .filter(|&d| bits_per_weight(d) >= need)
-        .min_by(|a, b| bits_per_weight(*a).total_cmp(&bits_per_weight(*b)))
-        .unwrap_or(DType::F16)
+    let fallback = match want {
+        DType::Q2_K | DType::Q3_K => DType::Q4_0,
+        DType::Q4_K => DType::Q5_0,
+        DType::Q5_K => DType::Q5_1,
+        DType::Q6_K => DType::Q8_0,
+        DType::IQ4_XS => DType::IQ4_NL,
+        _ => DType::F16,
+    };
+    if cols % fallback.block_size() == 0 {
+        fallback
+    } else {
+        DType::F16
+    }
 }
 
 /// What a GGUF tensor is, for the policy and the summary.
@@ -347,7 +368,13 @@ impl Policy {
 pub fn ladder(floor: DType) -> Vec<DType> {
     let mut by_bits: Vec<DType> = Vec::new();
     for d in DType::ALL {
-        if !d.is_quantized() || bits_per_weight(d) < bits_per_weight(floor) {
+        // The row fallbacks (Q4_1, Q5_0, Q5_1) and the IQ4 codebooks are not rungs: the
+        // K-quant of the same size is the better choice for whole super-blocks.
+        let rung = !matches!(
+            d,
+            DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::IQ4_NL | DType::IQ4_XS
+        );
+        if !rung || !d.is_quantized() || bits_per_weight(d) < bits_per_weight(floor) {
             continue;
         }
         if let Some(same) = by_bits
@@ -526,9 +553,19 @@ mod tests {
         // `q2_k` is the uniform type; the llama.cpp "Q2_K" mix is `q2_k_m`.
         assert_eq!(Base::parse("q2_k").unwrap(), Base::Uniform(DType::Q2_K));
         assert_eq!(Base::parse("Q3_K").unwrap(), Base::Uniform(DType::Q3_K));
+        for t in [
+            DType::Q4_1,
+            DType::Q5_0,
+            DType::Q5_1,
+            DType::IQ4_NL,
+            DType::IQ4_XS,
+        ] {
+            assert_eq!(Base::parse(t.name()).unwrap(), Base::Uniform(t));
+        }
         for (name, low, high, ft) in [
             ("q3_k_m", DType::Q3_K, DType::Q4_K, 12),
             ("q2_k_m", DType::Q2_K, DType::Q3_K, 10),
+            ("iq4_xs_m", DType::IQ4_XS, DType::Q5_K, 30),
         ] {
             assert_eq!(
                 Base::parse(name).unwrap(),
@@ -640,6 +677,16 @@ mod tests {
         assert_eq!(fit(DType::Q4_0, 64), DType::Q4_0);
         assert_eq!(fit(DType::Q4_0, 48), DType::F16);
         assert_eq!(fit(DType::F16, 3), DType::F16);
+        // llama.cpp's fallbacks for rows that are not whole 256-element super-blocks
+        // (V2-Lite's 1408-wide expert down projections, attn_k_b rows of 128).
+        assert_eq!(fit(DType::Q4_K, 1408), DType::Q5_0);
+        assert_eq!(fit(DType::Q5_K, 1408), DType::Q5_1);
+        assert_eq!(fit(DType::Q6_K, 1408), DType::Q8_0);
+        assert_eq!(fit(DType::Q3_K, 1408), DType::Q4_0);
+        assert_eq!(fit(DType::Q2_K, 128), DType::Q4_0);
+        assert_eq!(fit(DType::IQ4_XS, 1408), DType::IQ4_NL);
+        assert_eq!(fit(DType::IQ4_XS, 512), DType::IQ4_XS);
+        assert_eq!(fit(DType::Q4_K, 48), DType::F16);
     }
 
     #[test]

@@ -301,7 +301,8 @@ fn unknown_gguf_tensor_type_names_tensor_and_type() {
     )
     .unwrap();
     let f = GgufFile::open(&src).unwrap();
-    // Re-write the file with one matrix declared as Q4_1 (ggml type 3: 32 elements in 20 bytes).
+    // Re-write the file with one matrix declared as Q8_1 (ggml type 9: 32 elements in 40 bytes,
+    // a ggml activation type no weight file holds, which moela does not read).
     let target = "blk.0.ffn_up.weight";
     let specs: Vec<GgufTensorSpec> = f
         .tensors
@@ -309,14 +310,14 @@ fn unknown_gguf_tensor_type_names_tensor_and_type() {
         .map(|t| GgufTensorSpec {
             name: t.name.clone(),
             dims: t.dims.clone(),
-            ggml_type: if t.name == target { 3 } else { t.ggml_type },
+            ggml_type: if t.name == target { 9 } else { t.ggml_type },
         })
         .collect();
-    let out = d.join("q4_1.gguf");
+    let out = d.join("q8_1.gguf");
     write_gguf_file(&out, &f.metadata, &specs, 32, |i, w| {
         let t = &f.tensors[i];
         let bytes = if t.name == target {
-            vec![0u8; (t.n_elements() / 32 * 20) as usize]
+            vec![0u8; (t.n_elements() / 32 * 40) as usize]
         } else {
             f.tensor_data(t).to_vec()
         };
@@ -326,7 +327,7 @@ fn unknown_gguf_tensor_type_names_tensor_and_type() {
     .unwrap();
     let e = load_err(&out);
     assert!(
-        e.contains("q4_1.gguf") && e.contains(target) && e.contains("Q4_1"),
+        e.contains("q8_1.gguf") && e.contains(target) && e.contains("Q8_1"),
         "{e}"
     );
 }

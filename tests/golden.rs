@@ -240,6 +240,19 @@ fn converted_gguf_matches_transformers() {
                     assert!(top1 >= r.tokens.len() - 2, "{name} q8_0: top-1 {top1}");
                 }
                 DType::Q4_0 => assert!(cos >= 0.5, "{name} q4_0: cosine {cos}"),
+                // The other 32-element types (IQ4_XS falls back to IQ4_NL on these 64-wide
+                // models), loosely as Q4_0: near-tied routing in these random models (v3
+                // worst) amplifies 4-5-bit noise in single rows; the median shows the type.
+                // Measured worst (v3) min / median: Q5_0 0.632 / 0.954, Q5_1 0.597 / 0.971,
+                // Q4_1 0.619 / 0.903, IQ4_NL 0.418 / 0.877 (Q4_0 0.539 / 0.874).
+                DType::Q5_0 | DType::Q5_1 => {
+                    assert!(cos >= 0.5, "{name} {dtype:?}: cosine {cos}");
+                    assert!(median >= 0.94, "{name} {dtype:?}: median cosine {median}");
+                }
+                DType::Q4_1 | DType::IQ4_NL | DType::IQ4_XS => {
+                    assert!(cos >= 0.35, "{name} {dtype:?}: cosine {cos}");
+                    assert!(median >= 0.85, "{name} {dtype:?}: median cosine {median}");
+                }
                 DType::Q4_K | DType::Q5_K | DType::Q6_K => unreachable!(),
 
                 other => panic!("no threshold stated for {other:?}"),

@@ -34,18 +34,41 @@ fn cosines(a: &[f32], b: &[f32], vocab: usize) -> Vec<f64> {
         .collect()
 }
 
+use moela::tensor::DType;
+
 #[test]
 fn every_kernel_set_matches_generic_and_reference() {
-    let dir = std::env::temp_dir().join(format!("moela-kernelsets-{}", std::process::id()));
+    run("kernelsets", &["v2_lite", "v2", "v3_dense2", "kq"], None);
+}
+
+/// Q4_1, Q5_0, Q5_1, IQ4_NL and IQ4_XS on the 256-wide `kq` fixture (every matrix in the type).
+#[test]
+fn legacy_and_iq4_types_with_every_kernel_set() {
+    run(
+        "kernelsets-lx",
+        &["kq"],
+        Some(&[
+            DType::Q4_1,
+            DType::Q5_0,
+            DType::Q5_1,
+            DType::IQ4_NL,
+            DType::IQ4_XS,
+        ]),
+    );
+}
+
+fn run(tag: &str, names: &[&str], only: Option<&[DType]>) {
+    let dir = std::env::temp_dir().join(format!("moela-{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let sets: Vec<&str> = moela::kernels::available().iter().map(|k| k.name).collect();
     println!("kernel sets: {sets:?}");
-    use moela::tensor::DType;
-    for name in ["v2_lite", "v2", "v3_dense2", "kq"] {
+    for &name in names {
         let (reference, _, vocab) =
             moela::npy::read_f32(&fixture(name).join("logits_full.npy")).unwrap();
         // The K-quants need the 256-wide `kq` fixture (elsewhere they would fall back to Q8_0).
-        let types: &[DType] = if name == "kq" {
+        let types: &[DType] = if let Some(t) = only {
+            t
+        } else if name == "kq" {
             &[
                 DType::Q8_0,
                 DType::Q4_0,
@@ -98,6 +121,14 @@ fn every_kernel_set_matches_generic_and_reference() {
                     // 0.938 / 0.816 with every set).
                     DType::Q3_K => 0.92,
                     DType::Q2_K => 0.75,
+                    // Measured on kq with every set (generic, avx2, avx512, avx512vbmi):
+                    // Q4_1 0.9763-0.9766, Q5_0 0.9927, Q5_1 0.9947-0.9948, IQ4_NL 0.9801,
+                    // IQ4_XS 0.9812 (between Q4_K's 0.97 bound and Q5_K's 0.99, as their
+                    // bits per weight say).
+                    DType::Q4_1 => 0.965,
+                    DType::Q5_0 => 0.985,
+                    DType::Q5_1 => 0.99,
+                    DType::IQ4_NL | DType::IQ4_XS => 0.97,
                     _ => 0.85,
                 };
                 assert!(

@@ -209,8 +209,9 @@ fn unsupported_inputs_are_clear_errors() {
     let e = err(&write("grouped.gguf", m, 0, 256), &opts("q8_0"));
     assert!(e.contains("grouped-expert"), "{e}");
 
-    // IQ4_NL (ggml type 20): a layout GGUF knows, that moela cannot decode.
-    let e = err(&write("iq.gguf", base(), 20, 36), &opts("q8_0"));
+    // Q8_1 (ggml type 9, 40 bytes per 32 values): a layout GGUF knows, that moela cannot
+    // decode (ggml uses it for activations; no weight file holds it).
+    let e = err(&write("q8_1.gguf", base(), 9, 80), &opts("q8_0"));
     assert!(
         e.contains("cannot read") && e.contains("blk.0.ffn_up_exps"),
         "{e}"

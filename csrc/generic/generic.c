@@ -501,3 +501,145 @@ void mk_vec_dot4_f16_f32_generic(size_t n, const void *w, const float *x, float 
 void mk_vec_dot4_bf16_f32_generic(size_t n, const void *w, const float *x, float *out) {
     for (int r = 0; r < 4; r++) out[r] = mk_vec_dot_bf16_f32_generic(n, w, x + (size_t)r * n);
 }
+
+/* ---- Q4_1, Q5_0, Q5_1 (32-element blocks) and IQ4_NL / IQ4_XS (the kvalues_iq4nl codebook);
+ * layouts in moela_kernels.h. ---- */
+
+static const int8_t mk_kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                     1,    13,   25,  38,  53,  69,  89,  113};
+
+static uint32_t read_u32le(const uint8_t *p) {
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+}
+
+/* Code of element i (0..32) of a 32-element block: nibble from q (16 bytes), fifth bit from qh. */
+static int legacy_code(const uint8_t *q, uint32_t qh, int i) {
+    int c = i < 16 ? (q[i] & 0x0f) : (q[i - 16] >> 4);
+    return c | (int)(((qh >> i) & 1u) << 4);
+}
+
+/* Q4_1 (bb 20, no qh), Q5_0 (22, qh, offset -16), Q5_1 (24, qh) against f32 activations. */
+static float dot_legacy_f32(size_t n, const uint8_t *b, const float *x, int type) {
+    const size_t bb = type == 1 ? 20 : type == 2 ? 22 : 24;
+    float sum = 0.0f;
+    for (size_t blk = 0; blk < n / 32; blk++, b += bb, x += 32) {
+        float d = mk_f16_to_f32(read_u16le(b));
+        float m = type == 2 ? 0.0f : mk_f16_to_f32(read_u16le(b + 2));
+        uint32_t qh = type == 1 ? 0 : read_u32le(b + (type == 2 ? 2 : 4));
+        const uint8_t *q = b + bb - 16;
+        for (int i = 0; i < 32; i++) {
+            int c = legacy_code(q, qh, i);
+            float v = type == 2 ? d * (float)(c - 16) : d * (float)c + m;
+            sum += v * x[i];
+        }
+    }
+    return sum;
+}
+
+float mk_vec_dot_q4_1_f32_generic(size_t n, const void *w, const float *x) {
+    return dot_legacy_f32(n, (const uint8_t *)w, x, 1);
+}
+float mk_vec_dot_q5_0_f32_generic(size_t n, const void *w, const float *x) {
+    return dot_legacy_f32(n, (const uint8_t *)w, x, 2);
+}
+float mk_vec_dot_q5_1_f32_generic(size_t n, const void *w, const float *x) {
+    return dot_legacy_f32(n, (const uint8_t *)w, x, 3);
+}
+
+/* Against q8a: Σ (d·q + m)·x = dx·(d·Σq·qx + m·s); Q5_0: dx·d·(Σq·qx - 16·s). */
+static float dot_legacy_q8a(size_t n, const uint8_t *b, const int8_t *qs, const float *dx,
+                            const int32_t *s, int type) {
+    const size_t bb = type == 1 ? 20 : type == 2 ? 22 : 24;
+    float sum = 0.0f;
+    for (size_t blk = 0; blk < n / 32; blk++, b += bb, qs += 32) {
+        float d = mk_f16_to_f32(read_u16le(b));
+        uint32_t qh = type == 1 ? 0 : read_u32le(b + (type == 2 ? 2 : 4));
+        const uint8_t *q = b + bb - 16;
+        int32_t isum = 0;
+        for (int i = 0; i < 32; i++) isum += legacy_code(q, qh, i) * qs[i];
+        if (type == 2) {
+            sum += dx[blk] * (d * (float)(isum - 16 * s[blk]));
+        } else {
+            float m = mk_f16_to_f32(read_u16le(b + 2));
+            sum += dx[blk] * (d * (float)isum + m * (float)s[blk]);
+        }
+    }
+    return sum;
+}
+
+float mk_vec_dot_q4_1_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s) {
+    return dot_legacy_q8a(n, (const uint8_t *)w, qs, d, s, 1);
+}
+float mk_vec_dot_q5_0_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s) {
+    return dot_legacy_q8a(n, (const uint8_t *)w, qs, d, s, 2);
+}
+float mk_vec_dot_q5_1_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s) {
+    return dot_legacy_q8a(n, (const uint8_t *)w, qs, d, s, 3);
+}
+
+/* Codebook value of element i of 16 nibble bytes q. */
+static int iq4_value(const uint8_t *q, int i) {
+    return mk_kvalues_iq4nl[i < 16 ? (q[i] & 0x0f) : (q[i - 16] >> 4)];
+}
+
+/* 6-bit scale (0..63; factor ls - 32) of IQ4_XS sub-block i. */
+static int iq4_xs_scale(const uint8_t *b, int i) {
+    return ((b[4 + i / 2] >> (4 * (i % 2))) & 0x0f) | (((read_u16le(b + 2) >> (2 * i)) & 3) << 4);
+}
+
+float mk_vec_dot_iq4_nl_f32_generic(size_t n, const void *w, const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t blk = 0; blk < n / 32; blk++, b += 18, x += 32) {
+        float d = mk_f16_to_f32(read_u16le(b));
+        for (int i = 0; i < 32; i++) sum += d * (float)iq4_value(b + 2, i) * x[i];
+    }
+    return sum;
+}
+
+float mk_vec_dot_iq4_xs_f32_generic(size_t n, const void *w, const float *x) {
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += 136) {
+        float d = mk_f16_to_f32(read_u16le(b));
+        for (int j = 0; j < 8; j++, x += 32) {
+            float dl = d * (float)(iq4_xs_scale(b, j) - 32);
+            for (int i = 0; i < 32; i++) sum += dl * (float)iq4_value(b + 8 + 16 * j, i) * x[i];
+        }
+    }
+    return sum;
+}
+
+float mk_vec_dot_iq4_nl_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                    const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t blk = 0; blk < n / 32; blk++, b += 18, qs += 32) {
+        int32_t isum = 0;
+        for (int i = 0; i < 32; i++) isum += iq4_value(b + 2, i) * qs[i];
+        sum += dx[blk] * (mk_f16_to_f32(read_u16le(b)) * (float)isum);
+    }
+    return sum;
+}
+
+/* IQ4_XS × q8a: sub-block j of super-block sb is activation block 8·sb + j; (ls-32)·Σv·qx is
+ * exact in int32 (≤ 32 · 32 · 127 · 127). */
+float mk_vec_dot_iq4_xs_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                    const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    float sum = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += 136) {
+        float d = mk_f16_to_f32(read_u16le(b));
+        for (int j = 0; j < 8; j++, qs += 32) {
+            int32_t isum = 0;
+            for (int i = 0; i < 32; i++) isum += iq4_value(b + 8 + 16 * j, i) * qs[i];
+            sum += dx[8 * sb + (size_t)j] * (d * (float)((iq4_xs_scale(b, j) - 32) * isum));
+        }
+    }
+    return sum;
+}

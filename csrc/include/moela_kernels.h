@@ -350,6 +350,81 @@ float mk_vec_dot_tq2_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
                                 const int32_t *s);
 float mk_vec_dot_iq2_xxs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
                                   const int32_t *s);
+/* ---- Q4_1, Q5_0, Q5_1 (32-element blocks; byte j of the 16 nibble bytes holds element j low,
+ * j+16 high, as Q4_0; the fifth bits are a little-endian u32 qh, bit i for element i).
+ * Q4_1 = 20 bytes: f16 d, f16 m, 16 bytes nibbles; x = d·q + m. Q5_0 = 22 bytes: f16 d, qh,
+ * nibbles; x = d·(q - 16). Q5_1 = 24 bytes: f16 d, f16 m, qh, nibbles; x = d·q + m.
+ * IQ4_NL = 18 bytes: f16 d, 16 bytes nibbles (as Q4_0); x = d·kvalues[q] with the table
+ * kvalues_iq4nl = {-127,-104,-83,-65,-49,-35,-22,-10,1,13,25,38,53,69,89,113}. IQ4_XS = 136
+ * bytes per 256: f16 d, u16 scales_h, 4 bytes scales_l, 128 bytes nibbles; sub-block i of 32
+ * has ls = (scales_l[i/2] >> 4(i%2)) & 15 | ((scales_h >> 2i) & 3) << 4 and its nibbles at
+ * 16i (an IQ4_NL block's layout); x = d·(ls-32)·kvalues[q]. Against q8a, activation block b
+ * is weight block b (IQ4_XS: sub-block j of super-block sb is block 8sb+j). ---- */
+float mk_vec_dot_q4_1_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_q5_0_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_q5_1_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_iq4_nl_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_iq4_xs_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_q4_1_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_q5_0_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_q5_1_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_iq4_nl_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                    const int32_t *s);
+float mk_vec_dot_iq4_xs_q8a_generic(size_t n, const void *w, const int8_t *qs, const float *d,
+                                    const int32_t *s);
+float mk_vec_dot_q4_1_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q5_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q5_1_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_iq4_nl_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+float mk_vec_dot_iq4_xs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+float mk_vec_dot_q4_1_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+float mk_vec_dot_q5_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+float mk_vec_dot_q5_1_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+float mk_vec_dot_iq4_nl_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                   const int32_t *s);
+float mk_vec_dot_iq4_xs_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                   const int32_t *s);
+float mk_vec_dot_q4_1_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q5_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q5_1_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_iq4_nl_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+float mk_vec_dot_iq4_xs_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+float mk_vec_dot_q4_1_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_q5_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_q5_1_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_iq4_nl_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                    const int32_t *s);
+float mk_vec_dot_iq4_xs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                    const int32_t *s);
+void mk_vec_dot4_q4_1_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_vec_dot4_q5_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_vec_dot4_q5_1_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_vec_dot4_iq4_nl_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                   const int32_t *s, float *out);
+void mk_vec_dot4_iq4_xs_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,
+                                   const int32_t *s, float *out);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,8 @@
  * magnitude of the terms the kernels add (|d·sc·q| + |dmin·m| per element for Q4_K/Q5_K,
  * |d·sc|·64 for Q6_K, whose kernels may sum q·x and 32·x separately). Q2_K and Q3_K the same
  * way (test_low_k: terms |d·sc|·3 + |dmin·m| and |d·sc|·8; four-row AVX-512 kernels too).
+ * Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS likewise (test_legacy: random blocks, terms |f|·48 + |m|
+ * for the legacy types, |f|·127 for IQ4 with f = d or d·(ls-32)).
  * Prints "N passed, M failed". */
 #define _DEFAULT_SOURCE /* mmap, MAP_ANONYMOUS (guard pages) */
 #include "moela_kernels.h"
@@ -645,6 +647,7 @@ static void test_quantize(int *passed, int *failed) {
 #endif
 
 static void test_low_k(int *passed, int *failed);
+static void test_legacy(int *passed, int *failed);
 
 int main(void) {
     struct kernel ks[] = {
@@ -734,6 +737,7 @@ int main(void) {
         free(x), free(d), free(wm), free(qs), free(s), free(row);
     }
     test_low_k(&passed, &failed);
+    test_legacy(&passed, &failed);
 #if defined(__x86_64__)
     test_q8g(&passed, &failed);
     test_gemm_q8g(&passed, &failed);
@@ -877,5 +881,120 @@ static void test_low_k(int *passed, int *failed) {
             }
         }
         free(x), free(d), free(wm), free(qs), free(s), free(row);
+    }
+}
+
+/* ---- Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS ---- */
+
+typedef void (*dot4_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *, float *);
+
+struct legacy_kernel {
+    const char *name;
+    dot_fn dot[5];
+    dot4_fn dot4[5]; /* NULL where the ISA has none */
+    int available;
+};
+
+/* A row of `blocks` random blocks of type t (0 Q4_1, 1 Q5_0, 2 Q5_1, 3 IQ4_NL: 32 elements;
+ * 4 IQ4_XS: 256 elements per block): random bytes except the f16 scale and min, which follow
+ * `scale`. wm[e] gets the magnitude of element e's terms. */
+static void make_legacy_row(int t, size_t blocks, float scale, uint8_t *row, float *wm) {
+    static const size_t bb[5] = {20, 22, 24, 18, 136};
+    const size_t be = t == 4 ? 256 : 32;
+    for (size_t blk = 0; blk < blocks; blk++) {
+        uint8_t *b = row + bb[t] * blk;
+        for (size_t i = 0; i < bb[t]; i++) {
+            frand();
+            b[i] = (uint8_t)(rng >> 24);
+        }
+        uint16_t d = f32_to_f16_bits(frand() * scale / 15.0f), m = f32_to_f16_bits(frand() * scale);
+        memcpy(b, &d, 2);
+        if (t == 0 || t == 2) memcpy(b + 2, &m, 2);
+        float df = mk_f16_to_f32(d), mf = (t == 0 || t == 2) ? mk_f16_to_f32(m) : 0.0f;
+        for (size_t e = 0; e < be; e++) {
+            float f = df;
+            if (t == 4) {
+                int i = (int)(e / 32), h = b[2] | (b[3] << 8);
+                int ls = ((b[4 + i / 2] >> (4 * (i % 2))) & 0x0f) | (((h >> (2 * i)) & 3) << 4);
+                f = df * (float)(ls - 32);
+            }
+            wm[be * blk + e] = t >= 3 ? fabsf(f) * 127.0f : fabsf(f) * 48.0f + fabsf(mf);
+        }
+    }
+}
+
+static void test_legacy(int *passed, int *failed) {
+    struct legacy_kernel ks[] = {
+#if defined(__x86_64__)
+        {"avx2",
+         {mk_vec_dot_q4_1_q8a_avx2, mk_vec_dot_q5_0_q8a_avx2, mk_vec_dot_q5_1_q8a_avx2,
+          mk_vec_dot_iq4_nl_q8a_avx2, mk_vec_dot_iq4_xs_q8a_avx2},
+         {NULL, NULL, NULL, NULL, NULL},
+         __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")},
+        {"avx512",
+         {mk_vec_dot_q4_1_q8a_avx512, mk_vec_dot_q5_0_q8a_avx512, mk_vec_dot_q5_1_q8a_avx512,
+          mk_vec_dot_iq4_nl_q8a_avx512, mk_vec_dot_iq4_xs_q8a_avx512},
+         {mk_vec_dot4_q4_1_q8a_avx512, mk_vec_dot4_q5_0_q8a_avx512, mk_vec_dot4_q5_1_q8a_avx512,
+          mk_vec_dot4_iq4_nl_q8a_avx512, mk_vec_dot4_iq4_xs_q8a_avx512},
+         __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+             __builtin_cpu_supports("avx512vnni")},
+#elif defined(__aarch64__)
+        {"neon",
+         {mk_vec_dot_q4_1_q8a_neon, mk_vec_dot_q5_0_q8a_neon, mk_vec_dot_q5_1_q8a_neon,
+          mk_vec_dot_iq4_nl_q8a_neon, mk_vec_dot_iq4_xs_q8a_neon},
+         {NULL, NULL, NULL, NULL, NULL}, 1},
+        {"dotprod",
+         {mk_vec_dot_q4_1_q8a_dotprod, mk_vec_dot_q5_0_q8a_dotprod, mk_vec_dot_q5_1_q8a_dotprod,
+          mk_vec_dot_iq4_nl_q8a_dotprod, mk_vec_dot_iq4_xs_q8a_dotprod},
+         {NULL, NULL, NULL, NULL, NULL}, 1},
+#endif
+    };
+    const int nk = (int)(sizeof ks / sizeof ks[0]);
+    const dot_fn ref[5] = {mk_vec_dot_q4_1_q8a_generic, mk_vec_dot_q5_0_q8a_generic,
+                           mk_vec_dot_q5_1_q8a_generic, mk_vec_dot_iq4_nl_q8a_generic,
+                           mk_vec_dot_iq4_xs_q8a_generic};
+    const char *name[5] = {"q4_1", "q5_0", "q5_1", "iq4_nl", "iq4_xs"};
+    const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f};
+    for (int t = 0; t < 5; t++) {
+        const size_t be = t == 4 ? 256 : 32, maxb = t == 4 ? 9 : 40;
+        for (size_t nbk = 1; nbk <= maxb; nbk++) {
+            const size_t n = be * nbk, blocks = n / 32;
+            float *x = malloc(4 * n * sizeof *x), *d = malloc(4 * blocks * sizeof *d), *wm = malloc(n * sizeof *wm);
+            int8_t *qs = malloc(4 * n);
+            int32_t *s = malloc(4 * blocks * sizeof *s);
+            uint8_t *row = malloc(136 * nbk + 24 * nbk);
+            for (int si = 0; si < 4; si++) {
+                for (size_t i = 0; i < 4 * n; i++) x[i] = frand() * (scales[si] > 0 ? scales[si] : 1.0f);
+                mk_quantize_row_q8a_generic(4 * n, x, qs, d, s);
+                make_legacy_row(t, nbk, scales[si], row, wm);
+                float mag[4], r[4];
+                for (int a = 0; a < 4; a++) {
+                    mag[a] = 0;
+                    for (size_t i = 0; i < n; i++) mag[a] += wm[i] * fabsf(d[a * blocks + i / 32] * qs[a * n + i]);
+                    r[a] = ref[t](n, row, qs + a * n, d + a * blocks, s + a * blocks);
+                }
+                for (int k = 0; k < nk; k++) {
+                    if (!ks[k].available) continue;
+                    float g = ks[k].dot[t](n, row, qs, d, s);
+                    int ok = fabsf(g - r[0]) <= 1e-5f * mag[0] + 1e-30f;
+                    *passed += ok;
+                    *failed += !ok;
+                    if (!ok) printf("FAIL %s %s n=%zu scale=%g: %g vs %g\n", ks[k].name, name[t], n, scales[si], g, r[0]);
+                    if (!ks[k].dot4[t]) continue;
+                    float g4[4];
+                    ks[k].dot4[t](n, row, qs, d, s, g4);
+                    for (int a = 0; a < 4; a++) {
+                        ok = fabsf(g4[a] - r[a]) <= 1e-5f * mag[a] + 1e-30f;
+                        *passed += ok;
+                        *failed += !ok;
+                        if (!ok)
+                            printf("FAIL %s four-row %s n=%zu scale=%g row %d: %g vs %g\n", ks[k].name, name[t], n,
+                                   scales[si], a, g4[a], r[a]);
+                    }
+                }
+            }
+            free(x), free(d), free(wm), free(qs), free(s), free(row);
+        }
     }
 }

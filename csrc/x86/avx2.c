@@ -458,3 +458,129 @@ float mk_vec_dot_bf16_f32_avx2(size_t n, const void *w, const float *x) { return
 void mk_vec_dot4_f32_f32_avx2(size_t n, const void *w, const float *x, float *out) { dot4_float_avx2(WF32, n, w, x, out); }
 void mk_vec_dot4_f16_f32_avx2(size_t n, const void *w, const float *x, float *out) { dot4_float_avx2(WF16, n, w, x, out); }
 void mk_vec_dot4_bf16_f32_avx2(size_t n, const void *w, const float *x, float *out) { dot4_float_avx2(WBF16, n, w, x, out); }
+
+/* ---- Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS (layouts in moela_kernels.h) ----
+ * Every type goes through one loop over 32-element blocks: a block is decoded to 32 bytes in
+ * element order, either unsigned codes (Q4_1/Q5_1: x = f·u + m; Q5_0: x = f·(u - 16)) or signed
+ * codebook values (IQ4: x = f·v), then multiplied with the q8a block by maddubs. */
+
+enum { LX_Q4_1, LX_Q5_0, LX_Q5_1, LX_IQ4_NL, LX_IQ4_XS };
+
+/* The 32 fifth bits of qh as 0x10 in bytes 0..31 (byte i = element i). */
+static inline __m256i lx_hbits(uint32_t qh) {
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                                           0x0101010101010101LL, 0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+static inline uint32_t lx_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Block j of a row of `type`: its 32 bytes (codes or values), factor f and min m. */
+static inline __attribute__((always_inline)) __m256i lx_block(int type, const uint8_t *w,
+                                                             size_t j, float *f, float *m) {
+    const __m256i kv = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38,
+                                        53, 69, 89, 113, -127, -104, -83, -65, -49, -35, -22,
+                                        -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    const uint8_t *b;
+    switch (type) {
+    case LX_Q4_1:
+        b = w + 20 * j;
+        *f = f16_at(b);
+        *m = f16_at(b + 2);
+        return unpack_q4(b + 4);
+    case LX_Q5_0:
+        b = w + 22 * j;
+        *f = f16_at(b);
+        *m = 0.0f;
+        return _mm256_or_si256(unpack_q4(b + 6), lx_hbits(lx_u32(b + 2)));
+    case LX_Q5_1:
+        b = w + 24 * j;
+        *f = f16_at(b);
+        *m = f16_at(b + 2);
+        return _mm256_or_si256(unpack_q4(b + 8), lx_hbits(lx_u32(b + 4)));
+    case LX_IQ4_NL:
+        b = w + 18 * j;
+        *f = f16_at(b);
+        *m = 0.0f;
+        return _mm256_shuffle_epi8(kv, unpack_q4(b + 2));
+    default: {
+        b = w + 136 * (j / 8);
+        const int i = (int)(j % 8);
+        uint16_t h;
+        memcpy(&h, b + 2, 2);
+        int ls = ((b[4 + i / 2] >> (4 * (i % 2))) & 0x0f) | (((h >> (2 * i)) & 3) << 4);
+        *f = f16_at(b) * (float)(ls - 32);
+        *m = 0.0f;
+        return _mm256_shuffle_epi8(kv, unpack_q4(b + 8 + 16 * i));
+    }
+    }
+}
+
+/* Σ over the block's 32 pairs as 8 int32 lanes: unsigned codes (≤ 31: pairs ≤ 2·31·127 fit
+ * int16) straight into maddubs; signed IQ4 values (|v| ≤ 127) with their sign moved onto x. */
+static inline __attribute__((always_inline)) __m256i lx_isum(int type, __m256i v, __m256i x) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (type == LX_IQ4_NL || type == LX_IQ4_XS)
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(x, v)),
+                                 ones);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(v, x), ones);
+}
+
+static inline __attribute__((always_inline)) float lx_dot_avx2(int type, size_t n, const void *w,
+                                                              const int8_t *qs, const float *dx,
+                                                              const int32_t *s) {
+    const uint8_t *b = (const uint8_t *)w;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    float corr = 0.0f; /* Σ dx·(m·s - f·16·s): the mins and Q5_0's offset, once at the end */
+    size_t nb = n / 32, i = 0;
+    for (; i + 1 < nb; i += 2) {
+        float f0, m0, f1, m1;
+        __m256i v0 = lx_block(type, b, i, &f0, &m0);
+        __m256i v1 = lx_block(type, b, i + 1, &f1, &m1);
+        __m256i p0 = lx_isum(type, v0, _mm256_loadu_si256((const __m256i *)(qs + 32 * i)));
+        __m256i p1 = lx_isum(type, v1, _mm256_loadu_si256((const __m256i *)(qs + 32 * i + 32)));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f0 * dx[i]), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(f1 * dx[i + 1]), acc1);
+        if (type == LX_Q5_0)
+            corr -= 16.0f * (f0 * dx[i] * (float)s[i] + f1 * dx[i + 1] * (float)s[i + 1]);
+        if (type == LX_Q4_1 || type == LX_Q5_1)
+            corr += m0 * dx[i] * (float)s[i] + m1 * dx[i + 1] * (float)s[i + 1];
+    }
+    for (; i < nb; i++) {
+        float f0, m0;
+        __m256i v0 = lx_block(type, b, i, &f0, &m0);
+        __m256i p0 = lx_isum(type, v0, _mm256_loadu_si256((const __m256i *)(qs + 32 * i)));
+        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f0 * dx[i]), acc0);
+        if (type == LX_Q5_0) corr -= 16.0f * f0 * dx[i] * (float)s[i];
+        if (type == LX_Q4_1 || type == LX_Q5_1) corr += m0 * dx[i] * (float)s[i];
+    }
+    return hsum256(_mm256_add_ps(acc0, acc1)) + corr;
+}
+
+float mk_vec_dot_q4_1_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s) {
+    return lx_dot_avx2(LX_Q4_1, n, w, qs, d, s);
+}
+float mk_vec_dot_q5_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s) {
+    return lx_dot_avx2(LX_Q5_0, n, w, qs, d, s);
+}
+float mk_vec_dot_q5_1_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s) {
+    return lx_dot_avx2(LX_Q5_1, n, w, qs, d, s);
+}
+float mk_vec_dot_iq4_nl_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s) {
+    return lx_dot_avx2(LX_IQ4_NL, n, w, qs, d, s);
+}
+float mk_vec_dot_iq4_xs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s) {
+    return lx_dot_avx2(LX_IQ4_XS, n, w, qs, d, s);
+}

@@ -930,3 +930,164 @@ float mk_vec_dot_bf16_f32_avx512(size_t n, const void *w, const float *x) { retu
 void mk_vec_dot4_f32_f32_avx512(size_t n, const void *w, const float *x, float *out) { dot4_float_avx512(WF32, n, w, x, out); }
 void mk_vec_dot4_f16_f32_avx512(size_t n, const void *w, const float *x, float *out) { dot4_float_avx512(WF16, n, w, x, out); }
 void mk_vec_dot4_bf16_f32_avx512(size_t n, const void *w, const float *x, float *out) { dot4_float_avx512(WBF16, n, w, x, out); }
+
+/* ---- Q4_1, Q5_0, Q5_1, IQ4_NL, IQ4_XS (layouts in moela_kernels.h) ----
+ * One loop for every type, two 32-element blocks per 512-bit register: each block is decoded
+ * to 32 unsigned bytes u in element order with x = f·(u - off) + m, where off is 0 (Q4_1,
+ * Q5_1), 16 (Q5_0) or 128 (IQ4: the codebook shifted by +128 to 1..241, which vpdpbusd takes
+ * as unsigned without saturating); Σ(u - off)·qx = Σu·qx - off·s stays in int32. */
+
+enum { LX_Q4_1, LX_Q5_0, LX_Q5_1, LX_IQ4_NL, LX_IQ4_XS };
+
+/* off / 8: subtracted from each of a block's 8 int32 lanes (8 lanes · off/8 · s = off · s). */
+static inline int lx_off8(int type) {
+    return type == LX_Q5_0 ? 2 : (type == LX_IQ4_NL || type == LX_IQ4_XS) ? 16 : 0;
+}
+
+/* The 32 fifth bits of qh as 0x10 in bytes 0..31 (byte i = element i). */
+static inline __m256i lx_hbits(uint32_t qh) {
+    return _mm256_maskz_mov_epi8((__mmask32)qh, _mm256_set1_epi8(0x10));
+}
+
+static inline uint32_t lx_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline __attribute__((always_inline)) __m256i lx_block(int type, const uint8_t *w,
+                                                             size_t j, float *f, float *m) {
+    /* kvalues_iq4nl + 128 */
+    const __m256i kv = _mm256_setr_epi8(1, 24, 45, 63, 79, 93, 106, 118, (char)129, (char)141,
+                                        (char)153, (char)166, (char)181, (char)197, (char)217,
+                                        (char)241, 1, 24, 45, 63, 79, 93, 106, 118, (char)129,
+                                        (char)141, (char)153, (char)166, (char)181, (char)197,
+                                        (char)217, (char)241);
+    const uint8_t *b;
+    switch (type) {
+    case LX_Q4_1:
+        b = w + 20 * j;
+        *f = f16_at(b);
+        *m = f16_at(b + 2);
+        return unpack_q4(b + 4);
+    case LX_Q5_0:
+        b = w + 22 * j;
+        *f = f16_at(b);
+        *m = 0.0f;
+        return _mm256_or_si256(unpack_q4(b + 6), lx_hbits(lx_u32(b + 2)));
+    case LX_Q5_1:
+        b = w + 24 * j;
+        *f = f16_at(b);
+        *m = f16_at(b + 2);
+        return _mm256_or_si256(unpack_q4(b + 8), lx_hbits(lx_u32(b + 4)));
+    case LX_IQ4_NL:
+        b = w + 18 * j;
+        *f = f16_at(b);
+        *m = 0.0f;
+        return _mm256_shuffle_epi8(kv, unpack_q4(b + 2));
+    default: {
+        b = w + 136 * (j / 8);
+        const int i = (int)(j % 8);
+        uint16_t h;
+        memcpy(&h, b + 2, 2);
+        int ls = ((b[4 + i / 2] >> (4 * (i % 2))) & 0x0f) | (((h >> (2 * i)) & 3) << 4);
+        *f = f16_at(b) * (float)(ls - 32);
+        *m = 0.0f;
+        return _mm256_shuffle_epi8(kv, unpack_q4(b + 8 + 16 * i));
+    }
+    }
+}
+
+static inline __attribute__((always_inline)) float lx_dot_avx512(int type, size_t n,
+                                                                const void *w, const int8_t *qs,
+                                                                const float *dx,
+                                                                const int32_t *s) {
+    const uint8_t *b = (const uint8_t *)w;
+    const int off = lx_off8(type);
+    const int mins = type == LX_Q4_1 || type == LX_Q5_1;
+    __m512 acc = _mm512_setzero_ps();
+    float corr = 0.0f; /* Σ dx·m·s (Q4_1/Q5_1) */
+    size_t nb = n / 32, i = 0;
+    for (; i + 1 < nb; i += 2) {
+        float f0, m0, f1, m1;
+        __m256i u0 = lx_block(type, b, i, &f0, &m0);
+        __m256i u1 = lx_block(type, b, i + 1, &f1, &m1);
+        __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(u0), u1, 1);
+        __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u,
+                                        _mm512_loadu_si512((const void *)(qs + 32 * i)));
+        if (off) p = _mm512_sub_epi32(p, two_ints(off * s[i], off * s[i + 1]));
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), two_scales(f0 * dx[i], f1 * dx[i + 1]), acc);
+        if (mins) corr += m0 * dx[i] * (float)s[i] + m1 * dx[i + 1] * (float)s[i + 1];
+    }
+    float sum = _mm512_reduce_add_ps(acc);
+    for (; i < nb; i++) {
+        float f0, m0;
+        __m256i u0 = lx_block(type, b, i, &f0, &m0);
+        __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u0,
+                                        _mm256_loadu_si256((const __m256i *)(qs + 32 * i)));
+        if (off) p = _mm256_sub_epi32(p, _mm256_set1_epi32(off * s[i]));
+        sum += hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f0 * dx[i])));
+        if (mins) corr += m0 * dx[i] * (float)s[i];
+    }
+    return sum + corr;
+}
+
+/* Four activation rows (row r at qs + r·n, dx/s + r·n/32): each pair of weight blocks decoded
+ * once for the four. */
+static inline __attribute__((always_inline)) void lx_dot4_avx512(int type, size_t n,
+                                                                const void *w, const int8_t *qs,
+                                                                const float *dx,
+                                                                const int32_t *s, float *out) {
+    const uint8_t *b = (const uint8_t *)w;
+    const int off = lx_off8(type);
+    const int mins = type == LX_Q4_1 || type == LX_Q5_1;
+    const size_t nb = n / 32;
+    __m512 acc[4];
+    float corr[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (int r = 0; r < 4; r++) acc[r] = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 1 < nb; i += 2) {
+        float f0, m0, f1, m1;
+        __m256i u0 = lx_block(type, b, i, &f0, &m0);
+        __m256i u1 = lx_block(type, b, i + 1, &f1, &m1);
+        __m512i u = _mm512_inserti64x4(_mm512_castsi256_si512(u0), u1, 1);
+        for (int r = 0; r < 4; r++) {
+            const size_t k = r * nb + i;
+            __m512i p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), u,
+                                            _mm512_loadu_si512((const void *)(qs + 32 * k)));
+            if (off) p = _mm512_sub_epi32(p, two_ints(off * s[k], off * s[k + 1]));
+            acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), two_scales(f0 * dx[k], f1 * dx[k + 1]),
+                                     acc[r]);
+            if (mins) corr[r] += m0 * dx[k] * (float)s[k] + m1 * dx[k + 1] * (float)s[k + 1];
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = _mm512_reduce_add_ps(acc[r]);
+    for (; i < nb; i++) {
+        float f0, m0;
+        __m256i u0 = lx_block(type, b, i, &f0, &m0);
+        for (int r = 0; r < 4; r++) {
+            const size_t k = r * nb + i;
+            __m256i p = _mm256_dpbusd_epi32(_mm256_setzero_si256(), u0,
+                                            _mm256_loadu_si256((const __m256i *)(qs + 32 * k)));
+            if (off) p = _mm256_sub_epi32(p, _mm256_set1_epi32(off * s[k]));
+            out[r] += hsum256(_mm256_mul_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f0 * dx[k])));
+            if (mins) corr[r] += m0 * dx[k] * (float)s[k];
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] += corr[r];
+}
+
+#define LX_KERNELS(T, TYPE)                                                                    \
+    float mk_vec_dot_##T##_q8a_avx512(size_t n, const void *w, const int8_t *qs,               \
+                                      const float *d, const int32_t *s) {                      \
+        return lx_dot_avx512(TYPE, n, w, qs, d, s);                                            \
+    }                                                                                          \
+    void mk_vec_dot4_##T##_q8a_avx512(size_t n, const void *w, const int8_t *qs,               \
+                                      const float *d, const int32_t *s, float *out) {          \
+        lx_dot4_avx512(TYPE, n, w, qs, d, s, out);                                             \
+    }
+LX_KERNELS(q4_1, LX_Q4_1)
+LX_KERNELS(q5_0, LX_Q5_0)
+LX_KERNELS(q5_1, LX_Q5_1)
+LX_KERNELS(iq4_nl, LX_IQ4_NL)
+LX_KERNELS(iq4_xs, LX_IQ4_XS)

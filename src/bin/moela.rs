@@ -214,8 +214,9 @@ enum Cmd {
         input: PathBuf,
         /// The .gguf file to write.
         output: PathBuf,
-        /// Tensor type (f32, f16, bf16, q8_0, q4_0, q2_k, q3_k, q4_k, q5_k, q6_k) or a mix
-        /// (q4_k_m, q5_k_m, q3_k_m, q2_k_m, q4_0_m): see src/quant_policy.rs.
+        /// Tensor type (f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k,
+        /// q6_k, iq4_nl, iq4_xs) or a mix (q4_k_m, q5_k_m, q3_k_m, q2_k_m, iq4_xs_m, q4_0_m):
+        /// see src/quant_policy.rs.
         #[arg(long = "type", visible_alias = "quant", default_value = "q8_0")]
         dtype: String,
         /// Type of the routed experts (default: as --type). With --expert-profile: the lowest

@@ -1333,10 +1333,14 @@ mod tests {
     fn test_tensors() -> Vec<(GgufTensorSpec, Vec<u8>)> {
         let mut out = Vec::new();
         let shapes: [&[u64]; 4] = [&[64, 3], &[32], &[32, 2, 3], &[64, 1, 2, 2]];
-        // K-quant rows are whole 256-element super-blocks.
+        // K-quant (and IQ4_XS) rows are whole 256-element super-blocks.
         let k_shapes: [&[u64]; 4] = [&[256, 2], &[256], &[256, 1, 2], &[256, 1, 1, 2]];
         for (di, dtype) in DType::ALL.into_iter().enumerate() {
-            let shapes = if dtype.is_k_quant() { k_shapes } else { shapes };
+            let shapes = if dtype.block_size() == 256 {
+                k_shapes
+            } else {
+                shapes
+            };
             for (si, dims) in shapes.iter().enumerate() {
                 let n: u64 = dims.iter().product();
                 let x = values(di * 10 + si, n as usize);

@@ -1218,3 +1218,313 @@ unsafe extern "C" {
         s: *const i32,
     ) -> f32;
 }
+unsafe extern "C" {
+    pub fn mk_vec_dot_q4_1_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_0_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_1_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq4_nl_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq4_xs_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q4_1_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_0_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_1_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq4_nl_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq4_xs_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q4_1_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_0_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_1_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq4_nl_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq4_xs_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q4_1_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_0_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_1_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq4_nl_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq4_xs_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q4_1_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_0_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_1_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq4_nl_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq4_xs_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q4_1_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_0_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q5_1_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq4_nl_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_iq4_xs_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot4_q4_1_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot4_q5_0_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot4_q5_1_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot4_iq4_nl_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot4_iq4_xs_q8a_avx512(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}

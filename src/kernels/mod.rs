@@ -4,7 +4,7 @@
 //! (F32/F16/BF16 weights), `mla` (decode attention over the latent cache), `acts` (the
 //! quantized activations they read); `sets` says which ISA provides which kernel.
 //!
-//! Quantized weights (Q8_0, Q4_0, Q2_K-Q6_K) are multiplied with activations quantized
+//! Quantized weights (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K-Q6_K, IQ4_NL, IQ4_XS) are multiplied with activations quantized
 //! once per input row to 8 bits ([`Q8Acts`], the "q8a" layout of csrc/include/moela_kernels.h),
 //! so the inner loop is an integer dot product; F32/F16/BF16 weights multiply the f32
 //! activations directly. `MOELA_KERNELS=generic|avx2|avx512|avx512vbmi|neon|dotprod|i8mm`
@@ -85,6 +85,11 @@ pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> Result<f32> {
             DType::Q6_K => bindings::mk_vec_dot_q6_k_f32_generic(n, w.cast(), x.as_ptr()),
             DType::Q2_K => bindings::mk_vec_dot_q2_k_f32_generic(n, w.cast(), x.as_ptr()),
             DType::Q3_K => bindings::mk_vec_dot_q3_k_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::Q4_1 => bindings::mk_vec_dot_q4_1_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::Q5_0 => bindings::mk_vec_dot_q5_0_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::Q5_1 => bindings::mk_vec_dot_q5_1_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::IQ4_NL => bindings::mk_vec_dot_iq4_nl_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::IQ4_XS => bindings::mk_vec_dot_iq4_xs_f32_generic(n, w.cast(), x.as_ptr()),
             DType::F32 => bindings::mk_vec_dot_f32_f32_generic(n, w.cast(), x.as_ptr()),
             DType::F16 => bindings::mk_vec_dot_f16_f32_generic(n, w.cast(), x.as_ptr()),
             DType::BF16 => bindings::mk_vec_dot_bf16_f32_generic(n, w.cast(), x.as_ptr()),

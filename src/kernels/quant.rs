@@ -84,6 +84,11 @@ impl QuantTable {
             (DType::TQ1_0, bindings::mk_vec_dot_tq1_0_q8a_generic),
             (DType::TQ2_0, bindings::mk_vec_dot_tq2_0_q8a_generic),
             (DType::MXFP4, bindings::mk_vec_dot_mxfp4_q8a_generic),
+            (DType::Q4_1, bindings::mk_vec_dot_q4_1_q8a_generic),
+            (DType::Q5_0, bindings::mk_vec_dot_q5_0_q8a_generic),
+            (DType::Q5_1, bindings::mk_vec_dot_q5_1_q8a_generic),
+            (DType::IQ4_NL, bindings::mk_vec_dot_iq4_nl_q8a_generic),
+            (DType::IQ4_XS, bindings::mk_vec_dot_iq4_xs_q8a_generic),
         ] {
             t.0[Self::slot(dtype).expect("a quantized ggml type")] = Some(QuantKernels {
                 dot,
@@ -587,6 +592,120 @@ mod tests {
                 (got - exact).abs() <= bound * 1.01,
                 "{dtype:?}: {got} vs {exact} (bound {bound})"
             );
+        }
+    }
+
+    /// Q4_1, Q5_0, Q5_1, IQ4_NL and IQ4_XS kernels of every ISA (one row and four rows)
+    /// against the generic one: 1 to 17 blocks (IQ4_XS: 1 to 9 super-blocks), tiny, normal,
+    /// huge and zero scales, quantized rows and raw random bytes (every code, qh, min and
+    /// IQ4_XS scale pattern), with sane f16 scales. Integer block sums are exact in every
+    /// kernel; the float parts differ by summation order and by where the mins and Q5_0's -16
+    /// offset are applied, so the bound is 1e-5 × Σ|terms| with |terms| per element =
+    /// |x|·(|f|·48 + |m|) for the legacy types (f the block factor, m the min) and |x|·|f|·127
+    /// for IQ4 (f = d or d·(ls-32)). Then the q8a product against the f32 one within the
+    /// activation rounding (|x - d·q| ≤ d/2 per element).
+    #[test]
+    fn legacy_and_iq4_kernels_match_generic() {
+        use crate::tensor::iq4::xs_scale;
+        let sets = available();
+        let mut acts = Q8Acts::default();
+        for dtype in [
+            DType::Q4_1,
+            DType::Q5_0,
+            DType::Q5_1,
+            DType::IQ4_NL,
+            DType::IQ4_XS,
+        ] {
+            let (bs, bb) = (dtype.block_size(), dtype.block_bytes());
+            let max_blocks = if bs == 256 { 9 } else { 17 };
+            for blocks in 1..=max_blocks {
+                let n = blocks * bs;
+                for (seed, scale) in [(3u64, 1.0f32), (4, 1e-4), (5, 3e4), (6, 0.0)] {
+                    let x = noise(seed, 4 * n, scale.max(1e-30));
+                    acts.quantize(&x, n);
+                    for raw in [false, true] {
+                        let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
+                        if raw {
+                            let r = noise(seed + 300, row.len(), 1.0);
+                            for (b, v) in row.iter_mut().zip(&r) {
+                                *b = ((v + 1.0) * 127.99) as u8;
+                            }
+                            for blk in row.chunks_mut(bb) {
+                                let d = half::f16::from_f32(scale * 0.01).to_le_bytes();
+                                blk[0..2].copy_from_slice(&d);
+                                if matches!(dtype, DType::Q4_1 | DType::Q5_1) {
+                                    let m = half::f16::from_f32(-scale * 0.2).to_le_bytes();
+                                    blk[2..4].copy_from_slice(&m);
+                                }
+                            }
+                        } else {
+                            let w = noise(seed + 100, n, scale);
+                            quant::quantize_row(dtype, &w, &mut row).unwrap();
+                        }
+                        let f16 = |blk: &[u8], at: usize| {
+                            half::f16::from_le_bytes([blk[at], blk[at + 1]]).to_f32()
+                        };
+                        let mags: Vec<f32> = (0..4)
+                            .map(|r| {
+                                let mut mag = 0f32;
+                                for e in 0..n {
+                                    let blk = &row[(e / bs) * bb..(e / bs + 1) * bb];
+                                    let i = r * n + e;
+                                    let xa = (acts.qs[i] as f32 * acts.d[i / QK]).abs();
+                                    let term = match dtype {
+                                        DType::Q4_1 | DType::Q5_1 => {
+                                            f16(blk, 0).abs() * 48.0 + f16(blk, 2).abs()
+                                        }
+                                        DType::Q5_0 => f16(blk, 0).abs() * 48.0,
+                                        DType::IQ4_NL => f16(blk, 0).abs() * 127.0,
+                                        _ => {
+                                            let ls = xs_scale(blk, (e % 256) / 32) - 32;
+                                            (f16(blk, 0) * ls as f32).abs() * 127.0
+                                        }
+                                    };
+                                    mag += term * xa;
+                                }
+                                mag
+                            })
+                            .collect();
+                        let want: Vec<f32> = (0..4)
+                            .map(|r| acts.dot(generic(), dtype, &row, r))
+                            .collect();
+                        for k in &sets {
+                            let got = acts.dot(k, dtype, &row, 0);
+                            assert!(
+                                (got - want[0]).abs() <= 1e-5 * mags[0] + f32::MIN_POSITIVE,
+                                "{} {dtype:?} n={n} scale={scale} raw={raw}: {got} vs {}",
+                                k.name,
+                                want[0]
+                            );
+                            let got4 = acts.dot_upto4(k, dtype, &row, 0, 4);
+                            for r in 0..4 {
+                                assert!(
+                                    (got4[r] - want[r]).abs() <= 1e-5 * mags[r] + f32::MIN_POSITIVE,
+                                    "{} four-row {dtype:?} n={n} scale={scale} raw={raw} row \
+                                     {r}: {} vs {}",
+                                    k.name,
+                                    got4[r],
+                                    want[r]
+                                );
+                            }
+                        }
+                        if scale == 1.0 && !raw {
+                            let exact = quant::dot_row(dtype, &row, &x[..n]);
+                            let mut deq = vec![0.0; n];
+                            quant::dequantize_row(dtype, &row, &mut deq);
+                            let bound: f32 =
+                                (0..n).map(|i| deq[i].abs() * acts.d[i / QK] / 2.0).sum();
+                            assert!(
+                                (want[0] - exact).abs() <= bound * 1.01,
+                                "{dtype:?}: q8a {} vs f32 {exact} (bound {bound})",
+                                want[0]
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -69,6 +69,11 @@ pub fn available() -> Vec<KernelSet> {
                     (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_avx2),
                     (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_avx2),
                     (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_avx2),
+                    (DType::Q4_1, b::mk_vec_dot_q4_1_q8a_avx2),
+                    (DType::Q5_0, b::mk_vec_dot_q5_0_q8a_avx2),
+                    (DType::Q5_1, b::mk_vec_dot_q5_1_q8a_avx2),
+                    (DType::IQ4_NL, b::mk_vec_dot_iq4_nl_q8a_avx2),
+                    (DType::IQ4_XS, b::mk_vec_dot_iq4_xs_q8a_avx2),
                 ]),
                 mla: MlaKernels {
                     scores_f32: b::mk_mla_scores_f32_avx2,
@@ -112,6 +117,11 @@ pub fn available() -> Vec<KernelSet> {
                             // No AVX-512 versions yet: the AVX2 ones.
                             (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_avx2),
                             (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_avx2),
+                            (DType::Q4_1, b::mk_vec_dot_q4_1_q8a_avx512),
+                            (DType::Q5_0, b::mk_vec_dot_q5_0_q8a_avx512),
+                            (DType::Q5_1, b::mk_vec_dot_q5_1_q8a_avx512),
+                            (DType::IQ4_NL, b::mk_vec_dot_iq4_nl_q8a_avx512),
+                            (DType::IQ4_XS, b::mk_vec_dot_iq4_xs_q8a_avx512),
                         ])
                         .dot4(&[
                             (DType::Q8_0, b::mk_vec_dot4_q8_0_q8a_avx512),
@@ -121,6 +131,11 @@ pub fn available() -> Vec<KernelSet> {
                             (DType::Q6_K, b::mk_vec_dot4_q6_k_q8a_avx512),
                             (DType::Q2_K, b::mk_vec_dot4_q2_k_q8a_avx512),
                             (DType::Q3_K, b::mk_vec_dot4_q3_k_q8a_avx512),
+                            (DType::Q4_1, b::mk_vec_dot4_q4_1_q8a_avx512),
+                            (DType::Q5_0, b::mk_vec_dot4_q5_0_q8a_avx512),
+                            (DType::Q5_1, b::mk_vec_dot4_q5_1_q8a_avx512),
+                            (DType::IQ4_NL, b::mk_vec_dot4_iq4_nl_q8a_avx512),
+                            (DType::IQ4_XS, b::mk_vec_dot4_iq4_xs_q8a_avx512),
                         ]),
                     mla: MlaKernels {
                         scores_f32: b::mk_mla_scores_f32_avx512,
@@ -177,6 +192,11 @@ pub fn available() -> Vec<KernelSet> {
                 (DType::Q6_K, b::mk_vec_dot_q6_k_q8a_neon),
                 (DType::Q2_K, b::mk_vec_dot_q2_k_q8a_neon),
                 (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_neon),
+                (DType::Q4_1, b::mk_vec_dot_q4_1_q8a_neon),
+                (DType::Q5_0, b::mk_vec_dot_q5_0_q8a_neon),
+                (DType::Q5_1, b::mk_vec_dot_q5_1_q8a_neon),
+                (DType::IQ4_NL, b::mk_vec_dot_iq4_nl_q8a_neon),
+                (DType::IQ4_XS, b::mk_vec_dot_iq4_xs_q8a_neon),
             ]),
             mla: MlaKernels {
                 scores_f32: b::mk_mla_scores_f32_neon,
@@ -210,6 +230,11 @@ pub fn available() -> Vec<KernelSet> {
                     (DType::Q6_K, b::mk_vec_dot_q6_k_q8a_dotprod),
                     (DType::Q2_K, b::mk_vec_dot_q2_k_q8a_dotprod),
                     (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_dotprod),
+                    (DType::Q4_1, b::mk_vec_dot_q4_1_q8a_dotprod),
+                    (DType::Q5_0, b::mk_vec_dot_q5_0_q8a_dotprod),
+                    (DType::Q5_1, b::mk_vec_dot_q5_1_q8a_dotprod),
+                    (DType::IQ4_NL, b::mk_vec_dot_iq4_nl_q8a_dotprod),
+                    (DType::IQ4_XS, b::mk_vec_dot_iq4_xs_q8a_dotprod),
                 ]),
                 ..neon
             };

@@ -18,6 +18,14 @@ pub enum DType {
     Q6_K,
     Q2_K,
     Q3_K,
+    /// Legacy 32-element types: Q4_1 (scale + min), Q5_0, Q5_1 (5-bit codes).
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    /// Non-linear 4-bit codebook (`kvalues_iq4nl`): 32-element blocks with one f16 scale.
+    IQ4_NL,
+    /// The same codebook in 256-element super-blocks with 6-bit sub-block scales.
+    IQ4_XS,
     /// FP8 e4m3fn, 1 byte per element: DeepSeek-V3/R1's native safetensors weights (with
     /// 128×128 block scales held by the view, see `tensor::fp8`). Load-only: there is no GGUF
     /// type for it, so it is not in [`DType::ALL`] and not accepted as a conversion target.
@@ -38,7 +46,7 @@ pub enum DType {
 
 impl DType {
     /// The GGUF types (every type a file can store and `--type` can name).
-    pub const ALL: [DType; 10] = [
+    pub const ALL: [DType; 15] = [
         DType::F32,
         DType::F16,
         DType::BF16,
@@ -49,6 +57,11 @@ impl DType {
         DType::Q6_K,
         DType::Q2_K,
         DType::Q3_K,
+        DType::Q4_1,
+        DType::Q5_0,
+        DType::Q5_1,
+        DType::IQ4_NL,
+        DType::IQ4_XS,
     ];
 
     /// GGUF types moela reads and computes with but cannot write (`tensor::iquant`): not
@@ -79,6 +92,11 @@ impl DType {
             DType::Q6_K => 14,
             DType::Q2_K => 10,
             DType::Q3_K => 11,
+            DType::Q4_1 => 3,
+            DType::Q5_0 => 6,
+            DType::Q5_1 => 7,
+            DType::IQ4_NL => 20,
+            DType::IQ4_XS => 23,
             DType::BF16 => 30,
             DType::F8E4M3 => NO_GGML_TYPE,
             DType::IQ2_XXS
@@ -104,8 +122,12 @@ impl DType {
     pub fn block_size(self) -> usize {
         match self {
             DType::F32 | DType::F16 | DType::BF16 | DType::F8E4M3 => 1,
-            DType::Q8_0 | DType::Q4_0 => 32,
-            DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K => 256,
+            DType::Q8_0 | DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::IQ4_NL => {
+                32
+            }
+            DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K | DType::IQ4_XS => {
+                256
+            }
             DType::IQ2_XXS
             | DType::IQ2_XS
             | DType::IQ3_XXS
@@ -130,6 +152,11 @@ impl DType {
             DType::Q6_K => 210,
             DType::Q2_K => 84,
             DType::Q3_K => 110,
+            DType::Q4_1 => 20,
+            DType::Q5_0 => 22,
+            DType::Q5_1 => 24,
+            DType::IQ4_NL => 18,
+            DType::IQ4_XS => 136,
             DType::F8E4M3 => 1,
             DType::IQ2_XXS
             | DType::IQ2_XS
@@ -177,6 +204,11 @@ impl DType {
             DType::Q6_K => "q6_k",
             DType::Q2_K => "q2_k",
             DType::Q3_K => "q3_k",
+            DType::Q4_1 => "q4_1",
+            DType::Q5_0 => "q5_0",
+            DType::Q5_1 => "q5_1",
+            DType::IQ4_NL => "iq4_nl",
+            DType::IQ4_XS => "iq4_xs",
             DType::F8E4M3 => "f8_e4m3",
             DType::IQ2_XXS
             | DType::IQ2_XS
@@ -292,5 +324,26 @@ mod tests {
         assert_eq!(DType::Q5_K.bytes_for(256), Some(176));
         assert_eq!(DType::Q6_K.bytes_for(256), Some(210));
         assert_eq!(DType::Q6_K.bytes_for(32), None);
+        // gguf-py GGML_QUANT_SIZES: Q4_1 (32, 20), Q5_0 (32, 22), Q5_1 (32, 24),
+        // IQ4_NL (32, 18), IQ4_XS (256, 136).
+        assert_eq!(DType::Q4_1.bytes_for(64), Some(40));
+        assert_eq!(DType::Q5_0.bytes_for(32), Some(22));
+        assert_eq!(DType::Q5_1.bytes_for(32), Some(24));
+        assert_eq!(DType::IQ4_NL.bytes_for(32), Some(18));
+        assert_eq!(DType::IQ4_XS.bytes_for(512), Some(272));
+        assert_eq!(DType::IQ4_XS.bytes_for(32), None);
+        for (d, t) in [
+            (DType::Q4_1, 3),
+            (DType::Q5_0, 6),
+            (DType::Q5_1, 7),
+            (DType::IQ4_NL, 20),
+            (DType::IQ4_XS, 23),
+        ] {
+            assert_eq!(d.ggml_type(), t);
+            assert_eq!(
+                ggml_type_name(t).split(' ').next(),
+                Some(&*d.name().to_uppercase())
+            );
+        }
     }
 }

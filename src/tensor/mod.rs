@@ -4,7 +4,9 @@ pub mod fp8;
 pub mod iquant;
 #[rustfmt::skip]
 mod iquant_grids;
+pub mod iq4;
 pub mod kquant;
+pub mod legacy;
 pub mod quant;
 pub mod view;
 

@@ -10,6 +10,8 @@
 //! * `Q4_0`: 32 elements in 18 bytes: an f16 scale `d`, then 16 bytes; byte `j` holds element
 //!   `j` in its low nibble and element `j + 16` in its high nibble; `x = d * (q - 8)`.
 //! * `Q4_K`, `Q5_K`, `Q6_K`: 256-element super-blocks, see [`crate::tensor::kquant`].
+//! * `Q4_1`, `Q5_0`, `Q5_1`: see [`crate::tensor::legacy`]; `IQ4_NL`, `IQ4_XS`: see
+//!   [`crate::tensor::iq4`].
 //!
 //! Preconditions shared by the row functions (checked with `debug_assert!` on the hot paths,
 //! returned as [`Error::InvalidArg`] by [`quantize_row`]): the number of elements is a multiple
@@ -23,8 +25,7 @@
 
 use crate::error::{Error, Result};
 use crate::tensor::dtype::DType;
-use crate::tensor::iquant;
-use crate::tensor::kquant;
+use crate::tensor::{iq4, iquant, kquant, legacy};
 
 use crate::tensor::fp8;
 use half::slice::{HalfBitsSliceExt, HalfFloatSliceExt};
@@ -167,6 +168,8 @@ pub fn quantize_row(dtype: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
         DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K => {
             kquant::quantize_row(dtype, x, out)
         }
+        DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => legacy::quantize_row(dtype, x, out),
+        DType::IQ4_NL | DType::IQ4_XS => iq4::quantize_row(dtype, x, out),
 
         // Plain nearest-value encoding, without block scales (those belong to the view).
         DType::F8E4M3 => {
@@ -307,6 +310,8 @@ pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) {
         DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K => {
             kquant::dequantize_row(dtype, bytes, out)
         }
+        DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => legacy::dequantize_row(dtype, bytes, out),
+        DType::IQ4_NL | DType::IQ4_XS => iq4::dequantize_row(dtype, bytes, out),
 
         DType::F8E4M3 => fp8::dequantize(bytes, out),
         DType::IQ2_XXS
@@ -345,6 +350,8 @@ pub fn dot_row(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
         DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K => {
             kquant::dot_row(dtype, bytes, x)
         }
+        DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => legacy::dot_row(dtype, bytes, x),
+        DType::IQ4_NL | DType::IQ4_XS => iq4::dot_row(dtype, bytes, x),
 
         DType::F8E4M3 => fp8::dot(bytes, x),
         DType::IQ2_XXS
@@ -565,6 +572,8 @@ pub fn axpy_row(dtype: DType, bytes: &[u8], a: f32, y: &mut [f32]) {
         DType::Q4_K | DType::Q5_K | DType::Q6_K | DType::Q2_K | DType::Q3_K => {
             kquant::axpy_row(dtype, bytes, a, y)
         }
+        DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => legacy::axpy_row(dtype, bytes, a, y),
+        DType::IQ4_NL | DType::IQ4_XS => iq4::axpy_row(dtype, bytes, a, y),
 
         DType::F8E4M3 => fp8::axpy(bytes, a, y),
         DType::IQ2_XXS
@@ -820,8 +829,14 @@ mod tests {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for scale in [1e-5f32, 1e-3, 1.0, 300.0] {
             let x = rng.vec(32 * 64, scale);
-            // The K-quants' bounds are in kquant.rs.
-            for dtype in DType::ALL.into_iter().filter(|d| !d.is_k_quant()) {
+            // The K-quants' bounds are in kquant.rs, the other types' in `legacy_round_trip`.
+            for dtype in [
+                DType::F32,
+                DType::F16,
+                DType::BF16,
+                DType::Q8_0,
+                DType::Q4_0,
+            ] {
                 let bytes = quantize(dtype, &x);
                 let y = dequantize(dtype, &bytes, x.len());
                 let bb = dtype.block_bytes() * (32 / dtype.block_size());
@@ -856,6 +871,67 @@ mod tests {
                             "{dtype:?} scale {scale}: {a} -> {b} (err {err} > {bound})"
                         );
                     }
+                }
+            }
+        }
+    }
+
+    /// Round-trip bounds of the legacy types and the IQ4 codebooks, per block:
+    /// * Q4_1 / Q5_1: `d = (max - min) / 15 (31)`; `|x - x'| <= d/2 + top·|d - d16| + |min - m16|`
+    ///   (top = 15 / 31: the largest code times the scale's rounding).
+    /// * Q5_0: as Q4_0 with 16 levels each side: `d = max/-16`, `|d|/2 + 16 |d - d16|`, and
+    ///   `|d| + ...` for the element at -max whose code 32 is clamped to 31.
+    /// * IQ4_NL / IQ4_XS: no closed form (non-uniform levels); the RMS error per block must be
+    ///   under 1/8 of the block's RMS (4-bit codes give about 1/10 on uniform noise).
+    #[test]
+    fn legacy_round_trip() {
+        let mut rng = Rng(0x5151);
+        for scale in [1e-3f32, 1.0, 300.0] {
+            let x = rng.vec(256 * 8, scale);
+            for dtype in [DType::Q4_1, DType::Q5_0, DType::Q5_1] {
+                let bytes = quantize(dtype, &x);
+                let y = dequantize(dtype, &bytes, x.len());
+                let bb = dtype.block_bytes();
+                for ((xb, yb), b) in x.chunks(32).zip(y.chunks(32)).zip(bytes.chunks(bb)) {
+                    let min = xb.iter().fold(f32::MAX, |m, v| m.min(*v));
+                    let max = xb.iter().fold(f32::MIN, |m, v| m.max(*v));
+                    let amax = xb.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let smax = *xb.iter().find(|v| v.abs() == amax).unwrap();
+                    let d16 = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                    let m16 = f16::from_le_bytes([b[2], b[3]]).to_f32();
+                    for (a, v) in xb.iter().zip(yb) {
+                        let err = (a - v).abs();
+                        let bound = match dtype {
+                            DType::Q5_0 => {
+                                let d = smax / -16.0;
+                                let clamped = (a + smax).abs() <= d.abs() / 2.0 * 1.0001;
+                                let q = if clamped { d.abs() } else { d.abs() / 2.0 };
+                                q + 16.0 * (d - d16).abs()
+                            }
+                            _ => {
+                                let top = if dtype == DType::Q4_1 { 15.0 } else { 31.0 };
+                                let d = (max - min) / top;
+                                d / 2.0 + top * (d - d16).abs() + (min - m16).abs()
+                            }
+                        };
+                        assert!(
+                            err <= bound * 1.0001 + 1e-30,
+                            "{dtype:?} scale {scale}: {a} -> {v} (err {err} > {bound})"
+                        );
+                    }
+                }
+            }
+            for dtype in [DType::IQ4_NL, DType::IQ4_XS] {
+                let y = dequantize(dtype, &quantize(dtype, &x), x.len());
+                for (xb, yb) in x.chunks(32).zip(y.chunks(32)) {
+                    let e2: f32 = xb.iter().zip(yb).map(|(a, b)| (a - b) * (a - b)).sum();
+                    let x2: f32 = xb.iter().map(|a| a * a).sum();
+                    assert!(
+                        e2 <= x2 / 64.0,
+                        "{dtype:?} scale {scale}: rms error {} vs rms {}",
+                        (e2 / 32.0).sqrt(),
+                        (x2 / 32.0).sqrt()
+                    );
                 }
             }
         }

@@ -1,0 +1,77 @@
+#!/usr/bin/env python3
+"""Fixtures made by llama.cpp's own `llama-quantize` (tests/fixtures/llamacpp_mixes, read by
+tests/llamacpp_mixes.rs): the 256-wide `kq` fixture converted to F16 by moela, then quantized
+by llama-quantize to the mixes people download.
+
+llama.cpp (checked at commit d32676d7) reads `deepseek2.attention.q_lora_rank` unless the model
+has 26/27 layers (its "lite" rule), and kq has no q-LoRA (2 layers), so the F16 file gets that
+key as 0 (llama.cpp then uses attn_q directly, as for V2-Lite; moela ignores the key when there
+is no attn_q_a tensor).
+
+Usage:  python3 tools/gen_llamacpp_mixes.py --moela target/debug/moela \
+            --quantize /work/llama.cpp/build-native/bin/llama-quantize [--out DIR]
+Needs:  numpy, gguf. Writes kq-<MIX>.gguf for each mix in MIXES (Q5_0, Q5_1 and IQ4_NL come
+along inside Q4_K_M, Q5_K_M and IQ4_XS; about 2.9 MB in all). The F16 source is not kept:
+moela converts kq again in the test).
+"""
+import argparse
+import os
+import subprocess
+import tempfile
+
+import numpy as np
+from gguf import GGUFReader, GGUFWriter, GGUFValueType
+
+MIXES = ["Q4_K_M", "Q5_K_M", "IQ4_XS", "Q4_1"]
+
+
+def add_q_lora_rank(src, dst):
+    r = GGUFReader(src)
+    arch = r.fields["general.architecture"].contents()
+    w = GGUFWriter(dst, arch)
+    for name, f in r.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        vt = f.types[0]
+        if vt == GGUFValueType.ARRAY:
+            w.add_key_value(name, f.contents(), vt, sub_type=f.types[-1])
+        else:
+            w.add_key_value(name, f.contents(), vt)
+    w.add_uint32(f"{arch}.attention.q_lora_rank", 0)
+    for t in r.tensors:
+        shape = tuple(int(v) for v in reversed(t.shape.tolist()))
+        w.add_tensor(t.name, np.asarray(t.data), raw_shape=shape if t.data.dtype != np.uint8 else None,
+                     raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--moela", required=True)
+    ap.add_argument("--quantize", required=True)
+    ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures", "llamacpp_mixes"))
+    a = ap.parse_args()
+    os.makedirs(a.out, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        f16 = os.path.join(tmp, "kq-f16.gguf")
+        src = os.path.join(tmp, "kq-f16-qlora0.gguf")
+        subprocess.run([a.moela, "convert", os.path.join(here, "..", "tests", "fixtures", "kq"), f16,
+                        "--type", "f16"], check=True)
+        add_q_lora_rank(f16, src)
+        for mix in MIXES:
+            out = os.path.join(a.out, f"kq-{mix}.gguf")
+            p = subprocess.run([a.quantize, src, out, mix], capture_output=True, text=True)
+            if p.returncode != 0:
+                raise SystemExit(f"llama-quantize {mix} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+            types = {}
+            for t in GGUFReader(out).tensors:
+                types[t.tensor_type.name] = types.get(t.tensor_type.name, 0) + 1
+            print(f"{mix}: {os.path.getsize(out)} bytes, tensor types {types}")
+
+
+if __name__ == "__main__":
+    main()
