@@ -263,7 +263,9 @@ static void test_gemm_q8g(int *passed, int *failed) {
 #endif
 
 /* MLA decode attention kernels against the generic ones: head counts that fill and miss the
- * head tiles, rows and dims with vector tails, f32 and f16 caches. Bound: 1e-5 · Σ|terms|. */
+ * head tiles, rows and dims with vector tails, f32 and f16 caches, and the shapes the model
+ * passes (4 heads of the v3 fixture, a full 256-position chunk: several row blocks of the
+ * sums). Bound: 1e-5 · Σ|terms|. */
 typedef void (*scores32_fn)(size_t, size_t, const float *, size_t, const float *, float, float *, size_t);
 typedef void (*scores16_fn)(size_t, size_t, const float *, size_t, const uint16_t *, float, float *, size_t);
 typedef void (*accum32_fn)(size_t, size_t, size_t, const float *, size_t, size_t, const float *, float *);
@@ -278,10 +280,10 @@ struct mla_kernel {
 };
 
 static void test_mla(const struct mla_kernel *ks, int nk, int *passed, int *failed) {
-    const size_t nqs[] = {1, 3, 8, 9, 16}, rows[] = {48, 96, 100, 576}, nrs[] = {1, 5, 37, 130};
-    for (size_t a = 0; a < 5; a++)
+    const size_t nqs[] = {1, 3, 4, 8, 9, 16}, rows[] = {48, 96, 100, 576}, nrs[] = {1, 5, 37, 130, 256};
+    for (size_t a = 0; a < 6; a++)
         for (size_t b = 0; b < 4; b++)
-            for (size_t e = 0; e < 4; e++) {
+            for (size_t e = 0; e < 5; e++) {
                 size_t nq = nqs[a], row = rows[b], nr = nrs[e], dim = row - row / 9;
                 float *q = malloc(nq * row * sizeof *q), *c = malloc(nr * row * sizeof *c);
                 uint16_t *c16 = malloc(nr * row * sizeof *c16);
