@@ -34,6 +34,17 @@ cargo clippy --all-targets -- -D warnings
 step "cargo test"
 cargo test --all-targets
 
+# `cargo test` above ran with the best kernel set; the model-level tests (golden logits with
+# the long-context and f16-cache cases, the default model, offload) run again under every
+# other set this CPU can execute, forced by MOELA_KERNELS (`moela kernels` lists them, best
+# last). tests/kernel_sets.rs already forces each set itself, once per process.
+sets=$(cargo run --quiet --bin moela -- kernels)
+for set in $sets; do
+    [ "$set" = "$(echo "$sets" | tail -n 1)" ] && continue
+    step "model-level tests with MOELA_KERNELS=$set"
+    MOELA_KERNELS=$set cargo test --quiet --test golden --test default_model --test offload
+done
+
 step "kernel bindings are current (bindgen)"
 cargo build --features bindgen --quiet
 generated=$(ls -t "$target"/debug/build/moela-*/out/bindings.rs | head -n 1)

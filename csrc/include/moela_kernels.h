@@ -118,6 +118,14 @@ float mk_vec_dot_q5_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const 
                                const int32_t *s);
 float mk_vec_dot_q6_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
                                const int32_t *s);
+/* Prefill GEMMs (contract of mk_gemm_*_q8a_generic): tiles of 2 weight rows × 4 blocks
+ * unpacked once, every token streamed past them. */
+void mk_gemm_q4_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo);
+void mk_gemm_q8_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo);
 
 /* x86-64: AVX-512 F/BW/VL/DQ + VNNI (csrc/x86/avx512.c). */
 float mk_vec_dot_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,

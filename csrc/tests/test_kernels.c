@@ -265,7 +265,9 @@ static void test_gemm_q8g(int *passed, int *failed) {
 #endif
 
 /* MLA decode attention kernels against the generic ones: head counts that fill and miss the
- * head tiles, rows and dims with vector tails, f32 and f16 caches. Bound: 1e-5 · Σ|terms|. */
+ * head tiles, rows and dims with vector tails, f32 and f16 caches, and the shapes the model
+ * passes (4 heads of the v3 fixture, a full 256-position chunk: several row blocks of the
+ * sums). Bound: 1e-5 · Σ|terms|. */
 typedef void (*scores32_fn)(size_t, size_t, const float *, size_t, const float *, float, float *, size_t);
 typedef void (*scores16_fn)(size_t, size_t, const float *, size_t, const uint16_t *, float, float *, size_t);
 typedef void (*accum32_fn)(size_t, size_t, size_t, const float *, size_t, size_t, const float *, float *);
@@ -280,10 +282,10 @@ struct mla_kernel {
 };
 
 static void test_mla(const struct mla_kernel *ks, int nk, int *passed, int *failed) {
-    const size_t nqs[] = {1, 3, 8, 9, 16}, rows[] = {48, 96, 100, 576}, nrs[] = {1, 5, 37, 130};
-    for (size_t a = 0; a < 5; a++)
+    const size_t nqs[] = {1, 3, 4, 8, 9, 16}, rows[] = {48, 96, 100, 576}, nrs[] = {1, 5, 37, 130, 256};
+    for (size_t a = 0; a < 6; a++)
         for (size_t b = 0; b < 4; b++)
-            for (size_t e = 0; e < 4; e++) {
+            for (size_t e = 0; e < 5; e++) {
                 size_t nq = nqs[a], row = rows[b], nr = nrs[e], dim = row - row / 9;
                 float *q = malloc(nq * row * sizeof *q), *c = malloc(nr * row * sizeof *c);
                 uint16_t *c16 = malloc(nr * row * sizeof *c16);
@@ -460,16 +462,20 @@ static void test_float(const struct float_kernel *ks, int nk, int *passed, int *
 #ifndef HWCAP2_I8MM
 #define HWCAP2_I8MM (1 << 13)
 #endif
-/* The i8mm GEMMs (Q8_0, Q4_0 × q8a) against the generic GEMMs: row and token counts that fill
+#endif
+typedef void (*gemm_q8a_fn)(size_t, size_t, const void *, size_t, size_t, const int8_t *,
+                            const float *, const int32_t *, float *, size_t);
+/* An ISA's q8a GEMMs (Q8_0, Q4_0: AVX2, i8mm) against the generic GEMMs: row and token counts that fill
  * the 4×4 tiles and leave every tail (1..3 rows or tokens), block counts 1..64, scales 1e-6..3e4,
  * Q8_0 rows holding -128, and an "exact" mode where every scale is 1 and the values are the
  * extremes (-128 weights, ±127 activations; Q4_0 codes 0 and 15): there all float arithmetic is
  * on integers below 2^24, so the results must be equal, which checks the integer sums exactly.
  * Otherwise the bound is that of the one-row kernels (1e-5 · Σ|terms|). The column past nrows
  * (ldo = nrows + 1) must stay untouched. */
-static void test_gemm_i8mm(int *passed, int *failed) {
-    if (!(getauxval(AT_HWCAP2) & HWCAP2_I8MM)) {
-        printf("kernel i8mm gemm: not on this CPU\n");
+static void test_gemm_q8a(const char *name, gemm_q8a_fn gemm_q8_0, gemm_q8a_fn gemm_q4_0, int available,
+                          int *passed, int *failed) {
+    if (!available) {
+        printf("kernel %s gemm: not on this CPU\n", name);
         return;
     }
     const size_t block_counts[] = {1, 2, 3, 5, 8, 17, 64};
@@ -523,10 +529,10 @@ static void test_gemm_i8mm(int *passed, int *failed) {
                         const size_t ntok = tok_counts[ti], nrows = row_counts[ri], ldo = nrows + 1;
                         for (size_t i = 0; i < maxt * (maxr + 1); i++) got[i] = want[i] = -7.0f;
                         if (ty == 0) {
-                            mk_gemm_q8_0_q8a_i8mm(n, nrows, wq, bb * blocks, ntok, qs, d, s, got, ldo);
+                            gemm_q8_0(n, nrows, wq, bb * blocks, ntok, qs, d, s, got, ldo);
                             mk_gemm_q8_0_q8a_generic(n, nrows, wq, bb * blocks, ntok, qs, d, s, want, ldo);
                         } else {
-                            mk_gemm_q4_0_q8a_i8mm(n, nrows, wq, bb * blocks, ntok, qs, d, s, got, ldo);
+                            gemm_q4_0(n, nrows, wq, bb * blocks, ntok, qs, d, s, got, ldo);
                             mk_gemm_q4_0_q8a_generic(n, nrows, wq, bb * blocks, ntok, qs, d, s, want, ldo);
                         }
                         int bad = 0;
@@ -550,8 +556,8 @@ static void test_gemm_i8mm(int *passed, int *failed) {
                                 int ok = exact ? got[o] == want[o] : fabsf(got[o] - want[o]) <= 1e-5f * mag + 1e-30f;
                                 if (!ok) {
                                     if (!bad)
-                                        printf("FAIL i8mm gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
-                                               ty ? "q4_0" : "q8_0", n, nrows, ntok, r, t, scales[si], got[o], want[o]);
+                                        printf("FAIL %s gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
+                                               name, ty ? "q4_0" : "q8_0", n, nrows, ntok, r, t, scales[si], got[o], want[o]);
                                     bad++;
                                 }
                             }
@@ -562,9 +568,8 @@ static void test_gemm_i8mm(int *passed, int *failed) {
         }
         free(x), free(d), free(qs), free(s), free(q8), free(q4), free(got), free(want);
     }
-    printf("kernel i8mm gemm: tested\n");
+    printf("kernel %s gemm: tested\n", name);
 }
-#endif
 
 #if defined(__x86_64__)
 
@@ -750,6 +755,7 @@ int main(void) {
          mk_mla_accum_f16_avx512, ks[1].available},
     };
     test_mla(mk, 2, &passed, &failed);
+    test_gemm_q8a("avx2", mk_gemm_q8_0_q8a_avx2, mk_gemm_q4_0_q8a_avx2, ks[0].available, &passed, &failed);
     struct float_kernel fk[] = {
         {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
          {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},
@@ -772,7 +778,8 @@ int main(void) {
          {mk_vec_dot4_f32_f32_neon, mk_vec_dot4_f16_f32_neon, mk_vec_dot4_bf16_f32_neon}, 1},
     };
     test_float(fk, 2, &passed, &failed);
-    test_gemm_i8mm(&passed, &failed);
+    test_gemm_q8a("i8mm", mk_gemm_q8_0_q8a_i8mm, mk_gemm_q4_0_q8a_i8mm,
+                  (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0, &passed, &failed);
 #endif
     for (int k = 0; k < nk; k++) printf("kernel %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
     printf("%d passed, %d failed\n", passed, failed);

@@ -18,35 +18,43 @@ static inline float hsum256(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* Decode streams each weight row once: the one-row kernels keep four blocks in flight (four
+ * independent accumulators), fold every integer correction into the int32 lanes before the
+ * one int→float conversion per block, and prefetch ahead of the hardware prefetcher. */
+#define Q_PREFETCH 1024 /* bytes ahead of the weights being read */
+
+/* Σ w·x pairs of one Q8_0 block as 8 int32 lanes: |w| · sign(w)·x, unsigned × signed;
+ * |w| ≤ 128 and |x| ≤ 127 never saturate the int16 pairs. */
+static inline __m256i q8_0_block(const uint8_t *b, const int8_t *x) {
+    const __m256i w = _mm256_loadu_si256((const __m256i *)(b + 2));
+    const __m256i xv = _mm256_loadu_si256((const __m256i *)x);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(xv, w)),
+                             _mm256_set1_epi16(1));
+}
+
 float mk_vec_dot_q8_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
                                const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    size_t nb = n / 32, i = 0;
-    for (; i + 1 < nb; i += 2, b += 68) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)(b + 2));
-        __m256i w1 = _mm256_loadu_si256((const __m256i *)(b + 36));
-        __m256i x0 = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
-        __m256i x1 = _mm256_loadu_si256((const __m256i *)(qs + 32 * i + 32));
-        /* |w| · sign(w)·x: unsigned × signed pairs; |w| ≤ 128 and |x| ≤ 127 never saturate. */
-        __m256i p0 = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
-        __m256i p1 = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1), _mm256_sign_epi8(x1, w1)), ones);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f16_at(b) * d[i]), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(f16_at(b + 34) * d[i + 1]),
-                               acc1);
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    const size_t nb = n / 32;
+    size_t i = 0;
+    for (; i + 4 <= nb; i += 4, b += 4 * 34) {
+        _mm_prefetch((const char *)b + Q_PREFETCH, _MM_HINT_T0);
+        _mm_prefetch((const char *)b + Q_PREFETCH + 64, _MM_HINT_T0);
+        const int8_t *x = qs + 32 * i;
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_0_block(b, x)), _mm256_set1_ps(f16_at(b) * d[i]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_0_block(b + 34, x + 32)),
+                             _mm256_set1_ps(f16_at(b + 34) * d[i + 1]), a1);
+        a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_0_block(b + 68, x + 64)),
+                             _mm256_set1_ps(f16_at(b + 68) * d[i + 2]), a2);
+        a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_0_block(b + 102, x + 96)),
+                             _mm256_set1_ps(f16_at(b + 102) * d[i + 3]), a3);
     }
-    for (; i < nb; i++, b += 34) {
-        __m256i w0 = _mm256_loadu_si256((const __m256i *)(b + 2));
-        __m256i x0 = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
-        __m256i p0 = _mm256_madd_epi16(
-            _mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0), _mm256_sign_epi8(x0, w0)), ones);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(f16_at(b) * d[i]), acc0);
-    }
-    return hsum256(_mm256_add_ps(acc0, acc1));
+    for (; i < nb; i++, b += 34)
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_0_block(b, qs + 32 * i)), _mm256_set1_ps(f16_at(b) * d[i]), a0);
+    return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
 static inline __m256i unpack_q4(const uint8_t *q) {
@@ -55,32 +63,130 @@ static inline __m256i unpack_q4(const uint8_t *q) {
     return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
 }
 
+/* Σ (q-8)·x of one Q4_0 block as 8 int32 lanes: nibbles 0..15 (unsigned) × x pairs (≤
+ * 2·15·127, no saturation), minus the block's Σx once per lane (8 lanes: the -8 offset). */
+static inline __m256i q4_0_block(const uint8_t *b, const int8_t *x, const int32_t *s) {
+    const __m256i p = _mm256_madd_epi16(
+        _mm256_maddubs_epi16(unpack_q4(b + 2), _mm256_loadu_si256((const __m256i *)x)), _mm256_set1_epi16(1));
+    return _mm256_sub_epi32(p, _mm256_set1_epi32(*s));
+}
+
 float mk_vec_dot_q4_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
                                const int32_t *s) {
     const uint8_t *b = (const uint8_t *)w;
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    __m256 a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+    const size_t nb = n / 32;
+    size_t i = 0;
+    for (; i + 4 <= nb; i += 4, b += 4 * 18) {
+        _mm_prefetch((const char *)b + Q_PREFETCH, _MM_HINT_T0);
+        const int8_t *x = qs + 32 * i;
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_0_block(b, x, s + i)), _mm256_set1_ps(f16_at(b) * d[i]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_0_block(b + 18, x + 32, s + i + 1)),
+                             _mm256_set1_ps(f16_at(b + 18) * d[i + 1]), a1);
+        a2 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_0_block(b + 36, x + 64, s + i + 2)),
+                             _mm256_set1_ps(f16_at(b + 36) * d[i + 2]), a2);
+        a3 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_0_block(b + 54, x + 96, s + i + 3)),
+                             _mm256_set1_ps(f16_at(b + 54) * d[i + 3]), a3);
+    }
+    for (; i < nb; i++, b += 18)
+        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q4_0_block(b, qs + 32 * i, s + i)), _mm256_set1_ps(f16_at(b) * d[i]), a0);
+    return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+}
+
+/* Prefill GEMM (contract of mk_gemm_*_q8a_generic), the structure of the VBMI one on 256 bits:
+ * a tile of 2 weight rows × 4 blocks is unpacked once into 8 registers (Q4_0: nibbles 0..15;
+ * Q8_0: the codes, whose |w| and signs are taken per token) with its 8 scales, and every
+ * token of a 64-token slice streams past it: per row and block one vpmaddubsw + vpmaddwd,
+ * the integer correction (Q4_0's -8·Σx), one conversion and one FMA into the token's
+ * accumulator for the row (kept in a stack tile, summed across lanes once per row at the
+ * end). */
+#define GEMM_TOK 64
+
+static inline __attribute__((always_inline)) void gemm_q8a_avx2(int q4, size_t n, size_t nrows,
+                                                                const void *w, size_t row_bytes,
+                                                                size_t ntok, const int8_t *qs,
+                                                                const float *d, const int32_t *s,
+                                                                float *out, size_t ldo) {
+    const size_t nb = n / 32, bs = q4 ? 18 : 34;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    float corr = 0.0f; /* Σ scale · s[b]: the -8 offset, applied once at the end */
-    size_t nb = n / 32, i = 0;
-    for (; i + 1 < nb; i += 2, b += 36) {
-        float sc0 = f16_at(b) * d[i], sc1 = f16_at(b + 18) * d[i + 1];
-        __m256i x0 = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
-        __m256i x1 = _mm256_loadu_si256((const __m256i *)(qs + 32 * i + 32));
-        /* nibbles 0..15 (unsigned) × x: pairs ≤ 2·15·127, no saturation. */
-        __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_q4(b + 2), x0), ones);
-        __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_q4(b + 20), x1), ones);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(sc0), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(sc1), acc1);
-        corr += sc0 * (float)s[i] + sc1 * (float)s[i + 1];
+    __m256 acc[GEMM_TOK][2];
+    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
+        const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
+        for (size_t r = 0; r < nrows; r += 2) {
+            /* An odd last row runs as a pair with itself (its result stored once). */
+            const int two = r + 1 < nrows;
+            const uint8_t *row[2] = {(const uint8_t *)w + r * row_bytes,
+                                     (const uint8_t *)w + (r + two) * row_bytes};
+            for (size_t t = 0; t < tn; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+            size_t k = 0;
+            for (; k + 4 <= nb; k += 4) {
+                __m256i wv[2][4];
+                float ws[2][4];
+                for (int h = 0; h < 2; h++)
+                    for (int j = 0; j < 4; j++) {
+                        const uint8_t *b = row[h] + (k + j) * bs;
+                        wv[h][j] = q4 ? unpack_q4(b + 2) : _mm256_loadu_si256((const __m256i *)(b + 2));
+                        ws[h][j] = f16_at(b);
+                    }
+                for (size_t t = 0; t < tn; t++) {
+                    const size_t tt = t0 + t;
+                    const int8_t *x = qs + tt * n + 32 * k;
+                    const float *dx = d + tt * nb + k;
+                    const int32_t *sx = s + tt * nb + k;
+                    __m256 a0 = acc[t][0], a1 = acc[t][1];
+                    for (int j = 0; j < 4; j++) {
+                        const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 32 * j));
+                        const __m256 dj = _mm256_broadcast_ss(dx + j);
+                        __m256i p0, p1;
+                        if (q4) {
+                            const __m256i sj = _mm256_set1_epi32(sx[j]);
+                            p0 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wv[0][j], xv), ones), sj);
+                            p1 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wv[1][j], xv), ones), sj);
+                        } else {
+                            p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv[0][j], wv[0][j]),
+                                                                        _mm256_sign_epi8(xv, wv[0][j])),
+                                                   ones);
+                            p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv[1][j], wv[1][j]),
+                                                                        _mm256_sign_epi8(xv, wv[1][j])),
+                                                   ones);
+                        }
+                        a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_mul_ps(dj, _mm256_set1_ps(ws[0][j])), a0);
+                        a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_mul_ps(dj, _mm256_set1_ps(ws[1][j])), a1);
+                    }
+                    acc[t][0] = a0;
+                    acc[t][1] = a1;
+                }
+            }
+            for (; k < nb; k++) /* blocks past the last full tile */
+                for (size_t t = 0; t < tn; t++) {
+                    const size_t tt = t0 + t;
+                    const int8_t *x = qs + tt * n + 32 * k;
+                    for (int h = 0; h < 2; h++) {
+                        const uint8_t *b = row[h] + k * bs;
+                        const __m256i p = q4 ? q4_0_block(b, x, s + tt * nb + k) : q8_0_block(b, x);
+                        acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b) * d[tt * nb + k]),
+                                                    acc[t][h]);
+                    }
+                }
+            for (size_t t = 0; t < tn; t++) {
+                out[(t0 + t) * ldo + r] = hsum256(acc[t][0]);
+                if (two) out[(t0 + t) * ldo + r + 1] = hsum256(acc[t][1]);
+            }
+        }
     }
-    for (; i < nb; i++, b += 18) {
-        float sc0 = f16_at(b) * d[i];
-        __m256i x0 = _mm256_loadu_si256((const __m256i *)(qs + 32 * i));
-        __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(unpack_q4(b + 2), x0), ones);
-        acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(sc0), acc0);
-        corr += sc0 * (float)s[i];
-    }
-    return hsum256(_mm256_add_ps(acc0, acc1)) - 8.0f * corr;
+}
+
+void mk_gemm_q4_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo) {
+    gemm_q8a_avx2(1, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
+}
+
+void mk_gemm_q8_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo) {
+    gemm_q8a_avx2(0, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
 }
 
 /* ---- K-quants ---- */

@@ -231,6 +231,9 @@ enum Cmd {
         #[arg(long, requires = "expert_profile")]
         target_size: Option<String>,
     },
+    /// List the kernel sets this CPU can run, one per line, best last (the names
+    /// MOELA_KERNELS takes).
+    Kernels,
 }
 
 /// Where routed experts live (docs/OFFLOADING.md).
@@ -882,6 +885,12 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                 size as f64 / 1e6,
                 t.elapsed().as_secs_f64()
             );
+            Ok(())
+        }
+        Cmd::Kernels => {
+            for k in moela::kernels::available() {
+                println!("{}", k.name);
+            }
             Ok(())
         }
     }

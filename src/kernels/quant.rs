@@ -143,7 +143,7 @@ impl QuantTable {
     }
 
     /// Adds GEMMs against plain q8a activations.
-    #[allow(dead_code)] // only the aarch64 i8mm set fills them
+    #[allow(dead_code)] // filled by the AVX2 and i8mm sets only
     pub fn gemm_q8a(mut self, kernels: &[(DType, GemmQ8a)]) -> Self {
         for &(dtype, f) in kernels {
             self.entry(dtype).gemm_q8a = Some(f);

@@ -59,22 +59,29 @@ pub fn available() -> Vec<KernelSet> {
         {
             let avx2 = KernelSet {
                 name: "avx2",
-                quant: generic.quant.dot(&[
-                    (DType::Q8_0, b::mk_vec_dot_q8_0_q8a_avx2),
-                    (DType::Q4_0, b::mk_vec_dot_q4_0_q8a_avx2),
-                    (DType::Q4_K, b::mk_vec_dot_q4_k_q8a_avx2),
-                    (DType::Q5_K, b::mk_vec_dot_q5_k_q8a_avx2),
-                    (DType::Q6_K, b::mk_vec_dot_q6_k_q8a_avx2),
-                    (DType::Q2_K, b::mk_vec_dot_q2_k_q8a_avx2),
-                    (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_avx2),
-                    (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_avx2),
-                    (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_avx2),
-                    (DType::Q4_1, b::mk_vec_dot_q4_1_q8a_avx2),
-                    (DType::Q5_0, b::mk_vec_dot_q5_0_q8a_avx2),
-                    (DType::Q5_1, b::mk_vec_dot_q5_1_q8a_avx2),
-                    (DType::IQ4_NL, b::mk_vec_dot_iq4_nl_q8a_avx2),
-                    (DType::IQ4_XS, b::mk_vec_dot_iq4_xs_q8a_avx2),
-                ]),
+                // The AVX-512 sets do not inherit these (they start from `generic`).
+                quant: generic
+                    .quant
+                    .dot(&[
+                        (DType::Q8_0, b::mk_vec_dot_q8_0_q8a_avx2),
+                        (DType::Q4_0, b::mk_vec_dot_q4_0_q8a_avx2),
+                        (DType::Q4_K, b::mk_vec_dot_q4_k_q8a_avx2),
+                        (DType::Q5_K, b::mk_vec_dot_q5_k_q8a_avx2),
+                        (DType::Q6_K, b::mk_vec_dot_q6_k_q8a_avx2),
+                        (DType::Q2_K, b::mk_vec_dot_q2_k_q8a_avx2),
+                        (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_avx2),
+                        (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_avx2),
+                        (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_avx2),
+                        (DType::Q4_1, b::mk_vec_dot_q4_1_q8a_avx2),
+                        (DType::Q5_0, b::mk_vec_dot_q5_0_q8a_avx2),
+                        (DType::Q5_1, b::mk_vec_dot_q5_1_q8a_avx2),
+                        (DType::IQ4_NL, b::mk_vec_dot_iq4_nl_q8a_avx2),
+                        (DType::IQ4_XS, b::mk_vec_dot_iq4_xs_q8a_avx2),
+                    ])
+                    .gemm_q8a(&[
+                        (DType::Q4_0, b::mk_gemm_q4_0_q8a_avx2),
+                        (DType::Q8_0, b::mk_gemm_q8_0_q8a_avx2),
+                    ]),
                 mla: MlaKernels {
                     scores_f32: b::mk_mla_scores_f32_avx2,
                     scores_f16: b::mk_mla_scores_f16_avx2,
