@@ -39,29 +39,19 @@ static inline void zip8(int8x16_t a, int8x16_t b, int8x16_t out[2]) {
     out[1] = vreinterpretq_s8_s64(vzip2q_s64(a64, b64));
 }
 
-/* One tile of 2·RP weight rows (w[0..2RP]) × 2·TP tokens (xq/xd[0..2TP]): acc[i][j] lanes are
- * (row 2i, token 2j), (2i, 2j+1), (2i+1, 2j), (2i+1, 2j+1). Each weight block is unpacked
- * once for all the tile's tokens and each activation block loaded once for all its rows. */
-static inline __attribute__((always_inline)) void tile(int t, int RP, int TP, size_t nb,
-                                                       const uint8_t *const *w,
+/* One tile of 2·RP weight rows × 2·TP tokens (xq/xd[0..2TP], at the chunk's first block) over
+ * nb blocks: acc[i][j] lanes are (row 2i, token 2j), (2i, 2j+1), (2i+1, 2j), (2i+1, 2j+1).
+ * wz[b][i] holds block b of row pair i already unpacked and zipped into smmla operands and
+ * dw[b][i] its scales [d(2i), d(2i), d(2i+1), d(2i+1)], so the weights cost loads only. */
+static inline __attribute__((always_inline)) void tile(int RP, int TP, size_t nb,
+                                                       const int8x16_t (*wz)[2][4],
+                                                       const float32x4_t (*dw)[2],
                                                        const int8_t *const *xq,
                                                        const float *const *xd,
                                                        float32x4_t acc[2][2]) {
-    const size_t bb = t == WQ8_0 ? 34 : 18;
     for (int i = 0; i < RP; i++)
         for (int j = 0; j < TP; j++) acc[i][j] = vdupq_n_f32(0.0f);
     for (size_t b = 0; b < nb; b++) {
-        int8x16_t a[2][4];
-        float32x4_t dw[2];
-        for (int i = 0; i < RP; i++) {
-            const uint8_t *b0 = w[2 * i] + b * bb, *b1 = w[2 * i + 1] + b * bb;
-            int8x16_t v0[2], v1[2];
-            wblock(t, b0, v0);
-            wblock(t, b1, v1);
-            zip8(v0[0], v1[0], &a[i][0]);
-            zip8(v0[1], v1[1], &a[i][2]);
-            dw[i] = vcombine_f32(vdup_n_f32(f16_at(b0)), vdup_n_f32(f16_at(b1)));
-        }
         for (int j = 0; j < TP; j++) {
             const int8_t *x0 = xq[2 * j] + 32 * b, *x1 = xq[2 * j + 1] + 32 * b;
             int8x16_t bx[4];
@@ -70,59 +60,82 @@ static inline __attribute__((always_inline)) void tile(int t, int RP, int TP, si
             float32x2_t d2 = vset_lane_f32(xd[2 * j + 1][b], vdup_n_f32(xd[2 * j][b]), 1);
             float32x4_t dx = vcombine_f32(d2, d2);
             for (int i = 0; i < RP; i++) {
-                int32x4_t s = vmmlaq_s32(vdupq_n_s32(0), a[i][0], bx[0]);
-                s = vmmlaq_s32(s, a[i][1], bx[1]);
-                s = vmmlaq_s32(s, a[i][2], bx[2]);
-                s = vmmlaq_s32(s, a[i][3], bx[3]);
-                acc[i][j] = vfmaq_f32(acc[i][j], vcvtq_f32_s32(s), vmulq_f32(dw[i], dx));
+                const int8x16_t *a = wz[b][i];
+                int32x4_t s = vmmlaq_s32(vdupq_n_s32(0), a[0], bx[0]);
+                s = vmmlaq_s32(s, a[1], bx[1]);
+                s = vmmlaq_s32(s, a[2], bx[2]);
+                s = vmmlaq_s32(s, a[3], bx[3]);
+                acc[i][j] = vfmaq_f32(acc[i][j], vcvtq_f32_s32(s), vmulq_f32(dw[b][i], dx));
             }
         }
     }
 }
 
-/* Tiles of up to 4 rows × 4 tokens. A tile with an odd count repeats its last row or token in
- * the unused slot and does not store that slot's results. */
+#define QC 64 /* blocks per chunk of unpacked rows: 8 KiB of operands + 2 KiB of scales */
+
+/* Groups of up to 4 rows; per group and chunk of QC blocks the rows are unpacked once, then
+ * tiles of up to 4 tokens stream past them (a chunk's partial sums are added into `out`, the
+ * first chunk stores). A tile with an odd count repeats its last row or token in the unused
+ * slot and does not store that slot's results. */
 static inline __attribute__((always_inline)) void gemm_i8mm(int t, size_t n, size_t nrows,
                                                             const void *w, size_t row_bytes,
                                                             size_t ntok, const int8_t *qs,
                                                             const float *d, float *out,
                                                             size_t ldo) {
-    const size_t nb = n / 32;
+    const size_t nb = n / 32, bb = t == WQ8_0 ? 34 : 18;
     const uint8_t *wb = (const uint8_t *)w;
+    int8x16_t wz[QC][2][4];
+    float32x4_t dw[QC][2];
     for (size_t r = 0; r < nrows;) {
         const size_t rl = nrows - r, nr = rl >= 4 ? 4 : rl;
         const int rp = nr >= 3 ? 2 : 1;
         const uint8_t *wp[4];
         for (size_t i = 0; i < 4; i++) wp[i] = wb + (r + (i < nr ? i : nr - 1)) * row_bytes;
-        for (size_t tt = 0; tt < ntok;) {
-            const size_t tl = ntok - tt, nt = tl >= 4 ? 4 : tl;
-            const int tp = nt >= 3 ? 2 : 1;
-            const int8_t *xq[4];
-            const float *xd[4];
-            for (size_t j = 0; j < 4; j++) {
-                size_t tok = tt + (j < nt ? j : nt - 1);
-                xq[j] = qs + tok * n;
-                xd[j] = d + tok * nb;
-            }
-            float32x4_t acc[2][2];
-            if (rp == 2 && tp == 2)
-                tile(t, 2, 2, nb, wp, xq, xd, acc);
-            else if (rp == 2)
-                tile(t, 2, 1, nb, wp, xq, xd, acc);
-            else if (tp == 2)
-                tile(t, 1, 2, nb, wp, xq, xd, acc);
-            else
-                tile(t, 1, 1, nb, wp, xq, xd, acc);
-            for (int i = 0; i < rp; i++)
-                for (int j = 0; j < tp; j++) {
-                    float v[4];
-                    vst1q_f32(v, acc[i][j]);
-                    for (size_t l = 0; l < 4; l++) {
-                        size_t ri = 2 * (size_t)i + l / 2, tj = 2 * (size_t)j + l % 2;
-                        if (ri < nr && tj < nt) out[(tt + tj) * ldo + r + ri] = v[l];
-                    }
+        for (size_t c0 = 0; c0 < nb; c0 += QC) {
+            const size_t nc = nb - c0 < QC ? nb - c0 : QC;
+            for (size_t b = 0; b < nc; b++)
+                for (int i = 0; i < rp; i++) {
+                    const uint8_t *b0 = wp[2 * i] + (c0 + b) * bb, *b1 = wp[2 * i + 1] + (c0 + b) * bb;
+                    int8x16_t v0[2], v1[2];
+                    wblock(t, b0, v0);
+                    wblock(t, b1, v1);
+                    zip8(v0[0], v1[0], &wz[b][i][0]);
+                    zip8(v0[1], v1[1], &wz[b][i][2]);
+                    dw[b][i] = vcombine_f32(vdup_n_f32(f16_at(b0)), vdup_n_f32(f16_at(b1)));
                 }
-            tt += nt;
+            for (size_t tt = 0; tt < ntok;) {
+                const size_t tl = ntok - tt, nt = tl >= 4 ? 4 : tl;
+                const int tp = nt >= 3 ? 2 : 1;
+                const int8_t *xq[4];
+                const float *xd[4];
+                for (size_t j = 0; j < 4; j++) {
+                    size_t tok = tt + (j < nt ? j : nt - 1);
+                    xq[j] = qs + tok * n + 32 * c0;
+                    xd[j] = d + tok * nb + c0;
+                }
+                float32x4_t acc[2][2];
+                if (rp == 2 && tp == 2)
+                    tile(2, 2, nc, wz, dw, xq, xd, acc);
+                else if (rp == 2)
+                    tile(2, 1, nc, wz, dw, xq, xd, acc);
+                else if (tp == 2)
+                    tile(1, 2, nc, wz, dw, xq, xd, acc);
+                else
+                    tile(1, 1, nc, wz, dw, xq, xd, acc);
+                for (int i = 0; i < rp; i++)
+                    for (int j = 0; j < tp; j++) {
+                        float v[4];
+                        vst1q_f32(v, acc[i][j]);
+                        for (size_t l = 0; l < 4; l++) {
+                            size_t ri = 2 * (size_t)i + l / 2, tj = 2 * (size_t)j + l % 2;
+                            if (ri < nr && tj < nt) {
+                                float *o = &out[(tt + tj) * ldo + r + ri];
+                                *o = c0 ? *o + v[l] : v[l];
+                            }
+                        }
+                    }
+                tt += nt;
+            }
         }
         r += nr;
     }
