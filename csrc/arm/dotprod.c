@@ -245,64 +245,137 @@ float mk_vec_dot_q6_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, con
 
 /* ---- Q2_K and Q3_K (layouts in moela_kernels.h) ---- */
 
-/* Q2_K: per 16-element half of an activation block, Σq·qx (codes 0..3) times the 4-bit scale
- * and Σqx times the 4-bit min, exact in int32; then dx · (d · Σ - dmin · Σ). */
-float mk_vec_dot_q2_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
-                                 const int32_t *s) {
-    (void)s;
-    const uint8_t *b = (const uint8_t *)w;
-    const uint8x16_t m2 = vdupq_n_u8(3);
-    float32x4_t acc = vdupq_n_f32(0.0f), accm = vdupq_n_f32(0.0f);
-    for (size_t sb = 0; sb < n / 256; sb++, b += 84) {
-        const float d = f16_at(b + 80), dmin = f16_at(b + 82);
-        for (int j = 0; j < 8; j++, qs += 32, dx++) {
-            const int h = j / 4, g = j % 4;
-            int32x4_t p = vdupq_n_s32(0), pm = vdupq_n_s32(0);
-            for (int k = 0; k < 2; k++) {
-                uint8x16_t ql = vld1q_u8(b + 16 + 32 * h + 16 * k);
-                int8x16_t q = vreinterpretq_s8_u8(vandq_u8(vshlq_u8(ql, vdupq_n_s8((int8_t)(-2 * g))), m2));
-                int8x16_t x = vld1q_s8(qs + 16 * k);
-                const uint8_t sm = b[2 * j + k];
-                p = vmlaq_n_s32(p, kdot(q, x), sm & 0x0f);
-                pm = vmlaq_n_s32(pm, vpaddlq_s16(vpaddlq_s8(x)), sm >> 4);
-            }
-            acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), d * dx[0]);
-            accm = vmlaq_n_f32(accm, vcvtq_f32_s32(pm), dmin * dx[0]);
-        }
-    }
-    return vaddvq_f32(acc) - vaddvq_f32(accm);
+/* x >> n for a constant n, n = 0 allowed. */
+#define SHR_U8(x, n) ((n) ? vshrq_n_u8((x), (n) ? (n) : 1) : (x))
+
+/* The sixteen half-block sums p[2j + k] (activation block j, half k) folded into four vectors
+ * in scale order, times the scales sc[0..16] (int8, sign- or zero-extended by the caller into
+ * four int32 vectors), the halves of each block added: [blocks 0..3], [blocks 4..7]. */
+static inline void fold_halves(const int32x4_t p[16], const int32x4_t sc[4], int32x4_t out[2]) {
+    int32x4_t t[4];
+    for (int q = 0; q < 4; q++)
+        t[q] = vmulq_s32(hsum4(p[4 * q], p[4 * q + 1], p[4 * q + 2], p[4 * q + 3]), sc[q]);
+    out[0] = vpaddq_s32(t[0], t[1]);
+    out[1] = vpaddq_s32(t[2], t[3]);
 }
 
-/* Q3_K: codes (third bit from hmask) minus 4 as signed bytes; each 16-element half's integer
- * sum times its signed 6-bit scale (exact), the two halves added, times d·dx. */
+/* Q2_K, one super-block per step: codes (0..3) by shift and mask, sixteen sdot sums of
+ * 16-element halves folded and scaled by the 4-bit scales (exact int32). The mins need each
+ * half's Σx: the first half's by sdot with ones, the second's as the block sum s minus it, so
+ * Σ m·X = m_odd·s + (m_even - m_odd)·X_first. Then dx · (d·Σ - dmin·Σ), four blocks per
+ * instruction. */
+float mk_vec_dot_q2_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                  const int32_t *s) {
+    const uint8_t *b = (const uint8_t *)w;
+    const uint8x16_t m3 = vdupq_n_u8(3), m4 = vdupq_n_u8(0x0f);
+    const int8x16_t ones = vdupq_n_s8(1);
+    float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += 84, qs += 256, dx += 8, s += 8) {
+        PREFETCH_STEP(b, 84);
+        const uint8x16_t q0 = vld1q_u8(b + 16), q1 = vld1q_u8(b + 32), q2 = vld1q_u8(b + 48),
+                         q3 = vld1q_u8(b + 64);
+        int32x4_t p[16], x0[8];
+#define Q2_BLOCK(j)                                                                             \
+    do {                                                                                        \
+        const uint8x16_t c0 = vandq_u8(SHR_U8((j) < 4 ? q0 : q2, 2 * ((j) % 4)), m3);            \
+        const uint8x16_t c1 = vandq_u8(SHR_U8((j) < 4 ? q1 : q3, 2 * ((j) % 4)), m3);            \
+        const int8x16_t xa = vld1q_s8(qs + 32 * (j)), xb = vld1q_s8(qs + 32 * (j) + 16);         \
+        p[2 * (j)] = kdot(vreinterpretq_s8_u8(c0), xa);                                          \
+        p[2 * (j) + 1] = kdot(vreinterpretq_s8_u8(c1), xb);                                      \
+        x0[(j)] = kdot(ones, xa);                                                               \
+    } while (0)
+        Q2_BLOCK(0);
+        Q2_BLOCK(1);
+        Q2_BLOCK(2);
+        Q2_BLOCK(3);
+        Q2_BLOCK(4);
+        Q2_BLOCK(5);
+        Q2_BLOCK(6);
+        Q2_BLOCK(7);
+#undef Q2_BLOCK
+        const uint8x16_t sm = vld1q_u8(b);
+        const uint8x16_t sc8 = vandq_u8(sm, m4), m8 = vshrq_n_u8(sm, 4);
+        const uint16x8_t sc_lo = vmovl_u8(vget_low_u8(sc8)), sc_hi = vmovl_high_u8(sc8);
+        const int32x4_t sc[4] = {vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(sc_lo))),
+                                 vreinterpretq_s32_u32(vmovl_high_u16(sc_lo)),
+                                 vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(sc_hi))),
+                                 vreinterpretq_s32_u32(vmovl_high_u16(sc_hi))};
+        int32x4_t a[2];
+        fold_halves(p, sc, a);
+        /* mins of the even (first) and odd (second) halves, blocks 0..7 */
+        const uint16x8_t me = vmovl_u8(vget_low_u8(vuzp1q_u8(m8, m8)));
+        const uint16x8_t mo = vmovl_u8(vget_low_u8(vuzp2q_u8(m8, m8)));
+        const int32x4_t me0 = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(me)));
+        const int32x4_t me1 = vreinterpretq_s32_u32(vmovl_high_u16(me));
+        const int32x4_t mo0 = vreinterpretq_s32_u32(vmovl_u16(vget_low_u16(mo)));
+        const int32x4_t mo1 = vreinterpretq_s32_u32(vmovl_high_u16(mo));
+        const int32x4_t xf0 = hsum4(x0[0], x0[1], x0[2], x0[3]), xf1 = hsum4(x0[4], x0[5], x0[6], x0[7]);
+        const int32x4_t mn0 = vmlaq_s32(vmulq_s32(mo0, vld1q_s32(s)), vsubq_s32(me0, mo0), xf0);
+        const int32x4_t mn1 = vmlaq_s32(vmulq_s32(mo1, vld1q_s32(s + 4)), vsubq_s32(me1, mo1), xf1);
+        uint32_t dd_bits;
+        memcpy(&dd_bits, b + 80, 4);
+        const float32x4_t dd = vcvt_f32_f16(vreinterpret_f16_u32(vdup_n_u32(dd_bits))); /* d, dmin */
+        float32x4_t t0 = vmulq_laneq_f32(vcvtq_f32_s32(a[0]), dd, 0);
+        float32x4_t t1 = vmulq_laneq_f32(vcvtq_f32_s32(a[1]), dd, 0);
+        t0 = vfmsq_laneq_f32(t0, vcvtq_f32_s32(mn0), dd, 1);
+        t1 = vfmsq_laneq_f32(t1, vcvtq_f32_s32(mn1), dd, 1);
+        acc0 = vfmaq_f32(acc0, t0, vld1q_f32(dx));
+        acc1 = vfmaq_f32(acc1, t1, vld1q_f32(dx + 4));
+    }
+    return vaddvq_f32(vaddq_f32(acc0, acc1));
+}
+
+/* Q3_K, one super-block per step: code = (2-bit code | hmask bit << 2) - 4 by shift-and-insert,
+ * sixteen sdot sums of 16-element halves folded and scaled by the signed 6-bit scales (exact
+ * int32; decoded with two table lookups), then dx · d, four blocks per instruction. */
 float mk_vec_dot_q3_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
-                                 const int32_t *s) {
+                                  const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
-    const uint8x16_t m2 = vdupq_n_u8(3), one = vdupq_n_u8(1);
-    const int8x16_t four = vdupq_n_s8(4);
-    float32x4_t acc = vdupq_n_f32(0.0f);
-    for (size_t sb = 0; sb < n / 256; sb++, b += 110) {
+    const uint8x16_t m7 = vdupq_n_u8(7), m4 = vdupq_n_u8(0x0f);
+    const int8x16_t four = vdupq_n_s8(4), off = vdupq_n_s8(32);
+    /* the 12 scale bytes sit at v[2..14] of the 16 bytes loaded from b + 94 (inside the
+     * super-block): low nibbles of scale i from byte i % 8 (shifted 4·(i / 8)), high bits from
+     * byte 8 + i % 4 (shifted 2·(i / 4)) */
+    const uint8x16_t lo_idx = {2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5, 6, 7, 8, 9};
+    const uint8x16_t hi_idx = {10, 11, 12, 13, 10, 11, 12, 13, 10, 11, 12, 13, 10, 11, 12, 13};
+    const int8x16_t lo_sh = {0, 0, 0, 0, 0, 0, 0, 0, -4, -4, -4, -4, -4, -4, -4, -4};
+    const int8x16_t hi_sh = {4, 4, 4, 4, 2, 2, 2, 2, 0, 0, 0, 0, -2, -2, -2, -2};
+    float32x4_t acc0 = vdupq_n_f32(0.0f), acc1 = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += 110, qs += 256, dx += 8) {
+        PREFETCH_STEP(b, 110);
+        const uint8x16_t hm[2] = {vld1q_u8(b), vld1q_u8(b + 16)};
+        const uint8x16_t ql[4] = {vld1q_u8(b + 32), vld1q_u8(b + 48), vld1q_u8(b + 64), vld1q_u8(b + 80)};
+        int32x4_t p[16];
+#define Q3_BLOCK(j)                                                                             \
+    do {                                                                                        \
+        for (int k = 0; k < 2; k++) {                                                           \
+            const uint8x16_t lo = SHR_U8(ql[2 * ((j) / 4) + k], 2 * ((j) % 4));                  \
+            const uint8x16_t c = vandq_u8(vsliq_n_u8(lo, SHR_U8(hm[k], (j)), 2), m7);            \
+            p[2 * (j) + k] = kdot(vsubq_s8(vreinterpretq_s8_u8(c), four), vld1q_s8(qs + 32 * (j) + 16 * k)); \
+        }                                                                                       \
+    } while (0)
+        Q3_BLOCK(0);
+        Q3_BLOCK(1);
+        Q3_BLOCK(2);
+        Q3_BLOCK(3);
+        Q3_BLOCK(4);
+        Q3_BLOCK(5);
+        Q3_BLOCK(6);
+        Q3_BLOCK(7);
+#undef Q3_BLOCK
+        const uint8x16_t v = vld1q_u8(b + 94);
+        const uint8x16_t lo = vandq_u8(vshlq_u8(vqtbl1q_u8(v, lo_idx), lo_sh), m4);
+        const uint8x16_t hi = vandq_u8(vshlq_u8(vqtbl1q_u8(v, hi_idx), hi_sh), vdupq_n_u8(0x30));
+        const int8x16_t sc8 = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, hi)), off);
+        const int16x8_t sl = vmovl_s8(vget_low_s8(sc8)), sh = vmovl_high_s8(sc8);
+        const int32x4_t sc[4] = {vmovl_s16(vget_low_s16(sl)), vmovl_high_s16(sl),
+                                 vmovl_s16(vget_low_s16(sh)), vmovl_high_s16(sh)};
+        int32x4_t a[2];
+        fold_halves(p, sc, a);
         const float d = f16_at(b + 108);
-        const uint8_t *sp = b + 96;
-        int sc[16];
-        for (int i = 0; i < 16; i++) {
-            int lo = (sp[i % 8] >> (4 * (i / 8))) & 0x0f, hi = (sp[8 + i % 4] >> (2 * (i / 4))) & 3;
-            sc[i] = (lo | (hi << 4)) - 32;
-        }
-        for (int j = 0; j < 8; j++, qs += 32, dx++) {
-            const int h = j / 4, g = j % 4;
-            int32x4_t p = vdupq_n_s32(0);
-            for (int k = 0; k < 2; k++) {
-                uint8x16_t ql = vld1q_u8(b + 32 + 32 * h + 16 * k);
-                uint8x16_t hm = vld1q_u8(b + 16 * k);
-                uint8x16_t lo = vandq_u8(vshlq_u8(ql, vdupq_n_s8((int8_t)(-2 * g))), m2);
-                uint8x16_t hi = vandq_u8(vshlq_u8(hm, vdupq_n_s8((int8_t)(-j))), one);
-                int8x16_t q = vsubq_s8(vreinterpretq_s8_u8(vorrq_u8(lo, vshlq_n_u8(hi, 2))), four);
-                p = vmlaq_n_s32(p, kdot(q, vld1q_s8(qs + 16 * k)), sc[2 * j + k]);
-            }
-            acc = vmlaq_n_f32(acc, vcvtq_f32_s32(p), d * dx[0]);
-        }
+        acc0 = vfmaq_f32(acc0, vcvtq_f32_s32(a[0]), vmulq_n_f32(vld1q_f32(dx), d));
+        acc1 = vfmaq_f32(acc1, vcvtq_f32_s32(a[1]), vmulq_n_f32(vld1q_f32(dx + 4), d));
     }
-    return vaddvq_f32(acc);
+    return vaddvq_f32(vaddq_f32(acc0, acc1));
 }
