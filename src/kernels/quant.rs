@@ -112,6 +112,7 @@ impl QuantTable {
     }
 
     /// Adds four-row kernels.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only AVX-512 has them
     pub fn dot4(mut self, kernels: &[(DType, Dot4Q8a)]) -> Self {
         for &(dtype, f) in kernels {
             self.entry(dtype).dot4 = Some(f);
@@ -120,6 +121,7 @@ impl QuantTable {
     }
 
     /// Adds GEMMs against grouped, tiled activations.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only AVX-512 VBMI has them
     pub fn gemm_q8g(mut self, kernels: &[(DType, GemmQ8g)]) -> Self {
         for &(dtype, f) in kernels {
             self.entry(dtype).gemm_q8g = Some(f);
