@@ -309,6 +309,18 @@ static inline __attribute__((always_inline)) void kgemm_i8mm(int t, size_t n, si
     const size_t nb = n / 32, nsb = n / 256;
     const size_t bb = t == WQ4_K ? 144 : t == WQ5_K ? 176 : 210;
     const uint8_t *wb = (const uint8_t *)w;
+    if (ntok <= 2) {
+        /* Too few tokens to pay for the unpacking (qemu instruction counts: Q5_K/Q6_K 22-24
+         * per block and token-row at 2 tokens against 19 for the one-row dotprod kernels). */
+        float (*dot)(size_t, const void *, const int8_t *, const float *, const int32_t *) =
+            t == WQ4_K   ? mk_vec_dot_q4_k_q8a_dotprod
+            : t == WQ5_K ? mk_vec_dot_q5_k_q8a_dotprod
+                         : mk_vec_dot_q6_k_q8a_dotprod;
+        for (size_t r = 0; r < nrows; r++)
+            for (size_t tt = 0; tt < ntok; tt++)
+                out[tt * ldo + r] = dot(n, wb + r * row_bytes, qs + tt * n, d + tt * nb, s + tt * nb);
+        return;
+    }
     struct kpair ps[KC][2][8];
     float32x4_t pd[KC][2];
     int8x16_t wz[KC][8][2][4];
