@@ -216,6 +216,17 @@ void mk_gemm_q8_0_q8a_i8mm(size_t n, size_t nrows, const void *w, size_t row_byt
 void mk_gemm_q4_0_q8a_i8mm(size_t n, size_t nrows, const void *w, size_t row_bytes,
                            size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
                            float *out, size_t ldo);
+/* The K-quants (n a multiple of 256), same tiles; each sub-block's row scales are decoded once
+ * per group of 4 rows and reused by every token tile. */
+void mk_gemm_q4_k_q8a_i8mm(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                           size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                           float *out, size_t ldo);
+void mk_gemm_q5_k_q8a_i8mm(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                           size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                           float *out, size_t ldo);
+void mk_gemm_q6_k_q8a_i8mm(size_t n, size_t nrows, const void *w, size_t row_bytes,
+                           size_t ntok, const int8_t *qs, const float *d, const int32_t *s,
+                           float *out, size_t ldo);
 
 /* AArch64: NEON (csrc/arm/neon.c) and NEON + dotprod (csrc/arm/dotprod.c). */
 float mk_vec_dot_q8_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,

@@ -571,6 +571,77 @@ static void test_gemm_q8a(const char *name, gemm_q8a_fn gemm_q8_0, gemm_q8a_fn g
     printf("kernel %s gemm: tested\n", name);
 }
 
+#if defined(__aarch64__)
+/* The i8mm K-quant GEMMs (Q4_K, Q5_K, Q6_K × q8a) against the generic GEMMs: random raw
+ * super-blocks (every scale, min and code pattern; a Q6_K scale of -128), 1..33 super-blocks
+ * (odd counts, and more than one 8-super-block chunk of unpacked rows), row and token counts
+ * that fill the 4×4 tiles and leave every tail, scales 1e-6..3e4. Bound as for the one-row
+ * K-quant kernels; the column past nrows must stay untouched. */
+static void test_kgemm_i8mm(int *passed, int *failed) {
+    if (!(getauxval(AT_HWCAP2) & HWCAP2_I8MM)) return;
+    typedef void (*gemm_fn)(size_t, size_t, const void *, size_t, size_t, const int8_t *,
+                            const float *, const int32_t *, float *, size_t);
+    const gemm_fn got_fn[3] = {mk_gemm_q4_k_q8a_i8mm, mk_gemm_q5_k_q8a_i8mm, mk_gemm_q6_k_q8a_i8mm};
+    const gemm_fn want_fn[3] = {mk_gemm_q4_k_q8a_generic, mk_gemm_q5_k_q8a_generic,
+                                mk_gemm_q6_k_q8a_generic};
+    const char *name[3] = {"q4_k", "q5_k", "q6_k"};
+    const size_t kbytes[3] = {144, 176, 210};
+    const size_t sb_counts[] = {1, 2, 3, 17, 33};
+    const size_t tok_counts[] = {1, 2, 3, 4, 5, 8, 9};
+    const size_t row_counts[] = {1, 2, 3, 4, 5, 6, 7, 9};
+    const float scales[] = {1.0f, 1e-6f, 3e4f};
+    const size_t maxt = 9, maxr = 9;
+    for (size_t bi = 0; bi < sizeof sb_counts / sizeof *sb_counts; bi++) {
+        const size_t sbs = sb_counts[bi], n = 256 * sbs, blocks = n / 32;
+        float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
+        float *wm = malloc(maxr * n * sizeof *wm);
+        int8_t *qs = malloc(maxt * n);
+        int32_t *s = malloc(maxt * blocks * sizeof *s);
+        uint8_t *w = malloc(maxr * 210 * sbs);
+        float *got = malloc(maxt * (maxr + 1) * sizeof *got), *want = malloc(maxt * (maxr + 1) * sizeof *want);
+        for (int si = 0; si < 3; si++) {
+            for (size_t t = 0; t < maxt; t++) {
+                for (size_t i = 0; i < n; i++) x[t * n + i] = frand() * scales[si];
+                mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
+            }
+            for (int ty = 0; ty < 3; ty++) {
+                const size_t rb = kbytes[ty] * sbs;
+                for (size_t r = 0; r < maxr; r++) make_k_row(ty, sbs, scales[si], w + r * rb, wm + r * n);
+                for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++)
+                    for (size_t ri = 0; ri < sizeof row_counts / sizeof *row_counts; ri++) {
+                        const size_t ntok = tok_counts[ti], nrows = row_counts[ri], ldo = nrows + 1;
+                        for (size_t i = 0; i < maxt * (maxr + 1); i++) got[i] = want[i] = -7.0f;
+                        got_fn[ty](n, nrows, w, rb, ntok, qs, d, s, got, ldo);
+                        want_fn[ty](n, nrows, w, rb, ntok, qs, d, s, want, ldo);
+                        int bad = 0;
+                        for (size_t t = 0; t < ntok; t++)
+                            for (size_t r = 0; r < ldo; r++) {
+                                const size_t o = t * ldo + r;
+                                if (r == nrows) {
+                                    bad += got[o] != -7.0f;
+                                    continue;
+                                }
+                                float mag = 0;
+                                for (size_t e = 0; e < n; e++)
+                                    mag += wm[r * n + e] * fabsf(d[t * blocks + e / 32] * qs[t * n + e]);
+                                if (!(fabsf(got[o] - want[o]) <= 1e-5f * mag + 1e-30f)) {
+                                    if (!bad)
+                                        printf("FAIL i8mm gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
+                                               name[ty], n, nrows, ntok, r, t, scales[si], got[o], want[o]);
+                                    bad++;
+                                }
+                            }
+                        *passed += !bad;
+                        *failed += !!bad;
+                    }
+            }
+        }
+        free(x), free(d), free(wm), free(qs), free(s), free(w), free(got), free(want);
+    }
+    printf("kernel i8mm gemm k-quants: tested\n");
+}
+#endif
+
 #if defined(__x86_64__)
 
 #if defined(__x86_64__)
@@ -780,6 +851,7 @@ int main(void) {
     test_float(fk, 2, &passed, &failed);
     test_gemm_q8a("i8mm", mk_gemm_q8_0_q8a_i8mm, mk_gemm_q4_0_q8a_i8mm,
                   (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0, &passed, &failed);
+    test_kgemm_i8mm(&passed, &failed);
 #endif
     for (int k = 0; k < nk; k++) printf("kernel %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
     printf("%d passed, %d failed\n", passed, failed);

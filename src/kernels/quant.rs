@@ -127,6 +127,7 @@ impl QuantTable {
     }
 
     /// Adds four-row kernels.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only AVX-512 has them
     pub fn dot4(mut self, kernels: &[(DType, Dot4Q8a)]) -> Self {
         for &(dtype, f) in kernels {
             self.entry(dtype).dot4 = Some(f);
@@ -135,6 +136,7 @@ impl QuantTable {
     }
 
     /// Adds GEMMs against grouped, tiled activations.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only AVX-512 VBMI has them
     pub fn gemm_q8g(mut self, kernels: &[(DType, GemmQ8g)]) -> Self {
         for &(dtype, f) in kernels {
             self.entry(dtype).gemm_q8g = Some(f);
@@ -515,13 +517,20 @@ mod tests {
     fn gemm_kernels_match_generic() {
         let mut acts = Q8Acts::default();
         let nrows = 7;
-        for blocks in [1usize, 3, 16, 17] {
+        for blocks in [1usize, 3, 16, 17, 24, 72] {
             let n = blocks * QK;
             for ntok in [2usize, 3, 4, 5, 9, 65] {
                 let x = noise(40 + ntok as u64, ntok * n, 2.0);
                 acts.quantize(&x, n);
                 acts.group();
-                for dtype in [DType::Q8_0, DType::Q4_0] {
+                // K-quants where n is whole super-blocks (72 blocks: more than one chunk of
+                // the i8mm GEMMs' unpacked rows)
+                let k_types: &[DType] = if blocks % 8 == 0 {
+                    &[DType::Q4_K, DType::Q5_K, DType::Q6_K]
+                } else {
+                    &[]
+                };
+                for &dtype in [DType::Q8_0, DType::Q4_0].iter().chain(k_types) {
                     let w = noise(41, nrows * n, 1.0);
                     let rb = dtype.bytes_for(n).unwrap();
                     let mut rows = vec![0u8; nrows * rb];

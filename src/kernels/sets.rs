@@ -253,6 +253,9 @@ pub fn available() -> Vec<KernelSet> {
                     quant: dotprod.quant.gemm_q8a(&[
                         (DType::Q8_0, b::mk_gemm_q8_0_q8a_i8mm),
                         (DType::Q4_0, b::mk_gemm_q4_0_q8a_i8mm),
+                        (DType::Q4_K, b::mk_gemm_q4_k_q8a_i8mm),
+                        (DType::Q5_K, b::mk_gemm_q5_k_q8a_i8mm),
+                        (DType::Q6_K, b::mk_gemm_q6_k_q8a_i8mm),
                     ]),
                     ..dotprod
                 });
