@@ -36,8 +36,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = ["v2_lite", "v2", "v3", "v3_dense2", "v3_fp8", "kq"]
 F32, F16, Q8_0 = 0, 1, 8
 # ggml id, RMS bound, and the type stored for rows that are not whole 256-element super-blocks
-# (src/quant_policy.rs `fit`: the smallest 32-element type with at least as many bits).
-K_TYPES = {"q4_k": (12, 0.08, 2), "q5_k": (13, 0.04, Q8_0), "q6_k": (14, 0.021, Q8_0),
+# (src/quant_policy.rs `fit`: llama.cpp's fallbacks, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0,
+# Q2_K/Q3_K -> Q4_0).
+K_TYPES = {"q4_k": (12, 0.08, 6), "q5_k": (13, 0.04, 7), "q6_k": (14, 0.021, Q8_0),
            "q2_k": (10, 0.28, 2), "q3_k": (11, 0.16, 2)}
 
 results = {"passed": 0, "failed": 0}
@@ -294,7 +295,9 @@ def check_requantized(moela, src, tmp):
             check(field_value(a.fields[k]) == field_value(b.fields[k]), f"{tag}: {k} differs")
     check(field_value(b.fields["general.file_type"]) == 15, f"{tag}: file type is not MOSTLY_Q4_K_M")
     check([t.name for t in a.tensors] == [t.name for t in b.tensors], f"{tag}: tensor names/order differ")
-    bounds = {12: 0.08, 14: 0.021, 2: 0.1}  # Q4_K, Q6_K, Q4_0 (fallback of 1408-wide rows)
+    # Q4_K, Q6_K, and Q5_0 (llama.cpp's fallback for Q4_K rows of 1408, not whole super-blocks;
+    # Gaussian rows measure 0.031, half Q4_0's step).
+    bounds = {12: 0.08, 14: 0.021, 6: 0.045}
     seen = set()
     for ta, tb in zip(a.tensors, b.tensors):
         check(list(ta.shape) == list(tb.shape), f"{tag}: {ta.name} shape")
