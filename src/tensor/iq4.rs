@@ -25,18 +25,16 @@
 use half::f16;
 
 use super::dtype::DType;
-use super::quant::f16_bits_to_f32;
+use super::kquant::QK_K;
+use super::quant::{f16_bits_to_f32, QK};
 
 /// ggml's `kvalues_iq4nl`: the 16 code values, ascending.
 pub const KVALUES: [i8; 16] = [
     -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
 ];
 
-/// Elements per IQ4_NL block / IQ4_XS sub-block, and per IQ4_XS super-block.
-pub const QK: usize = 32;
-pub const QK_K: usize = 256;
-pub const IQ4_NL_BYTES: usize = 18;
-pub const IQ4_XS_BYTES: usize = 136;
+pub(crate) const IQ4_NL_BYTES: usize = 18;
+pub(crate) const IQ4_XS_BYTES: usize = 136;
 
 /// One `IQ4_NL` block as ggml declares it (layout documentation; the code works on bytes).
 #[repr(C)]

@@ -47,13 +47,12 @@
 use super::iquant_grids::{
     IQ1S_GRID, IQ2S_GRID, IQ2XS_GRID, IQ2XXS_GRID, IQ3S_GRID, IQ3XXS_GRID, KSIGNS,
 };
+use super::kquant::QK_K;
 use super::quant::f16_bits_to_f32;
 use super::DType;
 
-/// Elements per super-block.
-pub const QK_K: usize = 256;
 /// Elements per MXFP4 block.
-pub const QK_MXFP4: usize = 32;
+pub(crate) const QK_MXFP4: usize = 32;
 
 /// The types of this module: (type, ggml id, elements per block, bytes per block, name).
 pub const TYPES: [(DType, u32, usize, usize, &str); 10] = [

@@ -23,13 +23,11 @@
 use half::f16;
 
 use super::dtype::DType;
-use super::quant::f16_bits_to_f32;
+use super::quant::{f16_bits_to_f32, QK};
 
-/// Elements per block.
-pub const QK: usize = 32;
-pub const Q4_1_BYTES: usize = 20;
-pub const Q5_0_BYTES: usize = 22;
-pub const Q5_1_BYTES: usize = 24;
+pub(crate) const Q4_1_BYTES: usize = 20;
+pub(crate) const Q5_0_BYTES: usize = 22;
+pub(crate) const Q5_1_BYTES: usize = 24;
 
 /// One `Q4_1` block as ggml declares it (layout documentation; the code works on bytes).
 #[repr(C)]
