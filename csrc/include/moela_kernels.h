@@ -126,6 +126,17 @@ void mk_gemm_q4_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_byt
 void mk_gemm_q8_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
                            const int8_t *qs, const float *d, const int32_t *s, float *out,
                            size_t ldo);
+/* And for Q4_K / Q5_K / Q6_K weights (n a multiple of 256): tiles of 2 weight rows × half a
+ * super-block. */
+void mk_gemm_q4_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo);
+void mk_gemm_q5_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo);
+void mk_gemm_q6_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo);
 
 /* x86-64: AVX-512 F/BW/VL/DQ + VNNI (csrc/x86/avx512.c). */
 float mk_vec_dot_q8_0_q8a_avx512(size_t n, const void *w, const int8_t *qs, const float *d,

@@ -571,6 +571,74 @@ static void test_gemm_q8a(const char *name, gemm_q8a_fn gemm_q8_0, gemm_q8a_fn g
     printf("kernel %s gemm: tested\n", name);
 }
 
+/* An ISA's K-quant q8a GEMMs (Q4_K, Q5_K, Q6_K: AVX2) against the generic GEMMs: random raw
+ * super-blocks (make_k_row: every scale, min and code bit pattern, Q6_K scale -128), 1..5
+ * super-blocks, row counts 1..9 (odd rows pair with themselves), token counts around the
+ * 64-token slice, scales 1e-6..3e4. Bound as for the one-row kernels (1e-5 · Σ|terms|, terms
+ * from make_k_row); the column past nrows (ldo = nrows + 1) must stay untouched. */
+__attribute__((unused)) static void test_kgemm_q8a(const char *name, const gemm_q8a_fn gemm[3], int available, int *passed,
+                           int *failed) {
+    if (!available) {
+        printf("kernel %s k-quant gemm: not on this CPU\n", name);
+        return;
+    }
+    static const char *tname[3] = {"q4_k", "q5_k", "q6_k"};
+    static const gemm_q8a_fn ref[3] = {mk_gemm_q4_k_q8a_generic, mk_gemm_q5_k_q8a_generic,
+                                       mk_gemm_q6_k_q8a_generic};
+    const size_t tok_counts[] = {1, 2, 3, 4, 5, 9, 63, 64, 65, 130};
+    const size_t row_counts[] = {1, 2, 3, 4, 5, 6, 7, 9};
+    const float scales[] = {1.0f, 1e-6f, 3e4f};
+    const size_t maxt = 130, maxr = 9;
+    for (size_t sbs = 1; sbs <= 5; sbs++) {
+        const size_t n = 256 * sbs, blocks = n / 32;
+        float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
+        int8_t *qs = malloc(maxt * n);
+        int32_t *s = malloc(maxt * blocks * sizeof *s);
+        uint8_t *qk = malloc(maxr * 210 * sbs);
+        float *wm = malloc(maxr * n * sizeof *wm);
+        float *got = malloc(maxt * (maxr + 1) * sizeof *got), *want = malloc(maxt * (maxr + 1) * sizeof *want);
+        for (int si = 0; si < 3; si++) {
+            for (size_t t = 0; t < maxt; t++) {
+                for (size_t i = 0; i < n; i++) x[t * n + i] = frand() * scales[si];
+                mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
+            }
+            for (int ty = 0; ty < 3; ty++) {
+                const size_t rb = (ty == 0 ? 144 : ty == 1 ? 176 : 210) * sbs;
+                for (size_t r = 0; r < maxr; r++) make_k_row(ty, sbs, scales[si], qk + r * rb, wm + r * n);
+                for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++)
+                    for (size_t ri = 0; ri < sizeof row_counts / sizeof *row_counts; ri++) {
+                        const size_t ntok = tok_counts[ti], nrows = row_counts[ri], ldo = nrows + 1;
+                        for (size_t i = 0; i < maxt * (maxr + 1); i++) got[i] = want[i] = -7.0f;
+                        gemm[ty](n, nrows, qk, rb, ntok, qs, d, s, got, ldo);
+                        ref[ty](n, nrows, qk, rb, ntok, qs, d, s, want, ldo);
+                        int bad = 0;
+                        for (size_t t = 0; t < ntok; t++)
+                            for (size_t r = 0; r < ldo; r++) {
+                                const size_t o = t * ldo + r;
+                                if (r == nrows) {
+                                    bad += got[o] != -7.0f;
+                                    continue;
+                                }
+                                float mag = 0;
+                                for (size_t e = 0; e < n; e++)
+                                    mag += wm[r * n + e] * fabsf(d[t * blocks + e / 32] * qs[t * n + e]);
+                                if (!(fabsf(got[o] - want[o]) <= 1e-5f * mag + 1e-30f)) {
+                                    if (!bad)
+                                        printf("FAIL %s gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
+                                               name, tname[ty], n, nrows, ntok, r, t, scales[si], got[o], want[o]);
+                                    bad++;
+                                }
+                            }
+                        *passed += !bad;
+                        *failed += !!bad;
+                    }
+            }
+        }
+        free(x), free(d), free(qs), free(s), free(qk), free(wm), free(got), free(want);
+    }
+    printf("kernel %s k-quant gemm: tested\n", name);
+}
+
 #if defined(__x86_64__)
 
 #if defined(__x86_64__)
@@ -756,6 +824,8 @@ int main(void) {
     };
     test_mla(mk, 2, &passed, &failed);
     test_gemm_q8a("avx2", mk_gemm_q8_0_q8a_avx2, mk_gemm_q4_0_q8a_avx2, ks[0].available, &passed, &failed);
+    const gemm_q8a_fn kgemm_avx2[3] = {mk_gemm_q4_k_q8a_avx2, mk_gemm_q5_k_q8a_avx2, mk_gemm_q6_k_q8a_avx2};
+    test_kgemm_q8a("avx2", kgemm_avx2, ks[0].available, &passed, &failed);
     struct float_kernel fk[] = {
         {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
          {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},

@@ -298,6 +298,157 @@ float mk_vec_dot_q6_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const 
     return hsum256(_mm256_add_ps(acc0, acc1));
 }
 
+/* K-quant prefill GEMMs (contract of mk_gemm_*_q8a_generic; n a multiple of 256): the
+ * structure of the Q4_0 one. A tile is 2 weight rows × half a super-block (4 activation
+ * blocks, 128 elements): its codes are unpacked once into 8 registers (Q4_K/Q5_K: unsigned
+ * 4/5-bit codes; Q6_K: |q-32| with q-32 kept for the signs) with the sub-block scales as
+ * int16 madd factors, then every token of a 64-token slice streams past it: per row and
+ * block one vpmaddubsw (Q6_K: + vpsignb of x) and one vpmaddwd with the scale (exact in
+ * int32), one conversion and one FMA by the block's dx; the four blocks' sum is scaled by
+ * the row's d once (fma into the token's accumulator). Q4_K/Q5_K's mins go in once per
+ * super-block and token: dmin·m (8 lanes, per row) × dx·s (8 lanes, per token, shared by
+ * both rows). */
+enum { GK_Q4, GK_Q5, GK_Q6 };
+
+struct gk_tile {
+    __m256i code[2][4], sgn[2][4], sc[2][4];
+    __m256 d[2], mins[2]; /* d broadcast; dmin·m per sub-block (Q4_K/Q5_K, first half only) */
+};
+
+static inline __attribute__((always_inline)) void gk_unpack(int type, const uint8_t *b, int h, int r,
+                                                            struct gk_tile *tl) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    if (type == GK_Q6) {
+        const __m256i m2 = _mm256_set1_epi8(3), off = _mm256_set1_epi8(32);
+        const __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * h));
+        const __m256i l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+        const __m256i c[4] = {
+            _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4)),
+            _mm256_or_si256(_mm256_and_si256(l1, m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4)),
+            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                            _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4)),
+        };
+        const int8_t *sc = (const int8_t *)(b + 192);
+        for (int g = 0; g < 4; g++) {
+            const __m256i q = _mm256_sub_epi8(c[g], off);
+            tl->sgn[r][g] = q;
+            tl->code[r][g] = _mm256_sign_epi8(q, q);
+            const int k = 8 * h + 2 * g;
+            tl->sc[r][g] = _mm256_set_m128i(_mm_set1_epi16(sc[k + 1]), _mm_set1_epi16(sc[k]));
+        }
+        tl->d[r] = _mm256_set1_ps(f16_at(b + 208));
+        return;
+    }
+    uint8_t sc[8], m[8];
+    k_unpack(b + 4, sc, m);
+    const uint8_t *q = b + (type == GK_Q5 ? 48 : 16) + 64 * h;
+    const __m256i qh = type == GK_Q5 ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+    const __m256i one = _mm256_set1_epi8(1);
+    for (int i = 0; i < 2; i++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * i));
+        __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        if (type == GK_Q5) {
+            const int j = 4 * h + 2 * i; /* sub-block of the low nibbles */
+            lo = _mm256_or_si256(
+                lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j)), one), 4));
+            hi = _mm256_or_si256(
+                hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(j + 1)), one), 4));
+        }
+        tl->code[r][2 * i] = lo;
+        tl->code[r][2 * i + 1] = hi;
+    }
+    for (int j = 0; j < 4; j++) tl->sc[r][j] = _mm256_set1_epi16(sc[4 * h + j]);
+    tl->d[r] = _mm256_set1_ps(f16_at(b));
+    if (h == 0)
+        tl->mins[r] = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)m))),
+                                    _mm256_set1_ps(f16_at(b + 2)));
+}
+
+static inline __attribute__((always_inline)) void gemm_k_avx2(int type, size_t n, size_t nrows,
+                                                              const void *w, size_t row_bytes,
+                                                              size_t ntok, const int8_t *qs,
+                                                              const float *d, const int32_t *s,
+                                                              float *out, size_t ldo) {
+    const size_t nb = n / 32, bb = type == GK_Q6 ? 210 : type == GK_Q5 ? 176 : 144;
+    __m256 acc[GEMM_TOK][2];
+    struct gk_tile tl;
+    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
+        const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
+        for (size_t r = 0; r < nrows; r += 2) {
+            /* An odd last row runs as a pair with itself (its result stored once). */
+            const int two = r + 1 < nrows;
+            const uint8_t *row[2] = {(const uint8_t *)w + r * row_bytes,
+                                     (const uint8_t *)w + (r + two) * row_bytes};
+            for (size_t t = 0; t < tn; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+            for (size_t sb = 0; sb < n / 256; sb++)
+                for (int h = 0; h < 2; h++) {
+                    gk_unpack(type, row[0] + sb * bb, h, 0, &tl);
+                    gk_unpack(type, row[1] + sb * bb, h, 1, &tl);
+                    const size_t k = 8 * sb + 4 * h; /* first activation block of the tile */
+                    for (size_t t = 0; t < tn; t++) {
+                        const size_t tt = t0 + t;
+                        const int8_t *x = qs + tt * n + 32 * k;
+                        const float *dx = d + tt * nb + k;
+                        __m256 f0 = _mm256_setzero_ps(), f1 = _mm256_setzero_ps();
+                        for (int j = 0; j < 4; j++) {
+                            const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 32 * j));
+                            const __m256 dj = _mm256_broadcast_ss(dx + j);
+                            __m256i p0, p1;
+                            if (type == GK_Q6) {
+                                p0 = _mm256_maddubs_epi16(tl.code[0][j], _mm256_sign_epi8(xv, tl.sgn[0][j]));
+                                p1 = _mm256_maddubs_epi16(tl.code[1][j], _mm256_sign_epi8(xv, tl.sgn[1][j]));
+                            } else {
+                                p0 = _mm256_maddubs_epi16(tl.code[0][j], xv);
+                                p1 = _mm256_maddubs_epi16(tl.code[1][j], xv);
+                            }
+                            p0 = _mm256_madd_epi16(p0, tl.sc[0][j]);
+                            p1 = _mm256_madd_epi16(p1, tl.sc[1][j]);
+                            f0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), dj, f0);
+                            f1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), dj, f1);
+                        }
+                        __m256 a0 = _mm256_fmadd_ps(f0, tl.d[0], acc[t][0]);
+                        __m256 a1 = _mm256_fmadd_ps(f1, tl.d[1], acc[t][1]);
+                        if (type != GK_Q6 && h == 0) {
+                            const __m256 dxs = _mm256_mul_ps(
+                                _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(s + tt * nb + k))),
+                                _mm256_loadu_ps(dx));
+                            a0 = _mm256_fnmadd_ps(tl.mins[0], dxs, a0);
+                            a1 = _mm256_fnmadd_ps(tl.mins[1], dxs, a1);
+                        }
+                        acc[t][0] = a0;
+                        acc[t][1] = a1;
+                    }
+                }
+            for (size_t t = 0; t < tn; t++) {
+                out[(t0 + t) * ldo + r] = hsum256(acc[t][0]);
+                if (two) out[(t0 + t) * ldo + r + 1] = hsum256(acc[t][1]);
+            }
+        }
+    }
+}
+
+void mk_gemm_q4_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo) {
+    gemm_k_avx2(GK_Q4, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
+}
+
+void mk_gemm_q5_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo) {
+    gemm_k_avx2(GK_Q5, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
+}
+
+void mk_gemm_q6_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo) {
+    gemm_k_avx2(GK_Q6, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
+}
+
 /* MLA decode attention (see moela_kernels.h): heads in tiles of up to 4, 8 lanes per step,
  * scalar tails. */
 static inline __m256 load8_f32(const float *p) { return _mm256_loadu_ps(p); }

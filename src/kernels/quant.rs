@@ -509,19 +509,25 @@ mod tests {
 
     /// Every set's prefill GEMM (where it has one for the type) against the generic one-row
     /// kernel: row and token counts that fill and miss the tiles, block counts with and
-    /// without whole tiles; the column past the rows stays untouched. Bound as in
-    /// `four_row_kernels_match_generic` (integer sums exact, float summation order).
+    /// without whole tiles (the K-quants where n is a multiple of 256); the column past the
+    /// rows stays untouched. Bound as in `four_row_kernels_match_generic` (integer sums exact,
+    /// float summation order).
     #[test]
     fn gemm_kernels_match_generic() {
         let mut acts = Q8Acts::default();
         let nrows = 7;
-        for blocks in [1usize, 3, 16, 17] {
+        for blocks in [1usize, 3, 8, 16, 17, 24] {
             let n = blocks * QK;
             for ntok in [2usize, 3, 4, 5, 9, 65] {
                 let x = noise(40 + ntok as u64, ntok * n, 2.0);
                 acts.quantize(&x, n);
                 acts.group();
-                for dtype in [DType::Q8_0, DType::Q4_0] {
+                let k_too = if n % 256 == 0 {
+                    &[DType::Q4_K, DType::Q5_K, DType::Q6_K][..]
+                } else {
+                    &[]
+                };
+                for &dtype in [DType::Q8_0, DType::Q4_0].iter().chain(k_too) {
                     let w = noise(41, nrows * n, 1.0);
                     let rb = dtype.bytes_for(n).unwrap();
                     let mut rows = vec![0u8; nrows * rb];
