@@ -639,6 +639,82 @@ __attribute__((unused)) static void test_kgemm_q8a(const char *name, const gemm_
     printf("kernel %s k-quant gemm: tested\n", name);
 }
 
+typedef void (*rows4_fn)(size_t, const void *, size_t, const int8_t *, const float *, const int32_t *,
+                         float *);
+/* An ISA's four-row decode kernels (Q8_0, Q4_0 rows at a stride, one activation row: AVX2)
+ * against four generic one-row products: 1..40 blocks (odd counts hit the single-block tail),
+ * rows with padding between them (row_bytes > the row), scales 1e-6..3e4, Q8_0 rows holding
+ * -128, and the exact mode of test_gemm_q8a (unit scales, extreme values: results equal).
+ * Bound otherwise 1e-5 · Σ|terms| as for the one-row kernels. */
+__attribute__((unused)) static void test_rows4(const char *name, rows4_fn q8_0, rows4_fn q4_0, int available,
+                                               int *passed, int *failed) {
+    if (!available) {
+        printf("kernel %s four-row decode: not on this CPU\n", name);
+        return;
+    }
+    const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f};
+    for (size_t blocks = 1; blocks <= 40; blocks++) {
+        const size_t n = 32 * blocks, pad = 5, rb8 = 34 * blocks + pad, rb4 = 18 * blocks + pad;
+        float *x = malloc(n * sizeof *x), *d = malloc(blocks * sizeof *d);
+        int8_t *qs = malloc(n);
+        int32_t *s = malloc(blocks * sizeof *s);
+        uint8_t *q8 = malloc(4 * rb8), *q4 = malloc(4 * rb4);
+        for (int si = 0; si < 4; si++) {
+            const int exact = scales[si] == 0.0f;
+            if (exact && blocks > 17) continue; /* sums must stay below 2^24 */
+            for (size_t i = 0; i < n; i++) x[i] = frand() * (exact ? 1.0f : scales[si]);
+            mk_quantize_row_q8a_generic(n, x, qs, d, s);
+            for (int r = 0; r < 4; r++) make_rows(n, exact ? 1.0f : scales[si], q8 + r * rb8, q4 + r * rb4);
+            if (exact) {
+                const uint16_t one = 0x3c00;
+                for (int r = 0; r < 4; r++)
+                    for (size_t b = 0; b < blocks; b++) {
+                        uint8_t *b8 = q8 + r * rb8 + b * 34, *b4 = q4 + r * rb4 + b * 18;
+                        memcpy(b8, &one, 2);
+                        memcpy(b4, &one, 2);
+                        memset(b8 + 2, 0x80, 32);
+                        for (int j = 0; j < 16; j++) b4[2 + j] = (uint8_t)((r + b + j) % 3 ? 0xf0 : 0x0f);
+                    }
+                for (size_t b = 0; b < blocks; b++) {
+                    int32_t sum = 0;
+                    for (int j = 0; j < 32; j++) {
+                        const int8_t v = (b + (size_t)j) % 4 ? 127 : -127;
+                        qs[32 * b + j] = v;
+                        sum += v;
+                    }
+                    d[b] = 1.0f;
+                    s[b] = sum;
+                }
+            }
+            float g8[4], g4[4];
+            q8_0(n, q8, rb8, qs, d, s, g8);
+            q4_0(n, q4, rb4, qs, d, s, g4);
+            for (int r = 0; r < 4; r++) {
+                const uint8_t *w8 = q8 + r * rb8, *w4 = q4 + r * rb4;
+                float mag8 = 0, mag4 = 0;
+                for (size_t b = 0; b < blocks; b++) {
+                    float dw8 = mk_f16_to_f32((uint16_t)(w8[34 * b] | w8[34 * b + 1] << 8));
+                    float dw4 = mk_f16_to_f32((uint16_t)(w4[18 * b] | w4[18 * b + 1] << 8));
+                    for (int j = 0; j < 32; j++) {
+                        mag8 += fabsf(dw8 * (int8_t)w8[34 * b + 2 + j] * d[b] * qs[32 * b + j]);
+                        mag4 += fabsf(dw4 * 8.0f * d[b] * qs[32 * b + j]) * 2.0f;
+                    }
+                }
+                const float r8 = mk_vec_dot_q8_0_q8a_generic(n, w8, qs, d, s);
+                const float r4 = mk_vec_dot_q4_0_q8a_generic(n, w4, qs, d, s);
+                const int ok8 = exact ? g8[r] == r8 : fabsf(g8[r] - r8) <= 1e-5f * mag8 + 1e-30f;
+                const int ok4 = exact ? g4[r] == r4 : fabsf(g4[r] - r4) <= 1e-5f * mag4 + 1e-30f;
+                *passed += ok8 + ok4;
+                *failed += !ok8 + !ok4;
+                if (!ok8) printf("FAIL %s rows4 q8_0 n=%zu row %d scale=%g: %g vs %g\n", name, n, r, scales[si], g8[r], r8);
+                if (!ok4) printf("FAIL %s rows4 q4_0 n=%zu row %d scale=%g: %g vs %g\n", name, n, r, scales[si], g4[r], r4);
+            }
+        }
+        free(x), free(d), free(qs), free(s), free(q8), free(q4);
+    }
+    printf("kernel %s four-row decode: tested\n", name);
+}
+
 #if defined(__x86_64__)
 
 #if defined(__x86_64__)
@@ -826,6 +902,8 @@ int main(void) {
     test_gemm_q8a("avx2", mk_gemm_q8_0_q8a_avx2, mk_gemm_q4_0_q8a_avx2, ks[0].available, &passed, &failed);
     const gemm_q8a_fn kgemm_avx2[3] = {mk_gemm_q4_k_q8a_avx2, mk_gemm_q5_k_q8a_avx2, mk_gemm_q6_k_q8a_avx2};
     test_kgemm_q8a("avx2", kgemm_avx2, ks[0].available, &passed, &failed);
+    test_rows4("avx2", mk_vec_dot_rows4_q8_0_q8a_avx2, mk_vec_dot_rows4_q4_0_q8a_avx2, ks[0].available, &passed,
+               &failed);
     struct float_kernel fk[] = {
         {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
          {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},

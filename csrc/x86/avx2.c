@@ -94,6 +94,101 @@ float mk_vec_dot_q4_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const 
     return hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
 }
 
+/* Decode: four weight rows against one activation row (row i at w + i·row_bytes; out[0..4]).
+ * The activation block is loaded once for the four rows and the per-block float work is done
+ * once for all four: the rows' int16 pair sums are reduced together by horizontal adds into
+ * one vector [row 0..3 | row 0..3] (low/high 128-bit halves = elements 0-15 / 16-31 of the
+ * block); two blocks' halves are folded into [block j rows 0..3 | block j+1 rows 0..3], whose
+ * eight weight scales come from one f16 conversion, so a pair of blocks costs one
+ * conversion, one multiply and one FMA for four rows. Q4_0 nibbles come from one broadcast
+ * load and one variable shift; its -8·Σx is subtracted from the folded int32 lanes.
+ * Q8_0 uses the sign trick (|w|, sign(w)·x) and reduces in int32 (its pair sums need 16 bits). */
+static inline __attribute__((always_inline)) __m256i rows4_block(int q4, const uint8_t *const b[4],
+                                                                 size_t off, __m256i xv) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i m[4];
+    for (int r = 0; r < 4; r++) {
+        if (q4) {
+            const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b[r] + off + 2)));
+            const __m256i u = _mm256_and_si256(_mm256_srlv_epi64(raw, _mm256_set_epi64x(4, 4, 0, 0)),
+                                               _mm256_set1_epi8(0x0f));
+            m[r] = _mm256_maddubs_epi16(u, xv);
+        } else {
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(b[r] + off + 2));
+            m[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)), ones);
+        }
+    }
+    if (q4) /* pair sums ≤ 2·15·127: two more levels fit int16 */
+        return _mm256_hadd_epi32(_mm256_madd_epi16(_mm256_hadd_epi16(m[0], m[1]), ones),
+                                 _mm256_madd_epi16(_mm256_hadd_epi16(m[2], m[3]), ones));
+    return _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
+}
+
+/* The f16 scales of block j of the four rows as 4 × uint16 in one 64-bit word. */
+static inline uint64_t rows4_scales(const uint8_t *const b[4], size_t off) {
+    uint16_t h[4];
+    for (int r = 0; r < 4; r++) memcpy(&h[r], b[r] + off, 2);
+    return (uint64_t)h[0] | (uint64_t)h[1] << 16 | (uint64_t)h[2] << 32 | (uint64_t)h[3] << 48;
+}
+
+#ifndef ROWS4_AHEAD
+#define ROWS4_AHEAD 4 /* rows ahead of the first row being read */
+#endif
+
+static inline __attribute__((always_inline)) void dot_rows4_avx2(int q4, size_t n, const void *w,
+                                                                 size_t row_bytes, const int8_t *qs,
+                                                                 const float *d, const int32_t *s,
+                                                                 float *out) {
+    const size_t bs = q4 ? 18 : 34, nb = n / 32;
+    const uint8_t *b[4];
+    for (int r = 0; r < 4; r++) b[r] = (const uint8_t *)w + r * row_bytes;
+    const __m256i lo4 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 2 <= nb; j += 2) {
+        const size_t off = j * bs;
+        /* The four rows are one contiguous span read at four points: prefetch the span of the
+         * next four rows (the caller's rows are consecutive) at the rate this one is read. */
+        for (size_t o = 0; o < 8 * bs; o += 64)
+            _mm_prefetch((const char *)w + ROWS4_AHEAD * row_bytes + 4 * off + o, _MM_HINT_T0);
+        const __m256i p0 = rows4_block(q4, b, off, _mm256_loadu_si256((const __m256i *)(qs + 32 * j)));
+        const __m256i p1 = rows4_block(q4, b, off + bs, _mm256_loadu_si256((const __m256i *)(qs + 32 * j + 32)));
+        /* [block j rows 0..3 | block j+1 rows 0..3], each the sum of its two halves */
+        __m256i p = _mm256_add_epi32(_mm256_permute2x128_si256(p0, p1, 0x20), _mm256_permute2x128_si256(p0, p1, 0x31));
+        if (q4) {
+            const __m256i sv = _mm256_permutevar8x32_epi32(
+                _mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(s + j))), lo4);
+            p = _mm256_sub_epi32(p, _mm256_slli_epi32(sv, 3));
+        }
+        const __m128i h = _mm_set_epi64x((long long)rows4_scales(b, off + bs), (long long)rows4_scales(b, off));
+        const __m256 dxv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(d + j)))), lo4);
+        const __m256 f = _mm256_mul_ps(_mm256_cvtph_ps(h), dxv);
+        if (j & 2) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), f, acc1);
+        else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), f, acc0);
+    }
+    __m128 r4 = _mm_add_ps(_mm256_castps256_ps128(_mm256_add_ps(acc0, acc1)),
+                           _mm256_extractf128_ps(_mm256_add_ps(acc0, acc1), 1));
+    if (j < nb) { /* an odd last block */
+        const size_t off = j * bs;
+        __m256i p = rows4_block(q4, b, off, _mm256_loadu_si256((const __m256i *)(qs + 32 * j)));
+        __m128i p4 = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+        if (q4) p4 = _mm_sub_epi32(p4, _mm_set1_epi32(8 * s[j]));
+        const __m128 f = _mm_mul_ps(_mm_cvtph_ps(_mm_set_epi64x(0, (long long)rows4_scales(b, off))), _mm_set1_ps(d[j]));
+        r4 = _mm_fmadd_ps(_mm_cvtepi32_ps(p4), f, r4);
+    }
+    _mm_storeu_ps(out, r4);
+}
+
+void mk_vec_dot_rows4_q4_0_q8a_avx2(size_t n, const void *w, size_t row_bytes, const int8_t *qs,
+                                    const float *d, const int32_t *s, float *out) {
+    dot_rows4_avx2(1, n, w, row_bytes, qs, d, s, out);
+}
+
+void mk_vec_dot_rows4_q8_0_q8a_avx2(size_t n, const void *w, size_t row_bytes, const int8_t *qs,
+                                    const float *d, const int32_t *s, float *out) {
+    dot_rows4_avx2(0, n, w, row_bytes, qs, d, s, out);
+}
+
 /* Prefill GEMM (contract of mk_gemm_*_q8a_generic), the structure of the VBMI one on 256 bits:
  * a tile of 2 weight rows × 4 blocks is unpacked once into 8 registers (Q4_0: nibbles 0..15;
  * Q8_0: the codes, whose |w| and signs are taken per token) with its 8 scales, and every

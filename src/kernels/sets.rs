@@ -78,6 +78,10 @@ pub fn available() -> Vec<KernelSet> {
                         (DType::IQ4_NL, b::mk_vec_dot_iq4_nl_q8a_avx2),
                         (DType::IQ4_XS, b::mk_vec_dot_iq4_xs_q8a_avx2),
                     ])
+                    .rows4(&[
+                        (DType::Q4_0, b::mk_vec_dot_rows4_q4_0_q8a_avx2),
+                        (DType::Q8_0, b::mk_vec_dot_rows4_q8_0_q8a_avx2),
+                    ])
                     .gemm_q8a(&[
                         (DType::Q4_0, b::mk_gemm_q4_0_q8a_avx2),
                         (DType::Q8_0, b::mk_gemm_q8_0_q8a_avx2),
