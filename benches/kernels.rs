@@ -77,7 +77,8 @@ fn activations() -> (Vec<f32>, Q8Acts) {
     (x, q)
 }
 
-/// GB/s of one thread running `k`'s single-row kernel over every row, best of `reps`.
+/// GB/s of one thread running `k`'s decode kernels (`dot_rows`: the four-row kernel where the
+/// set has one, else the one-row kernel) over every row in blocks of 64, best of `reps`.
 fn one_thread(k: &KernelSet, w: &TensorView, x: &[f32], acts: &Q8Acts, reps: usize) -> f64 {
     let mut best = 0.0f64;
     let float = kernels::float_index(w.dtype).is_some();
@@ -85,8 +86,8 @@ fn one_thread(k: &KernelSet, w: &TensorView, x: &[f32], acts: &Q8Acts, reps: usi
     for _ in 0..reps {
         let t = Instant::now();
         let mut acc = 0.0f32;
+        // Blocks of rows per call, as decode runs them.
         if float {
-            // Blocks of rows per call, as decode runs them.
             let rb = w.row_bytes();
             for r in (0..w.rows).step_by(vals.len()) {
                 let m = (w.rows - r).min(vals.len());
@@ -94,8 +95,11 @@ fn one_thread(k: &KernelSet, w: &TensorView, x: &[f32], acts: &Q8Acts, reps: usi
                 acc += vals[0];
             }
         } else {
-            for r in 0..w.rows {
-                acc += acts.dot(k, w.dtype, w.row(r), 0);
+            let rb = w.row_bytes();
+            for r in (0..w.rows).step_by(vals.len()) {
+                let m = (w.rows - r).min(vals.len());
+                acts.dot_rows(k, w.dtype, &w.bytes()[r * rb..(r + m) * rb], &mut vals[..m]);
+                acc += vals[0];
             }
         }
         black_box(acc);

@@ -571,33 +571,33 @@ static void test_gemm_q8a(const char *name, gemm_q8a_fn gemm_q8_0, gemm_q8a_fn g
     printf("kernel %s gemm: tested\n", name);
 }
 
-#if defined(__aarch64__)
-/* The i8mm K-quant GEMMs (Q4_K, Q5_K, Q6_K × q8a) against the generic GEMMs: random raw
- * super-blocks (every scale, min and code pattern; a Q6_K scale of -128), 1..33 super-blocks
- * (odd counts, and more than one 8-super-block chunk of unpacked rows), row and token counts
- * that fill the 4×4 tiles and leave every tail, scales 1e-6..3e4. Bound as for the one-row
- * K-quant kernels; the column past nrows must stay untouched. */
-static void test_kgemm_i8mm(int *passed, int *failed) {
-    if (!(getauxval(AT_HWCAP2) & HWCAP2_I8MM)) return;
-    typedef void (*gemm_fn)(size_t, size_t, const void *, size_t, size_t, const int8_t *,
-                            const float *, const int32_t *, float *, size_t);
-    const gemm_fn got_fn[3] = {mk_gemm_q4_k_q8a_i8mm, mk_gemm_q5_k_q8a_i8mm, mk_gemm_q6_k_q8a_i8mm};
-    const gemm_fn want_fn[3] = {mk_gemm_q4_k_q8a_generic, mk_gemm_q5_k_q8a_generic,
-                                mk_gemm_q6_k_q8a_generic};
-    const char *name[3] = {"q4_k", "q5_k", "q6_k"};
-    const size_t kbytes[3] = {144, 176, 210};
-    const size_t sb_counts[] = {1, 2, 3, 17, 33};
-    const size_t tok_counts[] = {1, 2, 3, 4, 5, 8, 9};
+/* An ISA's K-quant q8a GEMMs (Q4_K, Q5_K, Q6_K: AVX2) against the generic GEMMs: random raw
+ * super-blocks (make_k_row: every scale, min and code bit pattern, Q6_K scale -128), 1..5
+ * super-blocks, row counts 1..9 (odd rows pair with themselves), token counts around the
+ * 64-token slice, scales 1e-6..3e4. Bound as for the one-row kernels (1e-5 · Σ|terms|, terms
+ * from make_k_row); the column past nrows (ldo = nrows + 1) must stay untouched. */
+__attribute__((unused)) static void test_kgemm_q8a(const char *name, const gemm_q8a_fn gemm[3], int available, int *passed,
+                           int *failed) {
+    if (!available) {
+        printf("kernel %s k-quant gemm: not on this CPU\n", name);
+        return;
+    }
+    static const char *tname[3] = {"q4_k", "q5_k", "q6_k"};
+    static const gemm_q8a_fn ref[3] = {mk_gemm_q4_k_q8a_generic, mk_gemm_q5_k_q8a_generic,
+                                       mk_gemm_q6_k_q8a_generic};
+    const size_t tok_counts[] = {1, 2, 3, 4, 5, 9, 63, 64, 65, 130};
     const size_t row_counts[] = {1, 2, 3, 4, 5, 6, 7, 9};
     const float scales[] = {1.0f, 1e-6f, 3e4f};
-    const size_t maxt = 9, maxr = 9;
+    const size_t maxt = 130, maxr = 9;
+    /* 17 and 33: more than one 8-super-block chunk of the i8mm GEMMs' unpacked rows. */
+    const size_t sb_counts[] = {1, 2, 3, 4, 5, 17, 33};
     for (size_t bi = 0; bi < sizeof sb_counts / sizeof *sb_counts; bi++) {
         const size_t sbs = sb_counts[bi], n = 256 * sbs, blocks = n / 32;
         float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
-        float *wm = malloc(maxr * n * sizeof *wm);
         int8_t *qs = malloc(maxt * n);
         int32_t *s = malloc(maxt * blocks * sizeof *s);
-        uint8_t *w = malloc(maxr * 210 * sbs);
+        uint8_t *qk = malloc(maxr * 210 * sbs);
+        float *wm = malloc(maxr * n * sizeof *wm);
         float *got = malloc(maxt * (maxr + 1) * sizeof *got), *want = malloc(maxt * (maxr + 1) * sizeof *want);
         for (int si = 0; si < 3; si++) {
             for (size_t t = 0; t < maxt; t++) {
@@ -605,14 +605,15 @@ static void test_kgemm_i8mm(int *passed, int *failed) {
                 mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
             }
             for (int ty = 0; ty < 3; ty++) {
-                const size_t rb = kbytes[ty] * sbs;
-                for (size_t r = 0; r < maxr; r++) make_k_row(ty, sbs, scales[si], w + r * rb, wm + r * n);
+                const size_t rb = (ty == 0 ? 144 : ty == 1 ? 176 : 210) * sbs;
+                for (size_t r = 0; r < maxr; r++) make_k_row(ty, sbs, scales[si], qk + r * rb, wm + r * n);
                 for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++)
                     for (size_t ri = 0; ri < sizeof row_counts / sizeof *row_counts; ri++) {
                         const size_t ntok = tok_counts[ti], nrows = row_counts[ri], ldo = nrows + 1;
+                        if (sbs > 5 && ntok > 9) continue; /* long rows: the tails only */
                         for (size_t i = 0; i < maxt * (maxr + 1); i++) got[i] = want[i] = -7.0f;
-                        got_fn[ty](n, nrows, w, rb, ntok, qs, d, s, got, ldo);
-                        want_fn[ty](n, nrows, w, rb, ntok, qs, d, s, want, ldo);
+                        gemm[ty](n, nrows, qk, rb, ntok, qs, d, s, got, ldo);
+                        ref[ty](n, nrows, qk, rb, ntok, qs, d, s, want, ldo);
                         int bad = 0;
                         for (size_t t = 0; t < ntok; t++)
                             for (size_t r = 0; r < ldo; r++) {
@@ -626,8 +627,8 @@ static void test_kgemm_i8mm(int *passed, int *failed) {
                                     mag += wm[r * n + e] * fabsf(d[t * blocks + e / 32] * qs[t * n + e]);
                                 if (!(fabsf(got[o] - want[o]) <= 1e-5f * mag + 1e-30f)) {
                                     if (!bad)
-                                        printf("FAIL i8mm gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
-                                               name[ty], n, nrows, ntok, r, t, scales[si], got[o], want[o]);
+                                        printf("FAIL %s gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
+                                               name, tname[ty], n, nrows, ntok, r, t, scales[si], got[o], want[o]);
                                     bad++;
                                 }
                             }
@@ -636,11 +637,86 @@ static void test_kgemm_i8mm(int *passed, int *failed) {
                     }
             }
         }
-        free(x), free(d), free(wm), free(qs), free(s), free(w), free(got), free(want);
+        free(x), free(d), free(qs), free(s), free(qk), free(wm), free(got), free(want);
     }
-    printf("kernel i8mm gemm k-quants: tested\n");
+    printf("kernel %s k-quant gemm: tested\n", name);
 }
-#endif
+
+typedef void (*rows4_fn)(size_t, const void *, size_t, const int8_t *, const float *, const int32_t *,
+                         float *);
+/* An ISA's four-row decode kernels (Q8_0, Q4_0 rows at a stride, one activation row: AVX2)
+ * against four generic one-row products: 1..40 blocks (odd counts hit the single-block tail),
+ * rows with padding between them (row_bytes > the row), scales 1e-6..3e4, Q8_0 rows holding
+ * -128, and the exact mode of test_gemm_q8a (unit scales, extreme values: results equal).
+ * Bound otherwise 1e-5 · Σ|terms| as for the one-row kernels. */
+__attribute__((unused)) static void test_rows4(const char *name, rows4_fn q8_0, rows4_fn q4_0, int available,
+                                               int *passed, int *failed) {
+    if (!available) {
+        printf("kernel %s four-row decode: not on this CPU\n", name);
+        return;
+    }
+    const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f};
+    for (size_t blocks = 1; blocks <= 40; blocks++) {
+        const size_t n = 32 * blocks, pad = 5, rb8 = 34 * blocks + pad, rb4 = 18 * blocks + pad;
+        float *x = malloc(n * sizeof *x), *d = malloc(blocks * sizeof *d);
+        int8_t *qs = malloc(n);
+        int32_t *s = malloc(blocks * sizeof *s);
+        uint8_t *q8 = malloc(4 * rb8), *q4 = malloc(4 * rb4);
+        for (int si = 0; si < 4; si++) {
+            const int exact = scales[si] == 0.0f;
+            if (exact && blocks > 17) continue; /* sums must stay below 2^24 */
+            for (size_t i = 0; i < n; i++) x[i] = frand() * (exact ? 1.0f : scales[si]);
+            mk_quantize_row_q8a_generic(n, x, qs, d, s);
+            for (int r = 0; r < 4; r++) make_rows(n, exact ? 1.0f : scales[si], q8 + r * rb8, q4 + r * rb4);
+            if (exact) {
+                const uint16_t one = 0x3c00;
+                for (int r = 0; r < 4; r++)
+                    for (size_t b = 0; b < blocks; b++) {
+                        uint8_t *b8 = q8 + r * rb8 + b * 34, *b4 = q4 + r * rb4 + b * 18;
+                        memcpy(b8, &one, 2);
+                        memcpy(b4, &one, 2);
+                        memset(b8 + 2, 0x80, 32);
+                        for (int j = 0; j < 16; j++) b4[2 + j] = (uint8_t)((r + b + j) % 3 ? 0xf0 : 0x0f);
+                    }
+                for (size_t b = 0; b < blocks; b++) {
+                    int32_t sum = 0;
+                    for (int j = 0; j < 32; j++) {
+                        const int8_t v = (b + (size_t)j) % 4 ? 127 : -127;
+                        qs[32 * b + j] = v;
+                        sum += v;
+                    }
+                    d[b] = 1.0f;
+                    s[b] = sum;
+                }
+            }
+            float g8[4], g4[4];
+            q8_0(n, q8, rb8, qs, d, s, g8);
+            q4_0(n, q4, rb4, qs, d, s, g4);
+            for (int r = 0; r < 4; r++) {
+                const uint8_t *w8 = q8 + r * rb8, *w4 = q4 + r * rb4;
+                float mag8 = 0, mag4 = 0;
+                for (size_t b = 0; b < blocks; b++) {
+                    float dw8 = mk_f16_to_f32((uint16_t)(w8[34 * b] | w8[34 * b + 1] << 8));
+                    float dw4 = mk_f16_to_f32((uint16_t)(w4[18 * b] | w4[18 * b + 1] << 8));
+                    for (int j = 0; j < 32; j++) {
+                        mag8 += fabsf(dw8 * (int8_t)w8[34 * b + 2 + j] * d[b] * qs[32 * b + j]);
+                        mag4 += fabsf(dw4 * 8.0f * d[b] * qs[32 * b + j]) * 2.0f;
+                    }
+                }
+                const float r8 = mk_vec_dot_q8_0_q8a_generic(n, w8, qs, d, s);
+                const float r4 = mk_vec_dot_q4_0_q8a_generic(n, w4, qs, d, s);
+                const int ok8 = exact ? g8[r] == r8 : fabsf(g8[r] - r8) <= 1e-5f * mag8 + 1e-30f;
+                const int ok4 = exact ? g4[r] == r4 : fabsf(g4[r] - r4) <= 1e-5f * mag4 + 1e-30f;
+                *passed += ok8 + ok4;
+                *failed += !ok8 + !ok4;
+                if (!ok8) printf("FAIL %s rows4 q8_0 n=%zu row %d scale=%g: %g vs %g\n", name, n, r, scales[si], g8[r], r8);
+                if (!ok4) printf("FAIL %s rows4 q4_0 n=%zu row %d scale=%g: %g vs %g\n", name, n, r, scales[si], g4[r], r4);
+            }
+        }
+        free(x), free(d), free(qs), free(s), free(q8), free(q4);
+    }
+    printf("kernel %s four-row decode: tested\n", name);
+}
 
 #if defined(__x86_64__)
 
@@ -827,6 +903,10 @@ int main(void) {
     };
     test_mla(mk, 2, &passed, &failed);
     test_gemm_q8a("avx2", mk_gemm_q8_0_q8a_avx2, mk_gemm_q4_0_q8a_avx2, ks[0].available, &passed, &failed);
+    const gemm_q8a_fn kgemm_avx2[3] = {mk_gemm_q4_k_q8a_avx2, mk_gemm_q5_k_q8a_avx2, mk_gemm_q6_k_q8a_avx2};
+    test_kgemm_q8a("avx2", kgemm_avx2, ks[0].available, &passed, &failed);
+    test_rows4("avx2", mk_vec_dot_rows4_q8_0_q8a_avx2, mk_vec_dot_rows4_q4_0_q8a_avx2, ks[0].available, &passed,
+               &failed);
     struct float_kernel fk[] = {
         {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
          {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},
@@ -851,7 +931,8 @@ int main(void) {
     test_float(fk, 2, &passed, &failed);
     test_gemm_q8a("i8mm", mk_gemm_q8_0_q8a_i8mm, mk_gemm_q4_0_q8a_i8mm,
                   (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0, &passed, &failed);
-    test_kgemm_i8mm(&passed, &failed);
+    const gemm_q8a_fn kgemm_i8mm[3] = {mk_gemm_q4_k_q8a_i8mm, mk_gemm_q5_k_q8a_i8mm, mk_gemm_q6_k_q8a_i8mm};
+    test_kgemm_q8a("i8mm", kgemm_i8mm, (getauxval(AT_HWCAP2) & HWCAP2_I8MM) != 0, &passed, &failed);
 #endif
     for (int k = 0; k < nk; k++) printf("kernel %s: %s\n", ks[k].name, ks[k].available ? "tested" : "not on this CPU");
     printf("%d passed, %d failed\n", passed, failed);

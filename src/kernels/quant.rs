@@ -15,6 +15,10 @@ pub(super) type Dot4Q8a =
 pub(super) type DotQ8g = unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g) -> f32;
 pub(super) type Dot4Q8g =
     unsafe extern "C" fn(usize, *const c_void, *const bindings::mk_q8g, *mut f32);
+/// Decode: four weight rows (row i at w + i·row_bytes) against one q8a activation row:
+/// (n, w, row_bytes, qs, d, s, out[4]).
+pub(super) type Rows4Q8a =
+    unsafe extern "C" fn(usize, *const c_void, usize, *const i8, *const f32, *const i32, *mut f32);
 /// Prefill GEMM against q8a rows: (n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo).
 pub(super) type GemmQ8a = unsafe extern "C" fn(
     usize,
@@ -49,6 +53,8 @@ pub(super) struct QuantKernels {
     pub dot: DotQ8a,
     /// One weight row against four activation rows (prefill).
     pub dot4: Option<Dot4Q8a>,
+    /// Four consecutive weight rows against one activation row (decode's `dot_rows`).
+    pub rows4: Option<Rows4Q8a>,
     /// Prefill GEMM against grouped, tiled activations (the VBMI layout).
     pub gemm_q8g: Option<GemmQ8g>,
     /// Prefill GEMM against plain q8a activations.
@@ -93,6 +99,7 @@ impl QuantTable {
             t.0[Self::slot(dtype).expect("a quantized ggml type")] = Some(QuantKernels {
                 dot,
                 dot4: None,
+                rows4: None,
                 gemm_q8g: None,
                 gemm_q8a: None,
             });
@@ -131,6 +138,15 @@ impl QuantTable {
     pub fn dot4(mut self, kernels: &[(DType, Dot4Q8a)]) -> Self {
         for &(dtype, f) in kernels {
             self.entry(dtype).dot4 = Some(f);
+        }
+        self
+    }
+
+    /// Adds four-row decode kernels.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] // only AVX2 has them
+    pub fn rows4(mut self, kernels: &[(DType, Rows4Q8a)]) -> Self {
+        for &(dtype, f) in kernels {
+            self.entry(dtype).rows4 = Some(f);
         }
         self
     }
@@ -213,10 +229,37 @@ impl Q8Acts {
             }
             return;
         }
-        let f = k.quant(dtype).dot;
+        let q = k.quant(dtype);
         let (n, nb) = (self.n, self.n / QK);
         let (qs, d, s) = (&self.qs[..n], &self.d[..nb], &self.s[..nb]);
-        for (o, row) in out.iter_mut().zip(rows.chunks_exact(rb)) {
+        let mut done = 0;
+        if let Some(f4) = q.rows4 {
+            done = out.len() - out.len() % 4;
+            for (o, four) in out[..done]
+                .chunks_exact_mut(4)
+                .zip(rows.chunks_exact(4 * rb))
+            {
+                // SAFETY: `four` is four whole stored rows of n elements of `dtype`, rb bytes
+                // apart (asserted above), qs/d/s are activation row 0's n values and n/32
+                // blocks, and `o` has room for the 4 results.
+                unsafe {
+                    f4(
+                        n,
+                        four.as_ptr().cast(),
+                        rb,
+                        qs.as_ptr(),
+                        d.as_ptr(),
+                        s.as_ptr(),
+                        o.as_mut_ptr(),
+                    )
+                };
+            }
+        }
+        let f = q.dot;
+        for (o, row) in out[done..]
+            .iter_mut()
+            .zip(rows[done * rb..].chunks_exact(rb))
+        {
             // SAFETY: `row` is one whole stored row of n elements of `dtype` (asserted above)
             // and qs/d/s are activation row 0's n values and n/32 blocks.
             *o = unsafe { f(n, row.as_ptr().cast(), qs.as_ptr(), d.as_ptr(), s.as_ptr()) };
@@ -509,15 +552,66 @@ mod tests {
         }
     }
 
+    /// Decode's block-of-rows entry point (`dot_rows`, which takes the four-row kernels where
+    /// a set has them) against the generic one-row kernel: row counts with and without whole
+    /// groups of four, odd and even block counts; nothing past `out` is written. Bound as in
+    /// `four_row_kernels_match_generic`.
+    #[test]
+    fn dot_rows_match_generic() {
+        let mut acts = Q8Acts::default();
+        for blocks in [1usize, 2, 3, 8, 17, 64] {
+            let n = blocks * QK;
+            let x = noise(50 + blocks as u64, n, 2.0);
+            acts.quantize(&x, n);
+            acts.group();
+            let mag: f32 = x.iter().map(|v| v.abs()).sum::<f32>() * 16.0;
+            let k_too = if n % 256 == 0 {
+                &[DType::Q4_K, DType::Q5_K, DType::Q6_K][..]
+            } else {
+                &[]
+            };
+            for &dtype in [DType::Q8_0, DType::Q4_0].iter().chain(k_too) {
+                let rb = dtype.bytes_for(n).unwrap();
+                let w = noise(51, 11 * n, 1.0);
+                let mut rows = vec![0u8; 11 * rb];
+                for r in 0..11 {
+                    quant::quantize_row(
+                        dtype,
+                        &w[r * n..(r + 1) * n],
+                        &mut rows[r * rb..(r + 1) * rb],
+                    )
+                    .unwrap();
+                }
+                for k in available() {
+                    for nrows in [1usize, 3, 4, 5, 8, 11] {
+                        let mut out = vec![-7.0f32; nrows + 1];
+                        acts.dot_rows(&k, dtype, &rows[..nrows * rb], &mut out[..nrows]);
+                        assert_eq!(out[nrows], -7.0, "{} wrote past the rows", k.name);
+                        for r in 0..nrows {
+                            let want = acts.dot(generic(), dtype, &rows[r * rb..(r + 1) * rb], 0);
+                            assert!(
+                                (out[r] - want).abs() <= 1e-5 * mag,
+                                "{} {dtype:?} n={n} rows={nrows} row {r}: {} vs {want}",
+                                k.name,
+                                out[r]
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Every set's prefill GEMM (where it has one for the type) against the generic one-row
     /// kernel: row and token counts that fill and miss the tiles, block counts with and
-    /// without whole tiles; the column past the rows stays untouched. Bound as in
-    /// `four_row_kernels_match_generic` (integer sums exact, float summation order).
+    /// without whole tiles (the K-quants where n is a multiple of 256); the column past the
+    /// rows stays untouched. Bound as in `four_row_kernels_match_generic` (integer sums exact,
+    /// float summation order).
     #[test]
     fn gemm_kernels_match_generic() {
         let mut acts = Q8Acts::default();
         let nrows = 7;
-        for blocks in [1usize, 3, 16, 17, 24, 72] {
+        for blocks in [1usize, 3, 8, 16, 17, 24, 72] {
             let n = blocks * QK;
             for ntok in [2usize, 3, 4, 5, 9, 65] {
                 let x = noise(40 + ntok as u64, ntok * n, 2.0);
