@@ -53,7 +53,7 @@ if ! diff <(tail -n +3 src/kernels/bindings.rs) "$generated" >/dev/null; then
     exit 1
 fi
 
-step "C kernels against the generic ones (native, and NEON under qemu-aarch64)"
+step "C kernels against the generic ones (native, and NEON under qemu-aarch64; csrc/tests/test_kernels.c, test_iquants.c)"
 kt=$(mktemp -d)
 trap 'rm -rf "$kt"' EXIT
 cflags="-O2 -std=c11 -Wall -Wextra -Werror -Icsrc/include"
@@ -70,6 +70,10 @@ gcc $cflags -O3 -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mavx512
 gcc "$kt"/generic.o "$kt"/iquants.o "$kt"/iquant_grids.o "$kt"/test.o "$kt"/avx2.o "$kt"/avx512.o "$kt"/avx512vbmi.o -lm \
     -o "$kt/test_x86"
 "$kt/test_x86"
+gcc $cflags -c csrc/tests/test_iquants.c -o "$kt/test_iquants.o"
+gcc "$kt"/generic.o "$kt"/iquants.o "$kt"/iquant_grids.o "$kt"/test_iquants.o "$kt"/iquants_avx2.o -lm \
+    -o "$kt/test_iquants_x86"
+"$kt/test_iquants_x86"
 A=aarch64-linux-gnu-gcc
 $A $cflags -c csrc/generic/generic.c -o "$kt/a_generic.o"
 $A $cflags -c csrc/generic/iquants.c -o "$kt/a_iquants.o"
@@ -81,6 +85,7 @@ $A $cflags -O3 -march=armv8.2-a+dotprod+i8mm -c csrc/arm/i8mm.c -o "$kt/a_i8mm.o
 $A -static "$kt"/a_generic.o "$kt"/a_iquants.o "$kt"/a_iquant_grids.o "$kt"/a_test.o "$kt"/a_neon.o "$kt"/a_dotprod.o "$kt"/a_i8mm.o -lm \
     -o "$kt/test_arm"
 qemu-aarch64 -cpu max "$kt/test_arm"
+qemu-aarch64 -cpu max "$kt/test_iquants_arm"
 
 step "GGUF layout (gguf PyPI package)"
 cargo build --release --quiet

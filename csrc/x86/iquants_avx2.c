@@ -93,3 +93,228 @@ float mk_vec_dot_iq2_xxs_q8a_avx2(size_t n, const void *w, const int8_t *qs, con
     }
     return hsum_ps(acc);
 }
+
+/* Σ w·q of 32 signed bytes (|w| ≤ 127, q in [-127, 127]) as 8 int32 lanes, lane k covering
+ * bytes 4k..4k+3 (so lanes 0-3 are the first 16 elements, lanes 4-7 the second). */
+static __m256i sdot32(__m256i w, __m256i q) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w)),
+                             _mm256_set1_epi16(1));
+}
+
+/* As sdot32 for an unsigned grid (values ≤ 127) and sign bytes (0xff: negative). */
+static __m256i gdot32(__m256i grid, __m256i neg, __m256i q) {
+    __m256i sq = _mm256_sign_epi8(q, _mm256_or_si256(neg, _mm256_set1_epi8(1)));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(grid, sq), _mm256_set1_epi16(1));
+}
+
+/* The 4 sign bytes of four 7-bit ksigns fields (bits 7l..7l+7 of aux). */
+static uint32_t ksigns4(uint32_t aux) {
+    return (uint32_t)mk_ksigns[aux & 127] | ((uint32_t)mk_ksigns[(aux >> 7) & 127] << 8) |
+           ((uint32_t)mk_ksigns[(aux >> 14) & 127] << 16) |
+           ((uint32_t)mk_ksigns[(aux >> 21) & 127] << 24);
+}
+
+/* Scale vector of two 16-element groups: lanes 0-3 lo, lanes 4-7 hi. */
+static __m256 scale2(float lo, float hi) {
+    return _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo));
+}
+
+/* IQ3_XXS: per 32 elements 8 grid indices (4 values each) and a u32 with 4 × 7 sign bits and
+ * the scale; x = d·(0.5 + ls)·0.5 · grid · sign. */
+float mk_vec_dot_iq3_xxs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                  const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 98) {
+        float d = f16le(b);
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            const uint8_t *g = b + 2 + 8 * ib;
+            uint32_t aux = u32le(b + 66 + 4 * ib);
+            __m256i grid = _mm256_set_epi32(
+                (int)mk_iq3xxs_grid[g[7]], (int)mk_iq3xxs_grid[g[6]], (int)mk_iq3xxs_grid[g[5]],
+                (int)mk_iq3xxs_grid[g[4]], (int)mk_iq3xxs_grid[g[3]], (int)mk_iq3xxs_grid[g[2]],
+                (int)mk_iq3xxs_grid[g[1]], (int)mk_iq3xxs_grid[g[0]]);
+            __m256i p = gdot32(grid, expand_signs(ksigns4(aux)),
+                               _mm256_loadu_si256((const __m256i *)qs));
+            float db = d * (0.5f + (float)(aux >> 28)) * 0.5f;
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(db * dx[8 * sb + ib]), _mm256_cvtepi32_ps(p),
+                                  acc);
+        }
+    }
+    return hsum_ps(acc);
+}
+
+/* IQ2_XS: 32 u16 (9-bit grid index, 7 sign bits), 4-bit scales per 16 elements. */
+float mk_vec_dot_iq2_xs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                 const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 74) {
+        float d = f16le(b);
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            uint16_t q[4];
+            memcpy(q, b + 2 + 8 * ib, sizeof q);
+            __m256i grid = _mm256_set_epi64x(
+                (long long)mk_iq2xs_grid[q[3] & 511], (long long)mk_iq2xs_grid[q[2] & 511],
+                (long long)mk_iq2xs_grid[q[1] & 511], (long long)mk_iq2xs_grid[q[0] & 511]);
+            uint32_t signs4 = (uint32_t)mk_ksigns[q[0] >> 9] |
+                              ((uint32_t)mk_ksigns[q[1] >> 9] << 8) |
+                              ((uint32_t)mk_ksigns[q[2] >> 9] << 16) |
+                              ((uint32_t)mk_ksigns[q[3] >> 9] << 24);
+            __m256i p = gdot32(grid, expand_signs(signs4),
+                               _mm256_loadu_si256((const __m256i *)qs));
+            uint8_t sc = b[66 + ib];
+            float db = d * dx[8 * sb + ib] * 0.25f;
+            __m256 scale = scale2(db * (0.5f + (float)(sc & 15)), db * (0.5f + (float)(sc >> 4)));
+            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
+        }
+    }
+    return hsum_ps(acc);
+}
+
+/* IQ2_S: 32 index low bytes, 32 sign bytes, 2 high index bits each, 4-bit scales per 16. */
+float mk_vec_dot_iq2_s_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 82) {
+        float d = f16le(b);
+        const uint8_t *ql = b + 2, *signs = b + 34, *qh = b + 66, *scales = b + 74;
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            const uint8_t *g = ql + 4 * ib;
+            int h = qh[ib];
+            __m256i grid = _mm256_set_epi64x((long long)mk_iq2s_grid[g[3] | ((h << 2) & 0x300)],
+                                             (long long)mk_iq2s_grid[g[2] | ((h << 4) & 0x300)],
+                                             (long long)mk_iq2s_grid[g[1] | ((h << 6) & 0x300)],
+                                             (long long)mk_iq2s_grid[g[0] | ((h << 8) & 0x300)]);
+            __m256i p = gdot32(grid, expand_signs(u32le(signs + 4 * ib)),
+                               _mm256_loadu_si256((const __m256i *)qs));
+            uint8_t sc = scales[ib];
+            float db = d * dx[8 * sb + ib] * 0.25f;
+            __m256 scale = scale2(db * (0.5f + (float)(sc & 15)), db * (0.5f + (float)(sc >> 4)));
+            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
+        }
+    }
+    return hsum_ps(acc);
+}
+
+/* IQ3_S: 64 index low bytes, 9th bits, 32 sign bytes, a 4-bit scale per 32 elements;
+ * x = d·(1 + 2·ls) · grid · sign. */
+float mk_vec_dot_iq3_s_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 110) {
+        float d = f16le(b);
+        const uint8_t *ql = b + 2, *qh = b + 66, *signs = b + 74, *scales = b + 106;
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            const uint8_t *g = ql + 8 * ib;
+            int h = qh[ib];
+            __m256i grid = _mm256_set_epi32(
+                (int)mk_iq3s_grid[g[7] | ((h << 1) & 0x100)], (int)mk_iq3s_grid[g[6] | ((h << 2) & 0x100)],
+                (int)mk_iq3s_grid[g[5] | ((h << 3) & 0x100)], (int)mk_iq3s_grid[g[4] | ((h << 4) & 0x100)],
+                (int)mk_iq3s_grid[g[3] | ((h << 5) & 0x100)], (int)mk_iq3s_grid[g[2] | ((h << 6) & 0x100)],
+                (int)mk_iq3s_grid[g[1] | ((h << 7) & 0x100)], (int)mk_iq3s_grid[g[0] | ((h << 8) & 0x100)]);
+            __m256i p = gdot32(grid, expand_signs(u32le(signs + 4 * ib)),
+                               _mm256_loadu_si256((const __m256i *)qs));
+            int ls = (scales[ib / 2] >> (4 * (ib % 2))) & 15;
+            float db = d * (float)(1 + 2 * ls);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(db * dx[8 * sb + ib]), _mm256_cvtepi32_ps(p),
+                                  acc);
+        }
+    }
+    return hsum_ps(acc);
+}
+
+/* IQ1 codes in eighths, 8·g + δ (g in {-1, 0, 1} from the grid, δ = ±1 per byte), as in the
+ * generic kernel; |code| ≤ 9. */
+static __m256i iq1_code(__m256i g, __m256i delta) {
+    return _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), g), delta);
+}
+
+/* IQ1_S: 32 index low bytes, per 32 elements a u16 with 4 × 3 high index bits, the scale and
+ * the delta's sign; x = d·(2·ls + 1) · (g ± 1/8). */
+float mk_vec_dot_iq1_s_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 50) {
+        float d = f16le(b);
+        const uint8_t *ql = b + 2;
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            const uint8_t *g = ql + 4 * ib;
+            uint16_t h;
+            memcpy(&h, b + 34 + 2 * ib, sizeof h);
+            __m256i grid = _mm256_set_epi64x((long long)mk_iq1s_grid[g[3] | ((h >> 1) & 0x700)],
+                                             (long long)mk_iq1s_grid[g[2] | ((h << 2) & 0x700)],
+                                             (long long)mk_iq1s_grid[g[1] | ((h << 5) & 0x700)],
+                                             (long long)mk_iq1s_grid[g[0] | ((h << 8) & 0x700)]);
+            __m256i delta = _mm256_set1_epi8(h & 0x8000 ? -1 : 1);
+            __m256i p = sdot32(iq1_code(grid, delta), _mm256_loadu_si256((const __m256i *)qs));
+            float dl = d * (float)(2 * ((h >> 12) & 7) + 1) * 0.125f;
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(dl * dx[8 * sb + ib]), _mm256_cvtepi32_ps(p),
+                                  acc);
+        }
+    }
+    return hsum_ps(acc);
+}
+
+/* IQ1_M: 32 index low bytes, a nibble per index (3 high bits, the delta's sign), 3-bit scales
+ * per 16 elements whose u16s also hold the f16 d in their top nibbles. */
+float mk_vec_dot_iq1_m_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                const int32_t *s) {
+    (void)s;
+    static const long long pm[2] = {0x0101010101010101LL, -1LL}; /* δ bytes: +1, -1 */
+    const uint8_t *b = (const uint8_t *)w;
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, b += 56) {
+        uint16_t sc[4];
+        memcpy(sc, b + 48, sizeof sc);
+        uint16_t dh = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) |
+                                 (sc[3] & 0xf000));
+        float d = _cvtsh_ss(dh) * 0.125f;
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            const uint8_t *g = b + 4 * ib;
+            int h0 = b[32 + 2 * ib], h1 = b[33 + 2 * ib];
+            __m256i grid = _mm256_set_epi64x((long long)mk_iq1s_grid[g[3] | ((h1 << 4) & 0x700)],
+                                             (long long)mk_iq1s_grid[g[2] | ((h1 << 8) & 0x700)],
+                                             (long long)mk_iq1s_grid[g[1] | ((h0 << 4) & 0x700)],
+                                             (long long)mk_iq1s_grid[g[0] | ((h0 << 8) & 0x700)]);
+            __m256i delta = _mm256_set_epi64x(pm[(h1 >> 7) & 1], pm[(h1 >> 3) & 1],
+                                              pm[(h0 >> 7) & 1], pm[(h0 >> 3) & 1]);
+            __m256i p = sdot32(iq1_code(grid, delta), _mm256_loadu_si256((const __m256i *)qs));
+            int lo = (sc[ib / 2] >> (6 * (ib % 2))) & 7, hi = (sc[ib / 2] >> (6 * (ib % 2) + 3)) & 7;
+            float db = d * dx[8 * sb + ib];
+            __m256 scale = scale2(db * (float)(2 * lo + 1), db * (float)(2 * hi + 1));
+            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
+        }
+    }
+    return hsum_ps(acc);
+}
+
+/* MXFP4: 32-element blocks of an E8M0 exponent and 16 nibble bytes (element j low, j + 16
+ * high) indexing the doubled E2M1 values; x = 2^(e-128) · v. */
+float mk_vec_dot_mxfp4_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const __m128i values = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+    const __m128i m4 = _mm_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t blk = 0; blk < n / 32; blk++, b += 17, qs += 32) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)(b + 1));
+        __m128i lo = _mm_shuffle_epi8(values, _mm_and_si128(bytes, m4));
+        __m128i hi = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(bytes, 4), m4));
+        __m256i p = sdot32(_mm256_set_m128i(hi, lo), _mm256_loadu_si256((const __m256i *)qs));
+        uint32_t bits = b[0] < 2 ? 0x00200000u << b[0] : (uint32_t)(b[0] - 1) << 23;
+        float e;
+        memcpy(&e, &bits, sizeof e);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(e * dx[blk]), _mm256_cvtepi32_ps(p), acc);
+    }
+    return hsum_ps(acc);
+}

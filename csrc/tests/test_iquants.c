@@ -1,0 +1,163 @@
+/* The ISA kernels of the low-bit types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M,
+ * TQ2_0, MXFP4; csrc/x86/iquants_avx2.c, csrc/arm/iquants_dotprod.c) against the generic ones
+ * (csrc/generic/iquants.c), as a standalone C program: tools/test.sh runs it natively on
+ * x86-64 and, cross-compiled, under qemu-aarch64 -cpu max. Rows of 1..9 super-blocks (MXFP4:
+ * 1..40 blocks) of random bytes (every index, sign, scale and delta pattern is a valid block)
+ * with f16 scales (MXFP4: E8M0 exponents) around 1, 1e-3, 30 and zero, each row ending at an
+ * inaccessible page. Integer block sums are exact, so results may differ only by float
+ * summation order: |a - b| ≤ 1e-5 · Σ kmax·|d|·|dx·q| with kmax the type's largest
+ * |weight / d|. Prints "N passed, M failed". */
+#define _DEFAULT_SOURCE /* mmap, MAP_ANONYMOUS (guard pages) */
+#include "moela_kernels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+typedef float (*dot_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *);
+
+enum { IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, TQ2_0, MXFP4, NTYPES };
+
+static const struct {
+    const char *name;
+    size_t be, bb;
+    int dpos; /* byte offset of the f16 d; -1: IQ1_M (spread over the scales), -2: MXFP4 */
+    float kmax;
+    dot_fn ref;
+} types[NTYPES] = {
+    {"iq2_xxs", 256, 66, 0, 15.5f * 0.25f * 43.0f, mk_vec_dot_iq2_xxs_q8a_generic},
+    {"iq2_xs", 256, 74, 0, 15.5f * 0.25f * 43.0f, mk_vec_dot_iq2_xs_q8a_generic},
+    {"iq2_s", 256, 82, 0, 15.5f * 0.25f * 43.0f, mk_vec_dot_iq2_s_q8a_generic},
+    {"iq3_xxs", 256, 98, 0, 15.5f * 0.5f * 62.0f, mk_vec_dot_iq3_xxs_q8a_generic},
+    {"iq3_s", 256, 110, 0, 31.0f * 15.0f, mk_vec_dot_iq3_s_q8a_generic},
+    {"iq1_s", 256, 50, 0, 15.0f * 1.125f, mk_vec_dot_iq1_s_q8a_generic},
+    {"iq1_m", 256, 56, -1, 15.0f * 1.125f, mk_vec_dot_iq1_m_q8a_generic},
+    {"tq2_0", 256, 66, 64, 2.0f, mk_vec_dot_tq2_0_q8a_generic},
+    {"mxfp4", 32, 17, -2, 12.0f, mk_vec_dot_mxfp4_q8a_generic},
+};
+
+struct kernel {
+    const char *set;
+    int type;
+    dot_fn f;
+};
+
+static uint64_t rng = 88172645463325252ull;
+static float frand(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static uint16_t f32_to_f16_bits(float f) {
+    /* Round-to-nearest conversion good enough for test scales (normal range only). */
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000u;
+    int32_t exp = (int32_t)((x >> 23) & 0xff) - 127 + 15;
+    uint32_t man = x & 0x7fffffu;
+    if (exp <= 0) return (uint16_t)sign;
+    if (exp >= 31) return (uint16_t)(sign | 0x7bff);
+    uint32_t h = sign | ((uint32_t)exp << 10) | (man >> 13);
+    if (man & 0x1000u) h++;
+    return (uint16_t)h;
+}
+
+/* The end of `bytes` usable bytes followed by an inaccessible page. */
+static uint8_t *guarded_end(size_t bytes) {
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = (bytes + page - 1) / page * page;
+    uint8_t *m = mmap(NULL, len + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED || mprotect(m + len, page, PROT_NONE) != 0) {
+        printf("FAIL cannot map guard pages\n");
+        exit(1);
+    }
+    return m + len;
+}
+
+/* Random blocks of type t with scales around `scale`; dabs[blk] gets each block's |d|. */
+static void make_row(int t, size_t blocks, float scale, uint8_t *row, float *dabs) {
+    for (size_t blk = 0; blk < blocks; blk++) {
+        uint8_t *b = row + types[t].bb * blk;
+        for (size_t i = 0; i < types[t].bb; i++) {
+            frand();
+            b[i] = (uint8_t)(rng >> 24);
+        }
+        float v = scale * (0.5f + 0.5f * fabsf(frand())) * (frand() < 0 ? -1.0f : 1.0f);
+        if (t == MXFP4) {
+            int e = scale == 0.0f ? 0 : (int)lroundf(128.0f + log2f(fabsf(v)));
+            b[0] = (uint8_t)e;
+            uint32_t bits = e < 2 ? 0x00200000u << e : (uint32_t)(e - 1) << 23;
+            memcpy(&dabs[blk], &bits, 4);
+            continue;
+        }
+        uint16_t h = f32_to_f16_bits(v);
+        dabs[blk] = fabsf(mk_f16_to_f32(h));
+        if (t == IQ1_M) {
+            for (int k = 0; k < 4; k++)
+                b[49 + 2 * k] = (uint8_t)((b[49 + 2 * k] & 0x0f) | (((h >> (4 * k)) & 15) << 4));
+        } else {
+            memcpy(b + types[t].dpos, &h, 2);
+        }
+    }
+}
+
+int main(void) {
+    struct kernel ks[] = {
+#if defined(__x86_64__)
+        {"avx2", TQ2_0, mk_vec_dot_tq2_0_q8a_avx2},
+        {"avx2", IQ2_XXS, mk_vec_dot_iq2_xxs_q8a_avx2},
+        {"avx2", IQ3_XXS, mk_vec_dot_iq3_xxs_q8a_avx2},
+        {"avx2", IQ2_XS, mk_vec_dot_iq2_xs_q8a_avx2},
+        {"avx2", IQ2_S, mk_vec_dot_iq2_s_q8a_avx2},
+        {"avx2", IQ3_S, mk_vec_dot_iq3_s_q8a_avx2},
+        {"avx2", IQ1_S, mk_vec_dot_iq1_s_q8a_avx2},
+        {"avx2", IQ1_M, mk_vec_dot_iq1_m_q8a_avx2},
+        {"avx2", MXFP4, mk_vec_dot_mxfp4_q8a_avx2},
+#endif
+    };
+    const int nk = (int)(sizeof ks / sizeof ks[0]);
+#if defined(__x86_64__)
+    if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+          __builtin_cpu_supports("f16c"))) {
+        printf("kernel avx2: not on this CPU\n0 passed, 0 failed\n");
+        return 0;
+    }
+#endif
+    int passed = 0, failed = 0;
+    const float scales[] = {1.0f, 1e-3f, 30.0f, 0.0f};
+    for (int k = 0; k < nk; k++) {
+        const int t = ks[k].type;
+        const size_t be = types[t].be, maxb = be == 32 ? 40 : 9;
+        for (size_t nbk = 1; nbk <= maxb; nbk++) {
+            const size_t n = be * nbk, blocks = n / 32, bytes = types[t].bb * nbk;
+            float *x = malloc(n * sizeof *x), *d = malloc(blocks * sizeof *d), *dabs = malloc(nbk * sizeof *dabs);
+            int8_t *qs = malloc(n);
+            int32_t *s = malloc(blocks * sizeof *s);
+            uint8_t *end = guarded_end(bytes), *row = end - bytes;
+            for (int si = 0; si < 4; si++) {
+                for (size_t i = 0; i < n; i++) x[i] = frand() * 1.7f;
+                mk_quantize_row_q8a_generic(n, x, qs, d, s);
+                make_row(t, nbk, scales[si], row, dabs);
+                float mag = 0;
+                for (size_t i = 0; i < n; i++) mag += types[t].kmax * dabs[i / be] * fabsf(d[i / 32] * qs[i]);
+                float r = types[t].ref(n, row, qs, d, s), g = ks[k].f(n, row, qs, d, s);
+                int ok = fabsf(g - r) <= 1e-5f * mag + 1e-30f;
+                passed += ok;
+                failed += !ok;
+                if (!ok)
+                    printf("FAIL %s %s n=%zu scale=%g: %g vs generic %g (mag %g)\n", ks[k].set, types[t].name,
+                           n, scales[si], g, r, mag);
+            }
+            size_t page = (size_t)sysconf(_SC_PAGESIZE);
+            munmap(end - (bytes + page - 1) / page * page, (bytes + page - 1) / page * page + page);
+            free(x), free(d), free(dabs), free(qs), free(s);
+        }
+    }
+    for (int k = 0; k < nk; k++) printf("kernel %s %s: tested\n", ks[k].set, types[ks[k].type].name);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
