@@ -84,6 +84,11 @@ fn main() {
             &["-march=armv8.2-a+dotprod"],
         );
         isa_lib(
+            "csrc/arm/iquants_dotprod.c",
+            "moela_kernels_iquants_dotprod",
+            &["-march=armv8.2-a+dotprod"],
+        );
+        isa_lib(
             "csrc/arm/i8mm.c",
             "moela_kernels_i8mm",
             &["-march=armv8.2-a+dotprod+i8mm"],

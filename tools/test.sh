@@ -85,6 +85,10 @@ $A $cflags -O3 -march=armv8.2-a+dotprod+i8mm -c csrc/arm/i8mm.c -o "$kt/a_i8mm.o
 $A -static "$kt"/a_generic.o "$kt"/a_iquants.o "$kt"/a_iquant_grids.o "$kt"/a_test.o "$kt"/a_neon.o "$kt"/a_dotprod.o "$kt"/a_i8mm.o -lm \
     -o "$kt/test_arm"
 qemu-aarch64 -cpu max "$kt/test_arm"
+$A $cflags -c csrc/tests/test_iquants.c -o "$kt/a_test_iquants.o"
+$A $cflags -O3 -march=armv8.2-a+dotprod -c csrc/arm/iquants_dotprod.c -o "$kt/a_iquants_dotprod.o"
+$A -static "$kt"/a_generic.o "$kt"/a_iquants.o "$kt"/a_iquant_grids.o "$kt"/a_test_iquants.o \
+    "$kt"/a_iquants_dotprod.o -lm -o "$kt/test_iquants_arm"
 qemu-aarch64 -cpu max "$kt/test_iquants_arm"
 
 step "GGUF layout (gguf PyPI package)"

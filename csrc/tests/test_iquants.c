@@ -117,6 +117,11 @@ int main(void) {
         {"avx2", IQ1_S, mk_vec_dot_iq1_s_q8a_avx2},
         {"avx2", IQ1_M, mk_vec_dot_iq1_m_q8a_avx2},
         {"avx2", MXFP4, mk_vec_dot_mxfp4_q8a_avx2},
+#elif defined(__aarch64__)
+        {"dotprod", IQ2_XXS, mk_vec_dot_iq2_xxs_q8a_dotprod},
+        {"dotprod", IQ3_XXS, mk_vec_dot_iq3_xxs_q8a_dotprod},
+        {"dotprod", IQ1_S, mk_vec_dot_iq1_s_q8a_dotprod},
+        {"dotprod", TQ2_0, mk_vec_dot_tq2_0_q8a_dotprod},
 #endif
     };
     const int nk = (int)(sizeof ks / sizeof ks[0]);

@@ -263,6 +263,10 @@ pub fn available() -> Vec<KernelSet> {
                     (DType::Q5_1, b::mk_vec_dot_q5_1_q8a_dotprod),
                     (DType::IQ4_NL, b::mk_vec_dot_iq4_nl_q8a_dotprod),
                     (DType::IQ4_XS, b::mk_vec_dot_iq4_xs_q8a_dotprod),
+                    (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_dotprod),
+                    (DType::IQ3_XXS, b::mk_vec_dot_iq3_xxs_q8a_dotprod),
+                    (DType::IQ1_S, b::mk_vec_dot_iq1_s_q8a_dotprod),
+                    (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_dotprod),
                 ]),
                 ..neon
             };

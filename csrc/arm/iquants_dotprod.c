@@ -1,0 +1,156 @@
+/* AArch64 NEON + dotprod (sdot) one-row kernels of low-bit types (layouts in
+ * src/tensor/iquant.rs) against q8a activations, built with -march=armv8.2-a+dotprod and
+ * called only when the CPU reports it. Codebook types: the grid rows of a 32-element block are
+ * put together into two vectors (their values fit int8), the sign bits are applied to the
+ * activations (negated where the bit is set), and two sdot give the block's integer sums; one
+ * float FMA per block applies the scale. Integer block sums are exact, so results differ from
+ * the generic kernels (csrc/generic/iquants.c) only by float summation order. */
+#include "../generic/iquant_grids.h"
+#include "moela_kernels.h"
+
+#include <arm_neon.h>
+#include <string.h>
+
+static inline float f16_at(const uint8_t *p) {
+    __fp16 h;
+    memcpy(&h, p, 2);
+    return (float)h;
+}
+
+static inline uint32_t u32le(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+/* 0xff in byte j of half m where bit j of sign byte sm is set (value negative). */
+static inline uint8x16_t neg_mask(uint8_t s0, uint8_t s1) {
+    static const uint8_t bits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    return vtstq_u8(vcombine_u8(vdup_n_u8(s0), vdup_n_u8(s1)), vld1q_u8(bits));
+}
+
+/* 16 activations with the signs of the mask applied. */
+static inline int8x16_t signed_q(const int8_t *qs, uint8x16_t neg) {
+    int8x16_t q = vld1q_s8(qs);
+    return vbslq_s8(neg, vnegq_s8(q), q);
+}
+
+/* Two 64-bit grid rows as 16 int8 values. */
+static inline int8x16_t rows2(uint64_t a, uint64_t b) {
+    return vreinterpretq_s8_u64(vcombine_u64(vcreate_u64(a), vcreate_u64(b)));
+}
+
+/* Four 32-bit grid rows as 16 int8 values. */
+static inline int8x16_t rows4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
+    uint32_t v[4] = {a, b, c, d};
+    return vreinterpretq_s8_u32(vld1q_u32(v));
+}
+
+/* IQ2_XXS: per 32 elements 4 grid indices (bytes) and a u32 with 4 × 7 sign bits and the scale;
+ * x = d·(0.5 + ls)·0.25 · grid · sign. */
+float mk_vec_dot_iq2_xxs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                     const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += 66) {
+        float d = f16_at(b) * 0.25f;
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            const uint8_t *g = b + 2 + 8 * ib;
+            uint32_t aux = u32le(g + 4);
+            int8x16_t g0 = rows2(mk_iq2xxs_grid[g[0]], mk_iq2xxs_grid[g[1]]);
+            int8x16_t g1 = rows2(mk_iq2xxs_grid[g[2]], mk_iq2xxs_grid[g[3]]);
+            int8x16_t q0 = signed_q(qs, neg_mask(mk_ksigns[aux & 127], mk_ksigns[(aux >> 7) & 127]));
+            int8x16_t q1 =
+                signed_q(qs + 16, neg_mask(mk_ksigns[(aux >> 14) & 127], mk_ksigns[(aux >> 21) & 127]));
+            int32x4_t p = vdotq_s32(vdotq_s32(vdupq_n_s32(0), g0, q0), g1, q1);
+            float db = d * (0.5f + (float)(aux >> 28));
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), db * dx[8 * sb + ib]);
+        }
+    }
+    return vaddvq_f32(acc);
+}
+
+/* IQ3_XXS: per 32 elements 8 grid indices (4 values each) and a u32 with 4 × 7 sign bits and
+ * the scale; x = d·(0.5 + ls)·0.5 · grid · sign. */
+float mk_vec_dot_iq3_xxs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                     const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += 98) {
+        float d = f16_at(b) * 0.5f;
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            const uint8_t *g = b + 2 + 8 * ib;
+            uint32_t aux = u32le(b + 66 + 4 * ib);
+            int8x16_t g0 = rows4(mk_iq3xxs_grid[g[0]], mk_iq3xxs_grid[g[1]], mk_iq3xxs_grid[g[2]],
+                                 mk_iq3xxs_grid[g[3]]);
+            int8x16_t g1 = rows4(mk_iq3xxs_grid[g[4]], mk_iq3xxs_grid[g[5]], mk_iq3xxs_grid[g[6]],
+                                 mk_iq3xxs_grid[g[7]]);
+            int8x16_t q0 = signed_q(qs, neg_mask(mk_ksigns[aux & 127], mk_ksigns[(aux >> 7) & 127]));
+            int8x16_t q1 =
+                signed_q(qs + 16, neg_mask(mk_ksigns[(aux >> 14) & 127], mk_ksigns[(aux >> 21) & 127]));
+            int32x4_t p = vdotq_s32(vdotq_s32(vdupq_n_s32(0), g0, q0), g1, q1);
+            float db = d * (0.5f + (float)(aux >> 28));
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), db * dx[8 * sb + ib]);
+        }
+    }
+    return vaddvq_f32(acc);
+}
+
+/* IQ1_S: 32 index low bytes, per 32 elements a u16 with 4 × 3 high index bits, the scale and
+ * the delta's sign; x = d·(2·ls + 1) · (g ± 1/8), computed in eighths: code = 8·g ± 1. */
+float mk_vec_dot_iq1_s_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                   const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += 50) {
+        float d = f16_at(b) * 0.125f;
+        const uint8_t *ql = b + 2;
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            const uint8_t *g = ql + 4 * ib;
+            uint16_t h;
+            memcpy(&h, b + 34 + 2 * ib, sizeof h);
+            int8x16_t delta = vdupq_n_s8(h & 0x8000 ? -1 : 1);
+            int8x16_t g0 = rows2(mk_iq1s_grid[g[0] | ((h << 8) & 0x700)],
+                                 mk_iq1s_grid[g[1] | ((h << 5) & 0x700)]);
+            int8x16_t g1 = rows2(mk_iq1s_grid[g[2] | ((h << 2) & 0x700)],
+                                 mk_iq1s_grid[g[3] | ((h >> 1) & 0x700)]);
+            int8x16_t c0 = vaddq_s8(vshlq_n_s8(g0, 3), delta);
+            int8x16_t c1 = vaddq_s8(vshlq_n_s8(g1, 3), delta);
+            int32x4_t p = vdotq_s32(vdotq_s32(vdupq_n_s32(0), c0, vld1q_s8(qs)), c1, vld1q_s8(qs + 16));
+            float dl = d * (float)(2 * ((h >> 12) & 7) + 1);
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), dl * dx[8 * sb + ib]);
+        }
+    }
+    return vaddvq_f32(acc);
+}
+
+/* TQ2_0: 64 bytes of 2-bit codes (element 128c + 32l + j: bits 2l.. of byte 32c + j), f16 d
+ * last; x = d·(code - 1), so a block's sum is Σ code·q - s. */
+float mk_vec_dot_tq2_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                   const int32_t *s) {
+    const uint8_t *b = (const uint8_t *)w;
+    const uint8x16_t three = vdupq_n_u8(3);
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    float acc_s = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += 66) {
+        float d = f16_at(b + 64);
+        for (int c = 0; c < 2; c++) {
+            uint8x16_t lo = vld1q_u8(b + 32 * c), hi = vld1q_u8(b + 32 * c + 16);
+            for (int l = 0; l < 4; l++, qs += 32) {
+                size_t blk = 8 * sb + 4 * c + l;
+                int8x16_t c0 = vreinterpretq_s8_u8(vandq_u8(lo, three));
+                int8x16_t c1 = vreinterpretq_s8_u8(vandq_u8(hi, three));
+                lo = vshrq_n_u8(lo, 2);
+                hi = vshrq_n_u8(hi, 2);
+                int32x4_t p = vdotq_s32(vdotq_s32(vdupq_n_s32(0), c0, vld1q_s8(qs)), c1, vld1q_s8(qs + 16));
+                float scale = d * dx[blk];
+                acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), scale);
+                acc_s -= scale * (float)s[blk];
+            }
+        }
+    }
+    return vaddvq_f32(acc) + acc_s;
+}
