@@ -35,6 +35,9 @@ static inline int8x16_t signed_q(const int8_t *qs, uint8x16_t neg) {
     return vbslq_s8(neg, vnegq_s8(q), q);
 }
 
+/* Σ a·b over 16 int8 pairs as 4 int32 lanes (sdot). */
+static inline int32x4_t kdot(int8x16_t a, int8x16_t b) { return vdotq_s32(vdupq_n_s32(0), a, b); }
+
 /* Two 64-bit grid rows as 16 int8 values. */
 static inline int8x16_t rows2(uint64_t a, uint64_t b) {
     return vreinterpretq_s8_u64(vcombine_u64(vcreate_u64(a), vcreate_u64(b)));
@@ -153,4 +156,141 @@ float mk_vec_dot_tq2_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
         }
     }
     return vaddvq_f32(acc) + acc_s;
+}
+
+/* IQ2_XS: 32 u16 (9-bit grid index, 7 sign bits), 4-bit scales per 16 elements. */
+float mk_vec_dot_iq2_xs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                    const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += 74) {
+        float d = f16_at(b) * 0.25f;
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            uint16_t q[4];
+            memcpy(q, b + 2 + 8 * ib, sizeof q);
+            int8x16_t g0 = rows2(mk_iq2xs_grid[q[0] & 511], mk_iq2xs_grid[q[1] & 511]);
+            int8x16_t g1 = rows2(mk_iq2xs_grid[q[2] & 511], mk_iq2xs_grid[q[3] & 511]);
+            int8x16_t q0 = signed_q(qs, neg_mask(mk_ksigns[q[0] >> 9], mk_ksigns[q[1] >> 9]));
+            int8x16_t q1 = signed_q(qs + 16, neg_mask(mk_ksigns[q[2] >> 9], mk_ksigns[q[3] >> 9]));
+            int32x4_t p0 = kdot(g0, q0), p1 = kdot(g1, q1);
+            uint8_t sc = b[66 + ib];
+            float db = d * dx[8 * sb + ib];
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p0), db * (0.5f + (float)(sc & 15)));
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p1), db * (0.5f + (float)(sc >> 4)));
+        }
+    }
+    return vaddvq_f32(acc);
+}
+
+/* IQ2_S: 32 index low bytes, 32 sign bytes, 2 high index bits each, 4-bit scales per 16. */
+float mk_vec_dot_iq2_s_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                   const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += 82) {
+        float d = f16_at(b) * 0.25f;
+        const uint8_t *ql = b + 2, *signs = b + 34, *qh = b + 66, *scales = b + 74;
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            const uint8_t *g = ql + 4 * ib, *sg = signs + 4 * ib;
+            int h = qh[ib];
+            int8x16_t g0 = rows2(mk_iq2s_grid[g[0] | ((h << 8) & 0x300)],
+                                 mk_iq2s_grid[g[1] | ((h << 6) & 0x300)]);
+            int8x16_t g1 = rows2(mk_iq2s_grid[g[2] | ((h << 4) & 0x300)],
+                                 mk_iq2s_grid[g[3] | ((h << 2) & 0x300)]);
+            int32x4_t p0 = kdot(g0, signed_q(qs, neg_mask(sg[0], sg[1])));
+            int32x4_t p1 = kdot(g1, signed_q(qs + 16, neg_mask(sg[2], sg[3])));
+            uint8_t sc = scales[ib];
+            float db = d * dx[8 * sb + ib];
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p0), db * (0.5f + (float)(sc & 15)));
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p1), db * (0.5f + (float)(sc >> 4)));
+        }
+    }
+    return vaddvq_f32(acc);
+}
+
+/* IQ3_S: 64 index low bytes, 9th bits, 32 sign bytes, a 4-bit scale per 32 elements;
+ * x = d·(1 + 2·ls) · grid · sign. */
+float mk_vec_dot_iq3_s_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                   const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += 110) {
+        float d = f16_at(b);
+        const uint8_t *ql = b + 2, *qh = b + 66, *signs = b + 74, *scales = b + 106;
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            const uint8_t *g = ql + 8 * ib, *sg = signs + 4 * ib;
+            int h = qh[ib];
+            int8x16_t g0 = rows4(mk_iq3s_grid[g[0] | ((h << 8) & 0x100)], mk_iq3s_grid[g[1] | ((h << 7) & 0x100)],
+                                 mk_iq3s_grid[g[2] | ((h << 6) & 0x100)], mk_iq3s_grid[g[3] | ((h << 5) & 0x100)]);
+            int8x16_t g1 = rows4(mk_iq3s_grid[g[4] | ((h << 4) & 0x100)], mk_iq3s_grid[g[5] | ((h << 3) & 0x100)],
+                                 mk_iq3s_grid[g[6] | ((h << 2) & 0x100)], mk_iq3s_grid[g[7] | ((h << 1) & 0x100)]);
+            int32x4_t p = vdotq_s32(kdot(g0, signed_q(qs, neg_mask(sg[0], sg[1]))), g1,
+                                    signed_q(qs + 16, neg_mask(sg[2], sg[3])));
+            int ls = (scales[ib / 2] >> (4 * (ib % 2))) & 15;
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), d * (float)(1 + 2 * ls) * dx[8 * sb + ib]);
+        }
+    }
+    return vaddvq_f32(acc);
+}
+
+/* IQ1_M: 32 index low bytes, a nibble per index (3 high bits, the delta's sign), 3-bit scales
+ * per 16 elements whose u16s also hold the f16 d in their top nibbles; codes in eighths. */
+float mk_vec_dot_iq1_m_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                   const int32_t *s) {
+    (void)s;
+    static const uint64_t pm[2] = {0x0101010101010101ULL, ~0ULL}; /* δ bytes: +1, -1 */
+    const uint8_t *b = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t sb = 0; sb < n / 256; sb++, b += 56) {
+        uint16_t sc[4];
+        memcpy(sc, b + 48, sizeof sc);
+        uint16_t dh = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) |
+                                 (sc[3] & 0xf000));
+        __fp16 dhf;
+        memcpy(&dhf, &dh, 2);
+        float d = (float)dhf * 0.125f;
+        for (int ib = 0; ib < 8; ib++, qs += 32) {
+            const uint8_t *g = b + 4 * ib;
+            int h0 = b[32 + 2 * ib], h1 = b[33 + 2 * ib];
+            int8x16_t g0 = rows2(mk_iq1s_grid[g[0] | ((h0 << 8) & 0x700)],
+                                 mk_iq1s_grid[g[1] | ((h0 << 4) & 0x700)]);
+            int8x16_t g1 = rows2(mk_iq1s_grid[g[2] | ((h1 << 8) & 0x700)],
+                                 mk_iq1s_grid[g[3] | ((h1 << 4) & 0x700)]);
+            int8x16_t d0 = rows2(pm[(h0 >> 3) & 1], pm[(h0 >> 7) & 1]);
+            int8x16_t d1 = rows2(pm[(h1 >> 3) & 1], pm[(h1 >> 7) & 1]);
+            int32x4_t p0 = kdot(vaddq_s8(vshlq_n_s8(g0, 3), d0), vld1q_s8(qs));
+            int32x4_t p1 = kdot(vaddq_s8(vshlq_n_s8(g1, 3), d1), vld1q_s8(qs + 16));
+            int lo = (sc[ib / 2] >> (6 * (ib % 2))) & 7, hi = (sc[ib / 2] >> (6 * (ib % 2) + 3)) & 7;
+            float db = d * dx[8 * sb + ib];
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p0), db * (float)(2 * lo + 1));
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p1), db * (float)(2 * hi + 1));
+        }
+    }
+    return vaddvq_f32(acc);
+}
+
+/* MXFP4: 32-element blocks of an E8M0 exponent and 16 nibble bytes (element j low, j + 16
+ * high) indexing the doubled E2M1 values (tbl lookup); x = 2^(e-128) · v. */
+float mk_vec_dot_mxfp4_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                   const int32_t *s) {
+    (void)s;
+    static const int8_t values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    const int8x16_t tbl = vld1q_s8(values);
+    const uint8x16_t m4 = vdupq_n_u8(15);
+    const uint8_t *b = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t blk = 0; blk < n / 32; blk++, b += 17, qs += 32) {
+        uint8x16_t bytes = vld1q_u8(b + 1);
+        int8x16_t lo = vqtbl1q_s8(tbl, vandq_u8(bytes, m4));
+        int8x16_t hi = vqtbl1q_s8(tbl, vshrq_n_u8(bytes, 4));
+        int32x4_t p = vdotq_s32(kdot(lo, vld1q_s8(qs)), hi, vld1q_s8(qs + 16));
+        uint32_t bits = b[0] < 2 ? 0x00200000u << b[0] : (uint32_t)(b[0] - 1) << 23;
+        float e;
+        memcpy(&e, &bits, sizeof e);
+        acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), e * dx[blk]);
+    }
+    return vaddvq_f32(acc);
 }

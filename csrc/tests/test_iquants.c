@@ -122,6 +122,11 @@ int main(void) {
         {"dotprod", IQ3_XXS, mk_vec_dot_iq3_xxs_q8a_dotprod},
         {"dotprod", IQ1_S, mk_vec_dot_iq1_s_q8a_dotprod},
         {"dotprod", TQ2_0, mk_vec_dot_tq2_0_q8a_dotprod},
+        {"dotprod", IQ2_XS, mk_vec_dot_iq2_xs_q8a_dotprod},
+        {"dotprod", IQ2_S, mk_vec_dot_iq2_s_q8a_dotprod},
+        {"dotprod", IQ3_S, mk_vec_dot_iq3_s_q8a_dotprod},
+        {"dotprod", IQ1_M, mk_vec_dot_iq1_m_q8a_dotprod},
+        {"dotprod", MXFP4, mk_vec_dot_mxfp4_q8a_dotprod},
 #endif
     };
     const int nk = (int)(sizeof ks / sizeof ks[0]);

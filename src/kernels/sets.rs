@@ -267,6 +267,11 @@ pub fn available() -> Vec<KernelSet> {
                     (DType::IQ3_XXS, b::mk_vec_dot_iq3_xxs_q8a_dotprod),
                     (DType::IQ1_S, b::mk_vec_dot_iq1_s_q8a_dotprod),
                     (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_dotprod),
+                    (DType::IQ2_XS, b::mk_vec_dot_iq2_xs_q8a_dotprod),
+                    (DType::IQ2_S, b::mk_vec_dot_iq2_s_q8a_dotprod),
+                    (DType::IQ3_S, b::mk_vec_dot_iq3_s_q8a_dotprod),
+                    (DType::IQ1_M, b::mk_vec_dot_iq1_m_q8a_dotprod),
+                    (DType::MXFP4, b::mk_vec_dot_mxfp4_q8a_dotprod),
                 ]),
                 ..neon
             };
