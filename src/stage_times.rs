@@ -29,7 +29,7 @@ const NAMES: [&str; 9] = [
     "experts down",
     "experts silu/sum",
     "lm_head",
-    "  (of which activation quantize)",
+    "q8a quantize (inside all the above)",
 ];
 
 static NANOS: [AtomicU64; 9] = [const { AtomicU64::new(0) }; 9];
