@@ -186,6 +186,7 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
             }
             let toks = tokens(p.n_gen, cfg.vocab_size, 2000 + rep as u64);
             let before = model.expert_stats();
+            crate::stage_times::reset();
             let t = Instant::now();
             for &tok in &toks {
                 session.eval(&[tok], false)?;
@@ -198,6 +199,9 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
                 p.depth,
                 tg[tg.len() - 1]
             ));
+            if crate::stage_times::enabled() {
+                progress(&crate::stage_times::report(p.n_gen));
+            }
         }
     }
     let (pp, tg) = (Stat::of(&pp), Stat::of(&tg));

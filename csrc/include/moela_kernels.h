@@ -108,6 +108,8 @@ float mk_vec_dot_q6_k_q8a_generic(size_t n, const void *w, const int8_t *qs, con
                                   const int32_t *s);
 
 /* x86-64: AVX2 + FMA + F16C (csrc/x86/avx2.c). */
+/* q8a quantization with AVX2, bit-identical to mk_quantize_row_q8a_generic. */
+void mk_quantize_row_q8a_avx2(size_t n, const float *x, int8_t *qs, float *d, int32_t *s);
 float mk_vec_dot_q8_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
                                const int32_t *s);
 float mk_vec_dot_q4_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,

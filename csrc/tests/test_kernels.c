@@ -767,10 +767,12 @@ static void test_k_dot4(int *passed, int *failed) {
 }
 #endif
 
-/* AVX-512 q8a quantization must equal the generic one bit for bit (the kernels' integer
- * results depend on it): random rows, halves that round, NaN, infinities, zeros, tiny values. */
-static void test_quantize(int *passed, int *failed) {
-    if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))) return;
+typedef void (*quantize_fn)(size_t n, const float *x, int8_t *qs, float *d, int32_t *s);
+
+/* AVX2 and AVX-512 q8a quantization must equal the generic one bit for bit (the kernels'
+ * integer results depend on it): random rows, halves that round, NaN, infinities, zeros, tiny
+ * values. */
+static void test_quantize_with(const char *name, quantize_fn f, int *passed, int *failed) {
     const size_t n = 32 * 64;
     float *x = malloc(n * sizeof *x), *d0 = malloc(n / 32 * sizeof *d0), *d1 = malloc(n / 32 * sizeof *d1);
     int8_t *q0 = malloc(n), *q1 = malloc(n);
@@ -786,15 +788,22 @@ static void test_quantize(int *passed, int *failed) {
         if (round == 12) for (size_t i = 0; i < 32; i++) x[i] = (i % 2) ? -0.0f : 0.0f;
         if (round == 13) for (size_t i = 0; i < 32; i++) x[i] = (float)i - 15.5f; /* exact halves */
         mk_quantize_row_q8a_generic(n, x, q0, d0, s0);
-        mk_quantize_row_q8a_avx512(n, x, q1, d1, s1);
+        f(n, x, q1, d1, s1);
         int ok = memcmp(q0, q1, n) == 0 && memcmp(d0, d1, n / 32 * sizeof *d0) == 0 &&
                  memcmp(s0, s1, n / 32 * sizeof *s0) == 0;
         *passed += ok;
         *failed += !ok;
-        if (!ok) printf("FAIL avx512 quantize round %d\n", round);
+        if (!ok) printf("FAIL %s quantize round %d\n", name, round);
     }
     free(x), free(d0), free(d1), free(q0), free(q1), free(s0), free(s1);
-    printf("quantize avx512: tested\n");
+    printf("quantize %s: tested\n", name);
+}
+
+static void test_quantize(int *passed, int *failed) {
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        test_quantize_with("avx2", mk_quantize_row_q8a_avx2, passed, failed);
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw"))
+        test_quantize_with("avx512", mk_quantize_row_q8a_avx512, passed, failed);
 }
 #endif
 

@@ -961,3 +961,52 @@ float mk_vec_dot_iq4_xs_q8a_avx2(size_t n, const void *w, const int8_t *qs, cons
                                  const int32_t *s) {
     return lx_dot_avx2(LX_IQ4_XS, n, w, qs, d, s);
 }
+
+/* q8a quantization, bit-identical to mk_quantize_row_q8a_generic (the same steps as
+ * mk_quantize_row_q8a_avx512): max |x| ignoring NaN (vmaxps returns its second operand, the
+ * running max, when x is NaN), then the same IEEE operations per element, rounding half away
+ * from zero by truncation plus the exact remainder. */
+static inline __m256i q8a_quantize8(__m256 x, __m256 inv) {
+    __m256 v = _mm256_mul_ps(x, inv);
+    const __m256 lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+    v = _mm256_blendv_ps(lo, v, _mm256_cmp_ps(v, lo, _CMP_GT_OQ));
+    v = _mm256_blendv_ps(v, hi, _mm256_cmp_ps(v, hi, _CMP_GT_OQ));
+    __m256i q = _mm256_cvttps_epi32(v);
+    __m256 rem = _mm256_sub_ps(v, _mm256_cvtepi32_ps(q));
+    /* A true compare is all ones (-1): subtracting it adds one. */
+    q = _mm256_sub_epi32(q, _mm256_castps_si256(_mm256_cmp_ps(rem, _mm256_set1_ps(0.5f), _CMP_GE_OQ)));
+    q = _mm256_add_epi32(q, _mm256_castps_si256(_mm256_cmp_ps(rem, _mm256_set1_ps(-0.5f), _CMP_LE_OQ)));
+    return q;
+}
+
+void mk_quantize_row_q8a_avx2(size_t n, const float *x, int8_t *qs, float *d, int32_t *s) {
+    const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    for (size_t b = 0; b < n / 32; b++, x += 32, qs += 32) {
+        __m256 x0 = _mm256_loadu_ps(x), x1 = _mm256_loadu_ps(x + 8);
+        __m256 x2 = _mm256_loadu_ps(x + 16), x3 = _mm256_loadu_ps(x + 24);
+        __m256 m = _mm256_max_ps(_mm256_and_ps(x0, abs_mask), _mm256_setzero_ps());
+        m = _mm256_max_ps(_mm256_and_ps(x1, abs_mask), m);
+        m = _mm256_max_ps(_mm256_and_ps(x2, abs_mask), m);
+        m = _mm256_max_ps(_mm256_and_ps(x3, abs_mask), m);
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float scale = amax / 127.0f;
+        float inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+        __m256 vinv = _mm256_set1_ps(inv);
+        __m256i q0 = q8a_quantize8(x0, vinv), q1 = q8a_quantize8(x1, vinv);
+        __m256i q2 = q8a_quantize8(x2, vinv), q3 = q8a_quantize8(x3, vinv);
+        /* int32 → int8 (all within ±127, so no saturation); packs work per 128-bit lane. */
+        __m256i p01 = _mm256_packs_epi32(q0, q1), p23 = _mm256_packs_epi32(q2, q3);
+        __m256i p = _mm256_packs_epi16(p01, p23);
+        p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)qs, p);
+        __m256i sum = _mm256_add_epi32(_mm256_add_epi32(q0, q1), _mm256_add_epi32(q2, q3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        d[b] = scale;
+        s[b] = _mm_cvtsi128_si32(s4);
+    }
+}

@@ -15,6 +15,7 @@ use crate::attention::kv_cache::KvCache;
 use crate::config::DeepSeekConfig;
 use crate::model::weights::{Attention, QWeights};
 use crate::ops::{self, rope::Rope};
+use crate::tensor::view::{matmul_multi, MatJob};
 use rayon::prelude::*;
 
 /// Below this many multiply-adds, decode attention runs its heads on the calling thread.
@@ -274,6 +275,49 @@ fn absorb_queries(
     } = *sh;
     let per_head = n * (dn + l);
     let bufs = resize(buf, nh * per_head);
+    if w.k_up.iter().all(|p| p.transposed) {
+        // Stored as llama.cpp's `attn_k_b` (`W_UKᵀ`): every head is a plain product, and all
+        // of them go to the threads as one pass (one hand-off per layer instead of a nested
+        // parallel product per head).
+        let mut jobs = Vec::with_capacity(nh);
+        for (h, b) in bufs.chunks_mut(per_head).enumerate() {
+            let (qn, ql) = b.split_at_mut(n * dn);
+            for t in 0..n {
+                qn[t * dn..(t + 1) * dn].copy_from_slice(&q[(t * nh + h) * qk..][..dn]);
+            }
+            jobs.push(MatJob {
+                w: &w.k_up[h].stored,
+                x: qn,
+                n,
+                out: ql,
+            });
+        }
+        matmul_multi(&mut jobs);
+    } else {
+        absorb_per_head(sh, w, q, n, bufs, parallel);
+    }
+    for t in 0..n {
+        for h in 0..nh {
+            let dst = &mut qa[(t * nh + h) * row..(t * nh + h + 1) * row];
+            let ql = &bufs[h * per_head + n * dn..];
+            dst[..l].copy_from_slice(&ql[t * l..(t + 1) * l]);
+            dst[l..].copy_from_slice(&q[(t * nh + h) * qk + dn..(t * nh + h + 1) * qk]);
+        }
+    }
+}
+
+/// [`absorb_queries`]' products one head at a time (heads split across the threads), for
+/// `W_UK` stored untransposed (HF's `kv_b_proj`).
+fn absorb_per_head(
+    sh: &AbsorbedShape,
+    w: &Attention,
+    q: &[f32],
+    n: usize,
+    bufs: &mut [f32],
+    parallel: bool,
+) {
+    let AbsorbedShape { nh, dn, qk, l, .. } = *sh;
+    let per_head = n * (dn + l);
     let head = |(h, b): (usize, &mut [f32])| {
         let (qn, ql) = b.split_at_mut(n * dn);
         for t in 0..n {
@@ -285,14 +329,6 @@ fn absorb_queries(
         bufs.par_chunks_mut(per_head).enumerate().for_each(head);
     } else {
         bufs.chunks_mut(per_head).enumerate().for_each(head);
-    }
-    for t in 0..n {
-        for h in 0..nh {
-            let dst = &mut qa[(t * nh + h) * row..(t * nh + h + 1) * row];
-            let ql = &bufs[h * per_head + n * dn..];
-            dst[..l].copy_from_slice(&ql[t * l..(t + 1) * l]);
-            dst[l..].copy_from_slice(&q[(t * nh + h) * qk + dn..(t * nh + h + 1) * qk]);
-        }
     }
 }
 
@@ -309,17 +345,37 @@ fn up_project(
     let AbsorbedShape { nh, vd, l, .. } = *sh;
     let per_head = n * (l + vd);
     let bufs = resize(buf, nh * per_head);
-    let head = |(h, b): (usize, &mut [f32])| {
-        let (li, oh) = b.split_at_mut(n * l);
+    let gather = |h: usize, li: &mut [f32]| {
         for t in 0..n {
             li[t * l..(t + 1) * l].copy_from_slice(&lat[(t * nh + h) * l..(t * nh + h + 1) * l]);
         }
-        w.v_up[h].apply_batch(li, n, oh);
     };
-    if parallel && n * nh * l * vd >= PARALLEL_MIN_WORK {
-        bufs.par_chunks_mut(per_head).enumerate().for_each(head);
+    if w.v_up.iter().all(|p| !p.transposed) {
+        // Every head is a plain product: all of them in one parallel pass (see
+        // `absorb_queries`).
+        let mut jobs = Vec::with_capacity(nh);
+        for (h, b) in bufs.chunks_mut(per_head).enumerate() {
+            let (li, oh) = b.split_at_mut(n * l);
+            gather(h, li);
+            jobs.push(MatJob {
+                w: &w.v_up[h].stored,
+                x: li,
+                n,
+                out: oh,
+            });
+        }
+        matmul_multi(&mut jobs);
     } else {
-        bufs.chunks_mut(per_head).enumerate().for_each(head);
+        let head = |(h, b): (usize, &mut [f32])| {
+            let (li, oh) = b.split_at_mut(n * l);
+            gather(h, li);
+            w.v_up[h].apply_batch(li, n, oh);
+        };
+        if parallel && n * nh * l * vd >= PARALLEL_MIN_WORK {
+            bufs.par_chunks_mut(per_head).enumerate().for_each(head);
+        } else {
+            bufs.chunks_mut(per_head).enumerate().for_each(head);
+        }
     }
     for t in 0..n {
         for h in 0..nh {

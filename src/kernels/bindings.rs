@@ -218,6 +218,9 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_quantize_row_q8a_avx2(n: usize, x: *const f32, qs: *mut i8, d: *mut f32, s: *mut i32);
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_q8_0_q8a_avx2(
         n: usize,
         w: *const ::core::ffi::c_void,

@@ -59,6 +59,7 @@ pub fn available() -> Vec<KernelSet> {
         {
             let avx2 = KernelSet {
                 name: "avx2",
+                quantize: b::mk_quantize_row_q8a_avx2,
                 // The AVX-512 sets do not inherit these (they start from `generic`).
                 quant: generic
                     .quant

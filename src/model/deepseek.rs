@@ -12,6 +12,7 @@ use crate::model::Model;
 use crate::moe::profile::ExpertProfile;
 use crate::moe::router::{self, RouterScratch};
 use crate::ops::{self, rope::Rope};
+use crate::stage_times::{self as st, Stage};
 use crate::tensor::view::{matmul_multi, MatJob};
 
 /// Buffers owned by a session and reused by every call (grown, never shrunk), so the
@@ -85,12 +86,15 @@ pub fn forward(
     let cfg = &model.config;
     let w = &model.weights;
     let (n, h) = (tokens.len(), cfg.hidden_size);
+    let t0 = st::start();
     let x = resize(&mut s.x, n * h);
     for (t, &tok) in tokens.iter().enumerate() {
         w.embed.row_f32(tok as usize, &mut x[t * h..(t + 1) * h]);
     }
+    st::stop(Stage::Embed, t0);
     for (l, layer) in w.layers.iter().enumerate() {
         // Attention block.
+        let t0 = st::start();
         let nw = resize(&mut s.norm_w, h);
         layer.attn_norm.row_f32(0, nw);
         let xn = resize(&mut s.xn, n * h);
@@ -98,6 +102,8 @@ pub fn forward(
             ops::rms_norm(xi, nw, cfg.rms_norm_eps, xo);
         }
         let y = resize(&mut s.y, n * h);
+        st::stop(Stage::Norms, t0);
+        let t0 = st::start();
         mla::forward(
             cfg,
             &layer.attn,
@@ -111,6 +117,8 @@ pub fn forward(
             &mut s.mla,
             y,
         );
+        st::stop(Stage::Attention, t0);
+        let t0 = st::start();
         x.iter_mut().zip(y.iter()).for_each(|(a, b)| *a += b);
 
         // Feed-forward block.
@@ -119,11 +127,14 @@ pub fn forward(
             ops::rms_norm(xi, nw, cfg.rms_norm_eps, xo);
         }
         y.fill(0.0);
+        st::stop(Stage::Norms, t0);
         match &layer.ffn {
             Ffn::Dense(m) => mlp_batch(m, xn, n, &mut s.ffn, y),
             Ffn::Moe(moe) => moe_batch(model, l, moe, x, xn, n, &mut s.ffn, y)?,
         }
+        let t0 = st::start();
         x.iter_mut().zip(y.iter()).for_each(|(a, b)| *a += b);
+        st::stop(Stage::Norms, t0);
     }
 
     // Final norm and head, for the rows asked for.
@@ -141,8 +152,10 @@ pub fn forward(
             xo,
         );
     }
+    let t0 = st::start();
     logits.resize(n_out * v, 0.0);
     w.lm_head.matmul(xn, n_out, &mut logits[..n_out * v]);
+    st::stop(Stage::LmHead, t0);
     Ok(())
 }
 
@@ -177,6 +190,7 @@ fn moe_batch(
     let cfg = &model.config;
     let h = cfg.hidden_size;
     let ne = cfg.moe.n_routed_experts;
+    let t0 = st::start();
     let rl = resize(&mut s.router_logits, n * ne);
     moe.router.matmul(x, n, rl);
     if s.assignments.len() < ne {
@@ -201,6 +215,7 @@ fn moe_batch(
     s.used.clear();
     s.used
         .extend((0..ne).filter(|&e| !s.assignments[e].is_empty()));
+    st::stop(Stage::Router, t0);
     let store = model.experts.as_ref();
     if let Some(store) = store {
         if s.pred_layer == Some(layer) {
@@ -263,6 +278,7 @@ fn moe_batch(
 /// into `out` happen in the same order as the one-expert-at-a-time path, so both give the
 /// same bits.
 fn run_experts_together(moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) {
+    let t0 = st::start();
     let ne = moe.experts.len();
     let h = x.len() / n;
     // The MLPs to run: each chosen expert over its tokens, then the shared experts over all.
@@ -331,8 +347,12 @@ fn run_experts_together(moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, out:
         });
         (g_rest, u_rest) = (gt, ut);
     }
+    st::stop(Stage::ExpertsRest, t0);
+    let t0 = st::start();
     matmul_multi(&mut jobs);
     drop(jobs);
+    st::stop(Stage::ExpertsGateUp, t0);
+    let t0 = st::start();
     let (g, u) = (&mut s.gate[..inter_len], &s.up[..inter_len]);
     ops::silu_mul(g, u);
 
@@ -350,8 +370,12 @@ fn run_experts_together(moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, out:
         });
         (g_rest, d_rest) = (gt, dt);
     }
+    st::stop(Stage::ExpertsRest, t0);
+    let t0 = st::start();
     matmul_multi(&mut jobs);
     drop(jobs);
+    st::stop(Stage::ExpertsDown, t0);
+    let t0 = st::start();
 
     // Weighted sum into `out` (shared experts with weight 1).
     let mut off = 0;
@@ -367,6 +391,7 @@ fn run_experts_together(moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, out:
         }
         off += m * h;
     }
+    st::stop(Stage::ExpertsRest, t0);
 }
 
 /// How many MoE layers ahead experts are predicted and read: the next layer's prediction is

@@ -477,12 +477,14 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
         }
         // Quantize the distinct inputs (in parallel when there is enough of them: prefill).
         let in_elems: usize = inputs.iter().map(|(x, _)| x.len()).sum();
+        let tq = crate::stage_times::start();
         let quantize = |(a, &(x, cols)): (&mut Q8Acts, &(&[f32], usize))| a.quantize(x, cols);
         if kernels::threads() > 1 && used > 1 && in_elems >= PARALLEL_MIN_WORK {
             pool[..used].par_iter_mut().zip(&inputs).for_each(quantize);
         } else {
             pool[..used].iter_mut().zip(&inputs).for_each(quantize);
         }
+        crate::stage_times::stop(crate::stage_times::Stage::Quantize, tq);
         let pool: &Vec<Q8Acts> = pool;
         let total: usize = jobs.iter().map(|j| j.w.rows * j.w.cols * j.n).sum();
         let threads = kernels::threads();
