@@ -126,6 +126,10 @@ void mk_vec_dot_rows4_q4_0_q8a_avx2(size_t n, const void *w, size_t row_bytes, c
                                     const float *d, const int32_t *s, float *out);
 void mk_vec_dot_rows4_q8_0_q8a_avx2(size_t n, const void *w, size_t row_bytes, const int8_t *qs,
                                     const float *d, const int32_t *s, float *out);
+void mk_vec_dot_rows4_q5_0_q8a_avx2(size_t n, const void *w, size_t row_bytes, const int8_t *qs,
+                                    const float *d, const int32_t *s, float *out);
+void mk_vec_dot_rows4_iq4_nl_q8a_avx2(size_t n, const void *w, size_t row_bytes, const int8_t *qs,
+                                      const float *d, const int32_t *s, float *out);
 /* Prefill GEMMs (contract of mk_gemm_*_q8a_generic): tiles of 2 weight rows × 4 blocks
  * unpacked once, every token streamed past them. */
 void mk_gemm_q4_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
@@ -134,6 +138,12 @@ void mk_gemm_q4_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_byt
 void mk_gemm_q8_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
                            const int8_t *qs, const float *d, const int32_t *s, float *out,
                            size_t ldo);
+void mk_gemm_q5_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo);
+void mk_gemm_iq4_nl_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                             const int8_t *qs, const float *d, const int32_t *s, float *out,
+                             size_t ldo);
 /* And for Q4_K / Q5_K / Q6_K weights (n a multiple of 256): tiles of 2 weight rows × half a
  * super-block. */
 void mk_gemm_q4_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,

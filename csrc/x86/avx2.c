@@ -63,6 +63,22 @@ static inline __m256i unpack_q4(const uint8_t *q) {
     return _mm256_and_si256(both, _mm256_set1_epi8(0x0f));
 }
 
+/* The 32 fifth bits of qh as 0x10 in bytes 0..31 (byte i = element i). */
+static inline __m256i lx_hbits(uint32_t qh) {
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
+                                           0x0101010101010101LL, 0);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
+    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
+}
+
+static inline uint32_t lx_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
 /* Σ (q-8)·x of one Q4_0 block as 8 int32 lanes: nibbles 0..15 (unsigned) × x pairs (≤
  * 2·15·127, no saturation), minus the block's Σx once per lane (8 lanes: the -8 offset). */
 static inline __m256i q4_0_block(const uint8_t *b, const int8_t *x, const int32_t *s) {
@@ -103,22 +119,50 @@ float mk_vec_dot_q4_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const 
  * conversion, one multiply and one FMA for four rows. Q4_0 nibbles come from one broadcast
  * load and one variable shift; its -8·Σx is subtracted from the folded int32 lanes.
  * Q8_0 uses the sign trick (|w|, sign(w)·x) and reduces in int32 (its pair sums need 16 bits). */
-static inline __attribute__((always_inline)) __m256i rows4_block(int q4, const uint8_t *const b[4],
+/* The block types of the four-row and GEMM kernels: unsigned codes with an offset (Q4_0:
+ * q - 8, Q5_0: q - 16, subtracted as offset·Σx) or signed values (Q8_0 codes, IQ4_NL
+ * codebook values: the sign trick). */
+enum { R_Q8_0, R_Q4_0, R_Q5_0, R_IQ4_NL };
+#define R_BS(t) ((t) == R_Q8_0 ? 34 : (t) == R_Q5_0 ? 22 : 18)
+#define R_UNSIGNED(t) ((t) == R_Q4_0 || (t) == R_Q5_0)
+#define R_OFFSET(t) ((t) == R_Q5_0 ? 16 : 8)
+
+static inline __m256i iq4nl_values(__m256i u) {
+    const __m256i kv = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38,
+                                        53, 69, 89, 113, -127, -104, -83, -65, -49, -35, -22,
+                                        -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    return _mm256_shuffle_epi8(kv, u);
+}
+
+/* The 32 bytes of a block in element order: Q4_0/Q5_0 codes, Q8_0 codes, IQ4_NL values. */
+static inline __attribute__((always_inline)) __m256i r_block(int t, const uint8_t *b) {
+    switch (t) {
+    case R_Q8_0: return _mm256_loadu_si256((const __m256i *)(b + 2));
+    case R_Q4_0: return unpack_q4(b + 2);
+    case R_Q5_0: return _mm256_or_si256(unpack_q4(b + 6), lx_hbits(lx_u32(b + 2)));
+    default: return iq4nl_values(unpack_q4(b + 2));
+    }
+}
+
+static inline __attribute__((always_inline)) __m256i rows4_block(int t, const uint8_t *const b[4],
                                                                  size_t off, __m256i xv) {
     const __m256i ones = _mm256_set1_epi16(1);
     __m256i m[4];
     for (int r = 0; r < 4; r++) {
-        if (q4) {
-            const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b[r] + off + 2)));
-            const __m256i u = _mm256_and_si256(_mm256_srlv_epi64(raw, _mm256_set_epi64x(4, 4, 0, 0)),
-                                               _mm256_set1_epi8(0x0f));
+        if (R_UNSIGNED(t)) {
+            const size_t q = t == R_Q5_0 ? 6 : 2;
+            const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b[r] + off + q)));
+            __m256i u = _mm256_and_si256(_mm256_srlv_epi64(raw, _mm256_set_epi64x(4, 4, 0, 0)),
+                                         _mm256_set1_epi8(0x0f));
+            if (t == R_Q5_0) u = _mm256_or_si256(u, lx_hbits(lx_u32(b[r] + off + 2)));
             m[r] = _mm256_maddubs_epi16(u, xv);
         } else {
-            const __m256i wv = _mm256_loadu_si256((const __m256i *)(b[r] + off + 2));
+            const __m256i wv = t == R_Q8_0 ? _mm256_loadu_si256((const __m256i *)(b[r] + off + 2))
+                                           : iq4nl_values(unpack_q4(b[r] + off + 2));
             m[r] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)), ones);
         }
     }
-    if (q4) /* pair sums ≤ 2·15·127: two more levels fit int16 */
+    if (R_UNSIGNED(t)) /* pair sums ≤ 2·31·127: one more level fits int16 */
         return _mm256_hadd_epi32(_mm256_madd_epi16(_mm256_hadd_epi16(m[0], m[1]), ones),
                                  _mm256_madd_epi16(_mm256_hadd_epi16(m[2], m[3]), ones));
     return _mm256_hadd_epi32(_mm256_hadd_epi32(m[0], m[1]), _mm256_hadd_epi32(m[2], m[3]));
@@ -135,11 +179,11 @@ static inline uint64_t rows4_scales(const uint8_t *const b[4], size_t off) {
 #define ROWS4_AHEAD 4 /* rows ahead of the first row being read */
 #endif
 
-static inline __attribute__((always_inline)) void dot_rows4_avx2(int q4, size_t n, const void *w,
+static inline __attribute__((always_inline)) void dot_rows4_avx2(int t, size_t n, const void *w,
                                                                  size_t row_bytes, const int8_t *qs,
                                                                  const float *d, const int32_t *s,
                                                                  float *out) {
-    const size_t bs = q4 ? 18 : 34, nb = n / 32;
+    const size_t bs = R_BS(t), nb = n / 32;
     const uint8_t *b[4];
     for (int r = 0; r < 4; r++) b[r] = (const uint8_t *)w + r * row_bytes;
     const __m256i lo4 = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
@@ -151,14 +195,14 @@ static inline __attribute__((always_inline)) void dot_rows4_avx2(int q4, size_t 
          * next four rows (the caller's rows are consecutive) at the rate this one is read. */
         for (size_t o = 0; o < 8 * bs; o += 64)
             _mm_prefetch((const char *)w + ROWS4_AHEAD * row_bytes + 4 * off + o, _MM_HINT_T0);
-        const __m256i p0 = rows4_block(q4, b, off, _mm256_loadu_si256((const __m256i *)(qs + 32 * j)));
-        const __m256i p1 = rows4_block(q4, b, off + bs, _mm256_loadu_si256((const __m256i *)(qs + 32 * j + 32)));
+        const __m256i p0 = rows4_block(t, b, off, _mm256_loadu_si256((const __m256i *)(qs + 32 * j)));
+        const __m256i p1 = rows4_block(t, b, off + bs, _mm256_loadu_si256((const __m256i *)(qs + 32 * j + 32)));
         /* [block j rows 0..3 | block j+1 rows 0..3], each the sum of its two halves */
         __m256i p = _mm256_add_epi32(_mm256_permute2x128_si256(p0, p1, 0x20), _mm256_permute2x128_si256(p0, p1, 0x31));
-        if (q4) {
+        if (R_UNSIGNED(t)) {
             const __m256i sv = _mm256_permutevar8x32_epi32(
                 _mm256_castsi128_si256(_mm_loadl_epi64((const __m128i *)(s + j))), lo4);
-            p = _mm256_sub_epi32(p, _mm256_slli_epi32(sv, 3));
+            p = _mm256_sub_epi32(p, _mm256_mullo_epi32(sv, _mm256_set1_epi32(R_OFFSET(t))));
         }
         const __m128i h = _mm_set_epi64x((long long)rows4_scales(b, off + bs), (long long)rows4_scales(b, off));
         const __m256 dxv = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_castsi128_ps(_mm_loadl_epi64((const __m128i *)(d + j)))), lo4);
@@ -170,9 +214,9 @@ static inline __attribute__((always_inline)) void dot_rows4_avx2(int q4, size_t 
                            _mm256_extractf128_ps(_mm256_add_ps(acc0, acc1), 1));
     if (j < nb) { /* an odd last block */
         const size_t off = j * bs;
-        __m256i p = rows4_block(q4, b, off, _mm256_loadu_si256((const __m256i *)(qs + 32 * j)));
+        __m256i p = rows4_block(t, b, off, _mm256_loadu_si256((const __m256i *)(qs + 32 * j)));
         __m128i p4 = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-        if (q4) p4 = _mm_sub_epi32(p4, _mm_set1_epi32(8 * s[j]));
+        if (R_UNSIGNED(t)) p4 = _mm_sub_epi32(p4, _mm_set1_epi32(R_OFFSET(t) * s[j]));
         const __m128 f = _mm_mul_ps(_mm_cvtph_ps(_mm_set_epi64x(0, (long long)rows4_scales(b, off))), _mm_set1_ps(d[j]));
         r4 = _mm_fmadd_ps(_mm_cvtepi32_ps(p4), f, r4);
     }
@@ -181,12 +225,22 @@ static inline __attribute__((always_inline)) void dot_rows4_avx2(int q4, size_t 
 
 void mk_vec_dot_rows4_q4_0_q8a_avx2(size_t n, const void *w, size_t row_bytes, const int8_t *qs,
                                     const float *d, const int32_t *s, float *out) {
-    dot_rows4_avx2(1, n, w, row_bytes, qs, d, s, out);
+    dot_rows4_avx2(R_Q4_0, n, w, row_bytes, qs, d, s, out);
 }
 
 void mk_vec_dot_rows4_q8_0_q8a_avx2(size_t n, const void *w, size_t row_bytes, const int8_t *qs,
                                     const float *d, const int32_t *s, float *out) {
-    dot_rows4_avx2(0, n, w, row_bytes, qs, d, s, out);
+    dot_rows4_avx2(R_Q8_0, n, w, row_bytes, qs, d, s, out);
+}
+
+void mk_vec_dot_rows4_q5_0_q8a_avx2(size_t n, const void *w, size_t row_bytes, const int8_t *qs,
+                                    const float *d, const int32_t *s, float *out) {
+    dot_rows4_avx2(R_Q5_0, n, w, row_bytes, qs, d, s, out);
+}
+
+void mk_vec_dot_rows4_iq4_nl_q8a_avx2(size_t n, const void *w, size_t row_bytes, const int8_t *qs,
+                                      const float *d, const int32_t *s, float *out) {
+    dot_rows4_avx2(R_IQ4_NL, n, w, row_bytes, qs, d, s, out);
 }
 
 /* Prefill GEMM (contract of mk_gemm_*_q8a_generic), the structure of the VBMI one on 256 bits:
@@ -198,12 +252,12 @@ void mk_vec_dot_rows4_q8_0_q8a_avx2(size_t n, const void *w, size_t row_bytes, c
  * end). */
 #define GEMM_TOK 64
 
-static inline __attribute__((always_inline)) void gemm_q8a_avx2(int q4, size_t n, size_t nrows,
+static inline __attribute__((always_inline)) void gemm_q8a_avx2(int ty, size_t n, size_t nrows,
                                                                 const void *w, size_t row_bytes,
                                                                 size_t ntok, const int8_t *qs,
                                                                 const float *d, const int32_t *s,
                                                                 float *out, size_t ldo) {
-    const size_t nb = n / 32, bs = q4 ? 18 : 34;
+    const size_t nb = n / 32, bs = R_BS(ty);
     const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[GEMM_TOK][2];
     for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
@@ -221,7 +275,7 @@ static inline __attribute__((always_inline)) void gemm_q8a_avx2(int q4, size_t n
                 for (int h = 0; h < 2; h++)
                     for (int j = 0; j < 4; j++) {
                         const uint8_t *b = row[h] + (k + j) * bs;
-                        wv[h][j] = q4 ? unpack_q4(b + 2) : _mm256_loadu_si256((const __m256i *)(b + 2));
+                        wv[h][j] = r_block(ty, b);
                         ws[h][j] = f16_at(b);
                     }
                 for (size_t t = 0; t < tn; t++) {
@@ -234,8 +288,8 @@ static inline __attribute__((always_inline)) void gemm_q8a_avx2(int q4, size_t n
                         const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 32 * j));
                         const __m256 dj = _mm256_broadcast_ss(dx + j);
                         __m256i p0, p1;
-                        if (q4) {
-                            const __m256i sj = _mm256_set1_epi32(sx[j]);
+                        if (R_UNSIGNED(ty)) {
+                            const __m256i sj = _mm256_set1_epi32(R_OFFSET(ty) / 8 * sx[j]);
                             p0 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wv[0][j], xv), ones), sj);
                             p1 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wv[1][j], xv), ones), sj);
                         } else {
@@ -259,7 +313,13 @@ static inline __attribute__((always_inline)) void gemm_q8a_avx2(int q4, size_t n
                     const int8_t *x = qs + tt * n + 32 * k;
                     for (int h = 0; h < 2; h++) {
                         const uint8_t *b = row[h] + k * bs;
-                        const __m256i p = q4 ? q4_0_block(b, x, s + tt * nb + k) : q8_0_block(b, x);
+                        const __m256i v = r_block(ty, b), xv = _mm256_loadu_si256((const __m256i *)x);
+                        const __m256i p =
+                            R_UNSIGNED(ty)
+                                ? _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(v, xv), ones),
+                                                   _mm256_set1_epi32(R_OFFSET(ty) / 8 * s[tt * nb + k]))
+                                : _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(xv, v)),
+                                                    ones);
                         acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b) * d[tt * nb + k]),
                                                     acc[t][h]);
                     }
@@ -275,13 +335,25 @@ static inline __attribute__((always_inline)) void gemm_q8a_avx2(int q4, size_t n
 void mk_gemm_q4_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
                            const int8_t *qs, const float *d, const int32_t *s, float *out,
                            size_t ldo) {
-    gemm_q8a_avx2(1, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
+    gemm_q8a_avx2(R_Q4_0, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
 }
 
 void mk_gemm_q8_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
                            const int8_t *qs, const float *d, const int32_t *s, float *out,
                            size_t ldo) {
-    gemm_q8a_avx2(0, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
+    gemm_q8a_avx2(R_Q8_0, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
+}
+
+void mk_gemm_q5_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo) {
+    gemm_q8a_avx2(R_Q5_0, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
+}
+
+void mk_gemm_iq4_nl_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                             const int8_t *qs, const float *d, const int32_t *s, float *out,
+                             size_t ldo) {
+    gemm_q8a_avx2(R_IQ4_NL, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
 }
 
 /* ---- K-quants ---- */
@@ -842,22 +914,6 @@ void mk_vec_dot4_bf16_f32_avx2(size_t n, const void *w, const float *x, float *o
  * codebook values (IQ4: x = f·v), then multiplied with the q8a block by maddubs. */
 
 enum { LX_Q4_1, LX_Q5_0, LX_Q5_1, LX_IQ4_NL, LX_IQ4_XS };
-
-/* The 32 fifth bits of qh as 0x10 in bytes 0..31 (byte i = element i). */
-static inline __m256i lx_hbits(uint32_t qh) {
-    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
-                                           0x0101010101010101LL, 0);
-    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)qh), shuf);
-    v = _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
-    return _mm256_and_si256(v, _mm256_set1_epi8(0x10));
-}
-
-static inline uint32_t lx_u32(const uint8_t *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
 
 /* Block j of a row of `type`: its 32 bytes (codes or values), factor f and min m. */
 static inline __attribute__((always_inline)) __m256i lx_block(int type, const uint8_t *w,

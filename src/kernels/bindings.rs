@@ -288,6 +288,28 @@ unsafe extern "C" {
     );
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_rows4_q5_0_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_rows4_iq4_nl_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
     pub fn mk_gemm_q4_0_q8a_avx2(
         n: usize,
         nrows: usize,
@@ -303,6 +325,34 @@ unsafe extern "C" {
 }
 unsafe extern "C" {
     pub fn mk_gemm_q8_0_q8a_avx2(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_q5_0_q8a_avx2(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_iq4_nl_q8a_avx2(
         n: usize,
         nrows: usize,
         w: *const ::core::ffi::c_void,

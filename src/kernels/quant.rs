@@ -531,7 +531,10 @@ mod tests {
             } else {
                 &[]
             };
-            for &dtype in [DType::Q8_0, DType::Q4_0].iter().chain(k_too) {
+            for &dtype in [DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::IQ4_NL]
+                .iter()
+                .chain(k_too)
+            {
                 let w = noise(12, n, 1.0);
                 let mut row = vec![0u8; dtype.bytes_for(n).unwrap()];
                 quant::quantize_row(dtype, &w, &mut row).unwrap();
@@ -570,7 +573,10 @@ mod tests {
             } else {
                 &[]
             };
-            for &dtype in [DType::Q8_0, DType::Q4_0].iter().chain(k_too) {
+            for &dtype in [DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::IQ4_NL]
+                .iter()
+                .chain(k_too)
+            {
                 let rb = dtype.bytes_for(n).unwrap();
                 let w = noise(51, 11 * n, 1.0);
                 let mut rows = vec![0u8; 11 * rb];
@@ -624,7 +630,10 @@ mod tests {
                 } else {
                     &[]
                 };
-                for &dtype in [DType::Q8_0, DType::Q4_0].iter().chain(k_types) {
+                for &dtype in [DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::IQ4_NL]
+                    .iter()
+                    .chain(k_types)
+                {
                     let w = noise(41, nrows * n, 1.0);
                     let rb = dtype.bytes_for(n).unwrap();
                     let mut rows = vec![0u8; nrows * rb];

@@ -89,10 +89,14 @@ pub fn available() -> Vec<KernelSet> {
                     .rows4(&[
                         (DType::Q4_0, b::mk_vec_dot_rows4_q4_0_q8a_avx2),
                         (DType::Q8_0, b::mk_vec_dot_rows4_q8_0_q8a_avx2),
+                        (DType::Q5_0, b::mk_vec_dot_rows4_q5_0_q8a_avx2),
+                        (DType::IQ4_NL, b::mk_vec_dot_rows4_iq4_nl_q8a_avx2),
                     ])
                     .gemm_q8a(&[
                         (DType::Q4_0, b::mk_gemm_q4_0_q8a_avx2),
                         (DType::Q8_0, b::mk_gemm_q8_0_q8a_avx2),
+                        (DType::Q5_0, b::mk_gemm_q5_0_q8a_avx2),
+                        (DType::IQ4_NL, b::mk_gemm_iq4_nl_q8a_avx2),
                         (DType::Q4_K, b::mk_gemm_q4_k_q8a_avx2),
                         (DType::Q5_K, b::mk_gemm_q5_k_q8a_avx2),
                         (DType::Q6_K, b::mk_gemm_q6_k_q8a_avx2),
