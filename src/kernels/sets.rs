@@ -169,6 +169,17 @@ pub fn available() -> Vec<KernelSet> {
                             (DType::Q5_1, b::mk_vec_dot4_q5_1_q8a_avx512),
                             (DType::IQ4_NL, b::mk_vec_dot4_iq4_nl_q8a_avx512),
                             (DType::IQ4_XS, b::mk_vec_dot4_iq4_xs_q8a_avx512),
+                        ])
+                        // The AVX2 four-row decode kernels and GEMMs beat these types' AVX-512
+                        // one- and four-row kernels (Q5_0 decode 16.5 vs 13.9 GB/s, prefill
+                        // 48 vs 29 GMAC/s, one thread, docs/PERFORMANCE.md).
+                        .rows4(&[
+                            (DType::Q5_0, b::mk_vec_dot_rows4_q5_0_q8a_avx2),
+                            (DType::IQ4_NL, b::mk_vec_dot_rows4_iq4_nl_q8a_avx2),
+                        ])
+                        .gemm_q8a(&[
+                            (DType::Q5_0, b::mk_gemm_q5_0_q8a_avx2),
+                            (DType::IQ4_NL, b::mk_gemm_iq4_nl_q8a_avx2),
                         ]),
                     mla: MlaKernels {
                         scores_f32: b::mk_mla_scores_f32_avx512,
