@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 use super::float::{FloatKernels, FLOAT_GENERIC};
 use super::mla::{MlaKernels, MLA_GENERIC};
 use super::quant::{Dot4Q8g, DotQ8g, QuantTable, QuantizeQ8a};
+#[cfg(target_arch = "x86_64")]
+use super::quant::{DotQ8a, GemmQ8a, Rows4Q8a};
 use super::{bindings, DType};
 
 /// One ISA's kernels.
@@ -57,10 +59,33 @@ pub fn available() -> Vec<KernelSet> {
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
         {
+            // AVX2 kernels the AVX-512 sets use as well: the i-quants have no AVX-512 versions,
+            // and the Q5_0/IQ4_NL four-row decode kernels and GEMMs beat the AVX-512 one- and
+            // four-row kernels (Q5_0 decode 16.5 vs 13.9 GB/s, prefill 48 vs 29 GMAC/s, one
+            // thread, docs/PERFORMANCE.md).
+            let shared_dot: [(DType, DotQ8a); 9] = [
+                (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_avx2),
+                (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_avx2),
+                (DType::IQ3_XXS, b::mk_vec_dot_iq3_xxs_q8a_avx2),
+                (DType::IQ2_XS, b::mk_vec_dot_iq2_xs_q8a_avx2),
+                (DType::IQ2_S, b::mk_vec_dot_iq2_s_q8a_avx2),
+                (DType::IQ3_S, b::mk_vec_dot_iq3_s_q8a_avx2),
+                (DType::IQ1_S, b::mk_vec_dot_iq1_s_q8a_avx2),
+                (DType::IQ1_M, b::mk_vec_dot_iq1_m_q8a_avx2),
+                (DType::MXFP4, b::mk_vec_dot_mxfp4_q8a_avx2),
+            ];
+            let shared_rows4: [(DType, Rows4Q8a); 2] = [
+                (DType::Q5_0, b::mk_vec_dot_rows4_q5_0_q8a_avx2),
+                (DType::IQ4_NL, b::mk_vec_dot_rows4_iq4_nl_q8a_avx2),
+            ];
+            let shared_gemm: [(DType, GemmQ8a); 2] = [
+                (DType::Q5_0, b::mk_gemm_q5_0_q8a_avx2),
+                (DType::IQ4_NL, b::mk_gemm_iq4_nl_q8a_avx2),
+            ];
             let avx2 = KernelSet {
                 name: "avx2",
                 quantize: b::mk_quantize_row_q8a_avx2,
-                // The AVX-512 sets do not inherit these (they start from `generic`).
+                // The AVX-512 sets start from `generic` and take only the shared ones.
                 quant: generic
                     .quant
                     .dot(&[
@@ -71,32 +96,22 @@ pub fn available() -> Vec<KernelSet> {
                         (DType::Q6_K, b::mk_vec_dot_q6_k_q8a_avx2),
                         (DType::Q2_K, b::mk_vec_dot_q2_k_q8a_avx2),
                         (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_avx2),
-                        (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_avx2),
-                        (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_avx2),
-                        (DType::IQ3_XXS, b::mk_vec_dot_iq3_xxs_q8a_avx2),
-                        (DType::IQ2_XS, b::mk_vec_dot_iq2_xs_q8a_avx2),
-                        (DType::IQ2_S, b::mk_vec_dot_iq2_s_q8a_avx2),
-                        (DType::IQ3_S, b::mk_vec_dot_iq3_s_q8a_avx2),
-                        (DType::IQ1_S, b::mk_vec_dot_iq1_s_q8a_avx2),
-                        (DType::IQ1_M, b::mk_vec_dot_iq1_m_q8a_avx2),
-                        (DType::MXFP4, b::mk_vec_dot_mxfp4_q8a_avx2),
                         (DType::Q4_1, b::mk_vec_dot_q4_1_q8a_avx2),
                         (DType::Q5_0, b::mk_vec_dot_q5_0_q8a_avx2),
                         (DType::Q5_1, b::mk_vec_dot_q5_1_q8a_avx2),
                         (DType::IQ4_NL, b::mk_vec_dot_iq4_nl_q8a_avx2),
                         (DType::IQ4_XS, b::mk_vec_dot_iq4_xs_q8a_avx2),
                     ])
+                    .dot(&shared_dot)
                     .rows4(&[
                         (DType::Q4_0, b::mk_vec_dot_rows4_q4_0_q8a_avx2),
                         (DType::Q8_0, b::mk_vec_dot_rows4_q8_0_q8a_avx2),
-                        (DType::Q5_0, b::mk_vec_dot_rows4_q5_0_q8a_avx2),
-                        (DType::IQ4_NL, b::mk_vec_dot_rows4_iq4_nl_q8a_avx2),
                     ])
+                    .rows4(&shared_rows4)
+                    .gemm_q8a(&shared_gemm)
                     .gemm_q8a(&[
                         (DType::Q4_0, b::mk_gemm_q4_0_q8a_avx2),
                         (DType::Q8_0, b::mk_gemm_q8_0_q8a_avx2),
-                        (DType::Q5_0, b::mk_gemm_q5_0_q8a_avx2),
-                        (DType::IQ4_NL, b::mk_gemm_iq4_nl_q8a_avx2),
                         (DType::Q4_K, b::mk_gemm_q4_k_q8a_avx2),
                         (DType::Q5_K, b::mk_gemm_q5_k_q8a_avx2),
                         (DType::Q6_K, b::mk_gemm_q6_k_q8a_avx2),
@@ -140,22 +155,13 @@ pub fn available() -> Vec<KernelSet> {
                             (DType::Q6_K, b::mk_vec_dot_q6_k_q8a_avx512),
                             (DType::Q2_K, b::mk_vec_dot_q2_k_q8a_avx512),
                             (DType::Q3_K, b::mk_vec_dot_q3_k_q8a_avx512),
-                            // No AVX-512 versions yet: the AVX2 ones.
-                            (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_avx2),
-                            (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_avx2),
-                            (DType::IQ3_XXS, b::mk_vec_dot_iq3_xxs_q8a_avx2),
-                            (DType::IQ2_XS, b::mk_vec_dot_iq2_xs_q8a_avx2),
-                            (DType::IQ2_S, b::mk_vec_dot_iq2_s_q8a_avx2),
-                            (DType::IQ3_S, b::mk_vec_dot_iq3_s_q8a_avx2),
-                            (DType::IQ1_S, b::mk_vec_dot_iq1_s_q8a_avx2),
-                            (DType::IQ1_M, b::mk_vec_dot_iq1_m_q8a_avx2),
-                            (DType::MXFP4, b::mk_vec_dot_mxfp4_q8a_avx2),
                             (DType::Q4_1, b::mk_vec_dot_q4_1_q8a_avx512),
                             (DType::Q5_0, b::mk_vec_dot_q5_0_q8a_avx512),
                             (DType::Q5_1, b::mk_vec_dot_q5_1_q8a_avx512),
                             (DType::IQ4_NL, b::mk_vec_dot_iq4_nl_q8a_avx512),
                             (DType::IQ4_XS, b::mk_vec_dot_iq4_xs_q8a_avx512),
                         ])
+                        .dot(&shared_dot)
                         .dot4(&[
                             (DType::Q8_0, b::mk_vec_dot4_q8_0_q8a_avx512),
                             (DType::Q4_0, b::mk_vec_dot4_q4_0_q8a_avx512),
@@ -170,17 +176,8 @@ pub fn available() -> Vec<KernelSet> {
                             (DType::IQ4_NL, b::mk_vec_dot4_iq4_nl_q8a_avx512),
                             (DType::IQ4_XS, b::mk_vec_dot4_iq4_xs_q8a_avx512),
                         ])
-                        // The AVX2 four-row decode kernels and GEMMs beat these types' AVX-512
-                        // one- and four-row kernels (Q5_0 decode 16.5 vs 13.9 GB/s, prefill
-                        // 48 vs 29 GMAC/s, one thread, docs/PERFORMANCE.md).
-                        .rows4(&[
-                            (DType::Q5_0, b::mk_vec_dot_rows4_q5_0_q8a_avx2),
-                            (DType::IQ4_NL, b::mk_vec_dot_rows4_iq4_nl_q8a_avx2),
-                        ])
-                        .gemm_q8a(&[
-                            (DType::Q5_0, b::mk_gemm_q5_0_q8a_avx2),
-                            (DType::IQ4_NL, b::mk_gemm_iq4_nl_q8a_avx2),
-                        ]),
+                        .rows4(&shared_rows4)
+                        .gemm_q8a(&shared_gemm),
                     mla: MlaKernels {
                         scores_f32: b::mk_mla_scores_f32_avx512,
                         scores_f16: b::mk_mla_scores_f16_avx512,
