@@ -377,6 +377,56 @@ mod tests {
     use super::*;
     use crate::tensor::quant;
 
+    /// Every set's one-row and four-row products of `row` against the generic ones (bound
+    /// 1e-5 × the row's summed magnitudes `mags`, per activation row), and, for quantized
+    /// (not raw) rows at scale 1, the generic q8a product against the f32 one within the
+    /// activation rounding (|x - d·q| ≤ d/2 per element).
+    #[allow(clippy::too_many_arguments)]
+    fn check_every_set(
+        sets: &[KernelSet],
+        acts: &Q8Acts,
+        dtype: DType,
+        row: &[u8],
+        mags: &[f32],
+        x: &[f32],
+        scale: f32,
+        raw: bool,
+    ) {
+        let n = acts.n;
+        let want: Vec<f32> = (0..4).map(|r| acts.dot(generic(), dtype, row, r)).collect();
+        for k in sets {
+            let got = acts.dot(k, dtype, row, 0);
+            assert!(
+                (got - want[0]).abs() <= 1e-5 * mags[0] + f32::MIN_POSITIVE,
+                "{} {dtype:?} n={n} scale={scale} raw={raw}: {got} vs {}",
+                k.name,
+                want[0]
+            );
+            let got4 = acts.dot_upto4(k, dtype, row, 0, 4);
+            for r in 0..4 {
+                assert!(
+                    (got4[r] - want[r]).abs() <= 1e-5 * mags[r] + f32::MIN_POSITIVE,
+                    "{} four-row {dtype:?} n={n} scale={scale} raw={raw} row \
+                     {r}: {} vs {}",
+                    k.name,
+                    got4[r],
+                    want[r]
+                );
+            }
+        }
+        if scale == 1.0 && !raw {
+            let exact = quant::dot_row(dtype, row, x);
+            let mut deq = vec![0.0; n];
+            quant::dequantize_row(dtype, row, &mut deq);
+            let bound: f32 = (0..n).map(|i| deq[i].abs() * acts.d[i / QK] / 2.0).sum();
+            assert!(
+                (want[0] - exact).abs() <= bound * 1.01,
+                "{dtype:?}: q8a {} vs f32 {exact} (bound {bound})",
+                want[0]
+            );
+        }
+    }
+
     /// The Rust row kernels used by the forward pass agree with the C reference kernels.
     #[test]
     fn rust_rows_match_c_generic() {
@@ -780,41 +830,7 @@ mod tests {
                                 mag
                             })
                             .collect();
-                        let want: Vec<f32> = (0..4)
-                            .map(|r| acts.dot(generic(), dtype, &row, r))
-                            .collect();
-                        for k in &sets {
-                            let got = acts.dot(k, dtype, &row, 0);
-                            assert!(
-                                (got - want[0]).abs() <= 1e-5 * mags[0] + f32::MIN_POSITIVE,
-                                "{} {dtype:?} n={n} scale={scale} raw={raw}: {got} vs {}",
-                                k.name,
-                                want[0]
-                            );
-                            let got4 = acts.dot_upto4(k, dtype, &row, 0, 4);
-                            for r in 0..4 {
-                                assert!(
-                                    (got4[r] - want[r]).abs() <= 1e-5 * mags[r] + f32::MIN_POSITIVE,
-                                    "{} four-row {dtype:?} n={n} scale={scale} raw={raw} row \
-                                     {r}: {} vs {}",
-                                    k.name,
-                                    got4[r],
-                                    want[r]
-                                );
-                            }
-                        }
-                        if scale == 1.0 && !raw {
-                            let exact = quant::dot_row(dtype, &row, &x[..n]);
-                            let mut deq = vec![0.0; n];
-                            quant::dequantize_row(dtype, &row, &mut deq);
-                            let bound: f32 =
-                                (0..n).map(|i| deq[i].abs() * acts.d[i / QK] / 2.0).sum();
-                            assert!(
-                                (want[0] - exact).abs() <= bound * 1.01,
-                                "{dtype:?}: q8a {} vs f32 {exact} (bound {bound})",
-                                want[0]
-                            );
-                        }
+                        check_every_set(&sets, &acts, dtype, &row, &mags, &x[..n], scale, raw);
                     }
                 }
             }
@@ -925,41 +941,7 @@ mod tests {
                                 mag
                             })
                             .collect();
-                        let want: Vec<f32> = (0..4)
-                            .map(|r| acts.dot(generic(), dtype, &row, r))
-                            .collect();
-                        for k in &sets {
-                            let got = acts.dot(k, dtype, &row, 0);
-                            assert!(
-                                (got - want[0]).abs() <= 1e-5 * mags[0] + f32::MIN_POSITIVE,
-                                "{} {dtype:?} n={n} scale={scale} raw={raw}: {got} vs {}",
-                                k.name,
-                                want[0]
-                            );
-                            let got4 = acts.dot_upto4(k, dtype, &row, 0, 4);
-                            for r in 0..4 {
-                                assert!(
-                                    (got4[r] - want[r]).abs() <= 1e-5 * mags[r] + f32::MIN_POSITIVE,
-                                    "{} four-row {dtype:?} n={n} scale={scale} raw={raw} row \
-                                     {r}: {} vs {}",
-                                    k.name,
-                                    got4[r],
-                                    want[r]
-                                );
-                            }
-                        }
-                        if scale == 1.0 && !raw {
-                            let exact = quant::dot_row(dtype, &row, &x[..n]);
-                            let mut deq = vec![0.0; n];
-                            quant::dequantize_row(dtype, &row, &mut deq);
-                            let bound: f32 =
-                                (0..n).map(|i| deq[i].abs() * acts.d[i / QK] / 2.0).sum();
-                            assert!(
-                                (want[0] - exact).abs() <= bound * 1.01,
-                                "{dtype:?}: q8a {} vs f32 {exact} (bound {bound})",
-                                want[0]
-                            );
-                        }
+                        check_every_set(&sets, &acts, dtype, &row, &mags, &x[..n], scale, raw);
                     }
                 }
             }
