@@ -130,8 +130,9 @@ void mk_vec_dot_rows4_q5_0_q8a_avx2(size_t n, const void *w, size_t row_bytes, c
                                     const float *d, const int32_t *s, float *out);
 void mk_vec_dot_rows4_iq4_nl_q8a_avx2(size_t n, const void *w, size_t row_bytes, const int8_t *qs,
                                       const float *d, const int32_t *s, float *out);
-/* Prefill GEMMs (contract of mk_gemm_*_q8a_generic): tiles of 2 weight rows × 4 blocks
- * unpacked once, every token streamed past them. */
+/* Prefill GEMMs (contract of mk_gemm_*_q8a_generic): tiles of 8 weight rows × one 32-element
+ * block decoded and transposed once (lane r = row r), every token streamed past them; the
+ * last nrows % 8 rows and batches under 4 tokens in tiles of 2 rows × 4 blocks. */
 void mk_gemm_q4_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
                            const int8_t *qs, const float *d, const int32_t *s, float *out,
                            size_t ldo);
@@ -144,8 +145,18 @@ void mk_gemm_q5_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_byt
 void mk_gemm_iq4_nl_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
                              const int8_t *qs, const float *d, const int32_t *s, float *out,
                              size_t ldo);
-/* And for Q4_K / Q5_K / Q6_K weights (n a multiple of 256): tiles of 2 weight rows × half a
- * super-block. */
+/* And for Q4_1, Q5_1 (their mins added as m·dx·Σx) and IQ4_XS (n a multiple of 256). */
+void mk_gemm_q4_1_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo);
+void mk_gemm_q5_1_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out,
+                           size_t ldo);
+void mk_gemm_iq4_xs_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                             const int8_t *qs, const float *d, const int32_t *s, float *out,
+                             size_t ldo);
+/* And for Q4_K / Q5_K / Q6_K weights (n a multiple of 256; the small tiles: 2 weight rows ×
+ * half a super-block). */
 void mk_gemm_q4_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
                            const int8_t *qs, const float *d, const int32_t *s, float *out,
                            size_t ldo);

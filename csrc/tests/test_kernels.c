@@ -1173,30 +1173,32 @@ static void test_legacy(int *passed, int *failed) {
 }
 
 #if defined(__x86_64__)
-/* The AVX2 four-row decode kernels and GEMMs of Q5_0 and IQ4_NL (types 1 and 3 of
- * make_legacy_row) against the generic one-row kernel, row by row and token by token: 1..40
- * blocks, rows at a padded stride, 1..9 rows, 1..65 tokens (the 64-token slices and their
- * tails), scales 1e-6..3e4 (1 also with unit weight and activation scales, where every sum is
- * an integer below 2^24 and the results must be equal). Bound otherwise 1e-5 · Σ|terms|.
- * The GEMM's column past nrows (ldo = nrows + 1) must stay untouched. */
+/* The AVX2 four-row decode kernels (Q5_0, IQ4_NL) and GEMMs (Q4_1, Q5_0, Q5_1, IQ4_NL,
+ * IQ4_XS: the types of make_legacy_row) against the generic one-row kernel, row by row and
+ * token by token: 1..40 block units (32 elements, 256 for IQ4_XS), rows at a padded stride,
+ * 1..9 rows, 1..65 tokens (the 64-token slices and their tails), scales 1e-6..3e4 (1 also with
+ * unit weight and activation scales and mins of 1, where every sum is an integer below 2^24
+ * and the results must be equal). Bound otherwise 1e-5 · Σ|terms|. The GEMM's column past
+ * nrows (ldo = nrows + 1) must stay untouched. */
 static void test_legacy_rows4_gemm(int available, int *passed, int *failed) {
     if (!available) {
-        printf("kernel avx2 q5_0/iq4_nl four-row and gemm: not on this CPU\n");
+        printf("kernel avx2 legacy/iq4 four-row and gemm: not on this CPU\n");
         return;
     }
-    const int types[2] = {1, 3};
-    const size_t bb[2] = {22, 18};
-    const rows4_fn r4[2] = {mk_vec_dot_rows4_q5_0_q8a_avx2, mk_vec_dot_rows4_iq4_nl_q8a_avx2};
-    const gemm_q8a_fn gm[2] = {mk_gemm_q5_0_q8a_avx2, mk_gemm_iq4_nl_q8a_avx2};
-    const dot_fn ref[2] = {mk_vec_dot_q5_0_q8a_generic, mk_vec_dot_iq4_nl_q8a_generic};
-    const char *name[2] = {"q5_0", "iq4_nl"};
+    const size_t bb[5] = {20, 22, 24, 18, 136};
+    const rows4_fn r4[5] = {NULL, mk_vec_dot_rows4_q5_0_q8a_avx2, NULL, mk_vec_dot_rows4_iq4_nl_q8a_avx2, NULL};
+    const gemm_q8a_fn gm[5] = {mk_gemm_q4_1_q8a_avx2, mk_gemm_q5_0_q8a_avx2, mk_gemm_q5_1_q8a_avx2,
+                               mk_gemm_iq4_nl_q8a_avx2, mk_gemm_iq4_xs_q8a_avx2};
+    const dot_fn ref[5] = {mk_vec_dot_q4_1_q8a_generic, mk_vec_dot_q5_0_q8a_generic, mk_vec_dot_q5_1_q8a_generic,
+                           mk_vec_dot_iq4_nl_q8a_generic, mk_vec_dot_iq4_xs_q8a_generic};
+    const char *name[5] = {"q4_1", "q5_0", "q5_1", "iq4_nl", "iq4_xs"};
     const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f}; /* 0: the exact mode */
     const size_t tok_counts[] = {1, 2, 3, 5, 64, 65};
     const size_t row_counts[] = {1, 2, 3, 4, 5, 9};
     const size_t maxt = 65, maxr = 9, pad = 5;
-    for (int ty = 0; ty < 2; ty++)
-        for (size_t blocks = 1; blocks <= 40; blocks++) {
-            const size_t n = 32 * blocks, rb = bb[ty] * blocks + pad;
+    for (int ty = 0; ty < 5; ty++)
+        for (size_t units = 1; units <= (ty == 4 ? 6 : 40); units++) {
+            const size_t n = (ty == 4 ? 256 : 32) * units, blocks = n / 32, rb = bb[ty] * units + pad;
             float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
             float *wm = malloc(maxr * n * sizeof *wm);
             int8_t *qs = malloc(maxt * n);
@@ -1205,21 +1207,24 @@ static void test_legacy_rows4_gemm(int available, int *passed, int *failed) {
             float *got = malloc(maxt * (maxr + 1) * sizeof *got);
             for (int si = 0; si < 4; si++) {
                 const int exact = scales[si] == 0.0f;
-                if (exact && blocks > 17) continue;
+                if (exact && (blocks > 17 || ty == 4)) continue; /* IQ4_XS: (ls-32)·Σ passes 2^24 */
                 for (size_t i = 0; i < maxt * n; i++) x[i] = frand() * (exact ? 1.0f : scales[si]);
                 for (size_t t = 0; t < maxt; t++)
                     mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
                 for (size_t r = 0; r < maxr; r++) {
-                    make_legacy_row(types[ty], blocks, exact ? 1.0f : scales[si], w + r * rb, wm + r * n);
+                    make_legacy_row(ty, units, exact ? 1.0f : scales[si], w + r * rb, wm + r * n);
                     if (exact) {
                         const uint16_t one = 0x3c00;
-                        for (size_t b = 0; b < blocks; b++) memcpy(w + r * rb + b * bb[ty], &one, 2);
+                        for (size_t b = 0; b < units; b++) {
+                            memcpy(w + r * rb + b * bb[ty], &one, 2);
+                            if (ty == 0 || ty == 2) memcpy(w + r * rb + b * bb[ty] + 2, &one, 2);
+                        }
                     }
                 }
                 if (exact)
                     for (size_t b = 0; b < maxt * blocks; b++) d[b] = 1.0f;
                 /* four-row decode: rows 0..3 and 5..8 */
-                for (size_t r0 = 0; r0 <= 5; r0 += 5) {
+                for (size_t r0 = 0; r4[ty] && r0 <= 5; r0 += 5) {
                     float g[4];
                     r4[ty](n, w + r0 * rb, rb, qs, d, s, g);
                     for (int r = 0; r < 4; r++) {
@@ -1251,7 +1256,7 @@ static void test_legacy_rows4_gemm(int available, int *passed, int *failed) {
                                 const float want = ref[ty](n, w + r * rb, qs + t * n, d + t * blocks, s + t * blocks);
                                 float mag = 0;
                                 for (size_t i = 0; i < n; i++)
-                                    mag += (exact ? 127.0f : wm[r * n + i]) * fabsf(d[t * blocks + i / 32] * qs[t * n + i]);
+                                    mag += (exact ? 255.0f : wm[r * n + i]) * fabsf(d[t * blocks + i / 32] * qs[t * n + i]);
                                 const int ok = exact ? gv == want : fabsf(gv - want) <= 1e-5f * mag + 1e-30f;
                                 if (!ok && !bad)
                                     printf("FAIL avx2 gemm %s n=%zu rows=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
@@ -1264,6 +1269,6 @@ static void test_legacy_rows4_gemm(int available, int *passed, int *failed) {
             }
             free(x), free(d), free(wm), free(qs), free(s), free(w), free(got);
         }
-    printf("kernel avx2 q5_0/iq4_nl four-row and gemm: tested\n");
+    printf("kernel avx2 legacy/iq4 four-row and gemm: tested\n");
 }
 #endif

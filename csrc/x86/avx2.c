@@ -244,22 +244,70 @@ void mk_vec_dot_rows4_iq4_nl_q8a_avx2(size_t n, const void *w, size_t row_bytes,
 }
 
 /* Prefill GEMM (contract of mk_gemm_*_q8a_generic), the structure of the VBMI one on 256 bits:
- * a tile of 2 weight rows × 4 blocks is unpacked once into 8 registers (Q4_0: nibbles 0..15;
- * Q8_0: the codes, whose |w| and signs are taken per token) with its 8 scales, and every
- * token of a 64-token slice streams past it: per row and block one vpmaddubsw + vpmaddwd,
- * the integer correction (Q4_0's -8·Σx), one conversion and one FMA into the token's
+ * a tile of 2 weight rows × 4 blocks is unpacked once into 8 registers (unsigned codes for
+ * Q4_0/Q5_0/Q4_1/Q5_1, signed codes or codebook values for Q8_0/IQ4_NL/IQ4_XS, whose |w| and
+ * signs are taken per token) with its 8 factors (and Q4_1/Q5_1's 8 mins), and every token of
+ * a 64-token slice streams past it: per row and block one vpmaddubsw + vpmaddwd, the integer
+ * offset (Q4_0's -8·Σx, Q5_0's -16·Σx), one conversion and one FMA into the token's
  * accumulator for the row (kept in a stack tile, summed across lanes once per row at the
- * end). */
+ * end). The mins' m·dx·Σx of the four blocks go into one more FMA per token and tile (lanes
+ * 0-3 row 0, 4-7 row 1). */
 #define GEMM_TOK 64
+
+/* The GEMM's block types: R_* above plus these (all four-row kernels stay R_*-only). */
+enum { G_Q4_1 = R_IQ4_NL + 1, G_Q5_1, G_IQ4_XS };
+#define G_UNSIGNED(t) (R_UNSIGNED(t) || (t) == G_Q4_1 || (t) == G_Q5_1)
+#define G_MINS(t) ((t) == G_Q4_1 || (t) == G_Q5_1)
+
+/* Block j of a row: its 32 bytes in element order (as r_block), its factor and min. */
+static inline __attribute__((always_inline)) __m256i g_block(int t, const uint8_t *row, size_t j,
+                                                             float *f, float *m) {
+    const uint8_t *b;
+    *m = 0.0f;
+    switch (t) {
+    case G_Q4_1:
+        b = row + 20 * j;
+        *f = f16_at(b);
+        *m = f16_at(b + 2);
+        return unpack_q4(b + 4);
+    case G_Q5_1:
+        b = row + 24 * j;
+        *f = f16_at(b);
+        *m = f16_at(b + 2);
+        return _mm256_or_si256(unpack_q4(b + 8), lx_hbits(lx_u32(b + 4)));
+    case G_IQ4_XS: {
+        b = row + 136 * (j / 8);
+        const int i = (int)(j % 8);
+        uint16_t h;
+        memcpy(&h, b + 2, 2);
+        const int ls = ((b[4 + i / 2] >> (4 * (i % 2))) & 0x0f) | (((h >> (2 * i)) & 3) << 4);
+        *f = f16_at(b) * (float)(ls - 32);
+        return iq4nl_values(unpack_q4(b + 8 + 16 * i));
+    }
+    default:
+        b = row + R_BS(t) * j;
+        *f = f16_at(b);
+        return r_block(t, b);
+    }
+}
+
+/* Σ over one block's 32 pairs as 8 int32 lanes, the offset included. */
+static inline __attribute__((always_inline)) __m256i g_isum(int t, __m256i wv, __m256i xv, int32_t sx) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (!G_UNSIGNED(t))
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)), ones);
+    const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv), ones);
+    if (G_MINS(t)) return p;
+    return _mm256_sub_epi32(p, _mm256_set1_epi32(R_OFFSET(t) / 8 * sx));
+}
 
 static inline __attribute__((always_inline)) void gemm_q8a_avx2(int ty, size_t n, size_t nrows,
                                                                 const void *w, size_t row_bytes,
                                                                 size_t ntok, const int8_t *qs,
                                                                 const float *d, const int32_t *s,
                                                                 float *out, size_t ldo) {
-    const size_t nb = n / 32, bs = R_BS(ty);
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[GEMM_TOK][2];
+    const size_t nb = n / 32;
+    __m256 acc[GEMM_TOK][2], accm[GEMM_TOK];
     for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
         const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
         for (size_t r = 0; r < nrows; r += 2) {
@@ -267,17 +315,16 @@ static inline __attribute__((always_inline)) void gemm_q8a_avx2(int ty, size_t n
             const int two = r + 1 < nrows;
             const uint8_t *row[2] = {(const uint8_t *)w + r * row_bytes,
                                      (const uint8_t *)w + (r + two) * row_bytes};
-            for (size_t t = 0; t < tn; t++) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+            for (size_t t = 0; t < tn; t++) acc[t][0] = acc[t][1] = accm[t] = _mm256_setzero_ps();
             size_t k = 0;
             for (; k + 4 <= nb; k += 4) {
                 __m256i wv[2][4];
-                float ws[2][4];
+                float ws[2][4], wm[2][4];
                 for (int h = 0; h < 2; h++)
-                    for (int j = 0; j < 4; j++) {
-                        const uint8_t *b = row[h] + (k + j) * bs;
-                        wv[h][j] = r_block(ty, b);
-                        ws[h][j] = f16_at(b);
-                    }
+                    for (int j = 0; j < 4; j++) wv[h][j] = g_block(ty, row[h], k + j, &ws[h][j], &wm[h][j]);
+                const __m256 mv = G_MINS(ty) ? _mm256_setr_ps(wm[0][0], wm[0][1], wm[0][2], wm[0][3], wm[1][0],
+                                                              wm[1][1], wm[1][2], wm[1][3])
+                                             : _mm256_setzero_ps();
                 for (size_t t = 0; t < tn; t++) {
                     const size_t tt = t0 + t;
                     const int8_t *x = qs + tt * n + 32 * k;
@@ -287,73 +334,48 @@ static inline __attribute__((always_inline)) void gemm_q8a_avx2(int ty, size_t n
                     for (int j = 0; j < 4; j++) {
                         const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + 32 * j));
                         const __m256 dj = _mm256_broadcast_ss(dx + j);
-                        __m256i p0, p1;
-                        if (R_UNSIGNED(ty)) {
-                            const __m256i sj = _mm256_set1_epi32(R_OFFSET(ty) / 8 * sx[j]);
-                            p0 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wv[0][j], xv), ones), sj);
-                            p1 = _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wv[1][j], xv), ones), sj);
-                        } else {
-                            p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv[0][j], wv[0][j]),
-                                                                        _mm256_sign_epi8(xv, wv[0][j])),
-                                                   ones);
-                            p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv[1][j], wv[1][j]),
-                                                                        _mm256_sign_epi8(xv, wv[1][j])),
-                                                   ones);
-                        }
+                        const __m256i p0 = g_isum(ty, wv[0][j], xv, sx[j]);
+                        const __m256i p1 = g_isum(ty, wv[1][j], xv, sx[j]);
                         a0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_mul_ps(dj, _mm256_set1_ps(ws[0][j])), a0);
                         a1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_mul_ps(dj, _mm256_set1_ps(ws[1][j])), a1);
                     }
                     acc[t][0] = a0;
                     acc[t][1] = a1;
+                    if (G_MINS(ty)) { /* dx·Σx of the four blocks, for both rows */
+                        const __m128 ds = _mm_mul_ps(_mm_loadu_ps(dx), _mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)sx)));
+                        accm[t] = _mm256_fmadd_ps(mv, _mm256_set_m128(ds, ds), accm[t]);
+                    }
                 }
             }
-            for (; k < nb; k++) /* blocks past the last full tile */
+            for (; k < nb; k++) /* blocks past the last full tile (never for IQ4_XS: 8 per row) */
                 for (size_t t = 0; t < tn; t++) {
                     const size_t tt = t0 + t;
-                    const int8_t *x = qs + tt * n + 32 * k;
+                    const __m256i xv = _mm256_loadu_si256((const __m256i *)(qs + tt * n + 32 * k));
                     for (int h = 0; h < 2; h++) {
-                        const uint8_t *b = row[h] + k * bs;
-                        const __m256i v = r_block(ty, b), xv = _mm256_loadu_si256((const __m256i *)x);
-                        const __m256i p =
-                            R_UNSIGNED(ty)
-                                ? _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(v, xv), ones),
-                                                   _mm256_set1_epi32(R_OFFSET(ty) / 8 * s[tt * nb + k]))
-                                : _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(v, v), _mm256_sign_epi8(xv, v)),
-                                                    ones);
-                        acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f16_at(b) * d[tt * nb + k]),
-                                                    acc[t][h]);
+                        float f, m;
+                        const __m256i v = g_block(ty, row[h], k, &f, &m);
+                        const __m256i p = g_isum(ty, v, xv, s[tt * nb + k]);
+                        acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(f * d[tt * nb + k]), acc[t][h]);
+                        if (G_MINS(ty)) /* m·dx·Σx spread over the 8 lanes (exact: /8) */
+                            acc[t][h] = _mm256_fmadd_ps(_mm256_set1_ps(m * 0.125f),
+                                                        _mm256_set1_ps(d[tt * nb + k] * (float)s[tt * nb + k]),
+                                                        acc[t][h]);
                     }
                 }
             for (size_t t = 0; t < tn; t++) {
-                out[(t0 + t) * ldo + r] = hsum256(acc[t][0]);
-                if (two) out[(t0 + t) * ldo + r + 1] = hsum256(acc[t][1]);
+                float m0 = 0.0f, m1 = 0.0f;
+                if (G_MINS(ty)) {
+                    __m128 lo = _mm256_castps256_ps128(accm[t]), hi = _mm256_extractf128_ps(accm[t], 1);
+                    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+                    hi = _mm_add_ps(hi, _mm_movehl_ps(hi, hi));
+                    m0 = _mm_cvtss_f32(_mm_add_ss(lo, _mm_movehdup_ps(lo)));
+                    m1 = _mm_cvtss_f32(_mm_add_ss(hi, _mm_movehdup_ps(hi)));
+                }
+                out[(t0 + t) * ldo + r] = hsum256(acc[t][0]) + m0;
+                if (two) out[(t0 + t) * ldo + r + 1] = hsum256(acc[t][1]) + m1;
             }
         }
     }
-}
-
-void mk_gemm_q4_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
-                           const int8_t *qs, const float *d, const int32_t *s, float *out,
-                           size_t ldo) {
-    gemm_q8a_avx2(R_Q4_0, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
-}
-
-void mk_gemm_q8_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
-                           const int8_t *qs, const float *d, const int32_t *s, float *out,
-                           size_t ldo) {
-    gemm_q8a_avx2(R_Q8_0, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
-}
-
-void mk_gemm_q5_0_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
-                           const int8_t *qs, const float *d, const int32_t *s, float *out,
-                           size_t ldo) {
-    gemm_q8a_avx2(R_Q5_0, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
-}
-
-void mk_gemm_iq4_nl_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
-                             const int8_t *qs, const float *d, const int32_t *s, float *out,
-                             size_t ldo) {
-    gemm_q8a_avx2(R_IQ4_NL, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
 }
 
 /* ---- K-quants ---- */
@@ -598,23 +620,235 @@ static inline __attribute__((always_inline)) void gemm_k_avx2(int type, size_t n
     }
 }
 
-void mk_gemm_q4_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
-                           const int8_t *qs, const float *d, const int32_t *s, float *out,
-                           size_t ldo) {
-    gemm_k_avx2(GK_Q4, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
+/* ---- Prefill GEMM, eight rows at a time ----
+ * A tile is one 32-element block of 8 weight rows. Each row's 32 codes are decoded in element
+ * order (as the kernels above do) and the 8 × 8 dwords are transposed, so that vector v holds
+ * elements 4v..4v+3 of rows 0..7 (one row per 32-bit lane). A token then costs, per tile, 8
+ * broadcasts of its own 4-byte groups and 8 vpmaddubsw whose int16 lanes can be summed before
+ * one vpmaddwd (unsigned 4-bit codes: 8 products of ≤ 3810; 5-bit: 4; 6-bit signed Q6_K: 4;
+ * 8-bit signed codes and IQ4 values: 1), then one conversion and one FMA with the 8 rows'
+ * factors: lane r of the accumulator is row r, so no horizontal sums and a plain 8-float store
+ * per token. The transposition is paid once per tile and the tile is reused by every token of
+ * a 64-token slice. Mins (Q4_1/Q5_1: +m, Q4_K/Q5_K: -dmin·m) add one FMA with dx·Σx. */
+enum { E_Q4_0, E_Q4_1, E_Q5_0, E_Q5_1, E_Q8_0, E_IQ4_NL, E_IQ4_XS, E_Q4_K, E_Q5_K, E_Q6_K };
+#define E_SIGNED(t) ((t) == E_Q8_0 || (t) == E_IQ4_NL || (t) == E_IQ4_XS || (t) == E_Q6_K)
+#define E_FIVE(t) ((t) == E_Q5_0 || (t) == E_Q5_1 || (t) == E_Q5_K)
+#define E_MINS(t) ((t) == E_Q4_1 || (t) == E_Q5_1 || (t) == E_Q4_K || (t) == E_Q5_K)
+#define E_OFFSET(t) ((t) == E_Q4_0 ? 8 : (t) == E_Q5_0 ? 16 : 0)
+/* The R_* / G_* name of the same type (for r_block / g_block). */
+#define E_R(t) ((t) == E_Q4_0 ? R_Q4_0 : (t) == E_Q8_0 ? R_Q8_0 : (t) == E_Q5_0 ? R_Q5_0 : R_IQ4_NL)
+#define E_G(t) ((t) == E_Q4_1 ? G_Q4_1 : (t) == E_Q5_1 ? G_Q5_1 : G_IQ4_XS)
+
+/* Block j of a row (bytes at `row`): 32 codes in element order, the factor of elements 0-15
+ * (*f) and 16-31 (*f2: differs only for Q6_K) and the min (*m, signed as it is added). */
+static inline __attribute__((always_inline)) __m256i e_codes(int t, const uint8_t *row, size_t j,
+                                                             float *f, float *f2, float *m) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const uint8_t *b;
+    *m = 0.0f;
+    switch (t) {
+    case E_Q4_0:
+    case E_Q8_0:
+    case E_Q5_0:
+    case E_IQ4_NL:
+        b = row + R_BS(E_R(t)) * j;
+        *f = *f2 = f16_at(b);
+        return r_block(E_R(t), b);
+    case E_Q4_1:
+    case E_Q5_1:
+    case E_IQ4_XS: {
+        float ff, mm;
+        const __m256i v = g_block(E_G(t), row, j, &ff, &mm);
+        *f = *f2 = ff;
+        *m = mm;
+        return v;
+    }
+    case E_Q4_K:
+    case E_Q5_K: { /* factors and mins: from k_factors, once per super-block */
+        const size_t bb = t == E_Q5_K ? 176 : 144;
+        const int i = (int)(j % 8);
+        b = row + bb * (j / 8);
+        *f = *f2 = 0.0f;
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(b + (t == E_Q5_K ? 48 : 16) + 32 * (i / 2)));
+        __m256i c = _mm256_and_si256(_mm256_srl_epi16(raw, _mm_cvtsi32_si128(4 * (i & 1))), m4);
+        if (t == E_Q5_K) {
+            const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
+            c = _mm256_or_si256(
+                c, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(i)), _mm256_set1_epi8(1)), 4));
+        }
+        return c;
+    }
+    default: { /* Q6_K: 128 elements per half; block i of 8: ql/qh/scale positions */
+        const int i = (int)(j % 8), h = i / 4, g = i % 4;
+        b = row + 210 * (j / 8);
+        const __m256i l = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32 * (g & 1)));
+        const __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h));
+        const __m256i lo = _mm256_and_si256(_mm256_srl_epi16(l, _mm_cvtsi32_si128(4 * (g / 2))), m4);
+        const __m256i hi = _mm256_and_si256(_mm256_srl_epi16(qh, _mm_cvtsi32_si128(2 * g)), _mm256_set1_epi8(3));
+        const int8_t *sc = (const int8_t *)(b + 192);
+        const float d = f16_at(b + 208);
+        *f = d * (float)sc[8 * h + 2 * g];
+        *f2 = d * (float)sc[8 * h + 2 * g + 1];
+        return _mm256_sub_epi8(_mm256_or_si256(lo, _mm256_slli_epi16(hi, 4)), _mm256_set1_epi8(32));
+    }
+    }
 }
 
-void mk_gemm_q5_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
-                           const int8_t *qs, const float *d, const int32_t *s, float *out,
-                           size_t ldo) {
-    gemm_k_avx2(GK_Q5, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
+/* The factors d·sc and mins -dmin·m of the 8 sub-blocks of a Q4_K/Q5_K super-block. */
+static inline void k_factors(const uint8_t *b, float f[8], float m[8]) {
+    uint8_t sc[8], mn[8];
+    k_unpack(b + 4, sc, mn);
+    const float d = f16_at(b), dmin = f16_at(b + 2);
+    for (int i = 0; i < 8; i++) {
+        f[i] = d * (float)sc[i];
+        m[i] = -dmin * (float)mn[i];
+    }
 }
 
-void mk_gemm_q6_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
-                           const int8_t *qs, const float *d, const int32_t *s, float *out,
-                           size_t ldo) {
-    gemm_k_avx2(GK_Q6, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);
+/* R[r] = 8 dwords of row r → R[v] = dword v of rows 0..7 (lane r). */
+static inline __attribute__((always_inline)) void transpose8_epi32(__m256i R[8]) {
+    __m256i t[8], u[8];
+    for (int p = 0; p < 4; p++) {
+        t[2 * p] = _mm256_unpacklo_epi32(R[2 * p], R[2 * p + 1]);
+        t[2 * p + 1] = _mm256_unpackhi_epi32(R[2 * p], R[2 * p + 1]);
+    }
+    for (int p = 0; p < 2; p++) { /* rows 4p..4p+3 */
+        u[4 * p] = _mm256_unpacklo_epi64(t[4 * p], t[4 * p + 2]);
+        u[4 * p + 1] = _mm256_unpackhi_epi64(t[4 * p], t[4 * p + 2]);
+        u[4 * p + 2] = _mm256_unpacklo_epi64(t[4 * p + 1], t[4 * p + 3]);
+        u[4 * p + 3] = _mm256_unpackhi_epi64(t[4 * p + 1], t[4 * p + 3]);
+    }
+    for (int v = 0; v < 4; v++) {
+        R[v] = _mm256_permute2x128_si256(u[v], u[4 + v], 0x20);
+        R[v + 4] = _mm256_permute2x128_si256(u[v], u[4 + v], 0x31);
+    }
 }
+
+static inline __attribute__((always_inline)) void gemm8_avx2(int ty, size_t n, size_t nrows, const void *w,
+                                                             size_t row_bytes, size_t ntok, const int8_t *qs,
+                                                             const float *d, const int32_t *s, float *out,
+                                                             size_t ldo) {
+    const size_t nb = n / 32;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc[GEMM_TOK];
+    float kf[8][8], km[8][8]; /* Q4_K/Q5_K: the current super-block's factors per row */
+    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
+        const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
+        for (size_t r = 0; r + 8 <= nrows; r += 8) {
+            const uint8_t *row = (const uint8_t *)w + r * row_bytes;
+            for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
+            for (size_t j = 0; j < nb; j++) {
+                __m256i V[8], S[8];
+                float f[8], f2[8], m[8];
+                for (int q = 0; q < 8; q++) V[q] = e_codes(ty, row + q * row_bytes, j, &f[q], &f2[q], &m[q]);
+                if (ty == E_Q4_K || ty == E_Q5_K) {
+                    if (j % 8 == 0)
+                        for (int q = 0; q < 8; q++)
+                            k_factors(row + q * row_bytes + (ty == E_Q5_K ? 176 : 144) * (j / 8), kf[q], km[q]);
+                    for (int q = 0; q < 8; q++) {
+                        f[q] = f2[q] = kf[q][j % 8];
+                        m[q] = km[q][j % 8];
+                    }
+                }
+                transpose8_epi32(V);
+                if (E_SIGNED(ty))
+                    for (int v = 0; v < 8; v++) {
+                        S[v] = V[v];
+                        V[v] = _mm256_sign_epi8(V[v], V[v]);
+                    }
+                const __m256 fv = _mm256_loadu_ps(f), f2v = _mm256_loadu_ps(f2), mv = _mm256_loadu_ps(m);
+                for (size_t t = 0; t < tn; t++) {
+                    const size_t tt = t0 + t;
+                    const uint8_t *x = (const uint8_t *)(qs + tt * n + 32 * j);
+                    __m256i bx[8];
+                    for (int v = 0; v < 8; v++) {
+                        int32_t xv;
+                        memcpy(&xv, x + 4 * v, 4);
+                        bx[v] = _mm256_set1_epi32(xv);
+                        if (E_SIGNED(ty)) bx[v] = _mm256_sign_epi8(bx[v], S[v]);
+                    }
+                    const __m256 dj = _mm256_broadcast_ss(d + tt * nb + j);
+                    __m256 a = acc[t];
+                    if (ty == E_Q6_K) { /* |q-32| ≤ 32: four products per int16 lane, per scale */
+                        __m256i lo = _mm256_maddubs_epi16(V[0], bx[0]), hi = _mm256_maddubs_epi16(V[4], bx[4]);
+                        for (int v = 1; v < 4; v++) {
+                            lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(V[v], bx[v]));
+                            hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(V[v + 4], bx[v + 4]));
+                        }
+                        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(lo, ones)), _mm256_mul_ps(fv, dj), a);
+                        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(hi, ones)), _mm256_mul_ps(f2v, dj), a);
+                    } else {
+                        __m256i i32;
+                        if (E_SIGNED(ty)) { /* products up to 2·127·127: widen each */
+                            i32 = _mm256_madd_epi16(_mm256_maddubs_epi16(V[0], bx[0]), ones);
+                            for (int v = 1; v < 8; v++)
+                                i32 = _mm256_add_epi32(i32, _mm256_madd_epi16(_mm256_maddubs_epi16(V[v], bx[v]), ones));
+                        } else if (E_FIVE(ty)) {
+                            __m256i lo = _mm256_maddubs_epi16(V[0], bx[0]), hi = _mm256_maddubs_epi16(V[4], bx[4]);
+                            for (int v = 1; v < 4; v++) {
+                                lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(V[v], bx[v]));
+                                hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(V[v + 4], bx[v + 4]));
+                            }
+                            i32 = _mm256_add_epi32(_mm256_madd_epi16(lo, ones), _mm256_madd_epi16(hi, ones));
+                        } else {
+                            __m256i p = _mm256_maddubs_epi16(V[0], bx[0]);
+                            for (int v = 1; v < 8; v++) p = _mm256_add_epi16(p, _mm256_maddubs_epi16(V[v], bx[v]));
+                            i32 = _mm256_madd_epi16(p, ones);
+                        }
+                        if (E_OFFSET(ty)) i32 = _mm256_sub_epi32(i32, _mm256_set1_epi32(E_OFFSET(ty) * s[tt * nb + j]));
+                        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(fv, dj), a);
+                    }
+                    if (E_MINS(ty)) a = _mm256_fmadd_ps(mv, _mm256_mul_ps(dj, _mm256_set1_ps((float)s[tt * nb + j])), a);
+                    acc[t] = a;
+                }
+            }
+            for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + r, acc[t]);
+        }
+    }
+}
+
+/* The exported GEMMs: whole groups of eight rows by gemm8_avx2, the last nrows % 8 rows (and
+ * batches of fewer than GEMM8_MIN_TOK tokens, too few to pay for the transpositions) by the
+ * two-row tiles above. */
+#ifndef GEMM8_MIN_TOK
+#define GEMM8_MIN_TOK 4
+#endif
+#define GEMM_AVX2(T, E, TAIL)                                                                   \
+    void mk_gemm_##T##_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes,         \
+                                size_t ntok, const int8_t *qs, const float *d, const int32_t *s, \
+                                float *out, size_t ldo) {                                        \
+        const size_t r8 = ntok >= GEMM8_MIN_TOK ? nrows & ~(size_t)7 : 0;                       \
+        gemm8_avx2(E, n, r8, w, row_bytes, ntok, qs, d, s, out, ldo);                            \
+        if (r8 < nrows)                                                                          \
+            TAIL(n, nrows - r8, (const uint8_t *)w + r8 * row_bytes, row_bytes, ntok, qs, d, s,  \
+                 out + r8, ldo);                                                                 \
+    }
+#define GEMM_TAIL(T, KERNEL, TYPE)                                                              \
+    static void gemm_tail_##T(size_t n, size_t nrows, const void *w, size_t row_bytes,          \
+                              size_t ntok, const int8_t *qs, const float *d, const int32_t *s,   \
+                              float *out, size_t ldo) {                                          \
+        KERNEL(TYPE, n, nrows, w, row_bytes, ntok, qs, d, s, out, ldo);                          \
+    }
+GEMM_TAIL(q4_0, gemm_q8a_avx2, R_Q4_0)
+GEMM_TAIL(q8_0, gemm_q8a_avx2, R_Q8_0)
+GEMM_TAIL(q5_0, gemm_q8a_avx2, R_Q5_0)
+GEMM_TAIL(iq4_nl, gemm_q8a_avx2, R_IQ4_NL)
+GEMM_TAIL(q4_1, gemm_q8a_avx2, G_Q4_1)
+GEMM_TAIL(q5_1, gemm_q8a_avx2, G_Q5_1)
+GEMM_TAIL(iq4_xs, gemm_q8a_avx2, G_IQ4_XS)
+GEMM_TAIL(q4_k, gemm_k_avx2, GK_Q4)
+GEMM_TAIL(q5_k, gemm_k_avx2, GK_Q5)
+GEMM_TAIL(q6_k, gemm_k_avx2, GK_Q6)
+GEMM_AVX2(q4_0, E_Q4_0, gemm_tail_q4_0)
+GEMM_AVX2(q8_0, E_Q8_0, gemm_tail_q8_0)
+GEMM_AVX2(q5_0, E_Q5_0, gemm_tail_q5_0)
+GEMM_AVX2(iq4_nl, E_IQ4_NL, gemm_tail_iq4_nl)
+GEMM_AVX2(q4_1, E_Q4_1, gemm_tail_q4_1)
+GEMM_AVX2(q5_1, E_Q5_1, gemm_tail_q5_1)
+GEMM_AVX2(iq4_xs, E_IQ4_XS, gemm_tail_iq4_xs)
+GEMM_AVX2(q4_k, E_Q4_K, gemm_tail_q4_k)
+GEMM_AVX2(q5_k, E_Q5_K, gemm_tail_q5_k)
+GEMM_AVX2(q6_k, E_Q6_K, gemm_tail_q6_k)
 
 /* MLA decode attention (see moela_kernels.h): heads in tiles of up to 4, 8 lanes per step,
  * scalar tails. */

@@ -366,6 +366,48 @@ unsafe extern "C" {
     );
 }
 unsafe extern "C" {
+    pub fn mk_gemm_q4_1_q8a_avx2(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_q5_1_q8a_avx2(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_iq4_xs_q8a_avx2(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
     pub fn mk_gemm_q4_k_q8a_avx2(
         n: usize,
         nrows: usize,

@@ -60,7 +60,7 @@ pub fn available() -> Vec<KernelSet> {
             && is_x86_feature_detected!("f16c")
         {
             // AVX2 kernels the AVX-512 sets use as well: the i-quants have no AVX-512 versions,
-            // and the Q5_0/IQ4_NL four-row decode kernels and GEMMs beat the AVX-512 one- and
+            // the Q5_0/IQ4_NL four-row decode kernels and the legacy/IQ4 GEMMs beat the AVX-512 one- and
             // four-row kernels (Q5_0 decode 16.5 vs 13.9 GB/s, prefill 48 vs 29 GMAC/s, one
             // thread, docs/PERFORMANCE.md).
             let shared_dot: [(DType, DotQ8a); 9] = [
@@ -78,9 +78,12 @@ pub fn available() -> Vec<KernelSet> {
                 (DType::Q5_0, b::mk_vec_dot_rows4_q5_0_q8a_avx2),
                 (DType::IQ4_NL, b::mk_vec_dot_rows4_iq4_nl_q8a_avx2),
             ];
-            let shared_gemm: [(DType, GemmQ8a); 2] = [
+            let shared_gemm: [(DType, GemmQ8a); 5] = [
                 (DType::Q5_0, b::mk_gemm_q5_0_q8a_avx2),
                 (DType::IQ4_NL, b::mk_gemm_iq4_nl_q8a_avx2),
+                (DType::Q4_1, b::mk_gemm_q4_1_q8a_avx2),
+                (DType::Q5_1, b::mk_gemm_q5_1_q8a_avx2),
+                (DType::IQ4_XS, b::mk_gemm_iq4_xs_q8a_avx2),
             ];
             let avx2 = KernelSet {
                 name: "avx2",
