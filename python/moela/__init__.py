@@ -73,6 +73,8 @@ class Status(enum.IntEnum):
     BUFFER_TOO_SMALL = 10
     TOKEN_OUT_OF_RANGE = 11
     INVALID_UTF8 = 12
+    #: The session is in use by another call (another thread); nothing changed.
+    BUSY = 13
 
 
 class MoelaError(Exception):
