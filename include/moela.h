@@ -24,7 +24,9 @@
  * itself for the call (the handle may move between threads from call to call). So one
  * moela_model is shared by every thread, and each thread has its own moela_session (and
  * moela_sampler, moela_detokenizer). moela_last_error() is per thread. Functions without a
- * handle are thread-safe.
+ * handle are thread-safe. A session checks this rule itself: a call that finds the session
+ * in use by another call (another thread, or a generate callback on the same session)
+ * returns MOELA_STATUS_BUSY and changes nothing.
  *
  * STABILITY: status values and struct layouts only ever grow at the end; a released
  * function's signature never changes (a new function replaces it, and the old one stays,
@@ -230,6 +232,12 @@ enum moela_status
    * A string that must be UTF-8 is not.
    */
   MOELA_STATUS_INVALID_UTF8 = 12,
+  /**
+   * The session is in use by another call (another thread, or a callback of a generate
+   * call on the same session): the call did nothing and the session is intact. A session
+   * is used by one thread at a time.
+   */
+  MOELA_STATUS_BUSY = 13,
 };
 #ifndef __cplusplus
 typedef int32_t moela_status;
@@ -254,6 +262,12 @@ typedef struct moela_sampler moela_sampler;
 /**
  * One sequence being evaluated: used by one thread at a time, may move between threads.
  * Opaque.
+ *
+ * Every call checks, atomically and without waiting, that no other call is using the
+ * session: a call that finds it in use (by another thread, or by the generate call whose
+ * callback is running) returns `MOELA_STATUS_BUSY` and changes nothing; calls taking a
+ * `const` session may share it with each other. After an internal error during a call the
+ * session refuses every call with `MOELA_STATUS_PANIC`: free it.
  */
 typedef struct moela_session moela_session;
 

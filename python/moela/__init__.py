@@ -11,8 +11,14 @@ library path.
 ...     print(piece, end="", flush=True)
 
 Errors from the library are raised as :class:`MoelaError`, with its status and message.
+Arguments are checked before they reach the library: a wrong type is a TypeError naming the
+parameter; an integer outside its C type or its documented range, a string with a NUL where
+the library takes NUL-terminated strings, or an unknown name is a :class:`MoelaValueError`
+(both a MoelaError and a ValueError) naming the parameter, its value and the range. Nothing
+is wrapped or cut silently.
 Threads: share one :class:`Model`; give each thread its own :class:`Session` and
-:class:`Sampler` (the library releases the GIL while it computes).
+:class:`Sampler` (the library releases the GIL while it computes). A session used by two
+threads at once refuses the second call with status BUSY.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from __future__ import annotations
 import array
 import ctypes
 import enum
+import math
+import numbers
+import operator
 import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
@@ -28,10 +37,12 @@ from . import _ffi
 
 __all__ = [
     "ABI_VERSION",
+    "MAX_CTX",
     "MAX_THREADS",
     "Model",
     "ModelInfo",
     "MoelaError",
+    "MoelaValueError",
     "Sampler",
     "Session",
     "Status",
@@ -73,6 +84,8 @@ class Status(enum.IntEnum):
     BUFFER_TOO_SMALL = 10
     TOKEN_OUT_OF_RANGE = 11
     INVALID_UTF8 = 12
+    #: The session is in use by another call (another thread); nothing changed.
+    BUSY = 13
 
 
 class MoelaError(Exception):
@@ -92,10 +105,147 @@ class MoelaError(Exception):
         return self.status.name if isinstance(self.status, Status) else f"status {self.status}"
 
 
+class MoelaValueError(MoelaError, ValueError):
+    """An argument with a value outside its range: a :class:`MoelaError` (status INVALID_ARG,
+    TOKEN_OUT_OF_RANGE or INVALID_UTF8) that is also a :class:`ValueError`. Raised by this
+    package before the library is called (an integer outside its C type or its documented
+    range, a string with a NUL, an unknown name) and for the library's own refusals with
+    those statuses. The message names the parameter, its value and the accepted range."""
+
+
+#: Statuses that mean "a bad argument value": raised as MoelaValueError.
+_VALUE_STATUSES = (Status.INVALID_ARG, Status.TOKEN_OUT_OF_RANGE, Status.INVALID_UTF8)
+
+
+def _error(status: int, message: str) -> MoelaError:
+    cls = MoelaValueError if status in _VALUE_STATUSES else MoelaError
+    return cls(status, message)
+
+
 def _check(status: int) -> None:
     if status != Status.OK:
         msg = _l().moela_last_error()
-        raise MoelaError(status, msg.decode("utf-8", "replace") if msg else "")
+        raise _error(status, msg.decode("utf-8", "replace") if msg else "")
+
+
+# --- The validation layer: every argument is checked here before it reaches ctypes, which
+# would otherwise wrap integers into their C type, cut strings at a NUL and raise
+# AttributeError or ctypes.ArgumentError for wrong types.
+
+_U32_MAX = 2**32 - 1
+_U64_MAX = 2**64 - 1
+#: The longest context a session can have (moela_session_params.n_ctx).
+MAX_CTX = 1 << 24
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def _int(
+    where: str,
+    name: str,
+    value: object,
+    lo: int,
+    hi: int,
+    note: str = "",
+    status: int = Status.INVALID_ARG,
+) -> int:
+    """``value`` as an int in lo ..= hi: TypeError for a non-integer (a bool or float too),
+    MoelaValueError naming ``name`` outside the range."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise TypeError(f"{where}: {name} must be an int, not {_type_name(value)}")
+    v = operator.index(value)  # type: ignore[arg-type]
+    if not lo <= v <= hi:
+        raise _error(status, f"{where}: {name} is {v}: must be {lo} ..= {hi}{note}")
+    return v
+
+
+def _float(where: str, name: str, value: object) -> float:
+    """``value`` as a float that a C float can hold (the library checks the range)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {name} must be a float, not {_type_name(value)}")
+    v = float(value)
+    if math.isfinite(v) and not math.isfinite(ctypes.c_float(v).value):
+        raise MoelaValueError(
+            Status.INVALID_ARG, f"{where}: {name} is {v!r}: too large for a C float"
+        )
+    return v
+
+
+def _bool(where: str, name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{where}: {name} must be a bool, not {_type_name(value)}")
+    return value
+
+
+def _encode(where: str, name: str, value: object, nul_ok: bool = False) -> bytes:
+    """The UTF-8 bytes of a str argument: TypeError for anything else (bytes included),
+    MoelaValueError for lone surrogates and, unless ``nul_ok`` (the C function takes a
+    length), for a NUL, which the C side would take as the end of the string."""
+    if not isinstance(value, str):
+        hint = " (decode it first)" if isinstance(value, (bytes, bytearray)) else ""
+        raise TypeError(f"{where}: {name} must be a str, not {_type_name(value)}{hint}")
+    if not nul_ok and "\0" in value:
+        raise MoelaValueError(
+            Status.INVALID_ARG,
+            f"{where}: {name} contains a NUL character at index {value.index(chr(0))}; "
+            "the library takes NUL-terminated strings",
+        )
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise MoelaValueError(
+            Status.INVALID_UTF8, f"{where}: {name} is not encodable as UTF-8 ({e.reason})"
+        ) from None
+
+
+def _path(where: str, name: str, value: object) -> bytes:
+    """A file-system path (str, bytes or os.PathLike) as the bytes the C side gets."""
+    try:
+        raw = os.fspath(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(
+            f"{where}: {name} must be a str, bytes or os.PathLike, not {_type_name(value)}"
+        ) from None
+    data = os.fsencode(raw)
+    if b"\0" in data:
+        raise MoelaValueError(
+            Status.INVALID_ARG,
+            f"{where}: {name} contains a NUL byte at index {data.index(0)}; "
+            "the library takes NUL-terminated paths",
+        )
+    return data
+
+
+def _u32_array(where: str, name: str, tokens: object) -> "ctypes.Array[ctypes.c_uint32]":
+    """Token ids (any iterable of ints, not a str or bytes) as a uint32 array."""
+    if isinstance(tokens, (str, bytes, bytearray, memoryview)):
+        raise TypeError(
+            f"{where}: {name} must be a sequence of int token ids, not {_type_name(tokens)}"
+        )
+    try:
+        ids = list(tokens)  # type: ignore[call-overload]
+    except TypeError:
+        raise TypeError(
+            f"{where}: {name} must be a sequence of int token ids, not {_type_name(tokens)}"
+        ) from None
+    out = (ctypes.c_uint32 * len(ids))()
+    for i, t in enumerate(ids):
+        out[i] = _int(
+            where,
+            f"{name}[{i}]",
+            t,
+            0,
+            _U32_MAX,
+            " (a token id, below the vocabulary size)",
+            Status.TOKEN_OUT_OF_RANGE,
+        )
+    return out
+
+
+def _max_tokens(where: str, value: object) -> int:
+    return _int(where, "max_tokens", value, 0, _U32_MAX, " (0 = only evaluate the prompt)")
 
 
 def version() -> str:
@@ -109,15 +259,11 @@ def abi_version() -> int:
 
 
 def set_n_threads(n_threads: int) -> None:
-    """Sets the size of the process-wide worker pool, 1 ..= :data:`MAX_THREADS`; only before
-    the first evaluation. Anything else raises :class:`MoelaError` (INVALID_ARG) before a
-    thread is started."""
-    n = int(n_threads)
-    if not 0 <= n <= 0xFFFFFFFF:
-        # Outside uint32 ctypes would wrap it; the library's message, with the value as given.
-        raise MoelaError(
-            Status.INVALID_ARG, f"moela_set_n_threads: n_threads is {n}: must be 1 ..= {MAX_THREADS}"
-        )
+    """Sets the size of the process-wide worker pool: ``n_threads`` is an int in
+    1 ..= :data:`MAX_THREADS` (512); only before the first evaluation. A value outside the
+    range raises :class:`MoelaValueError` (INVALID_ARG) before anything reaches the library,
+    a non-int TypeError, a second call once the pool exists :class:`MoelaError`."""
+    n = _int("moela_set_n_threads", "n_threads", n_threads, 1, MAX_THREADS)
     _check(_l().moela_set_n_threads(n))
 
 
@@ -132,14 +278,6 @@ def _defaults(struct: type, fn: str) -> ctypes.Structure:
     return p
 
 
-def _u32_array(tokens: Iterable[int]) -> "ctypes.Array[ctypes.c_uint32]":
-    ids = list(tokens)
-    for t in ids:
-        if not 0 <= t <= 0xFFFFFFFF:
-            raise MoelaError(Status.TOKEN_OUT_OF_RANGE, f"token id {t} is not a uint32")
-    return (ctypes.c_uint32 * len(ids))(*ids)
-
-
 def _read_sized(call) -> bytes:  # type: ignore[no-untyped-def]
     """Runs a C function that fills (buf, size, &n) and reports the needed size."""
     n = ctypes.c_size_t(0)
@@ -149,6 +287,40 @@ def _read_sized(call) -> bytes:  # type: ignore[no-untyped-def]
     buf = ctypes.create_string_buffer(n.value + 1)
     _check(call(buf, len(buf), ctypes.byref(n)))
     return buf.raw[: n.value]
+
+
+class _ModelHandle:
+    """The library's model handle, freed when nothing holds it any more: the :class:`Model`
+    until its :meth:`~Model.close`, and each :class:`Session` made from it until its own
+    close (sessions tokenize and detokenize through it)."""
+
+    __slots__ = ("ptr",)
+
+    def __init__(self) -> None:
+        self.ptr = ctypes.c_void_p()
+
+    def __del__(self) -> None:
+        if self.ptr and _lib is not None:
+            _lib.moela_model_free(self.ptr)
+            self.ptr = ctypes.c_void_p()
+
+
+def _tokenize(
+    h: ctypes.c_void_p, where: str, name: str, text: object, add_bos: object, parse_special: object
+) -> list:
+    # The C function takes a length: a NUL is an ordinary character here.
+    data = _encode(where, name, text, nul_ok=True)
+    flags = (_ffi.TOKENIZE_ADD_BOS if _bool(where, "add_bos", add_bos) else 0) | (
+        _ffi.TOKENIZE_PARSE_SPECIAL if _bool(where, "parse_special", parse_special) else 0
+    )
+    n = ctypes.c_size_t(0)
+    st = _l().moela_tokenize(h, data, len(data), flags, None, 0, ctypes.byref(n))
+    if st != Status.BUFFER_TOO_SMALL:
+        _check(st)
+        return []
+    out = (ctypes.c_uint32 * n.value)()
+    _check(_l().moela_tokenize(h, data, len(data), flags, out, n.value, ctypes.byref(n)))
+    return list(out)
 
 
 @dataclass(frozen=True)
@@ -181,47 +353,55 @@ class Model:
 
     def __init__(
         self,
-        path: Union[str, "os.PathLike[str]"],
+        path: Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"],
         expert_budget_bytes: Optional[int] = None,
         prefetch: bool = True,
     ) -> None:
-        """``expert_budget_bytes``: memory for routed experts (None: unlimited, every expert
-        stays in the file mapping; 0 streams each through one slot); the logits are the same
-        at every budget. ``prefetch``: with a budget, read the next layers' predicted experts
-        ahead."""
-        self._h = ctypes.c_void_p()
+        """``path``: a str, bytes or os.PathLike without NUL characters.
+        ``expert_budget_bytes``: memory for routed experts, an int in 0 ..= 2**64 - 1 (None or
+        2**64 - 1: unlimited, every expert stays in the file mapping; 0 streams each through
+        one slot); the logits are the same at every budget. ``prefetch`` (bool): with a
+        budget, read the next layers' predicted experts ahead.
+
+        Raises TypeError for a wrong type, :class:`MoelaValueError` for a value out of range or
+        a NUL in the path, :class:`MoelaError` when the library cannot load the model."""
+        self._mh: Optional[_ModelHandle] = None
+        where = "Model"
+        data = _path(where, "path", path)
         params = _defaults(_ffi.ModelParams, "moela_model_default_params")
         if expert_budget_bytes is not None:
-            if expert_budget_bytes < 0:
-                raise MoelaError(Status.INVALID_ARG, "expert_budget_bytes must be >= 0")
-            params.expert_budget_bytes = expert_budget_bytes
-        if not prefetch:
+            params.expert_budget_bytes = _int(
+                where,
+                "expert_budget_bytes",
+                expert_budget_bytes,
+                0,
+                _U64_MAX,
+                " (None or 2**64 - 1 = unlimited)",
+            )
+        if not _bool(where, "prefetch", prefetch):
             params.flags |= _ffi.MODEL_NO_PREFETCH
-        _check(_l().moela_model_load(os.fsencode(path), ctypes.byref(params), ctypes.byref(self._h)))
+        mh = _ModelHandle()
+        _check(_l().moela_model_load(data, ctypes.byref(params), ctypes.byref(mh.ptr)))
+        self._mh = mh
         self.info: ModelInfo = self._read_info()
 
     def _handle(self) -> ctypes.c_void_p:
-        if not self._h:
+        mh = getattr(self, "_mh", None)
+        if mh is None or not mh.ptr:
             raise MoelaError(Status.NULL_ARG, "the model is closed")
-        return self._h
+        return mh.ptr
 
     def close(self) -> None:
-        """Frees the model now (sessions made from it keep working)."""
-        if getattr(self, "_h", None):
-            _l().moela_model_free(self._h)
-            self._h = ctypes.c_void_p()
+        """Closes the model: its own methods raise :class:`MoelaError` afterwards and new
+        sessions cannot be made from it. Sessions made from it keep working, text generation
+        included; the library frees the model when the last of them is closed too."""
+        self._mh = None
 
     def __enter__(self) -> "Model":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def _read_info(self) -> ModelInfo:
         i = _ffi.ModelInfo()
@@ -260,29 +440,29 @@ class Model:
         return {name: getattr(s, name) for name, _ in s._fields_ if name != "struct_size"}
 
     def tokenize(self, text: str, add_bos: bool = False, parse_special: bool = False) -> list:
-        """Text to token ids. ``parse_special`` recognises special tokens written in the text
-        (leave it off for user input)."""
-        data = text.encode("utf-8")
-        flags = (_ffi.TOKENIZE_ADD_BOS if add_bos else 0) | (
-            _ffi.TOKENIZE_PARSE_SPECIAL if parse_special else 0
-        )
-        n = ctypes.c_size_t(0)
-        st = _l().moela_tokenize(self._handle(), data, len(data), flags, None, 0, ctypes.byref(n))
-        if st != Status.BUFFER_TOO_SMALL:
-            _check(st)
-            return []
-        out = (ctypes.c_uint32 * n.value)()
-        _check(_l().moela_tokenize(self._handle(), data, len(data), flags, out, n.value, ctypes.byref(n)))
-        return list(out)
+        """Text (a str; NUL characters are ordinary text here) to token ids. ``add_bos``
+        (bool) puts the model's BOS first; ``parse_special`` (bool) recognises special tokens
+        written in the text (leave it off for user input)."""
+        return _tokenize(self._handle(), "Model.tokenize", "text", text, add_bos, parse_special)
 
     def token_to_bytes(self, token: int) -> bytes:
-        """The bytes of one token (possibly part of a UTF-8 character)."""
+        """The bytes of one token (possibly part of a UTF-8 character); ``token`` is an int
+        in 0 ..= n_vocab - 1 (outside it :class:`MoelaValueError`, TOKEN_OUT_OF_RANGE)."""
+        t = _int(
+            "Model.token_to_bytes",
+            "token",
+            token,
+            0,
+            _U32_MAX,
+            " (a token id, below the vocabulary size)",
+            Status.TOKEN_OUT_OF_RANGE,
+        )
         h = self._handle()
-        return _read_sized(lambda buf, size, n: _l().moela_token_to_piece(h, token, buf, size, n))
+        return _read_sized(lambda buf, size, n: _l().moela_token_to_piece(h, t, buf, size, n))
 
     def detokenize(self, tokens: Sequence[int]) -> str:
-        """Token ids to text (invalid UTF-8 becomes U+FFFD)."""
-        ids = _u32_array(tokens)
+        """Token ids (ints in 0 ..= n_vocab - 1) to text (invalid UTF-8 becomes U+FFFD)."""
+        ids = _u32_array("Model.detokenize", "tokens", tokens)
         h = self._handle()
         raw = _read_sized(lambda buf, size, n: _l().moela_detokenize(h, ids, len(ids), buf, size, n))
         return raw.decode("utf-8")
@@ -294,11 +474,36 @@ class Model:
     ) -> str:
         """Renders ``[{"role": ..., "content": ...}, ...]`` (or ``(role, content)`` pairs)
         with the model's chat template. Roles are "system", "user", "assistant" and "tool";
-        any other raises :class:`MoelaError` (INVALID_ARG) naming it."""
-        pairs = [(m["role"], m["content"]) if isinstance(m, Mapping) else m for m in messages]
-        keep = [(r.encode(), c.encode()) for r, c in pairs]
+        any other raises :class:`MoelaValueError` (INVALID_ARG) naming it. Roles and contents
+        are str without NUL characters (a NUL raises :class:`MoelaValueError` naming the
+        message); anything else is a TypeError."""
+        where = "Model.apply_chat_template"
+        if isinstance(messages, (str, bytes, bytearray)) or not isinstance(messages, Iterable):
+            raise TypeError(
+                f"{where}: messages must be a sequence of messages, not {_type_name(messages)}"
+            )
+        keep = []
+        for i, m in enumerate(messages):
+            if isinstance(m, Mapping):
+                if "role" not in m or "content" not in m:
+                    raise TypeError(f"{where}: messages[{i}] has no 'role' or no 'content'")
+                role, content = m["role"], m["content"]
+                names = (f"messages[{i}]['role']", f"messages[{i}]['content']")
+            elif isinstance(m, (tuple, list)) and len(m) == 2:
+                role, content = m
+                names = (f"messages[{i}][0] (role)", f"messages[{i}][1] (content)")
+            else:
+                raise TypeError(
+                    f"{where}: messages[{i}] must be a mapping with 'role' and 'content' or a "
+                    f"(role, content) pair, not {_type_name(m)}"
+                )
+            keep.append((_encode(where, names[0], role), _encode(where, names[1], content)))
+        flags = (
+            _ffi.CHAT_ADD_GENERATION_PROMPT
+            if _bool(where, "add_generation_prompt", add_generation_prompt)
+            else 0
+        )
         arr = (_ffi.ChatMessage * len(keep))(*[_ffi.ChatMessage(r, c) for r, c in keep])
-        flags = _ffi.CHAT_ADD_GENERATION_PROMPT if add_generation_prompt else 0
         h = self._handle()
         raw = _read_sized(
             lambda buf, size, n: _l().moela_chat_apply_template(h, arr, len(keep), flags, buf, size, n)
@@ -310,9 +515,14 @@ class Sampler:
     """Chooses tokens: greedy when ``temperature`` is 0, else seeded sampling with top-k,
     top-p and min-p. Parameters left as None keep the library's defaults (temperature 0.8,
     top_k 40, top_p 0.95, min_p 0.05, as the CLI; :meth:`greedy` and the generate functions
-    without a sampler are greedy). The library checks the values (moela_sampler_new): NaN or
-    infinite values, temperature < 0, top_p outside (0, 1], min_p outside [0, 1], top_k < 0
-    and repeat_penalty <= 0 raise :class:`MoelaError` (INVALID_ARG) stating the range."""
+    without a sampler are greedy).
+
+    Ranges: ``temperature`` finite float >= 0 (0 = greedy); ``top_k`` int in 0 ..= 2**32 - 1
+    (0 = all tokens); ``top_p`` float in (0, 1] (1 = off); ``min_p`` float in [0, 1] (0 = off);
+    ``repeat_penalty`` finite float > 0 (1 = off); ``seed`` int in 0 ..= 2**64 - 1. A value
+    outside its range raises :class:`MoelaValueError` (INVALID_ARG) stating the range (the
+    integers are checked here, the floats by the library: moela_sampler_new), a value of
+    the wrong type TypeError. Use from one thread at a time."""
 
     def __init__(
         self,
@@ -323,121 +533,200 @@ class Sampler:
         repeat_penalty: Optional[float] = None,
         seed: Optional[int] = None,
     ) -> None:
+        self._h = ctypes.c_void_p()
+        where = "Sampler"
         p = _defaults(_ffi.SamplingParams, "moela_sampling_default_params")
         for name, value in [
             ("temperature", temperature),
-            ("top_k", top_k),
             ("top_p", top_p),
             ("min_p", min_p),
             ("repeat_penalty", repeat_penalty),
-            ("seed", seed),
         ]:
-            if value is None:
-                continue
-            if name == "top_k" and not 0 <= value <= 0xFFFFFFFF:
-                # ctypes would wrap it into a uint32: the library's message instead.
-                raise MoelaError(
-                    Status.INVALID_ARG,
-                    f"moela_sampler_new: top_k is {value}: must be >= 0 (0 = all tokens)"
-                    if value < 0
-                    else f"moela_sampler_new: top_k is {value}: must be at most 4294967295",
-                )
-            setattr(p, name, value)
-        self._h = ctypes.c_void_p()
+            if value is not None:
+                setattr(p, name, _float(where, name, value))
+        if top_k is not None:
+            p.top_k = _int(where, "top_k", top_k, 0, _U32_MAX, " (0 = all tokens)")
+        if seed is not None:
+            p.seed = _int(where, "seed", seed, 0, _U64_MAX)
         _check(_l().moela_sampler_new(ctypes.byref(p), ctypes.byref(self._h)))
 
     @classmethod
     def greedy(cls) -> "Sampler":
         return cls(temperature=0.0)
 
+    def _handle(self) -> ctypes.c_void_p:
+        h = getattr(self, "_h", None)
+        if not h:
+            raise MoelaError(Status.NULL_ARG, "the sampler is closed")
+        return h
+
     def reset(self) -> None:
         """Restarts the random stream from the seed."""
-        _check(_l().moela_sampler_reset(self._h))
+        _check(_l().moela_sampler_reset(self._handle()))
 
     def sample_logits(self, logits: Sequence[float], history: Sequence[int] = ()) -> int:
-        """Chooses from the given logits (history feeds the repetition penalty)."""
-        lg = (ctypes.c_float * len(logits))(*logits)
-        hist = _u32_array(history)
+        """Chooses from the given logits (a non-empty sequence of floats); ``history`` (token
+        ids, ints in 0 ..= 2**32 - 1) feeds the repetition penalty."""
+        where = "Sampler.sample_logits"
+        if isinstance(logits, (str, bytes, bytearray)):
+            raise TypeError(f"{where}: logits must be a sequence of floats, not {_type_name(logits)}")
+        try:
+            values = list(logits)
+            lg = (ctypes.c_float * len(values))(*values)
+        except TypeError:
+            raise TypeError(f"{where}: logits must be a sequence of floats") from None
+        hist = _u32_array(where, "history", history)
         out = ctypes.c_uint32()
         _check(
             _l().moela_sample_logits(
-                self._h, lg, len(lg), hist if len(hist) else None, len(hist), ctypes.byref(out)
+                self._handle(), lg, len(lg), hist if len(hist) else None, len(hist), ctypes.byref(out)
             )
         )
         return out.value
 
-    def __del__(self) -> None:
+    def close(self) -> None:
+        """Frees the sampler now; its methods raise :class:`MoelaError` afterwards."""
         h = getattr(self, "_h", None)
         if h and _lib is not None:
             _lib.moela_sampler_free(h)
-            self._h = ctypes.c_void_p()
+        self._h = ctypes.c_void_p()
+
+    def __enter__(self) -> "Sampler":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def _sampler(where: str, sampler: object, optional: bool) -> "Sampler":
+    if sampler is None and optional:
+        return Sampler.greedy()
+    if not isinstance(sampler, Sampler):
+        want = "a moela.Sampler or None" if optional else "a moela.Sampler"
+        raise TypeError(f"{where}: sampler must be {want}, not {_type_name(sampler)}")
+    return sampler
 
 
 class Session:
     """One sequence on a model: its KV cache, position and logits. Use it from one thread at
-    a time."""
+    a time: a call that finds it in use by another thread raises :class:`MoelaError` with
+    status BUSY and changes nothing. Freed by :meth:`close`, ``with``, or garbage collection;
+    it keeps working after its model's :meth:`Model.close`."""
 
     def __init__(
         self, model: Model, n_ctx: int = 0, kv_type: str = "f32", attn_path: str = "auto"
     ) -> None:
-        p = _defaults(_ffi.SessionParams, "moela_session_default_params")
-        p.n_ctx = n_ctx
-        p.kv_type = _ffi.KV_TYPES.get(kv_type, 0xFFFFFFFF)
-        p.attn_path = _ffi.ATTN_PATHS.get(attn_path, 0xFFFFFFFF)
-        self.model = model
-        self._n_vocab = model.n_vocab
+        """``model``: a :class:`Model` (not closed). ``n_ctx``: the context length, an int in
+        0 ..= 2**24 (0 = the model's trained context, at most 4096). ``kv_type``: "f32" or
+        "f16". ``attn_path``: "auto", "expanded" or "absorbed"."""
         self._h = ctypes.c_void_p()
+        self._mh: Optional[_ModelHandle] = None
+        where = "Session"
+        if not isinstance(model, Model):
+            raise TypeError(f"{where}: model must be a moela.Model, not {_type_name(model)}")
+        p = _defaults(_ffi.SessionParams, "moela_session_default_params")
+        p.n_ctx = _int(
+            where, "n_ctx", n_ctx, 0, MAX_CTX, " (0 = the model's trained context, at most 4096)"
+        )
+        for field, value, table in [
+            ("kv_type", kv_type, _ffi.KV_TYPES),
+            ("attn_path", attn_path, _ffi.ATTN_PATHS),
+        ]:
+            if not isinstance(value, str):
+                raise TypeError(f"{where}: {field} must be a str, not {_type_name(value)}")
+            if value not in table:
+                raise MoelaValueError(
+                    Status.INVALID_ARG,
+                    f"{where}: {field} is {value!r}: must be one of "
+                    + ", ".join(repr(k) for k in table),
+                )
+            setattr(p, field, table[value])
+        mh = model._mh
         _check(_l().moela_session_new(model._handle(), ctypes.byref(p), ctypes.byref(self._h)))
+        self.model = model
+        # The model's handle, kept for tokenizing and detokenizing after the model is closed.
+        self._mh = mh
+        self._n_vocab = model.n_vocab
 
-    def __del__(self) -> None:
+    def _handle(self) -> ctypes.c_void_p:
+        h = getattr(self, "_h", None)
+        if not h:
+            raise MoelaError(Status.NULL_ARG, "the session is closed")
+        return h
+
+    def close(self) -> None:
+        """Frees the session now; its methods raise :class:`MoelaError` afterwards."""
         h = getattr(self, "_h", None)
         if h and _lib is not None:
             _lib.moela_session_free(h)
-            self._h = ctypes.c_void_p()
+        self._h = ctypes.c_void_p()
+        self._mh = None
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
 
     def eval(self, tokens: Sequence[int]) -> None:
-        """Evaluates a batch of token ids after those already in the session."""
-        ids = _u32_array(tokens)
-        _check(_l().moela_session_eval(self._h, ids, len(ids)))
+        """Evaluates a batch of token ids (a non-empty sequence of ints in
+        0 ..= n_vocab - 1) after those already in the session."""
+        ids = _u32_array("Session.eval", "tokens", tokens)
+        _check(_l().moela_session_eval(self._handle(), ids, len(ids)))
 
     def eval_all_logits(self, tokens: Sequence[int]) -> list:
-        """Evaluates a batch and returns the logits after each of its tokens (a list of
-        ``array('f')`` rows)."""
-        ids = _u32_array(tokens)
+        """Evaluates a batch (as :meth:`eval`) and returns the logits after each of its
+        tokens (a list of ``array('f')`` rows)."""
+        ids = _u32_array("Session.eval_all_logits", "tokens", tokens)
+        h = self._handle()
         out = (ctypes.c_float * (len(ids) * self._n_vocab))()
-        _check(_l().moela_session_eval_all_logits(self._h, ids, len(ids), out, len(out), None))
+        _check(_l().moela_session_eval_all_logits(h, ids, len(ids), out, len(out), None))
         v = self._n_vocab
         flat = array.array("f", bytes(out))
         return [flat[i * v : (i + 1) * v] for i in range(len(ids))]
 
     def logits(self) -> "array.array[float]":
         """The logits after the last evaluated token, as ``array('f')`` of n_vocab floats."""
+        h = self._handle()
         out = (ctypes.c_float * self._n_vocab)()
-        _check(_l().moela_session_logits(self._h, out, len(out), None))
+        _check(_l().moela_session_logits(h, out, len(out), None))
         return array.array("f", bytes(out))
 
     def reset(self) -> None:
         """Forgets the sequence (keeps the allocated cache)."""
-        _check(_l().moela_session_reset(self._h))
+        _check(_l().moela_session_reset(self._handle()))
 
     @property
     def position(self) -> int:
         """Tokens in the session."""
         v = ctypes.c_uint32()
-        _check(_l().moela_session_position(self._h, ctypes.byref(v)))
+        _check(_l().moela_session_position(self._handle(), ctypes.byref(v)))
         return v.value
 
     @property
     def n_ctx(self) -> int:
         """The most tokens the session can hold."""
         v = ctypes.c_uint32()
-        _check(_l().moela_session_n_ctx(self._h, ctypes.byref(v)))
+        _check(_l().moela_session_n_ctx(self._handle(), ctypes.byref(v)))
         return v.value
 
     def sample(self, sampler: Sampler) -> int:
-        """Chooses the next token from the last logits."""
+        """Chooses the next token from the last logits with ``sampler`` (a :class:`Sampler`)."""
+        smp = _sampler("Session.sample", sampler, optional=False)
         out = ctypes.c_uint32()
-        _check(_l().moela_sample(self._h, sampler._h, ctypes.byref(out)))
+        _check(_l().moela_sample(self._handle(), smp._handle(), ctypes.byref(out)))
         return out.value
 
     def generate_tokens(
@@ -447,15 +736,26 @@ class Session:
         sampler: Optional[Sampler] = None,
         ignore_eos: bool = False,
     ) -> Iterator[int]:
-        """Evaluates ``prompt`` (may be empty to continue), then yields up to ``max_tokens``
-        sampled ids, each evaluated before the next is chosen, ending after the model's EOS
-        unless ``ignore_eos``. The same rules as ``moela_generate_tokens``: a token whose
-        consumer stopped iterating is not evaluated. Greedy when no sampler is given."""
-        smp = sampler or Sampler.greedy()
-        if len(prompt):
-            self.eval(prompt)
-        eos = None if ignore_eos else self.model.info.eos_token
-        for _ in range(max_tokens):
+        """Evaluates ``prompt`` (token ids; may be empty to continue), then yields up to
+        ``max_tokens`` (an int in 0 ..= 2**32 - 1; 0 only evaluates the prompt) sampled ids,
+        each evaluated before the next is chosen, ending after the model's EOS unless
+        ``ignore_eos``. The same rules as ``moela_generate_tokens``: a token whose consumer
+        stopped iterating is not evaluated. Greedy when ``sampler`` is None. The arguments
+        are checked when this is called, before the first ``next()``."""
+        where = "Session.generate_tokens"
+        ids = _u32_array(where, "prompt", prompt)
+        n = _max_tokens(where, max_tokens)
+        smp = _sampler(where, sampler, optional=True)
+        eos = None if _bool(where, "ignore_eos", ignore_eos) else self.model.info.eos_token
+        self._handle()
+        return self._generate_tokens(ids, n, smp, eos)
+
+    def _generate_tokens(
+        self, ids: "ctypes.Array[ctypes.c_uint32]", n: int, smp: Sampler, eos: Optional[int]
+    ) -> Iterator[int]:
+        if len(ids):
+            _check(_l().moela_session_eval(self._handle(), ids, len(ids)))
+        for _ in range(n):
             tok = self.sample(smp)
             yield tok
             self.eval([tok])
@@ -471,12 +771,31 @@ class Session:
         parse_special: bool = False,
         ignore_eos: bool = False,
     ) -> Iterator[str]:
-        """Tokenizes ``prompt`` and yields the generated text in pieces that never split a
-        UTF-8 character (the EOS token's text is left out). Needs a model with a tokenizer."""
-        ids = self.model.tokenize(prompt, add_bos=add_bos, parse_special=parse_special)
-        eos = None if ignore_eos else self.model.info.eos_token
-        detok = _Detokenizer(self.model)
-        for tok in self.generate_tokens(ids, max_tokens, sampler, ignore_eos):
+        """Tokenizes ``prompt`` (a str) and yields the generated text in pieces that never
+        split a UTF-8 character (the EOS token's text is left out). ``max_tokens``, ``sampler``
+        and ``ignore_eos`` as :meth:`generate_tokens`; ``add_bos`` and ``parse_special`` as
+        :meth:`Model.tokenize`. Needs a model with a tokenizer; works after the model's
+        :meth:`Model.close`. The arguments are checked when this is called."""
+        where = "Session.generate"
+        self._handle()
+        mh = self._mh
+        n = _max_tokens(where, max_tokens)
+        smp = _sampler(where, sampler, optional=True)
+        eos = None if _bool(where, "ignore_eos", ignore_eos) else self.model.info.eos_token
+        text_ids = _tokenize(mh.ptr, where, "prompt", prompt, add_bos, parse_special)
+        ids = _u32_array(where, "prompt", text_ids)
+        return self._generate_text(mh, ids, n, smp, eos)
+
+    def _generate_text(
+        self,
+        mh: _ModelHandle,
+        ids: "ctypes.Array[ctypes.c_uint32]",
+        n: int,
+        smp: Sampler,
+        eos: Optional[int],
+    ) -> Iterator[str]:
+        detok = _Detokenizer(mh)
+        for tok in self._generate_tokens(ids, n, smp, eos):
             if tok == eos:
                 continue
             piece = detok.feed(tok)
@@ -490,9 +809,9 @@ class Session:
 class _Detokenizer:
     """moela_detokenizer: ids in, whole UTF-8 characters out."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, mh: _ModelHandle) -> None:
         self._h = ctypes.c_void_p()
-        _check(_l().moela_detokenizer_new(model._handle(), ctypes.byref(self._h)))
+        _check(_l().moela_detokenizer_new(mh.ptr, ctypes.byref(self._h)))
 
     def _take(self, st: int, p: "ctypes._Pointer[ctypes.c_char]", n: ctypes.c_size_t) -> str:
         _check(st)
@@ -517,4 +836,6 @@ class _Detokenizer:
 
 def generate(session: Session, prompt: str, **kwargs: object) -> Iterator[str]:
     """Generated text pieces: the same as ``session.generate(prompt, ...)``."""
+    if not isinstance(session, Session):
+        raise TypeError(f"generate: session must be a moela.Session, not {_type_name(session)}")
     return session.generate(prompt, **kwargs)  # type: ignore[arg-type]

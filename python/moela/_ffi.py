@@ -213,16 +213,36 @@ def find_library() -> str:
 
 
 def load(path: str | None = None) -> ctypes.CDLL:
-    """Opens the library, declares every function and checks the ABI version."""
-    lib = ctypes.CDLL(path or find_library())
+    """Opens the library, checks that it is libmoela of this package's ABI version and
+    declares every function. OSError when the file cannot be opened; ImportError (with
+    ``.path``) when it is another library, lacks moela's functions or has another ABI."""
+    path = path or find_library()
+    lib = ctypes.CDLL(path)
+    missing = [name for name in _PROTOTYPES if not hasattr(lib, name)]
+    if "moela_abi_version" in missing:
+        raise ImportError(
+            f"{path} is not the moela library: it has no moela_abi_version (expected "
+            f"{_library_names()[0]} of ABI version {ABI_VERSION}; set MOELA_LIBRARY to it)",
+            path=path,
+        )
+    lib.moela_abi_version.restype = c_u32
+    lib.moela_abi_version.argtypes = []
+    abi = lib.moela_abi_version()
+    if abi != ABI_VERSION:
+        raise ImportError(
+            f"the moela library at {path} has ABI version {abi}; this package needs "
+            f"{ABI_VERSION}: install a library and a package of the same version",
+            path=path,
+        )
+    if missing:
+        raise ImportError(
+            f"{path} is not a moela library of ABI version {ABI_VERSION}: it lacks "
+            f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} "
+            f"({len(missing)} of the {len(_PROTOTYPES)} functions this package uses)",
+            path=path,
+        )
     for name, (restype, argtypes) in _PROTOTYPES.items():
         fn = getattr(lib, name)
         fn.restype = restype
         fn.argtypes = argtypes
-    abi = lib.moela_abi_version()
-    if abi != ABI_VERSION:
-        raise OSError(
-            f"the moela library at {path or find_library()} has ABI version {abi}; this "
-            f"package needs {ABI_VERSION}"
-        )
     return lib

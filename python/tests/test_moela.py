@@ -7,8 +7,11 @@ MOELA_TEST_MODEL (default: tests/fixtures/v3)."""
 
 from __future__ import annotations
 
+import array
 import ctypes
+import ctypes.util
 import os
+import subprocess
 import sys
 import threading
 import unittest
@@ -26,7 +29,7 @@ TEXT_MODEL = str(ROOT / "models" / "moela-tiny-v3.gguf")
 
 import moela  # noqa: E402
 from moela import _ffi  # noqa: E402
-from moela import MoelaError, Status  # noqa: E402
+from moela import MoelaError, MoelaValueError, Status  # noqa: E402
 
 
 def manual_greedy(session: moela.Session, prompt: list, n: int) -> list:
@@ -210,7 +213,7 @@ class TestSession(unittest.TestCase):
             ({"temperature": -1.0}, "temperature is -1: must be finite and >= 0"),
             ({"repeat_penalty": 0.0}, "repeat_penalty is 0: must be finite and > 0"),
             ({"repeat_penalty": float("nan")}, "repeat_penalty is NaN"),
-            ({"top_k": -1}, "top_k is -1: must be >= 0 (0 = all tokens)"),
+            ({"top_k": -1}, "top_k is -1: must be 0 ..= 4294967295 (0 = all tokens)"),
         ]:
             with self.assertRaises(MoelaError) as e:
                 moela.Sampler(**kwargs)
@@ -279,6 +282,292 @@ class TestSession(unittest.TestCase):
         for t in threads:
             t.join()
         self.assertEqual([results[0], results[1]], alone)
+
+
+class TestLoading(unittest.TestCase):
+    def test_another_library_is_an_import_error(self) -> None:
+        other = ctypes.util.find_library("m") or ctypes.util.find_library("c")
+        self.assertTrue(other)
+        with self.assertRaises(ImportError) as e:
+            _ffi.load(other)
+        self.assertIn(f"{other} is not the moela library", str(e.exception))
+        self.assertIn("moela_abi_version", str(e.exception))
+        self.assertEqual(e.exception.path, other)
+        # As a user meets it: MOELA_LIBRARY pointing elsewhere, in a fresh process.
+        code = (
+            "import moela\n"
+            "try:\n    moela.version()\n"
+            "except ImportError as e:\n    print('ImportError:', e)\n"
+        )
+        env = dict(os.environ, MOELA_LIBRARY=other, PYTHONPATH=str(ROOT / "python"))
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        ).stdout
+        self.assertIn(f"ImportError: {other} is not the moela library", out)
+
+    def test_another_abi_version_is_an_import_error(self) -> None:
+        saved = _ffi.ABI_VERSION
+        _ffi.ABI_VERSION = saved + 1000
+        try:
+            with self.assertRaises(ImportError) as e:
+                _ffi.load(os.environ["MOELA_LIBRARY"])
+        finally:
+            _ffi.ABI_VERSION = saved
+        self.assertIn(f"has ABI version {saved}; this package needs {saved + 1000}", str(e.exception))
+        self.assertIn(os.environ["MOELA_LIBRARY"], str(e.exception))
+
+
+class TestLifetimes(unittest.TestCase):
+    def test_session_close_and_with(self) -> None:
+        m = moela.Model(MODEL)
+        with moela.Session(m, n_ctx=16) as s:
+            s.eval([1, 2])
+            self.assertEqual(s.position, 2)
+        for call in [lambda: s.eval([1]), lambda: s.position, lambda: s.logits(), lambda: s.reset()]:
+            with self.assertRaises(MoelaError) as e:
+                call()
+            self.assertIn("the session is closed", e.exception.message)
+        s.close()  # twice is fine
+        with moela.Sampler.greedy() as g:
+            self.assertEqual(g.sample_logits([0.0, 1.0]), 1)
+        with self.assertRaises(MoelaError) as e:
+            g.sample_logits([0.0, 1.0])
+        self.assertIn("the sampler is closed", e.exception.message)
+
+    @unittest.skipUnless(os.path.exists(TEXT_MODEL), "no default model")
+    def test_text_generation_survives_model_close(self) -> None:
+        m = moela.Model(TEXT_MODEL)
+        s = moela.Session(m, n_ctx=64)
+        want = "".join(s.generate("Once upon a time", max_tokens=12, ignore_eos=True))
+        self.assertTrue(want)
+        s.reset()
+        m.close()
+        with self.assertRaises(MoelaError):
+            m.tokenize("hi")
+        got = "".join(s.generate("Once upon a time", max_tokens=12, ignore_eos=True))
+        self.assertEqual(got, want)
+        s.close()
+
+
+class TestBusy(unittest.TestCase):
+    def test_a_session_used_by_two_threads_is_busy_not_broken(self) -> None:
+        m = moela.Model(MODEL)
+        s = moela.Session(m, n_ctx=64)
+        want = manual_greedy(moela.Session(m, n_ctx=64), [1, 2, 3], 6)
+        seen: list = []
+        errors: list = []
+
+        def intrude() -> None:
+            for call in [lambda: s.eval([4]), lambda: s.position, lambda: s.reset()]:
+                try:
+                    call()
+                    errors.append(None)
+                except MoelaError as e:
+                    errors.append(e)
+
+        # While the library's own generation loop holds the session (in its callback),
+        # another thread uses it.
+        @_ffi.TOKEN_CALLBACK
+        def cb(token: int, _user: object) -> int:
+            if not seen:
+                t = threading.Thread(target=intrude)
+                t.start()
+                t.join()
+            seen.append(token)
+            return 0
+
+        gp = moela._defaults(_ffi.GenerateParams, "moela_generate_default_params")
+        gp.max_tokens = 6
+        gp.flags = _ffi.GENERATE_IGNORE_EOS
+        prompt = (ctypes.c_uint32 * 3)(1, 2, 3)
+        g = moela.Sampler.greedy()
+        st = moela._l().moela_generate_tokens(s._h, g._h, prompt, 3, ctypes.byref(gp), cb, None)
+        self.assertEqual(st, Status.OK)
+        self.assertEqual(len(errors), 3)
+        for e in errors:
+            self.assertIsInstance(e, MoelaError)
+            self.assertEqual(e.status, Status.BUSY, e)
+            self.assertIn("the session is in use by another call", e.message)
+        # The refused calls changed nothing, and the session still works.
+        self.assertEqual(seen, want)
+        self.assertEqual(s.position, 3 + 6)
+        s.eval([5])
+        self.assertEqual(s.position, 3 + 6 + 1)
+
+
+class TestArgumentChecks(unittest.TestCase):
+    """Misuse from Python: every argument is checked before ctypes sees it (ctypes would wrap
+    integers into their C type, cut strings at a NUL, and raise AttributeError or
+    ctypes.ArgumentError for wrong types)."""
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.model = moela.Model(MODEL)
+
+    def assertValueError(  # type: ignore[no-untyped-def]
+        self, call, name: str, status: Status = Status.INVALID_ARG
+    ) -> MoelaError:
+        with self.assertRaises(MoelaValueError) as e:
+            call()
+        self.assertIsInstance(e.exception, ValueError)
+        self.assertIsInstance(e.exception, MoelaError)
+        self.assertEqual(e.exception.status, status, e.exception.message)
+        self.assertIn(name, e.exception.message)
+        return e.exception
+
+    def assertTypeError(self, call, name: str) -> None:  # type: ignore[no-untyped-def]
+        with self.assertRaises(TypeError) as e:
+            call()
+        self.assertIn(name, str(e.exception))
+
+    def test_integers_never_wrap(self) -> None:
+        m = self.model
+        s = moela.Session(m, n_ctx=16)
+        for n_ctx in [2**32 + 16, -1, 2**24 + 1]:
+            e = self.assertValueError(lambda: moela.Session(m, n_ctx=n_ctx), "n_ctx")
+            self.assertIn(f"n_ctx is {n_ctx}: must be 0 ..= 16777216", e.message)
+        for token in [2**32 + 5, -1]:
+            self.assertValueError(
+                lambda: m.token_to_bytes(token), f"token is {token}", Status.TOKEN_OUT_OF_RANGE
+            )
+        for n in [2**32 + 2, -1, 0, 2**64]:
+            e = self.assertValueError(lambda: moela.set_n_threads(n), "n_threads")
+            self.assertIn(f"n_threads is {n}: must be 1 ..= 512", e.message)
+        for kwargs, name in [
+            ({"top_k": -1}, "top_k is -1"),
+            ({"top_k": 2**32}, "top_k is 4294967296"),
+            ({"seed": 2**64}, "seed is 18446744073709551616"),
+            ({"seed": -1}, "seed is -1"),
+            ({"temperature": 1e300}, "temperature is 1e+300: too large for a C float"),
+        ]:
+            self.assertValueError(lambda: moela.Sampler(**kwargs), name)
+        for budget in [2**64, -1]:
+            self.assertValueError(
+                lambda: moela.Model(MODEL, expert_budget_bytes=budget),
+                f"expert_budget_bytes is {budget}",
+            )
+        for tokens, name in [([2**32 + 1], "tokens[0] is 4294967297"), ([1, -3], "tokens[1] is -3")]:
+            self.assertValueError(lambda: s.eval(tokens), name, Status.TOKEN_OUT_OF_RANGE)
+            self.assertValueError(lambda: m.detokenize(tokens), name, Status.TOKEN_OUT_OF_RANGE)
+        self.assertValueError(
+            lambda: moela.Sampler.greedy().sample_logits([1.0, 2.0], [2**33]),
+            "history[0] is 8589934592",
+            Status.TOKEN_OUT_OF_RANGE,
+        )
+        self.assertEqual(s.position, 0)
+        # A value the library refuses is a ValueError too.
+        self.assertValueError(lambda: moela.Sampler(top_p=0.0), "top_p is 0")
+
+    def test_max_tokens(self) -> None:
+        s = moela.Session(self.model, n_ctx=16)
+        for n in [-1, 2**32]:
+            self.assertValueError(lambda: s.generate_tokens([1, 2], max_tokens=n), "max_tokens")
+            self.assertValueError(lambda: s.generate("hi", max_tokens=n), "max_tokens")
+        self.assertEqual(s.position, 0)
+        # 0: the prompt is evaluated, nothing is generated.
+        self.assertEqual(list(s.generate_tokens([1, 2], max_tokens=0)), [])
+        self.assertEqual(s.position, 2)
+
+    def test_strings_with_nul_are_refused(self) -> None:
+        e = self.assertValueError(lambda: moela.Model(MODEL + "\x00junk"), "path")
+        self.assertIn(f"NUL byte at index {len(os.fsencode(MODEL))}", e.message)
+        self.assertValueError(lambda: moela.Model(os.fsencode(MODEL) + b"\x00junk"), "path")
+        for messages, name in [
+            ([("user", "hi\x00 and the rest")], "messages[0][1] (content) contains a NUL"),
+            (
+                [{"role": "user", "content": "a"}, {"role": "us\x00er", "content": "b"}],
+                "messages[1]['role']",
+            ),
+        ]:
+            self.assertValueError(lambda: self.model.apply_chat_template(messages), name)
+        self.assertValueError(
+            lambda: self.model.apply_chat_template([("user", "\ud800")]),
+            "messages[0][1] (content) is not encodable as UTF-8",
+            Status.INVALID_UTF8,
+        )
+
+    @unittest.skipUnless(os.path.exists(TEXT_MODEL), "no default model")
+    def test_nul_is_text_where_the_library_takes_a_length(self) -> None:
+        m = moela.Model(TEXT_MODEL)
+        ids = m.tokenize("a\x00b")
+        self.assertEqual(m.detokenize(ids), "a\x00b")
+        self.assertValueError(lambda: m.apply_chat_template([("user", "a\x00b")]), "NUL")
+
+    def test_wrong_types_are_type_errors_naming_the_parameter(self) -> None:
+        m = self.model
+        s = moela.Session(m, n_ctx=16)
+        g = moela.Sampler.greedy()
+        for call, name in [
+            (lambda: moela.Model(None), "path must be a str, bytes or os.PathLike, not NoneType"),
+            (lambda: moela.Model(MODEL, expert_budget_bytes=1.5), "expert_budget_bytes must be an int"),
+            (lambda: moela.Model(MODEL, prefetch="no"), "prefetch must be a bool"),
+            (lambda: m.tokenize(b"hello"), "text must be a str, not bytes"),
+            (lambda: m.tokenize(None), "text must be a str, not NoneType"),
+            (lambda: m.tokenize("hi", add_bos="yes"), "add_bos must be a bool"),
+            (lambda: m.token_to_bytes("5"), "token must be an int, not str"),
+            (lambda: m.token_to_bytes(5.0), "token must be an int, not float"),
+            (lambda: m.detokenize(b"\x01\x02"), "tokens must be a sequence of int token ids, not bytes"),
+            (lambda: m.apply_chat_template("user: hi"), "messages must be a sequence"),
+            (
+                lambda: m.apply_chat_template([("user", b"hi")]),
+                "messages[0][1] (content) must be a str, not bytes",
+            ),
+            (
+                lambda: m.apply_chat_template([{"role": "user"}]),
+                "messages[0] has no 'role' or no 'content'",
+            ),
+            (lambda: m.apply_chat_template([("user", "hi", "x")]), "messages[0] must be a mapping"),
+            (lambda: moela.Session(None), "model must be a moela.Model, not NoneType"),
+            (lambda: moela.Session(MODEL), "model must be a moela.Model, not str"),
+            (lambda: moela.Session(m, n_ctx="16"), "n_ctx must be an int, not str"),
+            (lambda: moela.Session(m, n_ctx=True), "n_ctx must be an int, not bool"),
+            (lambda: moela.Session(m, kv_type=None), "kv_type must be a str"),
+            (lambda: moela.Sampler(temperature="0.5"), "temperature must be a float, not str"),
+            (lambda: moela.Sampler(top_k=4.0), "top_k must be an int, not float"),
+            (lambda: moela.Sampler(seed="1"), "seed must be an int, not str"),
+            (lambda: moela.set_n_threads(2.0), "n_threads must be an int, not float"),
+            (lambda: moela.set_n_threads("2"), "n_threads must be an int, not str"),
+            (lambda: s.eval(b"abc"), "tokens must be a sequence of int token ids, not bytes"),
+            (lambda: s.eval("abc"), "tokens must be a sequence of int token ids, not str"),
+            (lambda: s.eval(5), "tokens must be a sequence of int token ids, not int"),
+            (lambda: s.eval([1, 2.0]), "tokens[1] must be an int, not float"),
+            (lambda: s.eval([None]), "tokens[0] must be an int, not NoneType"),
+            (lambda: s.sample("greedy"), "sampler must be a moela.Sampler, not str"),
+            (lambda: s.sample(None), "sampler must be a moela.Sampler, not NoneType"),
+            (
+                lambda: s.generate_tokens([1], sampler=object()),
+                "sampler must be a moela.Sampler or None",
+            ),
+            (lambda: s.generate_tokens([1], max_tokens=2.5), "max_tokens must be an int"),
+            (lambda: s.generate_tokens([1], ignore_eos=1), "ignore_eos must be a bool"),
+            (lambda: s.generate(b"hi"), "prompt must be a str, not bytes"),
+            (lambda: moela.generate("session", "hi"), "session must be a moela.Session, not str"),
+            (lambda: g.sample_logits("abc"), "logits must be a sequence of floats"),
+            (lambda: g.sample_logits([1.0, "x"]), "logits must be a sequence of floats"),
+        ]:
+            self.assertTypeError(call, name)
+        self.assertValueError(
+            lambda: moela.Session(m, kv_type="f8"), "kv_type is 'f8': must be one of 'f32', 'f16'"
+        )
+        self.assertValueError(lambda: moela.Session(m, attn_path="fast"), "attn_path is 'fast'")
+        self.assertEqual(s.position, 0)
+        # What the checks accept: ints of other types (__index__) and paths of every kind.
+        s2 = moela.Session(m, n_ctx=_Index(8))
+        self.assertEqual(s2.n_ctx, 8)
+        got = list(s2.generate_tokens(array.array("I", [1, 2]), max_tokens=_Index(3), ignore_eos=True))
+        self.assertEqual(len(got), 3)
+        moela.Model(Path(MODEL)).close()
+        moela.Model(os.fsencode(MODEL)).close()
+
+
+class _Index:
+    """An int-like object (as numpy's integers are)."""
+
+    def __init__(self, v: int) -> None:
+        self.v = v
+
+    def __index__(self) -> int:
+        return self.v
 
 
 if __name__ == "__main__":

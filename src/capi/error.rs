@@ -41,13 +41,17 @@ pub enum moela_status {
     MOELA_STATUS_TOKEN_OUT_OF_RANGE = 11,
     /// A string that must be UTF-8 is not.
     MOELA_STATUS_INVALID_UTF8 = 12,
+    /// The session is in use by another call (another thread, or a callback of a generate
+    /// call on the same session): the call did nothing and the session is intact. A session
+    /// is used by one thread at a time.
+    MOELA_STATUS_BUSY = 13,
 }
 
 use moela_status::*;
 
 impl moela_status {
     /// Every status, in value order (for tests and `moela_status_string`).
-    pub const ALL: [moela_status; 13] = [
+    pub const ALL: [moela_status; 14] = [
         MOELA_STATUS_OK,
         MOELA_STATUS_NULL_ARG,
         MOELA_STATUS_IO,
@@ -61,6 +65,7 @@ impl moela_status {
         MOELA_STATUS_BUFFER_TOO_SMALL,
         MOELA_STATUS_TOKEN_OUT_OF_RANGE,
         MOELA_STATUS_INVALID_UTF8,
+        MOELA_STATUS_BUSY,
     ];
 
     /// A short, static description (what `moela_status_string` returns).
@@ -79,6 +84,7 @@ impl moela_status {
             MOELA_STATUS_BUFFER_TOO_SMALL => cs(b"buffer too small\0"),
             MOELA_STATUS_TOKEN_OUT_OF_RANGE => cs(b"token id out of range\0"),
             MOELA_STATUS_INVALID_UTF8 => cs(b"invalid UTF-8\0"),
+            MOELA_STATUS_BUSY => cs(b"session in use by another call\0"),
         }
     }
 }
@@ -265,6 +271,7 @@ mod tests {
         }
         assert_eq!(MOELA_STATUS_PANIC as i32, 9);
         assert_eq!(MOELA_STATUS_INVALID_UTF8 as i32, 12);
+        assert_eq!(MOELA_STATUS_BUSY as i32, 13);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::params::{
     MOELA_GENERATE_IGNORE_EOS, MOELA_GENERATE_PARSE_SPECIAL,
 };
 use super::sampling::{moela_sampler, sampler_mut};
-use super::session::{moela_session, session_mut};
+use super::session::{moela_session, session_mut, SessionState};
 use super::text::{self, c_text, TextCodec, Utf8Stream};
 
 /// Called with each generated token id and the caller's `user_data`. Return 0 to continue,
@@ -57,7 +57,7 @@ pub(crate) fn gen_options(
 /// a later call continues the sequence.
 pub(crate) fn generate_loop(
     func: &str,
-    s: &mut moela_session,
+    s: &mut SessionState,
     smp: &mut moela_sampler,
     prompt: &[u32],
     opts: &GenOptions,
@@ -117,7 +117,7 @@ pub unsafe extern "C" fn moela_generate_tokens(
     const F: &str = "moela_generate_tokens";
     guard(F, || {
         // SAFETY: the caller's contract.
-        let s = unsafe { session_mut(F, session) }?;
+        let mut s = unsafe { session_mut(F, session) }?;
         // SAFETY: the caller's contract.
         let smp = unsafe { sampler_mut(F, sampler) }?;
         // SAFETY: the caller's contract.
@@ -133,7 +133,7 @@ pub unsafe extern "C" fn moela_generate_tokens(
             // SAFETY: non-NULL with n_prompt readable ids (the caller's contract).
             unsafe { std::slice::from_raw_parts(prompt, n_prompt) }
         };
-        generate_loop(F, s, smp, prompt, &opts, |tok, _| {
+        generate_loop(F, &mut s, smp, prompt, &opts, |tok, _| {
             // SAFETY: the caller's contract on callback and user_data.
             Ok(unsafe { cb(tok, user_data) } == 0)
         })
@@ -145,7 +145,7 @@ pub unsafe extern "C" fn moela_generate_tokens(
 pub(crate) fn generate_text(
     func: &str,
     codec: &dyn TextCodec,
-    s: &mut moela_session,
+    s: &mut SessionState,
     smp: &mut moela_sampler,
     prompt: &str,
     p: &moela_generate_params,
@@ -211,7 +211,7 @@ pub unsafe extern "C" fn moela_generate(
     const F: &str = "moela_generate";
     guard(F, || {
         // SAFETY: the caller's contract.
-        let s = unsafe { session_mut(F, session) }?;
+        let mut s = unsafe { session_mut(F, session) }?;
         // SAFETY: the caller's contract.
         let smp = unsafe { sampler_mut(F, sampler) }?;
         // SAFETY: the caller's contract.
@@ -225,7 +225,7 @@ pub unsafe extern "C" fn moela_generate(
         let model = s.model().clone();
         let codec = text::codec(&model)?;
         let mut cbuf = Vec::new();
-        generate_text(F, codec, s, smp, prompt, &p, |piece| {
+        generate_text(F, codec, &mut s, smp, prompt, &p, |piece| {
             cbuf.clear();
             cbuf.extend_from_slice(piece.as_bytes());
             cbuf.push(0);
@@ -250,9 +250,9 @@ mod tests {
         Arc::new(Model::load(p).unwrap())
     }
 
-    fn session(model: &Arc<Model>, n_ctx: usize) -> moela_session {
-        moela_session {
-            session: Session::new(
+    fn session(model: &Arc<Model>, n_ctx: usize) -> SessionState {
+        SessionState::new(
+            Session::new(
                 model.clone(),
                 &SessionParams {
                     n_ctx,
@@ -260,9 +260,7 @@ mod tests {
                 },
             )
             .unwrap(),
-            history: vec![],
-            busy: false,
-        }
+        )
     }
 
     fn greedy() -> moela_sampler {

@@ -1,6 +1,6 @@
 //! `moela_session`: one sequence's state (KV cache, position, logits) on a shared model.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use super::error::{guard, guard_value, not_null, Failure};
 use super::model::{model_ref, moela_model};
@@ -11,28 +11,35 @@ use crate::session::Session;
 
 /// One sequence being evaluated: used by one thread at a time, may move between threads.
 /// Opaque.
+///
+/// Every call checks, atomically and without waiting, that no other call is using the
+/// session: a call that finds it in use (by another thread, or by the generate call whose
+/// callback is running) returns `MOELA_STATUS_BUSY` and changes nothing; calls taking a
+/// `const` session may share it with each other. After an internal error during a call the
+/// session refuses every call with `MOELA_STATUS_PANIC`: free it.
 pub struct moela_session {
+    // Non-const calls take the lock with `try_write`, const calls with `try_read`; nothing
+    // ever waits for it. A panic while a write guard is held poisons it.
+    state: RwLock<SessionState>,
+}
+
+/// What a session holds: the Rust session and its token history.
+pub(crate) struct SessionState {
     pub(crate) session: Session,
     /// Every token evaluated since the last reset (feeds the repetition penalty).
     pub(crate) history: Vec<u32>,
-    /// Set while an evaluation runs; still set afterwards only if it panicked, after which
-    /// the session's cache may be inconsistent and every call refuses it.
-    pub(crate) busy: bool,
 }
 
-impl moela_session {
-    pub(crate) fn model(&self) -> &Arc<Model> {
-        self.session.model()
+impl SessionState {
+    pub(crate) fn new(session: Session) -> SessionState {
+        SessionState {
+            session,
+            history: Vec::new(),
+        }
     }
 
-    pub(crate) fn check_usable(&self, func: &str) -> Result<(), Failure> {
-        if self.busy {
-            return Err(Failure::new(
-                MOELA_STATUS_PANIC,
-                format!("{func}: the session is unusable after an internal error; free it"),
-            ));
-        }
-        Ok(())
+    pub(crate) fn model(&self) -> &Arc<Model> {
+        self.session.model()
     }
 
     /// Evaluates `tokens` after those already seen; on success they join the history.
@@ -42,8 +49,6 @@ impl moela_session {
         tokens: &[u32],
         all_logits: Option<&mut [f32]>,
     ) -> Result<(), Failure> {
-        self.check_usable(func)?;
-        self.busy = true;
         let r = self.session.eval(tokens, all_logits.is_some());
         let r = match (r, all_logits) {
             (Ok(rows), Some(out)) => {
@@ -53,7 +58,6 @@ impl moela_session {
             (Ok(_), None) => Ok(()),
             (Err(e), _) => Err(Failure::from(e)),
         };
-        self.busy = false;
         let r = r.map_err(|mut f| {
             f.msg = format!("{func}: {}", f.msg);
             f
@@ -73,34 +77,62 @@ impl moela_session {
     }
 }
 
-/// Borrows a session handle mutably.
+/// The failure of a call that found the session in use by another call.
+fn busy(func: &str) -> Failure {
+    Failure::new(
+        MOELA_STATUS_BUSY,
+        format!(
+            "{func}: the session is in use by another call (another thread, or a callback of \
+             a generate call on this session); a session is used by one thread at a time, \
+             and it is unchanged"
+        ),
+    )
+}
+
+/// The failure of a call on a session that an internal error left inconsistent.
+fn poisoned(func: &str) -> Failure {
+    Failure::new(
+        MOELA_STATUS_PANIC,
+        format!("{func}: the session is unusable after an internal error; free it"),
+    )
+}
+
+/// Takes a session handle for a non-const call: the state, locked for this call only.
 ///
 /// # Safety
-/// `session` is NULL or a live handle not used by another thread during the call.
+/// `session` is NULL or a live handle (not freed during the call).
 pub(crate) unsafe fn session_mut<'a>(
     func: &str,
     session: *mut moela_session,
-) -> Result<&'a mut moela_session, Failure> {
+) -> Result<RwLockWriteGuard<'a, SessionState>, Failure> {
     not_null!(func, session);
-    // SAFETY: non-NULL live handle, used by this thread only (the caller's contract).
-    let s = unsafe { &mut *session };
-    s.check_usable(func)?;
-    Ok(s)
+    // SAFETY: non-NULL live handle (the caller's contract). Only a shared reference is made:
+    // the lock decides who may change the state.
+    let s = unsafe { &*session };
+    match s.state.try_write() {
+        Ok(g) => Ok(g),
+        Err(TryLockError::WouldBlock) => Err(busy(func)),
+        Err(TryLockError::Poisoned(_)) => Err(poisoned(func)),
+    }
 }
 
-/// Borrows a session handle.
+/// Takes a session handle for a const call: the state, read-locked for this call only (any
+/// number of const calls may share it).
 ///
 /// # Safety
-/// `session` is NULL or a live handle not mutated by another thread during the call.
+/// `session` is NULL or a live handle (not freed during the call).
 pub(crate) unsafe fn session_ref<'a>(
     func: &str,
     session: *const moela_session,
-) -> Result<&'a moela_session, Failure> {
+) -> Result<RwLockReadGuard<'a, SessionState>, Failure> {
     not_null!(func, session);
     // SAFETY: non-NULL live handle (the caller's contract).
     let s = unsafe { &*session };
-    s.check_usable(func)?;
-    Ok(s)
+    match s.state.try_read() {
+        Ok(g) => Ok(g),
+        Err(TryLockError::WouldBlock) => Err(busy(func)),
+        Err(TryLockError::Poisoned(_)) => Err(poisoned(func)),
+    }
 }
 
 /// Creates a session on `model`.
@@ -138,9 +170,7 @@ pub unsafe extern "C" fn moela_session_new(
             f
         })?;
         let handle = Box::new(moela_session {
-            session,
-            history: Vec::new(),
-            busy: false,
+            state: RwLock::new(SessionState::new(session)),
         });
         // SAFETY: as above.
         unsafe { *out_session = Box::into_raw(handle) };
@@ -172,7 +202,7 @@ pub unsafe extern "C" fn moela_session_reset(session: *mut moela_session) -> moe
     const F: &str = "moela_session_reset";
     guard(F, || {
         // SAFETY: the caller's contract.
-        let s = unsafe { session_mut(F, session) }?;
+        let mut s = unsafe { session_mut(F, session) }?;
         s.session.reset();
         s.history.clear();
         Ok(())
@@ -217,7 +247,7 @@ pub unsafe extern "C" fn moela_session_eval(
     const F: &str = "moela_session_eval";
     guard(F, || {
         // SAFETY: the caller's contract.
-        let s = unsafe { session_mut(F, session) }?;
+        let mut s = unsafe { session_mut(F, session) }?;
         // SAFETY: the caller's contract.
         let toks = unsafe { token_slice(F, tokens, n_tokens) }?;
         s.eval(F, toks, None)
@@ -246,7 +276,7 @@ pub unsafe extern "C" fn moela_session_eval_all_logits(
     const F: &str = "moela_session_eval_all_logits";
     guard(F, || {
         // SAFETY: the caller's contract.
-        let s = unsafe { session_mut(F, session) }?;
+        let mut s = unsafe { session_mut(F, session) }?;
         // SAFETY: the caller's contract.
         let toks = unsafe { token_slice(F, tokens, n_tokens) }?;
         not_null!(F, logits);
@@ -353,4 +383,91 @@ pub unsafe extern "C" fn moela_session_n_ctx(
         unsafe { *out_n_ctx = s.session.n_ctx() as u32 };
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SessionParams;
+
+    fn handle() -> *mut moela_session {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v3");
+        let model = Arc::new(Model::load(p).unwrap());
+        let params = SessionParams {
+            n_ctx: 16,
+            ..Default::default()
+        };
+        let session = Session::new(model, &params).unwrap();
+        Box::into_raw(Box::new(moela_session {
+            state: RwLock::new(SessionState::new(session)),
+        }))
+    }
+
+    /// Calls from another thread while this one holds the session: (eval, position).
+    fn other_thread(h: *mut moela_session) -> (moela_status, moela_status, String) {
+        let addr = h as usize;
+        std::thread::spawn(move || {
+            let h = addr as *mut moela_session;
+            let tokens = [1u32, 2];
+            let mut pos = 0u32;
+            // SAFETY: a live handle; the lock decides whether the calls may touch it.
+            let e = unsafe { moela_session_eval(h, tokens.as_ptr(), tokens.len()) };
+            let msg = crate::capi::error::last_error_string();
+            // SAFETY: as above; `pos` is writable.
+            let p = unsafe { moela_session_position(h, &mut pos) };
+            (e, p, msg)
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    fn a_session_in_use_is_busy_not_broken() {
+        let h = handle();
+        {
+            // SAFETY: a live handle.
+            let held = unsafe { session_mut("test", h) }.unwrap();
+            let (e, p, msg) = other_thread(h);
+            assert_eq!((e, p), (MOELA_STATUS_BUSY, MOELA_STATUS_BUSY));
+            assert!(
+                msg.starts_with("moela_session_eval: the session is in use"),
+                "{msg}"
+            );
+            assert_eq!(held.session.position(), 0);
+        }
+        // A const call shares the session with other const calls.
+        {
+            // SAFETY: a live handle.
+            let _reader = unsafe { session_ref("test", h) }.unwrap();
+            let mut pos = 7u32;
+            // SAFETY: a live handle; `pos` is writable.
+            assert_eq!(
+                unsafe { moela_session_position(h, &mut pos) },
+                MOELA_STATUS_OK
+            );
+            assert_eq!(pos, 0);
+            assert_eq!(other_thread(h).0, MOELA_STATUS_BUSY);
+        }
+        // Released: the session works, it was never broken.
+        let (e, p, _) = other_thread(h);
+        assert_eq!((e, p), (MOELA_STATUS_OK, MOELA_STATUS_OK));
+        // SAFETY: a live handle, freed once.
+        unsafe { moela_session_free(h) };
+    }
+
+    #[test]
+    fn a_panic_during_a_call_makes_the_session_unusable() {
+        let h = handle();
+        let r = std::panic::catch_unwind(|| {
+            // SAFETY: a live handle.
+            let _held = unsafe { session_mut("test", h) }.unwrap();
+            panic!("boom");
+        });
+        assert!(r.is_err());
+        let (e, p, msg) = other_thread(h);
+        assert_eq!((e, p), (MOELA_STATUS_PANIC, MOELA_STATUS_PANIC));
+        assert!(msg.contains("unusable after an internal error"), "{msg}");
+        // SAFETY: a live handle, freed once.
+        unsafe { moela_session_free(h) };
+    }
 }

@@ -110,7 +110,8 @@ static void test_version_and_status(void) {
     CHECK(MOELA_STATUS_OK == 0);
     CHECK(MOELA_STATUS_PANIC == 9);
     CHECK(MOELA_STATUS_INVALID_UTF8 == 12);
-    for (s = MOELA_STATUS_OK; s <= MOELA_STATUS_INVALID_UTF8; s++) {
+    CHECK(MOELA_STATUS_BUSY == 13);
+    for (s = MOELA_STATUS_OK; s <= MOELA_STATUS_BUSY; s++) {
         const char *a = moela_status_string(s);
         CHECK(a != NULL && a[0] != 0);
         CHECK(strcmp(a, "unknown status") != 0);
