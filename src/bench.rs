@@ -248,12 +248,9 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
         }
     }
     let spec = match p.spec.drafter() {
-        Some(_) if p.n_gen > 0 && !spec_prompt.is_empty() => Some(bench_spec(
-            &mut session,
-            p,
-            &spec_prompt,
-            progress,
-        )?),
+        Some(_) if p.n_gen > 0 && !spec_prompt.is_empty() => {
+            Some(bench_spec(&mut session, p, &spec_prompt, progress)?)
+        }
         _ => None,
     };
     let (pp, tg) = (Stat::of(&pp), Stat::of(&tg));

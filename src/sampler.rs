@@ -497,7 +497,10 @@ mod tests {
             let mut order: Vec<usize> = (0..logits.len()).collect();
             order.sort_by(|&a, &b| logits[b].partial_cmp(&logits[a]).unwrap());
             let keep = if top_k == 0 { logits.len() } else { top_k };
-            let z: f64 = order[..keep].iter().map(|&i| (logits[i] as f64).exp()).sum();
+            let z: f64 = order[..keep]
+                .iter()
+                .map(|&i| (logits[i] as f64).exp())
+                .sum();
             let mut want = [0.0f64; 6];
             for &i in &order[..keep] {
                 want[i] = (logits[i] as f64).exp() / z;
