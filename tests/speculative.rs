@@ -330,9 +330,10 @@ fn sampled_token_frequencies_match_plain_sampling() {
     assert!(stats.accepted > 0 && stats.accepted < stats.drafted);
     let n = runs as f64;
     let mut worst = 0.0f64;
-    for i in 0..len {
-        for t in 0..v {
-            let (a, b) = (counts[0][i][t] as f64 / n, counts[1][i][t] as f64 / n);
+    let [plain, spec] = &counts;
+    for (i, (pc, sc)) in plain.iter().zip(spec).enumerate() {
+        for (t, (&ca, &cb)) in pc.iter().zip(sc).enumerate() {
+            let (a, b) = (ca as f64 / n, cb as f64 / n);
             let p = (a + b) / 2.0;
             let bound = 5.0 * (2.0 * p * (1.0 - p) / n).sqrt() + 1.0 / n;
             worst = worst.max((a - b).abs() / bound);

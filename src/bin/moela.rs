@@ -500,7 +500,7 @@ fn generate(
     let generated = moela::speculative::generate(
         session,
         sampler,
-        spec.as_mut().map(|s| &mut **s),
+        spec.as_deref_mut(),
         history,
         n,
         stop,
