@@ -11,7 +11,9 @@ use rayon::prelude::*;
 use crate::error::Result;
 use crate::model::{Model, ModelParams};
 use crate::moe::experts::ExpertStats;
+use crate::sampler::Sampler;
 use crate::session::{Session, SessionParams};
+use crate::speculative::{self, SpecMode, Speculator};
 
 #[derive(Clone, Debug)]
 pub struct BenchParams {
@@ -26,6 +28,33 @@ pub struct BenchParams {
     pub model: ModelParams,
     /// KV cache element type.
     pub kv_type: crate::attention::kv_cache::KvType,
+    /// Also measure greedy speculative decoding with this drafter (`Off`: not).
+    pub spec: SpecMode,
+    /// Most draft tokens per verification pass.
+    pub draft: usize,
+    /// The prompt of the speculative measurement, as text (None: 16 pseudo-random tokens
+    /// repeated 4 times).
+    pub spec_prompt: Option<String>,
+}
+
+/// Greedy speculative decoding of `n_gen` tokens against plain greedy decoding, after the same
+/// prompt, alternating the two in each repetition.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SpecBench {
+    pub mode: String,
+    pub draft: usize,
+    pub prompt_tokens: usize,
+    pub acceptance_rate: f64,
+    pub tokens_per_pass: f64,
+    pub tok_s: f64,
+    pub tok_s_sd: f64,
+    pub plain_tok_s: f64,
+    pub plain_tok_s_sd: f64,
+    /// Whether both produced the same tokens in every repetition.
+    pub identical: bool,
+    /// Time of one verification pass over `draft + 1` tokens ÷ time of one one-token step,
+    /// at the context length after the prompt.
+    pub verify_cost: f64,
 }
 
 /// Mean and standard deviation of repeated measurements.
@@ -80,6 +109,8 @@ pub struct BenchResult {
     pub io_limit_bytes_s: f64,
     /// The expert cache over the decode phases (`enabled` false without a budget).
     pub expert_cache: ExpertStats,
+    /// The speculative-decoding measurement, when asked for.
+    pub spec: Option<SpecBench>,
 }
 
 /// Resident set size now and at its peak, from /proc/self/status (0 where unavailable).
@@ -157,7 +188,19 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
     let load_s = t.elapsed().as_secs_f64();
     let (rss_after_load, _) = rss_bytes();
     let cfg = model.config.clone();
-    let n_ctx = (p.depth + p.n_prompt.max(p.n_gen) + 1).max(16);
+    let spec_prompt: Vec<u32> = match (&p.spec_prompt, p.spec) {
+        (_, SpecMode::Off) => Vec::new(),
+        (Some(text), _) => {
+            let tok = model.tokenizer.as_ref().ok_or_else(|| {
+                crate::Error::InvalidArg("--spec-prompt: this model has no tokenizer".into())
+            })?;
+            tok.encode(text, tok.add_bos(), false)
+        }
+        (None, _) => tokens(16, cfg.vocab_size, 77).repeat(4),
+    };
+    let n_ctx = (p.depth + p.n_prompt.max(p.n_gen) + 1)
+        .max(spec_prompt.len() + p.n_gen + p.draft + 2)
+        .max(16);
     let params = SessionParams {
         n_ctx,
         kv_type: p.kv_type,
@@ -204,6 +247,12 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
             }
         }
     }
+    let spec = match p.spec.drafter() {
+        Some(_) if p.n_gen > 0 && !spec_prompt.is_empty() => {
+            Some(bench_spec(&mut session, p, &spec_prompt, progress)?)
+        }
+        _ => None,
+    };
     let (pp, tg) = (Stat::of(&pp), Stat::of(&tg));
     let active = model.active_bytes_per_token();
     let (rss, peak) = rss_bytes();
@@ -256,5 +305,92 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
                 ..now
             }
         },
+        spec,
+    })
+}
+
+/// The speculative measurement (see [`SpecBench`]).
+fn bench_spec(
+    session: &mut Session,
+    p: &BenchParams,
+    prompt: &[u32],
+    progress: &mut dyn FnMut(&str),
+) -> Result<SpecBench> {
+    let (mut plain, mut fast) = (Vec::new(), Vec::new());
+    let mut identical = true;
+    let mut stats = speculative::SpecStats::default();
+    for rep in 0..p.repetitions.max(1) {
+        let mut outs = Vec::new();
+        for use_spec in [false, true] {
+            session.reset();
+            session.eval(prompt, false)?;
+            let mut history = prompt.to_vec();
+            let mut sampler = Sampler::greedy();
+            let mut spec = match p.spec.drafter() {
+                Some(d) if use_spec => Some(Speculator::new(d, p.draft)?),
+                _ => None,
+            };
+            let t = Instant::now();
+            speculative::generate(
+                session,
+                &mut sampler,
+                spec.as_mut(),
+                &mut history,
+                p.n_gen,
+                &[],
+                &mut |_| true,
+            )?;
+            let tok_s = p.n_gen as f64 / t.elapsed().as_secs_f64();
+            if let Some(sp) = &spec {
+                let s = sp.stats();
+                stats.passes += s.passes;
+                stats.drafted += s.drafted;
+                stats.accepted += s.accepted;
+                stats.emitted += s.emitted;
+                fast.push(tok_s);
+            } else {
+                plain.push(tok_s);
+            }
+            outs.push(history);
+        }
+        identical &= outs[0] == outs[1];
+        progress(&format!(
+            "rep {rep}: greedy {} tokens: plain {:.2} tok/s, speculative {:.2} tok/s",
+            p.n_gen,
+            plain[plain.len() - 1],
+            fast[fast.len() - 1]
+        ));
+    }
+    // One verification pass of draft+1 tokens against one-token steps, at the same position
+    // (rolled back after each).
+    session.reset();
+    session.eval(prompt, false)?;
+    let pos = session.position();
+    let batch = tokens(p.draft + 1, session.model().config.vocab_size, 99);
+    let reps = 16;
+    let (mut one, mut pass) = (f64::MAX, f64::MAX);
+    for _ in 0..reps {
+        let t = Instant::now();
+        session.eval(&batch[..1], false)?;
+        one = one.min(t.elapsed().as_secs_f64());
+        session.truncate(pos);
+        let t = Instant::now();
+        session.verify(&batch)?;
+        pass = pass.min(t.elapsed().as_secs_f64());
+        session.truncate(pos);
+    }
+    let (plain, fast) = (Stat::of(&plain), Stat::of(&fast));
+    Ok(SpecBench {
+        mode: format!("{:?}", p.spec).to_lowercase(),
+        draft: p.draft,
+        prompt_tokens: prompt.len(),
+        acceptance_rate: stats.acceptance_rate(),
+        tokens_per_pass: stats.tokens_per_pass(),
+        tok_s: fast.mean,
+        tok_s_sd: fast.sd,
+        plain_tok_s: plain.mean,
+        plain_tok_s_sd: plain.sd,
+        identical,
+        verify_cost: pass / one,
     })
 }

@@ -26,6 +26,7 @@ pub mod quant_policy;
 pub mod requant;
 pub mod sampler;
 pub mod session;
+pub mod speculative;
 pub mod stage_times;
 pub mod tensor;
 pub mod threads;

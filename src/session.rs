@@ -41,6 +41,13 @@ pub struct Session {
     scratch: Scratch,
     logits: Vec<f32>,
     n_logit_rows: usize,
+    /// The position of the token whose logits are row 0 of `logits`.
+    logits_pos0: usize,
+    /// Routing decisions of verified tokens not counted into the profile yet:
+    /// `(position, layer, expert)` (see [`Session::verify`]).
+    held_profile: Vec<(usize, usize, usize)>,
+    /// One-token logits while verifying on the expanded attention path.
+    row_buf: Vec<f32>,
 }
 
 impl Session {
@@ -68,6 +75,9 @@ impl Session {
             scratch: Scratch::default(),
             logits: Vec::new(),
             n_logit_rows: 0,
+            logits_pos0: 0,
+            held_profile: Vec::new(),
+            row_buf: Vec::new(),
         })
     }
 
@@ -86,13 +96,31 @@ impl Session {
 
     /// Forgets the sequence; the cache is reused.
     pub fn reset(&mut self) {
-        self.pos = 0;
-        self.n_logit_rows = 0;
+        self.truncate(0);
     }
 
-    /// Evaluates `tokens` as one batch after those already seen. Returns the logits of the
-    /// last token, or of every token (`[n, vocab]`, row-major) when `all_logits`.
-    pub fn eval(&mut self, tokens: &[u32], all_logits: bool) -> Result<&[f32]> {
+    /// Forgets the tokens at positions `pos..` (nothing when `pos` is not below
+    /// [`position`](Self::position)): the next token goes to position `pos`. The latent cache
+    /// rows past it are simply overwritten later. [`logits`](Self::logits) then gives the
+    /// logits after the token at `pos - 1` when the last evaluation computed them (as
+    /// [`verify`](Self::verify) does for every row), else None. This is the KV rollback of
+    /// speculative decoding.
+    pub fn truncate(&mut self, pos: usize) {
+        if pos >= self.pos {
+            return;
+        }
+        self.pos = pos;
+        self.held_profile.retain(|&(p, _, _)| p < pos);
+        // Row r holds the logits after position logits_pos0 + r.
+        self.n_logit_rows = if pos > self.logits_pos0 {
+            (pos - self.logits_pos0).min(self.n_logit_rows)
+        } else {
+            0
+        };
+    }
+
+    /// Checks a batch of `tokens` for [`eval`](Self::eval) and [`verify`](Self::verify).
+    fn check_batch(&self, tokens: &[u32]) -> Result<()> {
         if tokens.is_empty() {
             return Err(Error::InvalidArg("eval: no tokens".into()));
         }
@@ -111,7 +139,29 @@ impl Session {
                 n_ctx_train: self.model.config.max_position_embeddings,
             });
         }
-        self.model.check_files()?;
+        self.model.check_files()
+    }
+
+    /// Counts the held routing decisions of verified tokens that were kept.
+    fn commit_profile(&mut self) {
+        if self.held_profile.is_empty() {
+            return;
+        }
+        if let Some(p) = self.scratch.profile_mut() {
+            for &(_, layer, e) in &self.held_profile {
+                p.record(layer, e);
+            }
+        }
+        self.held_profile.clear();
+    }
+
+    /// Evaluates `tokens` as one batch after those already seen. Returns the logits of the
+    /// last token, or of every token (`[n, vocab]`, row-major) when `all_logits`.
+    pub fn eval(&mut self, tokens: &[u32], all_logits: bool) -> Result<&[f32]> {
+        self.check_batch(tokens)?;
+        self.commit_profile();
+        let n_vocab = self.model.config.vocab_size;
+        let needed = self.pos + tokens.len();
         deepseek::forward(
             &self.model,
             &self.rope,
@@ -123,9 +173,82 @@ impl Session {
             &mut self.scratch,
             &mut self.logits,
         )?;
-        self.pos = needed;
         self.n_logit_rows = if all_logits { tokens.len() } else { 1 };
+        self.logits_pos0 = needed - self.n_logit_rows;
+        self.pos = needed;
         Ok(&self.logits[..self.n_logit_rows * n_vocab])
+    }
+
+    /// Evaluates `tokens` as one batch, like `eval(tokens, true)`, but computes every row with
+    /// exactly the arithmetic of a one-token [`eval`](Self::eval) (the decode step): the same
+    /// kernels, each token's activations quantized on their own, absorbed attention, while
+    /// each block of weights is read once for all the tokens. Row `i` of the result
+    /// (`[n, vocab]`) is therefore bit-identical to the logits that evaluating `tokens[..=i]`
+    /// one at a time would give, which is what speculative decoding needs for its output to
+    /// equal plain decoding's. Follow with [`truncate`](Self::truncate) to drop the rejected
+    /// tail. With [`AttnPath::Expanded`] the tokens run one at a time (same result, no saving).
+    ///
+    /// A recorded expert profile (see [`record_profile`](Self::record_profile)) counts only
+    /// the rows that are still kept at the next evaluation.
+    pub fn verify(&mut self, tokens: &[u32]) -> Result<&[f32]> {
+        self.check_batch(tokens)?;
+        self.commit_profile();
+        let n_vocab = self.model.config.vocab_size;
+        let n = tokens.len();
+        let pos0 = self.pos;
+        let profiling = self.scratch.profile_mut().is_some();
+        self.scratch.hold_profile_rows(profiling);
+        let run = if self.path == AttnPath::Expanded && n > 1 {
+            self.logits.resize(n * n_vocab, 0.0);
+            let mut result = Ok(());
+            for (t, &tok) in tokens.iter().enumerate() {
+                result = deepseek::forward(
+                    &self.model,
+                    &self.rope,
+                    &mut self.kv,
+                    pos0 + t,
+                    &[tok],
+                    false,
+                    self.path,
+                    &mut self.scratch,
+                    &mut self.row_buf,
+                );
+                if result.is_err() {
+                    break;
+                }
+                // One-token passes: every held row is row 0, token t.
+                let held = self.scratch.held_rows();
+                self.held_profile
+                    .extend(held.drain(..).map(|(_, l, e)| (pos0 + t, l, e)));
+                self.logits[t * n_vocab..(t + 1) * n_vocab]
+                    .copy_from_slice(&self.row_buf[..n_vocab]);
+            }
+            result
+        } else {
+            let r = crate::tensor::view::per_token_products(|| {
+                deepseek::forward(
+                    &self.model,
+                    &self.rope,
+                    &mut self.kv,
+                    pos0,
+                    tokens,
+                    true,
+                    self.path,
+                    &mut self.scratch,
+                    &mut self.logits,
+                )
+            });
+            let held = self.scratch.held_rows();
+            self.held_profile
+                .extend(held.drain(..).map(|(t, l, e)| (pos0 + t, l, e)));
+            r
+        };
+        self.scratch.hold_profile_rows(false);
+        run?;
+        self.n_logit_rows = n;
+        self.logits_pos0 = pos0;
+        self.pos = pos0 + n;
+        Ok(&self.logits[..n * n_vocab])
     }
 
     /// Starts recording which routed experts each evaluated token chooses (see
@@ -143,6 +266,7 @@ impl Session {
 
     /// The profile recorded since [`record_profile`](Self::record_profile).
     pub fn take_profile(&mut self) -> Option<ExpertProfile> {
+        self.commit_profile();
         self.scratch.take_profile()
     }
 

@@ -13,6 +13,7 @@ use moela::model::ModelParams;
 use moela::moe::experts::{parse_rate, ExpertBudget, ExpertParams};
 use moela::moe::profile::ExpertProfile;
 use moela::sampler::{Sampler, SamplerParams};
+use moela::speculative::{SpecMode, SpecStats, Speculator};
 use moela::tensor::DType;
 use moela::{Model, Session, SessionParams};
 
@@ -55,6 +56,8 @@ enum Cmd {
         n_predict: usize,
         #[command(flatten)]
         sampling: SamplingArgs,
+        #[command(flatten)]
+        spec: SpecArgs,
         /// Context length in tokens, at most the model's trained context length (0 = that
         /// length, capped at 4096).
         #[arg(short = 'c', long, default_value_t = 0)]
@@ -76,6 +79,8 @@ enum Cmd {
         n_predict: usize,
         #[command(flatten)]
         sampling: SamplingArgs,
+        #[command(flatten)]
+        spec: SpecArgs,
         /// Context length in tokens, at most the model's trained context length (0 = that
         /// length, capped at 4096).
         #[arg(short = 'c', long, default_value_t = 0)]
@@ -180,6 +185,18 @@ enum Cmd {
         /// KV cache element type: f32 or f16.
         #[arg(long, default_value = "f32")]
         kv_type: String,
+        /// Also measure greedy speculative decoding of -n tokens against plain decoding:
+        /// acceptance rate, tokens per verification pass, tok/s with and without, and the cost
+        /// of one verification pass relative to a one-token step (off or lookup).
+        #[arg(long, default_value = "off")]
+        spec: String,
+        /// Most draft tokens per verification pass (with --spec).
+        #[arg(long, default_value_t = 4, value_parser = at_least_one)]
+        draft: usize,
+        /// The prompt of the --spec measurement (default: 16 pseudo-random tokens repeated 4
+        /// times); needs a model with a tokenizer.
+        #[arg(long)]
+        spec_prompt: Option<String>,
     },
     /// Perplexity of a model on a text file (windows of --ctx tokens; by default the second
     /// half of each window is scored, as llama-perplexity does; see src/eval.rs).
@@ -315,6 +332,28 @@ fn eval_tokens(model: &Model, file: &std::path::Path) -> moela::Result<(Vec<u32>
 /// Sampling settings. The defaults are the library's (`SamplerParams::default()`, also the C
 /// API's and Python's); the C/Python examples and the C API test script ask for greedy.
 /// Negative numbers are read as values, so that a bad one gets a message about its range.
+/// Speculative decoding (src/speculative.rs).
+#[derive(clap::Args, Clone, Debug)]
+struct SpecArgs {
+    /// Speculative decoding: off, or lookup (drafts copied from earlier text that continues
+    /// the last 1-3 tokens; one batched pass verifies them). The output is the same as without
+    /// (token for token when greedy, the same distribution when sampling).
+    #[arg(long, default_value = "off")]
+    spec: String,
+    /// Most draft tokens per verification pass (with --spec lookup), >= 1.
+    #[arg(long, default_value_t = 4, value_parser = at_least_one)]
+    draft: usize,
+}
+
+impl SpecArgs {
+    fn speculator(&self) -> moela::Result<Option<Speculator>> {
+        match SpecMode::parse(&self.spec)?.drafter() {
+            Some(d) => Ok(Some(Speculator::new(d, self.draft)?)),
+            None => Ok(None),
+        }
+    }
+}
+
 #[derive(clap::Args, Clone, Debug)]
 struct SamplingArgs {
     /// Sampling temperature, finite and >= 0; 0 = greedy.
@@ -409,6 +448,8 @@ struct GenStats {
     prefill_s: f64,
     generated: usize,
     decode_s: f64,
+    /// Speculative decoding's counters for this generation.
+    spec: Option<SpecStats>,
 }
 
 impl GenStats {
@@ -422,14 +463,27 @@ impl GenStats {
             self.decode_s,
             self.generated as f64 / self.decode_s.max(1e-9)
         );
+        if let Some(st) = &self.spec {
+            eprintln!(
+                "speculative: {} verification passes, {} of {} drafts accepted ({:.1}%), {:.2} tokens per pass",
+                st.passes,
+                st.accepted,
+                st.drafted,
+                100.0 * st.acceptance_rate(),
+                st.tokens_per_pass()
+            );
+        }
     }
 }
 
 /// Evaluates `prompt` after what the session holds, then samples up to `n` tokens, calling
 /// `on_token` with each; stops at `stop` tokens, a full context, or when `on_token` says so.
+/// With `spec`, speculative decoding (same output).
+#[allow(clippy::too_many_arguments)]
 fn generate(
     session: &mut Session,
     sampler: &mut Sampler,
+    spec: Option<&mut Speculator>,
     history: &mut Vec<u32>,
     prompt: &[u32],
     n: usize,
@@ -441,27 +495,33 @@ fn generate(
     history.extend_from_slice(prompt);
     let prefill_s = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
-    let mut generated = 0;
-    while generated < n {
-        let logits = session
-            .logits()
-            .ok_or_else(|| moela::Error::InvalidArg("no logits".into()))?;
-        let tok = sampler.sample(logits, history);
-        generated += 1;
-        if stop.contains(&tok) {
-            break;
+    let mut spec = spec;
+    let before = spec.as_ref().map(|s| s.stats());
+    let generated = moela::speculative::generate(
+        session,
+        sampler,
+        spec.as_deref_mut(),
+        history,
+        n,
+        stop,
+        on_token,
+    )?;
+    let decode_s = t1.elapsed().as_secs_f64();
+    let spec = spec.zip(before).map(|(s, b)| {
+        let a = s.stats();
+        SpecStats {
+            passes: a.passes - b.passes,
+            drafted: a.drafted - b.drafted,
+            accepted: a.accepted - b.accepted,
+            emitted: a.emitted - b.emitted,
         }
-        history.push(tok);
-        if !on_token(tok) || session.position() >= session.n_ctx() {
-            break;
-        }
-        session.eval(&[tok], false)?;
-    }
+    });
     Ok(GenStats {
         prompt: prompt.len(),
         prefill_s,
         generated,
-        decode_s: t1.elapsed().as_secs_f64(),
+        decode_s,
+        spec,
     })
 }
 
@@ -534,10 +594,12 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             ids,
             n_predict,
             sampling,
+            spec,
             ctx,
             experts,
         } => {
             let mut sampler = sampling.sampler()?;
+            let mut spec = spec.speculator()?;
             let model = load_with(&model_path(model)?, &experts.params(None)?)?;
             check_ctx(ctx, &model)?;
             let keep = model.clone();
@@ -583,6 +645,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             let stats = generate(
                 &mut session,
                 &mut sampler,
+                spec.as_mut(),
                 &mut history,
                 &prompt_ids,
                 n_predict,
@@ -611,6 +674,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             system,
             n_predict,
             sampling,
+            spec,
             ctx,
             experts,
         } => chat(
@@ -618,6 +682,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             &experts.params(None)?,
             system,
             n_predict,
+            spec,
             sampling,
             ctx,
         ),
@@ -693,6 +758,9 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             experts,
             io_limit,
             kv_type,
+            spec,
+            draft,
+            spec_prompt,
         } => {
             let Some(model) = model else {
                 let bw = moela::bench::measure_mem_bw();
@@ -717,6 +785,9 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                 repetitions,
                 model: experts.params(io_limit.as_deref())?,
                 kv_type: parse_kv_type(&kv_type)?,
+                spec: SpecMode::parse(&spec)?,
+                draft,
+                spec_prompt,
             };
             let mut r = moela::bench::run(&model, &p, &mut |l| eprintln!("{l}"))?;
             if mem_bw {
@@ -763,6 +834,25 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                         c.prefetches,
                         100.0 * c.prediction_precision(),
                         100.0 * c.prediction_recall()
+                    );
+                }
+                if let Some(sp) = &r.spec {
+                    o += &format!(
+                        "speculative (greedy, draft {}, {} prompt tokens): acceptance {:.1}%, {:.2} tokens per pass, \
+                         {:.2} ± {:.2} tok/s vs {:.2} ± {:.2} plain ({:.2}x), same tokens: {}; \
+                         a pass of {} tokens costs {:.2}x a one-token step\n",
+                        sp.draft,
+                        sp.prompt_tokens,
+                        100.0 * sp.acceptance_rate,
+                        sp.tokens_per_pass,
+                        sp.tok_s,
+                        sp.tok_s_sd,
+                        sp.plain_tok_s,
+                        sp.plain_tok_s_sd,
+                        sp.tok_s / sp.plain_tok_s.max(1e-9),
+                        sp.identical,
+                        sp.draft + 1,
+                        sp.verify_cost
                     );
                 }
                 if r.mem_bw_bytes_s > 0.0 {
@@ -967,12 +1057,14 @@ fn chat(
     params: &ModelParams,
     system: Option<String>,
     n_predict: usize,
+    spec: SpecArgs,
     sampling: SamplingArgs,
     ctx: usize,
 ) -> moela::Result<()> {
     use moela::tokenizer::{split_reasoning, ChatMessage, StreamDecoder};
     use std::io::BufRead;
     let mut sampler = sampling.sampler()?;
+    let mut spec = spec.speculator()?;
     let model = load_with(&path, params)?;
     check_ctx(ctx, &model)?;
     let keep = model.clone();
@@ -1028,6 +1120,7 @@ fn chat(
         let stats = generate(
             &mut session,
             &mut sampler,
+            spec.as_mut(),
             &mut held,
             &new,
             n_predict,

@@ -37,6 +37,23 @@ impl Scratch {
     pub fn take_profile(&mut self) -> Option<ExpertProfile> {
         self.ffn.profile.take()
     }
+
+    /// The profile being recorded, if any.
+    pub fn profile_mut(&mut self) -> Option<&mut ExpertProfile> {
+        self.ffn.profile.as_mut()
+    }
+
+    /// While on, the routing decisions of a recorded profile are held back as
+    /// `(batch row, layer, expert)` in [`held_rows`](Self::held_rows) instead of counted, so
+    /// that the caller can count only the rows it keeps (speculative verification).
+    pub fn hold_profile_rows(&mut self, on: bool) {
+        self.ffn.hold_rows = on;
+    }
+
+    /// The routing decisions held back (see [`hold_profile_rows`](Self::hold_profile_rows)).
+    pub fn held_rows(&mut self) -> &mut Vec<(usize, usize, usize)> {
+        &mut self.ffn.held
+    }
 }
 
 #[derive(Default, Debug)]
@@ -62,6 +79,8 @@ struct FfnScratch {
     /// The prediction for the layer after the next.
     pred_far: Vec<usize>,
     profile: Option<ExpertProfile>,
+    hold_rows: bool,
+    held: Vec<(usize, usize, usize)>,
 }
 
 fn resize(v: &mut Vec<f32>, n: usize) -> &mut [f32] {
@@ -208,7 +227,11 @@ fn moe_batch(
         for &(e, wgt) in &s.chosen {
             s.assignments[e].push((t, wgt));
             if let Some(p) = s.profile.as_mut() {
-                p.record(layer, e);
+                if s.hold_rows {
+                    s.held.push((t, layer, e));
+                } else {
+                    p.record(layer, e);
+                }
             }
         }
     }

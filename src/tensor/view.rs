@@ -7,7 +7,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 
 use memmap2::Mmap;
 use rayon::prelude::*;
@@ -317,7 +317,7 @@ impl TensorView {
     pub fn matmul(&self, x: &[f32], n: usize, out: &mut [f32]) {
         debug_assert_eq!(x.len(), n * self.cols);
         debug_assert_eq!(out.len(), n * self.rows);
-        if let (Some(s), true) = (&self.scales, n > 1) {
+        if let (Some(s), true) = (&self.scales, n > 1 && !per_token()) {
             // Block-scaled FP8 with several inputs: decode each row once per group of inputs.
             let cols = self.cols;
             return self.for_each_row(n, out, |r, row, t0, count| {
@@ -442,6 +442,9 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
         debug_assert_eq!(j.out.len(), j.n * j.w.rows);
     }
     let k = kernels::active();
+    // Per-token mode (speculative verification): every input row is its own one-token product,
+    // with the decode kernels and its own quantized activations.
+    let per_token = per_token() && jobs.iter().any(|j| j.n > 1);
     MULTI_ACTS.with(|cell| {
         let mut fresh = Vec::new();
         let mut guard = cell.try_borrow_mut();
@@ -450,7 +453,7 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
             Err(_) => &mut fresh,
         };
         // acts[i]: index into `pool` of job i's quantized input (None: float or FP8 weights,
-        // which read the f32 input).
+        // which read the f32 input); in per-token mode the first of its n one-row inputs.
         let mut acts: Vec<Option<usize>> = Vec::with_capacity(jobs.len());
         let mut inputs: Vec<(&[f32], usize)> = Vec::with_capacity(jobs.len());
         let mut used = 0;
@@ -468,12 +471,18 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
                 acts.push(acts[p]);
                 continue;
             }
-            if pool.len() <= used {
+            let (x, cols) = (jobs[i].x, jobs[i].w.cols);
+            acts.push(Some(used));
+            if per_token {
+                inputs.extend(x.chunks_exact(cols).map(|xt| (xt, cols)));
+                used += jobs[i].n;
+            } else {
+                inputs.push((x, cols));
+                used += 1;
+            }
+            while pool.len() < used {
                 pool.push(Q8Acts::default());
             }
-            inputs.push((jobs[i].x, jobs[i].w.cols));
-            acts.push(Some(used));
-            used += 1;
         }
         // Quantize the distinct inputs (in parallel when there is enough of them: prefill).
         let in_elems: usize = inputs.iter().map(|(x, _)| x.len()).sum();
@@ -493,7 +502,15 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
         let mut units = Vec::new();
         for (i, j) in jobs.iter().enumerate() {
             let work_per_row = (j.w.cols * j.n).max(1);
-            let chunk = per_unit.div_ceil(work_per_row).clamp(8, j.w.rows.max(8));
+            // A multiple of four rows, so that every unit starts on a multiple of four: the
+            // decode kernels run rows in aligned groups of four (the four-row kernel) and only
+            // the matrix's last rows%4 rows one at a time, so each row's value does not depend
+            // on how the rows were split (thread count, the other jobs of the pass), and a
+            // verification pass reproduces decode's bits.
+            let chunk = per_unit
+                .div_ceil(work_per_row)
+                .clamp(8, j.w.rows.max(8))
+                .next_multiple_of(4);
             let mut r = 0;
             while r < j.w.rows {
                 units.push((i, r, (r + chunk).min(j.w.rows)));
@@ -518,20 +535,21 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
                 unsafe { *out.0.add(idx) = v }
             };
             match acts[i] {
-                Some(a) if n == 1 => {
+                Some(a) if n == 1 || per_token => {
+                    // Decode: blocks of 64 rows (a multiple of four, see the units). Several
+                    // inputs in per-token mode: each block, still in cache, meets every input
+                    // in turn.
                     let mut vals = [0.0f32; 64];
                     let rb = w.row_bytes();
                     let mut r = r0;
                     while r < r1 {
                         let m = (r1 - r).min(vals.len());
-                        pool[a].dot_rows(
-                            k,
-                            w.dtype,
-                            &w.bytes()[r * rb..(r + m) * rb],
-                            &mut vals[..m],
-                        );
-                        for (i, &v) in vals[..m].iter().enumerate() {
-                            put(r + i, v);
+                        let rows = &w.bytes()[r * rb..(r + m) * rb];
+                        for t in 0..n {
+                            pool[a + t].dot_rows(k, w.dtype, rows, &mut vals[..m]);
+                            for (i, &v) in vals[..m].iter().enumerate() {
+                                put(t * w.rows + r + i, v);
+                            }
                         }
                         r += m;
                     }
@@ -559,16 +577,18 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
                 }
                 None if w.scales.is_none() && kernels::float_index(w.dtype).is_some() => {
                     let cols = w.cols;
-                    if n == 1 {
+                    if n == 1 || per_token {
                         let mut vals = [0.0f32; 64];
                         let rb = w.row_bytes();
                         let mut r = r0;
                         while r < r1 {
                             let m = (r1 - r).min(vals.len());
                             let rows = &w.bytes()[r * rb..(r + m) * rb];
-                            k.dot_rows_f(w.dtype, rows, x, &mut vals[..m]);
-                            for (i, &v) in vals[..m].iter().enumerate() {
-                                put(r + i, v);
+                            for (t, xt) in x.chunks_exact(cols).enumerate() {
+                                k.dot_rows_f(w.dtype, rows, xt, &mut vals[..m]);
+                                for (i, &v) in vals[..m].iter().enumerate() {
+                                    put(t * w.rows + r + i, v);
+                                }
                             }
                             r += m;
                         }
@@ -601,6 +621,33 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
 
 /// Below this many multiply-adds a product runs on the calling thread.
 const PARALLEL_MIN_WORK: usize = 1 << 16;
+
+thread_local! {
+    /// Whether products over several inputs started on this thread run as one-input products
+    /// (see [`per_token_products`]).
+    static PER_TOKEN: Cell<bool> = const { Cell::new(false) };
+}
+
+fn per_token() -> bool {
+    PER_TOKEN.with(Cell::get)
+}
+
+/// Runs `f` with every product started on this thread ([`TensorView::matmul`],
+/// [`matmul_multi`]) computing each of its inputs exactly as a one-input product (decode)
+/// would: the same one-row (or aligned four-row) kernels, each input quantized on its own,
+/// each block of weight rows meeting the inputs in turn while it is in cache. The results are
+/// bit-identical to running the inputs one at a time; speculative verification relies on it.
+/// Products started on other threads (inside a parallel loop of `f`) are not affected.
+pub fn per_token_products<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            PER_TOKEN.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(PER_TOKEN.with(|c| c.replace(true)));
+    f()
+}
 
 thread_local! {
     /// Each caller thread's quantized inputs for `matmul_multi`.
