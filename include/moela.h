@@ -73,6 +73,13 @@
 #define MOELA_MODEL_NO_PREFETCH 1
 
 /**
+ * `moela_model_params.flags`: keep every weight in the file mapping, in the file's layout
+ * (by default, on CPUs whose kernels are faster on it, Q4_0 weights are interleaved into
+ * memory at load; same as `MOELA_REPACK=0` in the environment).
+ */
+#define MOELA_MODEL_KEEP_FILE_LAYOUT 2
+
+/**
  * `moela_model_params.expert_budget_bytes`: no budget (the default).
  */
 #define MOELA_EXPERT_BUDGET_UNLIMITED UINT64_MAX
@@ -126,6 +133,11 @@
  * generation continues as the assistant.
  */
 #define MOELA_CHAT_ADD_GENERATION_PROMPT 1
+
+/**
+ * Rows per group.
+ */
+#define GROUP 8
 
 /**
  * How attention is computed (`moela_session_params.attn_path`).

@@ -37,6 +37,7 @@ fn with(budget: ExpertBudget, prefetch: bool, profile: Option<ExpertProfile>) ->
             profile,
             io_limit: None,
         },
+        ..Default::default()
     }
 }
 

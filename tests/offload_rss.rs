@@ -85,6 +85,7 @@ fn rss_stays_within_resident_weights_plus_budget() {
             budget: ExpertBudget::Fraction(0.10),
             ..Default::default()
         },
+        ..Default::default()
     };
     let m = Arc::new(Model::load_with(&path, &p).unwrap());
     let st0 = m.expert_stats();

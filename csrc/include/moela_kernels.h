@@ -155,6 +155,15 @@ void mk_gemm_q5_1_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_byt
 void mk_gemm_iq4_xs_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
                              const int8_t *qs, const float *d, const int32_t *s, float *out,
                              size_t ldo);
+/* Q4_0 interleaved by eight rows ("x8": per block, the 8 rows' f16 scales, then four 32-byte
+ * vectors, vector v holding bytes 4v..4v+3 of each row's 16 nibble bytes, row r at bytes
+ * 4r..4r+3; src/tensor/interleave.rs writes it). Decode: the 8 rows of one group against one
+ * activation row (out[0..8]). GEMM: ngroups consecutive groups (8·ngroups rows) against ntok
+ * activation rows, row r of the result at out[t·ldo + r]. */
+void mk_vec_dot_x8_q4_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_gemm_x8_q4_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo);
 /* And for Q4_K / Q5_K / Q6_K weights (n a multiple of 256; the small tiles: 2 weight rows ×
  * half a super-block). */
 void mk_gemm_q4_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,

@@ -811,6 +811,7 @@ static void test_low_k(int *passed, int *failed);
 static void test_legacy(int *passed, int *failed);
 #if defined(__x86_64__)
 static void test_legacy_rows4_gemm(int available, int *passed, int *failed);
+static void test_x8_q4_0(int available, int *passed, int *failed);
 #endif
 
 int main(void) {
@@ -920,6 +921,7 @@ int main(void) {
     test_rows4("avx2", mk_vec_dot_rows4_q8_0_q8a_avx2, mk_vec_dot_rows4_q4_0_q8a_avx2, ks[0].available, &passed,
                &failed);
     test_legacy_rows4_gemm(ks[0].available, &passed, &failed);
+    test_x8_q4_0(ks[0].available, &passed, &failed);
     struct float_kernel fk[] = {
         {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
          {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},
@@ -1270,5 +1272,89 @@ static void test_legacy_rows4_gemm(int available, int *passed, int *failed) {
             free(x), free(d), free(wm), free(qs), free(s), free(w), free(got);
         }
     printf("kernel avx2 legacy/iq4 four-row and gemm: tested\n");
+}
+
+/* Q4_0 interleaved by eight rows (the layout of mk_vec_dot_x8_q4_0_q8a_avx2, written here as
+ * the loader writes it) against the generic one-row kernel on the original rows: 1..70 blocks,
+ * 1..3 groups, 1..65 tokens, scales 1e-6..3e4 (bound 1e-5 · Σ|terms|) and the exact mode (unit
+ * scales: integer sums, equal results). */
+static void test_x8_q4_0(int available, int *passed, int *failed) {
+    if (!available) {
+        printf("kernel avx2 q4_0 x8: not on this CPU\n");
+        return;
+    }
+    const size_t block_counts[] = {1, 2, 3, 7, 17, 64, 70};
+    const size_t tok_counts[] = {1, 4, 5, 64, 65};
+    const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f};
+    const size_t maxt = 65, maxg = 3;
+    for (size_t bi = 0; bi < sizeof block_counts / sizeof *block_counts; bi++) {
+        const size_t blocks = block_counts[bi], n = 32 * blocks, rb = 18 * blocks;
+        float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
+        int8_t *qs = malloc(maxt * n);
+        int32_t *s = malloc(maxt * blocks * sizeof *s);
+        uint8_t *q8 = malloc(8 * maxg * 34 * blocks), *q4 = malloc(8 * maxg * rb), *x8 = malloc(8 * maxg * rb);
+        float *got = malloc(maxt * (8 * maxg + 1) * sizeof *got);
+        for (int si = 0; si < 4; si++) {
+            const int exact = scales[si] == 0.0f;
+            if (exact && blocks > 17) continue;
+            make_rows(8 * maxg * n, exact ? 1.0f : scales[si], q8, q4); /* rows back to back */
+            if (exact)
+                for (size_t b = 0; b < 8 * maxg * blocks; b++) {
+                    const uint16_t one = 0x3c00;
+                    memcpy(q4 + 18 * b, &one, 2);
+                }
+            for (size_t t = 0; t < maxt; t++) {
+                for (size_t i = 0; i < n; i++) x[t * n + i] = frand() * (exact ? 1.0f : scales[si]);
+                mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
+                if (exact)
+                    for (size_t b = 0; b < blocks; b++) d[t * blocks + b] = 1.0f;
+            }
+            for (size_t g = 0; g < maxg; g++) /* the interleaving */
+                for (size_t j = 0; j < blocks; j++) {
+                    uint8_t *dst = x8 + g * 8 * rb + j * 144;
+                    for (int r = 0; r < 8; r++) {
+                        const uint8_t *src = q4 + (8 * g + r) * rb + 18 * j;
+                        memcpy(dst + 2 * r, src, 2);
+                        for (int v = 0; v < 4; v++) memcpy(dst + 16 + 32 * v + 4 * r, src + 2 + 4 * v, 4);
+                    }
+                }
+            for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++)
+                for (size_t ng = 1; ng <= maxg; ng++) {
+                    const size_t ntok = tok_counts[ti], nrows = 8 * ng, ldo = nrows + 1;
+                    for (size_t i = 0; i < maxt * (8 * maxg + 1); i++) got[i] = -7.0f;
+                    int bad = 0;
+                    for (int pass = 0; pass < 2; pass++) { /* 0: decode per token, 1: GEMM */
+                        if (pass == 0)
+                            for (size_t t = 0; t < ntok; t++)
+                                for (size_t g = 0; g < ng; g++)
+                                    mk_vec_dot_x8_q4_0_q8a_avx2(n, x8 + g * 8 * rb, qs + t * n, d + t * blocks,
+                                                                s + t * blocks, got + t * ldo + 8 * g);
+                        else
+                            mk_gemm_x8_q4_0_q8a_avx2(n, ng, x8, ntok, qs, d, s, got, ldo);
+                        for (size_t t = 0; t < ntok; t++)
+                            for (size_t r = 0; r < nrows; r++) {
+                                const float gv = got[t * ldo + r];
+                                const float want = mk_vec_dot_q4_0_q8a_generic(n, q4 + r * rb, qs + t * n,
+                                                                               d + t * blocks, s + t * blocks);
+                                float mag = 0;
+                                for (size_t i = 0; i < n; i++)
+                                    mag += 8.0f * fabsf(mk_f16_to_f32((uint16_t)(q4[r * rb + 18 * (i / 32)] |
+                                                                                 q4[r * rb + 18 * (i / 32) + 1] << 8))) *
+                                           fabsf(d[t * blocks + i / 32] * qs[t * n + i]);
+                                const int ok = exact ? gv == want : fabsf(gv - want) <= 1e-5f * mag + 1e-30f;
+                                if (!ok && !bad)
+                                    printf("FAIL avx2 x8 %s q4_0 n=%zu groups=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
+                                           pass ? "gemm" : "decode", n, ng, ntok, r, t, scales[si], gv, want);
+                                bad += !ok;
+                            }
+                        for (size_t t = 0; t < ntok; t++) bad += got[t * ldo + nrows] != -7.0f;
+                    }
+                    *passed += !bad;
+                    *failed += !!bad;
+                }
+        }
+        free(x), free(d), free(qs), free(s), free(q8), free(q4), free(x8), free(got);
+    }
+    printf("kernel avx2 q4_0 x8: tested\n");
 }
 #endif

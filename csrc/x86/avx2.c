@@ -1300,3 +1300,81 @@ void mk_quantize_row_q8a_avx2(size_t n, const float *x, int8_t *qs, float *d, in
         s[b] = _mm_cvtsi128_si32(s4);
     }
 }
+
+/* ---- Q4_0 interleaved by eight rows ("x8", made by the loader: src/tensor/interleave.rs) ----
+ * Per group of 8 rows and per 32-element block, 144 bytes: the 8 rows' f16 scales, then four
+ * 32-byte vectors, vector v holding bytes 4v..4v+3 of each row's 16 nibble bytes (row r at
+ * bytes 4r..4r+3): low nibbles are elements 4v..4v+3, high nibbles 16+4v..16+4v+3. That is
+ * the tile gemm8_avx2 builds by transposing, stored once, so decode reads it with 4 loads, 8
+ * masks/shifts, 8 broadcasts of x and 8 vpmaddubsw summed in int16 (≤ 8 · 2 · 15 · 127) per 8
+ * rows and block, and one conversion and one FMA with the 8 scales. */
+#define X8_BS 144
+
+static inline __attribute__((always_inline)) __m256i x8_block_isum(const uint8_t *g, const int8_t *x) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256i a = _mm256_setzero_si256();
+    for (int v = 0; v < 4; v++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(g + 16 + 32 * v));
+        int32_t xl, xh;
+        memcpy(&xl, x + 4 * v, 4);
+        memcpy(&xh, x + 16 + 4 * v, 4);
+        a = _mm256_add_epi16(a, _mm256_maddubs_epi16(_mm256_and_si256(raw, m4), _mm256_set1_epi32(xl)));
+        a = _mm256_add_epi16(
+            a, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), _mm256_set1_epi32(xh)));
+    }
+    return _mm256_madd_epi16(a, _mm256_set1_epi16(1));
+}
+
+void mk_vec_dot_x8_q4_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    const uint8_t *g = (const uint8_t *)w;
+    const size_t nb = n / 32;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (size_t j = 0; j < nb; j++, g += X8_BS) {
+        _mm_prefetch((const char *)g + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)g + 1024 + 64, _MM_HINT_T0);
+        const __m256i i32 = _mm256_sub_epi32(x8_block_isum(g, qs + 32 * j), _mm256_set1_epi32(8 * s[j]));
+        const __m256 f = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g)), _mm256_broadcast_ss(d + j));
+        if (j & 1) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc1);
+        else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc0);
+    }
+    _mm256_storeu_ps(out, _mm256_add_ps(acc0, acc1));
+}
+
+void mk_gemm_x8_q4_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo) {
+    const size_t nb = n / 32;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 acc[GEMM_TOK];
+    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
+        const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
+        for (size_t gi = 0; gi < ngroups; gi++) {
+            const uint8_t *grp = (const uint8_t *)w + gi * nb * X8_BS;
+            for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
+            for (size_t j = 0; j < nb; j++) {
+                const uint8_t *g = grp + j * X8_BS;
+                __m256i V[8];
+                for (int v = 0; v < 4; v++) {
+                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(g + 16 + 32 * v));
+                    V[v] = _mm256_and_si256(raw, m4);
+                    V[v + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+                }
+                const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+                for (size_t t = 0; t < tn; t++) {
+                    const size_t tt = t0 + t;
+                    const uint8_t *x = (const uint8_t *)(qs + tt * n + 32 * j);
+                    __m256i p = _mm256_setzero_si256();
+                    for (int v = 0; v < 8; v++) {
+                        int32_t xv;
+                        memcpy(&xv, x + 4 * v, 4);
+                        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(V[v], _mm256_set1_epi32(xv)));
+                    }
+                    const __m256i i32 = _mm256_sub_epi32(_mm256_madd_epi16(p, ones), _mm256_set1_epi32(8 * s[tt * nb + j]));
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(sc, _mm256_broadcast_ss(d + tt * nb + j)),
+                                             acc[t]);
+                }
+            }
+            for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + 8 * gi, acc[t]);
+        }
+    }
+}

@@ -356,12 +356,15 @@ class Model:
         path: Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"],
         expert_budget_bytes: Optional[int] = None,
         prefetch: bool = True,
+        keep_file_layout: bool = False,
     ) -> None:
         """``path``: a str, bytes or os.PathLike without NUL characters.
         ``expert_budget_bytes``: memory for routed experts, an int in 0 ..= 2**64 - 1 (None or
         2**64 - 1: unlimited, every expert stays in the file mapping; 0 streams each through
         one slot); the logits are the same at every budget. ``prefetch`` (bool): with a
-        budget, read the next layers' predicted experts ahead.
+        budget, read the next layers' predicted experts ahead. ``keep_file_layout`` (bool):
+        keep every weight in the file mapping as the file lays it out (by default, on CPUs
+        whose kernels are faster on it, Q4_0 weights are interleaved into memory at load).
 
         Raises TypeError for a wrong type, :class:`MoelaValueError` for a value out of range or
         a NUL in the path, :class:`MoelaError` when the library cannot load the model."""
@@ -380,6 +383,8 @@ class Model:
             )
         if not _bool(where, "prefetch", prefetch):
             params.flags |= _ffi.MODEL_NO_PREFETCH
+        if _bool(where, "keep_file_layout", keep_file_layout):
+            params.flags |= _ffi.MODEL_KEEP_FILE_LAYOUT
         mh = _ModelHandle()
         _check(_l().moela_model_load(data, ctypes.byref(params), ctypes.byref(mh.ptr)))
         self._mh = mh

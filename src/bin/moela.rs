@@ -266,6 +266,11 @@ struct ExpertArgs {
     /// Do not predict and read ahead the next layer's experts.
     #[arg(long)]
     no_prefetch: bool,
+    /// Keep every weight in the file mapping as the file lays it out (by default, with the
+    /// AVX2 kernels, Q4_0 weights are interleaved by eight rows into memory at load; also
+    /// MOELA_REPACK=0)
+    #[arg(long)]
+    keep_file_layout: bool,
 }
 
 impl ExpertArgs {
@@ -291,6 +296,7 @@ impl ExpertArgs {
                 prefetch: !self.no_prefetch,
                 io_limit: io_limit.map(parse_rate).transpose()?,
             },
+            keep_file_layout: self.keep_file_layout,
         })
     }
 }

@@ -44,6 +44,22 @@ pub(super) type GemmQ8g = unsafe extern "C" fn(
     *mut f32,
     usize,
 );
+/// Q4_0 interleaved by eight rows (src/tensor/interleave.rs) against one q8a row: (n, group,
+/// qs, d, s, out[8]).
+pub(super) type DotX8 =
+    unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32, *mut f32);
+/// The same as a GEMM: (n, ngroups, w, ntok, qs, d, s, out, ldo).
+pub(super) type GemmX8 = unsafe extern "C" fn(
+    usize,
+    usize,
+    *const c_void,
+    usize,
+    *const i8,
+    *const f32,
+    *const i32,
+    *mut f32,
+    usize,
+);
 pub(super) type QuantizeQ8a = unsafe extern "C" fn(usize, *const f32, *mut i8, *mut f32, *mut i32);
 
 /// One weight type's kernels in one kernel set.
@@ -189,6 +205,92 @@ impl KernelSet {
 }
 
 impl Q8Acts {
+    /// `out[r]` = row r of `groups` (Q4_0 interleaved by eight rows: whole groups of n
+    /// elements, `out.len()` of them a multiple of 8) · activation row `t`: the set's x8
+    /// kernel, or (a set without one) the groups put back in the file's layout first.
+    pub fn dot_x8(&self, k: &KernelSet, groups: &[u8], t: usize, out: &mut [f32]) {
+        use crate::tensor::interleave::{deinterleave_q4_0, GROUP};
+        let n = self.n;
+        let gb = GROUP * DType::Q4_0.bytes_for(n).unwrap_or(0);
+        assert!(gb > 0 && out.len() % GROUP == 0 && groups.len() >= out.len() / GROUP * gb);
+        let Some((f, _)) = k.q4_0_x8 else {
+            let rows = deinterleave_q4_0(n, &groups[..out.len() / GROUP * gb]);
+            for (r, o) in out.iter_mut().enumerate() {
+                *o = self.dot(
+                    k,
+                    DType::Q4_0,
+                    &rows[r * gb / GROUP..(r + 1) * gb / GROUP],
+                    t,
+                );
+            }
+            return;
+        };
+        let (b0, b1) = (t * n / QK, (t + 1) * n / QK);
+        let qs = &self.qs[t * n..(t + 1) * n];
+        let (d, s) = (&self.d[b0..b1], &self.s[b0..b1]);
+        for (o, g) in out.chunks_exact_mut(GROUP).zip(groups.chunks_exact(gb)) {
+            // SAFETY: `g` is one whole x8 group of n-element rows (asserted above), qs/d/s are
+            // activation row t's n values and n/32 blocks, and `o` holds the 8 results.
+            unsafe {
+                f(
+                    n,
+                    g.as_ptr().cast(),
+                    qs.as_ptr(),
+                    d.as_ptr(),
+                    s.as_ptr(),
+                    o.as_mut_ptr(),
+                )
+            };
+        }
+    }
+
+    /// Rows of `groups` (Q4_0 interleaved by eight rows, `nrows` a multiple of 8) with every
+    /// activation row, written to `out[t*ldo + r]`: the set's x8 GEMM, or [`Self::dot_x8`]
+    /// per row (a set without one).
+    ///
+    /// # Safety
+    /// `out` must be valid for writes at `t*ldo + r` for every activation row t and r <
+    /// nrows, and no other thread may access those elements during the call.
+    pub unsafe fn gemm_x8(
+        &self,
+        k: &KernelSet,
+        groups: &[u8],
+        nrows: usize,
+        out: *mut f32,
+        ldo: usize,
+    ) {
+        use crate::tensor::interleave::GROUP;
+        let (n, ntok) = (self.n, self.rows());
+        let gb = GROUP * DType::Q4_0.bytes_for(n).unwrap_or(0);
+        assert!(gb > 0 && nrows % GROUP == 0 && groups.len() >= nrows / GROUP * gb && nrows <= ldo);
+        if let Some((_, g)) = k.q4_0_x8 {
+            // SAFETY: `groups` holds nrows/8 whole groups (asserted), qs/d/s hold ntok rows of
+            // n values and n/32 blocks, and the caller vouches for out[t*ldo + r].
+            unsafe {
+                g(
+                    n,
+                    nrows / GROUP,
+                    groups.as_ptr().cast(),
+                    ntok,
+                    self.qs.as_ptr(),
+                    self.d.as_ptr(),
+                    self.s.as_ptr(),
+                    out,
+                    ldo,
+                )
+            };
+            return;
+        }
+        let mut vals = vec![0.0f32; nrows];
+        for t in 0..ntok {
+            self.dot_x8(k, groups, t, &mut vals);
+            for (r, &v) in vals.iter().enumerate() {
+                // SAFETY: the caller vouches for out[t*ldo + r], r < nrows.
+                unsafe { *out.add(t * ldo + r) = v };
+            }
+        }
+    }
+
     /// Dot product of one stored quantized row (Q8_0, Q4_0 or a K-quant) with activation
     /// row `t`.
     #[inline]

@@ -111,6 +111,21 @@ pub struct ModelParams {
     /// Where routed experts live: by default in the file mapping like every weight; with a
     /// budget, in a bounded cache (docs/OFFLOADING.md).
     pub experts: ExpertParams,
+    /// Keep every weight in the file mapping, in the file's layout. By default, where the
+    /// kernel set computes Q4_0 faster on rows interleaved by eight (AVX2), Q4_0 matrices are
+    /// interleaved into memory at load and their pages of the mapping released (routed experts
+    /// only without an expert budget): a load that reads them all, for faster decode and
+    /// prefill. `MOELA_REPACK=0` in the environment does the same as setting this.
+    pub keep_file_layout: bool,
+}
+
+impl ModelParams {
+    /// Whether the loader interleaves Q4_0 weights (see [`Self::keep_file_layout`]).
+    fn interleave_q4_0(&self) -> bool {
+        !self.keep_file_layout
+            && std::env::var("MOELA_REPACK").as_deref() != Ok("0")
+            && crate::kernels::active().wants_q4_0_x8()
+    }
 }
 
 /// The mapping of `path` as a source of expert reads.
@@ -193,7 +208,7 @@ impl Model {
             let file = GgufFile::open(path)?;
             let tensors = TensorIndex::from_gguf(&file);
             let cfg = gguf_names::config_from_gguf(&file, &tensors)?;
-            let weights = Weights::from_gguf(&tensors, &cfg)?;
+            let mut weights = Weights::from_gguf(&tensors, &cfg)?;
             let tokenizer = tokenizer_gguf::tokenizer_from_gguf(&file)?;
             let experts = ExpertStore::new(
                 &weights,
@@ -201,6 +216,10 @@ impl Model {
                 k(&cfg),
                 &params.experts,
             )?;
+            if params.interleave_q4_0() {
+                // After the store, which reads routed experts from the mapping's offsets.
+                weights.interleave_q4_0(experts.is_none());
+            }
             Ok(Model {
                 config: cfg,
                 weights,

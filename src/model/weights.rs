@@ -131,6 +131,55 @@ pub struct Weights {
     pub lm_head: TensorView,
 }
 
+impl Weights {
+    /// Interleaves every Q4_0 matrix the model only multiplies with (attention projections
+    /// but the per-head up-projections, dense and shared FFNs, the output head, and the routed
+    /// experts when `routed`) by eight rows into memory ([`crate::tensor::interleave`]), and
+    /// releases their pages of the file mapping. Returns the bytes interleaved. The embedding
+    /// table (read by rows), norms and router stay in the mapping.
+    pub fn interleave_q4_0(&mut self, routed: bool) -> usize {
+        use rayon::prelude::*;
+        let mut views: Vec<&mut TensorView> = Vec::new();
+        for layer in &mut self.layers {
+            let a = &mut layer.attn;
+            match &mut a.q {
+                QWeights::Direct { q } => views.push(q),
+                QWeights::LoRA { q_a, q_b, .. } => {
+                    views.push(q_a);
+                    views.push(q_b);
+                }
+            }
+            views.push(&mut a.kv_a);
+            views.push(&mut a.o);
+            match &mut layer.ffn {
+                Ffn::Dense(m) => views.extend([&mut m.gate, &mut m.up, &mut m.down]),
+                Ffn::Moe(moe) => {
+                    if let Some(m) = &mut moe.shared {
+                        views.extend([&mut m.gate, &mut m.up, &mut m.down]);
+                    }
+                    if routed {
+                        for m in &mut moe.experts {
+                            views.extend([&mut m.gate, &mut m.up, &mut m.down]);
+                        }
+                    }
+                }
+            }
+        }
+        views.push(&mut self.lm_head);
+        views
+            .into_par_iter()
+            .map(|v| match v.interleaved() {
+                Some(x) => {
+                    v.release_mapped_pages();
+                    *v = x;
+                    v.n_bytes()
+                }
+                None => 0,
+            })
+            .sum()
+    }
+}
+
 /// The names of one checkpoint layout (HF or GGUF); shapes are row-major.
 trait Layout {
     fn embed(&self) -> String;

@@ -4,6 +4,7 @@ pub mod fp8;
 pub mod iquant;
 #[rustfmt::skip]
 mod iquant_grids;
+pub mod interleave;
 pub mod iq4;
 pub mod kquant;
 pub mod legacy;

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 use crate::kernels::{self, Q8Acts};
 
 use super::dtype::DType;
+use super::interleave::GROUP;
 use super::{fp8, quant};
 
 /// Where a tensor's bytes live.
@@ -44,6 +45,9 @@ pub struct TensorView {
     scales: Option<Arc<BlockScales>>,
     /// Where this view's first row lies in the tensor the scale grid describes (sub-views).
     scale_row0: usize,
+    /// Q4_0 rows interleaved by eight ([`super::interleave`]), in memory; the file's
+    /// row-after-row layout when false.
+    interleaved: bool,
 }
 
 /// The f32 scale grid of a block-scaled tensor: `[⌈R/block_rows⌉, ⌈C/block_cols⌉]` for the
@@ -92,6 +96,7 @@ impl TensorView {
             range,
             scales: None,
             scale_row0: 0,
+            interleaved: false,
         })
     }
 
@@ -122,6 +127,58 @@ impl TensorView {
         }));
         self.scale_row0 = 0;
         Some(self)
+    }
+
+    /// Whether the rows are interleaved by eight ([`super::interleave`]).
+    pub fn is_interleaved(&self) -> bool {
+        self.interleaved
+    }
+
+    /// This Q4_0 matrix interleaved by eight rows, in memory (None when it is not Q4_0, its
+    /// row count is not a multiple of eight, or it already is).
+    pub fn interleaved(&self) -> Option<TensorView> {
+        if self.dtype != DType::Q4_0
+            || self.rows % GROUP != 0
+            || self.rows == 0
+            || self.interleaved
+            || self.scales.is_some()
+        {
+            return None;
+        }
+        let bytes = super::interleave::interleave_q4_0(self.cols, self.bytes());
+        let len = bytes.len();
+        Some(TensorView {
+            dtype: self.dtype,
+            rows: self.rows,
+            cols: self.cols,
+            backing: Backing::Owned(Arc::new(bytes)),
+            range: 0..len,
+            scales: None,
+            scale_row0: 0,
+            interleaved: true,
+        })
+    }
+
+    /// Tells the kernel this view's pages of the file mapping are not needed (the whole pages
+    /// inside its range; a no-op for bytes in memory), so they leave the process's resident
+    /// set; a later read faults them in again from the file.
+    pub fn release_mapped_pages(&self) {
+        #[cfg(unix)]
+        if let Backing::Map(m) = &self.backing {
+            const PAGE: usize = 4096;
+            let (start, end) = (
+                self.range.start.next_multiple_of(PAGE),
+                self.range.end / PAGE * PAGE,
+            );
+            if end > start {
+                // SAFETY: the mapping is a read-only file mapping, so dropping its pages loses
+                // nothing (they are read again from the file on the next access), and no
+                // reference into it is invalidated: the bytes stay mapped and readable.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+                };
+            }
+        }
     }
 
     /// Whether values need a block scale from outside the row (FP8 with `weight_scale_inv`).
@@ -170,6 +227,7 @@ impl TensorView {
             range: 0..len,
             scales: None,
             scale_row0: 0,
+            interleaved: false,
         })
     }
 
@@ -200,16 +258,22 @@ impl TensorView {
         self.range.len()
     }
 
-    /// The bytes of row `i`.
+    /// The bytes of row `i` (in the file's layout: not for an interleaved view, whose rows
+    /// span their group; [`row_f32`](Self::row_f32) reads those).
     #[inline]
     pub fn row(&self, i: usize) -> &[u8] {
+        debug_assert!(!self.interleaved, "row() of an interleaved view");
         let rb = self.row_bytes();
         &self.bytes()[i * rb..(i + 1) * rb]
     }
 
     /// Rows `start..start+n` as a view of their own.
+    /// An interleaved view splits only on whole groups of eight rows.
     pub fn rows_view(&self, start: usize, n: usize) -> Option<TensorView> {
         if start.checked_add(n)? > self.rows {
+            return None;
+        }
+        if self.interleaved && (start % GROUP != 0 || n % GROUP != 0) {
             return None;
         }
         let rb = self.row_bytes();
@@ -222,13 +286,14 @@ impl TensorView {
             range: begin..begin + n * rb,
             scales: self.scales.clone(),
             scale_row0: self.scale_row0 + start,
+            interleaved: self.interleaved,
         })
     }
 
     /// The same bytes seen as `rows` × `cols` (same element count, whole blocks per row).
     /// Block-scaled views cannot be reshaped (the scale grid would not follow).
     pub fn reshape(&self, rows: usize, cols: usize) -> Option<TensorView> {
-        if self.scales.is_some() {
+        if self.scales.is_some() || self.interleaved {
             return None;
         }
         TensorView::new(
@@ -242,6 +307,14 @@ impl TensorView {
 
     /// Row `i` as f32.
     pub fn row_f32(&self, i: usize, out: &mut [f32]) {
+        if self.interleaved {
+            let rb = self.row_bytes();
+            let g = i / GROUP;
+            let group = &self.bytes()[g * GROUP * rb..(g + 1) * GROUP * rb];
+            let mut row = vec![0u8; rb];
+            super::interleave::deinterleave_row_q4_0(self.cols, group, i % GROUP, &mut row);
+            return quant::dequantize_row(self.dtype, &row, &mut out[..self.cols]);
+        }
         match &self.scales {
             Some(s) => fp8::dequantize_scaled(
                 self.row(i),
@@ -269,6 +342,7 @@ impl TensorView {
 
     /// `out = Wᵀ x` (`x.len() == rows`, `out.len() == cols`): accumulates scaled rows.
     pub fn matvec_t(&self, x: &[f32], out: &mut [f32]) {
+        debug_assert!(!self.interleaved, "matvec_t of an interleaved view");
         debug_assert_eq!(x.len(), self.rows);
         debug_assert_eq!(out.len(), self.cols);
         out.fill(0.0);
@@ -286,6 +360,7 @@ impl TensorView {
     /// `out[t] = Wᵀ x[t]` for `n` inputs of `rows` values (`out` is `[n, cols]`): each stored
     /// row is widened once and accumulated into every output.
     pub fn matmul_t(&self, x: &[f32], n: usize, out: &mut [f32]) {
+        debug_assert!(!self.interleaved, "matmul_t of an interleaved view");
         debug_assert_eq!(x.len(), n * self.rows);
         debug_assert_eq!(out.len(), n * self.cols);
         out.fill(0.0);
@@ -502,15 +577,16 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
         let mut units = Vec::new();
         for (i, j) in jobs.iter().enumerate() {
             let work_per_row = (j.w.cols * j.n).max(1);
-            // A multiple of four rows, so that every unit starts on a multiple of four: the
+            // A multiple of eight rows, so that every unit starts on a multiple of four: the
             // decode kernels run rows in aligned groups of four (the four-row kernel) and only
             // the matrix's last rows%4 rows one at a time, so each row's value does not depend
             // on how the rows were split (thread count, the other jobs of the pass), and a
             // verification pass reproduces decode's bits.
+            // Eight: an interleaved matrix is computed in whole groups of eight rows.
             let chunk = per_unit
                 .div_ceil(work_per_row)
                 .clamp(8, j.w.rows.max(8))
-                .next_multiple_of(4);
+                .next_multiple_of(8);
             let mut r = 0;
             while r < j.w.rows {
                 units.push((i, r, (r + chunk).min(j.w.rows)));
@@ -536,7 +612,7 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
             };
             match acts[i] {
                 Some(a) if n == 1 || per_token => {
-                    // Decode: blocks of 64 rows (a multiple of four, see the units). Several
+                    // Decode: blocks of 64 rows (a multiple of eight, see the units). Several
                     // inputs in per-token mode: each block, still in cache, meets every input
                     // in turn.
                     let mut vals = [0.0f32; 64];
@@ -546,13 +622,32 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
                         let m = (r1 - r).min(vals.len());
                         let rows = &w.bytes()[r * rb..(r + m) * rb];
                         for t in 0..n {
-                            pool[a + t].dot_rows(k, w.dtype, rows, &mut vals[..m]);
+                            if w.interleaved {
+                                pool[a + t].dot_x8(k, rows, 0, &mut vals[..m]);
+                            } else {
+                                pool[a + t].dot_rows(k, w.dtype, rows, &mut vals[..m]);
+                            }
                             for (i, &v) in vals[..m].iter().enumerate() {
                                 put(t * w.rows + r + i, v);
                             }
                         }
                         r += m;
                     }
+                }
+                Some(a) if w.interleaved => {
+                    let rb = w.row_bytes();
+                    // SAFETY: rows r0..r1 (whole groups: units are multiples of eight rows and
+                    // the matrix has a multiple of eight) of this job's output are written by
+                    // this unit only, at t*rows + r < n*rows, and the output outlives the pass.
+                    unsafe {
+                        pool[a].gemm_x8(
+                            k,
+                            &w.bytes()[r0 * rb..r1 * rb],
+                            r1 - r0,
+                            out.0.add(r0),
+                            w.rows,
+                        )
+                    };
                 }
                 Some(a) => {
                     let q = &pool[a];
@@ -666,6 +761,68 @@ unsafe impl Sync for OutPtr {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Q4_0 interleaved by eight rows: its rows read back as the original's, and its products
+    /// (decode and GEMM, through the active set's x8 kernels, and through the fallback that
+    /// de-interleaves for a set without them) agree with the file-layout matrix within float
+    /// summation order: 1e-5 · Σ|w·x| per output (both multiply the same q8a activations).
+    #[test]
+    fn interleaved_q4_0_products() {
+        let (rows, cols) = (48, 96);
+        let w: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
+            .collect();
+        let m = TensorView::from_f32(rows, cols, &w, DType::Q4_0).unwrap();
+        let x8 = m.interleaved().unwrap();
+        assert!(x8.is_interleaved() && !m.is_interleaved());
+        assert!(x8.interleaved().is_none(), "interleaving twice");
+        assert!(
+            m.rows_view(0, 12).unwrap().interleaved().is_none(),
+            "12 rows"
+        );
+        assert!(x8.rows_view(8, 4).is_none() && x8.rows_view(4, 8).is_none());
+        assert!(x8.reshape(rows * 2, cols / 2).is_none());
+        assert_eq!(x8.to_f32(), m.to_f32());
+        let sub = x8.rows_view(16, 24).unwrap();
+        assert_eq!(sub.to_f32(), m.rows_view(16, 24).unwrap().to_f32());
+        let dense = m.to_f32();
+        for n in [1usize, 3, 4, 9, 70] {
+            let x: Vec<f32> = (0..n * cols)
+                .map(|i| ((i * 53 % 29) as f32 - 14.0) / 9.0)
+                .collect();
+            let mut want = vec![0.0; n * rows];
+            m.matmul(&x, n, &mut want);
+            let mut got = vec![0.0; n * rows];
+            x8.matmul(&x, n, &mut got);
+            let mut acts = Q8Acts::default();
+            acts.quantize(&x, cols);
+            let mut fallback = vec![0.0; n * rows];
+            for t in 0..n {
+                acts.dot_x8(
+                    kernels::generic(),
+                    x8.bytes(),
+                    t,
+                    &mut fallback[t * rows..(t + 1) * rows],
+                );
+            }
+            for t in 0..n {
+                for r in 0..rows {
+                    let mag: f32 = (0..cols)
+                        .map(|c| (dense[r * cols + c] * x[t * cols + c]).abs())
+                        .sum();
+                    let (a, b, c) = (
+                        got[t * rows + r],
+                        want[t * rows + r],
+                        fallback[t * rows + r],
+                    );
+                    assert!(
+                        (a - b).abs() <= 1e-5 * mag + 1e-6 && (c - b).abs() <= 1e-5 * mag + 1e-6,
+                        "n={n} t={t} r={r}: x8 {a}, fallback {c}, file layout {b}"
+                    );
+                }
+            }
+        }
+    }
 
     /// F32/F16/BF16 products through the C kernels (one input: the decode path of
     /// `matmul_multi`; several: four-row kernel plus 1..3-input tails) agree with the
