@@ -325,6 +325,20 @@ typedef struct moela_session_params {
    * How attention is computed: a `moela_attn_path` value (default `MOELA_ATTN_AUTO`).
    */
   uint32_t attn_path;
+  /**
+   * Run-time expert skipping: drop a chosen routed expert whose normalised gate weight
+   * (its share of the raw router scores of the model's top-k experts) is below this, and
+   * renormalise the rest as the model's routing does (docs/PRUNING.md). In [0, 1); 0 (the
+   * default) = off. The first-choice expert is always kept.
+   */
+  float expert_min_weight;
+  /**
+   * Run-time expert skipping: use only the first `expert_top_k` experts the router
+   * chooses, 1 ..= the model's top-k (`moela_model_info.n_experts_used`); 0 (the
+   * default) = the model's top-k. A larger value makes `moela_session_new` return
+   * `MOELA_STATUS_INVALID_ARG`.
+   */
+  uint32_t expert_top_k;
 } moela_session_params;
 
 /**

@@ -35,6 +35,8 @@ pub struct BenchParams {
     /// The prompt of the speculative measurement, as text (None: 16 pseudo-random tokens
     /// repeated 4 times).
     pub spec_prompt: Option<String>,
+    /// Run-time expert skipping of the measured session.
+    pub expert_skip: crate::moe::router::ExpertSkip,
 }
 
 /// Greedy speculative decoding of `n_gen` tokens against plain greedy decoding, after the same
@@ -94,7 +96,14 @@ pub struct BenchResult {
     pub pp_tok_s_sd: f64,
     pub tg_tok_s: f64,
     pub tg_tok_s_sd: f64,
+    /// Weight bytes one decoded token reads, with the routed experts it used on average
+    /// (fewer than the model's top-k with expert skipping).
     pub active_bytes_per_token: u64,
+    /// The same with the model's own top-k.
+    pub model_active_bytes_per_token: u64,
+    /// Routed experts a decoded token used per MoE layer, on average (the model's top-k
+    /// without expert skipping; 0 when nothing was decoded).
+    pub experts_per_token_layer: f64,
     pub kv_bytes_per_token: u64,
     /// 0 when not measured.
     pub mem_bw_bytes_s: f64,
@@ -204,11 +213,13 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
     let params = SessionParams {
         n_ctx,
         kv_type: p.kv_type,
+        expert_skip: p.expert_skip,
         ..Default::default()
     };
     let mut session = Session::new(model.clone(), &params)?;
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     let mut cache = ExpertStats::default();
+    let (mut uses, mut token_layers) = (0u64, 0u64);
     for rep in 0..p.repetitions.max(1) {
         if p.n_prompt > 0 {
             session.reset();
@@ -230,11 +241,14 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
             let toks = tokens(p.n_gen, cfg.vocab_size, 2000 + rep as u64);
             let before = model.expert_stats();
             crate::stage_times::reset();
+            session.reset_expert_uses();
             let t = Instant::now();
             for &tok in &toks {
                 session.eval(&[tok], false)?;
             }
             tg.push(p.n_gen as f64 / t.elapsed().as_secs_f64());
+            let (u, tl) = session.expert_uses();
+            (uses, token_layers) = (uses + u, token_layers + tl);
             cache.add_since(&model.expert_stats(), &before);
             progress(&format!(
                 "rep {rep}: decode {} tokens at depth {}: {:.2} tok/s",
@@ -254,7 +268,17 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
         _ => None,
     };
     let (pp, tg) = (Stat::of(&pp), Stat::of(&tg));
-    let active = model.active_bytes_per_token();
+    let model_active = model.active_bytes_per_token();
+    let experts_per_token_layer = if token_layers > 0 {
+        uses as f64 / token_layers as f64
+    } else {
+        0.0
+    };
+    let active = if token_layers > 0 && p.expert_skip.is_active(cfg.moe.experts_per_tok) {
+        model.active_bytes_per_token_with(experts_per_token_layer)
+    } else {
+        model_active
+    };
     let (rss, peak) = rss_bytes();
     Ok(BenchResult {
         model: path.display().to_string(),
@@ -272,6 +296,8 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
         tg_tok_s: tg.mean,
         tg_tok_s_sd: tg.sd,
         active_bytes_per_token: active,
+        model_active_bytes_per_token: model_active,
+        experts_per_token_layer,
         kv_bytes_per_token: crate::attention::kv_cache::KvCache::bytes_per_token(
             params.kv_type,
             cfg.n_layers,

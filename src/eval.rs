@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::moe::router::ExpertSkip;
 use crate::session::{Session, SessionParams};
 
 /// How windows are cut and which of their predictions are scored.
@@ -203,9 +204,10 @@ fn eval_window(
     Ok(())
 }
 
-fn session_for(model: &Arc<Model>, spec: &WindowSpec) -> Result<Session> {
+fn session_for(model: &Arc<Model>, spec: &WindowSpec, skip: &ExpertSkip) -> Result<Session> {
     let params = SessionParams {
         n_ctx: spec.ctx,
+        expert_skip: *skip,
         ..Default::default()
     };
     Session::new(model.clone(), &params)
@@ -219,6 +221,18 @@ pub fn perplexity_of(
     spec: &WindowSpec,
     progress: &mut dyn FnMut(usize, usize, &Mean),
 ) -> Result<Mean> {
+    perplexity_of_skipping(model, tokens, bos, spec, &ExpertSkip::default(), progress)
+}
+
+/// [`perplexity_of`] with run-time expert skipping.
+pub fn perplexity_of_skipping(
+    model: &Arc<Model>,
+    tokens: &[u32],
+    bos: Option<u32>,
+    spec: &WindowSpec,
+    skip: &ExpertSkip,
+    progress: &mut dyn FnMut(usize, usize, &Mean),
+) -> Result<Mean> {
     let windows = spec.windows(tokens.len());
     if windows.is_empty() {
         return Err(Error::InvalidArg(format!(
@@ -227,7 +241,7 @@ pub fn perplexity_of(
             spec.ctx
         )));
     }
-    let mut session = session_for(model, spec)?;
+    let mut session = session_for(model, spec, skip)?;
     let mut stats = Mean::default();
     for (i, w) in windows.iter().enumerate() {
         eval_window(&mut session, &tokens[w.clone()], bos, spec, |_, row, t| {
@@ -247,6 +261,20 @@ pub fn kld_of(
     spec: &WindowSpec,
     progress: &mut dyn FnMut(usize, usize, &KldStats),
 ) -> Result<KldStats> {
+    kld_of_skipping(base, q, tokens, bos, spec, &ExpertSkip::default(), progress)
+}
+
+/// [`kld_of`] where `q` runs with run-time expert skipping (`base` never skips; `q` may be
+/// the same model).
+pub fn kld_of_skipping(
+    base: &Arc<Model>,
+    q: &Arc<Model>,
+    tokens: &[u32],
+    bos: Option<u32>,
+    spec: &WindowSpec,
+    skip: &ExpertSkip,
+    progress: &mut dyn FnMut(usize, usize, &KldStats),
+) -> Result<KldStats> {
     let vocab = base.config.vocab_size;
     if q.config.vocab_size != vocab {
         return Err(Error::InvalidArg(format!(
@@ -262,7 +290,10 @@ pub fn kld_of(
             spec.ctx
         )));
     }
-    let (mut sb, mut sq) = (session_for(base, spec)?, session_for(q, spec)?);
+    let (mut sb, mut sq) = (
+        session_for(base, spec, &ExpertSkip::default())?,
+        session_for(q, spec, skip)?,
+    );
     let mut stats = KldStats::default();
     let mut base_rows = Vec::new();
     for (i, w) in windows.iter().enumerate() {

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::model::deepseek::{self, Scratch};
 use crate::model::Model;
 use crate::moe::profile::ExpertProfile;
+use crate::moe::router::ExpertSkip;
 use crate::ops::rope::Rope;
 
 /// Options for a new session.
@@ -18,6 +19,9 @@ pub struct SessionParams {
     pub kv_type: KvType,
     /// How attention is computed (the default picks expanded for prefill, absorbed for decode).
     pub attn_path: AttnPath,
+    /// Run-time expert skipping (src/moe/router.rs; the default skips nothing). Checked
+    /// against the model by [`Session::new`].
+    pub expert_skip: ExpertSkip,
 }
 
 impl Default for SessionParams {
@@ -26,6 +30,7 @@ impl Default for SessionParams {
             n_ctx: 0,
             kv_type: KvType::F32,
             attn_path: AttnPath::Auto,
+            expert_skip: ExpertSkip::default(),
         }
     }
 }
@@ -64,15 +69,18 @@ impl Session {
                 "n_ctx {n_ctx} is larger than 2^24"
             )));
         }
+        params.expert_skip.check(cfg.moe.experts_per_tok)?;
         let kv = KvCache::new(params.kv_type, cfg.n_layers, n_ctx, cfg.kv_cache_row())?;
         let rope = Rope::new(cfg);
+        let mut scratch = Scratch::default();
+        scratch.set_expert_skip(params.expert_skip);
         Ok(Session {
             model,
             kv,
             rope,
             pos: 0,
             path: params.attn_path,
-            scratch: Scratch::default(),
+            scratch,
             logits: Vec::new(),
             n_logit_rows: 0,
             logits_pos0: 0,
@@ -268,6 +276,17 @@ impl Session {
     pub fn take_profile(&mut self) -> Option<ExpertProfile> {
         self.commit_profile();
         self.scratch.take_profile()
+    }
+
+    /// Routed-expert uses since the session started or since
+    /// [`reset_expert_uses`](Self::reset_expert_uses): `(token × expert pairs, token × MoE
+    /// layer pairs)`, counting every evaluated token (speculative drafts included).
+    pub fn expert_uses(&self) -> (u64, u64) {
+        self.scratch.expert_uses()
+    }
+
+    pub fn reset_expert_uses(&mut self) {
+        self.scratch.reset_expert_uses();
     }
 
     /// The logits of the last evaluated token.

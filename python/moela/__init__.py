@@ -625,11 +625,20 @@ class Session:
     it keeps working after its model's :meth:`Model.close`."""
 
     def __init__(
-        self, model: Model, n_ctx: int = 0, kv_type: str = "f32", attn_path: str = "auto"
+        self,
+        model: Model,
+        n_ctx: int = 0,
+        kv_type: str = "f32",
+        attn_path: str = "auto",
+        expert_min_weight: float = 0.0,
+        expert_top_k: int = 0,
     ) -> None:
         """``model``: a :class:`Model` (not closed). ``n_ctx``: the context length, an int in
         0 ..= 2**24 (0 = the model's trained context, at most 4096). ``kv_type``: "f32" or
-        "f16". ``attn_path``: "auto", "expanded" or "absorbed"."""
+        "f16". ``attn_path``: "auto", "expanded" or "absorbed". Run-time expert skipping
+        (docs/PRUNING.md): ``expert_min_weight`` in [0, 1) drops a chosen routed expert whose
+        normalised gate weight is below it (0 = off); ``expert_top_k`` uses only the first
+        1 ..= top-k experts the router chooses (0 = the model's top-k)."""
         self._h = ctypes.c_void_p()
         self._mh: Optional[_ModelHandle] = None
         where = "Session"
@@ -638,6 +647,10 @@ class Session:
         p = _defaults(_ffi.SessionParams, "moela_session_default_params")
         p.n_ctx = _int(
             where, "n_ctx", n_ctx, 0, MAX_CTX, " (0 = the model's trained context, at most 4096)"
+        )
+        p.expert_min_weight = _float(where, "expert_min_weight", expert_min_weight)
+        p.expert_top_k = _int(
+            where, "expert_top_k", expert_top_k, 0, 2**32 - 1, " (0 = the model's top-k)"
         )
         for field, value, table in [
             ("kv_type", kv_type, _ffi.KV_TYPES),

@@ -35,6 +35,8 @@ class SessionParams(ctypes.Structure):
         ("n_ctx", c_u32),
         ("kv_type", c_u32),
         ("attn_path", c_u32),
+        ("expert_min_weight", ctypes.c_float),
+        ("expert_top_k", c_u32),
     ]
 
 

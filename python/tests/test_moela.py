@@ -550,6 +550,15 @@ class TestArgumentChecks(unittest.TestCase):
             lambda: moela.Session(m, kv_type="f8"), "kv_type is 'f8': must be one of 'f32', 'f16'"
         )
         self.assertValueError(lambda: moela.Session(m, attn_path="fast"), "attn_path is 'fast'")
+        # Expert skipping: values out of range, then top-1 and a threshold that work.
+        self.assertValueError(lambda: moela.Session(m, expert_top_k=1000), "expert_top_k")
+        self.assertValueError(lambda: moela.Session(m, expert_min_weight=1.0), "expert_min_weight")
+        self.assertValueError(
+            lambda: moela.Session(m, expert_min_weight=float("nan")), "expert_min_weight"
+        )
+        self.assertTypeError(lambda: moela.Session(m, expert_top_k=1.5), "expert_top_k")
+        with moela.Session(m, expert_top_k=1, expert_min_weight=0.3) as sk:
+            sk.eval([1, 2, 3])
         self.assertEqual(s.position, 0)
         # What the checks accept: ints of other types (__index__) and paths of every kind.
         s2 = moela.Session(m, n_ctx=_Index(8))

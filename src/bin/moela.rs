@@ -12,6 +12,7 @@ use moela::config::{QProj, Scoring, TopkMethod};
 use moela::model::ModelParams;
 use moela::moe::experts::{parse_rate, ExpertBudget, ExpertParams};
 use moela::moe::profile::ExpertProfile;
+use moela::moe::router::ExpertSkip;
 use moela::sampler::{Sampler, SamplerParams};
 use moela::speculative::{SpecMode, SpecStats, Speculator};
 use moela::tensor::DType;
@@ -64,6 +65,8 @@ enum Cmd {
         ctx: usize,
         #[command(flatten)]
         experts: ExpertArgs,
+        #[command(flatten)]
+        skip: SkipArgs,
     },
     /// Interactive multi-turn chat in the terminal, with the model's chat template.
     Chat {
@@ -87,6 +90,8 @@ enum Cmd {
         ctx: usize,
         #[command(flatten)]
         experts: ExpertArgs,
+        #[command(flatten)]
+        skip: SkipArgs,
     },
     /// Print the token ids of a whole file as one JSON array.
     Tokenize {
@@ -126,6 +131,8 @@ enum Cmd {
         attn: String,
         #[command(flatten)]
         experts: ExpertArgs,
+        #[command(flatten)]
+        skip: SkipArgs,
     },
     /// Record how often each routed expert is chosen on a text (a JSON expert profile, for
     /// --expert-profile).
@@ -197,6 +204,8 @@ enum Cmd {
         /// times); needs a model with a tokenizer.
         #[arg(long)]
         spec_prompt: Option<String>,
+        #[command(flatten)]
+        skip: SkipArgs,
     },
     /// Perplexity of a model on a text file (windows of --ctx tokens; by default the second
     /// half of each window is scored, as llama-perplexity does; see src/eval.rs).
@@ -208,6 +217,8 @@ enum Cmd {
         file: PathBuf,
         #[command(flatten)]
         win: WindowArgs,
+        #[command(flatten)]
+        skip: SkipArgs,
     },
     /// KL divergence of a model's next-token distributions from a base model's (e.g. a
     /// quantized file against a higher-precision one), top-1 agreement and both perplexities,
@@ -223,6 +234,8 @@ enum Cmd {
         file: PathBuf,
         #[command(flatten)]
         win: WindowArgs,
+        #[command(flatten)]
+        skip: SkipArgs,
     },
     /// Convert a Hugging Face directory to GGUF (llama.cpp's deepseek2 layout), or requantize a
     /// GGUF file.
@@ -298,6 +311,53 @@ impl ExpertArgs {
             },
             keep_file_layout: self.keep_file_layout,
         })
+    }
+}
+
+/// Run-time expert skipping (src/moe/router.rs, docs/PRUNING.md).
+#[derive(clap::Args, Clone, Debug)]
+struct SkipArgs {
+    /// Skip a chosen routed expert whose normalised gate weight (its share of the router
+    /// scores of the model's top-k experts) is below this, in [0, 1); the rest are
+    /// renormalised as the model's routing does. The first choice is always kept. (kld: the
+    /// -m model only.)
+    #[arg(long, allow_negative_numbers = true)]
+    expert_min_weight: Option<f32>,
+    /// Use only this many of the experts the router chooses, 1 ..= the model's top-k.
+    /// (kld: the -m model only.)
+    #[arg(long, allow_negative_numbers = true)]
+    expert_top_k: Option<i64>,
+}
+
+impl SkipArgs {
+    /// The skipping asked for, checked against `model` when given.
+    fn skip(&self, model: Option<&Model>) -> moela::Result<ExpertSkip> {
+        let top_k = match self.expert_top_k {
+            None => 0,
+            Some(k) if k >= 1 => k as usize,
+            Some(k) => {
+                return Err(moela::Error::InvalidArg(format!(
+                    "--expert-top-k is {k}: must be at least 1 (and at most the model's top-k)"
+                )))
+            }
+        };
+        let min_weight = self.expert_min_weight.unwrap_or(0.0);
+        if !(0.0..1.0).contains(&min_weight) {
+            return Err(moela::Error::InvalidArg(format!(
+                "--expert-min-weight is {min_weight}: must be >= 0 and < 1 (0 = off)"
+            )));
+        }
+        let skip = ExpertSkip { min_weight, top_k };
+        if let Some(m) = model {
+            let k = m.config.moe.experts_per_tok;
+            if top_k > k {
+                return Err(moela::Error::InvalidArg(format!(
+                    "--expert-top-k is {top_k}: must be at most the model's top-k, {k}"
+                )));
+            }
+            skip.check(k)?;
+        }
+        Ok(skip)
     }
 }
 
@@ -603,11 +663,14 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             spec,
             ctx,
             experts,
+            skip,
         } => {
             let mut sampler = sampling.sampler()?;
             let mut spec = spec.speculator()?;
+            skip.skip(None)?;
             let model = load_with(&model_path(model)?, &experts.params(None)?)?;
             check_ctx(ctx, &model)?;
+            let expert_skip = skip.skip(Some(&model))?;
             let keep = model.clone();
             let tok = keep.tokenizer.as_ref();
             let prompt_ids = match (&prompt, tokens) {
@@ -639,6 +702,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                 model,
                 &SessionParams {
                     n_ctx: ctx,
+                    expert_skip,
                     ..Default::default()
                 },
             )?;
@@ -683,6 +747,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             spec,
             ctx,
             experts,
+            skip,
         } => chat(
             model_path(model)?,
             &experts.params(None)?,
@@ -691,6 +756,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             spec,
             sampling,
             ctx,
+            &skip,
         ),
         Cmd::Tokenize {
             model,
@@ -716,8 +782,11 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             kv_type,
             attn,
             experts,
+            skip,
         } => {
+            skip.skip(None)?;
             let model = load_with(&model, &experts.params(None)?)?;
+            let expert_skip = skip.skip(Some(&model))?;
             let kv_type = parse_kv_type(&kv_type)?;
             let attn_path = match attn.as_str() {
                 "auto" => moela::attention::mla::AttnPath::Auto,
@@ -734,6 +803,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                 n_ctx: 0,
                 kv_type,
                 attn_path,
+                expert_skip,
             };
             let rows = moela::session::sequence_logits(
                 model,
@@ -767,7 +837,9 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             spec,
             draft,
             spec_prompt,
+            skip,
         } => {
+            let expert_skip = skip.skip(None)?;
             let Some(model) = model else {
                 let bw = moela::bench::measure_mem_bw();
                 if json {
@@ -794,6 +866,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                 spec: SpecMode::parse(&spec)?,
                 draft,
                 spec_prompt,
+                expert_skip,
             };
             let mut r = moela::bench::run(&model, &p, &mut |l| eprintln!("{l}"))?;
             if mem_bw {
@@ -824,6 +897,17 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                     gb(r.active_bytes_per_token as f64),
                     r.kv_bytes_per_token
                 );
+                if r.active_bytes_per_token != r.model_active_bytes_per_token {
+                    o += &format!(
+                        "expert skipping: {:.3} routed experts per token per MoE layer in decode; \
+                         weights read per token {:.2} MB vs {:.2} MB at the model's top-k ({:.1}%)\n",
+                        r.experts_per_token_layer,
+                        r.active_bytes_per_token as f64 / 1e6,
+                        r.model_active_bytes_per_token as f64 / 1e6,
+                        100.0 * r.active_bytes_per_token as f64
+                            / r.model_active_bytes_per_token.max(1) as f64
+                    );
+                }
                 let c = &r.expert_cache;
                 if c.enabled {
                     o += &format!(
@@ -873,9 +957,16 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             }
             Ok(())
         }
-        Cmd::Ppl { model, file, win } => {
+        Cmd::Ppl {
+            model,
+            file,
+            win,
+            skip,
+        } => {
             let spec = win.spec()?;
+            skip.skip(None)?;
             let model = load(&model)?;
+            let expert_skip = skip.skip(Some(&model))?;
             let (tokens, bos) = eval_tokens(&model, &file)?;
             eprintln!(
                 "{} tokens, {} windows of {} (stride {}), scoring from window position {}",
@@ -886,10 +977,17 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                 spec.first_scored()
             );
             let t = Instant::now();
-            let nll = moela::eval::perplexity_of(&model, &tokens, bos, &spec, &mut |i, n, m| {
-                let (p, _) = moela::eval::perplexity(m);
-                eprintln!("[{i}/{n}] ppl {p:.4}");
-            })?;
+            let nll = moela::eval::perplexity_of_skipping(
+                &model,
+                &tokens,
+                bos,
+                &spec,
+                &expert_skip,
+                &mut |i, n, m| {
+                    let (p, _) = moela::eval::perplexity(m);
+                    eprintln!("[{i}/{n}] ppl {p:.4}");
+                },
+            )?;
             let (p, se) = moela::eval::perplexity(&nll);
             println!(
                 "PPL = {p:.4} +/- {se:.4} ({} tokens scored, mean NLL {:.5} nats, {:.1} s)",
@@ -904,10 +1002,19 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             model,
             file,
             win,
+            skip,
         } => {
             let spec = win.spec()?;
-            let base = load(&base)?;
-            let model = load(&model)?;
+            skip.skip(None)?;
+            let base_path = base;
+            let base = load(&base_path)?;
+            // The same file twice (expert skipping against the model itself): one mapping.
+            let model = if model == base_path {
+                base.clone()
+            } else {
+                load(&model)?
+            };
+            let expert_skip = skip.skip(Some(&model))?;
             let (tokens, bos) = eval_tokens(&base, &file)?;
             eprintln!(
                 "{} tokens (base model's tokenizer), {} windows of {} (stride {})",
@@ -917,13 +1024,21 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                 spec.stride
             );
             let t = Instant::now();
-            let s = moela::eval::kld_of(&base, &model, &tokens, bos, &spec, &mut |i, n, s| {
-                eprintln!(
-                    "[{i}/{n}] KLD {:.6}, top-1 {:.2}%",
-                    s.kld.mean(),
-                    100.0 * s.top1_fraction()
-                );
-            })?;
+            let s = moela::eval::kld_of_skipping(
+                &base,
+                &model,
+                &tokens,
+                bos,
+                &spec,
+                &expert_skip,
+                &mut |i, n, s| {
+                    eprintln!(
+                        "[{i}/{n}] KLD {:.6}, top-1 {:.2}%",
+                        s.kld.mean(),
+                        100.0 * s.top1_fraction()
+                    );
+                },
+            )?;
             let (pb, seb) = moela::eval::perplexity(&s.nll_base);
             let (pq, seq) = moela::eval::perplexity(&s.nll_q);
             println!("positions scored : {}", s.kld.n);
@@ -1058,6 +1173,7 @@ fn load_tokenizer(path: &std::path::Path) -> moela::Result<moela::tokenizer::Tok
 /// The interactive chat loop: each turn renders the whole conversation with the chat
 /// template, evaluates only what the session does not hold yet, and streams the answer.
 /// R1-style reasoning (`<think>…</think>`) is shown dimmed and left out of the history.
+#[allow(clippy::too_many_arguments)]
 fn chat(
     path: PathBuf,
     params: &ModelParams,
@@ -1066,13 +1182,16 @@ fn chat(
     spec: SpecArgs,
     sampling: SamplingArgs,
     ctx: usize,
+    skip: &SkipArgs,
 ) -> moela::Result<()> {
     use moela::tokenizer::{split_reasoning, ChatMessage, StreamDecoder};
     use std::io::BufRead;
     let mut sampler = sampling.sampler()?;
     let mut spec = spec.speculator()?;
+    skip.skip(None)?;
     let model = load_with(&path, params)?;
     check_ctx(ctx, &model)?;
+    let expert_skip = skip.skip(Some(&model))?;
     let keep = model.clone();
     let tok = keep.tokenizer.as_ref().ok_or_else(|| {
         moela::Error::InvalidArg("this model has no tokenizer, so it cannot chat".into())
@@ -1087,6 +1206,7 @@ fn chat(
         model,
         &SessionParams {
             n_ctx: ctx,
+            expert_skip,
             ..Default::default()
         },
     )?;

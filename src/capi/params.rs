@@ -48,6 +48,16 @@ pub struct moela_session_params {
     pub kv_type: u32,
     /// How attention is computed: a `moela_attn_path` value (default `MOELA_ATTN_AUTO`).
     pub attn_path: u32,
+    /// Run-time expert skipping: drop a chosen routed expert whose normalised gate weight
+    /// (its share of the raw router scores of the model's top-k experts) is below this, and
+    /// renormalise the rest as the model's routing does (docs/PRUNING.md). In [0, 1); 0 (the
+    /// default) = off. The first-choice expert is always kept.
+    pub expert_min_weight: f32,
+    /// Run-time expert skipping: use only the first `expert_top_k` experts the router
+    /// chooses, 1 ..= the model's top-k (`moela_model_info.n_experts_used`); 0 (the
+    /// default) = the model's top-k. A larger value makes `moela_session_new` return
+    /// `MOELA_STATUS_INVALID_ARG`.
+    pub expert_top_k: u32,
 }
 
 /// How the next token is chosen (`moela_sampler_new`). Get one from
@@ -267,13 +277,19 @@ unsafe impl AbiStruct for moela_model_params {
 // SAFETY: see above.
 unsafe impl AbiStruct for moela_session_params {
     const NAME: &'static str = "moela_session_params";
-    const SIZES: &'static [usize] = &[size_of::<Self>()];
+    /// Before expert skipping: up to attn_path.
+    const SIZES: &'static [usize] = &[
+        std::mem::offset_of!(moela_session_params, expert_min_weight),
+        size_of::<Self>(),
+    ];
     fn defaults() -> Self {
         moela_session_params {
             struct_size: size_of::<Self>() as u32,
             n_ctx: 0,
             kv_type: moela_kv_type::MOELA_KV_F32 as u32,
             attn_path: moela_attn_path::MOELA_ATTN_AUTO as u32,
+            expert_min_weight: 0.0,
+            expert_top_k: 0,
         }
     }
 }
@@ -471,10 +487,20 @@ pub(crate) fn session_params(
             )))
         }
     };
+    let w = p.expert_min_weight;
+    if !(0.0..1.0).contains(&w) {
+        return Err(Failure::invalid(format!(
+            "{func}: expert_min_weight is {w}: must be >= 0 and < 1 (0 = off)"
+        )));
+    }
     Ok(SessionParams {
         n_ctx: p.n_ctx as usize,
         kv_type,
         attn_path,
+        expert_skip: crate::moe::router::ExpertSkip {
+            min_weight: w,
+            top_k: p.expert_top_k as usize,
+        },
     })
 }
 

@@ -10,7 +10,7 @@ use crate::error::Result;
 use crate::model::weights::{Ffn, Mlp, Moe};
 use crate::model::Model;
 use crate::moe::profile::ExpertProfile;
-use crate::moe::router::{self, RouterScratch};
+use crate::moe::router::{self, ExpertSkip, RouterScratch};
 use crate::ops::{self, rope::Rope};
 use crate::stage_times::{self as st, Stage};
 use crate::tensor::view::{matmul_multi, MatJob};
@@ -50,6 +50,23 @@ impl Scratch {
         self.ffn.hold_rows = on;
     }
 
+    /// Run-time expert skipping for every later call (checked by the caller).
+    pub fn set_expert_skip(&mut self, skip: ExpertSkip) {
+        self.ffn.skip = skip;
+    }
+
+    /// Routed-expert uses counted since the last [`reset_expert_uses`](Self::reset_expert_uses):
+    /// `(token × expert pairs, token × MoE layer pairs)`; their ratio is the mean number of
+    /// routed experts a token used per MoE layer.
+    pub fn expert_uses(&self) -> (u64, u64) {
+        (self.ffn.uses, self.ffn.token_layers)
+    }
+
+    pub fn reset_expert_uses(&mut self) {
+        self.ffn.uses = 0;
+        self.ffn.token_layers = 0;
+    }
+
     /// The routing decisions held back (see [`hold_profile_rows`](Self::hold_profile_rows)).
     pub fn held_rows(&mut self) -> &mut Vec<(usize, usize, usize)> {
         &mut self.ffn.held
@@ -80,6 +97,9 @@ struct FfnScratch {
     pred_far: Vec<usize>,
     profile: Option<ExpertProfile>,
     hold_rows: bool,
+    skip: ExpertSkip,
+    uses: u64,
+    token_layers: u64,
     held: Vec<(usize, usize, usize)>,
 }
 
@@ -217,13 +237,15 @@ fn moe_batch(
     }
     s.assignments.iter_mut().for_each(|a| a.clear());
     for t in 0..n {
-        router::route(
+        router::route_skipping(
             &cfg.moe,
             &rl[t * ne..(t + 1) * ne],
             moe.score_bias.as_deref(),
+            &s.skip,
             &mut s.router,
             &mut s.chosen,
         );
+        s.uses += s.chosen.len() as u64;
         for &(e, wgt) in &s.chosen {
             s.assignments[e].push((t, wgt));
             if let Some(p) = s.profile.as_mut() {
@@ -235,6 +257,7 @@ fn moe_batch(
             }
         }
     }
+    s.token_layers += n as u64;
     s.used.clear();
     s.used
         .extend((0..ne).filter(|&e| !s.assignments[e].is_empty()));
@@ -446,10 +469,11 @@ fn predict(model: &Model, target: usize, resid: &[f32], n: usize, s: &mut FfnScr
     s.pred_count.clear();
     s.pred_count.resize(ne, 0);
     for t in 0..n {
-        router::route(
+        router::route_skipping(
             &cfg.moe,
             &rl[t * ne..(t + 1) * ne],
             moe.score_bias.as_deref(),
+            &s.skip,
             &mut s.router,
             &mut s.chosen,
         );

@@ -294,7 +294,15 @@ impl Model {
     /// Bytes of the tensors one decoded token reads (attention, dense/shared FFNs, the
     /// chosen routed experts, one embedding row and the head), for bandwidth estimates.
     pub fn active_bytes_per_token(&self) -> u64 {
+        self.active_bytes_per_token_with(self.config.moe.experts_per_tok as f64)
+    }
+
+    /// [`active_bytes_per_token`](Self::active_bytes_per_token) when a token uses
+    /// `experts_per_layer` routed experts per MoE layer on average (fewer than the model's
+    /// top-k with run-time expert skipping; see [`crate::Session::expert_uses`]).
+    pub fn active_bytes_per_token_with(&self, experts_per_layer: f64) -> u64 {
         let w = &self.weights;
+        let mut routed = 0.0f64;
         let mut total = (w.embed.row_bytes() + w.norm.n_bytes() + w.lm_head.n_bytes()) as u64;
         for layer in &w.layers {
             let a = &layer.attn;
@@ -317,13 +325,12 @@ impl Model {
                 weights::Ffn::Dense(m) => mlp_bytes(m),
                 weights::Ffn::Moe(moe) => {
                     let per_expert = moe.experts.first().map(mlp_bytes).unwrap_or(0);
-                    moe.router.n_bytes()
-                        + moe.shared.as_ref().map(mlp_bytes).unwrap_or(0)
-                        + per_expert * self.config.moe.experts_per_tok
+                    routed += per_expert as f64 * experts_per_layer;
+                    moe.router.n_bytes() + moe.shared.as_ref().map(mlp_bytes).unwrap_or(0)
                 }
             };
             total += b as u64;
         }
-        total
+        total + routed.round() as u64
     }
 }

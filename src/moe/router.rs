@@ -11,9 +11,69 @@
 //!   `routed_scaling_factor`; V2 either normalises or scales, never both (DeepSeek-V2's
 //!   `MoEGate`; transformers' port always scales, which only differs when
 //!   `norm_topk_prob` is true, a combination no released V2 config uses).
+//!
+//! Run-time expert skipping ([`ExpertSkip`], `--expert-top-k` / `--expert-min-weight`) drops
+//! some of the chosen experts after the choice and before the weights are finished:
+//!
+//! 1. the router chooses the model's `k = experts_per_tok` experts as above, in descending
+//!    order of choice score (biased for noaux_tc), each with its raw score `s_i` (the softmax
+//!    probability for V2, the un-biased sigmoid for V3);
+//! 2. `--expert-top-k K` keeps the first K of them (the top-K by choice score, exactly what a
+//!    router with top-k K would choose);
+//! 3. `--expert-min-weight W` drops every remaining expert whose *normalised gate weight*
+//!    `p_i = s_i / Σ_{j ∈ model's top-k} s_j` is below W. `p_i` is the expert's share of the
+//!    token's routed mixture among the model's full top-k, whatever `norm_topk_prob` says (for
+//!    softmax V2 routers the shares of the chosen probabilities, for sigmoid V3 routers the
+//!    shares of the sigmoid scores, the weights a norm_topk_prob model uses before scaling).
+//!    The first expert of the choice order is always kept, so every token keeps at least one;
+//! 4. the kept experts' weights follow the model's rules with the kept set in place of the
+//!    top-k: when the model normalises (`norm_topk_prob` and `k > 1`) the kept raw scores are
+//!    divided by their own sum, so the routed mixture keeps its total weight; otherwise the
+//!    kept weights are unchanged (`s_i`, times `routed_scaling_factor` where the family
+//!    scales) and the dropped share is simply lost, as in a model with a smaller top-k. The
+//!    V3 routed scaling always applies.
+//!
+//! With `W = 0` and `K = k` (or 0, "the model's") nothing changes, bit for bit.
 
 use crate::config::{Family, MoeRouting, Scoring, TopkMethod};
+use crate::error::{Error, Result};
 use crate::ops::{sigmoid, softmax};
+
+/// Run-time expert skipping (see the module documentation). The default skips nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ExpertSkip {
+    /// Drop a chosen routed expert whose normalised gate weight is below this; in [0, 1),
+    /// 0 = off.
+    pub min_weight: f32,
+    /// Use at most this many routed experts per token, 1 ..= the model's top-k; 0 = the
+    /// model's top-k.
+    pub top_k: usize,
+}
+
+impl ExpertSkip {
+    /// Checks the values against a model whose routers choose `model_top_k` experts. The
+    /// messages name the CLI flags, which the C API and Python map to their field names.
+    pub fn check(&self, model_top_k: usize) -> Result<()> {
+        let w = self.min_weight;
+        if !(0.0..1.0).contains(&w) {
+            return Err(Error::InvalidArg(format!(
+                "expert min weight {w} (--expert-min-weight, expert_min_weight): must be >= 0 and < 1 (0 = off)"
+            )));
+        }
+        if self.top_k > model_top_k {
+            return Err(Error::InvalidArg(format!(
+                "expert top-k {} (--expert-top-k, expert_top_k): must be at most the model's top-k, {model_top_k} (0 = the model's)",
+                self.top_k
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether this changes routing for a model with top-k `model_top_k`.
+    pub fn is_active(&self, model_top_k: usize) -> bool {
+        self.min_weight > 0.0 || (self.top_k != 0 && self.top_k < model_top_k)
+    }
+}
 
 /// Reusable buffers so routing allocates nothing per token.
 #[derive(Default, Clone, Debug)]
@@ -30,6 +90,19 @@ pub fn route(
     m: &MoeRouting,
     logits: &[f32],
     bias: Option<&[f32]>,
+    s: &mut RouterScratch,
+    out: &mut Vec<(usize, f32)>,
+) {
+    route_skipping(m, logits, bias, &ExpertSkip::default(), s, out)
+}
+
+/// [`route`] with run-time expert skipping (see the module documentation): writes at most
+/// `k` pairs, at least one.
+pub fn route_skipping(
+    m: &MoeRouting,
+    logits: &[f32],
+    bias: Option<&[f32]>,
+    skip: &ExpertSkip,
     s: &mut RouterScratch,
     out: &mut Vec<(usize, f32)>,
 ) {
@@ -83,6 +156,19 @@ pub fn route(
     out.extend(s.order.iter().map(|&e| (e, s.scores[e])));
 
     let k = out.len();
+    if skip.top_k > 0 && skip.top_k < k {
+        out.truncate(skip.top_k);
+    }
+    if skip.min_weight > 0.0 && out.len() > 1 {
+        let total: f32 = s.order.iter().map(|&e| s.scores[e]).sum();
+        let w = skip.min_weight;
+        let mut first = true;
+        out.retain(|&(_, score)| {
+            let keep = first || score / total >= w;
+            first = false;
+            keep
+        });
+    }
     let normalise = m.norm_topk_prob && k > 1;
     if normalise {
         let denom: f32 = out.iter().map(|(_, w)| w).sum::<f32>() + 1e-20;
@@ -211,5 +297,217 @@ mod tests {
         m.family = Family::V3;
         route(&m, &logits, None, &mut RouterScratch::default(), &mut out);
         assert!((out[0].1 - 1.0).abs() < 1e-6);
+    }
+
+    /// Logits whose softmax over 8 experts is exactly `p` (up to rounding).
+    fn logits_of(p: [f32; 8]) -> [f32; 8] {
+        p.map(f32::ln)
+    }
+
+    fn close(got: &[(usize, f32)], want: &[(usize, f32)]) {
+        assert_eq!(
+            got.iter().map(|x| x.0).collect::<Vec<_>>(),
+            want.iter().map(|x| x.0).collect::<Vec<_>>(),
+            "{got:?} vs {want:?}"
+        );
+        for (g, w) in got.iter().zip(want) {
+            assert!((g.1 - w.1).abs() < 1e-5, "{got:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn skipping_softmax_v2_by_hand() {
+        // Probabilities: expert 1: 0.4, 4: 0.3, 6: 0.1, the other five 0.04. Top-3 = 1, 4, 6
+        // with shares 0.5, 0.375, 0.125 of their sum 0.8.
+        let p = [0.04, 0.4, 0.04, 0.04, 0.3, 0.04, 0.1, 0.04];
+        let logits = logits_of(p);
+        let mut m = routing(Scoring::Softmax, TopkMethod::Greedy, Family::V2);
+        m.experts_per_tok = 3;
+        let mut out = vec![];
+        let mut sc = RouterScratch::default();
+        let mut run = |m: &MoeRouting, skip: ExpertSkip, out: &mut Vec<(usize, f32)>| {
+            route_skipping(m, &logits, None, &skip, &mut sc, out)
+        };
+        // No skipping: 2.0 × p (V2 without normalisation scales).
+        run(&m, ExpertSkip::default(), &mut out);
+        close(&out, &[(1, 0.8), (4, 0.6), (6, 0.2)]);
+        // W = 0.2: expert 6 (share 0.125) goes, the others keep their weights.
+        let w02 = ExpertSkip {
+            min_weight: 0.2,
+            top_k: 0,
+        };
+        run(&m, w02, &mut out);
+        close(&out, &[(1, 0.8), (4, 0.6)]);
+        // W = 0.38 drops expert 4 (share 0.375) too.
+        run(
+            &m,
+            ExpertSkip {
+                min_weight: 0.38,
+                top_k: 0,
+            },
+            &mut out,
+        );
+        close(&out, &[(1, 0.8)]);
+        // K = 1 and K = 2.
+        run(
+            &m,
+            ExpertSkip {
+                min_weight: 0.0,
+                top_k: 1,
+            },
+            &mut out,
+        );
+        close(&out, &[(1, 0.8)]);
+        run(
+            &m,
+            ExpertSkip {
+                min_weight: 0.0,
+                top_k: 2,
+            },
+            &mut out,
+        );
+        close(&out, &[(1, 0.8), (4, 0.6)]);
+        // With norm_topk_prob the kept scores are renormalised over the kept set (V2: no
+        // scaling then).
+        m.norm_topk_prob = true;
+        run(&m, ExpertSkip::default(), &mut out);
+        close(&out, &[(1, 0.5), (4, 0.375), (6, 0.125)]);
+        run(&m, w02, &mut out);
+        close(&out, &[(1, 0.4 / 0.7), (4, 0.3 / 0.7)]);
+        run(
+            &m,
+            ExpertSkip {
+                min_weight: 0.0,
+                top_k: 1,
+            },
+            &mut out,
+        );
+        close(&out, &[(1, 1.0)]);
+        // W = 0.99: no expert reaches it, the first choice stays.
+        run(
+            &m,
+            ExpertSkip {
+                min_weight: 0.99,
+                top_k: 0,
+            },
+            &mut out,
+        );
+        close(&out, &[(1, 1.0)]);
+    }
+
+    #[test]
+    fn skipping_sigmoid_noaux_tc_by_hand() {
+        let mut m = routing(Scoring::Sigmoid, TopkMethod::NoauxTc, Family::V3);
+        m.norm_topk_prob = true;
+        m.routed_scaling_factor = 2.5;
+        m.experts_per_tok = 3;
+        m.n_group = 1;
+        m.topk_group = 1;
+        // Sigmoid scores 0.2 (expert 0), 0.6 (expert 3), 0.2 (expert 5), 0.1 elsewhere; the
+        // bias puts expert 0 first, then 3, then 5 (choice 0.2+1, 0.6+0.5, 0.2+0.3).
+        let sig = [0.2f32, 0.1, 0.1, 0.6, 0.1, 0.2, 0.1, 0.1];
+        let logits = sig.map(|y| (y / (1.0 - y)).ln());
+        let bias = [1.0, 0.0, 0.0, 0.5, 0.0, 0.3, 0.0, 0.0];
+        let mut out = vec![];
+        let mut sc = RouterScratch::default();
+        let mut run = |m: &MoeRouting, skip: ExpertSkip, out: &mut Vec<(usize, f32)>| {
+            route_skipping(m, &logits, Some(&bias), &skip, &mut sc, out)
+        };
+        run(&m, ExpertSkip::default(), &mut out);
+        // Shares 0.2, 0.6, 0.2 of 1.0; weights share × 2.5.
+        close(&out, &[(0, 0.5), (3, 1.5), (5, 0.5)]);
+        // W = 0.25 drops expert 5 but never the first choice (expert 0, share 0.2):
+        // kept 0.2 and 0.6, renormalised over 0.8, times 2.5.
+        run(
+            &m,
+            ExpertSkip {
+                min_weight: 0.25,
+                top_k: 0,
+            },
+            &mut out,
+        );
+        close(&out, &[(0, 0.625), (3, 1.875)]);
+        // K = 1 keeps the first choice (by biased score), normalised to 1, times 2.5.
+        run(
+            &m,
+            ExpertSkip {
+                min_weight: 0.0,
+                top_k: 1,
+            },
+            &mut out,
+        );
+        close(&out, &[(0, 2.5)]);
+        // K = 2 and W = 0.5: expert 5 by K, then nothing more (expert 3 has 0.6).
+        run(
+            &m,
+            ExpertSkip {
+                min_weight: 0.5,
+                top_k: 2,
+            },
+            &mut out,
+        );
+        close(&out, &[(0, 0.625), (3, 1.875)]);
+        // Without norm_topk_prob the kept weights are the scaled sigmoids.
+        m.norm_topk_prob = false;
+        run(
+            &m,
+            ExpertSkip {
+                min_weight: 0.25,
+                top_k: 0,
+            },
+            &mut out,
+        );
+        close(&out, &[(0, 0.5), (3, 1.5)]);
+    }
+
+    #[test]
+    fn no_skip_is_bit_identical_and_bad_values_are_refused() {
+        let m = routing(Scoring::Softmax, TopkMethod::GroupLimitedGreedy, Family::V2);
+        let logits = [3.9, 0.0, 5.0, 0.0, 1.0, 1.0, 4.0, 3.95];
+        let (mut a, mut b) = (vec![], vec![]);
+        route(&m, &logits, None, &mut RouterScratch::default(), &mut a);
+        let same = ExpertSkip {
+            min_weight: 0.0,
+            top_k: 2,
+        };
+        assert!(!same.is_active(2));
+        route_skipping(
+            &m,
+            &logits,
+            None,
+            &same,
+            &mut RouterScratch::default(),
+            &mut b,
+        );
+        assert_eq!(
+            a.iter().map(|x| (x.0, x.1.to_bits())).collect::<Vec<_>>(),
+            b.iter().map(|x| (x.0, x.1.to_bits())).collect::<Vec<_>>()
+        );
+        assert!(ExpertSkip::default().check(2).is_ok());
+        assert!(same.check(2).is_ok());
+        for bad in [
+            ExpertSkip {
+                min_weight: 0.0,
+                top_k: 3,
+            },
+            ExpertSkip {
+                min_weight: -0.1,
+                top_k: 0,
+            },
+            ExpertSkip {
+                min_weight: 1.0,
+                top_k: 0,
+            },
+            ExpertSkip {
+                min_weight: f32::NAN,
+                top_k: 0,
+            },
+            ExpertSkip {
+                min_weight: f32::INFINITY,
+                top_k: 0,
+            },
+        ] {
+            assert!(bad.check(2).is_err(), "{bad:?}");
+        }
     }
 }

@@ -9,6 +9,7 @@
 #include "moela.h" /* twice: the include guard holds */
 
 #include <math.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,7 +168,8 @@ static void test_params(void) {
           mp.expert_budget_bytes == MOELA_EXPERT_BUDGET_UNLIMITED);
     EXPECT_OK(moela_session_default_params(&sp, sizeof sp));
     CHECK(sp.struct_size == sizeof sp && sp.n_ctx == 0 && sp.kv_type == MOELA_KV_F32 &&
-          sp.attn_path == MOELA_ATTN_AUTO);
+          sp.attn_path == MOELA_ATTN_AUTO && sp.expert_min_weight == 0.0f &&
+          sp.expert_top_k == 0);
     EXPECT_OK(moela_sampling_default_params(&smp, sizeof smp));
     CHECK(smp.struct_size == sizeof smp && smp.top_k == 40 && smp.repeat_penalty == 1.0f);
     EXPECT_OK(moela_generate_default_params(&gp, sizeof gp));
@@ -318,6 +320,29 @@ static void test_session_misuse(const moela_model *m) {
     p.struct_size = 1;
     EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_session_new, m, &p, &s);
     CHECK(s == NULL);
+    /* Expert skipping: top-k above the model's, weights outside [0, 1). */
+    p = session_params(0);
+    p.expert_top_k = 1000;
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_session_new, m, &p, &s);
+    p = session_params(0);
+    p.expert_min_weight = 1.0f;
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_session_new, m, &p, &s);
+    p.expert_min_weight = -0.5f;
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_session_new, m, &p, &s);
+    CHECK(s == NULL);
+    /* An older caller's struct without the expert-skipping fields still works. */
+    p = session_params(0);
+    p.expert_top_k = 1000;
+    p.struct_size = (uint32_t)offsetof(moela_session_params, expert_min_weight);
+    EXPECT_OK(moela_session_new(m, &p, &s));
+    moela_session_free(s);
+    s = NULL;
+    /* Top-1 is accepted. */
+    p = session_params(0);
+    p.expert_top_k = 1;
+    p.expert_min_weight = 0.25f;
+    EXPECT_OK(moela_session_new(m, &p, &s));
+    moela_session_free(s);
 }
 
 /* Greedy tokens by hand: eval, sample, eval... */
