@@ -459,6 +459,25 @@ float mk_vec_dot_iq1_m_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
                                      const int32_t *s);
 float mk_vec_dot_mxfp4_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
                                      const int32_t *s);
+/* The same for AArch64 without dotprod (csrc/arm/iquants_neon.c: sdot emulated). */
+float mk_vec_dot_iq2_xxs_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_iq3_xxs_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_iq1_s_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_tq2_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_iq2_xs_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+float mk_vec_dot_iq2_s_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_iq3_s_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_iq1_m_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_mxfp4_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
 /* ---- Q4_1, Q5_0, Q5_1 (32-element blocks; byte j of the 16 nibble bytes holds element j low,
  * j+16 high, as Q4_0; the fifth bits are a little-endian u32 qh, bit i for element i).
  * Q4_1 = 20 bytes: f16 d, f16 m, 16 bytes nibbles; x = d·q + m. Q5_0 = 22 bytes: f16 d, qh,
