@@ -83,6 +83,7 @@ fn main() {
             "moela_kernels_dotprod",
             &["-march=armv8.2-a+dotprod"],
         );
+        isa_lib("csrc/arm/iquants_neon.c", "moela_kernels_iquants_neon", &[]);
         isa_lib(
             "csrc/arm/iquants_dotprod.c",
             "moela_kernels_iquants_dotprod",

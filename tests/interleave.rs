@@ -1,5 +1,5 @@
-//! Q4_0 weights interleaved by eight rows at load (src/tensor/interleave.rs): the loader does
-//! it exactly where the active kernel set asks for it (AVX2), never for the embedding table, the
+//! Q4_0 and Q4_K weights interleaved by eight rows at load (src/tensor/interleave.rs): the
+//! loader does it exactly where the active kernel set asks for it (AVX2), never for the embedding table, the
 //! per-head up-projections or (under an expert budget) the routed experts, and the logits match
 //! those of the same file kept in its own layout within float summation order: max |Δ| ≤ 1e-4
 //! · max |logit| (both run the same q8a activations through kernels that differ only in the
@@ -37,11 +37,15 @@ fn tokens(name: &str) -> Vec<u32> {
 fn interleaved_q4_0_matches_file_layout() {
     let dir = std::env::temp_dir().join(format!("moela-interleave-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let wants = moela::kernels::active().wants_q4_0_x8();
-    for name in ["v2_lite", "v3"] {
-        let gguf = dir.join(format!("{name}-q4_0.gguf"));
-        moela::convert::convert_hf_to_gguf(&fixture(name), &gguf, DType::Q4_0, &mut |_| {})
-            .unwrap();
+    // The K-quants need the 256-wide `kq` fixture.
+    for (name, dtype) in [
+        ("v2_lite", DType::Q4_0),
+        ("v3", DType::Q4_0),
+        ("kq", DType::Q4_K),
+    ] {
+        let wants = moela::kernels::active().wants_x8(dtype);
+        let gguf = dir.join(format!("{name}-{}.gguf", dtype.name()));
+        moela::convert::convert_hf_to_gguf(&fixture(name), &gguf, dtype, &mut |_| {}).unwrap();
         let load = |keep: bool, budget: ExpertBudget| {
             let p = ModelParams {
                 experts: ExpertParams {

@@ -87,8 +87,9 @@ $A -static "$kt"/a_generic.o "$kt"/a_iquants.o "$kt"/a_iquant_grids.o "$kt"/a_te
 qemu-aarch64 -cpu max "$kt/test_arm"
 $A $cflags -c csrc/tests/test_iquants.c -o "$kt/a_test_iquants.o"
 $A $cflags -O3 -march=armv8.2-a+dotprod -c csrc/arm/iquants_dotprod.c -o "$kt/a_iquants_dotprod.o"
+$A $cflags -O3 -c csrc/arm/iquants_neon.c -o "$kt/a_iquants_neon.o"
 $A -static "$kt"/a_generic.o "$kt"/a_iquants.o "$kt"/a_iquant_grids.o "$kt"/a_test_iquants.o \
-    "$kt"/a_iquants_dotprod.o -lm -o "$kt/test_iquants_arm"
+    "$kt"/a_iquants_dotprod.o "$kt"/a_iquants_neon.o -lm -o "$kt/test_iquants_arm"
 qemu-aarch64 -cpu max "$kt/test_iquants_arm"
 
 step "GGUF layout (gguf PyPI package)"

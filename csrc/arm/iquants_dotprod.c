@@ -11,6 +11,14 @@
 #include <arm_neon.h>
 #include <string.h>
 
+/* csrc/arm/iquants_neon.c builds this file again for CPUs without dotprod, with MK_SDOT an
+ * emulation (widening multiplies and pairwise adds: the same integer sums) and the _neon
+ * names. */
+#ifndef MK_SDOT
+#define MK_SDOT vdotq_s32
+#define MK_IQ_FN(t) mk_vec_dot_##t##_q8a_dotprod
+#endif
+
 static inline float f16_at(const uint8_t *p) {
     __fp16 h;
     memcpy(&h, p, 2);
@@ -36,7 +44,7 @@ static inline int8x16_t signed_q(const int8_t *qs, uint8x16_t neg) {
 }
 
 /* Σ a·b over 16 int8 pairs as 4 int32 lanes (sdot). */
-static inline int32x4_t kdot(int8x16_t a, int8x16_t b) { return vdotq_s32(vdupq_n_s32(0), a, b); }
+static inline int32x4_t kdot(int8x16_t a, int8x16_t b) { return MK_SDOT(vdupq_n_s32(0), a, b); }
 
 /* Two 64-bit grid rows as 16 int8 values. */
 static inline int8x16_t rows2(uint64_t a, uint64_t b) {
@@ -51,7 +59,7 @@ static inline int8x16_t rows4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) {
 
 /* IQ2_XXS: per 32 elements 4 grid indices (bytes) and a u32 with 4 × 7 sign bits and the scale;
  * x = d·(0.5 + ls)·0.25 · grid · sign. */
-float mk_vec_dot_iq2_xxs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+float MK_IQ_FN(iq2_xxs)(size_t n, const void *w, const int8_t *qs, const float *dx,
                                      const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
@@ -66,7 +74,7 @@ float mk_vec_dot_iq2_xxs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, 
             int8x16_t q0 = signed_q(qs, neg_mask(mk_ksigns[aux & 127], mk_ksigns[(aux >> 7) & 127]));
             int8x16_t q1 =
                 signed_q(qs + 16, neg_mask(mk_ksigns[(aux >> 14) & 127], mk_ksigns[(aux >> 21) & 127]));
-            int32x4_t p = vdotq_s32(vdotq_s32(vdupq_n_s32(0), g0, q0), g1, q1);
+            int32x4_t p = MK_SDOT(MK_SDOT(vdupq_n_s32(0), g0, q0), g1, q1);
             float db = d * (0.5f + (float)(aux >> 28));
             acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), db * dx[8 * sb + ib]);
         }
@@ -76,7 +84,7 @@ float mk_vec_dot_iq2_xxs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, 
 
 /* IQ3_XXS: per 32 elements 8 grid indices (4 values each) and a u32 with 4 × 7 sign bits and
  * the scale; x = d·(0.5 + ls)·0.5 · grid · sign. */
-float mk_vec_dot_iq3_xxs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+float MK_IQ_FN(iq3_xxs)(size_t n, const void *w, const int8_t *qs, const float *dx,
                                      const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
@@ -93,7 +101,7 @@ float mk_vec_dot_iq3_xxs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, 
             int8x16_t q0 = signed_q(qs, neg_mask(mk_ksigns[aux & 127], mk_ksigns[(aux >> 7) & 127]));
             int8x16_t q1 =
                 signed_q(qs + 16, neg_mask(mk_ksigns[(aux >> 14) & 127], mk_ksigns[(aux >> 21) & 127]));
-            int32x4_t p = vdotq_s32(vdotq_s32(vdupq_n_s32(0), g0, q0), g1, q1);
+            int32x4_t p = MK_SDOT(MK_SDOT(vdupq_n_s32(0), g0, q0), g1, q1);
             float db = d * (0.5f + (float)(aux >> 28));
             acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), db * dx[8 * sb + ib]);
         }
@@ -103,7 +111,7 @@ float mk_vec_dot_iq3_xxs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, 
 
 /* IQ1_S: 32 index low bytes, per 32 elements a u16 with 4 × 3 high index bits, the scale and
  * the delta's sign; x = d·(2·ls + 1) · (g ± 1/8), computed in eighths: code = 8·g ± 1. */
-float mk_vec_dot_iq1_s_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+float MK_IQ_FN(iq1_s)(size_t n, const void *w, const int8_t *qs, const float *dx,
                                    const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
@@ -122,7 +130,7 @@ float mk_vec_dot_iq1_s_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
                                  mk_iq1s_grid[g[3] | ((h >> 1) & 0x700)]);
             int8x16_t c0 = vaddq_s8(vshlq_n_s8(g0, 3), delta);
             int8x16_t c1 = vaddq_s8(vshlq_n_s8(g1, 3), delta);
-            int32x4_t p = vdotq_s32(vdotq_s32(vdupq_n_s32(0), c0, vld1q_s8(qs)), c1, vld1q_s8(qs + 16));
+            int32x4_t p = MK_SDOT(MK_SDOT(vdupq_n_s32(0), c0, vld1q_s8(qs)), c1, vld1q_s8(qs + 16));
             float dl = d * (float)(2 * ((h >> 12) & 7) + 1);
             acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), dl * dx[8 * sb + ib]);
         }
@@ -132,7 +140,7 @@ float mk_vec_dot_iq1_s_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
 
 /* TQ2_0: 64 bytes of 2-bit codes (element 128c + 32l + j: bits 2l.. of byte 32c + j), f16 d
  * last; x = d·(code - 1), so a block's sum is Σ code·q - s. */
-float mk_vec_dot_tq2_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+float MK_IQ_FN(tq2_0)(size_t n, const void *w, const int8_t *qs, const float *dx,
                                    const int32_t *s) {
     const uint8_t *b = (const uint8_t *)w;
     const uint8x16_t three = vdupq_n_u8(3);
@@ -148,7 +156,7 @@ float mk_vec_dot_tq2_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
                 int8x16_t c1 = vreinterpretq_s8_u8(vandq_u8(hi, three));
                 lo = vshrq_n_u8(lo, 2);
                 hi = vshrq_n_u8(hi, 2);
-                int32x4_t p = vdotq_s32(vdotq_s32(vdupq_n_s32(0), c0, vld1q_s8(qs)), c1, vld1q_s8(qs + 16));
+                int32x4_t p = MK_SDOT(MK_SDOT(vdupq_n_s32(0), c0, vld1q_s8(qs)), c1, vld1q_s8(qs + 16));
                 float scale = d * dx[blk];
                 acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), scale);
                 acc_s -= scale * (float)s[blk];
@@ -159,7 +167,7 @@ float mk_vec_dot_tq2_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
 }
 
 /* IQ2_XS: 32 u16 (9-bit grid index, 7 sign bits), 4-bit scales per 16 elements. */
-float mk_vec_dot_iq2_xs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+float MK_IQ_FN(iq2_xs)(size_t n, const void *w, const int8_t *qs, const float *dx,
                                     const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
@@ -184,7 +192,7 @@ float mk_vec_dot_iq2_xs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, c
 }
 
 /* IQ2_S: 32 index low bytes, 32 sign bytes, 2 high index bits each, 4-bit scales per 16. */
-float mk_vec_dot_iq2_s_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+float MK_IQ_FN(iq2_s)(size_t n, const void *w, const int8_t *qs, const float *dx,
                                    const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
@@ -212,7 +220,7 @@ float mk_vec_dot_iq2_s_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
 
 /* IQ3_S: 64 index low bytes, 9th bits, 32 sign bytes, a 4-bit scale per 32 elements;
  * x = d·(1 + 2·ls) · grid · sign. */
-float mk_vec_dot_iq3_s_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+float MK_IQ_FN(iq3_s)(size_t n, const void *w, const int8_t *qs, const float *dx,
                                    const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
@@ -227,7 +235,7 @@ float mk_vec_dot_iq3_s_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
                                  mk_iq3s_grid[g[2] | ((h << 6) & 0x100)], mk_iq3s_grid[g[3] | ((h << 5) & 0x100)]);
             int8x16_t g1 = rows4(mk_iq3s_grid[g[4] | ((h << 4) & 0x100)], mk_iq3s_grid[g[5] | ((h << 3) & 0x100)],
                                  mk_iq3s_grid[g[6] | ((h << 2) & 0x100)], mk_iq3s_grid[g[7] | ((h << 1) & 0x100)]);
-            int32x4_t p = vdotq_s32(kdot(g0, signed_q(qs, neg_mask(sg[0], sg[1]))), g1,
+            int32x4_t p = MK_SDOT(kdot(g0, signed_q(qs, neg_mask(sg[0], sg[1]))), g1,
                                     signed_q(qs + 16, neg_mask(sg[2], sg[3])));
             int ls = (scales[ib / 2] >> (4 * (ib % 2))) & 15;
             acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), d * (float)(1 + 2 * ls) * dx[8 * sb + ib]);
@@ -238,7 +246,7 @@ float mk_vec_dot_iq3_s_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
 
 /* IQ1_M: 32 index low bytes, a nibble per index (3 high bits, the delta's sign), 3-bit scales
  * per 16 elements whose u16s also hold the f16 d in their top nibbles; codes in eighths. */
-float mk_vec_dot_iq1_m_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+float MK_IQ_FN(iq1_m)(size_t n, const void *w, const int8_t *qs, const float *dx,
                                    const int32_t *s) {
     (void)s;
     static const uint64_t pm[2] = {0x0101010101010101ULL, ~0ULL}; /* δ bytes: +1, -1 */
@@ -274,7 +282,7 @@ float mk_vec_dot_iq1_m_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
 
 /* MXFP4: 32-element blocks of an E8M0 exponent and 16 nibble bytes (element j low, j + 16
  * high) indexing the doubled E2M1 values (tbl lookup); x = 2^(e-128) · v. */
-float mk_vec_dot_mxfp4_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *dx,
+float MK_IQ_FN(mxfp4)(size_t n, const void *w, const int8_t *qs, const float *dx,
                                    const int32_t *s) {
     (void)s;
     static const int8_t values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
@@ -286,7 +294,7 @@ float mk_vec_dot_mxfp4_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
         uint8x16_t bytes = vld1q_u8(b + 1);
         int8x16_t lo = vqtbl1q_s8(tbl, vandq_u8(bytes, m4));
         int8x16_t hi = vqtbl1q_s8(tbl, vshrq_n_u8(bytes, 4));
-        int32x4_t p = vdotq_s32(kdot(lo, vld1q_s8(qs)), hi, vld1q_s8(qs + 16));
+        int32x4_t p = MK_SDOT(kdot(lo, vld1q_s8(qs)), hi, vld1q_s8(qs + 16));
         uint32_t bits = b[0] < 2 ? 0x00200000u << b[0] : (uint32_t)(b[0] - 1) << 23;
         float e;
         memcpy(&e, &bits, sizeof e);

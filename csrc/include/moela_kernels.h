@@ -164,6 +164,14 @@ void mk_vec_dot_x8_q4_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, cons
                                  const int32_t *s, float *out);
 void mk_gemm_x8_q4_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
                               const float *d, const int32_t *s, float *out, size_t ldo);
+/* Q4_K interleaved by eight rows (x8; per super-block of the 8 rows: their d, dmin, 6-bit
+ * scales and mins repacked for vector loads, then per 32-byte chunk of nibbles the same
+ * 4-bytes-per-row vectors as Q4_0 x8; layout in csrc/x86/avx2.c and src/tensor/interleave.rs),
+ * same contracts as the Q4_0 x8 kernels. */
+void mk_vec_dot_x8_q4_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_gemm_x8_q4_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo);
 /* And for Q4_K / Q5_K / Q6_K weights (n a multiple of 256; the small tiles: 2 weight rows ×
  * half a super-block). */
 void mk_gemm_q4_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
@@ -451,6 +459,25 @@ float mk_vec_dot_iq1_m_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
                                      const int32_t *s);
 float mk_vec_dot_mxfp4_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
                                      const int32_t *s);
+/* The same for AArch64 without dotprod (csrc/arm/iquants_neon.c: sdot emulated). */
+float mk_vec_dot_iq2_xxs_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_iq3_xxs_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_iq1_s_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_tq2_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_iq2_xs_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s);
+float mk_vec_dot_iq2_s_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_iq3_s_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_iq1_m_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_mxfp4_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
 /* ---- Q4_1, Q5_0, Q5_1 (32-element blocks; byte j of the 16 nibble bytes holds element j low,
  * j+16 high, as Q4_0; the fifth bits are a little-endian u32 qh, bit i for element i).
  * Q4_1 = 20 bytes: f16 d, f16 m, 16 bytes nibbles; x = d·q + m. Q5_0 = 22 bytes: f16 d, qh,

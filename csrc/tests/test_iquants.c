@@ -1,5 +1,5 @@
 /* The ISA kernels of the low-bit types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M,
- * TQ2_0, MXFP4; csrc/x86/iquants_avx2.c, csrc/arm/iquants_dotprod.c) against the generic ones
+ * TQ2_0, MXFP4; csrc/x86/iquants_avx2.c, csrc/arm/iquants_dotprod.c, csrc/arm/iquants_neon.c) against the generic ones
  * (csrc/generic/iquants.c), as a standalone C program: tools/test.sh runs it natively on
  * x86-64 and, cross-compiled, under qemu-aarch64 -cpu max. Rows of 1..9 super-blocks (MXFP4:
  * 1..40 blocks) of random bytes (every index, sign, scale and delta pattern is a valid block)
@@ -127,6 +127,15 @@ int main(void) {
         {"dotprod", IQ3_S, mk_vec_dot_iq3_s_q8a_dotprod},
         {"dotprod", IQ1_M, mk_vec_dot_iq1_m_q8a_dotprod},
         {"dotprod", MXFP4, mk_vec_dot_mxfp4_q8a_dotprod},
+        {"neon", IQ2_XXS, mk_vec_dot_iq2_xxs_q8a_neon},
+        {"neon", IQ3_XXS, mk_vec_dot_iq3_xxs_q8a_neon},
+        {"neon", IQ1_S, mk_vec_dot_iq1_s_q8a_neon},
+        {"neon", TQ2_0, mk_vec_dot_tq2_0_q8a_neon},
+        {"neon", IQ2_XS, mk_vec_dot_iq2_xs_q8a_neon},
+        {"neon", IQ2_S, mk_vec_dot_iq2_s_q8a_neon},
+        {"neon", IQ3_S, mk_vec_dot_iq3_s_q8a_neon},
+        {"neon", IQ1_M, mk_vec_dot_iq1_m_q8a_neon},
+        {"neon", MXFP4, mk_vec_dot_mxfp4_q8a_neon},
 #endif
     };
     const int nk = (int)(sizeof ks / sizeof ks[0]);

@@ -1378,3 +1378,112 @@ void mk_gemm_x8_q4_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
         }
     }
 }
+
+/* ---- Q4_K interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----
+ * Per group of 8 rows and per 256-element super-block, 1152 bytes (the 8 rows' own 8 × 144):
+ *   [0, 16)    the rows' d (f16), [16, 32) their dmin (f16);
+ *   [32, 96)   A[8i + r] = sc (6 bits) | (m >> 4) << 6, sub-block i, row r;
+ *   [96, 128)  B[4i + r/2], nibble r % 2 = m & 15;
+ *   [128, 1152) for each 32-byte chunk c of the rows' nibbles (sub-blocks 2c low, 2c+1 high),
+ *              eight 32-byte vectors, vector v = bytes 4v..4v+3 of each row's chunk (row r
+ *              at 4r..4r+3).
+ * So a sub-block of 8 rows is 4 code loads, its 8 scales and mins a few vector operations, and
+ * the products the same lane-per-row sums as x8 Q4_0 (codes ≤ 15: 8 vpmaddubsw in int16). */
+#define X8K_BS 1152
+
+/* Sub-block i's factors d·sc and mins dmin·m of the 8 rows (lanes). */
+static inline __attribute__((always_inline)) void x8k_scales(const uint8_t *g, int i, __m256 d8, __m256 dmin8,
+                                                             __m256 *f, __m256 *m) {
+    const __m256i a = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(g + 32 + 8 * i)));
+    int32_t bw;
+    memcpy(&bw, g + 96 + 4 * i, 4);
+    const __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(bw), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                                        _mm256_set1_epi32(15));
+    const __m256i sc = _mm256_and_si256(a, _mm256_set1_epi32(63));
+    const __m256i mm = _mm256_or_si256(lo, _mm256_slli_epi32(_mm256_srli_epi32(a, 6), 4));
+    *f = _mm256_mul_ps(d8, _mm256_cvtepi32_ps(sc));
+    *m = _mm256_mul_ps(dmin8, _mm256_cvtepi32_ps(mm));
+}
+
+/* Σ over one sub-block's 32 codes (8 vectors, already masked) × activation block x, lanes = rows. */
+static inline __attribute__((always_inline)) __m256i x8_isum8(const __m256i V[8], const uint8_t *x) {
+    __m256i p = _mm256_setzero_si256();
+    for (int v = 0; v < 8; v++) {
+        int32_t xv;
+        memcpy(&xv, x + 4 * v, 4);
+        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(V[v], _mm256_set1_epi32(xv)));
+    }
+    return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+
+void mk_vec_dot_x8_q4_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    const uint8_t *g = (const uint8_t *)w;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, g += X8K_BS) {
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+        const __m256 dmin8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+        for (int c = 0; c < 4; c++) {
+            const uint8_t *q = g + 128 + 256 * c;
+            _mm_prefetch((const char *)q + 1152, _MM_HINT_T0);
+            _mm_prefetch((const char *)q + 1152 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)q + 1152 + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)q + 1152 + 192, _MM_HINT_T0);
+            __m256i L[8], H[8];
+            for (int v = 0; v < 8; v++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
+                L[v] = _mm256_and_si256(raw, m4);
+                H[v] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            }
+            for (int h = 0; h < 2; h++) {
+                const size_t j = 8 * sb + 2 * c + h; /* activation block */
+                __m256 f, m;
+                x8k_scales(g, 2 * c + h, d8, dmin8, &f, &m);
+                const __m256i isum = x8_isum8(h ? H : L, (const uint8_t *)(qs + 32 * j));
+                const __m256 dj = _mm256_broadcast_ss(d + j);
+                __m256 a = h ? acc1 : acc0;
+                a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(f, dj), a);
+                a = _mm256_fnmadd_ps(m, _mm256_mul_ps(dj, _mm256_set1_ps((float)s[j])), a);
+                if (h) acc1 = a;
+                else acc0 = a;
+            }
+        }
+    }
+    _mm256_storeu_ps(out, _mm256_add_ps(acc0, acc1));
+}
+
+void mk_gemm_x8_q4_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo) {
+    const size_t nb = n / 32;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc[GEMM_TOK];
+    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
+        const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
+        for (size_t gi = 0; gi < ngroups; gi++) {
+            const uint8_t *grp = (const uint8_t *)w + gi * (n / 256) * X8K_BS;
+            for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
+            for (size_t j = 0; j < nb; j++) {
+                const uint8_t *g = grp + (j / 8) * X8K_BS;
+                const int i = (int)(j % 8), c = i / 2;
+                const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+                const __m256 dmin8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+                __m256 f, m;
+                x8k_scales(g, i, d8, dmin8, &f, &m);
+                __m256i V[8];
+                for (int v = 0; v < 8; v++) {
+                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(g + 128 + 256 * c + 32 * v));
+                    V[v] = _mm256_and_si256(i & 1 ? _mm256_srli_epi16(raw, 4) : raw, m4);
+                }
+                for (size_t t = 0; t < tn; t++) {
+                    const size_t tt = t0 + t;
+                    const __m256i isum = x8_isum8(V, (const uint8_t *)(qs + tt * n + 32 * j));
+                    const __m256 dj = _mm256_broadcast_ss(d + tt * nb + j);
+                    __m256 a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(f, dj), acc[t]);
+                    acc[t] = _mm256_fnmadd_ps(m, _mm256_mul_ps(dj, _mm256_set1_ps((float)s[tt * nb + j])), a);
+                }
+            }
+            for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + 8 * gi, acc[t]);
+        }
+    }
+}

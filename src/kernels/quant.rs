@@ -205,23 +205,18 @@ impl KernelSet {
 }
 
 impl Q8Acts {
-    /// `out[r]` = row r of `groups` (Q4_0 interleaved by eight rows: whole groups of n
+    /// `out[r]` = row r of `groups` (`dtype` interleaved by eight rows: whole groups of n
     /// elements, `out.len()` of them a multiple of 8) · activation row `t`: the set's x8
     /// kernel, or (a set without one) the groups put back in the file's layout first.
-    pub fn dot_x8(&self, k: &KernelSet, groups: &[u8], t: usize, out: &mut [f32]) {
-        use crate::tensor::interleave::{deinterleave_q4_0, GROUP};
+    pub fn dot_x8(&self, k: &KernelSet, dtype: DType, groups: &[u8], t: usize, out: &mut [f32]) {
+        use crate::tensor::interleave::{deinterleave, GROUP};
         let n = self.n;
-        let gb = GROUP * DType::Q4_0.bytes_for(n).unwrap_or(0);
+        let gb = GROUP * dtype.bytes_for(n).unwrap_or(0);
         assert!(gb > 0 && out.len() % GROUP == 0 && groups.len() >= out.len() / GROUP * gb);
-        let Some((f, _)) = k.q4_0_x8 else {
-            let rows = deinterleave_q4_0(n, &groups[..out.len() / GROUP * gb]);
+        let Some((f, _)) = k.x8(dtype) else {
+            let rows = deinterleave(dtype, n, &groups[..out.len() / GROUP * gb]);
             for (r, o) in out.iter_mut().enumerate() {
-                *o = self.dot(
-                    k,
-                    DType::Q4_0,
-                    &rows[r * gb / GROUP..(r + 1) * gb / GROUP],
-                    t,
-                );
+                *o = self.dot(k, dtype, &rows[r * gb / GROUP..(r + 1) * gb / GROUP], t);
             }
             return;
         };
@@ -244,7 +239,7 @@ impl Q8Acts {
         }
     }
 
-    /// Rows of `groups` (Q4_0 interleaved by eight rows, `nrows` a multiple of 8) with every
+    /// Rows of `groups` (`dtype` interleaved by eight rows, `nrows` a multiple of 8) with every
     /// activation row, written to `out[t*ldo + r]`: the set's x8 GEMM, or [`Self::dot_x8`]
     /// per row (a set without one).
     ///
@@ -254,6 +249,7 @@ impl Q8Acts {
     pub unsafe fn gemm_x8(
         &self,
         k: &KernelSet,
+        dtype: DType,
         groups: &[u8],
         nrows: usize,
         out: *mut f32,
@@ -261,9 +257,9 @@ impl Q8Acts {
     ) {
         use crate::tensor::interleave::GROUP;
         let (n, ntok) = (self.n, self.rows());
-        let gb = GROUP * DType::Q4_0.bytes_for(n).unwrap_or(0);
+        let gb = GROUP * dtype.bytes_for(n).unwrap_or(0);
         assert!(gb > 0 && nrows % GROUP == 0 && groups.len() >= nrows / GROUP * gb && nrows <= ldo);
-        if let Some((_, g)) = k.q4_0_x8 {
+        if let Some((_, g)) = k.x8(dtype) {
             // SAFETY: `groups` holds nrows/8 whole groups (asserted), qs/d/s hold ntok rows of
             // n values and n/32 blocks, and the caller vouches for out[t*ldo + r].
             unsafe {
@@ -283,7 +279,7 @@ impl Q8Acts {
         }
         let mut vals = vec![0.0f32; nrows];
         for t in 0..ntok {
-            self.dot_x8(k, groups, t, &mut vals);
+            self.dot_x8(k, dtype, groups, t, &mut vals);
             for (r, &v) in vals.iter().enumerate() {
                 // SAFETY: the caller vouches for out[t*ldo + r], r < nrows.
                 unsafe { *out.add(t * ldo + r) = v };

@@ -112,19 +112,17 @@ pub struct ModelParams {
     /// budget, in a bounded cache (docs/OFFLOADING.md).
     pub experts: ExpertParams,
     /// Keep every weight in the file mapping, in the file's layout. By default, where the
-    /// kernel set computes Q4_0 faster on rows interleaved by eight (AVX2), Q4_0 matrices are
-    /// interleaved into memory at load and their pages of the mapping released (routed experts
-    /// only without an expert budget): a load that reads them all, for faster decode and
-    /// prefill. `MOELA_REPACK=0` in the environment does the same as setting this.
+    /// kernel set computes a type faster on rows interleaved by eight (AVX2: Q4_0, Q4_K), those
+    /// matrices are interleaved into memory at load and their pages of the mapping released
+    /// (routed experts only without an expert budget): a load that reads them all, for faster
+    /// decode and prefill. `MOELA_REPACK=0` in the environment does the same as setting this.
     pub keep_file_layout: bool,
 }
 
 impl ModelParams {
-    /// Whether the loader interleaves Q4_0 weights (see [`Self::keep_file_layout`]).
-    fn interleave_q4_0(&self) -> bool {
-        !self.keep_file_layout
-            && std::env::var("MOELA_REPACK").as_deref() != Ok("0")
-            && crate::kernels::active().wants_q4_0_x8()
+    /// Whether the loader interleaves weights (see [`Self::keep_file_layout`]).
+    fn interleave_x8(&self) -> bool {
+        !self.keep_file_layout && std::env::var("MOELA_REPACK").as_deref() != Ok("0")
     }
 }
 
@@ -216,9 +214,10 @@ impl Model {
                 k(&cfg),
                 &params.experts,
             )?;
-            if params.interleave_q4_0() {
+            if params.interleave_x8() {
                 // After the store, which reads routed experts from the mapping's offsets.
-                weights.interleave_q4_0(experts.is_none());
+                let k = crate::kernels::active();
+                weights.interleave_x8(experts.is_none(), |d| k.wants_x8(d));
             }
             Ok(Model {
                 config: cfg,

@@ -3,7 +3,7 @@
 use crate::config::{DeepSeekConfig, QProj};
 use crate::error::Result;
 use crate::model::source::TensorIndex;
-use crate::tensor::TensorView;
+use crate::tensor::{DType, TensorView};
 
 /// A SwiGLU feed-forward block: `down(silu(gate x) * up x)`.
 #[derive(Clone, Debug)]
@@ -132,12 +132,13 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// Interleaves every Q4_0 matrix the model only multiplies with (attention projections
+    /// Interleaves every matrix of a type `wanted` accepts (see [`crate::tensor::interleave`])
+    /// that the model only multiplies with (attention projections
     /// but the per-head up-projections, dense and shared FFNs, the output head, and the routed
     /// experts when `routed`) by eight rows into memory ([`crate::tensor::interleave`]), and
     /// releases their pages of the file mapping. Returns the bytes interleaved. The embedding
     /// table (read by rows), norms and router stay in the mapping.
-    pub fn interleave_q4_0(&mut self, routed: bool) -> usize {
+    pub fn interleave_x8(&mut self, routed: bool, wanted: impl Fn(DType) -> bool + Sync) -> usize {
         use rayon::prelude::*;
         let mut views: Vec<&mut TensorView> = Vec::new();
         for layer in &mut self.layers {
@@ -168,7 +169,7 @@ impl Weights {
         views.push(&mut self.lm_head);
         views
             .into_par_iter()
-            .map(|v| match v.interleaved() {
+            .map(|v| match v.interleaved().filter(|_| wanted(v.dtype)) {
                 Some(x) => {
                     v.release_mapped_pages();
                     *v = x;

@@ -1,32 +1,110 @@
-//! Q4_0 interleaved by eight rows ("x8"): the layout the AVX2 decode and prefill kernels read
-//! fastest (`mk_vec_dot_x8_q4_0_q8a_avx2`, `mk_gemm_x8_q4_0_q8a_avx2`).
+//! Weights interleaved by eight rows ("x8"): the layouts the AVX2 decode and prefill kernels
+//! read fastest (`mk_vec_dot_x8_*_q8a_avx2`, `mk_gemm_x8_*_q8a_avx2`), for Q4_0 and Q4_K.
 //!
-//! For each group of 8 rows and each 32-element block, 144 bytes: the 8 rows' f16 scales, then
-//! four 32-byte vectors, vector v holding bytes 4v..4v+3 of each row's 16 nibble bytes (row r
-//! at 4r..4r+3). A group of 8 rows takes exactly the bytes of its 8 rows (8 × 18 per block), so
-//! byte offsets of whole groups, and of sub-views that start and end on a group, are the same
-//! as in the file's layout. The model loader writes it (see [`crate::model::Model::load_with`]):
-//! one row then spans the whole group, so the kernel computes 8 rows per pass with one row per
-//! 32-bit lane and no horizontal sums.
+//! A group of 8 rows takes exactly the bytes of its 8 rows, block by block (Q4_0: 8 × 18 bytes
+//! per 32 elements; Q4_K: 8 × 144 per 256), so byte offsets of whole groups, and of sub-views
+//! that start and end on a group, are the same as in the file's layout. Within a block, the
+//! rows' nibble bytes are dealt out 4 at a time, so that one 32-byte vector holds bytes
+//! 4v..4v+3 of every row (row r at 4r..4r+3) and the kernel computes 8 rows per pass with one
+//! row per 32-bit lane and no horizontal sums:
+//! - Q4_0, per block (144 bytes): the 8 rows' f16 scales, then four vectors (v = 0..3 of the
+//!   rows' 16 nibble bytes);
+//! - Q4_K, per super-block (1152 bytes): the rows' d (16 bytes), their dmin (16), the 6-bit
+//!   scales and mins as `A[8i + r] = sc | (m >> 4) << 6` (64) and `B[4i + r/2]` nibble `r % 2` =
+//!   `m & 15` (32) for sub-block i, then for each 32-byte chunk c of nibbles (sub-blocks 2c low,
+//!   2c+1 high) eight vectors (v = 0..7).
+//!
+//! The model loader writes them (see [`crate::model::ModelParams::keep_file_layout`]).
+
+use super::DType;
 
 /// Rows per group.
 pub const GROUP: usize = 8;
-const BLOCK: usize = 18;
-const X8_BLOCK: usize = GROUP * BLOCK;
 
-/// `src` (whole Q4_0 rows of `cols` elements, a multiple of [`GROUP`] rows) in the x8 layout.
-pub fn interleave_q4_0(cols: usize, src: &[u8]) -> Vec<u8> {
-    let nb = cols / 32;
-    let group_bytes = GROUP * nb * BLOCK;
-    debug_assert!(cols % 32 == 0 && src.len() % group_bytes == 0);
+/// Whether `dtype` has an interleaved layout.
+pub fn has_layout(dtype: DType) -> bool {
+    matches!(dtype, DType::Q4_0 | DType::Q4_K)
+}
+
+/// `src` (whole rows of `cols` elements, a multiple of [`GROUP`] rows) interleaved; None for a
+/// type without an interleaved layout or a shape that is not whole blocks and groups.
+pub fn interleave(dtype: DType, cols: usize, src: &[u8]) -> Option<Vec<u8>> {
+    let rb = dtype.bytes_for(cols)?;
+    if !has_layout(dtype) || rb == 0 || src.len() % (GROUP * rb) != 0 {
+        return None;
+    }
     let mut out = vec![0u8; src.len()];
     for (g, dst) in src
-        .chunks_exact(group_bytes)
-        .zip(out.chunks_exact_mut(group_bytes))
+        .chunks_exact(GROUP * rb)
+        .zip(out.chunks_exact_mut(GROUP * rb))
     {
-        for (j, blk) in dst.chunks_exact_mut(X8_BLOCK).enumerate() {
-            for r in 0..GROUP {
-                let b = &g[r * nb * BLOCK + j * BLOCK..][..BLOCK];
+        for r in 0..GROUP {
+            put_row(dtype, &g[r * rb..(r + 1) * rb], r, dst);
+        }
+    }
+    Some(out)
+}
+
+/// `src` (whole interleaved groups) back in the file's layout.
+pub fn deinterleave(dtype: DType, cols: usize, src: &[u8]) -> Vec<u8> {
+    let rb = dtype.bytes_for(cols).unwrap_or(0);
+    let mut out = vec![0u8; src.len()];
+    if rb == 0 {
+        return out;
+    }
+    for (g, dst) in src
+        .chunks_exact(GROUP * rb)
+        .zip(out.chunks_exact_mut(GROUP * rb))
+    {
+        for (r, row) in dst.chunks_exact_mut(rb).enumerate() {
+            deinterleave_row(dtype, g, r, row);
+        }
+    }
+    out
+}
+
+/// Row `r` (0..8) of one interleaved group in the file's layout (`out`: one row's bytes).
+pub fn deinterleave_row(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
+    match dtype {
+        DType::Q4_0 => {
+            for (blk, b) in group.chunks_exact(144).zip(out.chunks_exact_mut(18)) {
+                b[..2].copy_from_slice(&blk[2 * r..2 * r + 2]);
+                for v in 0..4 {
+                    let at = 16 + 32 * v + 4 * r;
+                    b[2 + 4 * v..6 + 4 * v].copy_from_slice(&blk[at..at + 4]);
+                }
+            }
+        }
+        DType::Q4_K => {
+            for (blk, b) in group.chunks_exact(1152).zip(out.chunks_exact_mut(144)) {
+                b[..2].copy_from_slice(&blk[2 * r..2 * r + 2]);
+                b[2..4].copy_from_slice(&blk[16 + 2 * r..18 + 2 * r]);
+                let mut sc = [0u8; 8];
+                let mut m = [0u8; 8];
+                for i in 0..8 {
+                    let a = blk[32 + 8 * i + r];
+                    sc[i] = a & 63;
+                    m[i] = (a >> 6) << 4 | (blk[96 + 4 * i + r / 2] >> (4 * (r % 2))) & 15;
+                }
+                pack_k_scales(&sc, &m, &mut b[4..16]);
+                for c in 0..4 {
+                    for v in 0..8 {
+                        let at = 128 + 256 * c + 32 * v + 4 * r;
+                        b[16 + 32 * c + 4 * v..20 + 32 * c + 4 * v]
+                            .copy_from_slice(&blk[at..at + 4]);
+                    }
+                }
+            }
+        }
+        _ => unreachable!("no interleaved layout for {}", dtype.name()),
+    }
+}
+
+/// Writes row `r`'s bytes (`row`, the file's layout) into its place in group `dst`.
+fn put_row(dtype: DType, row: &[u8], r: usize, dst: &mut [u8]) {
+    match dtype {
+        DType::Q4_0 => {
+            for (b, blk) in row.chunks_exact(18).zip(dst.chunks_exact_mut(144)) {
                 blk[2 * r..2 * r + 2].copy_from_slice(&b[..2]);
                 for v in 0..4 {
                     let at = 16 + 32 * v + 4 * r;
@@ -34,39 +112,48 @@ pub fn interleave_q4_0(cols: usize, src: &[u8]) -> Vec<u8> {
                 }
             }
         }
+        DType::Q4_K => {
+            for (b, blk) in row.chunks_exact(144).zip(dst.chunks_exact_mut(1152)) {
+                blk[2 * r..2 * r + 2].copy_from_slice(&b[..2]);
+                blk[16 + 2 * r..18 + 2 * r].copy_from_slice(&b[2..4]);
+                let (sc, m) = unpack_k_scales(&b[4..16]);
+                for i in 0..8 {
+                    blk[32 + 8 * i + r] = sc[i] | (m[i] >> 4) << 6;
+                    let nib = &mut blk[96 + 4 * i + r / 2];
+                    *nib = (*nib & !(15 << (4 * (r % 2)))) | (m[i] & 15) << (4 * (r % 2));
+                }
+                for c in 0..4 {
+                    for v in 0..8 {
+                        let at = 128 + 256 * c + 32 * v + 4 * r;
+                        blk[at..at + 4]
+                            .copy_from_slice(&b[16 + 32 * c + 4 * v..20 + 32 * c + 4 * v]);
+                    }
+                }
+            }
+        }
+        _ => unreachable!("no interleaved layout for {}", dtype.name()),
     }
-    out
 }
 
-/// Row `r` (0..8) of one x8 group (`group`: the group's bytes) in the file's layout.
-pub fn deinterleave_row_q4_0(cols: usize, group: &[u8], r: usize, out: &mut [u8]) {
-    let nb = cols / 32;
-    for (blk, b) in group
-        .chunks_exact(X8_BLOCK)
-        .zip(out.chunks_exact_mut(BLOCK))
-        .take(nb)
-    {
-        b[..2].copy_from_slice(&blk[2 * r..2 * r + 2]);
-        for v in 0..4 {
-            let at = 16 + 32 * v + 4 * r;
-            b[2 + 4 * v..6 + 4 * v].copy_from_slice(&blk[at..at + 4]);
-        }
+/// The eight 6-bit scales and mins of a Q4_K/Q5_K super-block from its 12 packed bytes.
+fn unpack_k_scales(s: &[u8]) -> ([u8; 8], [u8; 8]) {
+    let (mut sc, mut m) = ([0u8; 8], [0u8; 8]);
+    for j in 0..4 {
+        sc[j] = s[j] & 63;
+        m[j] = s[j + 4] & 63;
+        sc[j + 4] = (s[j + 8] & 0x0f) | ((s[j] >> 6) << 4);
+        m[j + 4] = (s[j + 8] >> 4) | ((s[j + 4] >> 6) << 4);
     }
+    (sc, m)
 }
 
-/// `src` (whole x8 groups) back in the file's layout.
-pub fn deinterleave_q4_0(cols: usize, src: &[u8]) -> Vec<u8> {
-    let rb = cols / 32 * BLOCK;
-    let mut out = vec![0u8; src.len()];
-    for (g, dst) in src
-        .chunks_exact(GROUP * rb)
-        .zip(out.chunks_exact_mut(GROUP * rb))
-    {
-        for (r, row) in dst.chunks_exact_mut(rb).enumerate() {
-            deinterleave_row_q4_0(cols, g, r, row);
-        }
+/// The inverse of [`unpack_k_scales`].
+fn pack_k_scales(sc: &[u8; 8], m: &[u8; 8], s: &mut [u8]) {
+    for j in 0..4 {
+        s[j] = (sc[j] & 63) | (sc[j + 4] >> 4) << 6;
+        s[j + 4] = (m[j] & 63) | (m[j + 4] >> 4) << 6;
+        s[j + 8] = (sc[j + 4] & 15) | (m[j + 4] & 15) << 4;
     }
-    out
 }
 
 #[cfg(test)]
@@ -75,17 +162,33 @@ mod tests {
 
     #[test]
     fn round_trip_and_layout() {
-        let cols = 96; // 3 blocks
-        let rb = cols / 32 * BLOCK;
+        for (dtype, cols) in [(DType::Q4_0, 96), (DType::Q4_K, 512)] {
+            let rb = dtype.bytes_for(cols).unwrap();
+            let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
+            let x8 = interleave(dtype, cols, &src).unwrap();
+            assert_eq!(x8.len(), src.len());
+            assert_eq!(deinterleave(dtype, cols, &x8), src, "{}", dtype.name());
+        }
+        assert!(interleave(DType::Q8_0, 32, &[0u8; 8 * 34]).is_none());
+        assert!(interleave(DType::Q4_0, 32, &[0u8; 7 * 18]).is_none());
+        // Q4_0, group 1, block 2, row 5: scale at 2·5, nibble bytes 4..8 in vector 1 at 16+32+20.
+        let (cols, rb) = (96, 54);
         let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
-        let x8 = interleave_q4_0(cols, &src);
-        assert_eq!(x8.len(), src.len());
-        assert_eq!(deinterleave_q4_0(cols, &x8), src);
-        // Group 1, block 2, row 5: scale at 2·5, nibble bytes 4..8 in vector 1 at 16+32+20.
-        let (g, j, r) = (1, 2, 5);
-        let blk = &x8[g * 8 * rb + j * X8_BLOCK..][..X8_BLOCK];
-        let row = &src[(8 * g + r) * rb + j * BLOCK..][..BLOCK];
+        let x8 = interleave(DType::Q4_0, cols, &src).unwrap();
+        let blk = &x8[8 * rb + 2 * 144..][..144];
+        let row = &src[13 * rb + 2 * 18..][..18];
         assert_eq!(&blk[10..12], &row[..2]);
         assert_eq!(&blk[16 + 32 + 20..16 + 32 + 24], &row[6..10]);
+    }
+
+    #[test]
+    fn k_scales_pack_round_trip() {
+        for seed in 0..64u32 {
+            let s: Vec<u8> = (0..12).map(|i| (seed * 97 + i * 53) as u8).collect();
+            let (sc, m) = unpack_k_scales(&s);
+            let mut back = [0u8; 12];
+            pack_k_scales(&sc, &m, &mut back);
+            assert_eq!(&back[..], &s[..]);
+        }
     }
 }

@@ -45,7 +45,7 @@ pub struct TensorView {
     scales: Option<Arc<BlockScales>>,
     /// Where this view's first row lies in the tensor the scale grid describes (sub-views).
     scale_row0: usize,
-    /// Q4_0 rows interleaved by eight ([`super::interleave`]), in memory; the file's
+    /// Rows interleaved by eight ([`super::interleave`]), in memory; the file's
     /// row-after-row layout when false.
     interleaved: bool,
 }
@@ -134,10 +134,10 @@ impl TensorView {
         self.interleaved
     }
 
-    /// This Q4_0 matrix interleaved by eight rows, in memory (None when it is not Q4_0, its
-    /// row count is not a multiple of eight, or it already is).
+    /// This matrix interleaved by eight rows, in memory (None when its type has no such
+    /// layout, its row count is not a multiple of eight, or it already is).
     pub fn interleaved(&self) -> Option<TensorView> {
-        if self.dtype != DType::Q4_0
+        if !super::interleave::has_layout(self.dtype)
             || self.rows % GROUP != 0
             || self.rows == 0
             || self.interleaved
@@ -145,7 +145,7 @@ impl TensorView {
         {
             return None;
         }
-        let bytes = super::interleave::interleave_q4_0(self.cols, self.bytes());
+        let bytes = super::interleave::interleave(self.dtype, self.cols, self.bytes())?;
         let len = bytes.len();
         Some(TensorView {
             dtype: self.dtype,
@@ -312,7 +312,7 @@ impl TensorView {
             let g = i / GROUP;
             let group = &self.bytes()[g * GROUP * rb..(g + 1) * GROUP * rb];
             let mut row = vec![0u8; rb];
-            super::interleave::deinterleave_row_q4_0(self.cols, group, i % GROUP, &mut row);
+            super::interleave::deinterleave_row(self.dtype, group, i % GROUP, &mut row);
             return quant::dequantize_row(self.dtype, &row, &mut out[..self.cols]);
         }
         match &self.scales {
@@ -623,7 +623,7 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
                         let rows = &w.bytes()[r * rb..(r + m) * rb];
                         for t in 0..n {
                             if w.interleaved {
-                                pool[a + t].dot_x8(k, rows, 0, &mut vals[..m]);
+                                pool[a + t].dot_x8(k, w.dtype, rows, 0, &mut vals[..m]);
                             } else {
                                 pool[a + t].dot_rows(k, w.dtype, rows, &mut vals[..m]);
                             }
@@ -642,6 +642,7 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
                     unsafe {
                         pool[a].gemm_x8(
                             k,
+                            w.dtype,
                             &w.bytes()[r0 * rb..r1 * rb],
                             r1 - r0,
                             out.0.add(r0),
@@ -800,6 +801,7 @@ mod tests {
             for t in 0..n {
                 acts.dot_x8(
                     kernels::generic(),
+                    DType::Q4_0,
                     x8.bytes(),
                     t,
                     &mut fallback[t * rows..(t + 1) * rows],
