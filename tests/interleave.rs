@@ -73,7 +73,10 @@ fn interleaved_q4_0_matches_file_layout() {
         }
         for layer in &budgeted.weights.layers {
             if let Ffn::Moe(m) = &layer.ffn {
-                assert!(m.experts.iter().all(|e| !e.gate.is_interleaved()), "{name}: budget");
+                assert!(
+                    m.experts.iter().all(|e| !e.gate.is_interleaved()),
+                    "{name}: budget"
+                );
             }
         }
         let toks = tokens(name);
