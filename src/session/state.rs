@@ -460,3 +460,13 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
     }
     Ok(n)
 }
+
+/// Whether the file at `path` starts with a session state's magic (an empty or shorter file
+/// does not).
+pub fn is_state_file(path: impl AsRef<Path>) -> Result<bool> {
+    let path = path.as_ref();
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut m = [0u8; 8];
+    let n = read_full(&mut f, &mut m).map_err(|e| Error::io(path, e))?;
+    Ok(n == m.len() && &m == MAGIC)
+}
