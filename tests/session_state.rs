@@ -241,3 +241,62 @@ fn every_truncation_and_bit_flip_is_an_error() {
     t.load_state_bytes(&state).unwrap();
     assert_eq!(t.position(), 3);
 }
+
+/// Sizes and save/load times of a 2,000-token state on the default model (docs/C_API.md
+/// "Saved sessions"): `cargo test --release --test session_state -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn state_size_and_time_on_the_default_model() {
+    let model = Arc::new(Model::load(default_model()).unwrap());
+    let cfg = &model.config;
+    const N: usize = 2000;
+    println!(
+        "default model: {} layers x {} cache values, vocab {}, trained context {}",
+        cfg.n_layers,
+        cfg.kv_cache_row(),
+        cfg.vocab_size,
+        cfg.max_position_embeddings
+    );
+    println!(
+        "V2-Lite: 27 layers x 576 values: {} bytes/token f32, {} f16",
+        27 * 576 * 4,
+        27 * 576 * 2
+    );
+    let dir = std::env::temp_dir();
+    for kv_type in [KvType::F32, KvType::F16] {
+        let mut s = session(&model, kv_type, N);
+        for chunk in prompt(&model, N).chunks(500) {
+            s.eval(chunk, false).unwrap();
+        }
+        let file = dir.join(format!("moela-state-timing-{}.bin", std::process::id()));
+        let reps = 10;
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            s.save_state_file(&file).unwrap();
+        }
+        let save = t.elapsed().as_secs_f64() / reps as f64;
+        let mut l = session(&model, kv_type, N);
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            l.load_state_file(&file).unwrap();
+        }
+        let load = t.elapsed().as_secs_f64() / reps as f64;
+        let t = std::time::Instant::now();
+        let bytes = s.state_bytes();
+        let to_bytes = t.elapsed().as_secs_f64();
+        let t = std::time::Instant::now();
+        l.load_state_bytes(&bytes).unwrap();
+        let from_bytes = t.elapsed().as_secs_f64();
+        let len = bytes.len();
+        println!(
+            "{kv_type:?}: {N} tokens -> {len} bytes ({:.1} bytes/token, {} per token in the cache); file save {:.2} ms, load {:.2} ms; bytes save {:.2} ms, load {:.2} ms",
+            len as f64 / N as f64,
+            cfg.n_layers * cfg.kv_cache_row() * if kv_type == KvType::F32 { 4 } else { 2 },
+            save * 1e3,
+            load * 1e3,
+            to_bytes * 1e3,
+            from_bytes * 1e3
+        );
+        let _ = std::fs::remove_file(&file);
+    }
+}
