@@ -250,6 +250,13 @@ enum moela_status
    * is used by one thread at a time.
    */
   MOELA_STATUS_BUSY = 13,
+  /**
+   * A saved session state that does not fit the session it is loaded into: saved from
+   * another model or with another KV cache type (`moela_session_load`). A state too long
+   * for the session's context gives `MOELA_STATUS_CONTEXT_FULL`; a truncated or corrupt
+   * one `MOELA_STATUS_BAD_FORMAT`.
+   */
+  MOELA_STATUS_STATE_MISMATCH = 14,
 };
 #ifndef __cplusplus
 typedef int32_t moela_status;
@@ -858,6 +865,79 @@ moela_status moela_session_position(const struct moela_session *session, uint32_
  * writable.
  */
 moela_status moela_session_n_ctx(const struct moela_session *session, uint32_t *out_n_ctx);
+
+/**
+ * Saves the session's state (its tokens, the latent KV cache rows of every layer up to the
+ * position and the last logits) to the file `path`, replaced atomically. Another session of
+ * the same model, with the same `kv_type` and a context at least as long as the saved
+ * tokens, continues from it exactly (`moela_session_load`). Size: 64 bytes + 4 per token +
+ * 4 per vocabulary entry + per token n_layers × (kv_lora_rank + qk_rope_head_dim) × 4 (f32
+ * cache) or × 2 (f16). The format is in docs/C_API.md ("Saved sessions").
+ *
+ * - `path`: borrowed, NUL-terminated.
+ *
+ * Returns `MOELA_STATUS_IO` when the file cannot be written.
+ *
+ * # Safety
+ * `session` is NULL or a live handle not mutated by another thread during the call; `path`
+ * is NULL or a NUL-terminated string.
+ */
+moela_status moela_session_save(const struct moela_session *session, const char *path);
+
+/**
+ * Loads a state saved by `moela_session_save` (or `moela_session_save_buffer`) from the
+ * file `path`, replacing the session's sequence and history: the session then continues
+ * exactly as the saved one would have (the same logits, bit for bit; sampling can start at
+ * once when the saved session had logits).
+ *
+ * - `path`: borrowed, NUL-terminated.
+ *
+ * Returns `MOELA_STATUS_STATE_MISMATCH` for a state of another model or another cache type,
+ * `MOELA_STATUS_CONTEXT_FULL` when the session's context is shorter than the saved tokens,
+ * `MOELA_STATUS_BAD_FORMAT` for a file that is not a state, truncated or corrupt (every
+ * state carries checksums), `MOELA_STATUS_UNSUPPORTED` for another format version,
+ * `MOELA_STATUS_IO` when the file cannot be read. On failure the session is unchanged.
+ *
+ * # Safety
+ * `session` is NULL or a live handle not used by another thread during the call; `path` is
+ * NULL or a NUL-terminated string.
+ */
+moela_status moela_session_load(struct moela_session *session, const char *path);
+
+/**
+ * Saves the session's state (as `moela_session_save`) into a caller-owned buffer.
+ *
+ * - `buf`: caller-owned, `cap` bytes; may be NULL when `cap` is 0 (to ask for the size).
+ * - `n_needed`: when not NULL, receives the state's size in bytes (also on
+ *   `BUFFER_TOO_SMALL`).
+ *
+ * With `cap` smaller than the state, writes nothing and returns
+ * `MOELA_STATUS_BUFFER_TOO_SMALL`: call once with `cap` 0 to learn the size.
+ *
+ * # Safety
+ * `session` is NULL or a live handle not mutated by another thread during the call; `buf`
+ * is NULL or points to `cap` writable bytes; `n_needed` is NULL or writable.
+ */
+moela_status moela_session_save_buffer(const struct moela_session *session,
+                                       uint8_t *buf,
+                                       size_t cap,
+                                       size_t *n_needed);
+
+/**
+ * Loads a state (as `moela_session_load`) from the `len` bytes at `buf`, which must be
+ * exactly one state as `moela_session_save_buffer` or `moela_session_save` wrote it.
+ *
+ * - `buf`: borrowed for the call.
+ *
+ * The same statuses as `moela_session_load` (no `IO`). On failure the session is unchanged.
+ *
+ * # Safety
+ * `session` is NULL or a live handle not used by another thread during the call; `buf` is
+ * NULL or points to `len` readable bytes.
+ */
+moela_status moela_session_load_buffer(struct moela_session *session,
+                                       const uint8_t *buf,
+                                       size_t len);
 
 /**
  * Creates a sampler.

@@ -56,6 +56,10 @@ pub enum Error {
     },
     #[error("out of memory: cannot allocate {bytes} bytes for {what}")]
     OutOfMemory { what: String, bytes: usize },
+    /// A saved session state that is intact but does not fit the session it is loaded into:
+    /// saved from another model or with another KV cache type.
+    #[error("session state mismatch: {0}")]
+    StateMismatch(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,5 +1,8 @@
 //! Per-sequence state: the latent KV cache, the position, scratch buffers and the last logits.
 
+pub mod hash;
+pub mod state;
+
 use std::sync::Arc;
 
 use crate::attention::kv_cache::{KvCache, KvType};
@@ -53,6 +56,8 @@ pub struct Session {
     held_profile: Vec<(usize, usize, usize)>,
     /// One-token logits while verifying on the expanded attention path.
     row_buf: Vec<f32>,
+    /// The token at each position `0..pos` (what a saved state records).
+    tokens: Vec<u32>,
 }
 
 impl Session {
@@ -86,6 +91,7 @@ impl Session {
             logits_pos0: 0,
             held_profile: Vec::new(),
             row_buf: Vec::new(),
+            tokens: Vec::new(),
         })
     }
 
@@ -100,6 +106,16 @@ impl Session {
 
     pub fn n_ctx(&self) -> usize {
         self.kv.n_ctx
+    }
+
+    /// The element type of the latent cache.
+    pub fn kv_type(&self) -> KvType {
+        self.kv.kind()
+    }
+
+    /// The tokens in the session, one per position `0..position()`.
+    pub fn tokens(&self) -> &[u32] {
+        &self.tokens
     }
 
     /// Forgets the sequence; the cache is reused.
@@ -118,6 +134,7 @@ impl Session {
             return;
         }
         self.pos = pos;
+        self.tokens.truncate(pos);
         self.held_profile.retain(|&(p, _, _)| p < pos);
         // Row r holds the logits after position logits_pos0 + r.
         self.n_logit_rows = if pos > self.logits_pos0 {
@@ -184,6 +201,7 @@ impl Session {
         self.n_logit_rows = if all_logits { tokens.len() } else { 1 };
         self.logits_pos0 = needed - self.n_logit_rows;
         self.pos = needed;
+        self.tokens.extend_from_slice(tokens);
         Ok(&self.logits[..self.n_logit_rows * n_vocab])
     }
 
@@ -256,6 +274,7 @@ impl Session {
         self.n_logit_rows = n;
         self.logits_pos0 = pos0;
         self.pos = pos0 + n;
+        self.tokens.extend_from_slice(tokens);
         Ok(&self.logits[..n * n_vocab])
     }
 

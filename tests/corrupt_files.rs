@@ -1441,3 +1441,277 @@ fn tokenizer_cases() -> Vec<Case> {
 fn corrupt_tokenizer_files() {
     run(tokenizer_cases(), "tokenizer");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Saved session states (Session::load_state_bytes / load_state_file)
+// ---------------------------------------------------------------------------------------------
+
+/// What a state row expects: the error, and a fragment of its message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum StateKind {
+    Format,
+    Unsupported,
+    Mismatch,
+    ContextFull,
+}
+
+fn state_kind(e: &Error) -> Option<StateKind> {
+    Some(match e {
+        Error::Format { .. } => StateKind::Format,
+        Error::Unsupported { .. } => StateKind::Unsupported,
+        Error::StateMismatch(_) => StateKind::Mismatch,
+        Error::ContextFull { .. } => StateKind::ContextFull,
+        _ => return None,
+    })
+}
+
+/// A valid state of the v3 fixture: 5 tokens, f32 cache, with logits.
+fn base_state(model: &std::sync::Arc<Model>) -> Vec<u8> {
+    let mut s = moela::Session::new(
+        model.clone(),
+        &moela::SessionParams {
+            n_ctx: 8,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    s.eval(&[1, 2, 3, 4, 5], false).unwrap();
+    s.state_bytes()
+}
+
+/// `b` with `bytes` at `at`, checksums recomputed (to reach the checks after them).
+fn patched_state(b: &[u8], at: usize, bytes: &[u8]) -> Vec<u8> {
+    let mut v = patch(b, at, bytes);
+    moela::session::state::fix_checksums(&mut v);
+    v
+}
+
+#[test]
+fn corrupt_session_states() {
+    let model = std::sync::Arc::new(Model::load(fixture("v3")).unwrap());
+    let b = base_state(&model);
+    let n = b.len();
+    let u32b = |v: u32| v.to_le_bytes().to_vec();
+    let flip = |at: usize| {
+        let mut v = b.clone();
+        v[at] ^= 0x01;
+        v
+    };
+    let mut with_tail = b.clone();
+    with_tail.extend_from_slice(&[0; 8]);
+    let cases: Vec<(&str, Vec<u8>, StateKind, &str)> = vec![
+        (
+            "empty",
+            vec![],
+            StateKind::Format,
+            "not a moela session state",
+        ),
+        (
+            "a GGUF file",
+            base_gguf()[..4096].to_vec(),
+            StateKind::Format,
+            "not a moela session state",
+        ),
+        (
+            "bad magic",
+            patch(&b, 0, b"MOELAKVX"),
+            StateKind::Format,
+            "not a moela session state",
+        ),
+        (
+            "header cut",
+            b[..40].to_vec(),
+            StateKind::Format,
+            "truncated session state: 40 bytes",
+        ),
+        (
+            "body cut",
+            b[..n - 9].to_vec(),
+            StateKind::Format,
+            "truncated session state",
+        ),
+        (
+            "trailer cut",
+            b[..n - 1].to_vec(),
+            StateKind::Format,
+            "truncated session state",
+        ),
+        (
+            "trailing bytes",
+            with_tail,
+            StateKind::Format,
+            "after its end",
+        ),
+        (
+            "header bit flip (n_tokens)",
+            flip(24),
+            StateKind::Format,
+            "header checksum mismatch",
+        ),
+        (
+            "header checksum flip",
+            flip(50),
+            StateKind::Format,
+            "header checksum mismatch",
+        ),
+        (
+            "token bit flip",
+            flip(56),
+            StateKind::Format,
+            "checksum mismatch: the state is corrupt",
+        ),
+        (
+            "logits bit flip",
+            flip(56 + 20 + 3),
+            StateKind::Format,
+            "checksum mismatch",
+        ),
+        (
+            "cache bit flip",
+            flip(n - 100),
+            StateKind::Format,
+            "checksum mismatch",
+        ),
+        (
+            "trailer flip",
+            flip(n - 2),
+            StateKind::Format,
+            "checksum mismatch",
+        ),
+        (
+            "version 2",
+            patched_state(&b, 8, &u32b(2)),
+            StateKind::Unsupported,
+            "format version 2",
+        ),
+        (
+            "cache type 7",
+            patched_state(&b, 12, &u32b(7)),
+            StateKind::Format,
+            "cache type 7",
+        ),
+        (
+            "unknown flags",
+            patched_state(&b, 36, &u32b(3)),
+            StateKind::Format,
+            "unknown bits",
+        ),
+        (
+            "tokens > context needed",
+            patched_state(&b, 28, &u32b(4)),
+            StateKind::Format,
+            "needs a context of 4",
+        ),
+        (
+            "context needed 2^30",
+            patched_state(&b, 28, &u32b(1 << 30)),
+            StateKind::Format,
+            "out of range",
+        ),
+        (
+            "logits without tokens",
+            patched_state(&patched_state(&b, 24, &u32b(0)), 28, &u32b(0)),
+            StateKind::Format,
+            "logits but no tokens",
+        ),
+        (
+            "more tokens than the bytes hold",
+            patched_state(&patched_state(&b, 24, &u32b(6)), 28, &u32b(6)),
+            StateKind::Format,
+            "truncated session state",
+        ),
+        (
+            "token out of range",
+            patched_state(&b, 56, &u32b(1 << 20)),
+            StateKind::Format,
+            "not below the vocabulary size",
+        ),
+        (
+            "another fingerprint",
+            patched_state(&b, 16, &[0xAA; 8]),
+            StateKind::Mismatch,
+            "another model",
+        ),
+        (
+            "another row width",
+            patched_state(&b, 32, &u32b(7)),
+            StateKind::Mismatch,
+            "cache values",
+        ),
+        (
+            "another layer count",
+            patched_state(&b, 40, &u32b(1000)),
+            StateKind::Mismatch,
+            "layers",
+        ),
+        (
+            "f16 state into f32",
+            patched_state(&b, 12, &u32b(1)),
+            StateKind::Mismatch,
+            "f16 KV cache",
+        ),
+        (
+            "needs more context",
+            patched_state(&b, 28, &u32b(9)),
+            StateKind::ContextFull,
+            "9 positions needed",
+        ),
+    ];
+    let dir = tmpdir("state");
+    let mut failures = Vec::new();
+    let total = cases.len();
+    for (i, (name, bytes, want, frag)) in cases.into_iter().enumerate() {
+        let path = dir.join(format!("state{i}.bin"));
+        std::fs::write(&path, &bytes).unwrap();
+        let mut s = moela::Session::new(
+            model.clone(),
+            &moela::SessionParams {
+                n_ctx: 8,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        s.eval(&[7], false).unwrap();
+        for (how, got) in [
+            (
+                "bytes",
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    s.load_state_bytes(&bytes)
+                })),
+            ),
+            (
+                "file",
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| s.load_state_file(&path))),
+            ),
+        ] {
+            match got {
+                Err(_) => failures.push(format!("{name} ({how}): PANIC")),
+                Ok(Ok(())) => failures.push(format!("{name} ({how}): loaded without error")),
+                Ok(Err(e)) => {
+                    let msg = e.to_string();
+                    if state_kind(&e) != Some(want) {
+                        failures.push(format!("{name} ({how}): expected {want:?}, got {e:?}"));
+                    } else if !msg.contains(frag) {
+                        failures.push(format!("{name} ({how}): '{msg}' lacks '{frag}'"));
+                    } else if how == "file"
+                        && want == StateKind::Format
+                        && !msg.contains(&format!("state{i}.bin"))
+                    {
+                        failures.push(format!("{name} ({how}): '{msg}' does not name the file"));
+                    }
+                }
+            }
+        }
+        if s.position() != 1 || s.tokens() != [7] {
+            failures.push(format!("{name}: a failed load changed the session"));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        failures.is_empty(),
+        "{} of {total} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    eprintln!("{total} corrupt session state cases give the expected errors");
+}

@@ -12,7 +12,7 @@ secs=${1:-60}
 shift || true
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-    targets=(gguf safetensors_config tokenizer_load tokenizer_encode chat_template)
+    targets=(gguf safetensors_config tokenizer_load tokenizer_encode chat_template session_state)
 fi
 
 if ! cargo +nightly --version >/dev/null 2>&1 || ! cargo fuzz --version >/dev/null 2>&1; then

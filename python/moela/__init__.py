@@ -86,6 +86,8 @@ class Status(enum.IntEnum):
     INVALID_UTF8 = 12
     #: The session is in use by another call (another thread); nothing changed.
     BUSY = 13
+    #: A saved session state of another model or KV cache type.
+    STATE_MISMATCH = 14
 
 
 class MoelaError(Exception):
@@ -722,6 +724,43 @@ class Session:
         out = (ctypes.c_float * self._n_vocab)()
         _check(_l().moela_session_logits(h, out, len(out), None))
         return array.array("f", bytes(out))
+
+    def save(self, path: Union[str, bytes, "os.PathLike[str]"]) -> None:
+        """Saves the session (its tokens, latent KV cache and last logits) to the file
+        ``path``, replaced atomically (moela_session_save). :meth:`load` in a session of the
+        same model and ``kv_type`` continues exactly where this one is."""
+        data = _path("Session.save", "path", path)
+        _check(_l().moela_session_save(self._handle(), data))
+
+    def load(self, path: Union[str, bytes, "os.PathLike[str]"]) -> None:
+        """Replaces the session's sequence with the state saved in the file ``path``
+        (moela_session_load). Raises :class:`MoelaError` with status STATE_MISMATCH (another
+        model or kv_type), CONTEXT_FULL (n_ctx shorter than the saved tokens), BAD_FORMAT
+        (not a state, truncated or corrupt) or IO; the session is then unchanged."""
+        data = _path("Session.load", "path", path)
+        _check(_l().moela_session_load(self._handle(), data))
+
+    def save_bytes(self) -> bytes:
+        """The session's state as bytes (moela_session_save_buffer): what :meth:`save`
+        writes."""
+        h = self._handle()
+        n = ctypes.c_size_t(0)
+        st = _l().moela_session_save_buffer(h, None, 0, ctypes.byref(n))
+        if st != Status.BUFFER_TOO_SMALL:
+            _check(st)
+        buf = ctypes.create_string_buffer(n.value)
+        _check(_l().moela_session_save_buffer(h, buf, n.value, ctypes.byref(n)))
+        return buf.raw[: n.value]
+
+    def load_bytes(self, data: Union[bytes, bytearray, memoryview]) -> None:
+        """Loads a state from bytes that :meth:`save_bytes` (or :meth:`save`) wrote; the same
+        errors as :meth:`load`."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"Session.load_bytes: data must be bytes-like, not {_type_name(data)}"
+            )
+        raw = bytes(data)
+        _check(_l().moela_session_load_buffer(self._handle(), raw, len(raw)))
 
     def reset(self) -> None:
         """Forgets the sequence (keeps the allocated cache)."""

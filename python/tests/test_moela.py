@@ -12,6 +12,7 @@ import ctypes
 import ctypes.util
 import os
 import subprocess
+import tempfile
 import sys
 import threading
 import unittest
@@ -187,6 +188,51 @@ class TestSession(unittest.TestCase):
         self.assertEqual(s.position, 3)
         s.reset()
         self.assertEqual(s.position, 0)
+
+    def test_save_load_continues_exactly(self) -> None:
+        prompt = [(i * 31 + 5) % 256 for i in range(270)]
+
+        def greedy(s: moela.Session, n: int) -> tuple:
+            toks, rows = [], []
+            for _ in range(n):
+                row = s.logits()
+                rows.append(row.tobytes())
+                t = max(range(len(row)), key=lambda i: row[i])
+                toks.append(t)
+                s.eval([t])
+            return toks, rows
+
+        for kv in ("f32", "f16"):
+            a = moela.Session(self.model, n_ctx=280, kv_type=kv)
+            a.eval(prompt)
+            data = a.save_bytes()
+            with tempfile.TemporaryDirectory() as d:
+                path = os.path.join(d, "state.bin")
+                a.save(path)
+                want = greedy(a, 4)
+                b = moela.Session(self.model, n_ctx=280, kv_type=kv)
+                b.eval([1, 2])
+                b.load(path)
+                self.assertEqual(b.position, len(prompt))
+                self.assertEqual(greedy(b, 4), want)
+                b.load_bytes(data)
+                self.assertEqual(greedy(b, 4), want)
+                with open(path, "rb") as f:
+                    self.assertEqual(f.read(), data)
+                with self.assertRaises(MoelaError) as e:
+                    b.load_bytes(data[:-1])
+                self.assertEqual(e.exception.status, Status.BAD_FORMAT)
+                other = moela.Session(self.model, n_ctx=280, kv_type="f16" if kv == "f32" else "f32")
+                with self.assertRaises(MoelaError) as e:
+                    other.load_bytes(data)
+                self.assertEqual(e.exception.status, Status.STATE_MISMATCH)
+                small = moela.Session(self.model, n_ctx=100, kv_type=kv)
+                with self.assertRaises(MoelaError) as e:
+                    small.load(path)
+                self.assertEqual(e.exception.status, Status.CONTEXT_FULL)
+                with self.assertRaises(TypeError):
+                    b.load_bytes("text")  # type: ignore[arg-type]
+                self.assertEqual(b.position, len(prompt) + 4)
 
     def test_misuse(self) -> None:
         s = moela.Session(self.model, n_ctx=4)

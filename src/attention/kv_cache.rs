@@ -58,6 +58,55 @@ impl KvCache {
         n_layers * row * el
     }
 
+    /// The element type.
+    pub fn kind(&self) -> KvType {
+        match self.store {
+            Store::F32(_) => KvType::F32,
+            Store::F16(_) => KvType::F16,
+        }
+    }
+
+    /// Bytes of one stored value.
+    pub fn element_bytes(&self) -> usize {
+        match self.kind() {
+            KvType::F32 => 4,
+            KvType::F16 => 2,
+        }
+    }
+
+    /// Copies positions `0..n` of `layer`, as stored, into `out` (little-endian, exactly
+    /// `n * row * element_bytes()` bytes): a saved session state.
+    pub fn save_rows(&self, layer: usize, n: usize, out: &mut [u8]) {
+        let o = self.offset(layer, 0);
+        let len = n * self.row;
+        match &self.store {
+            Store::F32(v) => out
+                .chunks_exact_mut(4)
+                .zip(&v[o..o + len])
+                .for_each(|(d, x)| d.copy_from_slice(&x.to_le_bytes())),
+            Store::F16(v) => out
+                .chunks_exact_mut(2)
+                .zip(&v[o..o + len])
+                .for_each(|(d, x)| d.copy_from_slice(&x.to_le_bytes())),
+        }
+    }
+
+    /// Sets positions `0..n` of `layer` from bytes written by [`save_rows`](Self::save_rows).
+    pub fn load_rows(&mut self, layer: usize, n: usize, src: &[u8]) {
+        let o = self.offset(layer, 0);
+        let len = n * self.row;
+        match &mut self.store {
+            Store::F32(v) => v[o..o + len]
+                .iter_mut()
+                .zip(src.chunks_exact(4))
+                .for_each(|(d, s)| *d = f32::from_le_bytes([s[0], s[1], s[2], s[3]])),
+            Store::F16(v) => v[o..o + len]
+                .iter_mut()
+                .zip(src.chunks_exact(2))
+                .for_each(|(d, s)| *d = f16::from_le_bytes([s[0], s[1]])),
+        }
+    }
+
     fn offset(&self, layer: usize, pos: usize) -> usize {
         (layer * self.n_ctx + pos) * self.row
     }

@@ -67,6 +67,11 @@ enum Cmd {
         experts: ExpertArgs,
         #[command(flatten)]
         skip: SkipArgs,
+        /// Keep the session in FILE across runs: when FILE holds a saved session of this
+        /// model, reuse the longest prefix of its tokens that the new prompt starts with
+        /// (evaluating only the rest), and write the session back to FILE at the end.
+        #[arg(long, value_name = "FILE")]
+        prompt_cache: Option<PathBuf>,
     },
     /// Interactive multi-turn chat in the terminal, with the model's chat template.
     Chat {
@@ -92,6 +97,11 @@ enum Cmd {
         experts: ExpertArgs,
         #[command(flatten)]
         skip: SkipArgs,
+        /// Keep the session in FILE across runs: when FILE holds a saved session of this
+        /// model, reuse the longest prefix of its tokens that the new prompt starts with
+        /// (evaluating only the rest), and write the session back to FILE at the end.
+        #[arg(long, value_name = "FILE")]
+        prompt_cache: Option<PathBuf>,
     },
     /// Print the token ids of a whole file as one JSON array.
     Tokenize {
@@ -664,6 +674,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             ctx,
             experts,
             skip,
+            prompt_cache,
         } => {
             let mut sampler = sampling.sampler()?;
             let mut spec = spec.speculator()?;
@@ -706,18 +717,22 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                     ..Default::default()
                 },
             )?;
+            let reused = match &prompt_cache {
+                Some(f) => reuse_prompt_cache(&mut session, f, &prompt_ids)?,
+                None => 0,
+            };
             let mut out = std::io::stdout().lock();
             let mut stream = moela::tokenizer::StreamDecoder::new();
             if let (Some(text), Some(_), false) = (&prompt, tok, ids) {
                 write!(out, "{text}").ok();
             }
-            let mut history = Vec::new();
+            let mut history = prompt_ids[..reused].to_vec();
             let stats = generate(
                 &mut session,
                 &mut sampler,
                 spec.as_mut(),
                 &mut history,
-                &prompt_ids,
+                &prompt_ids[reused..],
                 n_predict,
                 &stop,
                 &mut |id| {
@@ -737,6 +752,9 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             write!(out, "{}", stream.flush()).ok();
             writeln!(out).ok();
             stats.report();
+            if let Some(f) = &prompt_cache {
+                save_prompt_cache(&session, f)?;
+            }
             Ok(())
         }
         Cmd::Chat {
@@ -748,6 +766,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             ctx,
             experts,
             skip,
+            prompt_cache,
         } => chat(
             model_path(model)?,
             &experts.params(None)?,
@@ -757,6 +776,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             sampling,
             ctx,
             &skip,
+            prompt_cache,
         ),
         Cmd::Tokenize {
             model,
@@ -1173,6 +1193,68 @@ fn load_tokenizer(path: &std::path::Path) -> moela::Result<moela::tokenizer::Tok
 /// The interactive chat loop: each turn renders the whole conversation with the chat
 /// template, evaluates only what the session does not hold yet, and streams the answer.
 /// R1-style reasoning (`<think>…</think>`) is shown dimmed and left out of the history.
+/// `--prompt-cache FILE` before a prompt: loads FILE into `session` when it exists and is a
+/// saved session of this model, cache type and context, then keeps the longest prefix of its
+/// tokens that `prompt` starts with (leaving at least one prompt token to evaluate, for the
+/// logits). Returns how many prompt tokens are reused. A FILE that is not a moela session
+/// state is an error (it would be overwritten); a state that does not fit is reported and
+/// ignored.
+fn reuse_prompt_cache(
+    session: &mut Session,
+    file: &std::path::Path,
+    prompt: &[u32],
+) -> moela::Result<usize> {
+    if !file.exists() {
+        eprintln!(
+            "prompt cache: {} does not exist yet, it will be written",
+            file.display()
+        );
+        return Ok(0);
+    }
+    if !moela::session::state::is_state_file(file)? {
+        return Err(moela::Error::InvalidArg(format!(
+            "--prompt-cache {}: the file exists and is not a moela session state (refusing to overwrite it)",
+            file.display()
+        )));
+    }
+    if let Err(e) = session.load_state_file(file) {
+        eprintln!("prompt cache: not used ({e}); it will be overwritten");
+        session.reset();
+        return Ok(0);
+    }
+    let cached = session.tokens().len();
+    let mut common = session
+        .tokens()
+        .iter()
+        .zip(prompt)
+        .take_while(|(a, b)| a == b)
+        .count();
+    if common == prompt.len() {
+        common -= 1;
+    }
+    session.truncate(common);
+    eprintln!(
+        "prompt cache: reused {common} of {} prompt tokens ({cached} cached) from {}",
+        prompt.len(),
+        file.display()
+    );
+    Ok(common)
+}
+
+/// `--prompt-cache FILE` at the end: writes the session to FILE.
+fn save_prompt_cache(session: &Session, file: &std::path::Path) -> moela::Result<()> {
+    let t = Instant::now();
+    session.save_state_file(file)?;
+    eprintln!(
+        "prompt cache: saved {} tokens ({} bytes) to {} in {:.3} s",
+        session.position(),
+        session.state_size(),
+        file.display(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
 #[allow(clippy::too_many_arguments)]
 fn chat(
     path: PathBuf,
@@ -1183,6 +1265,7 @@ fn chat(
     sampling: SamplingArgs,
     ctx: usize,
     skip: &SkipArgs,
+    prompt_cache: Option<PathBuf>,
 ) -> moela::Result<()> {
     use moela::tokenizer::{split_reasoning, ChatMessage, StreamDecoder};
     use std::io::BufRead;
@@ -1212,6 +1295,8 @@ fn chat(
     )?;
     let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
     let mut held: Vec<u32> = Vec::new();
+    // With --prompt-cache, the first turn reuses what FILE holds.
+    let mut first_turn = prompt_cache.is_some();
     let stdin = std::io::stdin();
     let color = std::io::IsTerminal::is_terminal(&std::io::stdout())
         && std::env::var_os("NO_COLOR").is_none();
@@ -1225,19 +1310,29 @@ fn chat(
         if stdin.lock().read_line(&mut line).unwrap_or(0) == 0 {
             // Ctrl-D (end of input): end the "> " line so the shell prompt starts on its own.
             eprintln!();
-            return Ok(());
+            break;
         }
         if is_quit(&line) {
-            return Ok(());
+            break;
         }
         messages.push(ChatMessage::user(line.trim_end_matches(['\n', '\r'])));
         // Control-token text typed by the user stays plain text.
         let ids = tok.encode_chat(&messages, true)?;
-        // Reuse the cached prefix; start over when the rendering changed earlier text.
-        let common = held.iter().zip(&ids).take_while(|(a, b)| a == b).count();
-        if common < held.len() || common == ids.len() {
-            session.reset();
-            held.clear();
+        if std::mem::take(&mut first_turn) {
+            if let Some(f) = &prompt_cache {
+                reuse_prompt_cache(&mut session, f, &ids)?;
+                held = session.tokens().to_vec();
+            }
+        }
+        // Reuse the cached prefix: roll the session back to where the rendering changed
+        // earlier text, keeping at least one token to evaluate.
+        let mut common = held.iter().zip(&ids).take_while(|(a, b)| a == b).count();
+        if common == ids.len() {
+            common -= 1;
+        }
+        if common < held.len() {
+            session.truncate(common);
+            held.truncate(common);
         }
         let new = ids[held.len()..].to_vec();
         let mut text = String::new();
@@ -1273,6 +1368,10 @@ fn chat(
         let (_, answer) = split_reasoning(&text);
         messages.push(ChatMessage::assistant(answer.trim()));
     }
+    if let Some(f) = &prompt_cache {
+        save_prompt_cache(&session, f)?;
+    }
+    Ok(())
 }
 
 /// Whether a line typed in `moela chat` ends it: empty, `/exit` or `/quit` (never sent to

@@ -45,13 +45,18 @@ pub enum moela_status {
     /// call on the same session): the call did nothing and the session is intact. A session
     /// is used by one thread at a time.
     MOELA_STATUS_BUSY = 13,
+    /// A saved session state that does not fit the session it is loaded into: saved from
+    /// another model or with another KV cache type (`moela_session_load`). A state too long
+    /// for the session's context gives `MOELA_STATUS_CONTEXT_FULL`; a truncated or corrupt
+    /// one `MOELA_STATUS_BAD_FORMAT`.
+    MOELA_STATUS_STATE_MISMATCH = 14,
 }
 
 use moela_status::*;
 
 impl moela_status {
     /// Every status, in value order (for tests and `moela_status_string`).
-    pub const ALL: [moela_status; 14] = [
+    pub const ALL: [moela_status; 15] = [
         MOELA_STATUS_OK,
         MOELA_STATUS_NULL_ARG,
         MOELA_STATUS_IO,
@@ -66,6 +71,7 @@ impl moela_status {
         MOELA_STATUS_TOKEN_OUT_OF_RANGE,
         MOELA_STATUS_INVALID_UTF8,
         MOELA_STATUS_BUSY,
+        MOELA_STATUS_STATE_MISMATCH,
     ];
 
     /// A short, static description (what `moela_status_string` returns).
@@ -85,6 +91,9 @@ impl moela_status {
             MOELA_STATUS_TOKEN_OUT_OF_RANGE => cs(b"token id out of range\0"),
             MOELA_STATUS_INVALID_UTF8 => cs(b"invalid UTF-8\0"),
             MOELA_STATUS_BUSY => cs(b"session in use by another call\0"),
+            MOELA_STATUS_STATE_MISMATCH => {
+                cs(b"saved session state of another model or cache type\0")
+            }
         }
     }
 }
@@ -138,6 +147,7 @@ pub(crate) fn status_of(e: &Error) -> moela_status {
         Error::TokenOutOfRange { .. } => MOELA_STATUS_TOKEN_OUT_OF_RANGE,
         Error::ContextFull { .. } => MOELA_STATUS_CONTEXT_FULL,
         Error::OutOfMemory { .. } => MOELA_STATUS_OUT_OF_MEMORY,
+        Error::StateMismatch(_) => MOELA_STATUS_STATE_MISMATCH,
     }
 }
 
@@ -272,6 +282,7 @@ mod tests {
         assert_eq!(MOELA_STATUS_PANIC as i32, 9);
         assert_eq!(MOELA_STATUS_INVALID_UTF8 as i32, 12);
         assert_eq!(MOELA_STATUS_BUSY as i32, 13);
+        assert_eq!(MOELA_STATUS_STATE_MISMATCH as i32, 14);
     }
 
     #[test]

@@ -385,6 +385,162 @@ pub unsafe extern "C" fn moela_session_n_ctx(
     })
 }
 
+/// The failure of a state load or save, named after `func`.
+fn state_failure(func: &str, e: crate::Error) -> Failure {
+    let mut f = Failure::from(e);
+    f.msg = format!("{func}: {}", f.msg);
+    f
+}
+
+/// After a successful state load: the history is the loaded tokens.
+fn loaded(s: &mut SessionState) {
+    s.history = s.session.tokens().to_vec();
+}
+
+/// Saves the session's state (its tokens, the latent KV cache rows of every layer up to the
+/// position and the last logits) to the file `path`, replaced atomically. Another session of
+/// the same model, with the same `kv_type` and a context at least as long as the saved
+/// tokens, continues from it exactly (`moela_session_load`). Size: 64 bytes + 4 per token +
+/// 4 per vocabulary entry + per token n_layers × (kv_lora_rank + qk_rope_head_dim) × 4 (f32
+/// cache) or × 2 (f16). The format is in docs/C_API.md ("Saved sessions").
+///
+/// - `path`: borrowed, NUL-terminated.
+///
+/// Returns `MOELA_STATUS_IO` when the file cannot be written.
+///
+/// # Safety
+/// `session` is NULL or a live handle not mutated by another thread during the call; `path`
+/// is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_save(
+    session: *const moela_session,
+    path: *const std::ffi::c_char,
+) -> moela_status {
+    const F: &str = "moela_session_save";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let s = unsafe { session_ref(F, session) }?;
+        not_null!(F, path);
+        // SAFETY: non-NULL and NUL-terminated (the caller's contract).
+        let p = unsafe { super::model::c_path(F, path) }?;
+        s.session
+            .save_state_file(&p)
+            .map_err(|e| state_failure(F, e))
+    })
+}
+
+/// Loads a state saved by `moela_session_save` (or `moela_session_save_buffer`) from the
+/// file `path`, replacing the session's sequence and history: the session then continues
+/// exactly as the saved one would have (the same logits, bit for bit; sampling can start at
+/// once when the saved session had logits).
+///
+/// - `path`: borrowed, NUL-terminated.
+///
+/// Returns `MOELA_STATUS_STATE_MISMATCH` for a state of another model or another cache type,
+/// `MOELA_STATUS_CONTEXT_FULL` when the session's context is shorter than the saved tokens,
+/// `MOELA_STATUS_BAD_FORMAT` for a file that is not a state, truncated or corrupt (every
+/// state carries checksums), `MOELA_STATUS_UNSUPPORTED` for another format version,
+/// `MOELA_STATUS_IO` when the file cannot be read. On failure the session is unchanged.
+///
+/// # Safety
+/// `session` is NULL or a live handle not used by another thread during the call; `path` is
+/// NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_load(
+    session: *mut moela_session,
+    path: *const std::ffi::c_char,
+) -> moela_status {
+    const F: &str = "moela_session_load";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let mut s = unsafe { session_mut(F, session) }?;
+        not_null!(F, path);
+        // SAFETY: non-NULL and NUL-terminated (the caller's contract).
+        let p = unsafe { super::model::c_path(F, path) }?;
+        s.session
+            .load_state_file(&p)
+            .map_err(|e| state_failure(F, e))?;
+        loaded(&mut s);
+        Ok(())
+    })
+}
+
+/// Saves the session's state (as `moela_session_save`) into a caller-owned buffer.
+///
+/// - `buf`: caller-owned, `cap` bytes; may be NULL when `cap` is 0 (to ask for the size).
+/// - `n_needed`: when not NULL, receives the state's size in bytes (also on
+///   `BUFFER_TOO_SMALL`).
+///
+/// With `cap` smaller than the state, writes nothing and returns
+/// `MOELA_STATUS_BUFFER_TOO_SMALL`: call once with `cap` 0 to learn the size.
+///
+/// # Safety
+/// `session` is NULL or a live handle not mutated by another thread during the call; `buf`
+/// is NULL or points to `cap` writable bytes; `n_needed` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_save_buffer(
+    session: *const moela_session,
+    buf: *mut u8,
+    cap: usize,
+    n_needed: *mut usize,
+) -> moela_status {
+    const F: &str = "moela_session_save_buffer";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let s = unsafe { session_ref(F, session) }?;
+        let need = s.session.state_size();
+        if !n_needed.is_null() {
+            // SAFETY: non-NULL and writable (the caller's contract).
+            unsafe { *n_needed = need };
+        }
+        if cap < need {
+            return Err(Failure::new(
+                MOELA_STATUS_BUFFER_TOO_SMALL,
+                format!("{F}: the buffer holds {cap} bytes, the state has {need}"),
+            ));
+        }
+        not_null!(F, buf);
+        // SAFETY: non-NULL with `cap` writable bytes (the caller's contract), not aliased by
+        // anything moela owns.
+        let out = unsafe { std::slice::from_raw_parts_mut(buf, cap) };
+        s.session
+            .save_state_to_slice(out)
+            .map_err(|e| state_failure(F, e))?;
+        Ok(())
+    })
+}
+
+/// Loads a state (as `moela_session_load`) from the `len` bytes at `buf`, which must be
+/// exactly one state as `moela_session_save_buffer` or `moela_session_save` wrote it.
+///
+/// - `buf`: borrowed for the call.
+///
+/// The same statuses as `moela_session_load` (no `IO`). On failure the session is unchanged.
+///
+/// # Safety
+/// `session` is NULL or a live handle not used by another thread during the call; `buf` is
+/// NULL or points to `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_load_buffer(
+    session: *mut moela_session,
+    buf: *const u8,
+    len: usize,
+) -> moela_status {
+    const F: &str = "moela_session_load_buffer";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let mut s = unsafe { session_mut(F, session) }?;
+        not_null!(F, buf);
+        // SAFETY: non-NULL with `len` readable bytes (the caller's contract).
+        let bytes = unsafe { std::slice::from_raw_parts(buf, len) };
+        s.session
+            .load_state_bytes(bytes)
+            .map_err(|e| state_failure(F, e))?;
+        loaded(&mut s);
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

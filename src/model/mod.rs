@@ -154,6 +154,8 @@ pub struct Model {
     mapped: Vec<(PathBuf, std::fs::File, u64)>,
     /// The routed-expert cache when the model runs under an expert budget.
     pub experts: Option<ExpertStore>,
+    /// [`Model::fingerprint`], computed on first use.
+    fingerprint: std::sync::OnceLock<u64>,
 }
 
 impl Model {
@@ -201,6 +203,7 @@ impl Model {
                 tokenizer,
                 mapped,
                 experts,
+                fingerprint: Default::default(),
             })
         } else {
             let file = GgufFile::open(path)?;
@@ -229,8 +232,54 @@ impl Model {
                 gguf: Some(file),
                 tokenizer,
                 experts,
+                fingerprint: Default::default(),
             })
         }
+    }
+
+    /// A 64-bit hash identifying what a saved session state depends on: the tensor layout
+    /// (every tensor's name, stored type, shape and byte range, in file order), the
+    /// hyper-parameters and the tokenizer (tokens, types, merges, special ids, pre-tokenizer;
+    /// not the chat template). Two loads of the same file give the same value; a state saved
+    /// on one model is refused by a model with another fingerprint
+    /// ([`crate::Session::load_state`]). Computed once, on first use.
+    pub fn fingerprint(&self) -> u64 {
+        *self.fingerprint.get_or_init(|| {
+            let mut d: Vec<u8> = Vec::new();
+            let mut put = |b: &[u8]| {
+                d.extend_from_slice(&(b.len() as u64).to_le_bytes());
+                d.extend_from_slice(b);
+            };
+            put(b"moela model fingerprint v1");
+            put(format!("{:?}", self.config).as_bytes());
+            for t in &self.tensors.tensors {
+                put(t.name.as_bytes());
+                put(t.type_name().as_bytes());
+                put(format!("{:?} {:?}", t.shape, t.range).as_bytes());
+            }
+            match &self.tokenizer {
+                None => put(b"no tokenizer"),
+                Some(tok) => {
+                    let parts = tok.to_parts();
+                    put(format!(
+                        "{} {:?} {} {:?} {:?} {:?} {} {}",
+                        parts.tokens.len(),
+                        parts.token_types,
+                        parts.merges.len(),
+                        parts.bos,
+                        parts.eos,
+                        parts.pad,
+                        parts.add_bos,
+                        parts.pre
+                    )
+                    .as_bytes());
+                    for t in parts.tokens.iter().chain(&parts.merges) {
+                        put(t.as_bytes());
+                    }
+                }
+            }
+            crate::session::hash::xxh64(&d, 0)
+        })
     }
 
     /// Checks that every file the model maps still has the length it had when loaded.

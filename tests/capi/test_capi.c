@@ -112,7 +112,8 @@ static void test_version_and_status(void) {
     CHECK(MOELA_STATUS_PANIC == 9);
     CHECK(MOELA_STATUS_INVALID_UTF8 == 12);
     CHECK(MOELA_STATUS_BUSY == 13);
-    for (s = MOELA_STATUS_OK; s <= MOELA_STATUS_BUSY; s++) {
+    CHECK(MOELA_STATUS_STATE_MISMATCH == 14);
+    for (s = MOELA_STATUS_OK; s <= MOELA_STATUS_STATE_MISMATCH; s++) {
         const char *a = moela_status_string(s);
         CHECK(a != NULL && a[0] != 0);
         CHECK(strcmp(a, "unknown status") != 0);
@@ -836,6 +837,109 @@ static void test_expert_budget(const moela_model *plain, const char *path) {
     moela_model_free(m);
 }
 
+/* Greedy continuation of `n` tokens: the tokens and the logits after each. */
+static void continue_greedy(moela_session *s, size_t n_vocab, size_t n, uint32_t *toks,
+                            float *rows) {
+    size_t i;
+    for (i = 0; i < n; i++) {
+        EXPECT_OK(moela_session_logits(s, rows + i * n_vocab, n_vocab, NULL));
+        toks[i] = argmax(rows + i * n_vocab, n_vocab);
+        EXPECT_OK(moela_session_eval(s, &toks[i], 1));
+    }
+}
+
+/* Saved sessions: save -> load -> continue equals the uninterrupted session bit for bit
+ * (file and buffer, f32 and f16); the wrong model, cache type or context and corrupt states
+ * fail with their statuses and leave the session unchanged. */
+static void test_session_state(const moela_model *m, const moela_model *other) {
+    enum { N = 300, STEPS = 5 };
+    static uint32_t prompt[N];
+    uint32_t ta[STEPS], tb[STEPS], pos = 0;
+    moela_model_info info;
+    size_t n_vocab, need = 0, need2 = 0, i;
+    float *ra, *rb;
+    unsigned char *buf;
+    char path[1024];
+    uint32_t kv;
+    EXPECT_OK(moela_model_get_info(m, &info, sizeof info));
+    n_vocab = info.n_vocab;
+    for (i = 0; i < N; i++) prompt[i] = (uint32_t)((i * 7919 + 3) % n_vocab);
+    ra = malloc(STEPS * n_vocab * sizeof *ra);
+    rb = malloc(STEPS * n_vocab * sizeof *rb);
+    CHECK(ra && rb);
+    if (!ra || !rb) return;
+    snprintf(path, sizeof path, "%s/state.bin", tmp_dir);
+    for (kv = MOELA_KV_F32; kv <= MOELA_KV_F16; kv++) {
+        moela_session_params p = session_params(N + STEPS);
+        moela_session *a = NULL, *b = NULL, *c = NULL, *small = NULL;
+        p.kv_type = kv;
+        EXPECT_OK(moela_session_new(m, &p, &a));
+        EXPECT_OK(moela_session_new(m, &p, &b));
+        EXPECT_OK(moela_session_eval(a, prompt, N));
+        EXPECT_OK(moela_session_save(a, path));
+        /* The buffer variant: size query, too small, then the state. */
+        EXPECT_FAIL(MOELA_STATUS_BUFFER_TOO_SMALL, moela_session_save_buffer, a, NULL, 0, &need);
+        CHECK(need > (size_t)N * 4 + n_vocab * 4);
+        buf = malloc(need);
+        CHECK(buf != NULL);
+        if (!buf) return;
+        EXPECT_FAIL(MOELA_STATUS_BUFFER_TOO_SMALL, moela_session_save_buffer, a, buf, need - 1,
+                    &need2);
+        CHECK(need2 == need);
+        EXPECT_OK(moela_session_save_buffer(a, buf, need, NULL));
+        continue_greedy(a, n_vocab, STEPS, ta, ra);
+
+        EXPECT_OK(moela_session_eval(b, prompt, 3));
+        EXPECT_OK(moela_session_load(b, path));
+        EXPECT_OK(moela_session_position(b, &pos));
+        CHECK(pos == N);
+        continue_greedy(b, n_vocab, STEPS, tb, rb);
+        CHECK(memcmp(ta, tb, sizeof ta) == 0);
+        CHECK(memcmp(ra, rb, STEPS * n_vocab * sizeof *ra) == 0);
+
+        EXPECT_OK(moela_session_load_buffer(b, buf, need));
+        continue_greedy(b, n_vocab, STEPS, tb, rb);
+        CHECK(memcmp(ta, tb, sizeof ta) == 0);
+        CHECK(memcmp(ra, rb, STEPS * n_vocab * sizeof *ra) == 0);
+
+        /* Misuse and mismatches: the session keeps its state. */
+        EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_session_save, NULL, path);
+        EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_session_save, a, NULL);
+        EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_session_load, b, NULL);
+        EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_session_load_buffer, NULL, buf, need);
+        EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_session_load_buffer, b, NULL, need);
+        EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_session_save_buffer, a, NULL, (size_t)-1, NULL);
+        EXPECT_FAIL(MOELA_STATUS_BAD_FORMAT, moela_session_load_buffer, b, buf, need - 1);
+        buf[need / 2] ^= 0x10;
+        EXPECT_FAIL(MOELA_STATUS_BAD_FORMAT, moela_session_load_buffer, b, buf, need);
+        buf[need / 2] ^= 0x10;
+        snprintf(path + strlen(path), 16, ".missing");
+        EXPECT_FAIL(MOELA_STATUS_IO, moela_session_load, b, path);
+        snprintf(path, sizeof path, "%s/state.bin", tmp_dir);
+        p.kv_type = kv == MOELA_KV_F32 ? MOELA_KV_F16 : MOELA_KV_F32;
+        EXPECT_OK(moela_session_new(m, &p, &c));
+        EXPECT_FAIL(MOELA_STATUS_STATE_MISMATCH, moela_session_load_buffer, c, buf, need);
+        moela_session_free(c);
+        c = NULL;
+        p.kv_type = kv;
+        EXPECT_OK(moela_session_new(other, &p, &c));
+        EXPECT_FAIL(MOELA_STATUS_STATE_MISMATCH, moela_session_load, c, path);
+        p.n_ctx = N - 1;
+        EXPECT_OK(moela_session_new(m, &p, &small));
+        EXPECT_FAIL(MOELA_STATUS_CONTEXT_FULL, moela_session_load_buffer, small, buf, need);
+        EXPECT_OK(moela_session_position(b, &pos));
+        CHECK(pos == N + STEPS);
+        free(buf);
+        moela_session_free(a);
+        moela_session_free(b);
+        moela_session_free(c);
+        moela_session_free(small);
+    }
+    remove(path);
+    free(ra);
+    free(rb);
+}
+
 int main(int argc, char **argv) {
     moela_model *hf, *gguf;
     if (argc != 4 && argc != 5) {
@@ -864,6 +968,7 @@ int main(int argc, char **argv) {
     test_context_full(hf);
     test_generate(hf);
     test_generate(gguf);
+    test_session_state(hf, gguf);
     test_text(hf);
     if (argc == 5) {
         /* The text functions for real: a model that carries a tokenizer. */
