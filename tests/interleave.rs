@@ -99,3 +99,26 @@ fn interleaved_q4_0_matches_file_layout() {
         }
     }
 }
+
+/// The loader's memory guard: nothing is interleaved when the copies would not fit.
+#[test]
+fn interleaving_respects_its_memory_limit() {
+    let dir = std::env::temp_dir().join(format!("moela-interleave-max-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let gguf = dir.join("v3-q4_0.gguf");
+    moela::convert::convert_hf_to_gguf(&fixture("v3"), &gguf, DType::Q4_0, &mut |_| {}).unwrap();
+    let p = ModelParams {
+        keep_file_layout: true,
+        ..Default::default()
+    };
+    let mut m = Model::load_with(&gguf, &p).unwrap();
+    assert_eq!(m.weights.interleave_x8(true, |d| d == DType::Q4_0, 1000), 0);
+    assert!(!m.weights.lm_head.is_interleaved());
+    let all = m
+        .weights
+        .interleave_x8(true, |d| d == DType::Q4_0, usize::MAX);
+    assert!(
+        all > 1000 && m.weights.lm_head.is_interleaved(),
+        "{all} bytes"
+    );
+}

@@ -115,7 +115,9 @@ pub struct ModelParams {
     /// kernel set computes a type faster on rows interleaved by eight (AVX2: Q4_0, Q4_K), those
     /// matrices are interleaved into memory at load and their pages of the mapping released
     /// (routed experts only without an expert budget): a load that reads them all, for faster
-    /// decode and prefill. `MOELA_REPACK=0` in the environment does the same as setting this.
+    /// decode and prefill. Not when the copies would take more than 3/4 of the memory
+    /// available (a model larger than memory keeps streaming through the page cache).
+    /// `MOELA_REPACK=0` in the environment does the same as setting this.
     pub keep_file_layout: bool,
 }
 
@@ -124,6 +126,21 @@ impl ModelParams {
     fn interleave_x8(&self) -> bool {
         !self.keep_file_layout && std::env::var("MOELA_REPACK").as_deref() != Ok("0")
     }
+}
+
+/// The memory the kernel says is available for new allocations without swapping
+/// (`MemAvailable` of /proc/meminfo), None where it does not say.
+fn mem_available() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: usize = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    kb.checked_mul(1024)
 }
 
 /// The mapping of `path` as a source of expert reads.
@@ -218,9 +235,12 @@ impl Model {
                 &params.experts,
             )?;
             if params.interleave_x8() {
-                // After the store, which reads routed experts from the mapping's offsets.
+                // After the store, which reads routed experts from the mapping's offsets. At
+                // most 3/4 of the memory available now: a model that only fits by streaming
+                // through the page cache stays in the mapping.
                 let k = crate::kernels::active();
-                weights.interleave_x8(experts.is_none(), |d| k.wants_x8(d));
+                let max = mem_available().map_or(usize::MAX, |m| m / 4 * 3);
+                weights.interleave_x8(experts.is_none(), |d| k.wants_x8(d), max);
             }
             Ok(Model {
                 config: cfg,

@@ -138,7 +138,15 @@ impl Weights {
     /// experts when `routed`) by eight rows into memory ([`crate::tensor::interleave`]), and
     /// releases their pages of the file mapping. Returns the bytes interleaved. The embedding
     /// table (read by rows), norms and router stay in the mapping.
-    pub fn interleave_x8(&mut self, routed: bool, wanted: impl Fn(DType) -> bool + Sync) -> usize {
+    /// Nothing is interleaved (0 is returned) when the copies would take more than
+    /// `max_bytes`: the mapping's pages can be evicted under memory pressure, the copies
+    /// cannot.
+    pub fn interleave_x8(
+        &mut self,
+        routed: bool,
+        wanted: impl Fn(DType) -> bool + Sync,
+        max_bytes: usize,
+    ) -> usize {
         use rayon::prelude::*;
         let mut views: Vec<&mut TensorView> = Vec::new();
         for layer in &mut self.layers {
@@ -167,9 +175,20 @@ impl Weights {
             }
         }
         views.push(&mut self.lm_head);
+        views.retain(|v| {
+            wanted(v.dtype)
+                && crate::tensor::interleave::has_layout(v.dtype)
+                && v.rows % crate::tensor::interleave::GROUP == 0
+                && !v.is_interleaved()
+                && !v.is_block_scaled()
+        });
+        let total: usize = views.iter().map(|v| v.n_bytes()).sum();
+        if total > max_bytes {
+            return 0;
+        }
         views
             .into_par_iter()
-            .map(|v| match v.interleaved().filter(|_| wanted(v.dtype)) {
+            .map(|v| match v.interleaved() {
                 Some(x) => {
                     v.release_mapped_pages();
                     *v = x;
