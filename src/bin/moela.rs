@@ -637,6 +637,7 @@ fn load(path: &PathBuf) -> moela::Result<Arc<Model>> {
 /// budget is used.
 fn load_with(path: &PathBuf, params: &ModelParams) -> moela::Result<Arc<Model>> {
     let t = Instant::now();
+    eprintln!("loading {}", path.display());
     let m = Model::load_with(path, params)?;
     if let Some(store) = &m.experts {
         store.warm_pinned()?;
@@ -646,6 +647,14 @@ fn load_with(path: &PathBuf, params: &ModelParams) -> moela::Result<Arc<Model>> 
         path.display(),
         t.elapsed().as_secs_f64()
     );
+    if m.interleaved_bytes > 0 {
+        eprintln!(
+            "{:.2} GB of weights interleaved by eight rows for the {} kernels \
+             (--keep-file-layout keeps the file's layout)",
+            m.interleaved_bytes as f64 / 1e9,
+            moela::kernels::active().name
+        );
+    }
     let st = m.expert_stats();
     if st.enabled {
         eprintln!(

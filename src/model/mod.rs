@@ -173,6 +173,9 @@ pub struct Model {
     pub experts: Option<ExpertStore>,
     /// [`Model::fingerprint`], computed on first use.
     fingerprint: std::sync::OnceLock<u64>,
+    /// Bytes of weights interleaved by eight rows into memory at load (0: every weight is in
+    /// the file mapping; see [`ModelParams::keep_file_layout`]).
+    pub interleaved_bytes: usize,
 }
 
 impl Model {
@@ -221,6 +224,7 @@ impl Model {
                 mapped,
                 experts,
                 fingerprint: Default::default(),
+                interleaved_bytes: 0,
             })
         } else {
             let file = GgufFile::open(path)?;
@@ -234,13 +238,15 @@ impl Model {
                 k(&cfg),
                 &params.experts,
             )?;
+            let mut interleaved_bytes = 0;
             if params.interleave_x8() {
                 // After the store, which reads routed experts from the mapping's offsets. At
                 // most 3/4 of the memory available now: a model that only fits by streaming
                 // through the page cache stays in the mapping.
                 let k = crate::kernels::active();
                 let max = mem_available().map_or(usize::MAX, |m| m / 4 * 3);
-                weights.interleave_x8(experts.is_none(), |d| k.wants_x8(d), max);
+                interleaved_bytes =
+                    weights.interleave_x8(experts.is_none(), |d| k.wants_x8(d), max);
             }
             Ok(Model {
                 config: cfg,
@@ -253,6 +259,7 @@ impl Model {
                 tokenizer,
                 experts,
                 fingerprint: Default::default(),
+                interleaved_bytes,
             })
         }
     }
