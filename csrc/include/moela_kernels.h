@@ -172,6 +172,15 @@ void mk_vec_dot_x8_q4_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, cons
                                  const int32_t *s, float *out);
 void mk_gemm_x8_q4_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
                               const float *d, const int32_t *s, float *out, size_t ldo);
+/* The x8 decode kernels for ntok ≤ 8 activation rows at once (speculative verification),
+ * token t's arrays at qs[t], d[t], s[t] and its 8 results at out[t·ldo]: bit-identical, token
+ * by token, to the one-token kernels (same float operations in the same order). */
+void mk_vec_dot_x8_q4_0_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo);
+void mk_vec_dot_x8_q4_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo);
 /* And for Q4_K / Q5_K / Q6_K weights (n a multiple of 256; the small tiles: 2 weight rows ×
  * half a super-block). */
 void mk_gemm_q4_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,

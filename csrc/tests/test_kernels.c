@@ -813,6 +813,7 @@ static void test_legacy(int *passed, int *failed);
 static void test_legacy_rows4_gemm(int available, int *passed, int *failed);
 static void test_x8_q4_0(int available, int *passed, int *failed);
 static void test_x8_q4_k(int available, int *passed, int *failed);
+static void test_x8_multi(int available, int *passed, int *failed);
 #endif
 
 int main(void) {
@@ -924,6 +925,7 @@ int main(void) {
     test_legacy_rows4_gemm(ks[0].available, &passed, &failed);
     test_x8_q4_0(ks[0].available, &passed, &failed);
     test_x8_q4_k(ks[0].available, &passed, &failed);
+    test_x8_multi(ks[0].available, &passed, &failed);
     struct float_kernel fk[] = {
         {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
          {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},
@@ -1448,5 +1450,51 @@ static void test_x8_q4_k(int available, int *passed, int *failed) {
         free(x), free(d), free(qs), free(s), free(qk), free(x8), free(wm), free(got);
     }
     printf("kernel avx2 q4_k x8: tested\n");
+}
+
+/* The several-token x8 decode kernels give, token by token, exactly the one-token kernels'
+ * bits (what speculative verification relies on): random groups (small f16 scales), 1..8
+ * tokens, Q4_0 and Q4_K, compared with memcmp. */
+static void test_x8_multi(int available, int *passed, int *failed) {
+    if (!available) {
+        printf("kernel avx2 x8 multi-token: not on this CPU\n");
+        return;
+    }
+    const size_t n = 512, nb = n / 32, gb = 8 * 144 * (n / 256) * 2; /* ≥ both types' group */
+    uint8_t *w = malloc(gb);
+    int8_t *qs = malloc(8 * n);
+    float *x = malloc(n * sizeof *x), *d = malloc(8 * nb * sizeof *d);
+    int32_t *s = malloc(8 * nb * sizeof *s);
+    for (int rep = 0; rep < 20; rep++) {
+        for (size_t i = 0; i < gb; i++) {
+            frand();
+            w[i] = (uint8_t)(rng >> 24);
+        }
+        for (size_t i = 0; i < gb; i += 2) w[i + 1] &= 0x3b; /* every u16 a small finite f16 */
+        for (size_t t = 0; t < 8; t++) {
+            for (size_t i = 0; i < n; i++) x[i] = frand() * (rep % 3 ? 1.0f : 1e3f);
+            mk_quantize_row_q8a_generic(n, x, qs + t * n, d + t * nb, s + t * nb);
+        }
+        const int8_t *qp[8];
+        const float *dp[8];
+        const int32_t *sp[8];
+        for (int t = 0; t < 8; t++) qp[t] = qs + t * n, dp[t] = d + t * nb, sp[t] = s + t * nb;
+        for (int ty = 0; ty < 2; ty++)
+            for (size_t ntok = 1; ntok <= 8; ntok++) {
+                float one[8 * 8], multi[8 * 8];
+                for (size_t t = 0; t < ntok; t++) {
+                    if (ty == 0) mk_vec_dot_x8_q4_0_q8a_avx2(n, w, qp[t], dp[t], sp[t], one + 8 * t);
+                    else mk_vec_dot_x8_q4_k_q8a_avx2(n, w, qp[t], dp[t], sp[t], one + 8 * t);
+                }
+                if (ty == 0) mk_vec_dot_x8_q4_0_q8a_multi_avx2(n, w, ntok, qp, dp, sp, multi, 8);
+                else mk_vec_dot_x8_q4_k_q8a_multi_avx2(n, w, ntok, qp, dp, sp, multi, 8);
+                const int ok = memcmp(one, multi, 8 * ntok * sizeof(float)) == 0;
+                *passed += ok;
+                *failed += !ok;
+                if (!ok) printf("FAIL avx2 x8 multi %s ntok=%zu rep=%d\n", ty ? "q4_k" : "q4_0", ntok, rep);
+            }
+    }
+    free(w), free(qs), free(x), free(d), free(s);
+    printf("kernel avx2 x8 multi-token: tested\n");
 }
 #endif

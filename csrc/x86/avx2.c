@@ -1487,3 +1487,83 @@ void mk_gemm_x8_q4_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
         }
     }
 }
+
+/* ---- x8 decode for a few tokens at once (speculative verification) ----
+ * The decode kernels above for up to X8_MULTI_MAX activation rows (each its own q8a arrays),
+ * the weights loaded and masked once per block for all of them. Every token's float work is
+ * the one-token kernel's, in the same order (the integer sums are exact whatever their order),
+ * so each token's 8 results are bit-identical to mk_vec_dot_x8_*_q8a_avx2's. */
+#define X8_MULTI_MAX 8
+
+void mk_vec_dot_x8_q4_0_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo) {
+    const uint8_t *g = (const uint8_t *)w;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const size_t nt = ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, nb = n / 32;
+    __m256 acc0[X8_MULTI_MAX], acc1[X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    for (size_t j = 0; j < nb; j++, g += X8_BS) {
+        __m256i V[8];
+        for (int v = 0; v < 4; v++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(g + 16 + 32 * v));
+            V[v] = _mm256_and_si256(raw, m4);
+            V[v + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        }
+        const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+        for (size_t t = 0; t < nt; t++) {
+            const uint8_t *x = (const uint8_t *)(qs[t] + 32 * j);
+            __m256i p = _mm256_setzero_si256();
+            for (int v = 0; v < 4; v++) {
+                int32_t xl, xh;
+                memcpy(&xl, x + 4 * v, 4);
+                memcpy(&xh, x + 16 + 4 * v, 4);
+                p = _mm256_add_epi16(p, _mm256_maddubs_epi16(V[v], _mm256_set1_epi32(xl)));
+                p = _mm256_add_epi16(p, _mm256_maddubs_epi16(V[v + 4], _mm256_set1_epi32(xh)));
+            }
+            const __m256i i32 = _mm256_sub_epi32(_mm256_madd_epi16(p, ones), _mm256_set1_epi32(8 * s[t][j]));
+            const __m256 f = _mm256_mul_ps(sc, _mm256_broadcast_ss(d[t] + j));
+            if (j & 1) acc1[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc1[t]);
+            else acc0[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc0[t]);
+        }
+    }
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
+}
+
+void mk_vec_dot_x8_q4_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo) {
+    const uint8_t *g = (const uint8_t *)w;
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const size_t nt = ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX;
+    __m256 acc0[X8_MULTI_MAX], acc1[X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, g += X8K_BS) {
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+        const __m256 dmin8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+        for (int c = 0; c < 4; c++) {
+            const uint8_t *q = g + 128 + 256 * c;
+            __m256i L[8], H[8];
+            for (int v = 0; v < 8; v++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
+                L[v] = _mm256_and_si256(raw, m4);
+                H[v] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+            }
+            for (int h = 0; h < 2; h++) {
+                const size_t j = 8 * sb + 2 * c + h;
+                __m256 f, m;
+                x8k_scales(g, 2 * c + h, d8, dmin8, &f, &m);
+                for (size_t t = 0; t < nt; t++) {
+                    const __m256i isum = x8_isum8(h ? H : L, (const uint8_t *)(qs[t] + 32 * j));
+                    const __m256 dj = _mm256_broadcast_ss(d[t] + j);
+                    __m256 a = h ? acc1[t] : acc0[t];
+                    a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(f, dj), a);
+                    a = _mm256_fnmadd_ps(m, _mm256_mul_ps(dj, _mm256_set1_ps((float)s[t][j])), a);
+                    if (h) acc1[t] = a;
+                    else acc0[t] = a;
+                }
+            }
+        }
+    }
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
+}

@@ -24,6 +24,7 @@ pub mod aligned;
 mod float;
 mod mla;
 mod quant;
+pub use quant::dot_x8_tokens;
 mod sets;
 
 pub use acts::Q8Acts;

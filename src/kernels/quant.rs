@@ -48,6 +48,18 @@ pub(super) type GemmQ8g = unsafe extern "C" fn(
 /// qs, d, s, out[8]).
 pub(super) type DotX8 =
     unsafe extern "C" fn(usize, *const c_void, *const i8, *const f32, *const i32, *mut f32);
+/// The decode kernel for up to 8 activation rows, each its own arrays: (n, group, ntok,
+/// qs[], d[], s[], out, ldo).
+pub(super) type DotX8Multi = unsafe extern "C" fn(
+    usize,
+    *const c_void,
+    usize,
+    *const *const i8,
+    *const *const f32,
+    *const *const i32,
+    *mut f32,
+    usize,
+);
 /// The same as a GEMM: (n, ngroups, w, ntok, qs, d, s, out, ldo).
 pub(super) type GemmX8 = unsafe extern "C" fn(
     usize,
@@ -202,6 +214,58 @@ impl KernelSet {
             .get(dtype)
             .unwrap_or_else(|| panic!("no q8a kernel for {} weights", dtype.name()))
     }
+}
+
+/// `out[t * nrows + r]` = row r of `groups` (`dtype` interleaved by eight rows, `nrows`
+/// of them, a multiple of 8) · activation row 0 of `acts[t]`, for every t (at most 8), each
+/// bit-identical to [`Q8Acts::dot_x8`] of that token alone, the weights read once. Returns
+/// false, writing nothing, where the set has no such kernel.
+pub fn dot_x8_tokens(
+    k: &KernelSet,
+    dtype: DType,
+    acts: &[Q8Acts],
+    groups: &[u8],
+    nrows: usize,
+    out: &mut [f32],
+) -> bool {
+    use crate::tensor::interleave::GROUP;
+    let Some(f) = k.x8_multi(dtype) else {
+        return false;
+    };
+    let ntok = acts.len();
+    let n = acts.first().map_or(0, |a| a.n);
+    let gb = GROUP * dtype.bytes_for(n).unwrap_or(0);
+    assert!(
+        (1..=8).contains(&ntok)
+            && gb > 0
+            && nrows % GROUP == 0
+            && groups.len() >= nrows / GROUP * gb
+            && out.len() >= ntok * nrows
+            && acts
+                .iter()
+                .all(|a| a.n == n && a.qs.len() >= n && a.d.len() >= n / QK && a.s.len() >= n / QK)
+    );
+    let qs: Vec<*const i8> = acts.iter().map(|a| a.qs.as_ptr()).collect();
+    let d: Vec<*const f32> = acts.iter().map(|a| a.d.as_ptr()).collect();
+    let s: Vec<*const i32> = acts.iter().map(|a| a.s.as_ptr()).collect();
+    for (gi, g) in groups.chunks_exact(gb).take(nrows / GROUP).enumerate() {
+        // SAFETY: `g` is one whole group of n-element rows, each acts[t] holds n values and
+        // n/32 blocks (asserted), and out[t*nrows + 8*gi .. +8] lies within `out` for every t
+        // < ntok (out.len() >= ntok*nrows).
+        unsafe {
+            f(
+                n,
+                g.as_ptr().cast(),
+                ntok,
+                qs.as_ptr(),
+                d.as_ptr(),
+                s.as_ptr(),
+                out.as_mut_ptr().add(GROUP * gi),
+                nrows,
+            )
+        };
+    }
+    true
 }
 
 impl Q8Acts {

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use super::float::{FloatKernels, FLOAT_GENERIC};
 use super::mla::{MlaKernels, MLA_GENERIC};
-use super::quant::{Dot4Q8g, DotQ8g, DotX8, GemmX8, QuantTable, QuantizeQ8a};
+use super::quant::{Dot4Q8g, DotQ8g, DotX8, DotX8Multi, GemmX8, QuantTable, QuantizeQ8a};
 #[cfg(target_arch = "x86_64")]
 use super::quant::{DotQ8a, GemmQ8a, Rows4Q8a};
 use super::{bindings, DType};
@@ -37,6 +37,15 @@ impl KernelSet {
     }
 
     /// The x8 kernels (decode, GEMM) for `dtype`, if the set has them.
+    /// The several-token x8 decode kernel for `dtype`, if the set has one.
+    pub(super) fn x8_multi(&self, dtype: DType) -> Option<DotX8Multi> {
+        match dtype {
+            DType::Q4_0 => self.x8.q4_0_multi,
+            DType::Q4_K => self.x8.q4_k_multi,
+            _ => None,
+        }
+    }
+
     pub(super) fn x8(&self, dtype: DType) -> Option<(DotX8, GemmX8)> {
         match dtype {
             DType::Q4_0 => self.x8.q4_0,
@@ -57,6 +66,9 @@ impl KernelSet {
 pub(super) struct X8Kernels {
     pub q4_0: Option<(DotX8, GemmX8)>,
     pub q4_k: Option<(DotX8, GemmX8)>,
+    /// The decode kernels for a few tokens at once, bit-identical to one at a time.
+    pub q4_0_multi: Option<DotX8Multi>,
+    pub q4_k_multi: Option<DotX8Multi>,
 }
 
 /// The portable C kernels, which every other set falls back to type by type.
@@ -69,6 +81,8 @@ pub fn generic() -> &'static KernelSet {
         x8: X8Kernels {
             q4_0: None,
             q4_k: None,
+            q4_0_multi: None,
+            q4_k_multi: None,
         },
         mla: MLA_GENERIC,
         float: FLOAT_GENERIC,
@@ -173,6 +187,8 @@ pub fn available() -> Vec<KernelSet> {
                 x8: X8Kernels {
                     q4_0: Some((b::mk_vec_dot_x8_q4_0_q8a_avx2, b::mk_gemm_x8_q4_0_q8a_avx2)),
                     q4_k: Some((b::mk_vec_dot_x8_q4_k_q8a_avx2, b::mk_gemm_x8_q4_k_q8a_avx2)),
+                    q4_0_multi: Some(b::mk_vec_dot_x8_q4_0_q8a_multi_avx2),
+                    q4_k_multi: Some(b::mk_vec_dot_x8_q4_k_q8a_multi_avx2),
                 },
                 ..generic
             };

@@ -616,12 +616,29 @@ pub fn matmul_multi(jobs: &mut [MatJob]) {
                     // inputs in per-token mode: each block, still in cache, meets every input
                     // in turn.
                     let mut vals = [0.0f32; 64];
+                    let mut multi = [0.0f32; 8 * 64];
                     let rb = w.row_bytes();
                     let mut r = r0;
                     while r < r1 {
                         let m = (r1 - r).min(vals.len());
                         let rows = &w.bytes()[r * rb..(r + m) * rb];
-                        for t in 0..n {
+                        // Interleaved weights, several tokens: up to 8 at once through the
+                        // kernel that reads each block once (same bits as one at a time).
+                        let mut t0 = 0;
+                        while w.interleaved && n > 1 && t0 < n {
+                            let c = (n - t0).min(8);
+                            let acts = &pool[a + t0..a + t0 + c];
+                            if !kernels::dot_x8_tokens(k, w.dtype, acts, rows, m, &mut multi) {
+                                break;
+                            }
+                            for t in 0..c {
+                                for (i, &v) in multi[t * m..(t + 1) * m].iter().enumerate() {
+                                    put((t0 + t) * w.rows + r + i, v);
+                                }
+                            }
+                            t0 += c;
+                        }
+                        for t in t0..n {
                             if w.interleaved {
                                 pool[a + t].dot_x8(k, w.dtype, rows, 0, &mut vals[..m]);
                             } else {
