@@ -75,6 +75,85 @@ impl ExpertSkip {
     }
 }
 
+/// Routed experts taken out of routing, per layer: an excluded expert is never chosen, as if
+/// its router row did not exist (its router logit is set to -inf before scoring, so softmax
+/// routers normalise over the other experts only, and its choice score is -inf before the
+/// group ranking and top-k). A model routed with the experts a pruned file dropped masked out
+/// gives the pruned file's logits (tests/prune.rs). Set with [`crate::Session::set_expert_mask`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExpertMask {
+    /// Per layer, per expert: excluded. Layers past the end (or empty) exclude nothing.
+    excluded: Vec<Vec<bool>>,
+}
+
+impl ExpertMask {
+    /// Excludes nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Excludes every expert of `layer` (out of `n_experts`) that is not in `kept`.
+    pub fn keep_only(&mut self, layer: usize, n_experts: usize, kept: &[usize]) {
+        let mut ex = vec![true; n_experts];
+        for &e in kept {
+            if let Some(x) = ex.get_mut(e) {
+                *x = false;
+            }
+        }
+        if self.excluded.len() <= layer {
+            self.excluded.resize(layer + 1, Vec::new());
+        }
+        self.excluded[layer] = ex;
+    }
+
+    /// Excludes `expert` of `layer` (out of `n_experts`).
+    pub fn exclude(&mut self, layer: usize, n_experts: usize, expert: usize) {
+        if self.excluded.len() <= layer {
+            self.excluded.resize(layer + 1, Vec::new());
+        }
+        let ex = &mut self.excluded[layer];
+        if ex.len() < n_experts {
+            ex.resize(n_experts, false);
+        }
+        if let Some(x) = ex.get_mut(expert) {
+            *x = true;
+        }
+    }
+
+    /// The excluded flags of `layer`, if it excludes any.
+    pub fn layer(&self, layer: usize) -> Option<&[bool]> {
+        self.excluded
+            .get(layer)
+            .filter(|v| v.iter().any(|&x| x))
+            .map(|v| v.as_slice())
+    }
+
+    /// Checks the mask against a model with `n_experts` routed experts per layer and routing
+    /// `m`: every masked layer must keep at least `experts_per_tok` experts (within the
+    /// `topk_group` best groups for group-limited routing, which is checked per token and so
+    /// only by its count here).
+    pub fn check(&self, n_experts: usize, experts_per_tok: usize) -> Result<()> {
+        for (l, ex) in self.excluded.iter().enumerate() {
+            if ex.is_empty() {
+                continue;
+            }
+            if ex.len() != n_experts {
+                return Err(Error::InvalidArg(format!(
+                    "expert mask: layer {l} has {} entries, the model has {n_experts} routed experts",
+                    ex.len()
+                )));
+            }
+            let kept = ex.iter().filter(|&&x| !x).count();
+            if kept < experts_per_tok.max(1) {
+                return Err(Error::InvalidArg(format!(
+                    "expert mask: layer {l} keeps {kept} experts, fewer than the model's top-k {experts_per_tok}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reusable buffers so routing allocates nothing per token.
 #[derive(Default, Clone, Debug)]
 pub struct RouterScratch {
@@ -106,9 +185,30 @@ pub fn route_skipping(
     s: &mut RouterScratch,
     out: &mut Vec<(usize, f32)>,
 ) {
+    route_masked(m, logits, bias, skip, None, s, out)
+}
+
+/// [`route_skipping`] with the experts flagged in `excluded` (one flag per expert) taken out
+/// of routing (see [`ExpertMask`]).
+pub fn route_masked(
+    m: &MoeRouting,
+    logits: &[f32],
+    bias: Option<&[f32]>,
+    skip: &ExpertSkip,
+    excluded: Option<&[bool]>,
+    s: &mut RouterScratch,
+    out: &mut Vec<(usize, f32)>,
+) {
     let n = logits.len();
     s.scores.clear();
     s.scores.extend_from_slice(logits);
+    if let Some(ex) = excluded {
+        s.scores
+            .iter_mut()
+            .zip(ex)
+            .filter(|(_, &x)| x)
+            .for_each(|(v, _)| *v = f32::NEG_INFINITY);
+    }
     match m.scoring {
         Scoring::Softmax => softmax(&mut s.scores),
         Scoring::Sigmoid => s.scores.iter_mut().for_each(|v| *v = sigmoid(*v)),
@@ -119,6 +219,13 @@ pub fn route_skipping(
         if let Some(b) = bias {
             s.choice.iter_mut().zip(b).for_each(|(c, b)| *c += b);
         }
+    }
+    if let Some(ex) = excluded {
+        s.choice
+            .iter_mut()
+            .zip(ex)
+            .filter(|(_, &x)| x)
+            .for_each(|(v, _)| *v = f32::NEG_INFINITY);
     }
     if m.topk_method != TopkMethod::Greedy && m.n_group > 1 {
         let per = n / m.n_group;
