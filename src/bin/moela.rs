@@ -163,6 +163,39 @@ enum Cmd {
         #[arg(short = 'b', long, default_value_t = 256)]
         batch: usize,
     },
+    /// Remove routed experts: score every routed expert on a calibration text and write a
+    /// GGUF file keeping the best-scoring ones of each MoE layer (docs/PRUNING.md).
+    Prune {
+        /// The .gguf file to prune.
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// The calibration text.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Experts to keep per MoE layer: a share (50%) or a count (8); rounded to a multiple
+        /// of the routing groups.
+        #[arg(
+            long,
+            conflicts_with = "target_size",
+            required_unless_present = "target_size"
+        )]
+        keep: Option<String>,
+        /// Keep as many experts as fit in this file size (e.g. 4GB, 500MiB).
+        #[arg(long)]
+        target_size: Option<String>,
+        /// How experts are scored: reap (gate weight × output norm) or frequency.
+        #[arg(long, default_value = "reap")]
+        method: String,
+        /// The .gguf file to write.
+        #[arg(short = 'o', long)]
+        out: PathBuf,
+        /// Context window for the calibration text (0 = the model's, capped at 4096).
+        #[arg(short = 'c', long, default_value_t = 0)]
+        ctx: usize,
+        /// Tokens per batch.
+        #[arg(short = 'b', long, default_value_t = 256)]
+        batch: usize,
+    },
     /// Show the config, the tensors, parameter counts and KV-cache size.
     Inspect {
         #[arg(short, long)]
@@ -842,6 +875,25 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             ctx,
             batch,
         } => profile(&model_path(model)?, &file, &out, ctx, batch),
+        Cmd::Prune {
+            model,
+            file,
+            keep,
+            target_size,
+            method,
+            out,
+            ctx,
+            batch,
+        } => prune(
+            &model_path(model)?,
+            &file,
+            keep.as_deref(),
+            target_size.as_deref(),
+            &method,
+            &out,
+            ctx,
+            batch,
+        ),
         Cmd::Inspect { model, json } => inspect(&*load(&model)?, json),
         Cmd::Bench {
             model,
@@ -1175,6 +1227,136 @@ fn profile(
         ids.len(),
         t.elapsed().as_secs_f64(),
         out.display()
+    );
+    Ok(())
+}
+
+/// `moela prune`: calibrates, chooses the experts to keep and writes the pruned file.
+#[allow(clippy::too_many_arguments)]
+fn prune(
+    path: &PathBuf,
+    file: &PathBuf,
+    keep: Option<&str>,
+    target_size: Option<&str>,
+    method: &str,
+    out: &std::path::Path,
+    ctx: usize,
+    batch: usize,
+) -> moela::Result<()> {
+    use moela::moe::prune as mp;
+    let method = mp::Method::parse(method)?;
+    if !path.is_file() {
+        return Err(moela::Error::InvalidArg(format!(
+            "prune: {} is not a GGUF file (convert a Hugging Face directory with `moela convert` first)",
+            path.display()
+        )));
+    }
+    let gguf = moela::format::gguf::GgufFile::open(path)?;
+    let shape = moela::prune::RoutingShape::of(&gguf)?;
+    let (ne, g) = (shape.n_experts, shape.n_group);
+    let keep = match (keep, target_size) {
+        (Some(k), _) => match k.strip_suffix('%') {
+            Some(p) => {
+                let p: f64 = p
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|p: &f64| *p > 0.0 && *p <= 100.0)
+                    .ok_or_else(|| {
+                        moela::Error::InvalidArg(format!(
+                            "--keep {k}: expected a share in (0, 100]%"
+                        ))
+                    })?;
+                mp::keep_for_percent(p, ne, g)
+            }
+            None => k.trim().parse().map_err(|_| {
+                moela::Error::InvalidArg(format!("--keep {k}: expected a count or a share (50%)"))
+            })?,
+        },
+        (None, Some(t)) => {
+            let target = moela::quant_policy::parse_size(t)?;
+            let min = g * shape.min_per_group();
+            let mut best = None;
+            for k in (min..=ne).step_by(g) {
+                if moela::prune::pruned_size(&gguf, k)? <= target {
+                    best = Some(k);
+                }
+            }
+            best.ok_or_else(|| {
+                moela::Error::InvalidArg(format!(
+                    "--target-size {t}: even {min} experts per layer take {} bytes",
+                    moela::prune::pruned_size(&gguf, min).unwrap_or(0)
+                ))
+            })?
+        }
+        (None, None) => {
+            return Err(moela::Error::InvalidArg(
+                "prune: give --keep or --target-size".into(),
+            ))
+        }
+    };
+    mp::check_keep(keep, ne, g, shape.min_per_group())?;
+    drop(gguf);
+    let model = load(path)?;
+    check_ctx(ctx, &model)?;
+    let tok = model.tokenizer.as_ref().ok_or_else(|| {
+        moela::Error::InvalidArg("this model has no tokenizer, so it cannot read text".into())
+    })?;
+    let text = std::fs::read_to_string(file).map_err(|e| moela::Error::io(file, e))?;
+    let ids = tok.encode(&text, false, false);
+    if ids.is_empty() {
+        return Err(moela::Error::InvalidArg(format!(
+            "{}: no tokens",
+            file.display()
+        )));
+    }
+    eprintln!(
+        "calibrating on {} tokens of {}: keeping {keep} of {ne} experts per MoE layer by {}",
+        ids.len(),
+        file.display(),
+        method.name()
+    );
+    let t = Instant::now();
+    let stats = mp::calibrate(model.clone(), &ids, ctx, batch)?;
+    drop(model);
+    eprintln!("calibrated in {:.1} s", t.elapsed().as_secs_f64());
+    let kept = mp::choose_kept(&stats, method, keep, g);
+    let reap = stats.scores(mp::Method::Reap);
+    let mut rows = Vec::new();
+    for ((l, ids), ls) in kept.iter().zip(&stats.layers) {
+        let share = |v: &[f64]| {
+            let all: f64 = v.iter().sum();
+            let k: f64 = ids.iter().map(|&e| v[e]).sum();
+            if all > 0.0 {
+                100.0 * k / all
+            } else {
+                100.0
+            }
+        };
+        let freq: Vec<f64> = ls.count.iter().map(|&c| c as f64).collect();
+        let r = &reap.iter().find(|(x, _)| x == l).expect("layer scored").1;
+        eprintln!(
+            "layer {l}: keep {ids:?}, drop {:?}",
+            (0..ne).filter(|e| !ids.contains(e)).collect::<Vec<_>>()
+        );
+        rows.push((*l, ids.clone(), share(&freq), share(r)));
+    }
+    let summary = moela::prune::prune_gguf(path, out, &kept, &mut |line| eprintln!("{line}"))?;
+    eprintln!("\n| layer | kept experts | routings kept | REAP mass kept |");
+    eprintln!("|---|---|---|---|");
+    for (l, ids, f, r) in rows {
+        eprintln!("| {l} | {ids:?} | {f:.1}% | {r:.1}% |");
+    }
+    eprintln!(
+        "\nexperts per layer {} -> {}, top-k {} -> {}; wrote {} ({:.1} MB, input {:.1} MB) in {:.1} s",
+        summary.experts_before,
+        summary.experts_after,
+        summary.used_before,
+        summary.used_after,
+        out.display(),
+        summary.file_bytes as f64 / 1e6,
+        summary.input_bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -165,6 +165,50 @@ pub fn select_keep(scores: &[f64], keep: usize, n_group: usize) -> Vec<usize> {
     kept
 }
 
+/// The experts each MoE layer keeps: `(layer, ascending ids)`, `keep` per layer, chosen by
+/// `method`'s scores with [`select_keep`].
+pub fn choose_kept(
+    stats: &ExpertStats,
+    method: Method,
+    keep: usize,
+    n_group: usize,
+) -> Vec<(usize, Vec<usize>)> {
+    stats
+        .scores(method)
+        .into_iter()
+        .map(|(l, s)| (l, select_keep(&s, keep, n_group)))
+        .collect()
+}
+
+/// Runs `ids` through a session of `model` in windows of `n_ctx` tokens (0: the model's
+/// context, at most 4096), `batch` tokens per evaluation, recording [`ExpertStats`].
+pub fn calibrate(
+    model: std::sync::Arc<crate::Model>,
+    ids: &[u32],
+    n_ctx: usize,
+    batch: usize,
+) -> Result<ExpertStats> {
+    let mut session = crate::Session::new(
+        model,
+        &crate::SessionParams {
+            n_ctx,
+            ..Default::default()
+        },
+    )?;
+    session.record_expert_stats();
+    for window in ids.chunks(session.n_ctx()) {
+        session.reset();
+        for chunk in window.chunks(batch.max(1)) {
+            session.eval(chunk, false)?;
+        }
+    }
+    let mut stats = session
+        .take_expert_stats()
+        .ok_or_else(|| Error::InvalidArg("no expert statistics recorded".into()))?;
+    stats.tokens = ids.len() as u64;
+    Ok(stats)
+}
+
 /// The number of experts to keep for `--keep P%` of `n_experts`: rounded to the nearest
 /// multiple of `n_group` (halves down), at least `n_group`.
 pub fn keep_for_percent(percent: f64, n_experts: usize, n_group: usize) -> usize {
