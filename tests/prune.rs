@@ -111,12 +111,30 @@ fn prune_and_compare(
     dir: &Path,
 ) -> PathBuf {
     let model = Arc::new(Model::load(file).unwrap());
+    let plan: Vec<(usize, Vec<usize>)> = moe_layers(&model)
+        .iter()
+        .map(|&l| (l, kept.to_vec()))
+        .collect();
+    prune_plan_and_compare(tag, fixture_name, file, &plan, used_after, dir, true)
+}
+
+/// [`prune_and_compare`] with its own kept experts per layer; `layout` checks the header
+/// against the input's and llama.cpp's layout (not for grouped-expert files).
+fn prune_plan_and_compare(
+    tag: &str,
+    fixture_name: &str,
+    file: &Path,
+    plan: &[(usize, Vec<usize>)],
+    used_after: usize,
+    dir: &Path,
+    layout: bool,
+) -> PathBuf {
+    let model = Arc::new(Model::load(file).unwrap());
     let ne = model.config.moe.n_routed_experts;
     let k = model.config.moe.experts_per_tok;
-    let layers = moe_layers(&model);
-    let plan: Vec<(usize, Vec<usize>)> = layers.iter().map(|&l| (l, kept.to_vec())).collect();
+    let kept = &plan[0].1;
     let out = dir.join(format!("{tag}-pruned.gguf"));
-    let summary = moela::prune::prune_gguf(file, &out, &plan, &mut |_| {}).unwrap();
+    let summary = moela::prune::prune_gguf(file, &out, plan, &mut |_| {}).unwrap();
     assert_eq!(summary.experts_after, kept.len(), "{tag}");
     assert_eq!(summary.used_after, used_after, "{tag}");
     assert!(summary.file_bytes < summary.input_bytes, "{tag}");
@@ -126,31 +144,16 @@ fn prune_and_compare(
     let u = |k: &str| g.get(&format!("deepseek2.{k}")).unwrap().as_u64().unwrap() as usize;
     assert_eq!(u("expert_count"), kept.len(), "{tag}");
     assert_eq!(u("expert_used_count"), used_after, "{tag}");
-    let orig = GgufFile::open(file).unwrap();
-    for t in &g.tensors {
-        let o = orig.tensor(&t.name).unwrap();
-        let sliced = t.name.contains("_exps.")
-            || t.name.ends_with("ffn_gate_inp.weight")
-            || t.name.ends_with("exp_probs_b.bias");
-        let mut want = o.dims.clone();
-        if sliced {
-            assert_eq!(*want.last().unwrap(), ne as u64, "{tag} {}", t.name);
-            *want.last_mut().unwrap() = kept.len() as u64;
-        } else {
-            assert_eq!(g.tensor_data(t), orig.tensor_data(o), "{tag} {}", t.name);
-        }
-        assert_eq!(t.dims, want, "{tag} {}", t.name);
-        assert_eq!(t.ggml_type, o.ggml_type, "{tag} {}", t.name);
+    if layout {
+        check_layout(tag, fixture_name, file, &g, ne, kept.len(), used_after);
     }
-    assert_eq!(g.tensors.len(), orig.tensors.len(), "{tag}");
-    gguf_py_check(&out, fixture_name, kept.len(), used_after);
 
     // The exact check: pruned logits == the original's with the others masked out.
     let pruned = Arc::new(Model::load(&out).unwrap());
     let toks = tokens(fixture_name);
     let mut mask = ExpertMask::new();
-    for &l in &layers {
-        mask.keep_only(l, ne, kept);
+    for (l, ids) in plan {
+        mask.keep_only(*l, ne, ids);
     }
     let skip_k = if used_after < k { used_after } else { 0 };
     let want = logits(&model, &toks, Some(mask), skip_k);
@@ -161,13 +164,46 @@ fn prune_and_compare(
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
     assert!(
-        want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()),
+        want.iter()
+            .zip(&got)
+            .all(|(a, b)| a.to_bits() == b.to_bits()),
         "{tag}: pruned logits differ from the masked original (max |diff| {max})"
     );
     // And masking changed something (the check is not vacuous).
     let full = logits(&model, &toks, None, 0);
     assert_ne!(full, want, "{tag}: masking changed nothing");
     out
+}
+
+/// The pruned header `g` against the input `file`: sliced tensors have `keep` experts, every
+/// other tensor is byte-identical; then gguf-py's check.
+fn check_layout(
+    tag: &str,
+    fixture_name: &str,
+    file: &Path,
+    g: &GgufFile,
+    ne: usize,
+    keep: usize,
+    used_after: usize,
+) {
+    let orig = GgufFile::open(file).unwrap();
+    for t in &g.tensors {
+        let o = orig.tensor(&t.name).unwrap();
+        let sliced = t.name.contains("_exps.")
+            || t.name.ends_with("ffn_gate_inp.weight")
+            || t.name.ends_with("exp_probs_b.bias");
+        let mut want = o.dims.clone();
+        if sliced {
+            assert_eq!(*want.last().unwrap(), ne as u64, "{tag} {}", t.name);
+            *want.last_mut().unwrap() = keep as u64;
+        } else {
+            assert_eq!(g.tensor_data(t), orig.tensor_data(o), "{tag} {}", t.name);
+        }
+        assert_eq!(t.dims, want, "{tag} {}", t.name);
+        assert_eq!(t.ggml_type, o.ggml_type, "{tag} {}", t.name);
+    }
+    assert_eq!(g.tensors.len(), orig.tensors.len(), "{tag}");
+    gguf_py_check(&g.path, fixture_name, keep, used_after);
 }
 
 /// tools/check_gguf_layout.py --pruned: llama.cpp's key types and tensor set with gguf-py.
@@ -205,7 +241,14 @@ fn pruned_files_equal_masked_routing() {
         let f = convert("v2_lite", dt, &dir);
         let tag = format!("v2_lite-{}", dt.name());
         prune_and_compare(&tag, "v2_lite", &f, &[1, 2, 4, 7], 2, &dir);
-        prune_and_compare(&format!("{tag}-5"), "v2_lite", &f, &[0, 3, 4, 5, 6], 2, &dir);
+        prune_and_compare(
+            &format!("{tag}-5"),
+            "v2_lite",
+            &f,
+            &[0, 3, 4, 5, 6],
+            2,
+            &dir,
+        );
     }
     // v2: softmax, group-limited (4 groups of 2, best 2 groups), top-3. Keeping one expert
     // per group leaves 2 reachable experts: the pruned file's top-k is clamped to 2, which
@@ -239,8 +282,8 @@ fn refuses_invalid_keeps() {
     let e = moela::prune::prune_gguf(&f, &out, &plan(&[0, 2, 4, 6]), &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("routing group"), "{e}");
     // Unequal groups: refused.
-    let e = moela::prune::prune_gguf(&f, &out, &plan(&[0, 1, 2, 3, 4, 6]), &mut |_| {})
-        .unwrap_err();
+    let e =
+        moela::prune::prune_gguf(&f, &out, &plan(&[0, 1, 2, 3, 4, 6]), &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("routing group"), "{e}");
     // Unsorted or out-of-range ids, a missing layer.
     assert!(moela::prune::prune_gguf(&f, &out, &plan(&[1, 0]), &mut |_| {}).is_err());
@@ -301,5 +344,90 @@ fn calibration_statistics() {
             }
         }
     }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// moela's grouped-expert files (docs/FORMAT.md §8): each type group's stack is sliced, a
+/// group that keeps nothing disappears (and with it the layer's key when one group is left).
+#[test]
+fn grouped_expert_files() {
+    use moela::convert::{convert_with, expert_group_key, ConvertOptions};
+    use moela::moe::profile::ExpertProfile;
+    use moela::quant_policy::Base;
+    let dir = tmpdir("grouped");
+    let lo = dir.join("q4_0.gguf");
+    moela::convert::convert_hf_to_gguf(&fixture("v3"), &lo, DType::Q4_0, &mut |_| {}).unwrap();
+    let q4 = std::fs::metadata(&lo).unwrap().len();
+    // Experts 0..3 hot; room for a few of them at Q8_0 (as tests/quant_mix.rs).
+    let mut p = ExpertProfile::new("v3", 4, 8, &[1, 2, 3]);
+    for l in 1..4 {
+        for e in 0..4 {
+            for _ in 0..(40 - 10 * e + l) {
+                p.record(l, e);
+            }
+        }
+    }
+    let split = dir.join("split.gguf");
+    let opts = ConvertOptions {
+        base: Base::Uniform(DType::Q4_0),
+        expert: None,
+        profile: Some((p, q4 + 60_000)),
+    };
+    convert_with(&fixture("v3"), &split, &opts, &mut |_| {}).unwrap();
+    // One routing group, so that any 4 experts may stay.
+    let file = regroup(&split, &dir.join("split-g1.gguf"), 1, 1);
+    let f = GgufFile::open(&file).unwrap();
+    let groups: Vec<(usize, Vec<u32>)> = (1..4)
+        .filter_map(|l| {
+            let v = f.get(&expert_group_key(l))?.as_u32_array()?.into_owned();
+            Some((l, v))
+        })
+        .collect();
+    assert!(!groups.is_empty(), "the planner split no layer");
+    // The first split layer drops every expert of its smallest group (so that group
+    // disappears and the others are renumbered); the other layers keep a mix.
+    let (first, g0) = &groups[0];
+    let n_groups = *g0.iter().max().unwrap() + 1;
+    let smallest = (0..n_groups)
+        .min_by_key(|&x| g0.iter().filter(|&&y| y == x).count())
+        .unwrap();
+    let first_kept: Vec<usize> = (0..8).filter(|&e| g0[e] != smallest).take(4).collect();
+    assert_eq!(first_kept.len(), 4);
+    let plan: Vec<(usize, Vec<usize>)> = (1..4)
+        .map(|l| {
+            let ids = if l == *first {
+                first_kept.clone()
+            } else {
+                vec![0, 1, 6, 7]
+            };
+            (l, ids)
+        })
+        .collect();
+    eprintln!("expert groups {groups:?}, kept {plan:?}");
+    let out = prune_plan_and_compare("grouped", "v3", &file, &plan, 2, &dir, false);
+    let g = GgufFile::open(&out).unwrap();
+    for (l, old) in &groups {
+        let ids = &plan.iter().find(|(x, _)| x == l).unwrap().1;
+        let mut kept_groups: Vec<u32> = ids.iter().map(|&e| old[e]).collect();
+        kept_groups.sort_unstable();
+        kept_groups.dedup();
+        let n = kept_groups.len();
+        match g.get(&expert_group_key(*l)) {
+            None => assert_eq!(n, 1, "layer {l}"),
+            Some(v) => {
+                let v = v.as_u32_array().unwrap();
+                assert_eq!(v.len(), 4, "layer {l}");
+                assert_eq!(*v.iter().max().unwrap() as usize + 1, n, "layer {l}");
+            }
+        }
+        for x in 1..n + 1 {
+            let t = g.tensor(&format!("blk.{l}.ffn_up_exps.g{x}.weight"));
+            assert_eq!(t.is_some(), x < n, "layer {l} group {x}");
+        }
+    }
+    assert!(
+        groups.iter().any(|(l, _)| l == first),
+        "the first split layer was checked"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
