@@ -617,4 +617,67 @@ mod tests {
             assert!(bad.check(2).is_err(), "{bad:?}");
         }
     }
+
+    /// Masking equals routing over the kept experts only: softmax renormalises over them and
+    /// the group ranking sees only them (V2 group-limited, bit for bit), and sigmoid/noaux_tc
+    /// keeps the un-masked scores and biases.
+    #[test]
+    fn mask_equals_routing_over_kept_experts() {
+        let m = routing(Scoring::Softmax, TopkMethod::GroupLimitedGreedy, Family::V2);
+        // Groups of 2; keep experts 1, 2, 5, 6 (one per group).
+        let logits = [3.9, 0.5, 5.0, 0.0, 1.0, 1.5, 4.0, 3.95];
+        let kept = [1usize, 2, 5, 6];
+        let mut mask = ExpertMask::new();
+        mask.keep_only(3, 8, &kept);
+        assert!(mask.layer(0).is_none());
+        let ex = mask.layer(3).unwrap();
+        let mut got = vec![];
+        let mut sc = RouterScratch::default();
+        route_masked(
+            &m,
+            &logits,
+            None,
+            &ExpertSkip::default(),
+            Some(ex),
+            &mut sc,
+            &mut got,
+        );
+        // The pruned router: 4 experts in 4 groups of 1, best 2 groups, top-2.
+        let mut mp = m;
+        mp.n_routed_experts = 4;
+        mp.experts_per_tok = 2;
+        let small: Vec<f32> = kept.iter().map(|&e| logits[e]).collect();
+        let mut want = vec![];
+        route(&mp, &small, None, &mut sc, &mut want);
+        let want: Vec<(usize, u32)> = want.iter().map(|&(e, w)| (kept[e], w.to_bits())).collect();
+        let got_k2: Vec<(usize, u32)> = got[..2].iter().map(|&(e, w)| (e, w.to_bits())).collect();
+        assert_eq!(got_k2, want);
+        // Experts 2 (5.0) and 6 (4.0); expert 0 (3.9) and 7 (3.95) are masked.
+        assert_eq!(want.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 6]);
+
+        let mut m3 = routing(Scoring::Sigmoid, TopkMethod::NoauxTc, Family::V3);
+        m3.n_group = 1;
+        m3.norm_topk_prob = true;
+        let bias = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0];
+        let mut mask = ExpertMask::new();
+        mask.exclude(0, 8, 6);
+        route_masked(
+            &m3,
+            &[2.0, 1.9, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            Some(&bias),
+            &ExpertSkip::default(),
+            mask.layer(0),
+            &mut sc,
+            &mut got,
+        );
+        // 6 is masked: 7 (biased) then 0.
+        assert_eq!(got.iter().map(|x| x.0).collect::<Vec<_>>(), vec![7, 0]);
+        let (s7, s0) = (sigmoid(0.0), sigmoid(2.0));
+        assert!((got[0].1 - 2.0 * s7 / (s7 + s0)).abs() < 1e-6);
+        assert!(mask.check(8, 2).is_ok());
+        let mut all = ExpertMask::new();
+        all.keep_only(0, 8, &[3]);
+        assert!(all.check(8, 2).is_err());
+        assert!(all.check(7, 1).is_err());
+    }
 }
