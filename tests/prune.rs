@@ -431,3 +431,53 @@ fn grouped_expert_files() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The command line on the default model: `--keep 75%` of 16 experts in 4 groups keeps 12,
+/// the summary table is printed, and keeps that would leave a noaux_tc group with one expert
+/// are refused with a message.
+#[test]
+fn command_line_on_the_default_model() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = root.join("models/moela-tiny-v3.gguf");
+    let dir = tmpdir("cli");
+    let text = dir.join("calib.txt");
+    std::fs::write(
+        &text,
+        "In the beginning God created the heaven and the earth. And the earth was without \
+         form, and void; and darkness was upon the face of the deep.\n",
+    )
+    .unwrap();
+    let out = dir.join("p.gguf");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_moela"))
+            .args(["-t", "1", "prune", "-m"])
+            .arg(&model)
+            .arg("-f")
+            .arg(&text)
+            .arg("-o")
+            .arg(&out)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    for method in ["reap", "frequency"] {
+        let o = run(&["--keep", "75%", "--method", method]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(o.status.success(), "{err}");
+        assert!(err.contains("| layer | kept experts |"), "{err}");
+        let g = GgufFile::open(&out).unwrap();
+        assert_eq!(
+            g.get("deepseek2.expert_count").unwrap().as_u64(),
+            Some(12),
+            "{err}"
+        );
+        let m = Model::load(&out).unwrap();
+        assert_eq!(m.config.moe.n_routed_experts, 12);
+    }
+    let o = run(&["--keep", "25%"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("per routing group"));
+    let o = run(&["--keep", "75%", "--method", "random"]);
+    assert!(!o.status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}
