@@ -12,6 +12,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::format::gguf::{write_gguf_file, GgufFile, GgufTensorSpec, GgufValue};
+use crate::tensor::DType;
 
 /// The experts kept in each MoE layer: `(layer, ascending expert ids)`, every MoE layer of the
 /// file once, all with the same count.
@@ -409,4 +410,193 @@ pub fn prune_gguf(
             .map_err(|e| Error::io(output, e))?
             .len(),
     })
+}
+
+/// How many experts each MoE layer keeps (`--keep` / `--target-size`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Keep {
+    /// A share of the experts in (0, 100], rounded to a multiple of the routing groups
+    /// ([`crate::moe::prune::keep_for_percent`]).
+    Percent(f64),
+    /// A count, a multiple of the routing groups.
+    Count(usize),
+    /// The most experts (a multiple of the routing groups) whose file fits in these bytes.
+    TargetSize(u64),
+}
+
+impl Keep {
+    /// `--keep 50%`, `--keep 8` or `--target-size 4GB` (exactly one of the two).
+    pub fn parse(keep: Option<&str>, target_size: Option<&str>) -> Result<Keep> {
+        match (keep, target_size) {
+            (Some(k), None) => match k.trim().strip_suffix('%') {
+                Some(p) => p
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| *p > 0.0 && *p <= 100.0)
+                    .map(Keep::Percent)
+                    .ok_or_else(|| {
+                        Error::InvalidArg(format!("--keep {k}: expected a share in (0, 100]%"))
+                    }),
+                None => k.trim().parse().map(Keep::Count).map_err(|_| {
+                    Error::InvalidArg(format!("--keep {k}: expected a count (8) or a share (50%)"))
+                }),
+            },
+            (None, Some(t)) => Ok(Keep::TargetSize(crate::quant_policy::parse_size(t)?)),
+            _ => Err(Error::InvalidArg(
+                "prune: give exactly one of --keep and --target-size".into(),
+            )),
+        }
+    }
+
+    /// The number of experts per MoE layer for the GGUF file `gguf`, checked against its
+    /// routing groups.
+    pub fn resolve(self, gguf: &GgufFile) -> Result<usize> {
+        use crate::moe::prune::{check_keep, keep_for_percent};
+        let shape = RoutingShape::of(gguf)?;
+        let (ne, g, min) = (shape.n_experts, shape.n_group, shape.min_per_group());
+        let keep = match self {
+            Keep::Percent(p) => keep_for_percent(p, ne, g),
+            Keep::Count(n) => n,
+            Keep::TargetSize(target) => {
+                let mut best = None;
+                for k in (g * min..=ne).step_by(g) {
+                    if pruned_size(gguf, k)? <= target {
+                        best = Some(k);
+                    }
+                }
+                best.ok_or_else(|| {
+                    Error::InvalidArg(format!(
+                        "--target-size {target} bytes: even {} experts per layer take {} bytes",
+                        g * min,
+                        pruned_size(gguf, g * min).unwrap_or(0)
+                    ))
+                })?
+            }
+        };
+        check_keep(keep, ne, g, min)?;
+        Ok(keep)
+    }
+}
+
+/// What [`prune_model`] should do.
+#[derive(Clone, Debug)]
+pub struct PruneOptions {
+    pub keep: Keep,
+    pub method: crate::moe::prune::Method,
+    /// `--type`: a Hugging Face input is converted to this (default Q8_0) before slicing; a
+    /// GGUF input is requantized to it after slicing (None: its types stay).
+    pub dtype: Option<crate::quant_policy::Base>,
+    /// Calibration windows (0: the model's context, at most 4096) and batch.
+    pub n_ctx: usize,
+    pub batch: usize,
+}
+
+/// What [`prune_model`] did.
+#[derive(Clone, Debug)]
+pub struct PruneReport {
+    /// Experts kept per MoE layer, and which.
+    pub keep: usize,
+    pub kept: Vec<(usize, Vec<usize>)>,
+    pub stats: crate::moe::prune::ExpertStats,
+    pub summary: PruneSummary,
+}
+
+/// `moela prune`: calibrates on the tokens `ids` with the model at `input` (a GGUF file or a
+/// Hugging Face directory), chooses the experts to keep and writes `output`. A Hugging Face
+/// input is converted to a temporary GGUF next to `output` first (scores still come from the
+/// input's own weights); `opts.dtype` on a GGUF input requantizes the pruned file.
+pub fn prune_model(
+    input: &Path,
+    output: &Path,
+    ids: &[u32],
+    opts: &PruneOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<PruneReport> {
+    use crate::convert::{convert_with, ConvertOptions};
+    use crate::moe::prune::{calibrate, choose_kept};
+    use crate::quant_policy::Base;
+    if ids.is_empty() {
+        return Err(Error::InvalidArg("prune: no calibration tokens".into()));
+    }
+    let tmp = |what: &str| {
+        let mut name = output.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".{what}.tmp"));
+        output.with_file_name(name)
+    };
+    let convert = |from: &Path, to: &Path, base: Base, progress: &mut dyn FnMut(&str)| {
+        let o = ConvertOptions {
+            base,
+            expert: None,
+            profile: None,
+        };
+        convert_with(from, to, &o, progress).map(|_| ())
+    };
+    let hf = input.is_dir();
+    let tmp_in = hf.then(|| tmp("unpruned"));
+    if let Some(t) = &tmp_in {
+        progress(&format!(
+            "converting {} to {} first",
+            input.display(),
+            t.display()
+        ));
+        convert(
+            input,
+            t,
+            opts.dtype.unwrap_or(Base::Uniform(DType::Q8_0)),
+            progress,
+        )?;
+    }
+    let src = tmp_in.as_deref().unwrap_or(input);
+    let result = (|| {
+        let gguf = GgufFile::open(src)?;
+        let n_group = RoutingShape::of(&gguf)?.n_group;
+        let keep = opts.keep.resolve(&gguf)?;
+        drop(gguf);
+        let model = std::sync::Arc::new(crate::Model::load(input)?);
+        let max = model.config.max_position_embeddings;
+        if opts.n_ctx > max {
+            return Err(Error::InvalidArg(format!(
+                "prune: context {} is longer than the model's trained context ({max})",
+                opts.n_ctx
+            )));
+        }
+        let ne = model.config.moe.n_routed_experts;
+        progress(&format!(
+            "calibrating on {} tokens: keeping {keep} of {ne} experts per MoE layer by {}",
+            ids.len(),
+            opts.method.name()
+        ));
+        let stats = calibrate(model, ids, opts.n_ctx, opts.batch)?;
+        let kept = choose_kept(&stats, opts.method, keep, n_group);
+        for (l, k) in &kept {
+            let dropped: Vec<usize> = (0..ne).filter(|e| !k.contains(e)).collect();
+            progress(&format!("layer {l}: keep {k:?}, drop {dropped:?}"));
+        }
+        let post = if hf { None } else { opts.dtype };
+        let sliced = if post.is_some() {
+            tmp("pruned")
+        } else {
+            output.to_path_buf()
+        };
+        let mut summary = prune_gguf(src, &sliced, &kept, progress)?;
+        if let Some(base) = post {
+            let r = convert(&sliced, output, base, progress);
+            let _ = std::fs::remove_file(&sliced);
+            r?;
+            summary.file_bytes = std::fs::metadata(output)
+                .map_err(|e| Error::io(output, e))?
+                .len();
+        }
+        Ok(PruneReport {
+            keep,
+            kept,
+            stats,
+            summary,
+        })
+    })();
+    if let Some(t) = &tmp_in {
+        let _ = std::fs::remove_file(t);
+    }
+    result
 }

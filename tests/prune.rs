@@ -481,3 +481,71 @@ fn command_line_on_the_default_model() {
     assert!(!o.status.success());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `prune_model` on a Hugging Face directory (converted to a temporary GGUF, which is removed)
+/// equals slicing the converted file by hand; on a GGUF with `--type` the pruned file is
+/// requantized.
+#[test]
+fn hugging_face_input_and_type() {
+    use moela::prune::{prune_model, Keep, PruneOptions};
+    use moela::quant_policy::Base;
+    let dir = tmpdir("hf");
+    let toks = tokens("v2_lite");
+    let opts = PruneOptions {
+        keep: Keep::Percent(50.0),
+        method: Method::Reap,
+        dtype: Some(Base::Uniform(DType::F32)),
+        n_ctx: 0,
+        batch: 4,
+    };
+    let out = dir.join("hf-pruned.gguf");
+    let r = prune_model(&fixture("v2_lite"), &out, &toks, &opts, &mut |_| {}).unwrap();
+    assert_eq!(r.keep, 4);
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, vec![std::ffi::OsString::from("hf-pruned.gguf")]);
+    // The same experts sliced from the converted file, and the masked model.
+    let f = convert("v2_lite", DType::F32, &dir);
+    let plan = r.kept.clone();
+    let by_hand = dir.join("by-hand.gguf");
+    moela::prune::prune_gguf(&f, &by_hand, &plan, &mut |_| {}).unwrap();
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        std::fs::read(&by_hand).unwrap()
+    );
+    prune_plan_and_compare("hf", "v2_lite", &f, &plan, 2, &dir, true);
+
+    // A GGUF input with a type: pruned, then requantized; the same experts kept.
+    let out = dir.join("q8.gguf");
+    let opts = PruneOptions {
+        dtype: Some(Base::Uniform(DType::Q8_0)),
+        ..opts
+    };
+    let r2 = prune_model(&f, &out, &toks, &opts, &mut |_| {}).unwrap();
+    assert_eq!(r2.kept, r.kept);
+    let g = GgufFile::open(&out).unwrap();
+    let t = g.tensor("blk.1.ffn_up_exps.weight").unwrap();
+    assert_eq!(t.dtype(), Some(DType::Q8_0));
+    assert_eq!(t.dims[2], 4);
+    assert!(Model::load(&out).is_ok());
+    assert!(!dir.join("q8.gguf.pruned.tmp").exists());
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn keep_arguments() {
+    use moela::prune::Keep;
+    assert_eq!(Keep::parse(Some("50%"), None).unwrap(), Keep::Percent(50.0));
+    assert_eq!(Keep::parse(Some("8"), None).unwrap(), Keep::Count(8));
+    assert_eq!(
+        Keep::parse(None, Some("1MB")).unwrap(),
+        Keep::TargetSize(1_000_000)
+    );
+    for bad in [Some("0%"), Some("101%"), Some("x"), Some("-1")] {
+        assert!(Keep::parse(bad, None).is_err(), "{bad:?}");
+    }
+    assert!(Keep::parse(None, None).is_err());
+    assert!(Keep::parse(Some("8"), Some("1MB")).is_err());
+}

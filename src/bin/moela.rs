@@ -166,7 +166,7 @@ enum Cmd {
     /// Remove routed experts: score every routed expert on a calibration text and write a
     /// GGUF file keeping the best-scoring ones of each MoE layer (docs/PRUNING.md).
     Prune {
-        /// The .gguf file to prune.
+        /// The .gguf file (or Hugging Face directory) to prune.
         #[arg(short, long)]
         model: Option<PathBuf>,
         /// The calibration text.
@@ -186,6 +186,11 @@ enum Cmd {
         /// How experts are scored: reap (gate weight × output norm) or frequency.
         #[arg(long, default_value = "reap")]
         method: String,
+        /// Tensor type or mix (as `moela convert --type`): a Hugging Face input is converted
+        /// to it (default q8_0) before slicing, a GGUF input requantized after (default: its
+        /// types stay).
+        #[arg(long = "type", visible_alias = "quant")]
+        dtype: Option<String>,
         /// The .gguf file to write.
         #[arg(short = 'o', long)]
         out: PathBuf,
@@ -881,6 +886,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             keep,
             target_size,
             method,
+            dtype,
             out,
             ctx,
             batch,
@@ -890,6 +896,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             keep.as_deref(),
             target_size.as_deref(),
             &method,
+            dtype.as_deref(),
             &out,
             ctx,
             batch,
@@ -1239,69 +1246,20 @@ fn prune(
     keep: Option<&str>,
     target_size: Option<&str>,
     method: &str,
+    dtype: Option<&str>,
     out: &std::path::Path,
     ctx: usize,
     batch: usize,
 ) -> moela::Result<()> {
     use moela::moe::prune as mp;
-    let method = mp::Method::parse(method)?;
-    if !path.is_file() {
-        return Err(moela::Error::InvalidArg(format!(
-            "prune: {} is not a GGUF file (convert a Hugging Face directory with `moela convert` first)",
-            path.display()
-        )));
-    }
-    let gguf = moela::format::gguf::GgufFile::open(path)?;
-    let shape = moela::prune::RoutingShape::of(&gguf)?;
-    let (ne, g) = (shape.n_experts, shape.n_group);
-    let keep = match (keep, target_size) {
-        (Some(k), _) => match k.strip_suffix('%') {
-            Some(p) => {
-                let p: f64 = p
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|p: &f64| *p > 0.0 && *p <= 100.0)
-                    .ok_or_else(|| {
-                        moela::Error::InvalidArg(format!(
-                            "--keep {k}: expected a share in (0, 100]%"
-                        ))
-                    })?;
-                mp::keep_for_percent(p, ne, g)
-            }
-            None => k.trim().parse().map_err(|_| {
-                moela::Error::InvalidArg(format!("--keep {k}: expected a count or a share (50%)"))
-            })?,
-        },
-        (None, Some(t)) => {
-            let target = moela::quant_policy::parse_size(t)?;
-            let min = g * shape.min_per_group();
-            let mut best = None;
-            for k in (min..=ne).step_by(g) {
-                if moela::prune::pruned_size(&gguf, k)? <= target {
-                    best = Some(k);
-                }
-            }
-            best.ok_or_else(|| {
-                moela::Error::InvalidArg(format!(
-                    "--target-size {t}: even {min} experts per layer take {} bytes",
-                    moela::prune::pruned_size(&gguf, min).unwrap_or(0)
-                ))
-            })?
-        }
-        (None, None) => {
-            return Err(moela::Error::InvalidArg(
-                "prune: give --keep or --target-size".into(),
-            ))
-        }
+    let opts = moela::prune::PruneOptions {
+        keep: moela::prune::Keep::parse(keep, target_size)?,
+        method: mp::Method::parse(method)?,
+        dtype: dtype.map(moela::quant_policy::Base::parse).transpose()?,
+        n_ctx: ctx,
+        batch,
     };
-    mp::check_keep(keep, ne, g, shape.min_per_group())?;
-    drop(gguf);
-    let model = load(path)?;
-    check_ctx(ctx, &model)?;
-    let tok = model.tokenizer.as_ref().ok_or_else(|| {
-        moela::Error::InvalidArg("this model has no tokenizer, so it cannot read text".into())
-    })?;
+    let tok = load_tokenizer(path)?;
     let text = std::fs::read_to_string(file).map_err(|e| moela::Error::io(file, e))?;
     let ids = tok.encode(&text, false, false);
     if ids.is_empty() {
@@ -1310,20 +1268,13 @@ fn prune(
             file.display()
         )));
     }
-    eprintln!(
-        "calibrating on {} tokens of {}: keeping {keep} of {ne} experts per MoE layer by {}",
-        ids.len(),
-        file.display(),
-        method.name()
-    );
+    eprintln!("calibration text {}", file.display());
     let t = Instant::now();
-    let stats = mp::calibrate(model.clone(), &ids, ctx, batch)?;
-    drop(model);
-    eprintln!("calibrated in {:.1} s", t.elapsed().as_secs_f64());
-    let kept = mp::choose_kept(&stats, method, keep, g);
-    let reap = stats.scores(mp::Method::Reap);
-    let mut rows = Vec::new();
-    for ((l, ids), ls) in kept.iter().zip(&stats.layers) {
+    let r = moela::prune::prune_model(path, out, &ids, &opts, &mut |line| eprintln!("{line}"))?;
+    let reap = r.stats.scores(mp::Method::Reap);
+    eprintln!("\n| layer | kept experts | routings kept | REAP mass kept |");
+    eprintln!("|---|---|---|---|");
+    for ((l, ids), ls) in r.kept.iter().zip(&r.stats.layers) {
         let share = |v: &[f64]| {
             let all: f64 = v.iter().sum();
             let k: f64 = ids.iter().map(|&e| v[e]).sum();
@@ -1334,28 +1285,23 @@ fn prune(
             }
         };
         let freq: Vec<f64> = ls.count.iter().map(|&c| c as f64).collect();
-        let r = &reap.iter().find(|(x, _)| x == l).expect("layer scored").1;
+        let rs = &reap.iter().find(|(x, _)| x == l).expect("layer scored").1;
         eprintln!(
-            "layer {l}: keep {ids:?}, drop {:?}",
-            (0..ne).filter(|e| !ids.contains(e)).collect::<Vec<_>>()
+            "| {l} | {ids:?} | {:.1}% | {:.1}% |",
+            share(&freq),
+            share(rs)
         );
-        rows.push((*l, ids.clone(), share(&freq), share(r)));
     }
-    let summary = moela::prune::prune_gguf(path, out, &kept, &mut |line| eprintln!("{line}"))?;
-    eprintln!("\n| layer | kept experts | routings kept | REAP mass kept |");
-    eprintln!("|---|---|---|---|");
-    for (l, ids, f, r) in rows {
-        eprintln!("| {l} | {ids:?} | {f:.1}% | {r:.1}% |");
-    }
+    let s = &r.summary;
     eprintln!(
-        "\nexperts per layer {} -> {}, top-k {} -> {}; wrote {} ({:.1} MB, input {:.1} MB) in {:.1} s",
-        summary.experts_before,
-        summary.experts_after,
-        summary.used_before,
-        summary.used_after,
+        "\nexperts per layer {} -> {}, top-k {} -> {}; wrote {} ({:.1} MB, unpruned {:.1} MB) in {:.1} s",
+        s.experts_before,
+        s.experts_after,
+        s.used_before,
+        s.used_after,
         out.display(),
-        summary.file_bytes as f64 / 1e6,
-        summary.input_bytes as f64 / 1e6,
+        s.file_bytes as f64 / 1e6,
+        s.input_bytes as f64 / 1e6,
         t.elapsed().as_secs_f64()
     );
     Ok(())
