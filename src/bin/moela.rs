@@ -1241,8 +1241,8 @@ fn profile(
 /// `moela prune`: calibrates, chooses the experts to keep and writes the pruned file.
 #[allow(clippy::too_many_arguments)]
 fn prune(
-    path: &PathBuf,
-    file: &PathBuf,
+    path: &std::path::Path,
+    file: &std::path::Path,
     keep: Option<&str>,
     target_size: Option<&str>,
     method: &str,
