@@ -22,6 +22,7 @@ pub mod model;
 pub mod moe;
 pub mod npy;
 pub mod ops;
+pub mod prune;
 pub mod quant_policy;
 pub mod requant;
 pub mod sampler;

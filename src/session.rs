@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::model::deepseek::{self, Scratch};
 use crate::model::Model;
 use crate::moe::profile::ExpertProfile;
-use crate::moe::router::ExpertSkip;
+use crate::moe::prune::ExpertStats;
+use crate::moe::router::{ExpertMask, ExpertSkip};
 use crate::ops::rope::Rope;
 
 /// Options for a new session.
@@ -289,6 +290,34 @@ impl Session {
             cfg.moe.n_routed_experts,
             &moe_layers,
         ));
+    }
+
+    /// Takes the experts flagged in `mask` out of routing for every later evaluation (None:
+    /// route over all experts again); see [`ExpertMask`]. Every masked layer must keep at
+    /// least the model's top-k experts.
+    pub fn set_expert_mask(&mut self, mask: Option<ExpertMask>) -> Result<()> {
+        let cfg = &self.model.config;
+        if let Some(m) = &mask {
+            m.check(cfg.moe.n_routed_experts, cfg.moe.experts_per_tok)?;
+        }
+        self.scratch.set_expert_mask(mask);
+        Ok(())
+    }
+
+    /// Starts recording, per MoE layer and routed expert, how many evaluated tokens chose it
+    /// and the sum of their normalised gate weight × expert output norm (what `moela prune`
+    /// scores experts by, [`crate::moe::prune`]); [`take_expert_stats`](Self::take_expert_stats)
+    /// returns them.
+    pub fn record_expert_stats(&mut self) {
+        let cfg = &self.model.config;
+        let moe_layers: Vec<usize> = (0..cfg.n_layers).filter(|&l| cfg.is_moe_layer(l)).collect();
+        self.scratch
+            .record_expert_stats(ExpertStats::new(cfg.moe.n_routed_experts, &moe_layers));
+    }
+
+    /// The statistics recorded since [`record_expert_stats`](Self::record_expert_stats).
+    pub fn take_expert_stats(&mut self) -> Option<ExpertStats> {
+        self.scratch.take_expert_stats()
     }
 
     /// The profile recorded since [`record_profile`](Self::record_profile).

@@ -17,8 +17,14 @@ writes have llama.cpp's `deepseek2` layout, and that files in that layout load i
    it keeps its metadata, names, order and shapes, and gguf-py's dequantization of the new
    tensors is within the types' error of the input (see check_requantized).
 
+3. With --pruned FILE --fixture NAME --experts N --used K (tests/prune.rs): a file that
+   `moela prune` wrote from fixture NAME has llama.cpp's key types, expert_count N,
+   expert_used_count K, and exactly llama.cpp's tensor set with the shapes of NAME's config with
+   N routed experts, 32-byte aligned.
+
 Prints 'N passed, M failed' and exits non-zero on any failure.
 Usage: tools/check_gguf_layout.py --moela target/release/moela
+       tools/check_gguf_layout.py --pruned FILE --fixture NAME --experts N --used K
 """
 
 import argparse
@@ -236,6 +242,28 @@ def check_converted(moela, name, qtype, tmp):
                                  hf["model.embed_tokens.weight"]), f"{tag}: token_embd values")
 
 
+def check_pruned(path, name, experts, used):
+    c = read_config(name)
+    c["n_routed_experts"] = experts
+    r = GGUFReader(path)
+    tag = f"pruned {name} ({path})"
+    for k, ty in KEY_TYPES.items():
+        f = r.fields.get(k)
+        check(f is not None and f.types[0] == ty, f"{tag}: key {k} missing or of type {f and f.types}")
+    v = lambda k: field_value(r.fields[k])
+    check(v("deepseek2.expert_count") == experts, f"{tag}: expert_count {v('deepseek2.expert_count')} != {experts}")
+    check(v("deepseek2.expert_used_count") == used, f"{tag}: expert_used_count {v('deepseek2.expert_used_count')} != {used}")
+    want = expected_tensors(c)
+    got = {t.name: t for t in r.tensors}
+    check(set(got) == set(want), f"{tag}: tensor names differ: extra {sorted(set(got) - set(want))}, "
+                                 f"missing {sorted(set(want) - set(got))}")
+    for n, t in got.items():
+        check(known_name(n), f"{tag}: {n} is not a deepseek2 tensor name in gguf-py")
+        if n in want:
+            check(list(map(int, t.shape)) == want[n], f"{tag}: {n} ne {list(t.shape)} != {want[n]}")
+        check(t.data_offset % 32 == 0, f"{tag}: {n} data not 32-byte aligned")
+
+
 def check_synthetic_v2_lite(moela, tmp):
     tool = os.path.join(ROOT, "..", "shared", "tools", "make_synth_gguf.py")
     if not os.path.exists(tool):
@@ -320,8 +348,18 @@ def check_requantized(moela, src, tmp):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--moela", required=True)
+    ap.add_argument("--moela")
+    ap.add_argument("--pruned")
+    ap.add_argument("--fixture")
+    ap.add_argument("--experts", type=int)
+    ap.add_argument("--used", type=int)
     a = ap.parse_args()
+    if a.pruned:
+        check_pruned(a.pruned, a.fixture, a.experts, a.used)
+        print(f"{results['passed']} passed, {results['failed']} failed")
+        sys.exit(1 if results["failed"] else 0)
+    if not a.moela:
+        ap.error("--moela is required")
     with tempfile.TemporaryDirectory() as tmp:
         for name in FIXTURES:
             for q in ["f32", "q8_0"] + (list(K_TYPES) if name == "kq" else []):

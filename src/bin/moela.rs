@@ -163,6 +163,44 @@ enum Cmd {
         #[arg(short = 'b', long, default_value_t = 256)]
         batch: usize,
     },
+    /// Remove routed experts: score every routed expert on a calibration text and write a
+    /// GGUF file keeping the best-scoring ones of each MoE layer (docs/PRUNING.md).
+    Prune {
+        /// The .gguf file (or Hugging Face directory) to prune.
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// The calibration text.
+        #[arg(short = 'f', long)]
+        file: PathBuf,
+        /// Experts to keep per MoE layer: a share (50%) or a count (8); rounded to a multiple
+        /// of the routing groups.
+        #[arg(
+            long,
+            conflicts_with = "target_size",
+            required_unless_present = "target_size"
+        )]
+        keep: Option<String>,
+        /// Keep as many experts as fit in this file size (e.g. 4GB, 500MiB).
+        #[arg(long)]
+        target_size: Option<String>,
+        /// How experts are scored: reap (gate weight × output norm) or frequency.
+        #[arg(long, default_value = "reap")]
+        method: String,
+        /// Tensor type or mix (as `moela convert --type`): a Hugging Face input is converted
+        /// to it (default q8_0) before slicing, a GGUF input requantized after (default: its
+        /// types stay).
+        #[arg(long = "type", visible_alias = "quant")]
+        dtype: Option<String>,
+        /// The .gguf file to write.
+        #[arg(short = 'o', long)]
+        out: PathBuf,
+        /// Context window for the calibration text (0 = the model's, capped at 4096).
+        #[arg(short = 'c', long, default_value_t = 0)]
+        ctx: usize,
+        /// Tokens per batch.
+        #[arg(short = 'b', long, default_value_t = 256)]
+        batch: usize,
+    },
     /// Show the config, the tensors, parameter counts and KV-cache size.
     Inspect {
         #[arg(short, long)]
@@ -851,6 +889,27 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             ctx,
             batch,
         } => profile(&model_path(model)?, &file, &out, ctx, batch),
+        Cmd::Prune {
+            model,
+            file,
+            keep,
+            target_size,
+            method,
+            dtype,
+            out,
+            ctx,
+            batch,
+        } => prune(
+            &model_path(model)?,
+            &file,
+            keep.as_deref(),
+            target_size.as_deref(),
+            &method,
+            dtype.as_deref(),
+            &out,
+            ctx,
+            batch,
+        ),
         Cmd::Inspect { model, json } => inspect(&*load(&model)?, json),
         Cmd::Bench {
             model,
@@ -1184,6 +1243,75 @@ fn profile(
         ids.len(),
         t.elapsed().as_secs_f64(),
         out.display()
+    );
+    Ok(())
+}
+
+/// `moela prune`: calibrates, chooses the experts to keep and writes the pruned file.
+#[allow(clippy::too_many_arguments)]
+fn prune(
+    path: &std::path::Path,
+    file: &std::path::Path,
+    keep: Option<&str>,
+    target_size: Option<&str>,
+    method: &str,
+    dtype: Option<&str>,
+    out: &std::path::Path,
+    ctx: usize,
+    batch: usize,
+) -> moela::Result<()> {
+    use moela::moe::prune as mp;
+    let opts = moela::prune::PruneOptions {
+        keep: moela::prune::Keep::parse(keep, target_size)?,
+        method: mp::Method::parse(method)?,
+        dtype: dtype.map(moela::quant_policy::Base::parse).transpose()?,
+        n_ctx: ctx,
+        batch,
+    };
+    let tok = load_tokenizer(path)?;
+    let text = std::fs::read_to_string(file).map_err(|e| moela::Error::io(file, e))?;
+    let ids = tok.encode(&text, false, false);
+    if ids.is_empty() {
+        return Err(moela::Error::InvalidArg(format!(
+            "{}: no tokens",
+            file.display()
+        )));
+    }
+    eprintln!("calibration text {}", file.display());
+    let t = Instant::now();
+    let r = moela::prune::prune_model(path, out, &ids, &opts, &mut |line| eprintln!("{line}"))?;
+    let reap = r.stats.scores(mp::Method::Reap);
+    eprintln!("\n| layer | kept experts | routings kept | REAP mass kept |");
+    eprintln!("|---|---|---|---|");
+    for ((l, ids), ls) in r.kept.iter().zip(&r.stats.layers) {
+        let share = |v: &[f64]| {
+            let all: f64 = v.iter().sum();
+            let k: f64 = ids.iter().map(|&e| v[e]).sum();
+            if all > 0.0 {
+                100.0 * k / all
+            } else {
+                100.0
+            }
+        };
+        let freq: Vec<f64> = ls.count.iter().map(|&c| c as f64).collect();
+        let rs = &reap.iter().find(|(x, _)| x == l).expect("layer scored").1;
+        eprintln!(
+            "| {l} | {ids:?} | {:.1}% | {:.1}% |",
+            share(&freq),
+            share(rs)
+        );
+    }
+    let s = &r.summary;
+    eprintln!(
+        "\nexperts per layer {} -> {}, top-k {} -> {}; wrote {} ({:.1} MB, unpruned {:.1} MB) in {:.1} s",
+        s.experts_before,
+        s.experts_after,
+        s.used_before,
+        s.used_after,
+        out.display(),
+        s.file_bytes as f64 / 1e6,
+        s.input_bytes as f64 / 1e6,
+        t.elapsed().as_secs_f64()
     );
     Ok(())
 }

@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::model::weights::{Ffn, Mlp, Moe};
 use crate::model::Model;
 use crate::moe::profile::ExpertProfile;
-use crate::moe::router::{self, ExpertSkip, RouterScratch};
+use crate::moe::prune::ExpertStats;
+use crate::moe::router::{self, ExpertMask, ExpertSkip, RouterScratch};
 use crate::ops::{self, rope::Rope};
 use crate::stage_times::{self as st, Stage};
 use crate::tensor::view::{matmul_multi, MatJob};
@@ -53,6 +54,21 @@ impl Scratch {
     /// Run-time expert skipping for every later call (checked by the caller).
     pub fn set_expert_skip(&mut self, skip: ExpertSkip) {
         self.ffn.skip = skip;
+    }
+
+    /// Experts taken out of routing for every later call (checked by the caller).
+    pub fn set_expert_mask(&mut self, mask: Option<ExpertMask>) {
+        self.ffn.mask = mask;
+    }
+
+    /// Starts recording the per-expert statistics pruning scores experts by.
+    pub fn record_expert_stats(&mut self, stats: ExpertStats) {
+        self.ffn.stats = Some(stats);
+    }
+
+    /// The statistics recorded since [`record_expert_stats`](Self::record_expert_stats).
+    pub fn take_expert_stats(&mut self) -> Option<ExpertStats> {
+        self.ffn.stats.take()
     }
 
     /// Routed-expert uses counted since the last [`reset_expert_uses`](Self::reset_expert_uses):
@@ -98,6 +114,11 @@ struct FfnScratch {
     profile: Option<ExpertProfile>,
     hold_rows: bool,
     skip: ExpertSkip,
+    mask: Option<ExpertMask>,
+    /// Pruning statistics being recorded, and per token of the batch the sum of its routed
+    /// weights (to normalise the gate weights).
+    stats: Option<ExpertStats>,
+    tok_wsum: Vec<f32>,
     uses: u64,
     token_layers: u64,
     held: Vec<(usize, usize, usize)>,
@@ -236,16 +257,24 @@ fn moe_batch(
         s.assignments.resize(ne, Vec::new());
     }
     s.assignments.iter_mut().for_each(|a| a.clear());
+    let excluded = s.mask.as_ref().and_then(|m| m.layer(layer));
+    if s.stats.is_some() {
+        s.tok_wsum.clear();
+    }
     for t in 0..n {
-        router::route_skipping(
+        router::route_masked(
             &cfg.moe,
             &rl[t * ne..(t + 1) * ne],
             moe.score_bias.as_deref(),
             &s.skip,
+            excluded,
             &mut s.router,
             &mut s.chosen,
         );
         s.uses += s.chosen.len() as u64;
+        if s.stats.is_some() {
+            s.tok_wsum.push(s.chosen.iter().map(|&(_, w)| w).sum());
+        }
         for &(e, wgt) in &s.chosen {
             s.assignments[e].push((t, wgt));
             if let Some(p) = s.profile.as_mut() {
@@ -309,13 +338,16 @@ fn moe_batch(
             for (i, &(t, wgt)) in s.assignments[e].iter().enumerate() {
                 ops::axpy(wgt, &d[i * h..(i + 1) * h], &mut out[t * h..(t + 1) * h]);
             }
+            if let Some(stats) = s.stats.as_mut() {
+                record_stats(stats, layer, e, &s.assignments[e], &s.tok_wsum, d, h);
+            }
         }
         if let Some(shared) = &moe.shared {
             mlp_batch(shared, x, n, s, out);
         }
         return Ok(());
     }
-    run_experts_together(moe, x, n, s, out);
+    run_experts_together(layer, moe, x, n, s, out);
     Ok(())
 }
 
@@ -323,7 +355,14 @@ fn moe_batch(
 /// every gate/up product goes to the threads as one pass, then every down product. The sums
 /// into `out` happen in the same order as the one-expert-at-a-time path, so both give the
 /// same bits.
-fn run_experts_together(moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) {
+fn run_experts_together(
+    layer: usize,
+    moe: &Moe,
+    x: &[f32],
+    n: usize,
+    s: &mut FfnScratch,
+    out: &mut [f32],
+) {
     let t0 = st::start();
     let ne = moe.experts.len();
     let h = x.len() / n;
@@ -432,12 +471,39 @@ fn run_experts_together(moe: &Moe, x: &[f32], n: usize, s: &mut FfnScratch, out:
                 for (i, &(t, wgt)) in s.assignments[e].iter().enumerate() {
                     ops::axpy(wgt, &dm[i * h..(i + 1) * h], &mut out[t * h..(t + 1) * h]);
                 }
+                if let Some(stats) = s.stats.as_mut() {
+                    record_stats(stats, layer, e, &s.assignments[e], &s.tok_wsum, dm, h);
+                }
             }
             None => out.iter_mut().zip(dm).for_each(|(o, v)| *o += v),
         }
         off += m * h;
     }
     st::stop(Stage::ExpertsRest, t0);
+}
+
+/// Adds expert `e`'s tokens to the pruning statistics: per token its normalised gate weight
+/// (routed weight over the token's sum of routed weights) and the L2 norm of the expert's
+/// output row in `d` (`[tokens, h]`).
+fn record_stats(
+    stats: &mut ExpertStats,
+    layer: usize,
+    e: usize,
+    assigned: &[(usize, f32)],
+    wsum: &[f32],
+    d: &[f32],
+    h: usize,
+) {
+    for (i, &(t, wgt)) in assigned.iter().enumerate() {
+        let norm = d[i * h..(i + 1) * h]
+            .iter()
+            .map(|&v| v as f64 * v as f64)
+            .sum::<f64>()
+            .sqrt() as f32;
+        let total = wsum.get(t).copied().unwrap_or(0.0);
+        let gate = if total > 0.0 { wgt / total } else { 0.0 };
+        stats.record(layer, e, gate, norm);
+    }
 }
 
 /// How many MoE layers ahead experts are predicted and read: the next layer's prediction is
@@ -469,11 +535,12 @@ fn predict(model: &Model, target: usize, resid: &[f32], n: usize, s: &mut FfnScr
     s.pred_count.clear();
     s.pred_count.resize(ne, 0);
     for t in 0..n {
-        router::route_skipping(
+        router::route_masked(
             &cfg.moe,
             &rl[t * ne..(t + 1) * ne],
             moe.score_bias.as_deref(),
             &s.skip,
+            s.mask.as_ref().and_then(|m| m.layer(target)),
             &mut s.router,
             &mut s.chosen,
         );

@@ -2,4 +2,5 @@
 pub mod cache;
 pub mod experts;
 pub mod profile;
+pub mod prune;
 pub mod router;

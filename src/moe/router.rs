@@ -75,6 +75,85 @@ impl ExpertSkip {
     }
 }
 
+/// Routed experts taken out of routing, per layer: an excluded expert is never chosen, as if
+/// its router row did not exist (its router logit is set to -inf before scoring, so softmax
+/// routers normalise over the other experts only, and its choice score is -inf before the
+/// group ranking and top-k). A model routed with the experts a pruned file dropped masked out
+/// gives the pruned file's logits (tests/prune.rs). Set with [`crate::Session::set_expert_mask`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ExpertMask {
+    /// Per layer, per expert: excluded. Layers past the end (or empty) exclude nothing.
+    excluded: Vec<Vec<bool>>,
+}
+
+impl ExpertMask {
+    /// Excludes nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Excludes every expert of `layer` (out of `n_experts`) that is not in `kept`.
+    pub fn keep_only(&mut self, layer: usize, n_experts: usize, kept: &[usize]) {
+        let mut ex = vec![true; n_experts];
+        for &e in kept {
+            if let Some(x) = ex.get_mut(e) {
+                *x = false;
+            }
+        }
+        if self.excluded.len() <= layer {
+            self.excluded.resize(layer + 1, Vec::new());
+        }
+        self.excluded[layer] = ex;
+    }
+
+    /// Excludes `expert` of `layer` (out of `n_experts`).
+    pub fn exclude(&mut self, layer: usize, n_experts: usize, expert: usize) {
+        if self.excluded.len() <= layer {
+            self.excluded.resize(layer + 1, Vec::new());
+        }
+        let ex = &mut self.excluded[layer];
+        if ex.len() < n_experts {
+            ex.resize(n_experts, false);
+        }
+        if let Some(x) = ex.get_mut(expert) {
+            *x = true;
+        }
+    }
+
+    /// The excluded flags of `layer`, if it excludes any.
+    pub fn layer(&self, layer: usize) -> Option<&[bool]> {
+        self.excluded
+            .get(layer)
+            .filter(|v| v.iter().any(|&x| x))
+            .map(|v| v.as_slice())
+    }
+
+    /// Checks the mask against a model with `n_experts` routed experts per layer and routing
+    /// `m`: every masked layer must keep at least `experts_per_tok` experts (within the
+    /// `topk_group` best groups for group-limited routing, which is checked per token and so
+    /// only by its count here).
+    pub fn check(&self, n_experts: usize, experts_per_tok: usize) -> Result<()> {
+        for (l, ex) in self.excluded.iter().enumerate() {
+            if ex.is_empty() {
+                continue;
+            }
+            if ex.len() != n_experts {
+                return Err(Error::InvalidArg(format!(
+                    "expert mask: layer {l} has {} entries, the model has {n_experts} routed experts",
+                    ex.len()
+                )));
+            }
+            let kept = ex.iter().filter(|&&x| !x).count();
+            if kept < experts_per_tok.max(1) {
+                return Err(Error::InvalidArg(format!(
+                    "expert mask: layer {l} keeps {kept} experts, fewer than the model's top-k {experts_per_tok}"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reusable buffers so routing allocates nothing per token.
 #[derive(Default, Clone, Debug)]
 pub struct RouterScratch {
@@ -106,9 +185,30 @@ pub fn route_skipping(
     s: &mut RouterScratch,
     out: &mut Vec<(usize, f32)>,
 ) {
+    route_masked(m, logits, bias, skip, None, s, out)
+}
+
+/// [`route_skipping`] with the experts flagged in `excluded` (one flag per expert) taken out
+/// of routing (see [`ExpertMask`]).
+pub fn route_masked(
+    m: &MoeRouting,
+    logits: &[f32],
+    bias: Option<&[f32]>,
+    skip: &ExpertSkip,
+    excluded: Option<&[bool]>,
+    s: &mut RouterScratch,
+    out: &mut Vec<(usize, f32)>,
+) {
     let n = logits.len();
     s.scores.clear();
     s.scores.extend_from_slice(logits);
+    if let Some(ex) = excluded {
+        s.scores
+            .iter_mut()
+            .zip(ex)
+            .filter(|(_, &x)| x)
+            .for_each(|(v, _)| *v = f32::NEG_INFINITY);
+    }
     match m.scoring {
         Scoring::Softmax => softmax(&mut s.scores),
         Scoring::Sigmoid => s.scores.iter_mut().for_each(|v| *v = sigmoid(*v)),
@@ -119,6 +219,13 @@ pub fn route_skipping(
         if let Some(b) = bias {
             s.choice.iter_mut().zip(b).for_each(|(c, b)| *c += b);
         }
+    }
+    if let Some(ex) = excluded {
+        s.choice
+            .iter_mut()
+            .zip(ex)
+            .filter(|(_, &x)| x)
+            .for_each(|(v, _)| *v = f32::NEG_INFINITY);
     }
     if m.topk_method != TopkMethod::Greedy && m.n_group > 1 {
         let per = n / m.n_group;
@@ -509,5 +616,68 @@ mod tests {
         ] {
             assert!(bad.check(2).is_err(), "{bad:?}");
         }
+    }
+
+    /// Masking equals routing over the kept experts only: softmax renormalises over them and
+    /// the group ranking sees only them (V2 group-limited, bit for bit), and sigmoid/noaux_tc
+    /// keeps the un-masked scores and biases.
+    #[test]
+    fn mask_equals_routing_over_kept_experts() {
+        let m = routing(Scoring::Softmax, TopkMethod::GroupLimitedGreedy, Family::V2);
+        // Groups of 2; keep experts 1, 2, 5, 6 (one per group).
+        let logits = [3.9, 0.5, 5.0, 0.0, 1.0, 1.5, 4.0, 3.95];
+        let kept = [1usize, 2, 5, 6];
+        let mut mask = ExpertMask::new();
+        mask.keep_only(3, 8, &kept);
+        assert!(mask.layer(0).is_none());
+        let ex = mask.layer(3).unwrap();
+        let mut got = vec![];
+        let mut sc = RouterScratch::default();
+        route_masked(
+            &m,
+            &logits,
+            None,
+            &ExpertSkip::default(),
+            Some(ex),
+            &mut sc,
+            &mut got,
+        );
+        // The pruned router: 4 experts in 4 groups of 1, best 2 groups, top-2.
+        let mut mp = m;
+        mp.n_routed_experts = 4;
+        mp.experts_per_tok = 2;
+        let small: Vec<f32> = kept.iter().map(|&e| logits[e]).collect();
+        let mut want = vec![];
+        route(&mp, &small, None, &mut sc, &mut want);
+        let want: Vec<(usize, u32)> = want.iter().map(|&(e, w)| (kept[e], w.to_bits())).collect();
+        let got_k2: Vec<(usize, u32)> = got[..2].iter().map(|&(e, w)| (e, w.to_bits())).collect();
+        assert_eq!(got_k2, want);
+        // Experts 2 (5.0) and 6 (4.0); expert 0 (3.9) and 7 (3.95) are masked.
+        assert_eq!(want.iter().map(|x| x.0).collect::<Vec<_>>(), vec![2, 6]);
+
+        let mut m3 = routing(Scoring::Sigmoid, TopkMethod::NoauxTc, Family::V3);
+        m3.n_group = 1;
+        m3.norm_topk_prob = true;
+        let bias = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0];
+        let mut mask = ExpertMask::new();
+        mask.exclude(0, 8, 6);
+        route_masked(
+            &m3,
+            &[2.0, 1.9, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+            Some(&bias),
+            &ExpertSkip::default(),
+            mask.layer(0),
+            &mut sc,
+            &mut got,
+        );
+        // 6 is masked: 7 (biased) then 0.
+        assert_eq!(got.iter().map(|x| x.0).collect::<Vec<_>>(), vec![7, 0]);
+        let (s7, s0) = (sigmoid(0.0), sigmoid(2.0));
+        assert!((got[0].1 - 2.0 * s7 / (s7 + s0)).abs() < 1e-6);
+        assert!(mask.check(8, 2).is_ok());
+        let mut all = ExpertMask::new();
+        all.keep_only(0, 8, &[3]);
+        assert!(all.check(8, 2).is_err());
+        assert!(all.check(7, 1).is_err());
     }
 }
