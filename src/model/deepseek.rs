@@ -215,8 +215,9 @@ fn mlp_batch(m: &Mlp, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) 
 }
 
 /// DeepSeekMoE for `n` tokens: route each token, then run each chosen expert once over all the
-/// tokens routed to it (one matmul per expert, in expert order so that the sums are the same
-/// whatever the expert budget), plus the shared experts over every token. `resid` is the
+/// tokens routed to it, plus the shared experts over every token, in one parallel pass (under
+/// an expert budget: one pass per group of experts as they become resident), then sum the
+/// outputs in expert order, so that the bits are the same whatever the expert budget. `resid` is the
 /// residual stream, from which the next layer's experts are predicted for prefetching.
 #[allow(clippy::too_many_arguments)]
 fn moe_batch(

@@ -9,9 +9,12 @@
 //! The slots are plain heap buffers allocated on first use and reused, so the resident set
 //! of the experts never exceeds the slots, whatever the page cache holds.
 //!
-//! Reads happen in two places: a computation that needs an expert which is neither resident
-//! nor in flight reads it itself; an I/O thread reads ahead what was asked for (the current
-//! layer's remaining experts, and the next layer's predicted ones). Replacement is LRU-2 with
+//! Reads happen in two places: I/O threads read ahead what was asked for (all of the current
+//! layer's misses as soon as the router has chosen, then the next layers' predicted experts);
+//! a computation with nothing resident to run reads an expert that is neither resident nor in
+//! flight itself. A computation takes the experts of a layer in groups (`begin_layer`: the
+//! resident ones; `acquire_ready`: the misses as they arrive) and runs each group as one
+//! parallel pass. Replacement is LRU-2 with
 //! a pinned hot set (`cache.rs`). A bytes-per-second throttle shared by both paths simulates
 //! slower storage (`--io-limit`).
 
@@ -490,6 +493,15 @@ impl ExpertStore {
             return;
         }
         let mut st = self.lock();
+        self.queue_ahead(&mut st, layer, experts);
+    }
+
+    /// Queues for the I/O threads the experts of `layer` in `experts` that are neither
+    /// resident, in flight nor queued (at most `ahead_cap` of them).
+    fn queue_ahead(&self, st: &mut State, layer: usize, experts: &[usize]) {
+        if self.io.is_empty() {
+            return;
+        }
         let mut queued = 0;
         for &e in experts {
             let key = (layer as u32, e as u32);
@@ -603,27 +615,13 @@ impl ExpertStore {
                 }
             }
         }
-        if !self.io.is_empty() {
-            let mut queued = 0;
-            for &e in &missing {
-                let key = (layer as u32, e as u32);
-                if queued >= self.ahead_cap {
-                    break;
-                }
-                if st.policy.lookup(key).is_none() && !st.ahead.contains(&key) {
-                    st.ahead.push_back(key);
-                    queued += 1;
-                }
-            }
-            if queued > 0 {
-                self.shared.changed.notify_all();
-            }
-        }
+        self.queue_ahead(&mut st, layer, &missing);
         Ok(missing)
     }
 
     /// Moves into `out` a guard for every expert of `pending` (experts of `layer`) that is
-    /// resident now, removing them from `pending`. When none is, gets at least one: reads one
+    /// resident now, removing them from `pending`, and queues again for the I/O threads those
+    /// that are not being read. When none is resident, gets at least one: reads one
     /// that no I/O thread has started (taking it off their queue), or else waits for a read
     /// in flight. Call with `out` empty: a computation never waits while it holds slots, so
     /// computations sharing the store cannot deadlock. The time spent here counts as I/O
@@ -637,6 +635,8 @@ impl ExpertStore {
         debug_assert!(out.is_empty());
         let t0 = Instant::now();
         let mut st = self.lock();
+        // Reads an I/O thread had to drop (no evictable slot then) are queued again.
+        self.queue_ahead(&mut st, layer, pending);
         let mut waited = false;
         while !pending.is_empty() {
             let mut i = 0;
