@@ -258,6 +258,8 @@ struct State {
     pinned: HashSet<Key>,
     stats: ExpertStats,
     shutdown: bool,
+    /// Predicted experts being read now (at most one: see `io_thread`).
+    speculating: usize,
 }
 
 struct Shared {
@@ -408,6 +410,7 @@ impl ExpertStore {
                 pinned,
                 stats,
                 shutdown: false,
+                speculating: 0,
             }),
             changed: Condvar::new(),
             files,
@@ -865,11 +868,15 @@ fn io_thread(sh: &Shared) {
         if st.shutdown {
             return;
         }
+        // The current layer's misses (certain to be used) in parallel; predicted experts one
+        // at a time, so that mispredictions do not take the storage from certain reads, and
+        // most of a stale prediction is still queued (and dropped) when the next replaces it.
         let next = match st.ahead.pop_front() {
-            Some(k) => Some(k),
-            None => st.predicted.pop_front(),
+            Some(k) => Some((k, false)),
+            None if st.speculating == 0 => st.predicted.pop_front().map(|k| (k, true)),
+            None => None,
         };
-        let Some(key) = next else {
+        let Some((key, speculative)) = next else {
             st = wait(sh, st);
             continue;
         };
@@ -882,10 +889,12 @@ fn io_thread(sh: &Shared) {
         let pinned = st.pinned.contains(&key);
         st.policy.insert(slot, key, pinned, true);
         let buf = st.bufs[slot].take();
+        st.speculating += speculative as usize;
         drop(st);
         let parts = &sh.layout[key.0 as usize][key.1 as usize];
         let (buf, res) = read_expert(sh, parts, buf);
         st = lock(sh);
+        st.speculating -= speculative as usize;
         st.bufs[slot] = Some(buf);
         if res.is_ok() {
             st.stats.bytes_read += expert_len(parts) as u64;
