@@ -260,6 +260,10 @@ struct State {
     shutdown: bool,
     /// Predicted experts being read now (at most one: see `io_thread`).
     speculating: usize,
+    /// Experts a computation has chosen and not taken yet (its misses): reads ahead do not
+    /// evict them once they are resident. A hint only (one entry per key, whatever the
+    /// number of computations waiting for it).
+    wanted: HashSet<Key>,
 }
 
 struct Shared {
@@ -411,6 +415,7 @@ impl ExpertStore {
                 stats,
                 shutdown: false,
                 speculating: 0,
+                wanted: HashSet::new(),
             }),
             changed: Condvar::new(),
             files,
@@ -614,6 +619,7 @@ impl ExpertStore {
                 }
                 _ => {
                     st.stats.misses += 1;
+                    st.wanted.insert((layer as u32, e as u32));
                     missing.push(e);
                 }
             }
@@ -738,10 +744,12 @@ impl ExpertStore {
         st.policy.touch(slot);
         let e = st.policy.entry_mut(slot).expect("ready slot");
         e.users += 1;
+        let key = e.key;
         if e.prefetched_unused {
             e.prefetched_unused = false;
             st.stats.prefetch_hits += 1;
         }
+        st.wanted.remove(&key);
         let buf = st.bufs[slot].clone().expect("a ready slot has its buffer");
         let view = |p: &Part| {
             TensorView::new(
@@ -883,7 +891,8 @@ fn io_thread(sh: &Shared) {
         if st.policy.lookup(key).is_some() {
             continue;
         }
-        let Some(slot) = st.policy.victim() else {
+        // Never in place of a chosen expert that waits for its computation.
+        let Some(slot) = st.policy.victim_sparing(|k| st.wanted.contains(&k)) else {
             continue;
         };
         let pinned = st.pinned.contains(&key);
