@@ -156,8 +156,9 @@ pub struct ExpertStats {
     pub resident_bytes: u64,
     pub peak_resident_bytes: u64,
     pub pinned_experts: u64,
-    /// Expert uses that found the expert resident; uses that had to wait for a read (their
-    /// own, or one in flight).
+    /// Expert uses whose expert was resident when the router chose it; uses whose expert had
+    /// to be read (by an I/O thread while other experts ran, or waited for). `acquire` (one
+    /// expert, outside the MoE step) counts a hit when it does not wait.
     pub hits: u64,
     pub misses: u64,
     /// Experts read ahead of their use (the current layer's, or predicted for the next
@@ -251,7 +252,7 @@ impl Throttle {
 
 struct State {
     policy: Policy,
-    /// Per slot: its buffer (None before first use, and while the I/O thread reads into it).
+    /// Per slot: its buffer (None before first use, and while a read fills it).
     bufs: Vec<Option<Arc<Vec<u8>>>>,
     ahead: VecDeque<Key>,
     predicted: VecDeque<Key>,
@@ -495,7 +496,7 @@ impl ExpertStore {
     }
 
     /// Queues the experts of `layer` that a computation is about to use, in use order, for
-    /// the I/O thread to read while the first ones compute.
+    /// the I/O threads to read (`begin_layer` does this itself).
     pub fn read_ahead(&self, layer: usize, experts: &[usize]) {
         if self.io.is_empty() {
             return;
