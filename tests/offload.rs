@@ -152,8 +152,8 @@ fn default_model_is_bit_identical_at_every_budget() {
 
 #[test]
 fn concurrent_sessions_share_one_slot() {
-    // Two threads decode through a store of a single slot: they take turns, neither
-    // deadlocks, and both get the unbudgeted logits.
+    // Three threads decode through a store of a single slot, of three slots and of half the
+    // experts: they take turns, none deadlocks, and all get the unbudgeted logits.
     let d = root().join("tests/fixtures/v2_lite");
     let (t, p) = tokens(&d);
     let path = d.join("llamacpp-f32.gguf");
@@ -166,17 +166,29 @@ fn concurrent_sessions_share_one_slot() {
         )
         .unwrap(),
     );
-    let m = Arc::new(Model::load_with(&path, &with(ExpertBudget::Bytes(0), true, None)).unwrap());
-    let handles: Vec<_> = (0..3)
-        .map(|_| {
-            let (m, t) = (m.clone(), t.clone());
-            std::thread::spawn(move || {
-                bits(&sequence_logits(m, &t, p, &SessionParams::default()).unwrap())
+    let one = Model::load_with(&path, &with(ExpertBudget::Bytes(0), true, None))
+        .unwrap()
+        .expert_stats()
+        .slot_bytes;
+    // One slot (no I/O threads); three (one more than a layer's experts: I/O threads, groups
+    // competing for few slots); half.
+    for budget in [
+        ExpertBudget::Bytes(0),
+        ExpertBudget::Bytes(3 * one),
+        ExpertBudget::Fraction(0.5),
+    ] {
+        let m = Arc::new(Model::load_with(&path, &with(budget, true, None)).unwrap());
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let (m, t) = (m.clone(), t.clone());
+                std::thread::spawn(move || {
+                    bits(&sequence_logits(m, &t, p, &SessionParams::default()).unwrap())
+                })
             })
-        })
-        .collect();
-    for h in handles {
-        assert!(h.join().unwrap() == want);
+            .collect();
+        for h in handles {
+            assert!(h.join().unwrap() == want, "{budget:?}");
+        }
     }
 }
 
