@@ -118,6 +118,10 @@ pub struct BenchResult {
     pub io_limit_bytes_s: f64,
     /// The expert cache over the decode phases (`enabled` false without a budget).
     pub expert_cache: ExpertStats,
+    /// Decode phases, budgeted path: expert bytes read per decoded token, and the share of
+    /// the decode time the computation waited on expert reads (0 without a budget).
+    pub expert_bytes_read_per_token: f64,
+    pub io_wait_share: f64,
     /// The speculative-decoding measurement, when asked for.
     pub spec: Option<SpecBench>,
 }
@@ -220,6 +224,7 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     let mut cache = ExpertStats::default();
     let (mut uses, mut token_layers) = (0u64, 0u64);
+    let (mut decode_s, mut decoded) = (0.0f64, 0u64);
     for rep in 0..p.repetitions.max(1) {
         if p.n_prompt > 0 {
             session.reset();
@@ -246,7 +251,9 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
             for &tok in &toks {
                 session.eval(&[tok], false)?;
             }
-            tg.push(p.n_gen as f64 / t.elapsed().as_secs_f64());
+            let dt = t.elapsed().as_secs_f64();
+            tg.push(p.n_gen as f64 / dt);
+            (decode_s, decoded) = (decode_s + dt, decoded + p.n_gen as u64);
             let (u, tl) = session.expert_uses();
             (uses, token_layers) = (uses + u, token_layers + tl);
             cache.add_since(&model.expert_stats(), &before);
@@ -330,6 +337,16 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
                 io_wait_ns: cache.io_wait_ns,
                 ..now
             }
+        },
+        expert_bytes_read_per_token: if decoded > 0 {
+            cache.bytes_read as f64 / decoded as f64
+        } else {
+            0.0
+        },
+        io_wait_share: if decode_s > 0.0 {
+            cache.io_wait_ns as f64 / 1e9 / decode_s
+        } else {
+            0.0
         },
         spec,
     })

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use moela::model::weights::Ffn;
 use moela::model::ModelParams;
 use moela::moe::experts::{ExpertBudget, ExpertParams};
 use moela::moe::profile::ExpertProfile;
@@ -151,8 +152,8 @@ fn default_model_is_bit_identical_at_every_budget() {
 
 #[test]
 fn concurrent_sessions_share_one_slot() {
-    // Two threads decode through a store of a single slot: they take turns, neither
-    // deadlocks, and both get the unbudgeted logits.
+    // Three threads decode through a store of a single slot, of three slots and of half the
+    // experts: they take turns, none deadlocks, and all get the unbudgeted logits.
     let d = root().join("tests/fixtures/v2_lite");
     let (t, p) = tokens(&d);
     let path = d.join("llamacpp-f32.gguf");
@@ -165,17 +166,29 @@ fn concurrent_sessions_share_one_slot() {
         )
         .unwrap(),
     );
-    let m = Arc::new(Model::load_with(&path, &with(ExpertBudget::Bytes(0), true, None)).unwrap());
-    let handles: Vec<_> = (0..3)
-        .map(|_| {
-            let (m, t) = (m.clone(), t.clone());
-            std::thread::spawn(move || {
-                bits(&sequence_logits(m, &t, p, &SessionParams::default()).unwrap())
+    let one = Model::load_with(&path, &with(ExpertBudget::Bytes(0), true, None))
+        .unwrap()
+        .expert_stats()
+        .slot_bytes;
+    // One slot (no I/O threads); three (one more than a layer's experts: I/O threads, groups
+    // competing for few slots); half.
+    for budget in [
+        ExpertBudget::Bytes(0),
+        ExpertBudget::Bytes(3 * one),
+        ExpertBudget::Fraction(0.5),
+    ] {
+        let m = Arc::new(Model::load_with(&path, &with(budget, true, None)).unwrap());
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let (m, t) = (m.clone(), t.clone());
+                std::thread::spawn(move || {
+                    bits(&sequence_logits(m, &t, p, &SessionParams::default()).unwrap())
+                })
             })
-        })
-        .collect();
-    for h in handles {
-        assert!(h.join().unwrap() == want);
+            .collect();
+        for h in handles {
+            assert!(h.join().unwrap() == want, "{budget:?}");
+        }
     }
 }
 
@@ -257,4 +270,93 @@ fn cli_profile_and_budgeted_logits() {
     ok(&args);
     assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn parallel_misses_and_a_useless_prefetch_keep_the_bits() {
+    // A cold store of half the experts: the first MoE layer's experts are all misses at once
+    // (read in parallel by the I/O threads and the computation, run in groups as they
+    // arrive). Before that, every MoE layer is "predicted" experts the run never chooses: the
+    // reads that start are wasted, the rest is replaced by the first real prediction. The
+    // logits are still those of the unbudgeted model.
+    let d = root().join("tests/fixtures/v2_lite");
+    let (t, _) = tokens(&d);
+    // Few tokens, so that some experts go unused.
+    let (t, p) = (&t[..4], 2);
+    let path = d.join("llamacpp-f32.gguf");
+    let params = SessionParams::default();
+    let plain = Arc::new(Model::load(&path).unwrap());
+    let want = bits(&sequence_logits(plain.clone(), t, p, &params).unwrap());
+    // The experts the run chooses, per layer (same prefill/decode split as the run).
+    let mut s = moela::Session::new(plain.clone(), &params).unwrap();
+    s.record_profile("test");
+    s.eval(&t[..p], false).unwrap();
+    for &tok in &t[p..] {
+        s.eval(&[tok], false).unwrap();
+    }
+    let profile = s.take_profile().unwrap();
+
+    let m =
+        Arc::new(Model::load_with(&path, &with(ExpertBudget::Fraction(0.5), true, None)).unwrap());
+    let store = m.experts.as_ref().unwrap();
+    assert!(store.prefetch_enabled());
+    let mut wrong = 0;
+    for (i, l) in profile.layers.iter().enumerate() {
+        let unused: Vec<usize> = (0..l.counts.len()).filter(|&e| l.counts[e] == 0).collect();
+        wrong += unused.len();
+        store.prefetch(l.layer, &unused, i == 0);
+    }
+    assert!(
+        wrong > 0,
+        "every expert is used: the fixture cannot test a useless prefetch"
+    );
+    // Let some of the wrong reads land.
+    let t0 = std::time::Instant::now();
+    while m.expert_stats().prefetches == 0 && t0.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let got = bits(&sequence_logits(m.clone(), t, p, &params).unwrap());
+    assert!(got == want, "logits differ from the unbudgeted model");
+    let st = m.expert_stats();
+    let first = &profile.layers[0];
+    let first_used = first.counts.iter().filter(|&&c| c > 0).count() as u64;
+    assert!(first_used > 1, "the first MoE layer uses one expert only");
+    assert!(st.misses >= first_used, "{st:?}");
+    assert!(
+        st.prefetches > st.prefetch_hits,
+        "no wasted read ahead: {st:?}"
+    );
+
+    // The store's own view: all of a layer's misses at once, acquired in groups, each
+    // exactly once, with the bytes of the file.
+    let l = first.layer;
+    let Ffn::Moe(moe) = &plain.weights.layers[l].ffn else {
+        panic!("layer {l} is not a MoE layer");
+    };
+    let cold = Model::load_with(&path, &with(ExpertBudget::Fraction(0.5), false, None)).unwrap();
+    let store = cold.experts.as_ref().unwrap();
+    let experts: Vec<usize> = (0..moe.experts.len()).step_by(2).collect();
+    let mut got = Vec::new();
+    let mut pending = store.begin_layer(l, &experts, &mut got).unwrap();
+    assert!(got.is_empty() && pending == experts);
+    let mut seen = Vec::new();
+    while !pending.is_empty() {
+        store.acquire_ready(l, &mut pending, &mut got).unwrap();
+        assert!(!got.is_empty());
+        for (e, g) in got.drain(..) {
+            assert_eq!(g.gate.bytes(), moe.experts[e].gate.bytes());
+            assert_eq!(g.up.bytes(), moe.experts[e].up.bytes());
+            assert_eq!(g.down.bytes(), moe.experts[e].down.bytes());
+            seen.push(e);
+        }
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, experts);
+    let st = store.stats();
+    assert_eq!(st.misses, experts.len() as u64);
+    assert_eq!(st.hits, 0);
+    // Again: all resident now, one group of hits.
+    let pending = store.begin_layer(l, &experts, &mut got).unwrap();
+    assert!(pending.is_empty() && got.len() == experts.len());
+    assert_eq!(store.stats().hits, experts.len() as u64);
 }

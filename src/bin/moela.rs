@@ -1000,14 +1000,17 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                 if c.enabled {
                     o += &format!(
                         "experts: budget {:.1} MB ({} slots), resident weights {:.1} MB; decode: hit rate {:.1}%, \
-                         {:.1} MB read, waited {:.3} s on I/O, prefetch precision {:.1}% ({} read ahead), \
+                         {:.1} MB read ({:.1} MB/token), waited {:.3} s on I/O ({:.1}% of decode), \
+                         prefetch precision {:.1}% ({} read ahead), \
                          next-layer prediction precision {:.1}% recall {:.1}%\n",
                         c.budget_bytes as f64 / 1e6,
                         c.n_slots,
                         r.resident_weight_bytes as f64 / 1e6,
                         100.0 * c.hit_rate(),
                         c.bytes_read as f64 / 1e6,
+                        r.expert_bytes_read_per_token / 1e6,
                         c.io_wait_ns as f64 / 1e9,
+                        100.0 * r.io_wait_share,
                         100.0 * c.prefetch_precision(),
                         c.prefetches,
                         100.0 * c.prediction_precision(),

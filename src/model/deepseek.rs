@@ -100,6 +100,9 @@ struct FfnScratch {
     gate: Vec<f32>,
     up: Vec<f32>,
     down: Vec<f32>,
+    /// The down outputs of a MoE layer's experts, `[tokens, hidden]` each, in expert order,
+    /// then the shared experts'.
+    layer_down: Vec<f32>,
     /// Experts used by the current layer, in use order.
     used: Vec<usize>,
     /// Next-layer prediction: the hidden state normed with that layer's FFN norm, its router
@@ -233,8 +236,9 @@ fn mlp_batch(m: &Mlp, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) 
 }
 
 /// DeepSeekMoE for `n` tokens: route each token, then run each chosen expert once over all the
-/// tokens routed to it (one matmul per expert, in expert order so that the sums are the same
-/// whatever the expert budget), plus the shared experts over every token. `resid` is the
+/// tokens routed to it, plus the shared experts over every token, in one parallel pass (under
+/// an expert budget: one pass per group of experts as they become resident), then sum the
+/// outputs in expert order, so that the bits are the same whatever the expert budget. `resid` is the
 /// residual stream, from which the next layer's experts are predicted for prefetching.
 #[allow(clippy::too_many_arguments)]
 fn moe_batch(
@@ -291,70 +295,95 @@ fn moe_batch(
     s.used
         .extend((0..ne).filter(|&e| !s.assignments[e].is_empty()));
     st::stop(Stage::Router, t0);
-    let store = model.experts.as_ref();
-    if let Some(store) = store {
-        if s.pred_layer == Some(layer) {
-            let overlap = s.used.iter().filter(|&&e| s.pred_count[e] > 0).count();
-            store.record_prediction(s.pred_list.len(), s.used.len(), overlap);
-        }
-        s.pred_layer = None;
-        store.read_ahead(layer, &s.used);
-        if store.prefetch_enabled() {
-            // The farther layer first (its list is kept aside), so that the next layer's
-            // prediction stays in `s` for the counters and is queued first.
-            let far = layer + PREFETCH_DEPTH;
-            s.pred_far.clear();
-            if PREFETCH_DEPTH > 1 && predict(model, far, resid, n, s) {
-                s.pred_far.extend_from_slice(&s.pred_list);
-            }
-            if predict(model, layer + 1, resid, n, s) {
-                s.pred_layer = Some(layer + 1);
-                store.prefetch(layer + 1, &s.pred_list, true);
-            }
-            if !s.pred_far.is_empty() {
-                store.prefetch(far, &s.pred_far, false);
-            }
-        }
-    }
-    if let Some(store) = store {
-        // One expert at a time: each holds a slot of the budget only while it runs.
-        for i in 0..s.used.len() {
-            let e = s.used[i];
-            let guard = store.acquire(layer, e)?;
-            let expert: &Mlp = &guard;
-            let m = s.assignments[e].len();
-            let xs = resize(&mut s.gathered, m * h);
-            for (i, &(t, _)) in s.assignments[e].iter().enumerate() {
-                xs[i * h..(i + 1) * h].copy_from_slice(&x[t * h..(t + 1) * h]);
-            }
-            let inter = expert.inter();
-            let g = resize(&mut s.gate, m * inter);
-            let u = resize(&mut s.up, m * inter);
-            expert.gate.matmul(xs, m, g);
-            expert.up.matmul(xs, m, u);
-            ops::silu_mul(g, u);
-            let d = resize(&mut s.down, m * h);
-            expert.down.matmul(g, m, d);
-            for (i, &(t, wgt)) in s.assignments[e].iter().enumerate() {
-                ops::axpy(wgt, &d[i * h..(i + 1) * h], &mut out[t * h..(t + 1) * h]);
-            }
-            if let Some(stats) = s.stats.as_mut() {
-                record_stats(stats, layer, e, &s.assignments[e], &s.tok_wsum, d, h);
-            }
-        }
-        if let Some(shared) = &moe.shared {
-            mlp_batch(shared, x, n, s, out);
-        }
+    let Some(store) = model.experts.as_ref() else {
+        run_experts_together(layer, moe, x, n, s, out);
         return Ok(());
+    };
+    if s.pred_layer == Some(layer) {
+        let overlap = s.used.iter().filter(|&&e| s.pred_count[e] > 0).count();
+        store.record_prediction(s.pred_list.len(), s.used.len(), overlap);
     }
-    run_experts_together(layer, moe, x, n, s, out);
+    s.pred_layer = None;
+    // Guards on the resident experts now; the misses go to the I/O threads at once.
+    let mut ready = Vec::with_capacity(s.used.len());
+    let mut pending = store.begin_layer(layer, &s.used, &mut ready)?;
+    if store.prefetch_enabled() {
+        // The farther layer first (its list is kept aside), so that the next layer's
+        // prediction stays in `s` for the counters and is queued first.
+        let far = layer + PREFETCH_DEPTH;
+        s.pred_far.clear();
+        if PREFETCH_DEPTH > 1 && predict(model, far, resid, n, s) {
+            s.pred_far.extend_from_slice(&s.pred_list);
+        }
+        if predict(model, layer + 1, resid, n, s) {
+            s.pred_layer = Some(layer + 1);
+            store.prefetch(layer + 1, &s.pred_list, true);
+        }
+        if !s.pred_far.is_empty() {
+            store.prefetch(far, &s.pred_far, false);
+        }
+    }
+    // Every product lands where the all-resident path puts it, pass by pass: first the
+    // resident experts and the shared ones, then each group of misses as its reads complete
+    // (a group holds slots only while it runs). The sums follow in expert order, so the bits
+    // are those of the unbudgeted path.
+    let t0 = st::start();
+    let mut offset = vec![0usize; s.used.len() + 1];
+    for (i, &e) in s.used.iter().enumerate() {
+        offset[i + 1] = offset[i] + s.assignments[e].len() * h;
+    }
+    let shared_off = offset[s.used.len()];
+    let down_len = shared_off + if moe.shared.is_some() { n * h } else { 0 };
+    let mut down = std::mem::take(&mut s.layer_down);
+    down.resize(down_len, 0.0);
+    st::stop(Stage::ExpertsRest, t0);
+    // The first pass runs the shared experts even when nothing is resident yet.
+    let mut first = moe.shared.is_some();
+    loop {
+        if ready.is_empty() && !pending.is_empty() && !first {
+            store.acquire_ready(layer, &mut pending, &mut ready)?;
+        }
+        if ready.is_empty() && !first {
+            break;
+        }
+        ready.sort_unstable_by_key(|&(e, _)| e);
+        let mut mlps: Vec<Item> = ready
+            .iter()
+            .map(|(e, g)| {
+                let i = s.used.binary_search(e).expect("a chosen expert");
+                let mlp: &Mlp = g;
+                (mlp, Some(*e), s.assignments[*e].len(), offset[i])
+            })
+            .collect();
+        if first {
+            if let Some(shared) = &moe.shared {
+                mlps.push((shared, None, n, shared_off));
+            }
+        }
+        first = false;
+        run_pass(&mlps, x, n, s, &mut down);
+        drop(mlps);
+        ready.clear();
+    }
+    if let Some(stats) = s.stats.as_mut() {
+        for (i, &e) in s.used.iter().enumerate() {
+            let dm = &down[offset[i]..offset[i + 1]];
+            record_stats(stats, layer, e, &s.assignments[e], &s.tok_wsum, dm, h);
+        }
+    }
+    let t0 = st::start();
+    add_outputs(moe, &s.used, &s.assignments, &offset, &down, n, out);
+    s.layer_down = down;
+    st::stop(Stage::ExpertsRest, t0);
     Ok(())
 }
 
+/// One MLP of a pass: (weights, routed expert or None for the shared experts, tokens, offset
+/// of its `[tokens, hidden]` output in the layer's down buffer).
+type Item<'a> = (&'a Mlp, Option<usize>, usize, usize);
+
 /// The chosen experts (in expert order) and the shared experts of one layer, all resident:
-/// every gate/up product goes to the threads as one pass, then every down product. The sums
-/// into `out` happen in the same order as the one-expert-at-a-time path, so both give the
-/// same bits.
+/// one pass, then the weighted sums.
 fn run_experts_together(
     layer: usize,
     moe: &Moe,
@@ -366,55 +395,102 @@ fn run_experts_together(
     let t0 = st::start();
     let ne = moe.experts.len();
     let h = x.len() / n;
-    // The MLPs to run: each chosen expert over its tokens, then the shared experts over all.
-    // An expert that every token chose (always so in decode) reads `x` itself, so the layer's
-    // input is quantized once for all of them.
-    let mut mlps: Vec<(&Mlp, Option<usize>, usize)> = Vec::new(); // (mlp, expert, tokens)
+    let mut mlps: Vec<Item> = Vec::new();
+    let mut offset = vec![0usize];
+    let mut off = 0;
     for (e, a) in s.assignments.iter().enumerate().take(ne) {
         if !a.is_empty() {
-            mlps.push((&moe.experts[e], Some(e), a.len()));
+            mlps.push((&moe.experts[e], Some(e), a.len(), off));
+            off += a.len() * h;
+            offset.push(off);
         }
     }
     if let Some(shared) = &moe.shared {
-        mlps.push((shared, None, n));
+        mlps.push((shared, None, n, off));
+        off += n * h;
     }
+    let mut down = std::mem::take(&mut s.layer_down);
+    down.resize(off, 0.0);
+    st::stop(Stage::ExpertsRest, t0);
+    run_pass(&mlps, x, n, s, &mut down);
+    if let Some(stats) = s.stats.as_mut() {
+        for (i, &e) in s.used.iter().enumerate() {
+            let dm = &down[offset[i]..offset[i + 1]];
+            record_stats(stats, layer, e, &s.assignments[e], &s.tok_wsum, dm, h);
+        }
+    }
+    let t0 = st::start();
+    add_outputs(moe, &s.used, &s.assignments, &offset, &down, n, out);
+    s.layer_down = down;
+    st::stop(Stage::ExpertsRest, t0);
+}
+
+/// `out += Σ weight · expert output` over the chosen experts `used` in expert order (the
+/// output of `used[i]` at `offset[i]` of `down`), then the shared experts' output (at
+/// `offset[used.len()]`) with weight 1: the same order whatever the passes were.
+fn add_outputs(
+    moe: &Moe,
+    used: &[usize],
+    assignments: &[Vec<(usize, f32)>],
+    offset: &[usize],
+    down: &[f32],
+    n: usize,
+    out: &mut [f32],
+) {
+    let h = out.len() / n;
+    for (i, &e) in used.iter().enumerate() {
+        let dm = &down[offset[i]..offset[i + 1]];
+        for (j, &(t, wgt)) in assignments[e].iter().enumerate() {
+            ops::axpy(wgt, &dm[j * h..(j + 1) * h], &mut out[t * h..(t + 1) * h]);
+        }
+    }
+    if moe.shared.is_some() {
+        let off = offset[used.len()];
+        let dm = &down[off..off + n * h];
+        out.iter_mut().zip(dm).for_each(|(o, v)| *o += v);
+    }
+}
+
+/// Runs `mlps` (in increasing offset order) over their tokens: every gate/up product goes to
+/// the threads as one pass, then every down product, each into its place in `down`.
+fn run_pass(mlps: &[Item], x: &[f32], n: usize, s: &mut FfnScratch, down: &mut [f32]) {
+    let t0 = st::start();
+    let h = x.len() / n;
+    // An expert that every token chose (always so in decode) reads `x` itself, so the layer's
+    // input is quantized once for all of them.
     let gathered_len: usize = mlps
         .iter()
-        .filter(|&&(_, e, m)| e.is_some() && m < n)
-        .map(|&(_, _, m)| m * h)
+        .filter(|&&(_, e, m, _)| e.is_some() && m < n)
+        .map(|&(_, _, m, _)| m * h)
         .sum();
-    let inter_len: usize = mlps.iter().map(|&(mlp, _, m)| m * mlp.inter()).sum();
-    let down_len: usize = mlps.iter().map(|&(_, _, m)| m * h).sum();
+    let inter_len: usize = mlps.iter().map(|&(mlp, _, m, _)| m * mlp.inter()).sum();
     let xs = resize(&mut s.gathered, gathered_len);
     let g = resize(&mut s.gate, inter_len);
     let u = resize(&mut s.up, inter_len);
-    let d = resize(&mut s.down, down_len);
 
     // Inputs: gather the tokens of partially chosen experts.
     let mut inputs: Vec<&[f32]> = Vec::with_capacity(mlps.len());
     {
         let mut rest: &mut [f32] = xs;
-        let mut filled: Vec<&[f32]> = Vec::new();
-        for &(_, e, m) in &mlps {
+        for &(_, e, m, _) in mlps {
             match e {
                 Some(e) if m < n => {
                     let (mine, tail) = std::mem::take(&mut rest).split_at_mut(m * h);
                     for (i, &(t, _)) in s.assignments[e].iter().enumerate() {
                         mine[i * h..(i + 1) * h].copy_from_slice(&x[t * h..(t + 1) * h]);
                     }
-                    filled.push(mine);
+                    inputs.push(mine);
                     rest = tail;
                 }
-                _ => filled.push(x),
+                _ => inputs.push(x),
             }
         }
-        inputs.extend(filled);
     }
 
     // gate and up of every MLP in one pass.
     let mut jobs = Vec::with_capacity(2 * mlps.len());
     let (mut g_rest, mut u_rest): (&mut [f32], &mut [f32]) = (g, u);
-    for (&(mlp, _, m), &xin) in mlps.iter().zip(&inputs) {
+    for (&(mlp, _, m, _), &xin) in mlps.iter().zip(&inputs) {
         let len = m * mlp.inter();
         let (gi, gt) = std::mem::take(&mut g_rest).split_at_mut(len);
         let (ui, ut) = std::mem::take(&mut u_rest).split_at_mut(len);
@@ -441,12 +517,15 @@ fn run_experts_together(
     let (g, u) = (&mut s.gate[..inter_len], &s.up[..inter_len]);
     ops::silu_mul(g, u);
 
-    // down of every MLP in one pass.
+    // down of every MLP in one pass, each into its own range of `down`.
     let mut jobs = Vec::with_capacity(mlps.len());
-    let (mut g_rest, mut d_rest): (&[f32], &mut [f32]) = (g, d);
-    for &(mlp, _, m) in &mlps {
+    let mut g_rest: &[f32] = g;
+    let mut d_rest: &mut [f32] = down;
+    let mut d_pos = 0;
+    for &(mlp, _, m, off) in mlps {
         let (gi, gt) = g_rest.split_at(m * mlp.inter());
-        let (di, dt) = std::mem::take(&mut d_rest).split_at_mut(m * h);
+        let (_, tail) = std::mem::take(&mut d_rest).split_at_mut(off - d_pos);
+        let (di, dt) = tail.split_at_mut(m * h);
         jobs.push(MatJob {
             w: &mlp.down,
             x: gi,
@@ -454,32 +533,13 @@ fn run_experts_together(
             out: di,
         });
         (g_rest, d_rest) = (gt, dt);
+        d_pos = off + m * h;
     }
     st::stop(Stage::ExpertsRest, t0);
     let t0 = st::start();
     matmul_multi(&mut jobs);
     drop(jobs);
     st::stop(Stage::ExpertsDown, t0);
-    let t0 = st::start();
-
-    // Weighted sum into `out` (shared experts with weight 1).
-    let mut off = 0;
-    for &(_, e, m) in &mlps {
-        let dm = &s.down[off..off + m * h];
-        match e {
-            Some(e) => {
-                for (i, &(t, wgt)) in s.assignments[e].iter().enumerate() {
-                    ops::axpy(wgt, &dm[i * h..(i + 1) * h], &mut out[t * h..(t + 1) * h]);
-                }
-                if let Some(stats) = s.stats.as_mut() {
-                    record_stats(stats, layer, e, &s.assignments[e], &s.tok_wsum, dm, h);
-                }
-            }
-            None => out.iter_mut().zip(dm).for_each(|(o, v)| *o += v),
-        }
-        off += m * h;
-    }
-    st::stop(Stage::ExpertsRest, t0);
 }
 
 /// Adds expert `e`'s tokens to the pruning statistics: per token its normalised gate weight

@@ -107,13 +107,22 @@ impl Policy {
     /// The slot to fill next: an empty one, else the LRU-2 victim among the evictable
     /// entries; None when every slot is pinned, in use or being read.
     pub fn victim(&self) -> Option<usize> {
+        self.victim_sparing(|_| false)
+    }
+
+    /// [`victim`](Self::victim), never taking an entry whose key `spare` holds.
+    pub fn victim_sparing(&self, spare: impl Fn(Key) -> bool) -> Option<usize> {
         if let Some(free) = self.slots.iter().position(|s| s.is_none()) {
             return Some(free);
         }
         self.slots
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| s.as_ref().filter(|e| e.evictable()).map(|e| (i, e)))
+            .filter_map(|(i, s)| {
+                s.as_ref()
+                    .filter(|e| e.evictable() && !spare(e.key))
+                    .map(|e| (i, e))
+            })
             .min_by_key(|(_, e)| e.rank())
             .map(|(i, _)| i)
     }

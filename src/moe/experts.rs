@@ -9,9 +9,12 @@
 //! The slots are plain heap buffers allocated on first use and reused, so the resident set
 //! of the experts never exceeds the slots, whatever the page cache holds.
 //!
-//! Reads happen in two places: a computation that needs an expert which is neither resident
-//! nor in flight reads it itself; an I/O thread reads ahead what was asked for (the current
-//! layer's remaining experts, and the next layer's predicted ones). Replacement is LRU-2 with
+//! Reads happen in two places: I/O threads read ahead what was asked for (all of the current
+//! layer's misses as soon as the router has chosen, then the next layers' predicted experts);
+//! a computation with nothing resident to run reads an expert that is neither resident nor in
+//! flight itself. A computation takes the experts of a layer in groups (`begin_layer`: the
+//! resident ones; `acquire_ready`: the misses as they arrive) and runs each group as one
+//! parallel pass. Replacement is LRU-2 with
 //! a pinned hot set (`cache.rs`). A bytes-per-second throttle shared by both paths simulates
 //! slower storage (`--io-limit`).
 
@@ -153,8 +156,9 @@ pub struct ExpertStats {
     pub resident_bytes: u64,
     pub peak_resident_bytes: u64,
     pub pinned_experts: u64,
-    /// Expert uses that found the expert resident; uses that had to wait for a read (their
-    /// own, or one in flight).
+    /// Expert uses whose expert was resident when the router chose it; uses whose expert had
+    /// to be read (by an I/O thread while other experts ran, or waited for). `acquire` (one
+    /// expert, outside the MoE step) counts a hit when it does not wait.
     pub hits: u64,
     pub misses: u64,
     /// Experts read ahead of their use (the current layer's, or predicted for the next
@@ -248,13 +252,19 @@ impl Throttle {
 
 struct State {
     policy: Policy,
-    /// Per slot: its buffer (None before first use, and while the I/O thread reads into it).
+    /// Per slot: its buffer (None before first use, and while a read fills it).
     bufs: Vec<Option<Arc<Vec<u8>>>>,
     ahead: VecDeque<Key>,
     predicted: VecDeque<Key>,
     pinned: HashSet<Key>,
     stats: ExpertStats,
     shutdown: bool,
+    /// Predicted experts being read now (at most one: see `io_thread`).
+    speculating: usize,
+    /// Experts a computation has chosen and not taken yet (its misses): reads ahead do not
+    /// evict them once they are resident. A hint only (one entry per key, whatever the
+    /// number of computations waiting for it).
+    wanted: HashSet<Key>,
 }
 
 struct Shared {
@@ -272,7 +282,8 @@ struct Shared {
 /// model (`Send + Sync`).
 pub struct ExpertStore {
     shared: Arc<Shared>,
-    io: Option<JoinHandle<()>>,
+    /// The I/O threads (none when one layer's experts do not fit in the slots).
+    io: Vec<JoinHandle<()>>,
     prefetch: bool,
     /// How many keys one read-ahead request may queue (leaves room for the working set).
     ahead_cap: usize,
@@ -301,6 +312,11 @@ pub fn routed_expert_bytes(w: &Weights) -> u64 {
 fn mlp_bytes(m: &Mlp) -> usize {
     m.gate.n_bytes() + m.up.n_bytes() + m.down.n_bytes()
 }
+
+/// Threads reading experts ahead of use: a layer's misses are read in parallel (several
+/// requests in flight for storage that serves them; from the page cache, copies on several
+/// cores).
+const IO_THREADS: usize = 3;
 
 /// Offsets inside a slot are aligned to this (a cache line).
 const SLOT_ALIGN: usize = 64;
@@ -399,6 +415,8 @@ impl ExpertStore {
                 pinned,
                 stats,
                 shutdown: false,
+                speculating: 0,
+                wanted: HashSet::new(),
             }),
             changed: Condvar::new(),
             files,
@@ -409,22 +427,25 @@ impl ExpertStore {
                 next_free: Mutex::new(Instant::now()),
             }),
         });
-        let io = if n_slots > room {
-            let s = shared.clone();
-            Some(
-                std::thread::Builder::new()
-                    .name("moela-expert-io".into())
-                    .spawn(move || io_thread(&s))
-                    .map_err(|e| Error::InvalidArg(format!("cannot start the I/O thread: {e}")))?,
-            )
-        } else {
-            // One layer's experts do not even fit: reading ahead would only evict what is
-            // about to be used. Every read is on demand.
-            None
-        };
+        let mut io = Vec::new();
+        if n_slots > room {
+            for i in 0..IO_THREADS {
+                let s = shared.clone();
+                io.push(
+                    std::thread::Builder::new()
+                        .name(format!("moela-expert-io{i}"))
+                        .spawn(move || io_thread(&s))
+                        .map_err(|e| {
+                            Error::InvalidArg(format!("cannot start an I/O thread: {e}"))
+                        })?,
+                );
+            }
+        }
+        // Otherwise one layer's experts do not even fit: reading ahead would only evict what
+        // is about to be used. Every read is on demand.
         Ok(Some(ExpertStore {
             shared,
-            prefetch: p.prefetch && io.is_some(),
+            prefetch: p.prefetch && !io.is_empty(),
             io,
             ahead_cap: n_slots.saturating_sub(max_pinned.min(n_slots)).max(1),
             n_slots,
@@ -475,12 +496,21 @@ impl ExpertStore {
     }
 
     /// Queues the experts of `layer` that a computation is about to use, in use order, for
-    /// the I/O thread to read while the first ones compute.
+    /// the I/O threads to read (`begin_layer` does this itself).
     pub fn read_ahead(&self, layer: usize, experts: &[usize]) {
-        if self.io.is_none() {
+        if self.io.is_empty() {
             return;
         }
         let mut st = self.lock();
+        self.queue_ahead(&mut st, layer, experts);
+    }
+
+    /// Queues for the I/O threads the experts of `layer` in `experts` that are neither
+    /// resident, in flight nor queued (at most `ahead_cap` of them).
+    fn queue_ahead(&self, st: &mut State, layer: usize, experts: &[usize]) {
+        if self.io.is_empty() {
+            return;
+        }
         let mut queued = 0;
         for &e in experts {
             let key = (layer as u32, e as u32);
@@ -529,14 +559,7 @@ impl ExpertStore {
     /// The expert's weights, resident for as long as the guard lives: from the cache, from a
     /// read in flight, or read now.
     pub fn acquire(&self, layer: usize, expert: usize) -> Result<ExpertGuard<'_>> {
-        let sh = &*self.shared;
-        let parts = sh
-            .layout
-            .get(layer)
-            .and_then(|l| l.get(expert))
-            .ok_or_else(|| {
-                Error::InvalidArg(format!("no routed expert {expert} in layer {layer}"))
-            })?;
+        let parts = self.parts(layer, expert)?;
         let key = (layer as u32, expert as u32);
         let t0 = Instant::now();
         let mut st = self.lock();
@@ -547,39 +570,19 @@ impl ExpertStore {
                 if e.ready {
                     break slot;
                 }
-                // In flight on the I/O thread.
+                // In flight on an I/O thread.
                 waited = true;
-                st = wait(sh, st);
+                st = wait(&self.shared, st);
                 continue;
             }
-            let Some(slot) = st.policy.victim() else {
-                // Every slot pinned, in use or being read: wait for one to be released.
-                waited = true;
-                st = wait(sh, st);
-                continue;
-            };
             waited = true;
-            let pinned = st.pinned.contains(&key);
-            st.policy.insert(slot, key, pinned, false);
-            let buf = st.bufs[slot].take();
-            drop(st);
-            let (buf, res) = read_expert(sh, parts, buf);
-            st = self.lock();
-            st.bufs[slot] = Some(buf);
-            match res {
-                Ok(()) => {
-                    st.stats.bytes_read += expert_len(parts) as u64;
-                    st.policy.entry_mut(slot).expect("inserted").ready = true;
-                    note_resident(sh, &mut st);
-                    sh.changed.notify_all();
-                }
-                Err(e) => {
-                    st.policy.remove(slot);
-                    sh.changed.notify_all();
-                    return Err(e);
-                }
+            let (s2, got) = self.read_now(st, key, parts);
+            st = s2;
+            match got? {
+                Some(slot) => break slot,
+                // Every slot pinned, in use or being read: wait for one to be released.
+                None => st = wait(&self.shared, st),
             }
-            break slot;
         };
         if waited {
             st.stats.misses += 1;
@@ -587,15 +590,168 @@ impl ExpertStore {
         } else {
             st.stats.hits += 1;
         }
+        Ok(self.take(st, slot, parts).1)
+    }
+
+    /// Starts one MoE layer's use of `experts` (its chosen experts, in expert order): counts
+    /// each as a hit (resident now) or a miss, takes a guard on every resident one into
+    /// `ready` (so that no read evicts it before it runs), and queues the misses, all of
+    /// them, for the I/O threads. Returns the misses, for [`acquire_ready`](Self::acquire_ready).
+    pub fn begin_layer<'a>(
+        &'a self,
+        layer: usize,
+        experts: &[usize],
+        ready: &mut Vec<(usize, ExpertGuard<'a>)>,
+    ) -> Result<Vec<usize>> {
+        for &e in experts {
+            self.parts(layer, e)?;
+        }
+        let mut st = self.lock();
+        let mut missing = Vec::new();
+        for &e in experts {
+            let key = (layer as u32, e as u32);
+            match st.policy.lookup(key) {
+                Some(slot) if st.policy.entry(slot).is_some_and(|x| x.ready) => {
+                    st.stats.hits += 1;
+                    let parts = &self.shared.layout[layer][e];
+                    let (s2, g) = self.take(st, slot, parts);
+                    st = s2;
+                    ready.push((e, g));
+                }
+                _ => {
+                    st.stats.misses += 1;
+                    st.wanted.insert((layer as u32, e as u32));
+                    missing.push(e);
+                }
+            }
+        }
+        self.queue_ahead(&mut st, layer, &missing);
+        Ok(missing)
+    }
+
+    /// Moves into `out` a guard for every expert of `pending` (experts of `layer`) that is
+    /// resident now, removing them from `pending`, and queues again for the I/O threads those
+    /// that are not being read. When none is resident, gets at least one: reads one
+    /// that no I/O thread has started (taking it off their queue), or else waits for a read
+    /// in flight. Call with `out` empty: a computation never waits while it holds slots, so
+    /// computations sharing the store cannot deadlock. The time spent here counts as I/O
+    /// wait.
+    pub fn acquire_ready<'a>(
+        &'a self,
+        layer: usize,
+        pending: &mut Vec<usize>,
+        out: &mut Vec<(usize, ExpertGuard<'a>)>,
+    ) -> Result<()> {
+        debug_assert!(out.is_empty());
+        let t0 = Instant::now();
+        let mut st = self.lock();
+        // Reads an I/O thread had to drop (no evictable slot then) are queued again.
+        self.queue_ahead(&mut st, layer, pending);
+        let mut waited = false;
+        while !pending.is_empty() {
+            let mut i = 0;
+            while i < pending.len() {
+                let e = pending[i];
+                let key = (layer as u32, e as u32);
+                match st.policy.lookup(key) {
+                    Some(slot) if st.policy.entry(slot).is_some_and(|x| x.ready) => {
+                        let parts = self.parts(layer, e)?;
+                        let (s2, g) = self.take(st, slot, parts);
+                        st = s2;
+                        out.push((e, g));
+                        pending.remove(i);
+                    }
+                    _ => i += 1,
+                }
+            }
+            if !out.is_empty() {
+                break;
+            }
+            waited = true;
+            // Nothing ready: read one that is not in flight ourselves, else wait.
+            let idle = pending
+                .iter()
+                .position(|&e| st.policy.lookup((layer as u32, e as u32)).is_none());
+            let Some(i) = idle else {
+                st = wait(&self.shared, st);
+                continue;
+            };
+            let e = pending[i];
+            let key = (layer as u32, e as u32);
+            st.ahead.retain(|&k| k != key);
+            let parts = self.parts(layer, e)?;
+            let (s2, got) = self.read_now(st, key, parts);
+            st = s2;
+            if got?.is_none() {
+                st = wait(&self.shared, st);
+            }
+        }
+        if waited {
+            st.stats.io_wait_ns += t0.elapsed().as_nanos() as u64;
+        }
+        Ok(())
+    }
+
+    fn parts(&self, layer: usize, expert: usize) -> Result<&[Part; 3]> {
+        self.shared
+            .layout
+            .get(layer)
+            .and_then(|l| l.get(expert))
+            .ok_or_else(|| Error::InvalidArg(format!("no routed expert {expert} in layer {layer}")))
+    }
+
+    /// Reads `key` into a victim slot on this thread. Ok(None): no slot is evictable.
+    #[allow(clippy::type_complexity)]
+    fn read_now<'s>(
+        &'s self,
+        mut st: MutexGuard<'s, State>,
+        key: Key,
+        parts: &[Part; 3],
+    ) -> (MutexGuard<'s, State>, Result<Option<usize>>) {
+        let sh = &*self.shared;
+        let Some(slot) = st.policy.victim() else {
+            return (st, Ok(None));
+        };
+        let pinned = st.pinned.contains(&key);
+        st.policy.insert(slot, key, pinned, false);
+        let buf = st.bufs[slot].take();
+        drop(st);
+        let (buf, res) = read_expert(sh, parts, buf);
+        let mut st = self.lock();
+        st.bufs[slot] = Some(buf);
+        match res {
+            Ok(()) => {
+                st.stats.bytes_read += expert_len(parts) as u64;
+                st.policy.entry_mut(slot).expect("inserted").ready = true;
+                note_resident(sh, &mut st);
+                sh.changed.notify_all();
+                (st, Ok(Some(slot)))
+            }
+            Err(e) => {
+                st.policy.remove(slot);
+                sh.changed.notify_all();
+                (st, Err(e))
+            }
+        }
+    }
+
+    /// A guard on the ready `slot` (holding `expert`, whose parts are `parts`).
+    fn take<'s>(
+        &'s self,
+        mut st: MutexGuard<'s, State>,
+        slot: usize,
+        parts: &[Part; 3],
+    ) -> (MutexGuard<'s, State>, ExpertGuard<'s>) {
         st.policy.touch(slot);
         let e = st.policy.entry_mut(slot).expect("ready slot");
         e.users += 1;
+        let key = e.key;
         if e.prefetched_unused {
             e.prefetched_unused = false;
             st.stats.prefetch_hits += 1;
         }
+        st.wanted.remove(&key);
         let buf = st.bufs[slot].clone().expect("a ready slot has its buffer");
-        drop(st);
         let view = |p: &Part| {
             TensorView::new(
                 p.dtype,
@@ -606,7 +762,7 @@ impl ExpertStore {
             )
             .expect("slot layout checked at construction")
         };
-        Ok(ExpertGuard {
+        let g = ExpertGuard {
             store: self,
             slot,
             mlp: Some(Mlp {
@@ -614,7 +770,8 @@ impl ExpertStore {
                 up: view(&parts[1]),
                 down: view(&parts[2]),
             }),
-        })
+        };
+        (st, g)
     }
 }
 
@@ -622,7 +779,7 @@ impl Drop for ExpertStore {
     fn drop(&mut self) {
         self.lock().shutdown = true;
         self.shared.changed.notify_all();
-        if let Some(h) = self.io.take() {
+        for h in self.io.drain(..) {
             let _ = h.join();
         }
     }
@@ -720,27 +877,34 @@ fn io_thread(sh: &Shared) {
         if st.shutdown {
             return;
         }
+        // The current layer's misses (certain to be used) in parallel; predicted experts one
+        // at a time, so that mispredictions do not take the storage from certain reads, and
+        // most of a stale prediction is still queued (and dropped) when the next replaces it.
         let next = match st.ahead.pop_front() {
-            Some(k) => Some(k),
-            None => st.predicted.pop_front(),
+            Some(k) => Some((k, false)),
+            None if st.speculating == 0 => st.predicted.pop_front().map(|k| (k, true)),
+            None => None,
         };
-        let Some(key) = next else {
+        let Some((key, speculative)) = next else {
             st = wait(sh, st);
             continue;
         };
         if st.policy.lookup(key).is_some() {
             continue;
         }
-        let Some(slot) = st.policy.victim() else {
+        // Never in place of a chosen expert that waits for its computation.
+        let Some(slot) = st.policy.victim_sparing(|k| st.wanted.contains(&k)) else {
             continue;
         };
         let pinned = st.pinned.contains(&key);
         st.policy.insert(slot, key, pinned, true);
         let buf = st.bufs[slot].take();
+        st.speculating += speculative as usize;
         drop(st);
         let parts = &sh.layout[key.0 as usize][key.1 as usize];
         let (buf, res) = read_expert(sh, parts, buf);
         st = lock(sh);
+        st.speculating -= speculative as usize;
         st.bufs[slot] = Some(buf);
         if res.is_ok() {
             st.stats.bytes_read += expert_len(parts) as u64;
