@@ -259,35 +259,24 @@ enum { G_Q4_1 = R_IQ4_NL + 1, G_Q5_1, G_IQ4_XS };
 #define G_UNSIGNED(t) (R_UNSIGNED(t) || (t) == G_Q4_1 || (t) == G_Q5_1)
 #define G_MINS(t) ((t) == G_Q4_1 || (t) == G_Q5_1)
 
+/* The one-row legacy/IQ4 kernels' block decoder (defined with them below). */
+enum { LX_Q4_1, LX_Q5_0, LX_Q5_1, LX_IQ4_NL, LX_IQ4_XS };
+static inline __attribute__((always_inline)) __m256i lx_block(int type, const uint8_t *w,
+                                                             size_t j, float *f, float *m);
+
 /* Block j of a row: its 32 bytes in element order (as r_block), its factor and min. */
 static inline __attribute__((always_inline)) __m256i g_block(int t, const uint8_t *row, size_t j,
                                                              float *f, float *m) {
-    const uint8_t *b;
-    *m = 0.0f;
     switch (t) {
-    case G_Q4_1:
-        b = row + 20 * j;
+    case G_Q4_1: return lx_block(LX_Q4_1, row, j, f, m);
+    case G_Q5_1: return lx_block(LX_Q5_1, row, j, f, m);
+    case G_IQ4_XS: return lx_block(LX_IQ4_XS, row, j, f, m);
+    default: {
+        const uint8_t *b = row + R_BS(t) * j;
         *f = f16_at(b);
-        *m = f16_at(b + 2);
-        return unpack_q4(b + 4);
-    case G_Q5_1:
-        b = row + 24 * j;
-        *f = f16_at(b);
-        *m = f16_at(b + 2);
-        return _mm256_or_si256(unpack_q4(b + 8), lx_hbits(lx_u32(b + 4)));
-    case G_IQ4_XS: {
-        b = row + 136 * (j / 8);
-        const int i = (int)(j % 8);
-        uint16_t h;
-        memcpy(&h, b + 2, 2);
-        const int ls = ((b[4 + i / 2] >> (4 * (i % 2))) & 0x0f) | (((h >> (2 * i)) & 3) << 4);
-        *f = f16_at(b) * (float)(ls - 32);
-        return iq4nl_values(unpack_q4(b + 8 + 16 * i));
-    }
-    default:
-        b = row + R_BS(t) * j;
-        *f = f16_at(b);
+        *m = 0.0f;
         return r_block(t, b);
+    }
     }
 }
 
@@ -1146,8 +1135,6 @@ void mk_vec_dot4_bf16_f32_avx2(size_t n, const void *w, const float *x, float *o
  * Every type goes through one loop over 32-element blocks: a block is decoded to 32 bytes in
  * element order, either unsigned codes (Q4_1/Q5_1: x = f·u + m; Q5_0: x = f·(u - 16)) or signed
  * codebook values (IQ4: x = f·v), then multiplied with the q8a block by maddubs. */
-
-enum { LX_Q4_1, LX_Q5_0, LX_Q5_1, LX_IQ4_NL, LX_IQ4_XS };
 
 /* Block j of a row of `type`: its 32 bytes (codes or values), factor f and min m. */
 static inline __attribute__((always_inline)) __m256i lx_block(int type, const uint8_t *w,
