@@ -3,30 +3,13 @@
 //! reference (the model with a smaller top-k in its config) where the routing rules make the
 //! two the same.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use moela::moe::router::ExpertSkip;
 use moela::session::sequence_logits;
 use moela::{Error, Model, Session, SessionParams};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn tokens(name: &str) -> Vec<u32> {
-    let t: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture(name).join("tokens.json")).unwrap())
-            .unwrap();
-    t["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
-}
+mod common;
+use common::{fixture, fixture_tokens as tokens};
 
 fn skip(min_weight: f32, top_k: usize) -> ExpertSkip {
     ExpertSkip { min_weight, top_k }

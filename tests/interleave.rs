@@ -5,7 +5,6 @@
 //! · max |logit| (both run the same q8a activations through kernels that differ only in the
 //! order of their float sums; measured ~2e-7 relative on these fixtures).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use moela::model::weights::{Ffn, QWeights};
@@ -14,24 +13,8 @@ use moela::moe::experts::{ExpertBudget, ExpertParams};
 use moela::session::sequence_logits;
 use moela::tensor::DType;
 use moela::{Model, SessionParams};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn tokens(name: &str) -> Vec<u32> {
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture(name).join("tokens.json")).unwrap())
-            .unwrap();
-    let list = v.get("tokens").unwrap_or(&v);
-    list.as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_u64().unwrap() as u32)
-        .collect()
-}
+mod common;
+use common::{fixture, fixture_tokens as tokens};
 
 #[test]
 fn interleaved_q4_0_matches_file_layout() {

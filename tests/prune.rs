@@ -16,24 +16,8 @@ use moela::moe::prune::{self as mp, Method};
 use moela::moe::router::{ExpertMask, ExpertSkip};
 use moela::tensor::DType;
 use moela::{Model, Session, SessionParams};
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn tokens(name: &str) -> Vec<u32> {
-    let t: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture(name).join("tokens.json")).unwrap())
-            .unwrap();
-    t["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
-}
+mod common;
+use common::{fixture, fixture_tokens as tokens};
 
 fn tmpdir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("moela-prune-{tag}-{}", std::process::id()));

@@ -20,25 +20,11 @@ use moela::sampler::{Sampler, SamplerParams};
 use moela::speculative::{self, Drafter, PromptLookup, SpecStats, Speculator};
 use moela::tensor::DType;
 use moela::{Model, Session, SessionParams};
+mod common;
+use common::{fixture, fixture_tokens};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn fixture(name: &str) -> PathBuf {
-    root().join("tests/fixtures").join(name)
-}
-
-fn fixture_tokens(name: &str) -> Vec<u32> {
-    let t: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture(name).join("tokens.json")).unwrap())
-            .unwrap();
-    t["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
 }
 
 fn tmpdir() -> PathBuf {
