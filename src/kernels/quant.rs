@@ -245,9 +245,15 @@ pub fn dot_x8_tokens(
                 .iter()
                 .all(|a| a.n == n && a.qs.len() >= n && a.d.len() >= n / QK && a.s.len() >= n / QK)
     );
-    let qs: Vec<*const i8> = acts.iter().map(|a| a.qs.as_ptr()).collect();
-    let d: Vec<*const f32> = acts.iter().map(|a| a.d.as_ptr()).collect();
-    let s: Vec<*const i32> = acts.iter().map(|a| a.s.as_ptr()).collect();
+    // The tokens' array pointers on the stack: this runs per 64-row block in verification.
+    let (mut qs, mut d, mut s) = (
+        [std::ptr::null(); 8],
+        [std::ptr::null(); 8],
+        [std::ptr::null(); 8],
+    );
+    for (t, a) in acts.iter().enumerate() {
+        (qs[t], d[t], s[t]) = (a.qs.as_ptr(), a.d.as_ptr(), a.s.as_ptr());
+    }
     for (gi, g) in groups.chunks_exact(gb).take(nrows / GROUP).enumerate() {
         // SAFETY: `g` is one whole group of n-element rows, each acts[t] holds n values and
         // n/32 blocks (asserted), and out[t*nrows + 8*gi .. +8] lies within `out` for every t
