@@ -85,6 +85,13 @@
 #define MOELA_EXPERT_BUDGET_UNLIMITED UINT64_MAX
 
 /**
+ * `moela_model_params.expert_budget_bytes`: sized from the memory available at load: no
+ * budget when the model fits in 3/4 of it, else what is left of that beside the other
+ * weights (the CLI's `--expert-budget auto`).
+ */
+#define MOELA_EXPERT_BUDGET_AUTO (UINT64_MAX - 1)
+
+/**
  * `moela_model_info.flags`: the model has a tokenizer, so the text functions work.
  */
 #define MOELA_MODEL_INFO_HAS_TOKENIZER 1

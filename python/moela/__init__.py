@@ -356,14 +356,16 @@ class Model:
     def __init__(
         self,
         path: Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"],
-        expert_budget_bytes: Optional[int] = None,
+        expert_budget_bytes: Union[int, str, None] = None,
         prefetch: bool = True,
         keep_file_layout: bool = False,
     ) -> None:
         """``path``: a str, bytes or os.PathLike without NUL characters.
         ``expert_budget_bytes``: memory for routed experts, an int in 0 ..= 2**64 - 1 (None or
         2**64 - 1: unlimited, every expert stays in the file mapping; 0 streams each through
-        one slot); the logits are the same at every budget. ``prefetch`` (bool): with a
+        one slot), or ``"auto"`` (no budget when the model fits in 3/4 of the memory
+        available, else what is left of that beside the other weights); the logits are the
+        same at every budget. ``prefetch`` (bool): with a
         budget, read the next layers' predicted experts ahead. ``keep_file_layout`` (bool):
         keep every weight in the file mapping as the file lays it out (by default, on CPUs
         whose kernels are faster on it, Q4_0 and Q4_K weights are interleaved into memory at
@@ -375,7 +377,15 @@ class Model:
         where = "Model"
         data = _path(where, "path", path)
         params = _defaults(_ffi.ModelParams, "moela_model_default_params")
-        if expert_budget_bytes is not None:
+        if isinstance(expert_budget_bytes, str):
+            if expert_budget_bytes != "auto":
+                raise MoelaValueError(
+                    Status.INVALID_ARG,
+                    f'{where}: expert_budget_bytes must be an int, None or "auto", '
+                    f"not {expert_budget_bytes!r}",
+                )
+            params.expert_budget_bytes = _U64_MAX - 1
+        elif expert_budget_bytes is not None:
             params.expert_budget_bytes = _int(
                 where,
                 "expert_budget_bytes",

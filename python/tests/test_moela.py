@@ -103,6 +103,13 @@ class TestModel(unittest.TestCase):
         with self.assertRaises(MoelaError):
             moela.Model(MODEL, expert_budget_bytes=-1)
 
+    def test_auto_expert_budget(self) -> None:
+        # The default model (24 MB) fits in any machine's memory: auto means no store.
+        with moela.Model(MODEL, expert_budget_bytes="auto") as m:
+            self.assertFalse(m.expert_cache_stats()["flags"] & _ffi.EXPERT_CACHE_ENABLED)
+        with self.assertRaises(MoelaValueError):
+            moela.Model(MODEL, expert_budget_bytes="half")
+
     def test_info(self) -> None:
         with moela.Model(MODEL) as m:
             i = m.info

@@ -317,8 +317,10 @@ enum Cmd {
 /// Where routed experts live (docs/OFFLOADING.md).
 #[derive(clap::Args, Clone, Debug)]
 struct ExpertArgs {
-    /// Memory for routed experts: bytes (2GiB, 500MB) or a share of the routed-expert bytes
-    /// (25%); unlimited by default (every expert stays in the file mapping).
+    /// Memory for routed experts: bytes (2GiB, 500MB), a share of the routed-expert bytes
+    /// (25%), or auto (no budget when the model fits in 3/4 of the memory available, else
+    /// what is left of that beside the other weights); unlimited by default (every expert
+    /// stays in the file mapping).
     #[arg(long)]
     expert_budget: Option<String>,
     /// Pin the hottest experts of this profile (from `moela profile`) that fit the budget.
@@ -702,6 +704,12 @@ fn load_with(path: &PathBuf, params: &ModelParams) -> moela::Result<Arc<Model>> 
             st.n_slots,
             st.slot_bytes as f64 / 1e6,
             st.pinned_experts
+        );
+    } else if params.experts.budget == ExpertBudget::Auto {
+        eprintln!(
+            "expert budget auto: the {:.1} GB of weights fit in the memory available, \
+             every expert stays in the file mapping",
+            m.resident_weight_bytes() as f64 / 1e9 + st.routed_expert_bytes as f64 / 1e9
         );
     }
     Ok(Arc::new(m))

@@ -202,6 +202,10 @@ pub const MOELA_MODEL_KEEP_FILE_LAYOUT: u32 = 2;
 pub(crate) const MODEL_FLAGS: u32 = MOELA_MODEL_NO_PREFETCH | MOELA_MODEL_KEEP_FILE_LAYOUT;
 /// `moela_model_params.expert_budget_bytes`: no budget (the default).
 pub const MOELA_EXPERT_BUDGET_UNLIMITED: u64 = u64::MAX;
+/// `moela_model_params.expert_budget_bytes`: sized from the memory available at load: no
+/// budget when the model fits in 3/4 of it, else what is left of that beside the other
+/// weights (the CLI's `--expert-budget auto`).
+pub const MOELA_EXPERT_BUDGET_AUTO: u64 = u64::MAX - 1;
 
 /// `moela_model_info.flags`: the model has a tokenizer, so the text functions work.
 pub const MOELA_MODEL_INFO_HAS_TOKENIZER: u32 = 1;

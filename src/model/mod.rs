@@ -130,7 +130,7 @@ impl ModelParams {
 
 /// The memory the kernel says is available for new allocations without swapping
 /// (`MemAvailable` of /proc/meminfo), None where it does not say.
-fn mem_available() -> Option<usize> {
+pub(crate) fn mem_available() -> Option<usize> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let kb: usize = info
         .lines()

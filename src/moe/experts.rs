@@ -43,14 +43,20 @@ pub enum ExpertBudget {
     Bytes(u64),
     /// This fraction (0..=1) of the model's routed-expert bytes.
     Fraction(f64),
+    /// Sized from the memory available at load ([`ExpertBudget::auto_bytes`]): no store when
+    /// the whole model fits, else what is left beside the resident weights.
+    Auto,
 }
 
 impl ExpertBudget {
-    /// Parses `2GiB`, `500MB`, `123456` (bytes), `25%` or `unlimited`.
+    /// Parses `2GiB`, `500MB`, `123456` (bytes), `25%`, `auto` or `unlimited`.
     pub fn parse(s: &str) -> Result<ExpertBudget> {
         let t = s.trim();
         if t.eq_ignore_ascii_case("unlimited") || t.eq_ignore_ascii_case("none") {
             return Ok(ExpertBudget::Unlimited);
+        }
+        if t.eq_ignore_ascii_case("auto") {
+            return Ok(ExpertBudget::Auto);
         }
         if let Some(p) = t.strip_suffix('%') {
             let v: f64 = p.trim().parse().map_err(|_| bad_size(s))?;
@@ -66,19 +72,46 @@ impl ExpertBudget {
         ))
     }
 
-    /// The budget in bytes for a model with `routed` bytes of routed experts.
-    pub fn bytes(&self, routed: u64) -> Option<u64> {
+    /// The budget in bytes for a model with `routed` bytes of routed experts and `resident`
+    /// bytes of other weights (None: no store).
+    pub fn bytes(&self, routed: u64, resident: u64) -> Option<u64> {
         match *self {
             ExpertBudget::Unlimited => None,
             ExpertBudget::Bytes(b) => Some(b),
             ExpertBudget::Fraction(f) => Some((routed as f64 * f).floor() as u64),
+            ExpertBudget::Auto => {
+                let avail = crate::model::mem_available()?;
+                ExpertBudget::auto_bytes(routed, resident, avail as u64)
+            }
         }
+    }
+
+    /// `auto` for a machine with `available` bytes of memory free for new allocations
+    /// (MemAvailable, which counts the reclaimable page cache): a model whose weights fit in
+    /// 3/4 of it runs from the mapping without a store (None; the page cache keeps it warm);
+    /// otherwise the experts get what is left of those 3/4 beside the resident weights, less
+    /// 512 MiB for the KV cache and scratch (at least one slot: the store never
+    /// takes less). The other quarter stays for the rest of the system.
+    pub fn auto_bytes(routed: u64, resident: u64, available: u64) -> Option<u64> {
+        let usable = available / 4 * 3;
+        if routed.saturating_add(resident) <= usable {
+            return None;
+        }
+        Some(
+            usable
+                .saturating_sub(resident)
+                .saturating_sub(AUTO_HEADROOM),
+        )
     }
 }
 
+/// What `--expert-budget auto` leaves beside the weights for the KV cache, activations and
+/// the I/O threads' buffers.
+const AUTO_HEADROOM: u64 = 512 << 20;
+
 fn bad_size(s: &str) -> Error {
     Error::InvalidArg(format!(
-        "{s:?}: expected a size such as 2GiB, 500MB, 1048576 or 25%"
+        "{s:?}: expected a size such as 2GiB, 500MB, 1048576, 25% or auto"
     ))
 }
 
@@ -331,7 +364,8 @@ impl ExpertStore {
         p: &ExpertParams,
     ) -> Result<Option<ExpertStore>> {
         let routed = routed_expert_bytes(w);
-        let Some(budget) = p.budget.bytes(routed) else {
+        let mapped: u64 = files.iter().map(|f| f.map_len as u64).sum();
+        let Some(budget) = p.budget.bytes(routed, mapped.saturating_sub(routed)) else {
             return Ok(None);
         };
         let mut layout = Vec::with_capacity(w.layers.len());
@@ -945,8 +979,25 @@ mod tests {
         assert!(ExpertBudget::parse("150%").is_err());
         assert!(ExpertBudget::parse("2 parsecs").is_err());
         assert!(ExpertBudget::parse("-1").is_err());
-        assert_eq!(ExpertBudget::Fraction(0.25).bytes(1000), Some(250));
+        assert_eq!(ExpertBudget::Fraction(0.25).bytes(1000, 7), Some(250));
+        assert_eq!(ExpertBudget::parse(" AUTO ").unwrap(), ExpertBudget::Auto);
         assert_eq!(parse_rate("200MB/s").unwrap(), 200e6);
         assert!(parse_rate("0MB/s").is_err());
+    }
+
+    #[test]
+    fn auto_budget_follows_available_memory() {
+        const G: u64 = 1 << 30;
+        // 8 GiB of experts + 1 GiB resident in 16 GiB free (12 usable): no store.
+        assert_eq!(ExpertBudget::auto_bytes(8 * G, G, 16 * G), None);
+        // Exactly the usable share still fits.
+        assert_eq!(ExpertBudget::auto_bytes(11 * G, G, 16 * G), None);
+        // 30 GiB of experts: what is left of 12 GiB beside 2 GiB resident and the headroom.
+        assert_eq!(
+            ExpertBudget::auto_bytes(30 * G, 2 * G, 16 * G),
+            Some(10 * G - AUTO_HEADROOM)
+        );
+        // Resident weights alone above the usable share: the smallest store (one slot).
+        assert_eq!(ExpertBudget::auto_bytes(30 * G, 20 * G, 16 * G), Some(0));
     }
 }

@@ -835,6 +835,15 @@ static void test_expert_budget(const moela_model *plain, const char *path) {
     moela_session_free(s1);
     moela_session_free(s2);
     moela_model_free(m);
+    /* "auto" on a model far smaller than any machine's memory: no store at all. */
+    m = NULL;
+    mp = model_params();
+    mp.expert_budget_bytes = MOELA_EXPERT_BUDGET_AUTO;
+    EXPECT_OK(moela_model_load(path, &mp, &m));
+    if (!m) return;
+    EXPECT_OK(moela_model_expert_cache_stats(m, &st, sizeof st));
+    CHECK((st.flags & MOELA_EXPERT_CACHE_ENABLED) == 0 && st.routed_expert_bytes > 0);
+    moela_model_free(m);
 }
 
 /* Greedy continuation of `n` tokens: the tokens and the logits after each. */
