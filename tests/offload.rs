@@ -93,7 +93,7 @@ fn check(path: &Path, toks: &[u32], prefill: usize) {
                     "{what}: logits differ from the unbudgeted model"
                 );
                 let st = m.expert_stats();
-                let cap = budget.bytes(routed).unwrap().max(one);
+                let cap = budget.bytes(routed, 0).unwrap().max(one);
                 assert!(
                     st.peak_resident_bytes <= cap && st.resident_bytes <= cap,
                     "{what}: resident {} / peak {} over the budget {cap}",
