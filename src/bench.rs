@@ -229,6 +229,7 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
         if p.n_prompt > 0 {
             session.reset();
             let toks = tokens(p.n_prompt, cfg.vocab_size, rep as u64);
+            crate::stage_times::reset();
             let t = Instant::now();
             session.eval(&toks, false)?;
             pp.push(p.n_prompt as f64 / t.elapsed().as_secs_f64());
@@ -237,6 +238,9 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
                 p.n_prompt,
                 pp[pp.len() - 1]
             ));
+            if crate::stage_times::enabled() {
+                progress(&crate::stage_times::report(p.n_prompt));
+            }
         }
         if p.n_gen > 0 {
             session.reset();
