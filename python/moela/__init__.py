@@ -1,14 +1,17 @@
 """moela from Python: DeepSeek-V2/V3 mixture-of-experts models on the CPU.
 
 A pure-Python layer over the moela shared library (ctypes, no compiled extension). The
-library is found through ``$MOELA_LIBRARY``, next to this package, or on the system's
-library path.
+library is ``$MOELA_LIBRARY`` when set, else the one bundled in this package (``pip install
+./python`` builds it with cargo), else the system's library path.
 
 >>> import moela
 >>> model = moela.Model("model.gguf")
 >>> session = moela.Session(model)
 >>> for piece in session.generate("Once upon a time", max_tokens=32):
 ...     print(piece, end="", flush=True)
+
+Logits come back as ``numpy.ndarray`` (float32) when numpy can be imported, else as
+``array.array('f')``; :func:`set_logits_type` chooses one for good.
 
 Errors from the library are raised as :class:`MoelaError`, with its status and message.
 Arguments are checked before they reach the library: a wrong type is a TypeError naming the
@@ -30,10 +33,33 @@ import math
 import numbers
 import operator
 import os
+import sys
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
 
 from . import _ffi
+
+if TYPE_CHECKING:
+    import numpy
+    import numpy.typing
+
+    #: What :meth:`Session.logits` returns: a float32 numpy array of n_vocab values when
+    #: numpy is there (the default), else an ``array('f')``.
+    Logits = Union[numpy.typing.NDArray[numpy.float32], "array.array[float]"]
+    #: What :meth:`Session.eval_all_logits` returns: a (tokens, n_vocab) float32 numpy array,
+    #: else a list of ``array('f')`` rows.
+    LogitsRows = Union[numpy.typing.NDArray[numpy.float32], List["array.array[float]"]]
 
 __all__ = [
     "ABI_VERSION",
@@ -49,6 +75,7 @@ __all__ = [
     "abi_version",
     "generate",
     "get_n_threads",
+    "set_logits_type",
     "set_n_threads",
     "version",
 ]
@@ -58,6 +85,47 @@ ABI_VERSION = _ffi.ABI_VERSION
 MAX_THREADS = _ffi.MAX_THREADS
 
 _lib: Optional[ctypes.CDLL] = None
+
+#: "auto", "numpy" or "array": see :func:`set_logits_type`.
+_logits_type = "auto"
+#: numpy once imported for logits; False when it cannot be imported; None before trying.
+_numpy_module: Any = None
+
+
+def set_logits_type(kind: str) -> None:
+    """Chooses what :meth:`Session.logits` and :meth:`Session.eval_all_logits` return:
+    ``"auto"`` (the default): float32 ``numpy.ndarray`` when numpy can be imported, else
+    ``array.array('f')`` (a list of them from eval_all_logits); ``"numpy"``: always numpy
+    (ImportError now when numpy cannot be imported); ``"array"``: always ``array('f')``, as
+    the package returned before numpy support, whether numpy is installed or not."""
+    global _logits_type
+    if not isinstance(kind, str):
+        raise TypeError(f"set_logits_type: kind must be a str, not {_type_name(kind)}")
+    if kind not in ("auto", "numpy", "array"):
+        raise MoelaValueError(
+            Status.INVALID_ARG,
+            f"set_logits_type: kind is {kind!r}: must be one of 'auto', 'numpy', 'array'",
+        )
+    if kind == "numpy" and _import_numpy() is None:
+        raise ImportError("set_logits_type('numpy'): numpy cannot be imported (pip install numpy)")
+    _logits_type = kind
+
+
+def _import_numpy() -> Any:
+    global _numpy_module
+    if _numpy_module is None:
+        try:
+            import numpy
+        except ImportError:
+            _numpy_module = False
+        else:
+            _numpy_module = numpy
+    return _numpy_module or None
+
+
+def _logits_numpy() -> Any:
+    """numpy when logits are to be numpy arrays, else None."""
+    return None if _logits_type == "array" else _import_numpy()
 
 
 def _l() -> ctypes.CDLL:
@@ -572,24 +640,46 @@ class Sampler:
         """Restarts the random stream from the seed."""
         _check(_l().moela_sampler_reset(self._handle()))
 
-    def sample_logits(self, logits: Sequence[float], history: Sequence[int] = ()) -> int:
-        """Chooses from the given logits (a non-empty sequence of floats); ``history`` (token
-        ids, ints in 0 ..= 2**32 - 1) feeds the repetition penalty."""
+    def sample_logits(
+        self, logits: Union["Logits", Sequence[float]], history: Sequence[int] = ()
+    ) -> int:
+        """Chooses from the given logits (a non-empty sequence of floats: a one-dimensional
+        numpy array of a real dtype and ``array('f')``, as :meth:`Session.logits` returns
+        them, are passed without a copy per value); ``history`` (token ids, ints in
+        0 ..= 2**32 - 1) feeds the repetition penalty."""
         where = "Sampler.sample_logits"
         if isinstance(logits, (str, bytes, bytearray)):
             raise TypeError(f"{where}: logits must be a sequence of floats, not {_type_name(logits)}")
-        try:
-            values = list(logits)
-            lg = (ctypes.c_float * len(values))(*values)
-        except TypeError:
-            raise TypeError(f"{where}: logits must be a sequence of floats") from None
+        np = sys.modules.get("numpy")  # an ndarray means numpy is imported already
+        keep: object = None  # what lg points into, alive for the call
+        if np is not None and isinstance(logits, np.ndarray):
+            if logits.ndim != 1 or logits.dtype.kind not in "iuf":
+                raise TypeError(
+                    f"{where}: logits must be a one-dimensional array of real numbers, not an "
+                    f"array of shape {logits.shape} and dtype {logits.dtype}"
+                )
+            keep = np.ascontiguousarray(logits, dtype=np.float32)
+            n = int(keep.size)  # type: ignore[attr-defined]
+            lg: Any = keep.ctypes.data_as(_ffi.c_float_p)  # type: ignore[attr-defined]
+        elif isinstance(logits, array.array) and logits.typecode == "f":
+            n = len(logits)
+            keep = logits
+            lg = ctypes.cast(logits.buffer_info()[0], _ffi.c_float_p)
+        else:
+            try:
+                values = list(logits)
+                lg = (ctypes.c_float * len(values))(*values)
+            except TypeError:
+                raise TypeError(f"{where}: logits must be a sequence of floats") from None
+            n = len(values)
         hist = _u32_array(where, "history", history)
         out = ctypes.c_uint32()
         _check(
             _l().moela_sample_logits(
-                self._handle(), lg, len(lg), hist if len(hist) else None, len(hist), ctypes.byref(out)
+                self._handle(), lg, n, hist if len(hist) else None, len(hist), ctypes.byref(out)
             )
         )
+        del keep
         return out.value
 
     def close(self) -> None:
@@ -707,20 +797,34 @@ class Session:
         ids = _u32_array("Session.eval", "tokens", tokens)
         _check(_l().moela_session_eval(self._handle(), ids, len(ids)))
 
-    def eval_all_logits(self, tokens: Sequence[int]) -> list:
+    def eval_all_logits(self, tokens: Sequence[int]) -> "LogitsRows":
         """Evaluates a batch (as :meth:`eval`) and returns the logits after each of its
-        tokens (a list of ``array('f')`` rows)."""
+        tokens: a float32 numpy array of shape (len(tokens), n_vocab) when numpy is there,
+        else a list of ``array('f')`` rows (:func:`set_logits_type`)."""
         ids = _u32_array("Session.eval_all_logits", "tokens", tokens)
         h = self._handle()
-        out = (ctypes.c_float * (len(ids) * self._n_vocab))()
-        _check(_l().moela_session_eval_all_logits(h, ids, len(ids), out, len(out), None))
         v = self._n_vocab
+        np = _logits_numpy()
+        if np is not None:
+            rows = np.empty((len(ids), v), dtype=np.float32)
+            ptr = rows.ctypes.data_as(_ffi.c_float_p)
+            _check(_l().moela_session_eval_all_logits(h, ids, len(ids), ptr, rows.size, None))
+            return rows  # type: ignore[no-any-return]
+        out = (ctypes.c_float * (len(ids) * v))()
+        _check(_l().moela_session_eval_all_logits(h, ids, len(ids), out, len(out), None))
         flat = array.array("f", bytes(out))
         return [flat[i * v : (i + 1) * v] for i in range(len(ids))]
 
-    def logits(self) -> "array.array[float]":
-        """The logits after the last evaluated token, as ``array('f')`` of n_vocab floats."""
+    def logits(self) -> "Logits":
+        """The logits after the last evaluated token, n_vocab floats: a float32 numpy array
+        when numpy is there, else ``array('f')`` (:func:`set_logits_type`). A new array each
+        call, owned by the caller."""
         h = self._handle()
+        np = _logits_numpy()
+        if np is not None:
+            row = np.empty(self._n_vocab, dtype=np.float32)
+            _check(_l().moela_session_logits(h, row.ctypes.data_as(_ffi.c_float_p), row.size, None))
+            return row  # type: ignore[no-any-return]
         out = (ctypes.c_float * self._n_vocab)()
         _check(_l().moela_session_logits(h, out, len(out), None))
         return array.array("f", bytes(out))
