@@ -188,4 +188,4 @@ if _bdist_wheel is not None:
 
     cmdclass["bdist_wheel"] = BdistWheelPlatform
 
-setup(cmdclass=cmdclass, distclass=BinaryDistribution)
+setup(cmdclass=cmdclass, distclass=BinaryDistribution, license="MIT")

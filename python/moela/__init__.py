@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import (
     TYPE_CHECKING,
     Any,
+    Dict,
     Iterable,
     Iterator,
     List,
@@ -45,7 +46,10 @@ from typing import (
     Optional,
     Sequence,
     Tuple,
+    Type,
+    TypeVar,
     Union,
+    cast,
 )
 
 from . import _ffi
@@ -273,7 +277,7 @@ def _encode(where: str, name: str, value: object, nul_ok: bool = False) -> bytes
 def _path(where: str, name: str, value: object) -> bytes:
     """A file-system path (str, bytes or os.PathLike) as the bytes the C side gets."""
     try:
-        raw = os.fspath(value)  # type: ignore[arg-type]
+        raw = os.fspath(cast(Any, value))
     except TypeError:
         raise TypeError(
             f"{where}: {name} must be a str, bytes or os.PathLike, not {_type_name(value)}"
@@ -320,7 +324,8 @@ def _max_tokens(where: str, value: object) -> int:
 
 def version() -> str:
     """The library's version, e.g. ``"0.1.0"``."""
-    return _l().moela_version().decode()
+    v: bytes = _l().moela_version()
+    return v.decode()
 
 
 def abi_version() -> int:
@@ -342,7 +347,10 @@ def get_n_threads() -> int:
     return int(_l().moela_get_n_threads())
 
 
-def _defaults(struct: type, fn: str) -> ctypes.Structure:
+_S = TypeVar("_S", bound=ctypes.Structure)
+
+
+def _defaults(struct: Type[_S], fn: str) -> _S:
     p = struct()
     _check(getattr(_l(), fn)(ctypes.byref(p), ctypes.sizeof(p)))
     return p
@@ -377,7 +385,7 @@ class _ModelHandle:
 
 def _tokenize(
     h: ctypes.c_void_p, where: str, name: str, text: object, add_bos: object, parse_special: object
-) -> list:
+) -> List[int]:
     # The C function takes a length: a NUL is an ordinary character here.
     data = _encode(where, name, text, nul_ok=True)
     flags = (_ffi.TOKENIZE_ADD_BOS if _bool(where, "add_bos", add_bos) else 0) | (
@@ -462,7 +470,7 @@ class Model:
         self.info: ModelInfo = self._read_info()
 
     def _handle(self) -> ctypes.c_void_p:
-        mh = getattr(self, "_mh", None)
+        mh: Optional[_ModelHandle] = getattr(self, "_mh", None)
         if mh is None or not mh.ptr:
             raise MoelaError(Status.NULL_ARG, "the model is closed")
         return mh.ptr
@@ -507,15 +515,16 @@ class Model:
     def n_vocab(self) -> int:
         return self.info.n_vocab
 
-    def expert_cache_stats(self) -> dict:
+    def expert_cache_stats(self) -> Dict[str, int]:
         """The routed-expert cache counters (moela_expert_cache_stats) as a dict."""
         s = _ffi.ExpertCacheStats()
         _check(
             _l().moela_model_expert_cache_stats(self._handle(), ctypes.byref(s), ctypes.sizeof(s))
         )
-        return {name: getattr(s, name) for name, _ in s._fields_ if name != "struct_size"}
+        names = [f[0] for f in s._fields_]
+        return {name: int(getattr(s, name)) for name in names if name != "struct_size"}
 
-    def tokenize(self, text: str, add_bos: bool = False, parse_special: bool = False) -> list:
+    def tokenize(self, text: str, add_bos: bool = False, parse_special: bool = False) -> List[int]:
         """Text (a str; NUL characters are ordinary text here) to token ids. ``add_bos``
         (bool) puts the model's BOS first; ``parse_special`` (bool) recognises special tokens
         written in the text (leave it off for user input)."""
@@ -631,7 +640,7 @@ class Sampler:
         return cls(temperature=0.0)
 
     def _handle(self) -> ctypes.c_void_p:
-        h = getattr(self, "_h", None)
+        h: Optional[ctypes.c_void_p] = getattr(self, "_h", None)
         if not h:
             raise MoelaError(Status.NULL_ARG, "the sampler is closed")
         return h
@@ -766,7 +775,7 @@ class Session:
         self._n_vocab = model.n_vocab
 
     def _handle(self) -> ctypes.c_void_p:
-        h = getattr(self, "_h", None)
+        h: Optional[ctypes.c_void_p] = getattr(self, "_h", None)
         if not h:
             raise MoelaError(Status.NULL_ARG, "the session is closed")
         return h
@@ -941,6 +950,8 @@ class Session:
         where = "Session.generate"
         self._handle()
         mh = self._mh
+        if mh is None:
+            raise MoelaError(Status.NULL_ARG, "the session is closed")
         n = _max_tokens(where, max_tokens)
         smp = _sampler(where, sampler, optional=True)
         eos = None if _bool(where, "ignore_eos", ignore_eos) else self.model.info.eos_token
