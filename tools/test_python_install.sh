@@ -67,6 +67,9 @@ with moela.Model(sys.argv[1]) as model, moela.Session(model, n_ctx=64) as sessio
     ids = list(session.generate_tokens([1, 2, 3], max_tokens=8, ignore_eos=True))
     logits = session.logits()
 assert text and len(ids) == 8, (text, ids)
+# The package's version (python/pyproject.toml) is the library's (Cargo.toml): bump both.
+from importlib.metadata import version
+assert version("moela") == moela.version(), (version("moela"), moela.version())
 print(f"  moela {moela.version()} from {pkg}: {text!r}, ids {ids}, logits {type(logits).__name__}")
 EOF
 )
