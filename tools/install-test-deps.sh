@@ -2,10 +2,10 @@
 # Installs what the tests need when it is missing (Debian/Ubuntu, as root or with sudo):
 # libclang (bindgen freshness check), cbindgen 0.24.3 + g++ + pkg-config (C API checks),
 # gcc-aarch64-linux-gnu + qemu-user (NEON kernel tests), the Python packages gguf, numpy
-# and safetensors (GGUF layout checks), and pip, setuptools and wheel (tools/test_capi.sh
-# builds the Python package with `pip install --no-build-isolation`, which needs wheel's
-# bdist_wheel; Debian's setuptools 65 does not bring it). Called by tools/test.sh; does
-# nothing when all is there.
+# and safetensors (GGUF layout checks), and pip, venv, setuptools and wheel
+# (tools/test_python_install.sh builds the Python package with `pip install
+# --no-build-isolation` in a venv, which needs wheel's bdist_wheel; Debian's setuptools 65
+# does not bring it). Called by tools/test.sh; does nothing when all is there.
 set -euo pipefail
 SUDO=
 if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
@@ -36,6 +36,11 @@ fi
 if ! python3 -m pip --version >/dev/null 2>&1; then
     apt_get update -qq && apt_get install -y -qq python3-pip >/dev/null
 fi
+# Virtual environments with pip in them (tools/test_python_install.sh): Debian keeps ensurepip
+# in python3-venv.
+if ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
+    apt_get update -qq && apt_get install -y -qq python3-venv >/dev/null
+fi
 # Debian's python3 is "externally managed" (PEP 668): pip refuses to install into it unless
 # told to. The packages below only add to the system Python; that is what this script is for.
 pip_install() {
@@ -46,8 +51,8 @@ pip_install() {
 if ! python3 -c "import gguf, numpy, safetensors" 2>/dev/null; then
     pip_install gguf numpy safetensors
 fi
-# The Python package's build (tools/test_capi.sh: pip install --no-build-isolation ./python)
-# uses the installed setuptools (>= 61, python/pyproject.toml) and wheel.
+# The Python package's build (tools/test_python_install.sh: pip install --no-build-isolation
+# ./python) uses the installed setuptools (>= 61, python/pyproject.toml) and wheel.
 if ! python3 -c "import setuptools, sys; sys.exit(int(setuptools.__version__.split('.')[0]) < 61)" 2>/dev/null; then
     pip_install "setuptools>=61"
 fi

@@ -8,9 +8,11 @@
 #   5. the header as C++ (twice in one unit, with moela.hpp) and the C++ RAII layer;
 #   6. the examples (C shared and static, C++, Rust, Python) and the CLI give the same greedy
 #      tokens;
-#   7. the Python package's tests, and `pip install ./python`.
+#   7. the Python package's tests, and `pip install ./python` / `pip wheel ./python` in a fresh
+#      venv (tools/test_python_install.sh).
 # Needs: cbindgen 0.24.3, gcc/g++ with libasan/libubsan, pkg-config, python3 with setuptools
-# >= 61 and wheel (tools/install-test-deps.sh installs them). Honours CARGO_TARGET_DIR.
+# >= 61, wheel, venv and ensurepip (tools/install-test-deps.sh installs them). Honours
+# CARGO_TARGET_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -101,12 +103,7 @@ done
 
 echo "== Python package"
 MOELA_LIBRARY="$release/libmoela.so" python3 -m unittest discover -s python/tests
-# pip install ./python (offline: the build backend is the installed setuptools), from a copy
-# so that the build leaves nothing in the checkout.
-cp -r python "$tmp/python-src"
-python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-    --no-build-isolation --no-deps --target "$tmp/site" "$tmp/python-src"
-(cd "$tmp" && PYTHONPATH="$tmp/site" MOELA_LIBRARY="$release/libmoela.so" \
-    python3 -c 'import moela, sys; m = moela.Model(sys.argv[1]); assert moela.__file__.startswith(sys.argv[2]); print("  pip-installed package loads", m.info.architecture)' \
-    "$root/tests/fixtures/v3" "$tmp/site")
+# pip wheel / pip install ./python (the build bundles this target dir's libmoela) in a fresh
+# venv, then import and generate with no MOELA_* variable.
+bash tools/test_python_install.sh
 echo "C API: all checks passed"

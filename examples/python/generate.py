@@ -5,8 +5,9 @@
     python3 examples/python/generate.py MODEL "Once upon a time" [-n 32]  streams text (needs a
                                                                          model with a tokenizer)
 
-Finds the package in python/ of this checkout when it is not installed, and the library through
-MOELA_LIBRARY (default here: $CARGO_TARGET_DIR or target/, then release/libmoela.so).
+Uses the installed package (`pip install ./python`, which bundles the library) when there is
+one; else the package in python/ of this checkout with the library through MOELA_LIBRARY
+(default here: $CARGO_TARGET_DIR or target/, then release/libmoela.so).
 Greedy unless --temp is given (the CLI samples with temperature 0.8 by default)."""
 
 import argparse
@@ -20,9 +21,10 @@ try:
 except ImportError:
     sys.path.insert(0, str(root / "python"))
     import moela
-built = Path(os.environ.get("CARGO_TARGET_DIR", root / "target"), "release", "libmoela.so")
-if "MOELA_LIBRARY" not in os.environ and built.exists():
-    os.environ["MOELA_LIBRARY"] = str(built)
+
+    built = Path(os.environ.get("CARGO_TARGET_DIR", root / "target"), "release", "libmoela.so")
+    if "MOELA_LIBRARY" not in os.environ and built.exists():
+        os.environ["MOELA_LIBRARY"] = str(built)
 
 
 def main() -> int:

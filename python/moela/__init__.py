@@ -1,14 +1,17 @@
 """moela from Python: DeepSeek-V2/V3 mixture-of-experts models on the CPU.
 
 A pure-Python layer over the moela shared library (ctypes, no compiled extension). The
-library is found through ``$MOELA_LIBRARY``, next to this package, or on the system's
-library path.
+library is ``$MOELA_LIBRARY`` when set, else the one bundled in this package (``pip install
+./python`` builds it with cargo), else the system's library path.
 
 >>> import moela
 >>> model = moela.Model("model.gguf")
 >>> session = moela.Session(model)
 >>> for piece in session.generate("Once upon a time", max_tokens=32):
 ...     print(piece, end="", flush=True)
+
+Logits come back as ``numpy.ndarray`` (float32) when numpy can be imported, else as
+``array.array('f')``; :func:`set_logits_type` chooses one for good.
 
 Errors from the library are raised as :class:`MoelaError`, with its status and message.
 Arguments are checked before they reach the library: a wrong type is a TypeError naming the
@@ -30,10 +33,37 @@ import math
 import numbers
 import operator
 import os
+import sys
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+    cast,
+)
 
 from . import _ffi
+
+if TYPE_CHECKING:
+    import numpy
+    import numpy.typing
+
+    #: What :meth:`Session.logits` returns: a float32 numpy array of n_vocab values when
+    #: numpy is there (the default), else an ``array('f')``.
+    Logits = Union[numpy.typing.NDArray[numpy.float32], "array.array[float]"]
+    #: What :meth:`Session.eval_all_logits` returns: a (tokens, n_vocab) float32 numpy array,
+    #: else a list of ``array('f')`` rows.
+    LogitsRows = Union[numpy.typing.NDArray[numpy.float32], List["array.array[float]"]]
 
 __all__ = [
     "ABI_VERSION",
@@ -49,6 +79,7 @@ __all__ = [
     "abi_version",
     "generate",
     "get_n_threads",
+    "set_logits_type",
     "set_n_threads",
     "version",
 ]
@@ -58,6 +89,47 @@ ABI_VERSION = _ffi.ABI_VERSION
 MAX_THREADS = _ffi.MAX_THREADS
 
 _lib: Optional[ctypes.CDLL] = None
+
+#: "auto", "numpy" or "array": see :func:`set_logits_type`.
+_logits_type = "auto"
+#: numpy once imported for logits; False when it cannot be imported; None before trying.
+_numpy_module: Any = None
+
+
+def set_logits_type(kind: str) -> None:
+    """Chooses what :meth:`Session.logits` and :meth:`Session.eval_all_logits` return:
+    ``"auto"`` (the default): float32 ``numpy.ndarray`` when numpy can be imported, else
+    ``array.array('f')`` (a list of them from eval_all_logits); ``"numpy"``: always numpy
+    (ImportError now when numpy cannot be imported); ``"array"``: always ``array('f')``, as
+    the package returned before numpy support, whether numpy is installed or not."""
+    global _logits_type
+    if not isinstance(kind, str):
+        raise TypeError(f"set_logits_type: kind must be a str, not {_type_name(kind)}")
+    if kind not in ("auto", "numpy", "array"):
+        raise MoelaValueError(
+            Status.INVALID_ARG,
+            f"set_logits_type: kind is {kind!r}: must be one of 'auto', 'numpy', 'array'",
+        )
+    if kind == "numpy" and _import_numpy() is None:
+        raise ImportError("set_logits_type('numpy'): numpy cannot be imported (pip install numpy)")
+    _logits_type = kind
+
+
+def _import_numpy() -> Any:
+    global _numpy_module
+    if _numpy_module is None:
+        try:
+            import numpy
+        except ImportError:
+            _numpy_module = False
+        else:
+            _numpy_module = numpy
+    return _numpy_module or None
+
+
+def _logits_numpy() -> Any:
+    """numpy when logits are to be numpy arrays, else None."""
+    return None if _logits_type == "array" else _import_numpy()
 
 
 def _l() -> ctypes.CDLL:
@@ -205,7 +277,7 @@ def _encode(where: str, name: str, value: object, nul_ok: bool = False) -> bytes
 def _path(where: str, name: str, value: object) -> bytes:
     """A file-system path (str, bytes or os.PathLike) as the bytes the C side gets."""
     try:
-        raw = os.fspath(value)  # type: ignore[arg-type]
+        raw = os.fspath(cast(Any, value))
     except TypeError:
         raise TypeError(
             f"{where}: {name} must be a str, bytes or os.PathLike, not {_type_name(value)}"
@@ -252,7 +324,8 @@ def _max_tokens(where: str, value: object) -> int:
 
 def version() -> str:
     """The library's version, e.g. ``"0.1.0"``."""
-    return _l().moela_version().decode()
+    v: bytes = _l().moela_version()
+    return v.decode()
 
 
 def abi_version() -> int:
@@ -274,7 +347,10 @@ def get_n_threads() -> int:
     return int(_l().moela_get_n_threads())
 
 
-def _defaults(struct: type, fn: str) -> ctypes.Structure:
+_S = TypeVar("_S", bound=ctypes.Structure)
+
+
+def _defaults(struct: Type[_S], fn: str) -> _S:
     p = struct()
     _check(getattr(_l(), fn)(ctypes.byref(p), ctypes.sizeof(p)))
     return p
@@ -309,7 +385,7 @@ class _ModelHandle:
 
 def _tokenize(
     h: ctypes.c_void_p, where: str, name: str, text: object, add_bos: object, parse_special: object
-) -> list:
+) -> List[int]:
     # The C function takes a length: a NUL is an ordinary character here.
     data = _encode(where, name, text, nul_ok=True)
     flags = (_ffi.TOKENIZE_ADD_BOS if _bool(where, "add_bos", add_bos) else 0) | (
@@ -404,7 +480,7 @@ class Model:
         self.info: ModelInfo = self._read_info()
 
     def _handle(self) -> ctypes.c_void_p:
-        mh = getattr(self, "_mh", None)
+        mh: Optional[_ModelHandle] = getattr(self, "_mh", None)
         if mh is None or not mh.ptr:
             raise MoelaError(Status.NULL_ARG, "the model is closed")
         return mh.ptr
@@ -449,15 +525,16 @@ class Model:
     def n_vocab(self) -> int:
         return self.info.n_vocab
 
-    def expert_cache_stats(self) -> dict:
+    def expert_cache_stats(self) -> Dict[str, int]:
         """The routed-expert cache counters (moela_expert_cache_stats) as a dict."""
         s = _ffi.ExpertCacheStats()
         _check(
             _l().moela_model_expert_cache_stats(self._handle(), ctypes.byref(s), ctypes.sizeof(s))
         )
-        return {name: getattr(s, name) for name, _ in s._fields_ if name != "struct_size"}
+        names = [f[0] for f in s._fields_]
+        return {name: int(getattr(s, name)) for name in names if name != "struct_size"}
 
-    def tokenize(self, text: str, add_bos: bool = False, parse_special: bool = False) -> list:
+    def tokenize(self, text: str, add_bos: bool = False, parse_special: bool = False) -> List[int]:
         """Text (a str; NUL characters are ordinary text here) to token ids. ``add_bos``
         (bool) puts the model's BOS first; ``parse_special`` (bool) recognises special tokens
         written in the text (leave it off for user input)."""
@@ -573,7 +650,7 @@ class Sampler:
         return cls(temperature=0.0)
 
     def _handle(self) -> ctypes.c_void_p:
-        h = getattr(self, "_h", None)
+        h: Optional[ctypes.c_void_p] = getattr(self, "_h", None)
         if not h:
             raise MoelaError(Status.NULL_ARG, "the sampler is closed")
         return h
@@ -582,24 +659,46 @@ class Sampler:
         """Restarts the random stream from the seed."""
         _check(_l().moela_sampler_reset(self._handle()))
 
-    def sample_logits(self, logits: Sequence[float], history: Sequence[int] = ()) -> int:
-        """Chooses from the given logits (a non-empty sequence of floats); ``history`` (token
-        ids, ints in 0 ..= 2**32 - 1) feeds the repetition penalty."""
+    def sample_logits(
+        self, logits: Union["Logits", Sequence[float]], history: Sequence[int] = ()
+    ) -> int:
+        """Chooses from the given logits (a non-empty sequence of floats: a one-dimensional
+        numpy array of a real dtype and ``array('f')``, as :meth:`Session.logits` returns
+        them, are passed without a copy per value); ``history`` (token ids, ints in
+        0 ..= 2**32 - 1) feeds the repetition penalty."""
         where = "Sampler.sample_logits"
         if isinstance(logits, (str, bytes, bytearray)):
             raise TypeError(f"{where}: logits must be a sequence of floats, not {_type_name(logits)}")
-        try:
-            values = list(logits)
-            lg = (ctypes.c_float * len(values))(*values)
-        except TypeError:
-            raise TypeError(f"{where}: logits must be a sequence of floats") from None
+        np = sys.modules.get("numpy")  # an ndarray means numpy is imported already
+        keep: object = None  # what lg points into, alive for the call
+        if np is not None and isinstance(logits, np.ndarray):
+            if logits.ndim != 1 or logits.dtype.kind not in "iuf":
+                raise TypeError(
+                    f"{where}: logits must be a one-dimensional array of real numbers, not an "
+                    f"array of shape {logits.shape} and dtype {logits.dtype}"
+                )
+            keep = np.ascontiguousarray(logits, dtype=np.float32)
+            n = int(keep.size)  # type: ignore[attr-defined]
+            lg: Any = keep.ctypes.data_as(_ffi.c_float_p)  # type: ignore[attr-defined]
+        elif isinstance(logits, array.array) and logits.typecode == "f":
+            n = len(logits)
+            keep = logits
+            lg = ctypes.cast(logits.buffer_info()[0], _ffi.c_float_p)
+        else:
+            try:
+                values = list(logits)
+                lg = (ctypes.c_float * len(values))(*values)
+            except TypeError:
+                raise TypeError(f"{where}: logits must be a sequence of floats") from None
+            n = len(values)
         hist = _u32_array(where, "history", history)
         out = ctypes.c_uint32()
         _check(
             _l().moela_sample_logits(
-                self._handle(), lg, len(lg), hist if len(hist) else None, len(hist), ctypes.byref(out)
+                self._handle(), lg, n, hist if len(hist) else None, len(hist), ctypes.byref(out)
             )
         )
+        del keep
         return out.value
 
     def close(self) -> None:
@@ -686,7 +785,7 @@ class Session:
         self._n_vocab = model.n_vocab
 
     def _handle(self) -> ctypes.c_void_p:
-        h = getattr(self, "_h", None)
+        h: Optional[ctypes.c_void_p] = getattr(self, "_h", None)
         if not h:
             raise MoelaError(Status.NULL_ARG, "the session is closed")
         return h
@@ -717,20 +816,34 @@ class Session:
         ids = _u32_array("Session.eval", "tokens", tokens)
         _check(_l().moela_session_eval(self._handle(), ids, len(ids)))
 
-    def eval_all_logits(self, tokens: Sequence[int]) -> list:
+    def eval_all_logits(self, tokens: Sequence[int]) -> "LogitsRows":
         """Evaluates a batch (as :meth:`eval`) and returns the logits after each of its
-        tokens (a list of ``array('f')`` rows)."""
+        tokens: a float32 numpy array of shape (len(tokens), n_vocab) when numpy is there,
+        else a list of ``array('f')`` rows (:func:`set_logits_type`)."""
         ids = _u32_array("Session.eval_all_logits", "tokens", tokens)
         h = self._handle()
-        out = (ctypes.c_float * (len(ids) * self._n_vocab))()
-        _check(_l().moela_session_eval_all_logits(h, ids, len(ids), out, len(out), None))
         v = self._n_vocab
+        np = _logits_numpy()
+        if np is not None:
+            rows = np.empty((len(ids), v), dtype=np.float32)
+            ptr = rows.ctypes.data_as(_ffi.c_float_p)
+            _check(_l().moela_session_eval_all_logits(h, ids, len(ids), ptr, rows.size, None))
+            return rows  # type: ignore[no-any-return]
+        out = (ctypes.c_float * (len(ids) * v))()
+        _check(_l().moela_session_eval_all_logits(h, ids, len(ids), out, len(out), None))
         flat = array.array("f", bytes(out))
         return [flat[i * v : (i + 1) * v] for i in range(len(ids))]
 
-    def logits(self) -> "array.array[float]":
-        """The logits after the last evaluated token, as ``array('f')`` of n_vocab floats."""
+    def logits(self) -> "Logits":
+        """The logits after the last evaluated token, n_vocab floats: a float32 numpy array
+        when numpy is there, else ``array('f')`` (:func:`set_logits_type`). A new array each
+        call, owned by the caller."""
         h = self._handle()
+        np = _logits_numpy()
+        if np is not None:
+            row = np.empty(self._n_vocab, dtype=np.float32)
+            _check(_l().moela_session_logits(h, row.ctypes.data_as(_ffi.c_float_p), row.size, None))
+            return row  # type: ignore[no-any-return]
         out = (ctypes.c_float * self._n_vocab)()
         _check(_l().moela_session_logits(h, out, len(out), None))
         return array.array("f", bytes(out))
@@ -847,6 +960,8 @@ class Session:
         where = "Session.generate"
         self._handle()
         mh = self._mh
+        if mh is None:
+            raise MoelaError(Status.NULL_ARG, "the session is closed")
         n = _max_tokens(where, max_tokens)
         smp = _sampler(where, sampler, optional=True)
         eos = None if _bool(where, "ignore_eos", ignore_eos) else self.model.info.eos_token

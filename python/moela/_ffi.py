@@ -200,8 +200,8 @@ def _library_names() -> list[str]:
 
 
 def find_library() -> str:
-    """Where the shared library is: $MOELA_LIBRARY, else next to this package, else the
-    system's library path."""
+    """Where the shared library is: $MOELA_LIBRARY, else the one bundled next to this
+    package (``pip install ./python`` puts it there), else the system's library path."""
     env = os.environ.get("MOELA_LIBRARY")
     if env:
         return env
@@ -213,8 +213,9 @@ def find_library() -> str:
     if found:
         return found
     raise OSError(
-        "cannot find the moela shared library: set MOELA_LIBRARY to the path of "
-        f"{_library_names()[0]}, put it next to {here / '__init__.py'}, or install it "
+        "cannot find the moela shared library: install the package with `pip install "
+        "./python` from a moela checkout (it builds and bundles the library), set "
+        f"MOELA_LIBRARY to the path of {_library_names()[0]}, or install the library "
         "(tools/install.sh)"
     )
 

@@ -370,6 +370,106 @@ class TestLoading(unittest.TestCase):
         self.assertIn(os.environ["MOELA_LIBRARY"], str(e.exception))
 
 
+try:
+    import numpy
+except ImportError:
+    numpy = None  # type: ignore[assignment]
+
+#: Run in a fresh process where `import numpy` fails: prints what the logits functions return.
+NO_NUMPY = """
+import sys
+sys.modules["numpy"] = None  # import numpy raises ImportError
+import moela
+s = moela.Session(moela.Model(sys.argv[1]), n_ctx=16)
+rows = s.eval_all_logits([1, 2, 3])
+last = s.logits()
+print(type(last).__module__, type(last).__name__, last.typecode, len(last))
+print(type(rows).__name__, len(rows), type(rows[0]).__name__, rows[0].typecode)
+print(last.tobytes().hex())
+print(b"".join(r.tobytes() for r in rows).hex())
+print(moela.Sampler.greedy().sample_logits(last))
+try:
+    moela.set_logits_type("numpy")
+except ImportError as e:
+    print("ImportError:", e)
+"""
+
+
+class TestLogitsTypes(unittest.TestCase):
+    """Logits are numpy arrays when numpy is there, array('f') otherwise, with the same
+    values; set_logits_type chooses."""
+
+    def tearDown(self) -> None:
+        moela.set_logits_type("auto")
+
+    def _logits(self) -> tuple:
+        with moela.Session(moela.Model(MODEL), n_ctx=16) as s:
+            rows = s.eval_all_logits([1, 2, 3])
+            return rows, s.logits()
+
+    def test_without_numpy(self) -> None:
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "python"))
+        out = subprocess.run(
+            [sys.executable, "-c", NO_NUMPY, MODEL],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+        self.assertEqual(out[0], "array array f 256")
+        self.assertEqual(out[1], "list 3 array f")
+        self.assertIn("ImportError: set_logits_type('numpy'): numpy cannot be imported", out[5])
+        # The same values as this process gets as array('f').
+        moela.set_logits_type("array")
+        rows, last = self._logits()
+        self.assertIsInstance(last, array.array)
+        self.assertEqual(out[2], last.tobytes().hex())
+        self.assertEqual(out[3], b"".join(r.tobytes() for r in rows).hex())
+        self.assertEqual(int(out[4]), max(range(256), key=lambda i: last[i]))
+
+    @unittest.skipIf(numpy is None, "numpy is not installed")
+    def test_with_numpy(self) -> None:
+        rows, last = self._logits()
+        self.assertIsInstance(last, numpy.ndarray)
+        self.assertEqual((last.dtype, last.shape), (numpy.float32, (256,)))
+        self.assertIsInstance(rows, numpy.ndarray)
+        self.assertEqual((rows.dtype, rows.shape), (numpy.float32, (3, 256)))
+        self.assertTrue(last.flags.writeable and last.flags.c_contiguous)
+        moela.set_logits_type("array")
+        arows, alast = self._logits()
+        self.assertEqual(last.tobytes(), alast.tobytes())
+        self.assertEqual(rows.tobytes(), b"".join(r.tobytes() for r in arows))
+        moela.set_logits_type("numpy")
+        self.assertIsInstance(self._logits()[1], numpy.ndarray)
+        # What worked on array('f') works on the arrays: len, indexing, iteration, tolist.
+        self.assertEqual(len(rows), 3)
+        self.assertEqual(list(rows[2]), list(last))
+        self.assertEqual(last.tolist(), alast.tolist())
+        # sample_logits takes every form, with the same answer.
+        g = moela.Sampler.greedy()
+        best = int(numpy.argmax(last))
+        for form in [last, last.astype(numpy.float64), alast, list(alast), rows[2], rows[::-1][0]]:
+            self.assertEqual(g.sample_logits(form), best)
+        column = rows[:, 5]  # not contiguous: copied
+        self.assertEqual(g.sample_logits(column), int(numpy.argmax(column)))
+        with self.assertRaisesRegex(TypeError, "one-dimensional array of real numbers"):
+            g.sample_logits(rows)
+        with self.assertRaisesRegex(TypeError, "one-dimensional array of real numbers"):
+            g.sample_logits(numpy.array(["a", "b"]))
+        with self.assertRaises(MoelaError):
+            g.sample_logits(numpy.zeros(0, dtype=numpy.float32))
+
+    def test_set_logits_type_checks(self) -> None:
+        with self.assertRaisesRegex(MoelaValueError, "'auto', 'numpy', 'array'"):
+            moela.set_logits_type("list")
+        with self.assertRaises(TypeError):
+            moela.set_logits_type(None)  # type: ignore[arg-type]
+        moela.set_logits_type("array")
+        self.assertIsInstance(self._logits()[1], array.array)
+        with self.assertRaises(MoelaError):
+            moela.Sampler.greedy().sample_logits(array.array("f"))
+
+
 class TestLifetimes(unittest.TestCase):
     def test_session_close_and_with(self) -> None:
         m = moela.Model(MODEL)
