@@ -80,6 +80,14 @@
 #define MOELA_MODEL_KEEP_FILE_LAYOUT 2
 
 /**
+ * `moela_model_params.flags`: with an expert budget, read every missed expert into the
+ * budget's slots, even when the page cache holds it (by default such an expert runs straight
+ * from the file mapping, whose pages are released after use, so the process's resident set
+ * stays at the budget plus the experts running).
+ */
+#define MOELA_MODEL_EXPERTS_NO_PAGE_CACHE 4
+
+/**
  * `moela_model_params.expert_budget_bytes`: no budget (the default).
  */
 #define MOELA_EXPERT_BUDGET_UNLIMITED UINT64_MAX

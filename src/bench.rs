@@ -339,6 +339,8 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
                 predicted_used: cache.predicted_used,
                 bytes_read: cache.bytes_read,
                 io_wait_ns: cache.io_wait_ns,
+                page_cache_uses: cache.page_cache_uses,
+                page_cache_skipped_reads: cache.page_cache_skipped_reads,
                 ..now
             }
         },

@@ -37,6 +37,8 @@ fn with(budget: ExpertBudget, prefetch: bool, profile: Option<ExpertProfile>) ->
             prefetch,
             profile,
             io_limit: None,
+            // The slot path; the page-cache path has its own test.
+            page_cache: false,
         },
         ..Default::default()
     }
@@ -270,6 +272,51 @@ fn cli_profile_and_budgeted_logits() {
     ok(&args);
     assert!(std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap());
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn experts_from_the_page_cache_keep_the_bits_and_the_budget() {
+    // The file was just read (the unbudgeted run), so the page cache holds it: misses run
+    // straight from the mapping as far as the budget allows, and the logits do not change.
+    let d = root().join("tests/fixtures/v2_lite");
+    let (t, p) = tokens(&d);
+    let path = d.join("llamacpp-f32.gguf");
+    let params = SessionParams::default();
+    let plain = Arc::new(Model::load(&path).unwrap());
+    let want = bits(&sequence_logits(plain.clone(), &t, p, &params).unwrap());
+    let one = plain.expert_stats().routed_expert_bytes / 64;
+    for (budget, prefetch) in [
+        (ExpertBudget::Fraction(0.5), false),
+        (ExpertBudget::Fraction(0.5), true),
+        (ExpertBudget::Fraction(1.0), true),
+        (ExpertBudget::Bytes(0), false),
+    ] {
+        let mut mp = with(budget, prefetch, None);
+        mp.experts.page_cache = true;
+        let m = Arc::new(Model::load_with(&path, &mp).unwrap());
+        let got = bits(&sequence_logits(m.clone(), &t, p, &params).unwrap());
+        let st = m.expert_stats();
+        let what = format!("{budget:?} prefetch {prefetch}: {st:?}");
+        assert!(
+            got == want,
+            "{what}: logits differ from the unbudgeted model"
+        );
+        if st.budget_bytes < one {
+            // Not even one expert fits beside nothing: every miss goes through the slot.
+            assert_eq!(st.page_cache_uses, 0, "{what}");
+            assert!(st.misses > 0, "{what}");
+        } else {
+            assert!(
+                st.page_cache_uses > 0,
+                "{what}: nothing ran from the page cache"
+            );
+            // What ran from the mapping was not read into a slot.
+            assert!(
+                st.bytes_read < st.routed_expert_bytes,
+                "{what}: read more than every expert once"
+            );
+        }
+    }
 }
 
 #[test]

@@ -80,9 +80,11 @@ fn rss_stays_within_resident_weights_plus_budget() {
         return;
     };
     let (base, _) = rss_bytes();
+    // Every miss through a slot first, then (after) misses from the page cache.
     let p = ModelParams {
         experts: ExpertParams {
             budget: ExpertBudget::Fraction(0.10),
+            page_cache: false,
             ..Default::default()
         },
         ..Default::default()
@@ -111,6 +113,30 @@ fn rss_stays_within_resident_weights_plus_budget() {
     // The run must have streamed far more expert bytes than the budget holds.
     assert!(st.bytes_read > 3 * st.budget_bytes, "{st:?}");
     assert!(st.routed_expert_bytes > 4 * MARGIN);
+    assert!(peak <= bound, "peak RSS {peak} over the bound {bound}");
+    drop(m);
+
+    // Misses run from the page cache (the file is warm: it was just written and read): the
+    // mapped experts and the slots share the budget, so the same bound holds.
+    let p = ModelParams {
+        experts: ExpertParams {
+            budget: ExpertBudget::Fraction(0.10),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let m = Arc::new(Model::load_with(&path, &p).unwrap());
+    let peak = run(m.clone());
+    let st = m.expert_stats();
+    eprintln!(
+        "page cache: peak {} MB, bound {} MB; {} uses from the page cache, {} misses, {} MB read",
+        peak >> 20,
+        bound >> 20,
+        st.page_cache_uses,
+        st.misses,
+        st.bytes_read >> 20
+    );
+    assert!(st.page_cache_uses > 0, "{st:?}");
     assert!(peak <= bound, "peak RSS {peak} over the bound {bound}");
     drop(m);
 

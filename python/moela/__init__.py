@@ -435,6 +435,7 @@ class Model:
         expert_budget_bytes: Union[int, str, None] = None,
         prefetch: bool = True,
         keep_file_layout: bool = False,
+        page_cache: bool = True,
     ) -> None:
         """``path``: a str, bytes or os.PathLike without NUL characters.
         ``expert_budget_bytes``: memory for routed experts, an int in 0 ..= 2**64 - 1 (None or
@@ -445,7 +446,9 @@ class Model:
         budget, read the next layers' predicted experts ahead. ``keep_file_layout`` (bool):
         keep every weight in the file mapping as the file lays it out (by default, on CPUs
         whose kernels are faster on it, Q4_0 and Q4_K weights are interleaved into memory at
-        load).
+        load). ``page_cache`` (bool): with a budget, run a missed expert that the page cache
+        holds straight from the file mapping (its pages released after use) instead of
+        reading it into the budget's slots.
 
         Raises TypeError for a wrong type, :class:`MoelaValueError` for a value out of range or
         a NUL in the path, :class:`MoelaError` when the library cannot load the model."""
@@ -474,6 +477,8 @@ class Model:
             params.flags |= _ffi.MODEL_NO_PREFETCH
         if _bool(where, "keep_file_layout", keep_file_layout):
             params.flags |= _ffi.MODEL_KEEP_FILE_LAYOUT
+        if not _bool(where, "page_cache", page_cache):
+            params.flags |= _ffi.MODEL_EXPERTS_NO_PAGE_CACHE
         mh = _ModelHandle()
         _check(_l().moela_model_load(data, ctypes.byref(params), ctypes.byref(mh.ptr)))
         self._mh = mh

@@ -329,6 +329,11 @@ struct ExpertArgs {
     /// Do not predict and read ahead the next layer's experts.
     #[arg(long)]
     no_prefetch: bool,
+    /// With an expert budget, read every missed expert into the budget's slots, even when the
+    /// page cache holds it (by default such an expert runs straight from the file mapping,
+    /// whose pages are released after use)
+    #[arg(long)]
+    no_page_cache: bool,
     /// Keep every weight in the file mapping as the file lays it out (by default, with the
     /// AVX2 kernels, Q4_0 and Q4_K weights are interleaved by eight rows into memory at load; also
     /// MOELA_REPACK=0)
@@ -358,6 +363,7 @@ impl ExpertArgs {
                 },
                 prefetch: !self.no_prefetch,
                 io_limit: io_limit.map(parse_rate).transpose()?,
+                page_cache: !self.no_page_cache,
             },
             keep_file_layout: self.keep_file_layout,
         })
@@ -1008,13 +1014,14 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                 if c.enabled {
                     o += &format!(
                         "experts: budget {:.1} MB ({} slots), resident weights {:.1} MB; decode: hit rate {:.1}%, \
-                         {:.1} MB read ({:.1} MB/token), waited {:.3} s on I/O ({:.1}% of decode), \
+                         {:.1}% of uses from the page cache, {:.1} MB read ({:.1} MB/token), waited {:.3} s on I/O ({:.1}% of decode), \
                          prefetch precision {:.1}% ({} read ahead), \
                          next-layer prediction precision {:.1}% recall {:.1}%\n",
                         c.budget_bytes as f64 / 1e6,
                         c.n_slots,
                         r.resident_weight_bytes as f64 / 1e6,
                         100.0 * c.hit_rate(),
+                        100.0 * c.page_cache_rate(),
                         c.bytes_read as f64 / 1e6,
                         r.expert_bytes_read_per_token / 1e6,
                         c.io_wait_ns as f64 / 1e9,

@@ -8,8 +8,8 @@ use super::error::{guard, guard_value, not_null, Failure};
 use super::params::{
     moela_expert_cache_stats, moela_model_info, moela_model_params, read_struct, write_struct,
     AbiStruct, MODEL_FLAGS, MOELA_EXPERT_BUDGET_AUTO, MOELA_EXPERT_BUDGET_UNLIMITED,
-    MOELA_EXPERT_CACHE_ENABLED, MOELA_MODEL_INFO_GGUF, MOELA_MODEL_INFO_HAS_TOKENIZER,
-    MOELA_MODEL_KEEP_FILE_LAYOUT, MOELA_MODEL_NO_PREFETCH,
+    MOELA_EXPERT_CACHE_ENABLED, MOELA_MODEL_EXPERTS_NO_PAGE_CACHE, MOELA_MODEL_INFO_GGUF,
+    MOELA_MODEL_INFO_HAS_TOKENIZER, MOELA_MODEL_KEEP_FILE_LAYOUT, MOELA_MODEL_NO_PREFETCH,
 };
 use super::{moela_status, text};
 use crate::attention::kv_cache::{KvCache, KvType};
@@ -104,6 +104,7 @@ pub unsafe extern "C" fn moela_model_load(
                     b => ExpertBudget::Bytes(b),
                 },
                 prefetch: p.flags & MOELA_MODEL_NO_PREFETCH == 0,
+                page_cache: p.flags & MOELA_MODEL_EXPERTS_NO_PAGE_CACHE == 0,
                 ..Default::default()
             },
             keep_file_layout: p.flags & MOELA_MODEL_KEEP_FILE_LAYOUT != 0,

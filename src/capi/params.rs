@@ -199,7 +199,13 @@ pub const MOELA_MODEL_NO_PREFETCH: u32 = 1;
 /// (by default, on CPUs whose kernels are faster on it, Q4_0 and Q4_K weights are interleaved
 /// into memory at load; same as `MOELA_REPACK=0` in the environment).
 pub const MOELA_MODEL_KEEP_FILE_LAYOUT: u32 = 2;
-pub(crate) const MODEL_FLAGS: u32 = MOELA_MODEL_NO_PREFETCH | MOELA_MODEL_KEEP_FILE_LAYOUT;
+/// `moela_model_params.flags`: with an expert budget, read every missed expert into the
+/// budget's slots, even when the page cache holds it (by default such an expert runs straight
+/// from the file mapping, whose pages are released after use, so the process's resident set
+/// stays at the budget plus the experts running).
+pub const MOELA_MODEL_EXPERTS_NO_PAGE_CACHE: u32 = 4;
+pub(crate) const MODEL_FLAGS: u32 =
+    MOELA_MODEL_NO_PREFETCH | MOELA_MODEL_KEEP_FILE_LAYOUT | MOELA_MODEL_EXPERTS_NO_PAGE_CACHE;
 /// `moela_model_params.expert_budget_bytes`: no budget (the default).
 pub const MOELA_EXPERT_BUDGET_UNLIMITED: u64 = u64::MAX;
 /// `moela_model_params.expert_budget_bytes`: sized from the memory available at load: no

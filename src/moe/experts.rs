@@ -163,6 +163,11 @@ pub struct ExpertParams {
     /// Simulated storage speed in bytes/s for expert reads (benchmarks); None = as fast as
     /// the file can be read.
     pub io_limit: Option<f64>,
+    /// Run a chosen expert that is not in a slot straight from the file mapping when the page
+    /// cache holds it (no copy; its mapped pages are released after the pass, so the
+    /// process's resident set stays at the budget plus the experts running). Default true;
+    /// off, every miss is read into a slot. Never with `io_limit` (which simulates storage).
+    pub page_cache: bool,
 }
 
 impl Default for ExpertParams {
@@ -172,6 +177,7 @@ impl Default for ExpertParams {
             profile: None,
             prefetch: true,
             io_limit: None,
+            page_cache: true,
         }
     }
 }
@@ -206,6 +212,11 @@ pub struct ExpertStats {
     pub bytes_read: u64,
     /// Time computations waited for expert reads.
     pub io_wait_ns: u64,
+    /// Expert uses served from the page cache through the file mapping (neither a hit nor a
+    /// miss: see [`ExpertParams::page_cache`]), and predicted experts not read ahead because
+    /// the page cache held them.
+    pub page_cache_uses: u64,
+    pub page_cache_skipped_reads: u64,
 }
 
 impl ExpertStats {
@@ -221,10 +232,22 @@ impl ExpertStats {
         self.predicted_used += d(now.predicted_used, before.predicted_used);
         self.bytes_read += d(now.bytes_read, before.bytes_read);
         self.io_wait_ns += d(now.io_wait_ns, before.io_wait_ns);
+        self.page_cache_uses += d(now.page_cache_uses, before.page_cache_uses);
+        self.page_cache_skipped_reads += d(
+            now.page_cache_skipped_reads,
+            before.page_cache_skipped_reads,
+        );
     }
 
     pub fn hit_rate(&self) -> f64 {
         ratio(self.hits, self.hits + self.misses)
+    }
+    /// Share of expert uses served from the page cache through the mapping.
+    pub fn page_cache_rate(&self) -> f64 {
+        ratio(
+            self.page_cache_uses,
+            self.hits + self.misses + self.page_cache_uses,
+        )
     }
     pub fn prediction_precision(&self) -> f64 {
         ratio(self.predicted_used, self.predicted)
@@ -298,6 +321,10 @@ struct State {
     /// evict them once they are resident. A hint only (one entry per key, whatever the
     /// number of computations waiting for it).
     wanted: HashSet<Key>,
+    /// Slot buffers allocated so far (each `slot_bytes`), and bytes of experts running from
+    /// the mapping now: together they stay within the budget.
+    allocated_slots: usize,
+    mapped_in_use: usize,
 }
 
 struct Shared {
@@ -307,7 +334,12 @@ struct Shared {
     files: Vec<SourceFile>,
     /// [layer][expert] → the three parts (gate, up, down); empty for dense layers.
     layout: Vec<Vec<[Part; 3]>>,
+    /// [layer][expert] → its matrices in the file mapping, when misses may run from the page
+    /// cache ([`ExpertParams::page_cache`]); empty otherwise.
+    mapped: Vec<Vec<Mlp>>,
     slot_bytes: usize,
+    /// The budget in bytes.
+    budget: usize,
     throttle: Option<Throttle>,
 }
 
@@ -410,6 +442,17 @@ impl ExpertStore {
             // No routed experts at all: nothing to manage.
             return Ok(None);
         }
+        let mapped = if p.page_cache && p.io_limit.is_none() && cfg!(target_os = "linux") {
+            w.layers
+                .iter()
+                .map(|layer| match &layer.ffn {
+                    Ffn::Moe(moe) => moe.experts.clone(),
+                    Ffn::Dense(_) => Vec::new(),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let n_slots = ((budget / slot_bytes as u64) as usize).max(1);
         let total_experts: usize = layout.iter().map(|l| l.len()).sum();
         let n_slots = n_slots.min(total_experts.max(1));
@@ -451,11 +494,15 @@ impl ExpertStore {
                 shutdown: false,
                 speculating: 0,
                 wanted: HashSet::new(),
+                allocated_slots: 0,
+                mapped_in_use: 0,
             }),
             changed: Condvar::new(),
             files,
             layout,
+            mapped,
             slot_bytes,
+            budget: budget as usize,
             throttle: p.io_limit.map(|rate| Throttle {
                 rate,
                 next_free: Mutex::new(Instant::now()),
@@ -652,6 +699,11 @@ impl ExpertStore {
                     st = s2;
                     ready.push((e, g));
                 }
+                _ if self.may_map(&st, layer, e) && in_page_cache(&self.shared, layer, e) => {
+                    st.stats.page_cache_uses += 1;
+                    st.mapped_in_use += expert_len(&self.shared.layout[layer][e]);
+                    ready.push((e, self.mapped_guard(layer, e)));
+                }
                 _ => {
                     st.stats.misses += 1;
                     st.wanted.insert((layer as u32, e as u32));
@@ -726,6 +778,28 @@ impl ExpertStore {
         Ok(())
     }
 
+    /// Whether `expert` of `layer` may run from the mapping now: misses may
+    /// ([`ExpertParams::page_cache`]) and its pages fit in the budget beside the slot buffers
+    /// and the other experts running from the mapping (so that a prefill choosing most of a
+    /// layer's experts does not map them all at once).
+    fn may_map(&self, st: &State, layer: usize, expert: usize) -> bool {
+        let sh = &*self.shared;
+        if sh.mapped.get(layer).is_none_or(|l| l.len() <= expert) {
+            return false;
+        }
+        let used = st.allocated_slots * sh.slot_bytes + st.mapped_in_use;
+        used + expert_len(&sh.layout[layer][expert]) <= sh.budget
+    }
+
+    /// A guard on `expert` of `layer` in the file mapping (see [`ExpertParams::page_cache`]).
+    fn mapped_guard(&self, layer: usize, expert: usize) -> ExpertGuard<'_> {
+        ExpertGuard {
+            store: self,
+            slot: None,
+            mlp: Some(self.shared.mapped[layer][expert].clone()),
+        }
+    }
+
     fn parts(&self, layer: usize, expert: usize) -> Result<&[Part; 3]> {
         self.shared
             .layout
@@ -749,6 +823,7 @@ impl ExpertStore {
         let pinned = st.pinned.contains(&key);
         st.policy.insert(slot, key, pinned, false);
         let buf = st.bufs[slot].take();
+        st.allocated_slots += buf.is_none() as usize;
         drop(st);
         let (buf, res) = read_expert(sh, parts, buf);
         let mut st = self.lock();
@@ -798,7 +873,7 @@ impl ExpertStore {
         };
         let g = ExpertGuard {
             store: self,
-            slot,
+            slot: Some(slot),
             mlp: Some(Mlp {
                 gate: view(&parts[0]),
                 up: view(&parts[1]),
@@ -819,10 +894,11 @@ impl Drop for ExpertStore {
     }
 }
 
-/// An expert's weights in a slot; the slot cannot be reused while the guard lives.
+/// An expert's weights in a slot (the slot cannot be reused while the guard lives), or in
+/// the file mapping (slot None: its mapped pages are released when the guard drops).
 pub struct ExpertGuard<'a> {
     store: &'a ExpertStore,
-    slot: usize,
+    slot: Option<usize>,
     mlp: Option<Mlp>,
 }
 
@@ -835,10 +911,23 @@ impl std::ops::Deref for ExpertGuard<'_> {
 
 impl Drop for ExpertGuard<'_> {
     fn drop(&mut self) {
+        let Some(slot) = self.slot else {
+            // From the mapping: drop its pages from this process's resident set (the page
+            // cache keeps them; another session running the same expert faults them back in).
+            if let Some(m) = self.mlp.take() {
+                for t in [&m.gate, &m.up, &m.down] {
+                    t.release_mapped_pages();
+                }
+                let len = m.gate.n_bytes() + m.up.n_bytes() + m.down.n_bytes();
+                let mut st = self.store.lock();
+                st.mapped_in_use = st.mapped_in_use.saturating_sub(len);
+            }
+            return;
+        };
         // The views go first, so the slot's buffer has a single owner again when released.
         self.mlp = None;
         let mut st = self.store.lock();
-        if let Some(e) = st.policy.entry_mut(self.slot) {
+        if let Some(e) = st.policy.entry_mut(slot) {
             e.users = e.users.saturating_sub(1);
         }
         self.store.shared.changed.notify_all();
@@ -853,6 +942,46 @@ fn lock(sh: &Shared) -> MutexGuard<'_, State> {
 
 fn wait<'a>(sh: &Shared, st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
     sh.changed.wait(st).unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the page cache holds `expert` of `layer` (when misses may run from the mapping):
+/// a one-byte read that must not wait for the device (`RWF_NOWAIT`) from the middle of each
+/// of its three matrices. A sample, not a proof: a page missing elsewhere is read by the
+/// mapping's fault, which is slower but gives the same bytes.
+fn in_page_cache(sh: &Shared, layer: usize, expert: usize) -> bool {
+    if sh.mapped.get(layer).is_none_or(|l| l.len() <= expert) {
+        return false;
+    }
+    sh.layout[layer][expert].iter().all(|p| {
+        let f = &sh.files[p.file];
+        cached_byte(&f.file, p.file_offset + p.len as u64 / 2)
+    })
+}
+
+/// Whether the byte at `offset` of `file` is in the page cache (false where that cannot be
+/// asked without reading the device).
+#[cfg(target_os = "linux")]
+fn cached_byte(file: &File, offset: u64) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut b = 0u8;
+    let iov = libc::iovec {
+        iov_base: (&mut b as *mut u8).cast(),
+        iov_len: 1,
+    };
+    let Ok(off) = libc::off_t::try_from(offset) else {
+        return false;
+    };
+    // SAFETY: `iov` describes one writable byte that outlives the call; the descriptor is
+    // open for the life of `file`. RWF_NOWAIT makes the read fail (EAGAIN) instead of
+    // waiting for the device when the byte is not cached; older kernels refuse the flag
+    // (EOPNOTSUPP/EINVAL), which reads as "not cached".
+    let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT) };
+    n == 1
+}
+
+#[cfg(not(target_os = "linux"))]
+fn cached_byte(_: &File, _: u64) -> bool {
+    false
 }
 
 fn expert_len(parts: &[Part; 3]) -> usize {
@@ -926,6 +1055,11 @@ fn io_thread(sh: &Shared) {
         if st.policy.lookup(key).is_some() {
             continue;
         }
+        if speculative && in_page_cache(sh, key.0 as usize, key.1 as usize) {
+            // It will run from the mapping: a copy would only take memory and time.
+            st.stats.page_cache_skipped_reads += 1;
+            continue;
+        }
         // Never in place of a chosen expert that waits for its computation.
         let Some(slot) = st.policy.victim_sparing(|k| st.wanted.contains(&k)) else {
             continue;
@@ -933,6 +1067,7 @@ fn io_thread(sh: &Shared) {
         let pinned = st.pinned.contains(&key);
         st.policy.insert(slot, key, pinned, true);
         let buf = st.bufs[slot].take();
+        st.allocated_slots += buf.is_none() as usize;
         st.speculating += speculative as usize;
         drop(st);
         let parts = &sh.layout[key.0 as usize][key.1 as usize];
