@@ -127,6 +127,24 @@ impl Policy {
             .map(|(i, _)| i)
     }
 
+    /// The slot whose memory to give up next among those `allowed` (by index): an empty one,
+    /// else the LRU-2 victim among the allowed evictable entries.
+    pub fn victim_among(&self, allowed: impl Fn(usize) -> bool) -> Option<usize> {
+        if let Some(free) = (0..self.slots.len()).find(|&i| self.slots[i].is_none() && allowed(i)) {
+            return Some(free);
+        }
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.as_ref()
+                    .filter(|e| e.evictable() && allowed(i))
+                    .map(|e| (i, e))
+            })
+            .min_by_key(|(_, e)| e.rank())
+            .map(|(i, _)| i)
+    }
+
     /// Puts `key` into `slot` (from [`victim`](Self::victim)), evicting what was there, as an
     /// entry being read and not used yet. Returns the evicted entry.
     pub fn insert(

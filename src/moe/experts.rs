@@ -699,7 +699,7 @@ impl ExpertStore {
                     st = s2;
                     ready.push((e, g));
                 }
-                _ if self.may_map(&st, layer, e) && in_page_cache(&self.shared, layer, e) => {
+                _ if in_page_cache(&self.shared, layer, e) && self.make_room(&mut st, layer, e) => {
                     st.stats.page_cache_uses += 1;
                     st.mapped_in_use += expert_len(&self.shared.layout[layer][e]);
                     ready.push((e, self.mapped_guard(layer, e)));
@@ -778,17 +778,37 @@ impl ExpertStore {
         Ok(())
     }
 
-    /// Whether `expert` of `layer` may run from the mapping now: misses may
-    /// ([`ExpertParams::page_cache`]) and its pages fit in the budget beside the slot buffers
-    /// and the other experts running from the mapping (so that a prefill choosing most of a
-    /// layer's experts does not map them all at once).
-    fn may_map(&self, st: &State, layer: usize, expert: usize) -> bool {
+    /// Whether `expert` of `layer` (which the page cache holds) may run from the mapping
+    /// now: its pages must fit in the budget beside the slot buffers and the other experts
+    /// running from the mapping (so that a prefill choosing most of a layer's experts does not
+    /// map them all at once). Gives up the buffers of idle slots, least valuable first, to
+    /// make that room: a slot's copy of an expert the page cache also holds saves little.
+    fn make_room(&self, st: &mut State, layer: usize, expert: usize) -> bool {
         let sh = &*self.shared;
-        if sh.mapped.get(layer).is_none_or(|l| l.len() <= expert) {
-            return false;
+        let need = expert_len(&sh.layout[layer][expert]);
+        loop {
+            if st.allocated_slots * sh.slot_bytes + st.mapped_in_use + need <= sh.budget {
+                return true;
+            }
+            let State {
+                policy,
+                bufs,
+                wanted,
+                ..
+            } = &*st;
+            // A buffer no view holds (no guard, no read in flight: those have taken it out),
+            // in a slot whose expert no computation waits for.
+            let free = policy.victim_among(|i| {
+                bufs[i].as_ref().is_some_and(|b| Arc::strong_count(b) == 1)
+                    && policy.entry(i).is_none_or(|e| !wanted.contains(&e.key))
+            });
+            let Some(slot) = free else {
+                return false;
+            };
+            st.policy.remove(slot);
+            st.bufs[slot] = None;
+            st.allocated_slots -= 1;
         }
-        let used = st.allocated_slots * sh.slot_bytes + st.mapped_in_use;
-        used + expert_len(&sh.layout[layer][expert]) <= sh.budget
     }
 
     /// A guard on `expert` of `layer` in the file mapping (see [`ExpertParams::page_cache`]).
