@@ -150,11 +150,6 @@
 #define MOELA_CHAT_ADD_GENERATION_PROMPT 1
 
 /**
- * Rows per group.
- */
-#define GROUP 8
-
-/**
  * How attention is computed (`moela_session_params.attn_path`).
  */
 enum moela_attn_path

@@ -37,6 +37,8 @@ pub struct BenchParams {
     pub spec_prompt: Option<String>,
     /// Run-time expert skipping of the measured session.
     pub expert_skip: crate::moe::router::ExpertSkip,
+    /// Most tokens per forward pass ([`crate::Session::set_max_batch`]).
+    pub max_batch: usize,
 }
 
 /// Greedy speculative decoding of `n_gen` tokens against plain greedy decoding, after the same
@@ -221,6 +223,7 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
         ..Default::default()
     };
     let mut session = Session::new(model.clone(), &params)?;
+    session.set_max_batch(p.max_batch);
     let (mut pp, mut tg) = (Vec::new(), Vec::new());
     let mut cache = ExpertStats::default();
     let (mut uses, mut token_layers) = (0u64, 0u64);

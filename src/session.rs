@@ -59,7 +59,16 @@ pub struct Session {
     row_buf: Vec<f32>,
     /// The token at each position `0..pos` (what a saved state records).
     tokens: Vec<u32>,
+    /// Most tokens one forward pass of [`eval`](Self::eval) takes ([`DEFAULT_MAX_BATCH`]).
+    max_batch: usize,
 }
+
+/// Most prompt tokens one forward pass evaluates by default: a longer batch runs in pieces of
+/// this many. The activations and scratch of a pass grow with its batch (about 0.3 MB per
+/// token for DeepSeek-V2-Lite: a 4,096-token prompt in one pass took ~1.5 GB more at its
+/// peak), while the weights are read once per pass, and 512 tokens already keep the GEMM
+/// kernels compute-bound (llama.cpp's default micro-batch is the same).
+pub const DEFAULT_MAX_BATCH: usize = 512;
 
 impl Session {
     pub fn new(model: Arc<Model>, params: &SessionParams) -> Result<Session> {
@@ -93,7 +102,15 @@ impl Session {
             held_profile: Vec::new(),
             row_buf: Vec::new(),
             tokens: Vec::new(),
+            max_batch: DEFAULT_MAX_BATCH,
         })
+    }
+
+    /// Sets the most tokens one forward pass of [`eval`](Self::eval) takes (at least 1;
+    /// [`DEFAULT_MAX_BATCH`] by default). Logits agree across settings within rounding (the
+    /// pieces' kernels see other batch sizes), not bit for bit.
+    pub fn set_max_batch(&mut self, n: usize) {
+        self.max_batch = n.max(1);
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -181,12 +198,36 @@ impl Session {
         self.held_profile.clear();
     }
 
-    /// Evaluates `tokens` as one batch after those already seen. Returns the logits of the
-    /// last token, or of every token (`[n, vocab]`, row-major) when `all_logits`.
+    /// Evaluates `tokens` after those already seen, as one batch or, beyond
+    /// [`set_max_batch`](Self::set_max_batch) tokens, in pieces of that many. Returns the
+    /// logits of the last token, or of every token (`[n, vocab]`, row-major) when
+    /// `all_logits`. If a piece fails (an I/O error reading the model), the pieces before it
+    /// stay evaluated.
     pub fn eval(&mut self, tokens: &[u32], all_logits: bool) -> Result<&[f32]> {
         self.check_batch(tokens)?;
         self.commit_profile();
         let n_vocab = self.model.config.vocab_size;
+        if tokens.len() > self.max_batch {
+            let mut rows = Vec::new();
+            for piece in tokens.chunks(self.max_batch) {
+                self.eval_batch(piece, all_logits)?;
+                if all_logits {
+                    rows.extend_from_slice(&self.logits[..piece.len() * n_vocab]);
+                }
+            }
+            if all_logits {
+                self.logits = rows;
+                self.n_logit_rows = tokens.len();
+                self.logits_pos0 = self.pos - tokens.len();
+            }
+            return Ok(&self.logits[..self.n_logit_rows * n_vocab]);
+        }
+        self.eval_batch(tokens, all_logits)?;
+        Ok(&self.logits[..self.n_logit_rows * n_vocab])
+    }
+
+    /// One forward pass of `tokens` (checked by the caller).
+    fn eval_batch(&mut self, tokens: &[u32], all_logits: bool) -> Result<()> {
         let needed = self.pos + tokens.len();
         deepseek::forward(
             &self.model,
@@ -203,7 +244,7 @@ impl Session {
         self.logits_pos0 = needed - self.n_logit_rows;
         self.pos = needed;
         self.tokens.extend_from_slice(tokens);
-        Ok(&self.logits[..self.n_logit_rows * n_vocab])
+        Ok(())
     }
 
     /// Evaluates `tokens` as one batch, like `eval(tokens, true)`, but computes every row with

@@ -222,6 +222,10 @@ enum Cmd {
         /// Decode after this many tokens already in the context.
         #[arg(short = 'd', long, default_value_t = 0)]
         depth: usize,
+        /// Most tokens per forward pass: a longer prompt (or depth) runs in pieces of this
+        /// many.
+        #[arg(long, default_value_t = moela::session::DEFAULT_MAX_BATCH, value_parser = at_least_one)]
+        max_batch: usize,
         /// Repetitions (mean ± sd), at least 1.
         #[arg(short = 'r', long, default_value_t = 3, value_parser = at_least_one)]
         repetitions: usize,
@@ -930,6 +934,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             n_prompt,
             n_gen,
             depth,
+            max_batch,
             repetitions,
             mem_bw,
             json,
@@ -969,6 +974,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                 draft,
                 spec_prompt,
                 expert_skip,
+                max_batch,
             };
             let mut r = moela::bench::run(&model, &p, &mut |l| eprintln!("{l}"))?;
             if mem_bw {
