@@ -11,6 +11,8 @@
 //! - FP8 → BF16 GGUF: cosine ≥ 0.9999 per row; Q8_0: median cosine ≥ 0.999, every row ≥ 0.9,
 //!   top-1 ≥ 14/16; Q4_0: cosine ≥ 0.5 per row (as tests/golden.rs).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -49,14 +51,6 @@ fn reference() -> Reference {
         incr,
         vocab,
     }
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn top1(a: &[f32], b: &[f32], vocab: usize) -> usize {
@@ -102,7 +96,10 @@ fn fp8_directory_matches_transformers_on_dequantized_weights() {
     assert_eq!(model.weights.embed.dtype, DType::BF16);
     let full = run(&model, &r, r.tokens.len());
     let incr = run(&model, &r, r.prefill);
-    let (df, di) = (max_abs_diff(&full, &r.full), max_abs_diff(&incr, &r.incr));
+    let (df, di) = (
+        common::max_abs_diff(&full, &r.full),
+        common::max_abs_diff(&incr, &r.incr),
+    );
     println!("v3_fp8: max|Δ| full {df:.2e}, incremental {di:.2e}");
     assert!(df <= 1e-3, "full logits differ by {df}");
     assert!(di <= 1e-3, "incremental logits differ by {di}");
@@ -132,7 +129,7 @@ fn fp8_converts_to_gguf() {
         let c = cosines(&full, &r.full, r.vocab);
         let (min, median) = (c[0], c[c.len() / 2]);
         let t1 = top1(&full, &r.full, r.vocab);
-        let d = max_abs_diff(&full, &r.full);
+        let d = common::max_abs_diff(&full, &r.full);
         println!(
             "fp8 -> {:>5}: max|Δ| {d:.2e}, cosine min {min:.6} median {median:.6}, top-1 {t1}/{}",
             dtype.name(),
@@ -140,7 +137,7 @@ fn fp8_converts_to_gguf() {
         );
         match dtype {
             DType::F32 => {
-                let same = max_abs_diff(&full, &direct);
+                let same = common::max_abs_diff(&full, &direct);
                 assert!(same <= 1e-4, "f32 GGUF vs FP8 directory differ by {same}");
                 assert!(d <= 1e-3);
             }

@@ -18,6 +18,8 @@
 //! - our incremental decode equals our full-sequence logits within 1e-4, and the expanded
 //!   and absorbed attention paths agree within 1e-4.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -64,14 +66,6 @@ fn reference(name: &str) -> Reference {
         incr,
         vocab,
     }
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -126,8 +120,8 @@ fn hf_directories_match_transformers() {
         assert_eq!(model.config.vocab_size, r.vocab);
         let full = run(&model, &r, r.tokens.len(), &params(AttnPath::Auto));
         let incr = run(&model, &r, r.prefill, &params(AttnPath::Auto));
-        let d_full = max_abs_diff(&full, &r.full);
-        let d_incr = max_abs_diff(&incr, &r.incr);
+        let d_full = common::max_abs_diff(&full, &r.full);
+        let d_incr = common::max_abs_diff(&incr, &r.incr);
         println!("{name}: HF max|Δ| full {d_full:.2e}, incremental {d_incr:.2e}");
         assert!(
             d_full <= 1e-3,
@@ -148,7 +142,7 @@ fn hf_directories_match_transformers() {
             "{name}: top-1 incr"
         );
         // Our own incremental decode against our own full pass.
-        let d_self = max_abs_diff(&full, &incr);
+        let d_self = common::max_abs_diff(&full, &incr);
         assert!(
             d_self <= 1e-4,
             "{name}: incremental vs full differ by {d_self}"
@@ -164,13 +158,13 @@ fn expanded_and_absorbed_attention_agree() {
         let n = r.tokens.len();
         let expanded = run(&model, &r, n, &params(AttnPath::Expanded));
         let absorbed = run(&model, &r, n, &params(AttnPath::Absorbed));
-        let d = max_abs_diff(&expanded, &absorbed);
+        let d = common::max_abs_diff(&expanded, &absorbed);
         println!("{name}: expanded vs absorbed max|Δ| {d:.2e}");
         assert!(d <= 1e-4, "{name}: attention paths differ by {d}");
         // And the decode path one token at a time against the reference.
         let one_by_one = run(&model, &r, 1, &params(AttnPath::Absorbed));
         assert!(
-            max_abs_diff(&one_by_one, &r.full) <= 1e-3,
+            common::max_abs_diff(&one_by_one, &r.full) <= 1e-3,
             "{name}: absorbed decode vs reference"
         );
     }
@@ -216,7 +210,7 @@ fn converted_gguf_matches_transformers() {
             assert_config_round_trip(&hf.config, &model.config, name);
             let full = run(&model, &r, r.tokens.len(), &params(AttnPath::Auto));
             let incr = run(&model, &r, r.prefill, &params(AttnPath::Auto));
-            let d = max_abs_diff(&full, &r.full);
+            let d = common::max_abs_diff(&full, &r.full);
             let cos = min_cosine(&full, &r.full, r.vocab).min(min_cosine(&incr, &r.incr, r.vocab));
             let median = median_cosine(&full, &r.full, r.vocab);
             let top1 = top1_agreement(&full, &r.full, r.vocab);
@@ -228,7 +222,7 @@ fn converted_gguf_matches_transformers() {
             match dtype {
                 DType::F32 => {
                     assert!(d <= 1e-3, "{name} f32 gguf differs by {d}");
-                    assert!(max_abs_diff(&incr, &r.incr) <= 1e-3);
+                    assert!(common::max_abs_diff(&incr, &r.incr) <= 1e-3);
                     assert_eq!(top1, r.tokens.len());
                 }
                 DType::F16 | DType::BF16 => {
@@ -296,7 +290,7 @@ fn llama_cpp_converted_files_match_transformers() {
         let model = Arc::new(Model::load(fixture(name).join(file)).unwrap());
         let full = run(&model, &r, r.tokens.len(), &params(AttnPath::Auto));
         let incr = run(&model, &r, r.prefill, &params(AttnPath::Auto));
-        let d = max_abs_diff(&full, &r.full).max(max_abs_diff(&incr, &r.incr));
+        let d = common::max_abs_diff(&full, &r.full).max(common::max_abs_diff(&incr, &r.incr));
         let cos = min_cosine(&full, &r.full, r.vocab).min(min_cosine(&incr, &r.incr, r.vocab));
         println!("{name} {file}: max|Δ| {d:.2e}, min cosine {cos:.6}");
         if file.contains("f32") {
@@ -507,7 +501,7 @@ fn absorbed_decode_over_long_context_matches_expanded() {
         );
         let v = vocab as usize;
         let (a, b) = (&expanded[576 * v..], &absorbed[576 * v..]);
-        let d = max_abs_diff(a, b);
+        let d = common::max_abs_diff(a, b);
         let mag = a.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         println!("{kv_type:?}: absorbed vs expanded over positions 576..600: max|Δ| {d:.2e} (max |logit| {mag:.1})");
         let bound = if kv_type == KvType::F32 { 1e-4 } else { 1e-3 };

@@ -19,14 +19,6 @@ fn all_logits(m: &Arc<Model>, toks: &[u32], max_batch: usize) -> (Vec<f32>, Vec<
     (rows, next)
 }
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn split_prefill_matches_one_pass() {
     for name in ["v2_lite", "v3"] {
@@ -40,8 +32,8 @@ fn split_prefill_matches_one_pass() {
             // Bound: 1e-4 of the largest logit (the pieces' kernels see other batch sizes,
             // so sums are rounded in another order; a misplaced row or position is O(1)).
             let (d, dn) = (
-                max_abs_diff(&whole, &split),
-                max_abs_diff(&whole_next, &split_next),
+                common::max_abs_diff(&whole, &split),
+                common::max_abs_diff(&whole_next, &split_next),
             );
             assert!(
                 d <= 1e-4 * scale && dn <= 1e-4 * scale,

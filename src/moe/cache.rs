@@ -112,25 +112,20 @@ impl Policy {
 
     /// [`victim`](Self::victim), never taking an entry whose key `spare` holds.
     pub fn victim_sparing(&self, spare: impl Fn(Key) -> bool) -> Option<usize> {
-        if let Some(free) = self.slots.iter().position(|s| s.is_none()) {
-            return Some(free);
-        }
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                s.as_ref()
-                    .filter(|e| e.evictable() && !spare(e.key))
-                    .map(|e| (i, e))
-            })
-            .min_by_key(|(_, e)| e.rank())
-            .map(|(i, _)| i)
+        self.pick(|_, e| e.is_none_or(|e| !spare(e.key)))
     }
 
     /// The slot whose memory to give up next among those `allowed` (by index): an empty one,
     /// else the LRU-2 victim among the allowed evictable entries.
     pub fn victim_among(&self, allowed: impl Fn(usize) -> bool) -> Option<usize> {
-        if let Some(free) = (0..self.slots.len()).find(|&i| self.slots[i].is_none() && allowed(i)) {
+        self.pick(|i, _| allowed(i))
+    }
+
+    /// The first empty slot that `ok` accepts, else the evictable entry it accepts with the
+    /// lowest LRU-2 rank.
+    fn pick(&self, ok: impl Fn(usize, Option<&Entry>) -> bool) -> Option<usize> {
+        if let Some(free) = (0..self.slots.len()).find(|&i| self.slots[i].is_none() && ok(i, None))
+        {
             return Some(free);
         }
         self.slots
@@ -138,7 +133,7 @@ impl Policy {
             .enumerate()
             .filter_map(|(i, s)| {
                 s.as_ref()
-                    .filter(|e| e.evictable() && allowed(i))
+                    .filter(|e| e.evictable() && ok(i, Some(e)))
                     .map(|e| (i, e))
             })
             .min_by_key(|(_, e)| e.rank())
