@@ -199,6 +199,8 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
         store.warm_pinned()?;
     }
     let load_s = t.elapsed().as_secs_f64();
+    // Before measuring anything: `--spec mtp` needs the module.
+    p.spec.drafter_for(&model)?;
     let (rss_after_load, _) = rss_bytes();
     let cfg = model.config.clone();
     let spec_prompt: Vec<u32> = match (&p.spec_prompt, p.spec) {
@@ -268,7 +270,7 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
             }
         }
     }
-    let spec = match p.spec.drafter() {
+    let spec = match p.spec.drafter_for(&model)? {
         Some(_) if p.n_gen > 0 && !spec_prompt.is_empty() => {
             Some(bench_spec(&mut session, p, &spec_prompt, progress)?)
         }
@@ -369,7 +371,7 @@ fn bench_spec(
             session.eval(prompt, false)?;
             let mut history = prompt.to_vec();
             let mut sampler = Sampler::greedy();
-            let mut spec = match p.spec.drafter() {
+            let mut spec = match p.spec.drafter_for(session.model())? {
                 Some(d) if use_spec => Some(Speculator::new(d, p.draft)?),
                 _ => None,
             };

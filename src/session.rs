@@ -59,6 +59,36 @@ pub struct Session {
     row_buf: Vec<f32>,
     /// The token at each position `0..pos` (what a saved state records).
     tokens: Vec<u32>,
+    /// The multi-token-prediction drafter's state, when the model has an MTP module.
+    mtp: Option<MtpState>,
+}
+
+/// The MTP module's side of a session: its own one-layer latent cache, whose row `j` holds the
+/// pair (trunk hidden state `h_j`, token `t_{j+1}`) for `j < filled`, and the trunk's hidden
+/// states not fed to it yet.
+struct MtpState {
+    /// Allocated on the first draft.
+    kv: Option<KvCache>,
+    scratch: Scratch,
+    logits: Vec<f32>,
+    /// The trunk's hidden states (before the final norm) of positions `hid0..pos`, `[_, hidden]`.
+    hidden: Vec<f32>,
+    hid0: usize,
+    /// Cache rows `0..filled` hold true pairs; rows past it are drafts' or stale.
+    filled: usize,
+    toks: Vec<u32>,
+    chain: Vec<f32>,
+}
+
+/// The index of the largest value (the first of equals).
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
 }
 
 impl Session {
@@ -80,6 +110,7 @@ impl Session {
         let rope = Rope::new(cfg);
         let mut scratch = Scratch::default();
         scratch.set_expert_skip(params.expert_skip);
+        let mtp = model_mtp_state(&model);
         Ok(Session {
             model,
             kv,
@@ -93,7 +124,136 @@ impl Session {
             held_profile: Vec::new(),
             row_buf: Vec::new(),
             tokens: Vec::new(),
+            mtp,
         })
+    }
+
+    /// Whether the model has a multi-token-prediction module ([`mtp_draft`](Self::mtp_draft)).
+    pub fn has_mtp(&self) -> bool {
+        self.mtp.is_some()
+    }
+
+    /// A saved state does not carry the MTP module's cache nor the trunk's hidden states:
+    /// after loading one, the module starts from the loaded position (see
+    /// [`mtp_draft`](Self::mtp_draft)).
+    pub(crate) fn mtp_state_loaded(&mut self) {
+        if let Some(m) = self.mtp.as_mut() {
+            m.hidden.clear();
+            m.hid0 = self.pos;
+            m.filled = 0;
+        }
+    }
+
+    /// Keeps the hidden states of the `n` tokens the last forward pass over the trunk ran
+    /// (at positions `pos0..pos0 + n`) for the MTP module.
+    fn record_hidden(&mut self, pos0: usize, n: usize) {
+        let Some(m) = self.mtp.as_mut() else {
+            return;
+        };
+        let h = self.model.config.hidden_size;
+        debug_assert_eq!(m.hid0 + m.hidden.len() / h, pos0);
+        m.hidden
+            .extend_from_slice(deepseek::hidden_states(&self.scratch, n, h));
+    }
+
+    /// Drafts up to `max` tokens after the session's tokens and `next` (the token sampled for
+    /// position [`position`](Self::position), not evaluated yet) with the model's
+    /// multi-token-prediction module, greedily: first the pairs (hidden state, next token)
+    /// the module has not seen run as one batch through its layer, giving the draft for the
+    /// position after `next`; each further draft chains the module on its own output hidden
+    /// state and the previous draft (as vLLM does). The module's cache keeps only the true
+    /// pairs: the chained rows are overwritten by the next call. An error when the model has
+    /// no MTP module. Nothing is drafted at position 0 (there is no hidden state yet).
+    ///
+    /// After [`truncate`](Self::truncate) past the last verified hidden state (a rewind of
+    /// more than one token) or a loaded state, the module's cache rows of the positions whose
+    /// hidden states are gone stay as they were: drafts may be worse, the output is not
+    /// affected (every draft is verified).
+    pub fn mtp_draft(&mut self, next: u32, max: usize, out: &mut Vec<u32>) -> Result<()> {
+        let model = self.model.clone();
+        let cfg = &model.config;
+        let Some(m) = self.mtp.as_mut() else {
+            return Err(no_mtp(&model));
+        };
+        let (pos, h, v) = (self.pos, cfg.hidden_size, cfg.vocab_size);
+        if max == 0 || pos == 0 || pos >= self.kv.n_ctx {
+            return Ok(());
+        }
+        if (next as usize) >= v {
+            return Err(Error::TokenOutOfRange {
+                token: next,
+                n_vocab: v,
+            });
+        }
+        if m.hid0 > pos - 1 {
+            // No hidden state of the last position (a loaded state): the next verified
+            // token brings one.
+            return Ok(());
+        }
+        model.check_files()?;
+        if m.kv.is_none() {
+            m.kv = Some(KvCache::new(
+                self.kv.kind(),
+                1,
+                self.kv.n_ctx,
+                cfg.kv_cache_row(),
+            )?);
+        }
+        let kv = m.kv.as_mut().expect("allocated above");
+        // The pairs j in start..pos: (h_j, t_{j+1}), the last with `next`.
+        let start = m.filled.max(m.hid0).min(pos - 1);
+        m.toks.clear();
+        m.toks.extend_from_slice(&self.tokens[start + 1..pos]);
+        m.toks.push(next);
+        let rows = &m.hidden[(start - m.hid0) * h..(pos - m.hid0) * h];
+        deepseek::mtp_forward(
+            &model,
+            &self.rope,
+            kv,
+            start,
+            rows,
+            &m.toks,
+            false,
+            self.path,
+            &mut m.scratch,
+            &mut m.logits,
+        )?;
+        m.filled = pos;
+        // Keep h_{pos-1}: a truncate to `pos` drops `next` and with it pair pos-1.
+        if pos - 1 > m.hid0 {
+            m.hidden.drain(..(pos - 1 - m.hid0) * h);
+            m.hid0 = pos - 1;
+        }
+        let mut d = argmax(&m.logits[..v]);
+        out.push(d);
+        let mut last = m.toks.len();
+        for i in 1..max {
+            let p = pos - 1 + i;
+            if p >= self.kv.n_ctx {
+                break;
+            }
+            // The module's own output hidden state of the last row stands for the trunk's.
+            m.chain.clear();
+            m.chain.extend_from_slice(
+                &deepseek::hidden_states(&m.scratch, last, h)[(last - 1) * h..],
+            );
+            last = 1;
+            deepseek::mtp_forward(
+                &model,
+                &self.rope,
+                kv,
+                p,
+                &m.chain,
+                &[d],
+                false,
+                self.path,
+                &mut m.scratch,
+                &mut m.logits,
+            )?;
+            d = argmax(&m.logits[..v]);
+            out.push(d);
+        }
+        Ok(())
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -137,6 +297,17 @@ impl Session {
         self.pos = pos;
         self.tokens.truncate(pos);
         self.held_profile.retain(|&(p, _, _)| p < pos);
+        if let Some(m) = self.mtp.as_mut() {
+            let h = self.model.config.hidden_size;
+            // Pair pos-1 was formed with the token at pos, which is gone.
+            m.filled = m.filled.min(pos.saturating_sub(1));
+            if pos < m.hid0 {
+                m.hidden.clear();
+                m.hid0 = pos;
+            } else {
+                m.hidden.truncate((pos - m.hid0) * h);
+            }
+        }
         // Row r holds the logits after position logits_pos0 + r.
         self.n_logit_rows = if pos > self.logits_pos0 {
             (pos - self.logits_pos0).min(self.n_logit_rows)
@@ -199,6 +370,7 @@ impl Session {
             &mut self.scratch,
             &mut self.logits,
         )?;
+        self.record_hidden(self.pos, tokens.len());
         self.n_logit_rows = if all_logits { tokens.len() } else { 1 };
         self.logits_pos0 = needed - self.n_logit_rows;
         self.pos = needed;
@@ -243,6 +415,7 @@ impl Session {
                 if result.is_err() {
                     break;
                 }
+                self.record_hidden(pos0 + t, 1);
                 // One-token passes: every held row is row 0, token t.
                 let held = self.scratch.held_rows();
                 self.held_profile
@@ -268,6 +441,9 @@ impl Session {
             let held = self.scratch.held_rows();
             self.held_profile
                 .extend(held.drain(..).map(|(t, l, e)| (pos0 + t, l, e)));
+            if r.is_ok() {
+                self.record_hidden(pos0, n);
+            }
             r
         };
         self.scratch.hold_profile_rows(false);
@@ -345,6 +521,30 @@ impl Session {
         let v = self.model.config.vocab_size;
         Some(&self.logits[(self.n_logit_rows - 1) * v..self.n_logit_rows * v])
     }
+}
+
+/// The MTP state of a new session on `model` (None without an MTP module).
+fn model_mtp_state(model: &Model) -> Option<MtpState> {
+    model.weights.mtp.as_ref().map(|_| MtpState {
+        kv: None,
+        scratch: Scratch::default(),
+        logits: Vec::new(),
+        hidden: Vec::new(),
+        hid0: 0,
+        filled: 0,
+        toks: Vec::new(),
+        chain: Vec::new(),
+    })
+}
+
+/// The error of MTP drafting on a model without the module.
+pub(crate) fn no_mtp(model: &Model) -> Error {
+    Error::InvalidArg(format!(
+        "{}: this model has no multi-token-prediction (MTP) module (GGUF: \
+         deepseek2.nextn_predict_layers and blk.N.nextn.* tensors; HF: \
+         model.layers.{{num_hidden_layers}}.eh_proj); use --spec lookup or off",
+        model.path.display()
+    ))
 }
 
 /// The logits after every token of `tokens`, `[n, vocab]` row-major: the first `prefill`

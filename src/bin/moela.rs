@@ -242,7 +242,7 @@ enum Cmd {
         kv_type: String,
         /// Also measure greedy speculative decoding of -n tokens against plain decoding:
         /// acceptance rate, tokens per verification pass, tok/s with and without, and the cost
-        /// of one verification pass relative to a one-token step (off or lookup).
+        /// of one verification pass relative to a one-token step (off, lookup or mtp).
         #[arg(long, default_value = "off")]
         spec: String,
         /// Most draft tokens per verification pass (with --spec).
@@ -449,19 +449,21 @@ fn eval_tokens(model: &Model, file: &std::path::Path) -> moela::Result<(Vec<u32>
 /// Speculative decoding (src/speculative.rs).
 #[derive(clap::Args, Clone, Debug)]
 struct SpecArgs {
-    /// Speculative decoding: off, or lookup (drafts copied from earlier text that continues
-    /// the last 1-3 tokens; one batched pass verifies them). The output is the same as without
-    /// (token for token when greedy, the same distribution when sampling).
+    /// Speculative decoding: off, lookup (drafts copied from earlier text that continues
+    /// the last 1-3 tokens) or mtp (drafts from the model's multi-token-prediction module,
+    /// DeepSeek-V3/R1 files that keep it); one batched pass verifies them. The output is the
+    /// same as without (token for token when greedy, the same distribution when sampling).
     #[arg(long, default_value = "off")]
     spec: String,
-    /// Most draft tokens per verification pass (with --spec lookup), >= 1.
+    /// Most draft tokens per verification pass (with --spec lookup or mtp), >= 1.
     #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     draft: usize,
 }
 
 impl SpecArgs {
-    fn speculator(&self) -> moela::Result<Option<Speculator>> {
-        match SpecMode::parse(&self.spec)?.drafter() {
+    /// The speculator for `model` (an error for `--spec mtp` on a model without the module).
+    fn speculator(&self, model: &moela::Model) -> moela::Result<Option<Speculator>> {
+        match SpecMode::parse(&self.spec)?.drafter_for(model)? {
             Some(d) => Ok(Some(Speculator::new(d, self.draft)?)),
             None => Ok(None),
         }
@@ -724,9 +726,10 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             prompt_cache,
         } => {
             let mut sampler = sampling.sampler()?;
-            let mut spec = spec.speculator()?;
+            SpecMode::parse(&spec.spec)?;
             skip.skip(None)?;
             let model = load_with(&model_path(model)?, &experts.params(None)?)?;
+            let mut spec = spec.speculator(&model)?;
             check_ctx(ctx, &model)?;
             let expert_skip = skip.skip(Some(&model))?;
             let keep = model.clone();
@@ -1410,9 +1413,10 @@ fn chat(
     use moela::tokenizer::{split_reasoning, ChatMessage, StreamDecoder};
     use std::io::BufRead;
     let mut sampler = sampling.sampler()?;
-    let mut spec = spec.speculator()?;
+    SpecMode::parse(&spec.spec)?;
     skip.skip(None)?;
     let model = load_with(&path, params)?;
+    let mut spec = spec.speculator(&model)?;
     check_ctx(ctx, &model)?;
     let expert_skip = skip.skip(Some(&model))?;
     let keep = model.clone();
