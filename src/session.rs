@@ -234,9 +234,8 @@ impl Session {
             }
             // The module's own output hidden state of the last row stands for the trunk's.
             m.chain.clear();
-            m.chain.extend_from_slice(
-                &deepseek::hidden_states(&m.scratch, last, h)[(last - 1) * h..],
-            );
+            m.chain
+                .extend_from_slice(&deepseek::hidden_states(&m.scratch, last, h)[(last - 1) * h..]);
             last = 1;
             deepseek::mtp_forward(
                 &model,
@@ -521,6 +520,60 @@ impl Session {
         let v = self.model.config.vocab_size;
         Some(&self.logits[(self.n_logit_rows - 1) * v..self.n_logit_rows * v])
     }
+}
+
+/// The MTP module's logits over a whole sequence, `[n - 1, vocab]` row-major: `tokens` run
+/// through the trunk as one batch, then row `i` is the module's prediction for the token at
+/// `i + 2` from the trunk's hidden state at `i` and the token at `i + 1` (all pairs as one
+/// batch through the module's layer, positions `0..n - 1`). What the golden MTP test compares
+/// with the torch reference. An error when the model has no MTP module or `tokens` has fewer
+/// than two tokens.
+pub fn mtp_sequence_logits(
+    model: Arc<Model>,
+    tokens: &[u32],
+    params: &SessionParams,
+) -> Result<Vec<f32>> {
+    if tokens.len() < 2 {
+        return Err(Error::InvalidArg(
+            "MTP logits need at least two tokens".into(),
+        ));
+    }
+    let params = SessionParams {
+        n_ctx: if params.n_ctx == 0 {
+            tokens.len()
+        } else {
+            params.n_ctx
+        },
+        ..params.clone()
+    };
+    let mut session = Session::new(model.clone(), &params)?;
+    if session.mtp.is_none() {
+        return Err(no_mtp(&model));
+    }
+    session.eval(tokens, false)?;
+    let n = tokens.len() - 1;
+    let m = session.mtp.as_mut().expect("checked above");
+    let h = model.config.hidden_size;
+    let mut kv = KvCache::new(
+        session.kv.kind(),
+        1,
+        session.kv.n_ctx,
+        model.config.kv_cache_row(),
+    )?;
+    let mut logits = Vec::new();
+    deepseek::mtp_forward(
+        &model,
+        &session.rope,
+        &mut kv,
+        0,
+        &m.hidden[..n * h],
+        &tokens[1..],
+        true,
+        session.path,
+        &mut m.scratch,
+        &mut logits,
+    )?;
+    Ok(logits)
 }
 
 /// The MTP state of a new session on `model` (None without an MTP module).

@@ -219,11 +219,27 @@ pub fn mtp_forward(
         embed.row_f32(tok as usize, y);
         let (e_half, h_half) = row.split_at_mut(h);
         ops::rms_norm(y, &ew[..h], cfg.rms_norm_eps, e_half);
-        ops::rms_norm(&hidden[t * h..(t + 1) * h], &ew[h..], cfg.rms_norm_eps, h_half);
+        ops::rms_norm(
+            &hidden[t * h..(t + 1) * h],
+            &ew[h..],
+            cfg.rms_norm_eps,
+            h_half,
+        );
     }
     let x = resize(&mut s.x, n * h);
     mtp.eh_proj.matmul(cat, n, x);
-    decoder_layer(model, rope, kv, 0, cfg.n_layers, &mtp.layer, pos0, n, path, s)?;
+    decoder_layer(
+        model,
+        rope,
+        kv,
+        0,
+        cfg.n_layers,
+        &mtp.layer,
+        pos0,
+        n,
+        path,
+        s,
+    )?;
     head(
         model,
         &mtp.head_norm,
@@ -411,7 +427,10 @@ fn moe_batch(
         .extend((0..ne).filter(|&e| !s.assignments[e].is_empty()));
     st::stop(Stage::Router, t0);
     // The MTP layer (past the trunk's) is not in the expert store: its experts stay mapped.
-    let store = model.experts.as_ref().filter(|_| layer < model.weights.layers.len());
+    let store = model
+        .experts
+        .as_ref()
+        .filter(|_| layer < model.weights.layers.len());
     let Some(store) = store else {
         run_experts_together(layer, moe, x, n, s, out);
         return Ok(());
