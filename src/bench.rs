@@ -368,13 +368,16 @@ fn bench_spec(
         let mut outs = Vec::new();
         for use_spec in [false, true] {
             session.reset();
-            session.eval(prompt, false)?;
-            let mut history = prompt.to_vec();
-            let mut sampler = Sampler::greedy();
             let mut spec = match p.spec.drafter_for(session.model())? {
                 Some(d) if use_spec => Some(Speculator::new(d, p.draft)?),
                 _ => None,
             };
+            if let Some(sp) = spec.as_mut() {
+                sp.prepare(session)?;
+            }
+            session.eval(prompt, false)?;
+            let mut history = prompt.to_vec();
+            let mut sampler = Sampler::greedy();
             let t = Instant::now();
             speculative::generate(
                 session,

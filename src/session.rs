@@ -65,8 +65,9 @@ pub struct Session {
 
 /// The MTP module's side of a session: its own one-layer latent cache, whose row `j` holds the
 /// pair (trunk hidden state `h_j`, token `t_{j+1}`) for `j < filled`, and the trunk's hidden
-/// states not fed to it yet.
+/// states not fed to it yet (recorded only once [`Session::enable_mtp`] has been called).
 struct MtpState {
+    on: bool,
     /// Allocated on the first draft.
     kv: Option<KvCache>,
     scratch: Scratch,
@@ -137,17 +138,37 @@ impl Session {
     /// after loading one, the module starts from the loaded position (see
     /// [`mtp_draft`](Self::mtp_draft)).
     pub(crate) fn mtp_state_loaded(&mut self) {
-        if let Some(m) = self.mtp.as_mut() {
+        if let Some(m) = self.mtp.as_mut().filter(|m| m.on) {
             m.hidden.clear();
             m.hid0 = self.pos;
             m.filled = 0;
         }
     }
 
+    /// Starts keeping the trunk's hidden states for the MTP module (what
+    /// [`mtp_draft`](Self::mtp_draft) reads; off by default, as they take `hidden_size` floats
+    /// per token until drafted from). Call it before evaluating the prompt: the module's cache
+    /// then covers the whole context. Enabled later (or by the first `mtp_draft`), the module
+    /// starts from the current position, with its cache rows before it empty, and drafts from
+    /// the next verified token on: worse drafts for a while, the same output. An error when
+    /// the model has no MTP module.
+    pub fn enable_mtp(&mut self) -> Result<()> {
+        let Some(m) = self.mtp.as_mut() else {
+            return Err(no_mtp(&self.model));
+        };
+        if !m.on {
+            m.on = true;
+            m.hidden.clear();
+            m.hid0 = self.pos;
+            m.filled = 0;
+        }
+        Ok(())
+    }
+
     /// Keeps the hidden states of the `n` tokens the last forward pass over the trunk ran
     /// (at positions `pos0..pos0 + n`) for the MTP module.
     fn record_hidden(&mut self, pos0: usize, n: usize) {
-        let Some(m) = self.mtp.as_mut() else {
+        let Some(m) = self.mtp.as_mut().filter(|m| m.on) else {
             return;
         };
         let h = self.model.config.hidden_size;
@@ -172,6 +193,13 @@ impl Session {
     pub fn mtp_draft(&mut self, next: u32, max: usize, out: &mut Vec<u32>) -> Result<()> {
         let model = self.model.clone();
         let cfg = &model.config;
+        let Some(m) = self.mtp.as_mut() else {
+            return Err(no_mtp(&model));
+        };
+        if !m.on {
+            self.enable_mtp()?;
+            return Ok(());
+        }
         let Some(m) = self.mtp.as_mut() else {
             return Err(no_mtp(&model));
         };
@@ -547,9 +575,7 @@ pub fn mtp_sequence_logits(
         ..params.clone()
     };
     let mut session = Session::new(model.clone(), &params)?;
-    if session.mtp.is_none() {
-        return Err(no_mtp(&model));
-    }
+    session.enable_mtp()?;
     session.eval(tokens, false)?;
     let n = tokens.len() - 1;
     let m = session.mtp.as_mut().expect("checked above");
@@ -579,6 +605,7 @@ pub fn mtp_sequence_logits(
 /// The MTP state of a new session on `model` (None without an MTP module).
 fn model_mtp_state(model: &Model) -> Option<MtpState> {
     model.weights.mtp.as_ref().map(|_| MtpState {
+        on: false,
         kv: None,
         scratch: Scratch::default(),
         logits: Vec::new(),

@@ -39,6 +39,13 @@ pub trait Drafter: Send {
         self.draft(context, max, out);
         Ok(())
     }
+
+    /// Readies `session`, before its prompt is evaluated, for drafting (the MTP drafter starts
+    /// keeping the trunk's hidden states); the default does nothing.
+    fn prepare(&mut self, session: &mut Session) -> Result<()> {
+        let _ = session;
+        Ok(())
+    }
 }
 
 /// Drafting with the model's multi-token-prediction module (DeepSeek-V3/R1's MTP layer): one
@@ -49,6 +56,10 @@ pub struct MtpDrafter;
 impl Drafter for MtpDrafter {
     /// Without a session there is nothing to run the module on: no drafts.
     fn draft(&mut self, _context: &[u32], _max: usize, _out: &mut Vec<u32>) {}
+
+    fn prepare(&mut self, session: &mut Session) -> Result<()> {
+        session.enable_mtp()
+    }
 
     fn draft_in(
         &mut self,
@@ -227,6 +238,12 @@ impl Speculator {
 
     pub fn stats(&self) -> SpecStats {
         self.stats
+    }
+
+    /// Readies `session` for this speculator's drafter ([`Drafter::prepare`]): call it before
+    /// evaluating the prompt (for MTP: the module then sees the whole context).
+    pub fn prepare(&mut self, session: &mut Session) -> Result<()> {
+        self.drafter.prepare(session)
     }
 
     pub fn max_draft(&self) -> usize {

@@ -12,7 +12,10 @@
 //! it; drafts made one position at a time through the module's own latent cache equal the
 //! reference's argmax; greedy speculative decoding with MTP drafts equals plain greedy for
 //! draft lengths 1, 2, 3 and 5 (drafts are rejected on these random weights, so the rollback
-//! runs); `--spec mtp` on a model without the module is a clear error.
+//! runs), with the module enabled before the prompt or late; a drafter that runs the module
+//! but proposes a known continuation with planted errors (drafts accepted and rejected) sees
+//! the module's draft equal a fresh run over the whole context at every step; `--spec mtp` on
+//! a model without the module is a clear error.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -163,6 +166,7 @@ fn incremental_drafts_follow_the_reference() {
         let model = Arc::new(Model::load(&path).unwrap());
         let mut s = Session::new(model, &SessionParams::default()).unwrap();
         assert!(s.has_mtp());
+        s.enable_mtp().unwrap();
         s.eval(&tokens[..5], false).unwrap();
         for k in 5..tokens.len() {
             let mut out = Vec::new();
@@ -198,10 +202,15 @@ fn greedy_mtp_speculation_equals_plain_greedy() {
         for prompt_len in [1, 6] {
             let prompt = &tokens[..prompt_len];
             let want = plain_greedy(&model, prompt, n);
-            for draft in [1, 2, 3, 5] {
+            // prepare() before the prompt (as the CLI does), or not at all: the first draft
+            // then enables the module late (no drafts until the next verified token).
+            for (draft, prepare) in [(1, true), (2, true), (3, false), (5, true)] {
                 let drafter = SpecMode::Mtp.drafter_for(&model).unwrap().unwrap();
                 let mut spec = Speculator::new(drafter, draft).unwrap();
                 let mut s = Session::new(model.clone(), &SessionParams::default()).unwrap();
+                if prepare {
+                    spec.prepare(&mut s).unwrap();
+                }
                 s.eval(prompt, false).unwrap();
                 let mut hist = prompt.to_vec();
                 speculative::generate(
@@ -243,6 +252,7 @@ fn spec_mtp_without_module_is_a_clear_error() {
     let mut s = Session::new(model.clone(), &SessionParams::default()).unwrap();
     s.eval(&[1, 2], false).unwrap();
     assert!(!s.has_mtp());
+    assert!(s.enable_mtp().is_err());
     assert!(s.mtp_draft(3, 2, &mut Vec::new()).is_err());
     assert!(mtp_sequence_logits(model, &[1, 2, 3], &SessionParams::default()).is_err());
     // The other modes still work on it.
@@ -266,6 +276,10 @@ struct CheckedOracle {
 
 impl speculative::Drafter for CheckedOracle {
     fn draft(&mut self, _: &[u32], _: usize, _: &mut Vec<u32>) {}
+
+    fn prepare(&mut self, session: &mut Session) -> moela::Result<()> {
+        session.enable_mtp()
+    }
 
     fn draft_in(
         &mut self,
@@ -311,6 +325,7 @@ fn mtp_state_follows_accepted_and_rejected_drafts() {
         };
         let mut spec = Speculator::new(Box::new(oracle), draft).unwrap();
         let mut s = Session::new(model.clone(), &SessionParams::default()).unwrap();
+        spec.prepare(&mut s).unwrap();
         s.eval(prompt, false).unwrap();
         let mut hist = prompt.to_vec();
         speculative::generate(

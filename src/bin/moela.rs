@@ -767,6 +767,9 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                     ..Default::default()
                 },
             )?;
+            if let Some(sp) = spec.as_mut() {
+                sp.prepare(&mut session)?;
+            }
             let reused = match &prompt_cache {
                 Some(f) => reuse_prompt_cache(&mut session, f, &prompt_ids)?,
                 None => 0,
@@ -1437,6 +1440,9 @@ fn chat(
             ..Default::default()
         },
     )?;
+    if let Some(sp) = spec.as_mut() {
+        sp.prepare(&mut session)?;
+    }
     let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
     let mut held: Vec<u32> = Vec::new();
     // With --prompt-cache, the first turn reuses what FILE holds.
