@@ -57,6 +57,13 @@ pub struct SpecBench {
     /// Time of one verification pass over `draft + 1` tokens ÷ time of one one-token step,
     /// at the context length after the prompt.
     pub verify_cost: f64,
+    /// With `--spec mtp`: time of drafting `draft` tokens with the MTP module (one new pair,
+    /// then the chained steps) ÷ time of one one-token step.
+    pub draft_cost: Option<f64>,
+    /// With `--spec mtp`: the decode speed relative to plain decoding that `verify_cost` and
+    /// `draft_cost` give at DeepSeek's reported 85% acceptance of each drafted token
+    /// (expected tokens per pass `(1 - 0.85^(k+1)) / (1 - 0.85)` ÷ the cost of a pass).
+    pub speedup_at_85: Option<f64>,
 }
 
 /// Mean and standard deviation of repeated measurements.
@@ -427,6 +434,28 @@ fn bench_spec(
         pass = pass.min(t.elapsed().as_secs_f64());
         session.truncate(pos);
     }
+    // With MTP: one draft of `draft` tokens (the module's cache filled up to here first).
+    let mut draft_cost = None;
+    if p.spec == SpecMode::Mtp {
+        session.reset();
+        session.enable_mtp()?;
+        session.eval(prompt, false)?;
+        let mut out = Vec::new();
+        session.mtp_draft(batch[0], p.draft, &mut out)?;
+        let mut best = f64::MAX;
+        for _ in 0..reps {
+            out.clear();
+            let t = Instant::now();
+            session.mtp_draft(batch[0], p.draft, &mut out)?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        draft_cost = Some(best / one);
+    }
+    let speedup_at_85 = draft_cost.map(|d| {
+        let a: f64 = 0.85;
+        let tokens = (1.0 - a.powi(p.draft as i32 + 1)) / (1.0 - a);
+        tokens / (pass / one + d)
+    });
     let (plain, fast) = (Stat::of(&plain), Stat::of(&fast));
     Ok(SpecBench {
         mode: format!("{:?}", p.spec).to_lowercase(),
@@ -440,5 +469,7 @@ fn bench_spec(
         plain_tok_s_sd: plain.sd,
         identical,
         verify_cost: pass / one,
+        draft_cost,
+        speedup_at_85,
     })
 }

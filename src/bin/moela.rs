@@ -1041,6 +1041,13 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                         sp.draft + 1,
                         sp.verify_cost
                     );
+                    if let (Some(d), Some(x)) = (sp.draft_cost, sp.speedup_at_85) {
+                        o += &format!(
+                            "MTP: drafting {} tokens costs {:.2}x a one-token step; at DeepSeek's \
+                             85% acceptance, decode would run at {:.2}x plain\n",
+                            sp.draft, d, x
+                        );
+                    }
                 }
                 if r.mem_bw_bytes_s > 0.0 {
                     o += &format!(
