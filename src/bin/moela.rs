@@ -1609,6 +1609,16 @@ fn inspect(model: &Model, json: bool) -> moela::Result<()> {
         c.moe.norm_topk_prob,
         c.moe.routed_scaling_factor
     );
+    if let Some(m) = &model.weights.mtp {
+        let _ = writeln!(
+            o,
+            "mtp: one multi-token-prediction block after the trunk (layer {}; own embedding: {}, \
+             own head: {}); --spec mtp drafts with it",
+            c.n_layers,
+            m.embed.is_some(),
+            m.head.is_some()
+        );
+    }
     let _ = writeln!(
         o,
         "vocab {}, rope theta {}, yarn {:?}",
