@@ -344,3 +344,81 @@ fn mtp_state_follows_accepted_and_rejected_drafts() {
         println!("draft {draft}, every {wrong}th wrong: {st:?}");
     }
 }
+
+/// Under an expert budget the trunk's routed experts go through the expert store; the MTP
+/// layer's stay in the mapping. The MTP logits and the greedy speculative output are those of
+/// the unbudgeted model.
+#[test]
+fn mtp_under_an_expert_budget() {
+    use moela::model::ModelParams;
+    use moela::moe::experts::{ExpertBudget, ExpertParams};
+    let (tokens, want, _) = reference();
+    let path = gguf_path();
+    let params = ModelParams {
+        experts: ExpertParams {
+            budget: ExpertBudget::Fraction(0.3),
+            prefetch: true,
+            profile: None,
+            io_limit: None,
+        },
+        ..Default::default()
+    };
+    let model = Arc::new(Model::load_with(&path, &params).unwrap());
+    assert!(model.experts.is_some());
+    let got = mtp_sequence_logits(model.clone(), &tokens, &SessionParams::default()).unwrap();
+    let d = max_abs_diff(&got, &want);
+    assert!(d <= TOL, "budgeted: MTP logits differ by {d}");
+    let plain = plain_greedy(&Arc::new(Model::load(&path).unwrap()), &tokens[..3], 20);
+    let mut spec = Speculator::new(SpecMode::Mtp.drafter_for(&model).unwrap().unwrap(), 3).unwrap();
+    let mut s = Session::new(model, &SessionParams::default()).unwrap();
+    spec.prepare(&mut s).unwrap();
+    s.eval(&tokens[..3], false).unwrap();
+    let mut hist = tokens[..3].to_vec();
+    speculative::generate(
+        &mut s,
+        &mut Sampler::greedy(),
+        Some(&mut spec),
+        &mut hist,
+        20,
+        &[],
+        &mut |_| true,
+    )
+    .unwrap();
+    assert_eq!(&hist[3..], &plain[..]);
+}
+
+/// A seeded sampled run with MTP drafts is reproducible (the speculative-sampling rule itself
+/// is tested for distributions in tests/speculative.rs; MTP drafts are deterministic like the
+/// drafters there).
+#[test]
+fn sampled_mtp_run_is_reproducible() {
+    let tokens = fixture_tokens("v3_mtp");
+    let model = Arc::new(Model::load(fixture("v3_mtp")).unwrap());
+    let run = |seed: u64| {
+        let mut sampler = Sampler::new(moela::sampler::SamplerParams {
+            temperature: 0.7,
+            seed,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut spec =
+            Speculator::new(SpecMode::Mtp.drafter_for(&model).unwrap().unwrap(), 2).unwrap();
+        let mut s = Session::new(model.clone(), &SessionParams::default()).unwrap();
+        spec.prepare(&mut s).unwrap();
+        s.eval(&tokens[..4], false).unwrap();
+        let mut hist = tokens[..4].to_vec();
+        speculative::generate(
+            &mut s,
+            &mut sampler,
+            Some(&mut spec),
+            &mut hist,
+            30,
+            &[],
+            &mut |_| true,
+        )
+        .unwrap();
+        hist
+    };
+    assert_eq!(run(7), run(7));
+    assert_ne!(run(7), run(8));
+}
