@@ -59,6 +59,13 @@ pub struct SpecBench {
     /// Time of one verification pass over `draft + 1` tokens ÷ time of one one-token step,
     /// at the context length after the prompt.
     pub verify_cost: f64,
+    /// With `--spec mtp`: time of drafting `draft` tokens with the MTP module (one new pair,
+    /// then the chained steps) ÷ time of one one-token step.
+    pub draft_cost: Option<f64>,
+    /// With `--spec mtp`: the decode speed relative to plain decoding that `verify_cost` and
+    /// `draft_cost` give at DeepSeek's reported 85% acceptance of each drafted token
+    /// (expected tokens per pass `(1 - 0.85^(k+1)) / (1 - 0.85)` ÷ the cost of a pass).
+    pub speedup_at_85: Option<f64>,
 }
 
 /// Mean and standard deviation of repeated measurements.
@@ -201,6 +208,8 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
         store.warm_pinned()?;
     }
     let load_s = t.elapsed().as_secs_f64();
+    // Before measuring anything: `--spec mtp` needs the module.
+    p.spec.drafter_for(&model)?;
     let (rss_after_load, _) = rss_bytes();
     let cfg = model.config.clone();
     let spec_prompt: Vec<u32> = match (&p.spec_prompt, p.spec) {
@@ -275,7 +284,7 @@ pub fn run(path: &Path, p: &BenchParams, progress: &mut dyn FnMut(&str)) -> Resu
             }
         }
     }
-    let spec = match p.spec.drafter() {
+    let spec = match p.spec.drafter_for(&model)? {
         Some(_) if p.n_gen > 0 && !spec_prompt.is_empty() => {
             Some(bench_spec(&mut session, p, &spec_prompt, progress)?)
         }
@@ -375,13 +384,16 @@ fn bench_spec(
         let mut outs = Vec::new();
         for use_spec in [false, true] {
             session.reset();
-            session.eval(prompt, false)?;
-            let mut history = prompt.to_vec();
-            let mut sampler = Sampler::greedy();
-            let mut spec = match p.spec.drafter() {
+            let mut spec = match p.spec.drafter_for(session.model())? {
                 Some(d) if use_spec => Some(Speculator::new(d, p.draft)?),
                 _ => None,
             };
+            if let Some(sp) = spec.as_mut() {
+                sp.prepare(session)?;
+            }
+            session.eval(prompt, false)?;
+            let mut history = prompt.to_vec();
+            let mut sampler = Sampler::greedy();
             let t = Instant::now();
             speculative::generate(
                 session,
@@ -431,6 +443,28 @@ fn bench_spec(
         pass = pass.min(t.elapsed().as_secs_f64());
         session.truncate(pos);
     }
+    // With MTP: one draft of `draft` tokens (the module's cache filled up to here first).
+    let mut draft_cost = None;
+    if p.spec == SpecMode::Mtp {
+        session.reset();
+        session.enable_mtp()?;
+        session.eval(prompt, false)?;
+        let mut out = Vec::new();
+        session.mtp_draft(batch[0], p.draft, &mut out)?;
+        let mut best = f64::MAX;
+        for _ in 0..reps {
+            out.clear();
+            let t = Instant::now();
+            session.mtp_draft(batch[0], p.draft, &mut out)?;
+            best = best.min(t.elapsed().as_secs_f64());
+        }
+        draft_cost = Some(best / one);
+    }
+    let speedup_at_85 = draft_cost.map(|d| {
+        let a: f64 = 0.85;
+        let tokens = (1.0 - a.powi(p.draft as i32 + 1)) / (1.0 - a);
+        tokens / (pass / one + d)
+    });
     let (plain, fast) = (Stat::of(&plain), Stat::of(&fast));
     Ok(SpecBench {
         mode: format!("{:?}", p.spec).to_lowercase(),
@@ -444,5 +478,7 @@ fn bench_spec(
         plain_tok_s_sd: plain.sd,
         identical,
         verify_cost: pass / one,
+        draft_cost,
+        speedup_at_85,
     })
 }

@@ -89,6 +89,12 @@ pub fn expert_group_tensor(base: &str, g: usize) -> String {
     }
 }
 
+/// Whether the HF checkpoint has DeepSeek-V3's multi-token-prediction block (its `eh_proj`
+/// at layer `num_hidden_layers`).
+fn has_mtp(cfg: &DeepSeekConfig, ix: &TensorIndex) -> bool {
+    ix.contains(&format!("model.layers.{}.eh_proj.weight", cfg.n_layers))
+}
+
 /// The output tensors (types from `policy`) and, per layer with experts of several types, the
 /// group of each expert.
 fn plan(
@@ -123,9 +129,44 @@ fn plan(
         vec![cfg.vocab_size, h],
         plain("model.embed_tokens.weight"),
     );
-    for layer in 0..cfg.n_layers {
+    // The multi-token-prediction block, when the checkpoint has one, follows the trunk as one
+    // more block with llama.cpp's `nextn.*` tensors (see [`has_mtp`]).
+    let mtp = has_mtp(cfg, ix);
+    for layer in 0..cfg.n_layers + mtp as usize {
         let hf = |w: &str| format!("model.layers.{layer}.{w}");
         let gg = |w: &str| format!("blk.{layer}.{w}");
+        if layer == cfg.n_layers {
+            // llama.cpp's names: blk.N.nextn.{eh_proj, enorm, hnorm, shared_head_norm} and,
+            // when the checkpoint has its own copies, embed_tokens and shared_head_head.
+            push(
+                gg("nextn.eh_proj.weight"),
+                vec![h, 2 * h],
+                Src::Plain(hf("eh_proj.weight")),
+            );
+            push(
+                gg("nextn.enorm.weight"),
+                vec![h],
+                Src::Plain(hf("enorm.weight")),
+            );
+            push(
+                gg("nextn.hnorm.weight"),
+                vec![h],
+                Src::Plain(hf("hnorm.weight")),
+            );
+            push(
+                gg("nextn.shared_head_norm.weight"),
+                vec![h],
+                Src::Plain(hf("shared_head.norm.weight")),
+            );
+            for (from, to) in [
+                ("embed_tokens.weight", "nextn.embed_tokens.weight"),
+                ("shared_head.head.weight", "nextn.shared_head_head.weight"),
+            ] {
+                if ix.contains(&hf(from)) {
+                    push(gg(to), vec![cfg.vocab_size, h], Src::Plain(hf(from)));
+                }
+            }
+        }
         push(
             gg("attn_norm.weight"),
             vec![h],
@@ -494,6 +535,18 @@ pub fn convert_with(
         ),
     ];
     meta.extend(gguf_names::config_to_gguf(cfg));
+    if has_mtp(cfg, &model.tensors) {
+        // llama.cpp counts the MTP block in block_count and names how many there are.
+        for (k, v) in meta.iter_mut() {
+            if k == &format!("{}.block_count", gguf_names::ARCH) {
+                *v = GgufValue::U32(cfg.n_layers as u32 + 1);
+            }
+        }
+        meta.push((
+            format!("{}.nextn_predict_layers", gguf_names::ARCH),
+            GgufValue::U32(1),
+        ));
+    }
     if let Some(t) = &model.tokenizer {
         meta.extend(crate::model::tokenizer_gguf::tokenizer_to_gguf(
             t,

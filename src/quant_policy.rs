@@ -230,11 +230,15 @@ impl Class {
             .and_then(|r| r.split('.').next())
             .and_then(|l| l.parse().ok());
         let has = |s: &str| name.contains(s);
-        let c = if name == "token_embd.weight" {
+        let c = if name == "token_embd.weight" || has(".nextn.embed_tokens") {
             Class::TokenEmbd
-        } else if name == "output.weight" {
+        } else if name == "output.weight" || has(".nextn.shared_head_head") {
             Class::Output
-        } else if has("_norm.") || name.ends_with(".bias") {
+        } else if has("_norm.")
+            || has(".nextn.enorm")
+            || has(".nextn.hnorm")
+            || name.ends_with(".bias")
+        {
             Class::Vector
         } else if has("ffn_gate_inp") {
             Class::Router

@@ -61,6 +61,37 @@ pub struct Session {
     tokens: Vec<u32>,
     /// Most tokens one forward pass of [`eval`](Self::eval) takes ([`DEFAULT_MAX_BATCH`]).
     max_batch: usize,
+    /// The multi-token-prediction drafter's state, when the model has an MTP module.
+    mtp: Option<MtpState>,
+}
+
+/// The MTP module's side of a session: its own one-layer latent cache, whose row `j` holds the
+/// pair (trunk hidden state `h_j`, token `t_{j+1}`) for `j < filled`, and the trunk's hidden
+/// states not fed to it yet (recorded only once [`Session::enable_mtp`] has been called).
+struct MtpState {
+    on: bool,
+    /// Allocated on the first draft.
+    kv: Option<KvCache>,
+    scratch: Scratch,
+    logits: Vec<f32>,
+    /// The trunk's hidden states (before the final norm) of positions `hid0..pos`, `[_, hidden]`.
+    hidden: Vec<f32>,
+    hid0: usize,
+    /// Cache rows `0..filled` hold true pairs; rows past it are drafts' or stale.
+    filled: usize,
+    toks: Vec<u32>,
+    chain: Vec<f32>,
+}
+
+/// The index of the largest value (the first of equals).
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
 }
 
 /// Most prompt tokens one forward pass evaluates by default: a longer batch runs in pieces of
@@ -89,6 +120,7 @@ impl Session {
         let rope = Rope::new(cfg);
         let mut scratch = Scratch::default();
         scratch.set_expert_skip(params.expert_skip);
+        let mtp = model_mtp_state(&model);
         Ok(Session {
             model,
             kv,
@@ -103,6 +135,7 @@ impl Session {
             row_buf: Vec::new(),
             tokens: Vec::new(),
             max_batch: DEFAULT_MAX_BATCH,
+            mtp,
         })
     }
 
@@ -111,6 +144,160 @@ impl Session {
     /// pieces' kernels see other batch sizes), not bit for bit.
     pub fn set_max_batch(&mut self, n: usize) {
         self.max_batch = n.max(1);
+    }
+
+    /// Whether the model has a multi-token-prediction module ([`mtp_draft`](Self::mtp_draft)).
+    pub fn has_mtp(&self) -> bool {
+        self.mtp.is_some()
+    }
+
+    /// A saved state does not carry the MTP module's cache nor the trunk's hidden states:
+    /// after loading one, the module starts from the loaded position (see
+    /// [`mtp_draft`](Self::mtp_draft)).
+    pub(crate) fn mtp_state_loaded(&mut self) {
+        if let Some(m) = self.mtp.as_mut().filter(|m| m.on) {
+            m.hidden.clear();
+            m.hid0 = self.pos;
+            m.filled = 0;
+        }
+    }
+
+    /// Starts keeping the trunk's hidden states for the MTP module (what
+    /// [`mtp_draft`](Self::mtp_draft) reads; off by default, as they take `hidden_size` floats
+    /// per token until drafted from). Call it before evaluating the prompt: the module's cache
+    /// then covers the whole context. Enabled later (or by the first `mtp_draft`), the module
+    /// starts from the current position, with its cache rows before it empty, and drafts from
+    /// the next verified token on: worse drafts for a while, the same output. An error when
+    /// the model has no MTP module.
+    pub fn enable_mtp(&mut self) -> Result<()> {
+        let Some(m) = self.mtp.as_mut() else {
+            return Err(no_mtp(&self.model));
+        };
+        if !m.on {
+            m.on = true;
+            m.hidden.clear();
+            m.hid0 = self.pos;
+            m.filled = 0;
+        }
+        Ok(())
+    }
+
+    /// Keeps the hidden states of the `n` tokens the last forward pass over the trunk ran
+    /// (at positions `pos0..pos0 + n`) for the MTP module.
+    fn record_hidden(&mut self, pos0: usize, n: usize) {
+        let Some(m) = self.mtp.as_mut().filter(|m| m.on) else {
+            return;
+        };
+        let h = self.model.config.hidden_size;
+        debug_assert_eq!(m.hid0 + m.hidden.len() / h, pos0);
+        m.hidden
+            .extend_from_slice(deepseek::hidden_states(&self.scratch, n, h));
+    }
+
+    /// Drafts up to `max` tokens after the session's tokens and `next` (the token sampled for
+    /// position [`position`](Self::position), not evaluated yet) with the model's
+    /// multi-token-prediction module, greedily: first the pairs (hidden state, next token)
+    /// the module has not seen run as one batch through its layer, giving the draft for the
+    /// position after `next`; each further draft chains the module on its own output hidden
+    /// state and the previous draft (as vLLM does). The module's cache keeps only the true
+    /// pairs: the chained rows are overwritten by the next call. An error when the model has
+    /// no MTP module. Nothing is drafted at position 0 (there is no hidden state yet).
+    ///
+    /// After [`truncate`](Self::truncate) past the last verified hidden state (a rewind of
+    /// more than one token) or a loaded state, the module's cache rows of the positions whose
+    /// hidden states are gone stay as they were: drafts may be worse, the output is not
+    /// affected (every draft is verified).
+    pub fn mtp_draft(&mut self, next: u32, max: usize, out: &mut Vec<u32>) -> Result<()> {
+        let model = self.model.clone();
+        let cfg = &model.config;
+        let Some(m) = self.mtp.as_mut() else {
+            return Err(no_mtp(&model));
+        };
+        if !m.on {
+            self.enable_mtp()?;
+            return Ok(());
+        }
+        let Some(m) = self.mtp.as_mut() else {
+            return Err(no_mtp(&model));
+        };
+        let (pos, h, v) = (self.pos, cfg.hidden_size, cfg.vocab_size);
+        if max == 0 || pos == 0 || pos >= self.kv.n_ctx {
+            return Ok(());
+        }
+        if (next as usize) >= v {
+            return Err(Error::TokenOutOfRange {
+                token: next,
+                n_vocab: v,
+            });
+        }
+        if m.hid0 > pos - 1 {
+            // No hidden state of the last position (a loaded state): the next verified
+            // token brings one.
+            return Ok(());
+        }
+        model.check_files()?;
+        if m.kv.is_none() {
+            m.kv = Some(KvCache::new(
+                self.kv.kind(),
+                1,
+                self.kv.n_ctx,
+                cfg.kv_cache_row(),
+            )?);
+        }
+        let kv = m.kv.as_mut().expect("allocated above");
+        // The pairs j in start..pos: (h_j, t_{j+1}), the last with `next`.
+        let start = m.filled.max(m.hid0).min(pos - 1);
+        m.toks.clear();
+        m.toks.extend_from_slice(&self.tokens[start + 1..pos]);
+        m.toks.push(next);
+        let rows = &m.hidden[(start - m.hid0) * h..(pos - m.hid0) * h];
+        deepseek::mtp_forward(
+            &model,
+            &self.rope,
+            kv,
+            start,
+            rows,
+            &m.toks,
+            false,
+            self.path,
+            &mut m.scratch,
+            &mut m.logits,
+        )?;
+        m.filled = pos;
+        // Keep h_{pos-1}: a truncate to `pos` drops `next` and with it pair pos-1.
+        if pos - 1 > m.hid0 {
+            m.hidden.drain(..(pos - 1 - m.hid0) * h);
+            m.hid0 = pos - 1;
+        }
+        let mut d = argmax(&m.logits[..v]);
+        out.push(d);
+        let mut last = m.toks.len();
+        for i in 1..max {
+            let p = pos - 1 + i;
+            if p >= self.kv.n_ctx {
+                break;
+            }
+            // The module's own output hidden state of the last row stands for the trunk's.
+            m.chain.clear();
+            m.chain
+                .extend_from_slice(&deepseek::hidden_states(&m.scratch, last, h)[(last - 1) * h..]);
+            last = 1;
+            deepseek::mtp_forward(
+                &model,
+                &self.rope,
+                kv,
+                p,
+                &m.chain,
+                &[d],
+                false,
+                self.path,
+                &mut m.scratch,
+                &mut m.logits,
+            )?;
+            d = argmax(&m.logits[..v]);
+            out.push(d);
+        }
+        Ok(())
     }
 
     pub fn model(&self) -> &Arc<Model> {
@@ -154,6 +341,17 @@ impl Session {
         self.pos = pos;
         self.tokens.truncate(pos);
         self.held_profile.retain(|&(p, _, _)| p < pos);
+        if let Some(m) = self.mtp.as_mut() {
+            let h = self.model.config.hidden_size;
+            // Pair pos-1 was formed with the token at pos, which is gone.
+            m.filled = m.filled.min(pos.saturating_sub(1));
+            if pos < m.hid0 {
+                m.hidden.clear();
+                m.hid0 = pos;
+            } else {
+                m.hidden.truncate((pos - m.hid0) * h);
+            }
+        }
         // Row r holds the logits after position logits_pos0 + r.
         self.n_logit_rows = if pos > self.logits_pos0 {
             (pos - self.logits_pos0).min(self.n_logit_rows)
@@ -240,6 +438,7 @@ impl Session {
             &mut self.scratch,
             &mut self.logits,
         )?;
+        self.record_hidden(self.pos, tokens.len());
         self.n_logit_rows = if all_logits { tokens.len() } else { 1 };
         self.logits_pos0 = needed - self.n_logit_rows;
         self.pos = needed;
@@ -284,6 +483,7 @@ impl Session {
                 if result.is_err() {
                     break;
                 }
+                self.record_hidden(pos0 + t, 1);
                 // One-token passes: every held row is row 0, token t.
                 let held = self.scratch.held_rows();
                 self.held_profile
@@ -309,6 +509,9 @@ impl Session {
             let held = self.scratch.held_rows();
             self.held_profile
                 .extend(held.drain(..).map(|(t, l, e)| (pos0 + t, l, e)));
+            if r.is_ok() {
+                self.record_hidden(pos0, n);
+            }
             r
         };
         self.scratch.hold_profile_rows(false);
@@ -386,6 +589,83 @@ impl Session {
         let v = self.model.config.vocab_size;
         Some(&self.logits[(self.n_logit_rows - 1) * v..self.n_logit_rows * v])
     }
+}
+
+/// The MTP module's logits over a whole sequence, `[n - 1, vocab]` row-major: `tokens` run
+/// through the trunk as one batch, then row `i` is the module's prediction for the token at
+/// `i + 2` from the trunk's hidden state at `i` and the token at `i + 1` (all pairs as one
+/// batch through the module's layer, positions `0..n - 1`). What the golden MTP test compares
+/// with the torch reference. An error when the model has no MTP module or `tokens` has fewer
+/// than two tokens.
+pub fn mtp_sequence_logits(
+    model: Arc<Model>,
+    tokens: &[u32],
+    params: &SessionParams,
+) -> Result<Vec<f32>> {
+    if tokens.len() < 2 {
+        return Err(Error::InvalidArg(
+            "MTP logits need at least two tokens".into(),
+        ));
+    }
+    let params = SessionParams {
+        n_ctx: if params.n_ctx == 0 {
+            tokens.len()
+        } else {
+            params.n_ctx
+        },
+        ..params.clone()
+    };
+    let mut session = Session::new(model.clone(), &params)?;
+    session.enable_mtp()?;
+    session.eval(tokens, false)?;
+    let n = tokens.len() - 1;
+    let m = session.mtp.as_mut().expect("checked above");
+    let h = model.config.hidden_size;
+    let mut kv = KvCache::new(
+        session.kv.kind(),
+        1,
+        session.kv.n_ctx,
+        model.config.kv_cache_row(),
+    )?;
+    let mut logits = Vec::new();
+    deepseek::mtp_forward(
+        &model,
+        &session.rope,
+        &mut kv,
+        0,
+        &m.hidden[..n * h],
+        &tokens[1..],
+        true,
+        session.path,
+        &mut m.scratch,
+        &mut logits,
+    )?;
+    Ok(logits)
+}
+
+/// The MTP state of a new session on `model` (None without an MTP module).
+fn model_mtp_state(model: &Model) -> Option<MtpState> {
+    model.weights.mtp.as_ref().map(|_| MtpState {
+        on: false,
+        kv: None,
+        scratch: Scratch::default(),
+        logits: Vec::new(),
+        hidden: Vec::new(),
+        hid0: 0,
+        filled: 0,
+        toks: Vec::new(),
+        chain: Vec::new(),
+    })
+}
+
+/// The error of MTP drafting on a model without the module.
+pub(crate) fn no_mtp(model: &Model) -> Error {
+    Error::InvalidArg(format!(
+        "{}: this model has no multi-token-prediction (MTP) module (GGUF: \
+         deepseek2.nextn_predict_layers and blk.N.nextn.* tensors; HF: \
+         model.layers.{{num_hidden_layers}}.eh_proj); use --spec lookup or off",
+        model.path.display()
+    ))
 }
 
 /// The logits after every token of `tokens`, `[n, vocab]` row-major: the first `prefill`

@@ -12,10 +12,11 @@
 //! the literature, drawn one step later), so every emitted token has been evaluated.
 //!
 //! Drafters implement [`Drafter`]; [`PromptLookup`] matches the last n-gram of the context
-//! against earlier text. A multi-token-prediction (MTP) drafter would be another implementation
-//! (it would also read the session's last hidden state).
+//! against earlier text; [`MtpDrafter`] runs the model's own multi-token-prediction module on
+//! the session's hidden states ([`Session::mtp_draft`]).
 
 use crate::error::{Error, Result};
+use crate::model::Model;
 use crate::sampler::Sampler;
 use crate::session::Session;
 
@@ -23,6 +24,57 @@ use crate::session::Session;
 pub trait Drafter: Send {
     /// Appends at most `max` proposed continuations of `context` to `out` (possibly none).
     fn draft(&mut self, context: &[u32], max: usize, out: &mut Vec<u32>);
+
+    /// [`draft`](Self::draft) with the session at hand, which holds every token of `context`
+    /// but the last (sampled, not evaluated yet). Drafters that read the model's state
+    /// ([`MtpDrafter`]) override this; the default calls `draft`.
+    fn draft_in(
+        &mut self,
+        session: &mut Session,
+        context: &[u32],
+        max: usize,
+        out: &mut Vec<u32>,
+    ) -> Result<()> {
+        let _ = session;
+        self.draft(context, max, out);
+        Ok(())
+    }
+
+    /// Readies `session`, before its prompt is evaluated, for drafting (the MTP drafter starts
+    /// keeping the trunk's hidden states); the default does nothing.
+    fn prepare(&mut self, session: &mut Session) -> Result<()> {
+        let _ = session;
+        Ok(())
+    }
+}
+
+/// Drafting with the model's multi-token-prediction module (DeepSeek-V3/R1's MTP layer): one
+/// greedy draft per run of the module, chained for more (see [`Session::mtp_draft`]).
+#[derive(Clone, Debug, Default)]
+pub struct MtpDrafter;
+
+impl Drafter for MtpDrafter {
+    /// Without a session there is nothing to run the module on: no drafts.
+    fn draft(&mut self, _context: &[u32], _max: usize, _out: &mut Vec<u32>) {}
+
+    fn prepare(&mut self, session: &mut Session) -> Result<()> {
+        session.enable_mtp()
+    }
+
+    fn draft_in(
+        &mut self,
+        session: &mut Session,
+        context: &[u32],
+        max: usize,
+        out: &mut Vec<u32>,
+    ) -> Result<()> {
+        match context.last() {
+            Some(&next) if context.len() == session.position() + 1 => {
+                session.mtp_draft(next, max, out)
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Which drafter speculative decoding uses (the CLI's `--spec`).
@@ -34,26 +86,40 @@ pub enum SpecMode {
     Off,
     /// [`PromptLookup`].
     Lookup,
+    /// [`MtpDrafter`]: the model's multi-token-prediction module.
+    Mtp,
 }
 
 impl SpecMode {
-    /// `off` or `lookup`.
+    /// `off`, `lookup` or `mtp`.
     pub fn parse(s: &str) -> Result<SpecMode> {
         match s {
             "off" => Ok(SpecMode::Off),
             "lookup" => Ok(SpecMode::Lookup),
+            "mtp" => Ok(SpecMode::Mtp),
             _ => Err(Error::InvalidArg(format!(
-                "--spec {s}: must be off or lookup"
+                "--spec {s}: must be off, lookup or mtp"
             ))),
         }
     }
 
-    /// The drafter of this mode (None for `Off`).
+    /// The drafter of this mode (None for `Off`). [`drafter_for`](Self::drafter_for) also
+    /// checks that the model can run it.
     pub fn drafter(self) -> Option<Box<dyn Drafter>> {
         match self {
             SpecMode::Off => None,
             SpecMode::Lookup => Some(Box::new(PromptLookup::default())),
+            SpecMode::Mtp => Some(Box::new(MtpDrafter)),
         }
+    }
+
+    /// [`drafter`](Self::drafter) for `model`: an error for `Mtp` on a model without a
+    /// multi-token-prediction module.
+    pub fn drafter_for(self, model: &Model) -> Result<Option<Box<dyn Drafter>>> {
+        if self == SpecMode::Mtp && model.weights.mtp.is_none() {
+            return Err(crate::session::no_mtp(model));
+        }
+        Ok(self.drafter())
     }
 }
 
@@ -174,6 +240,12 @@ impl Speculator {
         self.stats
     }
 
+    /// Readies `session` for this speculator's drafter ([`Drafter::prepare`]): call it before
+    /// evaluating the prompt (for MTP: the module then sees the whole context).
+    pub fn prepare(&mut self, session: &mut Session) -> Result<()> {
+        self.drafter.prepare(session)
+    }
+
     pub fn max_draft(&self) -> usize {
         self.max_draft
     }
@@ -216,7 +288,8 @@ impl Speculator {
         self.context.push(first);
         self.draft.clear();
         let max = self.max_draft.min(room - 1);
-        self.drafter.draft(&self.context, max, &mut self.draft);
+        self.drafter
+            .draft_in(session, &self.context, max, &mut self.draft)?;
         self.draft.truncate(max);
         self.batch.clear();
         self.batch.push(first);
@@ -329,7 +402,8 @@ mod tests {
     fn spec_mode_parses() {
         assert_eq!(SpecMode::parse("off").unwrap(), SpecMode::Off);
         assert_eq!(SpecMode::parse("lookup").unwrap(), SpecMode::Lookup);
-        assert!(SpecMode::parse("mtp").is_err());
+        assert_eq!(SpecMode::parse("mtp").unwrap(), SpecMode::Mtp);
+        assert!(SpecMode::parse("eagle").is_err());
         assert!(SpecMode::Off.drafter().is_none());
     }
 }

@@ -2,7 +2,7 @@
 """Checks, with the `gguf` PyPI package (llama.cpp's own gguf-py), that the GGUF files moela
 writes have llama.cpp's `deepseek2` layout, and that files in that layout load in moela.
 
-1. Each fixture in tests/fixtures is converted with `moela convert` (f32 and q8_0; the 256-wide
+1. Each fixture in tests/fixtures (v3_mtp: with llama.cpp's nextn tensors and keys) is converted with `moela convert` (f32 and q8_0; the 256-wide
    `kq` fixture also q2_k, q3_k, q4_k, q5_k, q6_k) and read back with gguf.GGUFReader: metadata key types
    (u32/f32/bool/str), the exact set of tensor names llama.cpp creates for the config (it
    refuses files with missing or extra tensors), every tensor's ggml shape (ne[0] first) and
@@ -39,7 +39,7 @@ from gguf import GGUFReader, GGUFValueType
 from gguf.constants import MODEL_ARCH, MODEL_TENSORS, TENSOR_NAMES
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = ["v2_lite", "v2", "v3", "v3_dense2", "v3_fp8", "kq"]
+FIXTURES = ["v2_lite", "v2", "v3", "v3_dense2", "v3_fp8", "kq", "v3_mtp"]
 F32, F16, Q8_0 = 0, 1, 8
 # ggml id, RMS bound, and the type stored for rows that are not whole 256-element super-blocks
 # (src/quant_policy.rs `fit`: llama.cpp's fallbacks, Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0,
@@ -74,8 +74,17 @@ def expected_tensors(c):
     ne, inter = c["n_routed_experts"], c["moe_intermediate_size"]
     sh = inter * (c.get("n_shared_experts") or 0)
     t = {"token_embd.weight": [h, V], "output_norm.weight": [h], "output.weight": [h, V]}
-    for b in range(c["num_hidden_layers"]):
+    n = c["num_hidden_layers"]
+    # The MTP block (v3_mtp): block n, with llama.cpp's nextn tensors (docs/FORMAT.md §7a); the
+    # fixture has its own shared head and no embed_tokens.
+    for b in range(n + min(c.get("num_nextn_predict_layers") or 0, 1)):
         p = f"blk.{b}."
+        if b == n:
+            t[p + "nextn.eh_proj.weight"] = [2 * h, h]
+            t[p + "nextn.enorm.weight"] = [h]
+            t[p + "nextn.hnorm.weight"] = [h]
+            t[p + "nextn.shared_head_norm.weight"] = [h]
+            t[p + "nextn.shared_head_head.weight"] = [h, V]
         t[p + "attn_norm.weight"] = [h]
         if qlr:
             t[p + "attn_q_a.weight"] = [h, qlr]
@@ -110,7 +119,11 @@ def expected_tensors(c):
 
 def llama_names():
     """All tensor names gguf-py knows for deepseek2 (with {bid} as a pattern)."""
-    return [TENSOR_NAMES[x] for x in MODEL_TENSORS[MODEL_ARCH.DEEPSEEK2]]
+    names = [TENSOR_NAMES[x] for x in MODEL_TENSORS[MODEL_ARCH.DEEPSEEK2]]
+    # llama.cpp's deepseek2 has the nextn (MTP) tensors in its list since it runs MTP; the gguf
+    # release on PyPI (0.19.0) names them (MODEL_TENSOR.NEXTN_*) but not yet for deepseek2.
+    names += [v for k, v in TENSOR_NAMES.items() if k.name.startswith("NEXTN_") and "{bid}" in v]
+    return names
 
 
 def known_name(name):
@@ -176,6 +189,12 @@ def check_converted(moela, name, qtype, tmp):
     # Values that llama.cpp's loader derives the graph from.
     v = lambda k: field_value(r.fields[k])
     check(v("deepseek2.attention.head_count_kv") == 1, f"{tag}: head_count_kv must be 1 (MLA)")
+    nextn = min(c.get("num_nextn_predict_layers") or 0, 1)
+    check(v("deepseek2.block_count") == c["num_hidden_layers"] + nextn, f"{tag}: block_count")
+    if nextn:
+        f = r.fields.get("deepseek2.nextn_predict_layers")
+        check(f is not None and f.types[0] == GGUFValueType.UINT32 and field_value(f) == 1,
+              f"{tag}: nextn_predict_layers must be u32 1")
     check(v("deepseek2.attention.key_length") == c["kv_lora_rank"] + c["qk_rope_head_dim"], f"{tag}: key_length")
     check(v("deepseek2.attention.value_length") == c["kv_lora_rank"], f"{tag}: value_length")
     check(v("deepseek2.attention.key_length_mla") == c["qk_nope_head_dim"] + c["qk_rope_head_dim"], f"{tag}: key_length_mla")

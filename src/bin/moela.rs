@@ -246,7 +246,7 @@ enum Cmd {
         kv_type: String,
         /// Also measure greedy speculative decoding of -n tokens against plain decoding:
         /// acceptance rate, tokens per verification pass, tok/s with and without, and the cost
-        /// of one verification pass relative to a one-token step (off or lookup).
+        /// of one verification pass relative to a one-token step (off, lookup or mtp).
         #[arg(long, default_value = "off")]
         spec: String,
         /// Most draft tokens per verification pass (with --spec).
@@ -461,19 +461,21 @@ fn eval_tokens(model: &Model, file: &std::path::Path) -> moela::Result<(Vec<u32>
 /// Speculative decoding (src/speculative.rs).
 #[derive(clap::Args, Clone, Debug)]
 struct SpecArgs {
-    /// Speculative decoding: off, or lookup (drafts copied from earlier text that continues
-    /// the last 1-3 tokens; one batched pass verifies them). The output is the same as without
-    /// (token for token when greedy, the same distribution when sampling).
+    /// Speculative decoding: off, lookup (drafts copied from earlier text that continues
+    /// the last 1-3 tokens) or mtp (drafts from the model's multi-token-prediction module,
+    /// DeepSeek-V3/R1 files that keep it); one batched pass verifies them. The output is the
+    /// same as without (token for token when greedy, the same distribution when sampling).
     #[arg(long, default_value = "off")]
     spec: String,
-    /// Most draft tokens per verification pass (with --spec lookup), >= 1.
+    /// Most draft tokens per verification pass (with --spec lookup or mtp), >= 1.
     #[arg(long, default_value_t = 4, value_parser = at_least_one)]
     draft: usize,
 }
 
 impl SpecArgs {
-    fn speculator(&self) -> moela::Result<Option<Speculator>> {
-        match SpecMode::parse(&self.spec)?.drafter() {
+    /// The speculator for `model` (an error for `--spec mtp` on a model without the module).
+    fn speculator(&self, model: &moela::Model) -> moela::Result<Option<Speculator>> {
+        match SpecMode::parse(&self.spec)?.drafter_for(model)? {
             Some(d) => Ok(Some(Speculator::new(d, self.draft)?)),
             None => Ok(None),
         }
@@ -742,9 +744,10 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             prompt_cache,
         } => {
             let mut sampler = sampling.sampler()?;
-            let mut spec = spec.speculator()?;
+            SpecMode::parse(&spec.spec)?;
             skip.skip(None)?;
             let model = load_with(&model_path(model)?, &experts.params(None)?)?;
+            let mut spec = spec.speculator(&model)?;
             check_ctx(ctx, &model)?;
             let expert_skip = skip.skip(Some(&model))?;
             let keep = model.clone();
@@ -782,6 +785,9 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                     ..Default::default()
                 },
             )?;
+            if let Some(sp) = spec.as_mut() {
+                sp.prepare(&mut session)?;
+            }
             let reused = match &prompt_cache {
                 Some(f) => reuse_prompt_cache(&mut session, f, &prompt_ids)?,
                 None => 0,
@@ -1056,6 +1062,13 @@ fn run(cmd: Cmd) -> moela::Result<()> {
                         sp.draft + 1,
                         sp.verify_cost
                     );
+                    if let (Some(d), Some(x)) = (sp.draft_cost, sp.speedup_at_85) {
+                        o += &format!(
+                            "MTP: drafting {} tokens costs {:.2}x a one-token step; at DeepSeek's \
+                             85% acceptance, decode would run at {:.2}x plain\n",
+                            sp.draft, d, x
+                        );
+                    }
                 }
                 if r.mem_bw_bytes_s > 0.0 {
                     o += &format!(
@@ -1431,9 +1444,10 @@ fn chat(
     use moela::tokenizer::{split_reasoning, ChatMessage, StreamDecoder};
     use std::io::BufRead;
     let mut sampler = sampling.sampler()?;
-    let mut spec = spec.speculator()?;
+    SpecMode::parse(&spec.spec)?;
     skip.skip(None)?;
     let model = load_with(&path, params)?;
+    let mut spec = spec.speculator(&model)?;
     check_ctx(ctx, &model)?;
     let expert_skip = skip.skip(Some(&model))?;
     let keep = model.clone();
@@ -1454,6 +1468,9 @@ fn chat(
             ..Default::default()
         },
     )?;
+    if let Some(sp) = spec.as_mut() {
+        sp.prepare(&mut session)?;
+    }
     let mut messages: Vec<ChatMessage> = system.into_iter().map(ChatMessage::system).collect();
     let mut held: Vec<u32> = Vec::new();
     // With --prompt-cache, the first turn reuses what FILE holds.
@@ -1613,6 +1630,16 @@ fn inspect(model: &Model, json: bool) -> moela::Result<()> {
         c.moe.norm_topk_prob,
         c.moe.routed_scaling_factor
     );
+    if let Some(m) = &model.weights.mtp {
+        let _ = writeln!(
+            o,
+            "mtp: one multi-token-prediction block after the trunk (layer {}; own embedding: {}, \
+             own head: {}); --spec mtp drafts with it",
+            c.n_layers,
+            m.embed.is_some(),
+            m.head.is_some()
+        );
+    }
     let _ = writeln!(
         o,
         "vocab {}, rope theta {}, yarn {:?}",

@@ -7,7 +7,7 @@
 use crate::attention::kv_cache::KvCache;
 use crate::attention::mla::{self, AttnPath, MlaScratch};
 use crate::error::Result;
-use crate::model::weights::{Ffn, Mlp, Moe};
+use crate::model::weights::{Ffn, Layer, Mlp, Moe};
 use crate::model::Model;
 use crate::moe::profile::ExpertProfile;
 use crate::moe::prune::ExpertStats;
@@ -156,6 +156,124 @@ pub fn forward(
     }
     st::stop(Stage::Embed, t0);
     for (l, layer) in w.layers.iter().enumerate() {
+        decoder_layer(model, rope, kv, l, l, layer, pos0, n, path, s)?;
+    }
+    head(
+        model,
+        &w.norm,
+        &w.lm_head,
+        n,
+        all_logits,
+        &s.x,
+        &mut s.xn,
+        &mut s.norm_w,
+        logits,
+    );
+    Ok(())
+}
+
+/// The last evaluation's hidden states, `[n, hidden]` for its `n` tokens: the residual stream
+/// after the last layer, before the final norm (what the MTP module reads). Valid until the
+/// next call with this scratch.
+pub fn hidden_states(s: &Scratch, n: usize, hidden: usize) -> &[f32] {
+    &s.x[..n * hidden]
+}
+
+/// Runs the MTP module ([`crate::model::weights::Mtp`]) over `n = tokens.len()` pairs: row `t`
+/// joins `hidden[t]`, the trunk's hidden state at position `pos0 + t` (before the final norm),
+/// with the embedding of `tokens[t]`, the token after it; the module's layer attends through
+/// `kv` (one layer: the module's own latent cache) at positions `pos0..`, like llama.cpp's and
+/// vLLM's MTP with positions shifted by one, which RoPE's relative form makes the same. Writes
+/// the logits of the last row, or of every row when `all_logits`: each row predicts the token
+/// two after its hidden state's position. An error when the model has no MTP module.
+#[allow(clippy::too_many_arguments)]
+pub fn mtp_forward(
+    model: &Model,
+    rope: &Rope,
+    kv: &mut KvCache,
+    pos0: usize,
+    hidden: &[f32],
+    tokens: &[u32],
+    all_logits: bool,
+    path: AttnPath,
+    s: &mut Scratch,
+    logits: &mut Vec<f32>,
+) -> Result<()> {
+    let cfg = &model.config;
+    let w = &model.weights;
+    let (Some(mtp), Some(embed), Some(head_w)) = (&w.mtp, w.mtp_embed(), w.mtp_head()) else {
+        return Err(crate::error::Error::InvalidArg(format!(
+            "{}: the model has no multi-token-prediction (MTP) module",
+            model.path.display()
+        )));
+    };
+    let (n, h) = (tokens.len(), cfg.hidden_size);
+    assert_eq!(hidden.len(), n * h, "one hidden state per token");
+    // xn: per row [enorm(embed(t)) ‖ hnorm(h)], then x = eh_proj(xn).
+    let cat = resize(&mut s.xn, n * 2 * h);
+    let ew = resize(&mut s.norm_w, 2 * h);
+    mtp.enorm.row_f32(0, &mut ew[..h]);
+    mtp.hnorm.row_f32(0, &mut ew[h..]);
+    let y = resize(&mut s.y, h);
+    for (t, (&tok, row)) in tokens.iter().zip(cat.chunks_exact_mut(2 * h)).enumerate() {
+        embed.row_f32(tok as usize, y);
+        let (e_half, h_half) = row.split_at_mut(h);
+        ops::rms_norm(y, &ew[..h], cfg.rms_norm_eps, e_half);
+        ops::rms_norm(
+            &hidden[t * h..(t + 1) * h],
+            &ew[h..],
+            cfg.rms_norm_eps,
+            h_half,
+        );
+    }
+    let x = resize(&mut s.x, n * h);
+    mtp.eh_proj.matmul(cat, n, x);
+    decoder_layer(
+        model,
+        rope,
+        kv,
+        0,
+        cfg.n_layers,
+        &mtp.layer,
+        pos0,
+        n,
+        path,
+        s,
+    )?;
+    head(
+        model,
+        &mtp.head_norm,
+        head_w,
+        n,
+        all_logits,
+        &s.x,
+        &mut s.xn,
+        &mut s.norm_w,
+        logits,
+    );
+    Ok(())
+}
+
+/// One decoder layer over the `n` rows of `s.x`, in place: attention through layer `kv_layer`
+/// of `kv`, then the FFN; `l` is the layer's index in the model (the MTP layer's is
+/// `n_layers`, past the trunk's: no expert store, no prefetch).
+#[allow(clippy::too_many_arguments)]
+fn decoder_layer(
+    model: &Model,
+    rope: &Rope,
+    kv: &mut KvCache,
+    kv_layer: usize,
+    l: usize,
+    layer: &Layer,
+    pos0: usize,
+    n: usize,
+    path: AttnPath,
+    s: &mut Scratch,
+) -> Result<()> {
+    let cfg = &model.config;
+    let h = cfg.hidden_size;
+    let x = &mut s.x[..n * h];
+    {
         // Attention block.
         let t0 = st::start();
         let nw = resize(&mut s.norm_w, h);
@@ -172,7 +290,7 @@ pub fn forward(
             &layer.attn,
             rope,
             kv,
-            l,
+            kv_layer,
             pos0,
             xn,
             n,
@@ -199,14 +317,29 @@ pub fn forward(
         x.iter_mut().zip(y.iter()).for_each(|(a, b)| *a += b);
         st::stop(Stage::Norms, t0);
     }
+    Ok(())
+}
 
-    // Final norm and head, for the rows asked for.
-    let v = cfg.vocab_size;
-    let first = if all_logits { 0 } else { n - 1 };
+/// `logits = head(norm(x))` for the last of the `n` rows of `x`, or every row when `all`.
+#[allow(clippy::too_many_arguments)]
+fn head(
+    model: &Model,
+    norm: &crate::tensor::TensorView,
+    head_w: &crate::tensor::TensorView,
+    n: usize,
+    all: bool,
+    x: &[f32],
+    xn: &mut Vec<f32>,
+    norm_w: &mut Vec<f32>,
+    logits: &mut Vec<f32>,
+) {
+    let cfg = &model.config;
+    let (h, v) = (cfg.hidden_size, cfg.vocab_size);
+    let first = if all { 0 } else { n - 1 };
     let n_out = n - first;
-    let nw = resize(&mut s.norm_w, h);
-    w.norm.row_f32(0, nw);
-    let xn = resize(&mut s.xn, n_out * h);
+    let nw = resize(norm_w, h);
+    norm.row_f32(0, nw);
+    let xn = resize(xn, n_out * h);
     for (t, xo) in xn.chunks_exact_mut(h).enumerate() {
         ops::rms_norm(
             &x[(first + t) * h..(first + t + 1) * h],
@@ -217,11 +350,9 @@ pub fn forward(
     }
     let t0 = st::start();
     logits.resize(n_out * v, 0.0);
-    w.lm_head.matmul(xn, n_out, &mut logits[..n_out * v]);
+    head_w.matmul(xn, n_out, &mut logits[..n_out * v]);
     st::stop(Stage::LmHead, t0);
-    Ok(())
 }
-
 /// `out += down(silu(gate x) * up x)` for `n` tokens.
 fn mlp_batch(m: &Mlp, x: &[f32], n: usize, s: &mut FfnScratch, out: &mut [f32]) {
     let inter = m.inter();
@@ -295,7 +426,12 @@ fn moe_batch(
     s.used
         .extend((0..ne).filter(|&e| !s.assignments[e].is_empty()));
     st::stop(Stage::Router, t0);
-    let Some(store) = model.experts.as_ref() else {
+    // The MTP layer (past the trunk's) is not in the expert store: its experts stay mapped.
+    let store = model
+        .experts
+        .as_ref()
+        .filter(|_| layer < model.weights.layers.len());
+    let Some(store) = store else {
         run_experts_together(layer, moe, x, n, s, out);
         return Ok(());
     };

@@ -120,6 +120,30 @@ pub struct Layer {
     pub ffn: Ffn,
 }
 
+/// DeepSeek-V3's multi-token-prediction (MTP) module (the technical report's §2.2): from the
+/// trunk's last hidden state `h_i` (before the final norm) and the token `t_{i+1}`,
+/// `x = eh_proj(concat(enorm(embed(t_{i+1})), hnorm(h_i)))`, one full decoder layer over `x`
+/// (its own latent cache), then `head(head_norm(x))`: logits for `t_{i+2}`. Stored as the block
+/// after the trunk's last (HF `model.layers.{num_hidden_layers}.*`, GGUF `blk.{n}.*` with the
+/// `nextn.*` tensors of llama.cpp's layout).
+#[derive(Clone, Debug)]
+pub struct Mtp {
+    /// [hidden, 2*hidden]: the embedding half first, then the hidden-state half.
+    pub eh_proj: TensorView,
+    /// [hidden]
+    pub enorm: TensorView,
+    /// [hidden]
+    pub hnorm: TensorView,
+    /// [hidden]: `shared_head.norm` (the trunk's final norm when a GGUF file omits it).
+    pub head_norm: TensorView,
+    /// [vocab, hidden]: the module's own embedding table, None to share the trunk's.
+    pub embed: Option<TensorView>,
+    /// [vocab, hidden]: the module's own output head, None to share the trunk's.
+    pub head: Option<TensorView>,
+    /// The decoder layer (MLA + MoE or dense FFN) of the block.
+    pub layer: Layer,
+}
+
 #[derive(Clone, Debug)]
 pub struct Weights {
     /// [vocab, hidden]
@@ -129,6 +153,25 @@ pub struct Weights {
     pub norm: TensorView,
     /// [vocab, hidden]
     pub lm_head: TensorView,
+    /// The multi-token-prediction module, when the checkpoint has one (only the first of
+    /// several is loaded).
+    pub mtp: Option<Mtp>,
+}
+
+impl Weights {
+    /// The embedding table the MTP module reads (its own or the trunk's).
+    pub fn mtp_embed(&self) -> Option<&TensorView> {
+        self.mtp
+            .as_ref()
+            .map(|m| m.embed.as_ref().unwrap_or(&self.embed))
+    }
+
+    /// The output head the MTP module uses (its own or the trunk's).
+    pub fn mtp_head(&self) -> Option<&TensorView> {
+        self.mtp
+            .as_ref()
+            .map(|m| m.head.as_ref().unwrap_or(&self.lm_head))
+    }
 }
 
 impl Weights {
@@ -149,7 +192,14 @@ impl Weights {
     ) -> usize {
         use rayon::prelude::*;
         let mut views: Vec<&mut TensorView> = Vec::new();
-        for layer in &mut self.layers {
+        let mtp_layer = self.mtp.as_mut().map(|m| {
+            views.push(&mut m.eh_proj);
+            if let Some(head) = &mut m.head {
+                views.push(head);
+            }
+            &mut m.layer
+        });
+        for layer in self.layers.iter_mut().chain(mtp_layer) {
             let a = &mut layer.attn;
             match &mut a.q {
                 QWeights::Direct { q } => views.push(q),
@@ -206,6 +256,19 @@ trait Layout {
     fn norm(&self) -> String;
     fn lm_head(&self) -> String;
     fn layer(&self, l: usize, what: &str) -> String;
+    /// The name of an MTP-only tensor of block `l`.
+    fn mtp(&self, l: usize, what: MtpPart) -> String;
+}
+
+/// The tensors an MTP block has beyond a decoder layer's.
+#[derive(Clone, Copy)]
+enum MtpPart {
+    EhProj,
+    Enorm,
+    Hnorm,
+    HeadNorm,
+    Embed,
+    Head,
 }
 
 struct HfLayout;
@@ -221,6 +284,17 @@ impl Layout for HfLayout {
     }
     fn layer(&self, l: usize, what: &str) -> String {
         format!("model.layers.{l}.{what}")
+    }
+    fn mtp(&self, l: usize, what: MtpPart) -> String {
+        let w = match what {
+            MtpPart::EhProj => "eh_proj",
+            MtpPart::Enorm => "enorm",
+            MtpPart::Hnorm => "hnorm",
+            MtpPart::HeadNorm => "shared_head.norm",
+            MtpPart::Embed => "embed_tokens",
+            MtpPart::Head => "shared_head.head",
+        };
+        format!("model.layers.{l}.{w}.weight")
     }
 }
 
@@ -238,6 +312,17 @@ impl Layout for GgufLayout {
     fn layer(&self, l: usize, what: &str) -> String {
         format!("blk.{l}.{what}")
     }
+    fn mtp(&self, l: usize, what: MtpPart) -> String {
+        let w = match what {
+            MtpPart::EhProj => "eh_proj",
+            MtpPart::Enorm => "enorm",
+            MtpPart::Hnorm => "hnorm",
+            MtpPart::HeadNorm => "shared_head_norm",
+            MtpPart::Embed => "embed_tokens",
+            MtpPart::Head => "shared_head_head",
+        };
+        format!("blk.{l}.nextn.{w}.weight")
+    }
 }
 
 fn load_common(
@@ -253,11 +338,30 @@ fn load_common(
         // Tied embeddings: llama.cpp omits `output.weight` then.
         None => embed.clone(),
     };
+    let norm = ix.get(&names.norm(), &[h])?;
+    // The MTP block follows the trunk's last layer; its `eh_proj` marks it.
+    let n = cfg.n_layers;
+    let mtp = if ix.contains(&names.mtp(n, MtpPart::EhProj)) {
+        let get = |p: MtpPart, shape: &[usize]| ix.get(&names.mtp(n, p), shape);
+        let opt = |p: MtpPart, shape: &[usize]| ix.get_opt(&names.mtp(n, p), shape);
+        Some(Mtp {
+            eh_proj: get(MtpPart::EhProj, &[h, 2 * h])?,
+            enorm: get(MtpPart::Enorm, &[h])?,
+            hnorm: get(MtpPart::Hnorm, &[h])?,
+            head_norm: opt(MtpPart::HeadNorm, &[h])?.unwrap_or_else(|| norm.clone()),
+            embed: opt(MtpPart::Embed, &[v, h])?,
+            head: opt(MtpPart::Head, &[v, h])?,
+            layer: layer(n)?,
+        })
+    } else {
+        None
+    };
     Ok(Weights {
         embed,
-        layers: (0..cfg.n_layers).map(layer).collect::<Result<_>>()?,
-        norm: ix.get(&names.norm(), &[h])?,
+        layers: (0..cfg.n_layers).map(&layer).collect::<Result<_>>()?,
+        norm,
         lm_head,
+        mtp,
     })
 }
 

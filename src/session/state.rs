@@ -402,6 +402,7 @@ impl Session {
         self.n_logit_rows = h.has_logits as usize;
         self.logits_pos0 = h.n_tokens.saturating_sub(1);
         self.held_profile.clear();
+        self.mtp_state_loaded();
         Ok(())
     }
 
