@@ -102,7 +102,10 @@ fn json_schema_output_parses_and_validates_for_every_seed() {
             Constraint::new(&m, &Grammar::json_schema(SCHEMA)).unwrap(),
         ));
         let (text, finished) = generate(&m, &mut s, prompt, 200);
-        assert!(finished, "seed {seed}: not complete after 200 tokens: {text:?}");
+        assert!(
+            finished,
+            "seed {seed}: not complete after 200 tokens: {text:?}"
+        );
         let v: serde_json::Value = serde_json::from_str(&text)
             .unwrap_or_else(|e| panic!("seed {seed} temp {temp}: {text:?} is not JSON: {e}"));
         if let Err(e) = validates(&v) {
@@ -127,7 +130,10 @@ fn gbnf_gives_only_the_allowed_strings() {
         let mut s = sampler(seed, 1.5);
         s.set_constraint(Some(Constraint::new(&m, &yes_no).unwrap()));
         let (text, finished) = generate(&m, &mut s, "Is the sky blue?", 20);
-        assert!(finished && (text == "yes" || text == "no"), "seed {seed}: {text:?}");
+        assert!(
+            finished && (text == "yes" || text == "no"),
+            "seed {seed}: {text:?}"
+        );
         seen.insert(text);
     }
     assert!(!seen.is_empty());
@@ -151,10 +157,9 @@ fn gbnf_gives_only_the_allowed_strings() {
         let words: Vec<&str> = text.split(", ").collect();
         assert!(
             (1..=3).contains(&words.len())
-                && words
-                    .iter()
-                    .all(|w| (1..=8).contains(&w.len())
-                        && w.chars().all(|c| c.is_ascii_lowercase())),
+                && words.iter().all(
+                    |w| (1..=8).contains(&w.len()) && w.chars().all(|c| c.is_ascii_lowercase())
+                ),
             "seed {seed}: {text:?}"
         );
     }
@@ -206,23 +211,20 @@ fn bad_schemas_and_grammars_are_clear_errors() {
     let m = model();
     let cases: Vec<(Grammar, &str)> = vec![
         (Grammar::json_schema("{\"type\": "), "json_schema: not JSON"),
-        (
-            Grammar::json_schema("[1, 2]"),
-            "a JSON Schema is an object",
-        ),
+        (Grammar::json_schema("[1, 2]"), "a JSON Schema is an object"),
         (
             Grammar::json_schema(r#"{"type": "integer", "minimum": 5, "maximum": 1}"#),
             "json_schema:",
         ),
-        (
-            Grammar::json_schema(r#"{"type": "strin"}"#),
-            "json_schema:",
-        ),
+        (Grammar::json_schema(r#"{"type": "strin"}"#), "json_schema:"),
         (
             Grammar::gbnf("root ::= item\n"),
             "rule 'item' is used but not defined",
         ),
-        (Grammar::gbnf("root ::= \"a\n"), "unterminated string literal"),
+        (
+            Grammar::gbnf("root ::= \"a\n"),
+            "unterminated string literal",
+        ),
         (Grammar::lark("start: foo\n"), "lark:"),
         (Grammar::lark("start: (\"a\"\n"), "lark:"),
         (Grammar::new(Syntax::Regex, "a(b"), "regex:"),
@@ -251,8 +253,8 @@ fn speculative_decoding_refuses_a_constraint() {
     let ids = tok.encode("Once", true, false);
     let mut session = Session::new(m.clone(), &SessionParams::default()).unwrap();
     session.eval(&ids, false).unwrap();
-    let mut spec = Speculator::new(SpecMode::parse("lookup").unwrap().drafter().unwrap(), 4)
-        .unwrap();
+    let mut spec =
+        Speculator::new(SpecMode::parse("lookup").unwrap().drafter().unwrap(), 4).unwrap();
     let mut history = ids.clone();
     let e = speculative::generate(
         &mut session,
@@ -289,7 +291,16 @@ fn cli_flags() {
             .unwrap()
     };
     let s = schema.to_str().unwrap();
-    let o = run(&["-p", "Hello", "-n", "200", "--seed", "7", "--json-schema", s]);
+    let o = run(&[
+        "-p",
+        "Hello",
+        "-n",
+        "200",
+        "--seed",
+        "7",
+        "--json-schema",
+        s,
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8(o.stdout).unwrap();
     let json = out.trim_end().strip_prefix("Hello").unwrap();
