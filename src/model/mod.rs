@@ -174,6 +174,7 @@ pub struct Model {
     /// [`Model::fingerprint`], computed on first use.
     fingerprint: std::sync::OnceLock<u64>,
     /// The token trie and grammar compiler of constrained decoding, built on first use.
+    #[cfg_attr(not(feature = "constrain"), allow(dead_code))]
     pub(crate) grammar_env: crate::constrain::ModelGrammarEnv,
     /// Bytes of weights interleaved by eight rows into memory at load (0: every weight is in
     /// the file mapping; see [`ModelParams::keep_file_layout`]).
