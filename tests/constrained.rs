@@ -185,6 +185,46 @@ mod with_the_feature {
         }
     }
 
+    /// A JSON grammar in GBNF as llama.cpp users write them: every output the grammar
+    /// finishes parses as JSON.
+    #[test]
+    fn a_json_gbnf_grammar() {
+        let m = model();
+        let g = Grammar::gbnf(
+            r#"# JSON
+root   ::= object
+value  ::= object | array | string | number | ("true" | "false" | "null") ws
+object ::=
+  "{" ws (
+            string ":" ws value
+    ("," ws string ":" ws value)*
+  )? "}" ws
+array  ::= "[" ws ( value ("," ws value)* )? "]" ws
+string ::=
+  "\"" (
+    [^"\\\x7F\x00-\x1F] |
+    "\\" (["\\bfnrt] | "u" [0-9a-fA-F]{4})
+  )* "\"" ws
+number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9] [1-9]{0,15})? ws
+ws ::= | " " | "\n" [ \t]{0,20}
+"#,
+        );
+        let mut finished = 0;
+        for seed in 0..12 {
+            let mut s = sampler(seed, 0.8);
+            s.set_constraint(Some(Constraint::new(&m, &g).unwrap()));
+            let (text, done) = generate(&m, &mut s, "Data:", 120);
+            assert!(text.starts_with('{'), "seed {seed}: {text:?}");
+            if done {
+                finished += 1;
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .unwrap_or_else(|e| panic!("seed {seed}: {text:?} is not JSON: {e}"));
+                assert!(v.is_object());
+            }
+        }
+        assert!(finished > 0);
+    }
+
     #[test]
     fn lark_and_regex_grammars() {
         let m = model();
