@@ -260,6 +260,12 @@ ws ::= | " " | "\n" [ \t]{0,20}
         ));
         let (a, _) = generate(&m, &mut s, "Once", 200);
         assert!(s.is_finished());
+        // Sampling on after the end gives the end-of-sequence token, not an error.
+        let eos = m.tokenizer.as_ref().unwrap().eos().unwrap();
+        let logits = vec![0.0f32; m.config.vocab_size];
+        assert_eq!(s.sample(&logits, &[]).unwrap(), eos);
+        assert_eq!(s.sample(&logits, &[]).unwrap(), eos);
+        assert!(s.is_finished());
         s.reset();
         assert!(!s.is_finished());
         let (b, _) = generate(&m, &mut s, "Once", 200);

@@ -258,6 +258,7 @@ mod imp {
     pub(crate) struct Factory {
         factory: ParserFactory,
         n_vocab: usize,
+        eos: Vec<u32>,
     }
 
     /// The token trie and parser factory of `model`: every id below the config's vocab_size
@@ -303,7 +304,11 @@ mod imp {
         let env: llguidance::toktrie::TokEnv = Arc::new(TokEnv { trie });
         let mut factory = ParserFactory::new_simple(&env).map_err(|e| e.to_string())?;
         factory.quiet();
-        Ok(Factory { factory, n_vocab })
+        Ok(Factory {
+            factory,
+            n_vocab,
+            eos,
+        })
     }
 
     pub(crate) struct Inner {
@@ -394,6 +399,13 @@ mod imp {
         }
 
         pub(crate) fn commit(&mut self, token: u32) -> Result<()> {
+            // After the end, the mask allows only end-of-sequence tokens: taking one is fine.
+            if self.matcher.is_stopped()
+                && !self.matcher.is_error()
+                && self.factory.eos.contains(&token)
+            {
+                return Ok(());
+            }
             self.matcher.consume_token(token).map_err(|e| {
                 Error::InvalidArg(format!(
                     "constrained decoding: token {token} is not allowed here: {e}"
