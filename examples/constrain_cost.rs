@@ -71,12 +71,11 @@ fn main() -> moela::Result<()> {
         ),
     ];
     let t = Instant::now();
-    let c = Constraint::new(&model, &grammars[0].1)?;
+    Constraint::new(&model, &grammars[0].1)?;
     println!(
         "first constraint (token trie + llguidance factory, once per model): {:.1} ms",
         t.elapsed().as_secs_f64() * 1e3
     );
-    drop(c);
     // Warm up (pages in the weights).
     run(&model, &mut Sampler::greedy(), &prompt, 8)?;
     for (mode, temperature) in [("greedy", 0.0), ("sampled (defaults)", 0.8)] {
