@@ -129,4 +129,8 @@ fn set_soname() {
         major
     };
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libmoela.so.{sover}");
+    // Export nothing from the dependencies' archives (rlibs): llguidance has its own C API
+    // (`llg_*`, #[no_mangle]) that rustc would otherwise export from libmoela.so too. moela's
+    // own `moela_*` functions come from its object files, not an archive, and stay exported.
+    println!("cargo:rustc-cdylib-link-arg=-Wl,--exclude-libs,ALL");
 }

@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut logits = session.eval(&prompt, false)?.to_vec();
     let mut out = Vec::new();
     for _ in 0..n_predict {
-        let token = sampler.sample(&logits, &history);
+        let token = sampler.sample(&logits, &history)?;
         out.push(token.to_string());
         history.push(token);
         if Some(token) == eos {

@@ -975,7 +975,8 @@ moela_status moela_sampler_new(const struct moela_sampling_params *params,
 void moela_sampler_free(struct moela_sampler *sampler);
 
 /**
- * Restarts the sampler's random stream from its seed.
+ * Restarts the sampler's random stream from its seed, and its constraint (when it has one)
+ * from the start of its grammar.
  *
  * # Safety
  * `sampler` is NULL or a live handle not used by another thread during the call.
@@ -986,7 +987,10 @@ moela_status moela_sampler_reset(struct moela_sampler *sampler);
  * Chooses the next token from the session's last logits; the session's tokens feed the
  * repetition penalty. The session is not changed: evaluate the token to continue.
  *
- * Returns `MOELA_STATUS_INVALID_ARG` when the session has no logits yet.
+ * With a constraint, the token is one the grammar allows and it advances the constraint.
+ *
+ * Returns `MOELA_STATUS_INVALID_ARG` when the session has no logits yet, or when a
+ * constraint allows no token of the vocabulary (the message says so).
  *
  * # Safety
  * `session` and `sampler` are NULL or live handles not used by other threads during the
@@ -997,8 +1001,9 @@ moela_status moela_sample(const struct moela_session *session,
                           uint32_t *out_token);
 
 /**
- * Chooses a token from caller-provided logits (for logits the caller changed, e.g. with a
- * grammar mask).
+ * Chooses a token from caller-provided logits (for logits the caller changed). With a
+ * constraint, `n_logits` must be the model's vocabulary size and the token advances the
+ * constraint (as `moela_sample`).
  *
  * - `logits`: `n_logits` floats (n_logits > 0), borrowed; the result is an index into them.
  * - `history`: `n_history` earlier tokens for the repetition penalty, borrowed; may be NULL
@@ -1015,6 +1020,68 @@ moela_status moela_sample_logits(struct moela_sampler *sampler,
                                  const uint32_t *history,
                                  size_t n_history,
                                  uint32_t *out_token);
+
+/**
+ * Constrains the sampler's output to JSON that validates against a JSON Schema: every token
+ * it chooses afterwards (`moela_sample`, `moela_sample_logits`, `moela_generate*`) is one the
+ * schema allows, and `moela_generate*` stop when the JSON value is complete. The grammar
+ * engine is llguidance (docs/CONSTRAINED.md lists the supported schema keywords).
+ *
+ * - `model`: the model whose vocabulary the sampler's tokens come from, borrowed for the
+ *   call (the first constraint of a model builds its token trie, then it is reused).
+ * - `schema`: the schema as NUL-terminated JSON text, borrowed for the call.
+ *
+ * Returns `MOELA_STATUS_INVALID_ARG` when the schema is not JSON or not a schema llguidance
+ * accepts (`moela_last_error()` says why and where), or when the model has no tokenizer or no
+ * end-of-sequence token; `MOELA_STATUS_INVALID_UTF8`; `MOELA_STATUS_UNSUPPORTED` when moela was
+ * built without the `constrain` feature. On failure the sampler keeps its earlier constraint.
+ *
+ * # Safety
+ * `sampler` is NULL or a live handle not used by another thread; `model` is NULL or a live
+ * handle; `schema` is NULL or NUL-terminated.
+ */
+moela_status moela_sampler_set_json_schema(struct moela_sampler *sampler,
+                                           const struct moela_model *model,
+                                           const char *schema);
+
+/**
+ * Constrains the sampler's output to a grammar (as `moela_sampler_set_json_schema`).
+ *
+ * - `syntax`: NUL-terminated, one of "gbnf" (llama.cpp's GBNF: `root ::= ...`), "lark"
+ *   (llguidance's Lark dialect: `start: ...`), "regex" (the whole output matches it) or
+ *   "json_schema"; borrowed for the call.
+ * - `grammar`: the grammar text, NUL-terminated, borrowed for the call.
+ *
+ * Returns `MOELA_STATUS_INVALID_ARG` for an unknown syntax or a grammar that does not parse
+ * (`moela_last_error()` says why and where), and as `moela_sampler_set_json_schema`.
+ *
+ * # Safety
+ * `sampler` is NULL or a live handle not used by another thread; `model` is NULL or a live
+ * handle; `syntax` and `grammar` are NULL or NUL-terminated.
+ */
+moela_status moela_sampler_set_grammar(struct moela_sampler *sampler,
+                                       const struct moela_model *model,
+                                       const char *syntax,
+                                       const char *grammar);
+
+/**
+ * Removes the sampler's constraint (no-op without one).
+ *
+ * # Safety
+ * `sampler` is NULL or a live handle not used by another thread during the call.
+ */
+moela_status moela_sampler_clear_constraint(struct moela_sampler *sampler);
+
+/**
+ * Whether the sampler's constrained output is complete: `*out_finished` = 1 when its grammar
+ * has matched and allows nothing more than the end of the sequence, else 0 (always 0 without
+ * a constraint). For callers that run their own loop with `moela_sample`.
+ *
+ * # Safety
+ * `sampler` is NULL or a live handle not used by another thread; `out_finished` is NULL or
+ * writable.
+ */
+moela_status moela_sampler_is_finished(const struct moela_sampler *sampler, int32_t *out_finished);
 
 /**
  * Turns text into token ids.
@@ -1177,10 +1244,15 @@ moela_status moela_chat_apply_template(const struct moela_model *model,
  * - `params`: from `moela_generate_default_params()`, borrowed.
  * - `user_data`: passed to the callback as is (borrowed; may be NULL).
  *
- * Returns `MOELA_STATUS_OK` at EOS or `max_tokens`, `MOELA_STATUS_CANCELLED` when the
- * callback stopped (the token it was given is not evaluated), `MOELA_STATUS_CONTEXT_FULL`
- * when the context filled up (the tokens delivered so far stay valid). Every delivered and
- * not refused token is in the session afterwards.
+ * With a constrained sampler (`moela_sampler_set_json_schema` / `moela_sampler_set_grammar`)
+ * every token is one the grammar allows, and generation also ends when the grammar's output
+ * is complete.
+ *
+ * Returns `MOELA_STATUS_OK` at EOS, `max_tokens` or a complete constrained output,
+ * `MOELA_STATUS_CANCELLED` when the callback stopped (the token it was given is not
+ * evaluated), `MOELA_STATUS_CONTEXT_FULL` when the context filled up (the tokens delivered so
+ * far stay valid), `MOELA_STATUS_INVALID_ARG` when a constraint allows no token of the
+ * vocabulary. Every delivered and not refused token is in the session afterwards.
  *
  * # Safety
  * `session` and `sampler` are NULL or live handles not used by other threads; `prompt` is

@@ -187,7 +187,25 @@ class Sampler {
     }
 
     moela_sampler *get() { return handle_.get(); }
+    /** Restarts the random stream and the constraint (if any). */
     void reset() { check(moela_sampler_reset(get())); }
+
+    /** Constrains the output to JSON valid under `schema` (docs/CONSTRAINED.md). */
+    void set_json_schema(const Model &model, const std::string &schema) {
+        check(moela_sampler_set_json_schema(get(), model.get(), schema.c_str()));
+    }
+    /** Constrains the output to `grammar` in `syntax`: "gbnf", "lark", "regex", "json_schema". */
+    void set_grammar(const Model &model, const std::string &grammar,
+                     const std::string &syntax = "gbnf") {
+        check(moela_sampler_set_grammar(get(), model.get(), syntax.c_str(), grammar.c_str()));
+    }
+    void clear_constraint() { check(moela_sampler_clear_constraint(get())); }
+    /** Whether the constrained output is complete (false without a constraint). */
+    bool finished() const {
+        int32_t f = 0;
+        check(moela_sampler_is_finished(handle_.get(), &f));
+        return f != 0;
+    }
 
   private:
     std::unique_ptr<moela_sampler, detail::SamplerFree> handle_;

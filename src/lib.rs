@@ -13,6 +13,7 @@ pub mod attention;
 pub mod bench;
 pub mod capi;
 pub mod config;
+pub mod constrain;
 pub mod convert;
 pub mod error;
 pub mod eval;

@@ -9,6 +9,7 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::constrain::Constraint;
 use crate::error::{Error, Result};
 
 /// The settings of a [`Sampler`]. The defaults are llama.cpp's (temperature 0.8, top-k 40,
@@ -120,6 +121,11 @@ pub struct Sampler {
     params: SamplerParams,
     rng: ChaCha8Rng,
     candidates: Vec<(u32, f32)>,
+    /// Constrained decoding: the grammar's mask is applied before every choice, and the
+    /// chosen token advances it.
+    constraint: Option<Constraint>,
+    /// The constraint's mask for the current step.
+    allowed: Vec<bool>,
 }
 
 /// Index of the largest logit (the first one on ties).
@@ -145,6 +151,8 @@ impl Sampler {
             params,
             rng,
             candidates: Vec::new(),
+            constraint: None,
+            allowed: Vec::new(),
         })
     }
 
@@ -155,6 +163,8 @@ impl Sampler {
             rng: ChaCha8Rng::seed_from_u64(params.seed),
             params,
             candidates: Vec::new(),
+            constraint: None,
+            allowed: Vec::new(),
         }
     }
 
@@ -164,13 +174,82 @@ impl Sampler {
     }
 
     /// Picks a token. `history` feeds the repetition penalty.
-    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
+    ///
+    /// With a [constraint](Self::set_constraint), only tokens the grammar allows are
+    /// candidates (greedy: the most likely allowed token; sampled: the filters and the draw
+    /// over the allowed tokens), and the chosen token advances the constraint. That can fail
+    /// (`Error::InvalidArg`): when the grammar allows no token of the vocabulary, or the logits
+    /// are not the model's. Without a constraint it never fails.
+    pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> Result<u32> {
+        let Some(c) = self.constraint.as_mut() else {
+            return Ok(self.sample_unconstrained(logits, history));
+        };
+        if logits.len() != c.n_vocab() {
+            return Err(Error::InvalidArg(format!(
+                "sampler: {} logits, but the constraint was made for a vocabulary of {}",
+                logits.len(),
+                c.n_vocab()
+            )));
+        }
+        c.allowed(&mut self.allowed)?;
+        let tok = match self.greedy_choice(logits, history) {
+            Some(t) => t,
+            None => {
+                let total = self.distribution();
+                let r = self.rng.random::<f32>() * total;
+                Self::pick(&self.candidates, r)
+            }
+        };
+        if let Some(c) = self.constraint.as_mut() {
+            c.commit(tok)?;
+        }
+        Ok(tok)
+    }
+
+    fn sample_unconstrained(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         if let Some(t) = self.greedy_choice(logits, history) {
             return t;
         }
         let total = self.distribution();
         let r = self.rng.random::<f32>() * total;
         Self::pick(&self.candidates, r)
+    }
+
+    /// Constrains every following choice to `constraint` (a JSON Schema or grammar compiled
+    /// for the model: [`Constraint::new`]); `None` removes it. Speculative decoding does not
+    /// take a constrained sampler.
+    pub fn set_constraint(&mut self, constraint: Option<Constraint>) {
+        self.constraint = constraint;
+    }
+
+    /// The constraint, when there is one.
+    pub fn constraint(&self) -> Option<&Constraint> {
+        self.constraint.as_ref()
+    }
+
+    /// The constraint, mutably (to [reset](Constraint::reset) it between answers).
+    pub fn constraint_mut(&mut self) -> Option<&mut Constraint> {
+        self.constraint.as_mut()
+    }
+
+    /// Whether a constraint is set.
+    pub fn is_constrained(&self) -> bool {
+        self.constraint.is_some()
+    }
+
+    /// Whether the constraint is complete (its grammar matched and allows nothing more than
+    /// the end of the sequence): generation loops stop here. False without a constraint.
+    pub fn is_finished(&self) -> bool {
+        self.constraint.as_ref().is_some_and(|c| c.is_finished())
+    }
+
+    /// Restarts the random stream from the seed and the constraint from the start of its
+    /// grammar.
+    pub fn reset(&mut self) {
+        self.rng = ChaCha8Rng::seed_from_u64(self.params.seed);
+        if let Some(c) = self.constraint.as_mut() {
+            c.reset();
+        }
     }
 
     /// Whether this sampler picks the argmax (temperature 0).
@@ -186,6 +265,10 @@ impl Sampler {
     /// they draw from exactly the distribution of `sample` (Leviathan et al. 2023, Chen et al.
     /// 2023). Greedy: accepts when `draft` is the argmax (no random number drawn).
     pub fn accept_draft(&mut self, logits: &[f32], history: &[u32], draft: u32) -> bool {
+        debug_assert!(
+            self.constraint.is_none(),
+            "speculative decoding is unconstrained"
+        );
         if let Some(t) = self.greedy_choice(logits, history) {
             return t == draft;
         }
@@ -245,6 +328,21 @@ impl Sampler {
                 }
             }
         }
+        if self.constraint.is_some() {
+            let allowed = &self.allowed;
+            c.retain(|x| allowed.get(x.0 as usize).copied().unwrap_or(false));
+            if p.temperature <= 0.0 || c.len() == 1 {
+                // The first of the largest, as `argmax`.
+                let mut best = 0;
+                for (i, x) in c.iter().enumerate() {
+                    if x.1 > c[best].1 {
+                        best = i;
+                    }
+                }
+                return Some(c[best].0);
+            }
+            return None;
+        }
         if p.temperature <= 0.0 || c.len() == 1 {
             let l: Vec<f32> = c.iter().map(|x| x.1).collect();
             return Some(argmax(&l));
@@ -300,7 +398,7 @@ mod tests {
     #[test]
     fn greedy_is_argmax() {
         let mut s = Sampler::greedy();
-        assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.9], &[]), 1);
+        assert_eq!(s.sample(&[0.1, 3.0, -1.0, 2.9], &[]).unwrap(), 1);
     }
 
     #[test]
@@ -312,7 +410,7 @@ mod tests {
             ..Default::default()
         })
         .unwrap();
-        assert_eq!(s.sample(&logits, &[]), argmax(&logits));
+        assert_eq!(s.sample(&logits, &[]).unwrap(), argmax(&logits));
         let draw = |seed| {
             let mut s = Sampler::new(SamplerParams {
                 seed,
@@ -323,7 +421,9 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
-            (0..20).map(|_| s.sample(&logits, &[])).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| s.sample(&logits, &[]).unwrap())
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));
@@ -351,7 +451,7 @@ mod tests {
         ] {
             let mut s = Sampler::new(params).unwrap();
             for _ in 0..50 {
-                assert_eq!(s.sample(&logits, &[]), 0);
+                assert_eq!(s.sample(&logits, &[]).unwrap(), 0);
             }
         }
     }
@@ -474,7 +574,7 @@ mod tests {
             ..SamplerParams::greedy()
         })
         .unwrap();
-        assert_eq!(s.sample(&[2.0, 1.5], &[0]), 1);
+        assert_eq!(s.sample(&[2.0, 1.5], &[0]).unwrap(), 1);
     }
 
     /// The speculative rule (accept the draft with probability p(draft), else sample with the

@@ -263,6 +263,7 @@ impl Speculator {
         history: &[u32],
         out: &mut Vec<u32>,
     ) -> Result<()> {
+        refuse_constrained(sampler)?;
         let pos = session.position();
         if pos != history.len() {
             return Err(Error::InvalidArg(format!(
@@ -275,7 +276,7 @@ impl Speculator {
             .ok_or_else(|| Error::InvalidArg("speculative step: no logits".into()))?;
         let first = match self.rejected.take() {
             Some((p, d)) if p == pos => sampler.sample_excluding(logits, history, d),
-            _ => sampler.sample(logits, history),
+            _ => sampler.sample(logits, history)?,
         };
         out.push(first);
         self.stats.emitted += 1;
@@ -319,6 +320,19 @@ impl Speculator {
     }
 }
 
+/// Speculative decoding with a constrained sampler is refused: the grammar would have to
+/// follow drafts that are then rolled back.
+fn refuse_constrained(sampler: &Sampler) -> Result<()> {
+    if sampler.is_constrained() {
+        return Err(Error::InvalidArg(
+            "speculative decoding (--spec) does not work with a JSON schema or grammar \
+             constraint: use one or the other"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Samples up to `n` tokens after `history`, which the session holds with its logits (after
 /// evaluating a prompt), calling `on_token` with each; stops at a `stop` token (not kept), a
 /// full context, or when `on_token` returns false. Appends the kept tokens to `history` and
@@ -340,19 +354,21 @@ pub fn generate(
             let logits = session
                 .logits()
                 .ok_or_else(|| Error::InvalidArg("no logits".into()))?;
-            let tok = sampler.sample(logits, history);
+            let tok = sampler.sample(logits, history)?;
             generated += 1;
             if stop.contains(&tok) {
                 break;
             }
             history.push(tok);
-            if !on_token(tok) || session.position() >= session.n_ctx() {
+            // A constraint that is complete ends the output (its grammar allows nothing more).
+            if !on_token(tok) || sampler.is_finished() || session.position() >= session.n_ctx() {
                 break;
             }
             session.eval(&[tok], false)?;
         }
         return Ok(generated);
     };
+    refuse_constrained(sampler)?;
     spec.rejected = None;
     let mut buf = Vec::new();
     'outer: while generated < n && session.position() == history.len() {

@@ -53,7 +53,7 @@ fn generate(model: &Arc<Model>, prompt: &[u32], steps: usize, seed: u64) -> Outp
     let mut logits = s.eval(prompt, false).unwrap().to_vec();
     let mut tokens = Vec::new();
     for _ in 0..steps {
-        let t = sampler.sample(&logits, &history);
+        let t = sampler.sample(&logits, &history).unwrap();
         tokens.push(t);
         history.push(t);
         logits = s.eval(&[t], false).unwrap().to_vec();

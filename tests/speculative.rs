@@ -151,7 +151,7 @@ fn plain_greedy(model: &Arc<Model>, prompt: &[u32], n: usize) -> Vec<u32> {
     let mut hist = prompt.to_vec();
     let mut out = Vec::new();
     for _ in 0..n {
-        let t = sampler.sample(&logits, &hist);
+        let t = sampler.sample(&logits, &hist).unwrap();
         out.push(t);
         hist.push(t);
         logits = s.eval(&[t], false).unwrap().to_vec();

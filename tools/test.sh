@@ -34,6 +34,12 @@ cargo clippy --all-targets -- -D warnings
 step "cargo test"
 cargo test --all-targets
 
+# The `constrain` feature (llguidance) is on by default; without it everything still builds
+# and the constraint API says "unsupported" (same C ABI).
+step "without the constrain feature"
+cargo clippy --no-default-features --all-targets -- -D warnings
+cargo test --no-default-features --quiet --test constrained
+
 # `cargo test` above ran with the best kernel set; the model-level tests (golden logits with
 # the long-context and f16-cache cases, the default model, offload) run again under every
 # other set this CPU can execute, forced by MOELA_KERNELS (`moela kernels` lists them, best

@@ -622,7 +622,15 @@ class Sampler:
     ``repeat_penalty`` finite float > 0 (1 = off); ``seed`` int in 0 ..= 2**64 - 1. A value
     outside its range raises :class:`MoelaValueError` (INVALID_ARG) stating the range (the
     integers are checked here, the floats by the library: moela_sampler_new), a value of
-    the wrong type TypeError. Use from one thread at a time."""
+    the wrong type TypeError. Use from one thread at a time.
+
+    Constrained decoding: ``json_schema`` (a JSON Schema as a str of JSON, or a dict) or
+    ``grammar`` (a str; ``grammar_syntax`` "gbnf" — llama.cpp's GBNF, the default —, "lark"
+    — llguidance's Lark dialect — or "regex") limits every token to those the schema or
+    grammar allows, and generation stops when the output is complete. Both need ``model``,
+    the :class:`Model` whose tokens are sampled (see :meth:`set_json_schema`,
+    :meth:`set_grammar`). A schema or grammar that does not parse raises
+    :class:`MoelaError` (INVALID_ARG) with the reason."""
 
     def __init__(
         self,
@@ -632,6 +640,11 @@ class Sampler:
         min_p: Optional[float] = None,
         repeat_penalty: Optional[float] = None,
         seed: Optional[int] = None,
+        *,
+        json_schema: Union[str, Mapping[str, object], None] = None,
+        grammar: Optional[str] = None,
+        grammar_syntax: str = "gbnf",
+        model: Optional["Model"] = None,
     ) -> None:
         self._h = ctypes.c_void_p()
         where = "Sampler"
@@ -648,11 +661,61 @@ class Sampler:
             p.top_k = _int(where, "top_k", top_k, 0, _U32_MAX, " (0 = all tokens)")
         if seed is not None:
             p.seed = _int(where, "seed", seed, 0, _U64_MAX)
+        if json_schema is not None and grammar is not None:
+            raise MoelaValueError(
+                Status.INVALID_ARG, f"{where}: give json_schema or grammar, not both"
+            )
+        if (json_schema is not None or grammar is not None) and model is None:
+            raise MoelaValueError(
+                Status.INVALID_ARG,
+                f"{where}: json_schema and grammar need model= (the Model whose tokens are sampled)",
+            )
         _check(_l().moela_sampler_new(ctypes.byref(p), ctypes.byref(self._h)))
+        if json_schema is not None:
+            self.set_json_schema(model, json_schema)  # type: ignore[arg-type]
+        elif grammar is not None:
+            self.set_grammar(model, grammar, grammar_syntax)  # type: ignore[arg-type]
 
     @classmethod
     def greedy(cls) -> "Sampler":
         return cls(temperature=0.0)
+
+    def set_json_schema(self, model: "Model", schema: Union[str, Mapping[str, object]]) -> None:
+        """Constrains the output to JSON that validates against ``schema`` (a str of JSON or
+        a dict), for ``model``'s vocabulary (moela_sampler_set_json_schema). Replaces an
+        earlier constraint; on error the earlier one stays."""
+        where = "Sampler.set_json_schema"
+        if isinstance(schema, Mapping):
+            import json
+
+            schema = json.dumps(schema)
+        data = _encode(where, "schema", schema)
+        if not isinstance(model, Model):
+            raise TypeError(f"{where}: model must be a moela.Model, not {_type_name(model)}")
+        _check(_l().moela_sampler_set_json_schema(self._handle(), model._handle(), data))
+
+    def set_grammar(self, model: "Model", grammar: str, syntax: str = "gbnf") -> None:
+        """Constrains the output to ``grammar`` in ``syntax``: "gbnf" (llama.cpp's GBNF,
+        ``root ::= ...``), "lark" (llguidance's Lark dialect, ``start: ...``), "regex" or
+        "json_schema" (moela_sampler_set_grammar). Replaces an earlier constraint; on error
+        the earlier one stays."""
+        where = "Sampler.set_grammar"
+        text = _encode(where, "grammar", grammar)
+        syn = _encode(where, "syntax", syntax)
+        if not isinstance(model, Model):
+            raise TypeError(f"{where}: model must be a moela.Model, not {_type_name(model)}")
+        _check(_l().moela_sampler_set_grammar(self._handle(), model._handle(), syn, text))
+
+    def clear_constraint(self) -> None:
+        """Removes the JSON schema or grammar constraint (no-op without one)."""
+        _check(_l().moela_sampler_clear_constraint(self._handle()))
+
+    @property
+    def finished(self) -> bool:
+        """Whether the constrained output is complete (always False without a constraint)."""
+        out = ctypes.c_int32(0)
+        _check(_l().moela_sampler_is_finished(self._handle(), ctypes.byref(out)))
+        return bool(out.value)
 
     def _handle(self) -> ctypes.c_void_p:
         h: Optional[ctypes.c_void_p] = getattr(self, "_h", None)
@@ -661,7 +724,8 @@ class Sampler:
         return h
 
     def reset(self) -> None:
-        """Restarts the random stream from the seed."""
+        """Restarts the random stream from the seed, and the constraint (if any) from the
+        start of its grammar."""
         _check(_l().moela_sampler_reset(self._handle()))
 
     def sample_logits(
@@ -945,7 +1009,8 @@ class Session:
             tok = self.sample(smp)
             yield tok
             self.eval([tok])
-            if tok == eos:
+            # EOS, or a JSON schema / grammar constraint whose output is complete.
+            if tok == eos or smp.finished:
                 return
 
     def generate(

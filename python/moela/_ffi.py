@@ -162,6 +162,10 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "moela_sampler_new": (status_t, [_P(SamplingParams), _P(c_void_p)]),
     "moela_sampler_free": (None, [c_void_p]),
     "moela_sampler_reset": (status_t, [c_void_p]),
+    "moela_sampler_set_json_schema": (status_t, [c_void_p, c_void_p, c_char_p]),
+    "moela_sampler_set_grammar": (status_t, [c_void_p, c_void_p, c_char_p, c_char_p]),
+    "moela_sampler_clear_constraint": (status_t, [c_void_p]),
+    "moela_sampler_is_finished": (status_t, [c_void_p, ctypes.POINTER(ctypes.c_int32)]),
     "moela_sample": (status_t, [c_void_p, c_void_p, c_u32_p]),
     "moela_sample_logits": (
         status_t,

@@ -502,6 +502,88 @@ class TestLifetimes(unittest.TestCase):
         s.close()
 
 
+@unittest.skipUnless(os.path.exists(TEXT_MODEL), "no default model")
+class TestConstrained(unittest.TestCase):
+    SCHEMA = {
+        "type": "object",
+        "properties": {
+            "n": {"type": "integer", "minimum": 0, "maximum": 99},
+            "color": {"type": "string", "enum": ["red", "green", "blue"]},
+        },
+        "required": ["n", "color"],
+        "additionalProperties": False,
+    }
+
+    def test_json_schema_output_parses_and_validates(self) -> None:
+        import json
+
+        with moela.Model(TEXT_MODEL) as m:
+            plain_json = 0
+            for seed in range(10):
+                smp = moela.Sampler(temperature=1.0, seed=seed, json_schema=self.SCHEMA, model=m)
+                self.assertFalse(smp.finished)
+                with moela.Session(m, n_ctx=256) as s:
+                    text = "".join(s.generate("Once upon a time", max_tokens=100, sampler=smp))
+                self.assertTrue(smp.finished, text)
+                v = json.loads(text)
+                self.assertEqual(sorted(v), ["color", "n"], text)
+                self.assertIsInstance(v["n"], int)
+                self.assertTrue(0 <= v["n"] <= 99, text)
+                self.assertIn(v["color"], ["red", "green", "blue"])
+                # The same seed without the constraint: the toy model writes no JSON.
+                with moela.Session(m, n_ctx=256) as s:
+                    plain = "".join(
+                        s.generate("Once upon a time", max_tokens=30,
+                                   sampler=moela.Sampler(temperature=1.0, seed=seed))
+                    )
+                try:
+                    json.loads(plain)
+                    plain_json += 1
+                except ValueError:
+                    pass
+            self.assertEqual(plain_json, 0)
+
+    def test_grammars(self) -> None:
+        with moela.Model(TEXT_MODEL) as m:
+            for seed in range(5):
+                smp = moela.Sampler(seed=seed, grammar='root ::= ("yes" | "no")', model=m)
+                with moela.Session(m, n_ctx=64) as s:
+                    self.assertIn("".join(s.generate("Is it?", max_tokens=10, sampler=smp)),
+                                  ["yes", "no"])
+                smp.set_grammar(m, 'start: "abc" | "xyz"', syntax="lark")
+                with moela.Session(m, n_ctx=64) as s:
+                    self.assertIn("".join(s.generate("Is it?", max_tokens=10, sampler=smp)),
+                                  ["abc", "xyz"])
+                smp.set_grammar(m, "[0-9]{4}", syntax="regex")
+                with moela.Session(m, n_ctx=64) as s:
+                    out = "".join(s.generate("Is it?", max_tokens=10, sampler=smp))
+                self.assertTrue(len(out) == 4 and out.isdigit(), out)
+                smp.clear_constraint()
+                self.assertFalse(smp.finished)
+
+    def test_errors(self) -> None:
+        with moela.Model(TEXT_MODEL) as m, moela.Model(MODEL) as no_tokenizer:
+            with self.assertRaises(MoelaError) as e:
+                moela.Sampler(json_schema='{"type": ', model=m)
+            self.assertEqual(e.exception.status, Status.INVALID_ARG)
+            self.assertIn("not JSON", e.exception.message)
+            with self.assertRaises(MoelaError) as e:
+                moela.Sampler(grammar="root ::= missing", model=m)
+            self.assertIn("'missing' is used but not defined", e.exception.message)
+            with self.assertRaises(MoelaError) as e:
+                moela.Sampler(grammar="x", grammar_syntax="ebnf", model=m)
+            self.assertIn("must be one of", e.exception.message)
+            with self.assertRaises(MoelaValueError):
+                moela.Sampler(json_schema={"type": "object"})
+            with self.assertRaises(MoelaValueError):
+                moela.Sampler(json_schema={}, grammar="root ::= \"a\"", model=m)
+            with self.assertRaises(TypeError):
+                moela.Sampler().set_grammar("not a model", "root ::= \"a\"")  # type: ignore[arg-type]
+            with self.assertRaises(MoelaError) as e:
+                moela.Sampler(grammar='root ::= "a"', model=no_tokenizer)
+            self.assertIn("tokenizer", e.exception.message)
+
+
 class TestBusy(unittest.TestCase):
     def test_a_session_used_by_two_threads_is_busy_not_broken(self) -> None:
         m = moela.Model(MODEL)

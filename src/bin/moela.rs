@@ -9,6 +9,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand};
 use moela::attention::kv_cache::{KvCache, KvType};
 use moela::config::{QProj, Scoring, TopkMethod};
+use moela::constrain::{Constraint, Grammar, Syntax};
 use moela::model::ModelParams;
 use moela::moe::experts::{parse_rate, ExpertBudget, ExpertParams};
 use moela::moe::profile::ExpertProfile;
@@ -59,6 +60,8 @@ enum Cmd {
         sampling: SamplingArgs,
         #[command(flatten)]
         spec: SpecArgs,
+        #[command(flatten)]
+        constrain: ConstrainArgs,
         /// Context length in tokens, at most the model's trained context length (0 = that
         /// length, capped at 4096).
         #[arg(short = 'c', long, default_value_t = 0)]
@@ -89,6 +92,8 @@ enum Cmd {
         sampling: SamplingArgs,
         #[command(flatten)]
         spec: SpecArgs,
+        #[command(flatten)]
+        constrain: ConstrainArgs,
         /// Context length in tokens, at most the model's trained context length (0 = that
         /// length, capped at 4096).
         #[arg(short = 'c', long, default_value_t = 0)]
@@ -482,6 +487,75 @@ impl SpecArgs {
     }
 }
 
+/// Constrained decoding (src/constrain): the output matches a JSON Schema or a grammar.
+#[derive(clap::Args, Clone, Debug)]
+struct ConstrainArgs {
+    /// Constrain the output to JSON that validates against the JSON Schema in FILE (llguidance:
+    /// docs/CONSTRAINED.md lists the supported keywords). Generation stops when the JSON value
+    /// is complete. Not with --spec.
+    #[arg(long, value_name = "FILE", conflicts_with = "grammar")]
+    json_schema: Option<PathBuf>,
+    /// Constrain the output to the grammar in FILE: llama.cpp's GBNF (`root ::= ...`; files
+    /// ending in .gbnf, or any file with `::=`), llguidance's Lark dialect (`start: ...`; .lark)
+    /// or a regular expression (.regex); --grammar-syntax overrides the guess. Generation stops
+    /// when the grammar is complete. Not with --spec.
+    #[arg(long, value_name = "FILE")]
+    grammar: Option<PathBuf>,
+    /// The syntax of the --grammar file: gbnf, lark or regex (default: from its name and text).
+    #[arg(long, value_name = "SYNTAX", requires = "grammar")]
+    grammar_syntax: Option<String>,
+}
+
+impl ConstrainArgs {
+    /// The grammar the options name, read from its file (None without one).
+    fn grammar(&self) -> moela::Result<Option<Grammar>> {
+        let read = |f: &PathBuf| std::fs::read_to_string(f).map_err(|e| moela::Error::io(f, e));
+        if let Some(f) = &self.json_schema {
+            return Ok(Some(Grammar::json_schema(read(f)?)));
+        }
+        let Some(f) = &self.grammar else {
+            return Ok(None);
+        };
+        let text = read(f)?;
+        let syntax = match &self.grammar_syntax {
+            Some(s) => Syntax::parse(s)
+                .map_err(|e| moela::Error::InvalidArg(format!("--grammar-syntax: {e}")))?,
+            None => match f.extension().and_then(|e| e.to_str()) {
+                Some("gbnf") => Syntax::Gbnf,
+                Some("lark") => Syntax::Lark,
+                Some("regex") | Some("re") => Syntax::Regex,
+                Some("json") => Syntax::JsonSchema,
+                _ if text.contains("::=") => Syntax::Gbnf,
+                _ => Syntax::Lark,
+            },
+        };
+        Ok(Some(Grammar::new(syntax, text)))
+    }
+
+    /// Compiles the grammar for `model` and puts it on `sampler`; refuses it with `--spec`.
+    fn apply(&self, model: &Model, sampler: &mut Sampler, spec: bool) -> moela::Result<()> {
+        let Some(g) = self.grammar()? else {
+            return Ok(());
+        };
+        if spec {
+            return Err(moela::Error::InvalidArg(
+                "--spec does not work with --json-schema or --grammar: use one or the other".into(),
+            ));
+        }
+        let which = if self.json_schema.is_some() {
+            "--json-schema"
+        } else {
+            "--grammar"
+        };
+        let c = Constraint::new(model, &g).map_err(|e| match e {
+            moela::Error::InvalidArg(m) => moela::Error::InvalidArg(format!("{which}: {m}")),
+            other => other,
+        })?;
+        sampler.set_constraint(Some(c));
+        Ok(())
+    }
+}
+
 #[derive(clap::Args, Clone, Debug)]
 struct SamplingArgs {
     /// Sampling temperature, finite and >= 0; 0 = greedy.
@@ -738,6 +812,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             n_predict,
             sampling,
             spec,
+            constrain,
             ctx,
             experts,
             skip,
@@ -745,10 +820,12 @@ fn run(cmd: Cmd) -> moela::Result<()> {
         } => {
             let mut sampler = sampling.sampler()?;
             SpecMode::parse(&spec.spec)?;
+            constrain.grammar()?;
             skip.skip(None)?;
             let model = load_with(&model_path(model)?, &experts.params(None)?)?;
             let mut spec = spec.speculator(&model)?;
             check_ctx(ctx, &model)?;
+            constrain.apply(&model, &mut sampler, spec.is_some())?;
             let expert_skip = skip.skip(Some(&model))?;
             let keep = model.clone();
             let tok = keep.tokenizer.as_ref();
@@ -834,6 +911,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             n_predict,
             sampling,
             spec,
+            constrain,
             ctx,
             experts,
             skip,
@@ -844,6 +922,7 @@ fn run(cmd: Cmd) -> moela::Result<()> {
             system,
             n_predict,
             spec,
+            &constrain,
             sampling,
             ctx,
             &skip,
@@ -1436,6 +1515,7 @@ fn chat(
     system: Option<String>,
     n_predict: usize,
     spec: SpecArgs,
+    constrain: &ConstrainArgs,
     sampling: SamplingArgs,
     ctx: usize,
     skip: &SkipArgs,
@@ -1445,10 +1525,12 @@ fn chat(
     use std::io::BufRead;
     let mut sampler = sampling.sampler()?;
     SpecMode::parse(&spec.spec)?;
+    constrain.grammar()?;
     skip.skip(None)?;
     let model = load_with(&path, params)?;
     let mut spec = spec.speculator(&model)?;
     check_ctx(ctx, &model)?;
+    constrain.apply(&model, &mut sampler, spec.is_some())?;
     let expert_skip = skip.skip(Some(&model))?;
     let keep = model.clone();
     let tok = keep.tokenizer.as_ref().ok_or_else(|| {
@@ -1516,6 +1598,10 @@ fn chat(
         let mut text = String::new();
         let mut stream = StreamDecoder::new().skip_special(true);
         let mut out = std::io::stdout().lock();
+        // Each answer starts the constraint (--json-schema / --grammar) afresh.
+        if let Some(c) = sampler.constraint_mut() {
+            c.reset();
+        }
         let stats = generate(
             &mut session,
             &mut sampler,

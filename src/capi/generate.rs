@@ -69,7 +69,10 @@ pub(crate) fn generate_loop(
         s.eval(func, prompt, None)?;
     }
     for _ in 0..opts.max_tokens {
-        let tok = smp.sampler.sample(s.last_logits(func)?, &s.history);
+        let tok = smp
+            .sampler
+            .sample(s.last_logits(func)?, &s.history)
+            .map_err(|e| sample_failure(func, e))?;
         let is_eos = Some(tok) == opts.eos;
         if !on_token(tok, is_eos)? {
             return Err(Failure::new(
@@ -78,11 +81,19 @@ pub(crate) fn generate_loop(
             ));
         }
         s.eval(func, &[tok], None)?;
-        if is_eos {
+        // EOS, or a constraint (JSON schema / grammar) whose output is complete.
+        if is_eos || smp.sampler.is_finished() {
             break;
         }
     }
     Ok(())
+}
+
+/// A sampling failure (only a constrained sampler fails) as the caller sees it.
+pub(crate) fn sample_failure(func: &str, e: crate::Error) -> Failure {
+    let mut f = Failure::from(e);
+    f.msg = format!("{func}: {}", f.msg);
+    f
 }
 
 /// Generates token ids: evaluates the prompt after what the session holds, then samples up to
@@ -95,10 +106,15 @@ pub(crate) fn generate_loop(
 /// - `params`: from `moela_generate_default_params()`, borrowed.
 /// - `user_data`: passed to the callback as is (borrowed; may be NULL).
 ///
-/// Returns `MOELA_STATUS_OK` at EOS or `max_tokens`, `MOELA_STATUS_CANCELLED` when the
-/// callback stopped (the token it was given is not evaluated), `MOELA_STATUS_CONTEXT_FULL`
-/// when the context filled up (the tokens delivered so far stay valid). Every delivered and
-/// not refused token is in the session afterwards.
+/// With a constrained sampler (`moela_sampler_set_json_schema` / `moela_sampler_set_grammar`)
+/// every token is one the grammar allows, and generation also ends when the grammar's output
+/// is complete.
+///
+/// Returns `MOELA_STATUS_OK` at EOS, `max_tokens` or a complete constrained output,
+/// `MOELA_STATUS_CANCELLED` when the callback stopped (the token it was given is not
+/// evaluated), `MOELA_STATUS_CONTEXT_FULL` when the context filled up (the tokens delivered so
+/// far stay valid), `MOELA_STATUS_INVALID_ARG` when a constraint allows no token of the
+/// vocabulary. Every delivered and not refused token is in the session afterwards.
 ///
 /// # Safety
 /// `session` and `sampler` are NULL or live handles not used by other threads; `prompt` is
@@ -268,8 +284,7 @@ mod tests {
         p.temperature = 0.0;
         let sp = crate::capi::params::sampler_params("t", &p).unwrap();
         moela_sampler {
-            sampler: Sampler::new(sp.clone()).unwrap(),
-            params: sp,
+            sampler: Sampler::new(sp).unwrap(),
         }
     }
 
@@ -290,7 +305,7 @@ mod tests {
         let mut logits = plain.eval(&hist, false).unwrap().to_vec();
         let mut want = vec![];
         for _ in 0..8 {
-            let t = sampler.sample(&logits, &hist);
+            let t = sampler.sample(&logits, &hist).unwrap();
             want.push(t);
             hist.push(t);
             logits = plain.eval(&[t], false).unwrap().to_vec();

@@ -129,7 +129,11 @@ pub(crate) unsafe fn c_text<'a>(
 ///
 /// # Safety
 /// `s` is NULL or NUL-terminated.
-unsafe fn c_str<'a>(func: &str, arg: &str, s: *const c_char) -> Result<&'a str, Failure> {
+pub(crate) unsafe fn c_str<'a>(
+    func: &str,
+    arg: &str,
+    s: *const c_char,
+) -> Result<&'a str, Failure> {
     if s.is_null() {
         return Err(Failure::null(func, arg));
     }

@@ -173,6 +173,9 @@ pub struct Model {
     pub experts: Option<ExpertStore>,
     /// [`Model::fingerprint`], computed on first use.
     fingerprint: std::sync::OnceLock<u64>,
+    /// The token trie and grammar compiler of constrained decoding, built on first use.
+    #[cfg_attr(not(feature = "constrain"), allow(dead_code))]
+    pub(crate) grammar_env: crate::constrain::ModelGrammarEnv,
     /// Bytes of weights interleaved by eight rows into memory at load (0: every weight is in
     /// the file mapping; see [`ModelParams::keep_file_layout`]).
     pub interleaved_bytes: usize,
@@ -224,6 +227,7 @@ impl Model {
                 mapped,
                 experts,
                 fingerprint: Default::default(),
+                grammar_env: Default::default(),
                 interleaved_bytes: 0,
             })
         } else {
@@ -259,6 +263,7 @@ impl Model {
                 tokenizer,
                 experts,
                 fingerprint: Default::default(),
+                grammar_env: Default::default(),
                 interleaved_bytes,
             })
         }

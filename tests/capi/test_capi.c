@@ -664,6 +664,128 @@ static int32_t on_piece(const char *piece, size_t len, void *user_data) {
     return 0;
 }
 
+typedef struct {
+    char text[512];
+    size_t len;
+} text_out;
+
+static int32_t append_piece(const char *piece, size_t len, void *user_data) {
+    text_out *t = (text_out *)user_data;
+    if (t->len + len < sizeof t->text) {
+        memcpy(t->text + t->len, piece, len);
+        t->len += len;
+        t->text[t->len] = 0;
+    }
+    return 0;
+}
+
+/* Generates up to max_tokens after `prompt` with sampler `g` into `out`; returns the status. */
+static moela_status constrained_text(const moela_model *m, moela_sampler *g, const char *prompt,
+                                     uint32_t max_tokens, text_out *out) {
+    moela_session_params sp = session_params(256);
+    moela_session *s = NULL;
+    moela_generate_params gp;
+    moela_status st;
+    EXPECT_OK(moela_generate_default_params(&gp, sizeof gp));
+    gp.max_tokens = max_tokens;
+    EXPECT_OK(moela_session_new(m, &sp, &s));
+    out->len = 0;
+    out->text[0] = 0;
+    st = moela_generate(s, g, prompt, strlen(prompt), &gp, append_piece, out);
+    moela_session_free(s);
+    return st;
+}
+
+/* Constrained decoding (moela_sampler_set_json_schema / _set_grammar) on a model with a
+   tokenizer, and its misuse; `plain` has no tokenizer. */
+static void test_constrained(const moela_model *m, const moela_model *plain) {
+    static const char schema[] =
+        "{\"type\":\"object\",\"properties\":{\"ok\":{\"type\":\"boolean\"},"
+        "\"n\":{\"type\":\"integer\",\"minimum\":0,\"maximum\":9}},"
+        "\"required\":[\"ok\",\"n\"],\"additionalProperties\":false}";
+    moela_sampling_params p;
+    moela_sampler *g = NULL;
+    text_out out;
+    int32_t finished = -1;
+    uint64_t seed;
+    EXPECT_OK(moela_sampling_default_params(&p, sizeof p));
+    for (seed = 0; seed < 8; seed++) {
+        p.seed = seed;
+        p.temperature = 1.0f;
+        EXPECT_OK(moela_sampler_new(&p, &g));
+        EXPECT_OK(moela_sampler_is_finished(g, &finished));
+        CHECK(finished == 0);
+        EXPECT_OK(moela_sampler_set_json_schema(g, m, schema));
+        EXPECT_OK(constrained_text(m, g, "Once upon a time", 64, &out));
+        {
+            int n = -1;
+            char tail = 0;
+            int ok = sscanf(out.text, "{\"ok\":true,\"n\":%1d%c", &n, &tail) == 2 ||
+                     sscanf(out.text, "{\"ok\":false,\"n\":%1d%c", &n, &tail) == 2;
+            CHECK(ok && tail == '}' && out.text[out.len - 1] == '}' && n >= 0 && n <= 9);
+            if (!ok) fprintf(stderr, "  seed %d: %s\n", (int)seed, out.text);
+        }
+        EXPECT_OK(moela_sampler_is_finished(g, &finished));
+        CHECK(finished == 1);
+        /* A grammar replaces the schema; reset restarts it. */
+        EXPECT_OK(moela_sampler_set_grammar(g, m, "gbnf", "root ::= (\"yes\" | \"no\")"));
+        EXPECT_OK(constrained_text(m, g, "Is it?", 16, &out));
+        CHECK(strcmp(out.text, "yes") == 0 || strcmp(out.text, "no") == 0);
+        EXPECT_OK(moela_sampler_reset(g));
+        EXPECT_OK(moela_sampler_is_finished(g, &finished));
+        CHECK(finished == 0);
+        EXPECT_OK(moela_sampler_set_grammar(g, m, "lark", "start: \"abc\""));
+        EXPECT_OK(constrained_text(m, g, "Once", 16, &out));
+        CHECK(strcmp(out.text, "abc") == 0);
+        EXPECT_OK(moela_sampler_set_grammar(g, m, "regex", "[0-9]{3}"));
+        EXPECT_OK(constrained_text(m, g, "Once", 16, &out));
+        CHECK(out.len == 3 && out.text[0] >= '0' && out.text[0] <= '9');
+        /* Without the constraint the toy model writes English, not "abc". */
+        EXPECT_OK(moela_sampler_clear_constraint(g));
+        EXPECT_OK(constrained_text(m, g, "Once", 8, &out));
+        CHECK(out.len > 3 && out.text[0] != '{');
+        moela_sampler_free(g);
+        g = NULL;
+    }
+
+    /* Misuse: NULLs, bad schemas and grammars (the earlier constraint stays), wrong logits. */
+    EXPECT_OK(moela_sampler_new(&p, &g));
+    EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_sampler_set_json_schema, NULL, m, schema);
+    EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_sampler_set_json_schema, g, NULL, schema);
+    EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_sampler_set_json_schema, g, m, NULL);
+    EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_sampler_set_grammar, g, m, NULL, "root ::= \"a\"");
+    EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_sampler_set_grammar, g, m, "gbnf", NULL);
+    EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_sampler_clear_constraint, NULL);
+    EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_sampler_is_finished, NULL, &finished);
+    EXPECT_FAIL(MOELA_STATUS_NULL_ARG, moela_sampler_is_finished, g, NULL);
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_set_json_schema, g, m, "{\"type\":");
+    CHECK(strstr(moela_last_error(), "not JSON") != NULL);
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_set_json_schema, g, m,
+                "{\"type\":\"strin\"}");
+    CHECK(strstr(moela_last_error(), "strin") != NULL);
+    EXPECT_FAIL(MOELA_STATUS_INVALID_UTF8, moela_sampler_set_json_schema, g, m, "\"\xff\"");
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_set_grammar, g, m, "ebnf", "x");
+    CHECK(strstr(moela_last_error(), "must be one of") != NULL);
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_set_grammar, g, m, "gbnf",
+                "root ::= missing");
+    CHECK(strstr(moela_last_error(), "'missing' is used but not defined") != NULL);
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_set_grammar, g, m, "lark", "start: (");
+    EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sampler_set_grammar, g, plain, "lark",
+                "start: \"a\"");
+    CHECK(strstr(moela_last_error(), "tokenizer") != NULL);
+    EXPECT_OK(moela_sampler_set_grammar(g, m, "gbnf", "root ::= \"a\""));
+    {
+        float logits[4] = {0.0f, 1.0f, 2.0f, 3.0f};
+        uint32_t tok = 0;
+        EXPECT_FAIL(MOELA_STATUS_INVALID_ARG, moela_sample_logits, g, logits, 4, NULL, 0, &tok);
+        CHECK(strstr(moela_last_error(), "vocabulary") != NULL);
+    }
+    /* The earlier good constraint is still there after the failures. */
+    EXPECT_OK(constrained_text(m, g, "Once", 16, &out));
+    CHECK(strcmp(out.text, "a") == 0);
+    moela_sampler_free(g);
+}
+
 static void test_text(const moela_model *m) {
     static const char bad_utf8[] = "abc\xff\xfe";
     static const char hello[] = "Hello, world";
@@ -988,6 +1110,7 @@ int main(int argc, char **argv) {
             EXPECT_OK(moela_model_get_info(text, &info, sizeof info));
             CHECK((info.flags & MOELA_MODEL_INFO_HAS_TOKENIZER) != 0);
             test_text(text);
+            test_constrained(text, hf);
             moela_model_free(text);
         }
     }

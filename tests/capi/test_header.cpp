@@ -50,6 +50,16 @@ int main(int argc, char **argv) {
     CHECK(logits.size() == 256);
     uint32_t first = session.sample(greedy);
     CHECK(first < 256);
+    // Constraints need the model's tokenizer (this one has none): a clear error, no change.
+    CHECK(!greedy.finished());
+    try {
+        greedy.set_grammar(model, "root ::= \"a\"");
+        CHECK(false);
+    } catch (const moela::Error &e) {
+        CHECK(e.status() == MOELA_STATUS_INVALID_ARG);
+        CHECK(std::strstr(e.what(), "tokenizer") != nullptr);
+    }
+    greedy.clear_constraint();
     try {
         session.eval({300});
         CHECK(false);
