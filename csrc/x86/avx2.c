@@ -1680,10 +1680,11 @@ void mk_gemm_x8_q5_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
  * comes off as 32·(sc_a·Σx_a + sc_b·Σx_b) over the block's two 16-element halves. */
 #define X8_Q6_K_BS 1680
 
-static inline __attribute__((always_inline)) void x8_q6_k_codes(const uint8_t *g, int j, __m256i V[8]) {
+/* Block 4h + q's code vectors (q a constant where this is inlined: the shifts are immediates). */
+static inline __attribute__((always_inline)) void x8_q6_k_codes(const uint8_t *g, int h, int q, __m256i V[8]) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
-    const int h = j / 4, q = j % 4;
     const uint8_t *ql = g + 144 + 768 * h + 256 * (q % 2), *qh = g + 144 + 768 * h + 512;
+#pragma GCC unroll 8
     for (int v = 0; v < 8; v++) {
         const __m256i l = _mm256_loadu_si256((const __m256i *)(ql + 32 * v));
         const __m256i hb = _mm256_loadu_si256((const __m256i *)(qh + 32 * v));
@@ -1715,6 +1716,7 @@ static inline __attribute__((always_inline)) __m256i x8_q6_k_isum(const __m256i 
                                            6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
     const __m256i sa = _mm256_shuffle_epi8(sab, dup_a), sb = _mm256_shuffle_epi8(sab, dup_b);
     __m256i p[4];
+#pragma GCC unroll 4
     for (int k = 0; k < 4; k++) {
         int32_t a, b;
         memcpy(&a, x + 8 * k, 4);
@@ -1732,53 +1734,76 @@ static inline __attribute__((always_inline)) __m256i x8_q6_k_scales(const uint8_
     return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 16 + 16 * j)));
 }
 
-void mk_vec_dot_x8_q6_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
-                                 const int32_t *s, float *out) {
+/* Decode of block 4h + q (q constant) for tokens 0..nt-1 (nt = 1: the one-token kernel): the
+ * same float operations per token in every caller, so the multi-token results are the
+ * one-token kernel's bits. acc[0][t] takes the even blocks, acc[1][t] the odd ones. */
+static inline __attribute__((always_inline)) void x8_q6_k_dec(const uint8_t *g, int h, int q, size_t j, __m256 d8,
+                                                              size_t nt, const int8_t *const *qs,
+                                                              const float *const *d, const int32_t *const *s,
+                                                              __m256 acc[2][X8_MULTI_MAX], int prefetch) {
+    if (prefetch) {
+        const char *pf = (const char *)g + X8_Q6_K_BS + 210 * (4 * h + q);
+        _mm_prefetch(pf, _MM_HINT_T0);
+        _mm_prefetch(pf + 64, _MM_HINT_T0);
+        _mm_prefetch(pf + 128, _MM_HINT_T0);
+        _mm_prefetch(pf + 192, _MM_HINT_T0);
+    }
+    __m256i V[8];
+    x8_q6_k_codes(g, h, q, V);
+    const __m256i sab = x8_q6_k_scales(g, 4 * h + q);
+    for (size_t t = 0; t < nt; t++) {
+        const __m256i i32 = x8_q6_k_isum(V, sab, qs[t] + 32 * j, s[t][j]);
+        const __m256 f = _mm256_mul_ps(d8, _mm256_broadcast_ss(d[t] + j));
+        acc[q & 1][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc[q & 1][t]);
+    }
+}
+
+static inline __attribute__((always_inline)) void x8_q6_k_run(size_t n, const void *w, size_t nt,
+                                                              const int8_t *const *qs, const float *const *d,
+                                                              const int32_t *const *s, float *out, size_t ldo,
+                                                              int prefetch) {
     const uint8_t *g = (const uint8_t *)w;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    __m256 acc[2][X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
     for (size_t sb = 0; sb < n / 256; sb++, g += X8_Q6_K_BS) {
         const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-        for (int jj = 0; jj < 8; jj++) {
-            const size_t j = 8 * sb + (size_t)jj;
-            const char *pf = (const char *)g + X8_Q6_K_BS + 210 * jj;
-            _mm_prefetch(pf, _MM_HINT_T0);
-            _mm_prefetch(pf + 64, _MM_HINT_T0);
-            _mm_prefetch(pf + 128, _MM_HINT_T0);
-            _mm_prefetch(pf + 192, _MM_HINT_T0);
-            __m256i V[8];
-            x8_q6_k_codes(g, jj, V);
-            const __m256i i32 = x8_q6_k_isum(V, x8_q6_k_scales(g, jj), qs + 32 * j, s[j]);
-            const __m256 f = _mm256_mul_ps(d8, _mm256_broadcast_ss(d + j));
-            if (jj & 1) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc1);
-            else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc0);
+        for (int h = 0; h < 2; h++) {
+            const size_t j = 8 * sb + 4 * (size_t)h;
+            x8_q6_k_dec(g, h, 0, j, d8, nt, qs, d, s, acc, prefetch);
+            x8_q6_k_dec(g, h, 1, j + 1, d8, nt, qs, d, s, acc, prefetch);
+            x8_q6_k_dec(g, h, 2, j + 2, d8, nt, qs, d, s, acc, prefetch);
+            x8_q6_k_dec(g, h, 3, j + 3, d8, nt, qs, d, s, acc, prefetch);
         }
     }
-    _mm256_storeu_ps(out, _mm256_add_ps(acc0, acc1));
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc[0][t], acc[1][t]));
+}
+
+void mk_vec_dot_x8_q6_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    x8_q6_k_run(n, w, 1, &qs, &d, &s, out, 8, 1);
 }
 
 void mk_vec_dot_x8_q6_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
                                        const float *const *d, const int32_t *const *s, float *out,
                                        size_t ldo) {
-    const uint8_t *g = (const uint8_t *)w;
-    const size_t nt = ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX;
-    __m256 acc0[X8_MULTI_MAX], acc1[X8_MULTI_MAX];
-    for (size_t t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
-    for (size_t sb = 0; sb < n / 256; sb++, g += X8_Q6_K_BS) {
-        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-        for (int jj = 0; jj < 8; jj++) {
-            const size_t j = 8 * sb + (size_t)jj;
-            __m256i V[8];
-            x8_q6_k_codes(g, jj, V);
-            const __m256i sab = x8_q6_k_scales(g, jj);
-            for (size_t t = 0; t < nt; t++) {
-                const __m256i i32 = x8_q6_k_isum(V, sab, qs[t] + 32 * j, s[t][j]);
-                const __m256 f = _mm256_mul_ps(d8, _mm256_broadcast_ss(d[t] + j));
-                if (jj & 1) acc1[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc1[t]);
-                else acc0[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc0[t]);
-            }
-        }
+    x8_q6_k_run(n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, s, out, ldo, 0);
+}
+
+/* GEMM: block 4h + q (q constant) of one group against the tokens of one slice. */
+static inline __attribute__((always_inline)) void x8_q6_k_gemm_block(const uint8_t *g, int h, int q, size_t j,
+                                                                     size_t n, size_t nb, size_t t0, size_t tn,
+                                                                     const int8_t *qs, const float *d,
+                                                                     const int32_t *s, __m256 *acc) {
+    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+    __m256i V[8];
+    x8_q6_k_codes(g, h, q, V);
+    const __m256i sab = x8_q6_k_scales(g, 4 * h + q);
+    for (size_t t = 0; t < tn; t++) {
+        const size_t tt = t0 + t;
+        const __m256i i32 = x8_q6_k_isum(V, sab, qs + tt * n + 32 * j, s[tt * nb + j]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d8, _mm256_broadcast_ss(d + tt * nb + j)),
+                                 acc[t]);
     }
-    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
 }
 
 void mk_gemm_x8_q6_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
@@ -1790,18 +1815,14 @@ void mk_gemm_x8_q6_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
         for (size_t gi = 0; gi < ngroups; gi++) {
             const uint8_t *grp = (const uint8_t *)w + gi * (n / 256) * X8_Q6_K_BS;
             for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
-            for (size_t j = 0; j < nb; j++) {
-                const uint8_t *g = grp + (j / 8) * X8_Q6_K_BS;
-                const int jj = (int)(j % 8);
-                const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-                __m256i V[8];
-                x8_q6_k_codes(g, jj, V);
-                const __m256i sab = x8_q6_k_scales(g, jj);
-                for (size_t t = 0; t < tn; t++) {
-                    const size_t tt = t0 + t;
-                    const __m256i i32 = x8_q6_k_isum(V, sab, qs + tt * n + 32 * j, s[tt * nb + j]);
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d8, _mm256_broadcast_ss(d + tt * nb + j)),
-                                             acc[t]);
+            for (size_t sb = 0; sb < n / 256; sb++) {
+                const uint8_t *g = grp + sb * X8_Q6_K_BS;
+                for (int h = 0; h < 2; h++) {
+                    const size_t j = 8 * sb + 4 * (size_t)h;
+                    x8_q6_k_gemm_block(g, h, 0, j, n, nb, t0, tn, qs, d, s, acc);
+                    x8_q6_k_gemm_block(g, h, 1, j + 1, n, nb, t0, tn, qs, d, s, acc);
+                    x8_q6_k_gemm_block(g, h, 2, j + 2, n, nb, t0, tn, qs, d, s, acc);
+                    x8_q6_k_gemm_block(g, h, 3, j + 3, n, nb, t0, tn, qs, d, s, acc);
                 }
             }
             for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + 8 * gi, acc[t]);
