@@ -366,8 +366,8 @@ class Model:
         one slot); the logits are the same at every budget. ``prefetch`` (bool): with a
         budget, read the next layers' predicted experts ahead. ``keep_file_layout`` (bool):
         keep every weight in the file mapping as the file lays it out (by default, on CPUs
-        whose kernels are faster on it, Q4_0 and Q4_K weights are interleaved into memory at
-        load).
+        whose kernels are faster on it, Q4_0, Q5_0, Q4_K and Q6_K weights are interleaved into
+        memory at load).
 
         Raises TypeError for a wrong type, :class:`MoelaValueError` for a value out of range or
         a NUL in the path, :class:`MoelaError` when the library cannot load the model."""

@@ -195,7 +195,8 @@ pub fn available() -> Vec<KernelSet> {
                 // Q4_0 and Q4_K interleaved by eight rows: the one-row and four-row kernels on
                 // the file's layout reach 16.7 / 11.9 GB/s per thread in L2 and 71% / 74% of
                 // the read bandwidth on two threads (AMD EPYC Zen 3), the x8 kernels 2.0 /
-                // 2.2 times that in L2.
+                // 2.2 times that in L2; Q5_0 and Q6_K (a Q4_K_M file's expert downs and
+                // output head) 2.0 / 1.7 times (docs/PERFORMANCE.md).
                 x8: X8Kernels {
                     q4_0: Some((b::mk_vec_dot_x8_q4_0_q8a_avx2, b::mk_gemm_x8_q4_0_q8a_avx2)),
                     q5_0: Some((b::mk_vec_dot_x8_q5_0_q8a_avx2, b::mk_gemm_x8_q5_0_q8a_avx2)),
