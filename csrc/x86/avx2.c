@@ -1789,18 +1789,43 @@ void mk_vec_dot_x8_q6_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, con
     x8_q6_k_run(n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, s, out, ldo, 0);
 }
 
-/* GEMM: block 4h + q (q constant) of one group against the tokens of one slice. */
+/* GEMM: block 4h + q (q constant) of one group against the tokens of one slice. Here the
+ * codes are unpacked once for 64 tokens, so they go in as |q - 32| with the signs moved to x
+ * (vpsignb per token) instead of the decode kernels' per-token Σ_16 x correction: four pairs
+ * (≤ 2·32·127) sum in int16, one vpmaddwd per 16-element scale. */
 static inline __attribute__((always_inline)) void x8_q6_k_gemm_block(const uint8_t *g, int h, int q, size_t j,
                                                                      size_t n, size_t nb, size_t t0, size_t tn,
                                                                      const int8_t *qs, const float *d,
                                                                      const int32_t *s, __m256 *acc) {
+    (void)s;
+    const __m256i dup_a = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5,
+                                           8, 9, 8, 9, 12, 13, 12, 13);
+    const __m256i dup_b = _mm256_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15, 2, 3, 2, 3, 6, 7,
+                                           6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
     const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-    __m256i V[8];
+    __m256i V[8], A[8];
     x8_q6_k_codes(g, h, q, V);
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) {
+        V[v] = _mm256_sub_epi8(V[v], _mm256_set1_epi8(32));
+        A[v] = _mm256_sign_epi8(V[v], V[v]);
+    }
     const __m256i sab = x8_q6_k_scales(g, 4 * h + q);
+    const __m256i sa = _mm256_shuffle_epi8(sab, dup_a), sb = _mm256_shuffle_epi8(sab, dup_b);
     for (size_t t = 0; t < tn; t++) {
         const size_t tt = t0 + t;
-        const __m256i i32 = x8_q6_k_isum(V, sab, qs + tt * n + 32 * j, s[tt * nb + j]);
+        const int8_t *x = qs + tt * n + 32 * j;
+        __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            int32_t a, b;
+            memcpy(&a, x + 4 * v, 4);
+            memcpy(&b, x + 16 + 4 * v, 4);
+            p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(A[v], _mm256_sign_epi8(_mm256_set1_epi32(a), V[v])));
+            p1 = _mm256_add_epi16(p1,
+                                  _mm256_maddubs_epi16(A[v + 4], _mm256_sign_epi8(_mm256_set1_epi32(b), V[v + 4])));
+        }
+        const __m256i i32 = _mm256_add_epi32(_mm256_madd_epi16(p0, sa), _mm256_madd_epi16(p1, sb));
         acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d8, _mm256_broadcast_ss(d + tt * nb + j)),
                                  acc[t]);
     }
