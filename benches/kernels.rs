@@ -1,6 +1,6 @@
 //! `cargo bench --bench kernels`: weight-streaming speed of the quantized dot-product kernels.
 //!
-//! For Q4_0, Q8_0, the K-quants (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K) and float weights (F32, F16, BF16) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
+//! For Q4_0, Q8_0, Q5_0, the K-quants (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K) and float weights (F32, F16, BF16) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
 //! the CPU has, the GB/s of weights consumed by one thread on a matrix that fits in L2 (compute
 //! bound) and on one far larger than the last-level cache (memory bound), each as a ratio to the
 //! generic (scalar C) kernel; then the full matvec path (`TensorView::matvec`, all threads) on

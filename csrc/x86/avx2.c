@@ -1570,6 +1570,7 @@ void mk_vec_dot_x8_q4_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, con
 static inline __attribute__((always_inline)) void x8_q5_0_codes(const uint8_t *g, __m256i V[8]) {
     const __m256i m4 = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
     const __m256i h = _mm256_loadu_si256((const __m256i *)(g + 16));
+#pragma GCC unroll 4 /* v constant: immediate shifts */
     for (int v = 0; v < 4; v++) {
         const __m256i raw = _mm256_loadu_si256((const __m256i *)(g + 48 + 32 * v));
         /* low nibbles: code vector v, fifth bit v → 4; high: vector v + 4, bit v + 4 → 4 */
@@ -1589,6 +1590,7 @@ static inline __attribute__((always_inline)) void x8_q5_0_codes(const uint8_t *g
 /* Σ codes × x over one block (lanes = rows), minus 16·Σx. */
 static inline __attribute__((always_inline)) __m256i x8_q5_0_isum(const __m256i V[8], const int8_t *x, int32_t s) {
     __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
     for (int v = 0; v < 4; v++) {
         int32_t a, b;
         memcpy(&a, x + 4 * v, 4);
