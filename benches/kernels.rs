@@ -1,10 +1,12 @@
 //! `cargo bench --bench kernels`: weight-streaming speed of the quantized dot-product kernels.
 //!
-//! For Q4_0, Q8_0, the K-quants (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K) and float weights (F32, F16, BF16) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
+//! For Q4_0, Q8_0, Q5_0, the K-quants (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K) and float weights (F32, F16, BF16) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
 //! the CPU has, the GB/s of weights consumed by one thread on a matrix that fits in L2 (compute
 //! bound) and on one far larger than the last-level cache (memory bound), each as a ratio to the
 //! generic (scalar C) kernel; then the full matvec path (`TensorView::matvec`, all threads) on
-//! the large matrix as a fraction of the read bandwidth `moela bench --mem-bw` measures.
+//! the large matrix as a fraction of the read bandwidth `moela bench --mem-bw` measures. For the
+//! types a set interleaves by eight rows (AVX2: Q4_0, Q5_0, Q4_K, Q6_K) the same decode, GEMM
+//! and matvec figures are also given for that layout ("x8"), next to the file layout's.
 //! Environment: MOELA_BENCH_MB (size of the large matrix, default 512), MOELA_BENCH_TYPES
 //! (comma-separated types, default all of the above).
 
@@ -22,7 +24,8 @@ const COLS: usize = 2048;
 /// but the scales must be finite so the work is the real work).
 fn random_matrix(dtype: DType, bytes: usize) -> TensorView {
     let rb = dtype.bytes_for(COLS).unwrap();
-    let rows = (bytes / rb).max(1);
+    // Whole groups of eight rows, so that the x8 layout exists for the types that have one.
+    let rows = (bytes / rb / 8 * 8).max(8);
     let mut v = vec![0u8; rows * rb];
     let mut s = 0x9E3779B97F4A7C15u64;
     for b in v.iter_mut() {
@@ -101,6 +104,32 @@ fn one_thread(k: &KernelSet, w: &TensorView, x: &[f32], acts: &Q8Acts, reps: usi
                 acts.dot_rows(k, w.dtype, &w.bytes()[r * rb..(r + m) * rb], &mut vals[..m]);
                 acc += vals[0];
             }
+        }
+        black_box(acc);
+        best = best.max(w.n_bytes() as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+/// GB/s of one thread running `k`'s x8 decode kernel over the interleaved matrix `w` in blocks
+/// of 64 rows (as decode runs it), best of `reps`.
+fn one_thread_x8(k: &KernelSet, w: &TensorView, acts: &Q8Acts, reps: usize) -> f64 {
+    let mut best = 0.0f64;
+    let mut vals = [0.0f32; 64];
+    let rb = w.row_bytes();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let mut acc = 0.0f32;
+        for r in (0..w.rows).step_by(vals.len()) {
+            let m = (w.rows - r).min(vals.len());
+            acts.dot_x8(
+                k,
+                w.dtype,
+                &w.bytes()[r * rb..(r + m) * rb],
+                0,
+                &mut vals[..m],
+            );
+            acc += vals[0];
         }
         black_box(acc);
         best = best.max(w.n_bytes() as f64 / t.elapsed().as_secs_f64() / 1e9);
@@ -230,6 +259,7 @@ fn main() {
         Err(_) => vec![
             DType::Q4_0,
             DType::Q8_0,
+            DType::Q5_0,
             DType::Q4_K,
             DType::Q5_K,
             DType::Q6_K,
@@ -257,6 +287,18 @@ fn main() {
                 h / g_hot,
                 c / g_cold
             );
+            if k.wants_x8(dtype) {
+                let (hot8, cold8) = (hot.interleaved().unwrap(), cold.interleaved().unwrap());
+                let h8 = one_thread_x8(k, &hot8, &acts, 50);
+                let c8 = one_thread_x8(k, &cold8, &acts, 2);
+                println!(
+                    "{:5} {:8} 1 thread, x8: L2 {h8:6.2} GB/s ({:5.2}x file layout) | {big_mb} MB {c8:6.2} GB/s ({:5.2}x file layout)",
+                    dtype.name(),
+                    k.name,
+                    h8 / h,
+                    c8 / c
+                );
+            }
         }
         let tokens = 64;
         let mut xs = Vec::new();
@@ -280,20 +322,55 @@ fn main() {
                     k.name
                 );
             }
+            if k.wants_x8(dtype) {
+                let hot8 = hot.interleaved().unwrap();
+                let mut out = vec![0.0f32; hot8.rows * tokens];
+                let mut best = 0.0f64;
+                for _ in 0..20 {
+                    let t = Instant::now();
+                    // SAFETY: `out` holds tokens × rows values, the extent the GEMM writes
+                    // with ldo = rows, and nothing else uses it during the call.
+                    unsafe {
+                        pacts.gemm_x8(
+                            k,
+                            dtype,
+                            hot8.bytes(),
+                            hot8.rows,
+                            out.as_mut_ptr(),
+                            hot8.rows,
+                        )
+                    };
+                    black_box(&out);
+                    best = best
+                        .max((hot8.n_elements() * tokens) as f64 / t.elapsed().as_secs_f64() / 1e9);
+                }
+                println!(
+                    "{:5} {:8} 1 thread, {tokens} tokens (prefill GEMM, x8): {best:6.1} GMAC/s",
+                    dtype.name(),
+                    k.name
+                );
+            }
         }
-        let mut out = vec![0.0f32; cold.rows];
-        let mut best = 0.0f64;
-        for _ in 0..3 {
-            let t = Instant::now();
-            cold.matvec(&x, &mut out);
-            best = best.max(cold.n_bytes() as f64 / t.elapsed().as_secs_f64() / 1e9);
+        let x8 = kernels::active()
+            .wants_x8(dtype)
+            .then(|| cold.interleaved())
+            .flatten();
+        for (what, m) in [("", Some(&cold)), (" (x8)", x8.as_ref())] {
+            let Some(m) = m else { continue };
+            let mut out = vec![0.0f32; m.rows];
+            let mut best = 0.0f64;
+            for _ in 0..3 {
+                let t = Instant::now();
+                m.matvec(&x, &mut out);
+                best = best.max(m.n_bytes() as f64 / t.elapsed().as_secs_f64() / 1e9);
+            }
+            black_box(&out);
+            println!(
+                "{:5} matvec{what} {} threads, {big_mb} MB: {best:.2} GB/s = {:.0}% of read bandwidth",
+                dtype.name(),
+                kernels::threads(),
+                100.0 * best / bw
+            );
         }
-        black_box(&out);
-        println!(
-            "{:5} matvec {} threads, {big_mb} MB: {best:.2} GB/s = {:.0}% of read bandwidth",
-            dtype.name(),
-            kernels::threads(),
-            100.0 * best / bw
-        );
     }
 }

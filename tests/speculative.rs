@@ -52,6 +52,9 @@ fn models() -> Vec<(String, Arc<Model>, Vec<u32>)> {
         ("v3", DType::Q8_0),
         ("v2_lite", DType::Q4_0),
         ("kq", DType::Q4_K),
+        // Interleaved by eight on AVX2 too (their several-token x8 kernels).
+        ("v2_lite", DType::Q5_0),
+        ("kq", DType::Q6_K),
     ] {
         let path = dir.join(format!("{name}-{}.gguf", dtype.name()));
         moela::convert::convert_hf_to_gguf(&fixture(name), &path, dtype, &mut |_| {}).unwrap();

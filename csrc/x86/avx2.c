@@ -1554,3 +1554,305 @@ void mk_vec_dot_x8_q4_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, con
     }
     for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
 }
+
+/* ---- Q5_0 interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----
+ * Per group of 8 rows and per 32-element block, 176 bytes (the 8 rows' own 8 × 22):
+ *   [0, 16)   the rows' f16 scales;
+ *   [16, 48)  the fifth bits, row r's 32 bits at bytes 16+4r..16+4r+3 transposed so that bit c
+ *             of byte k is the fifth bit of element 4c+k (code vector c below, lane byte k);
+ *   [48, 176) the nibbles as Q4_0 x8: four vectors, v = bytes 4v..4v+3 of each row's 16.
+ * Code vector c (elements 4c..4c+3 of every row: c < 4 the low nibbles of vector c, c ≥ 4 the
+ * high nibbles of vector c-4) gets its fifth bits by one 16-bit shift (bit c to bit 4) and a
+ * mask; codes 0..31 × x pairs (≤ 2·31·127) sum in int16 four at a time, and -16·Σx comes off
+ * the block's int32 lanes. */
+#define X8_Q5_0_BS 176
+
+static inline __attribute__((always_inline)) void x8_q5_0_codes(const uint8_t *g, __m256i V[8]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), b4 = _mm256_set1_epi8(0x10);
+    const __m256i h = _mm256_loadu_si256((const __m256i *)(g + 16));
+#pragma GCC unroll 4 /* v constant: immediate shifts */
+    for (int v = 0; v < 4; v++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(g + 48 + 32 * v));
+        /* low nibbles: code vector v, fifth bit v → 4; high: vector v + 4, bit v + 4 → 4 */
+        const __m256i hl = v == 0 ? _mm256_slli_epi16(h, 4)
+                         : v == 1 ? _mm256_slli_epi16(h, 3)
+                         : v == 2 ? _mm256_slli_epi16(h, 2)
+                                  : _mm256_slli_epi16(h, 1);
+        const __m256i hh = v == 0 ? h
+                         : v == 1 ? _mm256_srli_epi16(h, 1)
+                         : v == 2 ? _mm256_srli_epi16(h, 2)
+                                  : _mm256_srli_epi16(h, 3);
+        V[v] = _mm256_or_si256(_mm256_and_si256(raw, m4), _mm256_and_si256(hl, b4));
+        V[v + 4] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), _mm256_and_si256(hh, b4));
+    }
+}
+
+/* Σ codes × x over one block (lanes = rows), minus 16·Σx. */
+static inline __attribute__((always_inline)) __m256i x8_q5_0_isum(const __m256i V[8], const int8_t *x, int32_t s) {
+    __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        int32_t a, b;
+        memcpy(&a, x + 4 * v, 4);
+        memcpy(&b, x + 16 + 4 * v, 4);
+        p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(V[v], _mm256_set1_epi32(a)));
+        p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(V[v + 4], _mm256_set1_epi32(b)));
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    return _mm256_sub_epi32(_mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones)),
+                            _mm256_set1_epi32(16 * s));
+}
+
+void mk_vec_dot_x8_q5_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    const uint8_t *g = (const uint8_t *)w;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (size_t j = 0; j < n / 32; j++, g += X8_Q5_0_BS) {
+        _mm_prefetch((const char *)g + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)g + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)g + 1024 + 128, _MM_HINT_T0);
+        __m256i V[8];
+        x8_q5_0_codes(g, V);
+        const __m256i i32 = x8_q5_0_isum(V, qs + 32 * j, s[j]);
+        const __m256 f = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g)), _mm256_broadcast_ss(d + j));
+        if (j & 1) acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc1);
+        else acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc0);
+    }
+    _mm256_storeu_ps(out, _mm256_add_ps(acc0, acc1));
+}
+
+void mk_vec_dot_x8_q5_0_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo) {
+    const uint8_t *g = (const uint8_t *)w;
+    const size_t nt = ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX;
+    __m256 acc0[X8_MULTI_MAX], acc1[X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    for (size_t j = 0; j < n / 32; j++, g += X8_Q5_0_BS) {
+        __m256i V[8];
+        x8_q5_0_codes(g, V);
+        const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+        for (size_t t = 0; t < nt; t++) {
+            const __m256i i32 = x8_q5_0_isum(V, qs[t] + 32 * j, s[t][j]);
+            const __m256 f = _mm256_mul_ps(sc, _mm256_broadcast_ss(d[t] + j));
+            if (j & 1) acc1[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc1[t]);
+            else acc0[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc0[t]);
+        }
+    }
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
+}
+
+void mk_gemm_x8_q5_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo) {
+    const size_t nb = n / 32;
+    __m256 acc[GEMM_TOK];
+    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
+        const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
+        for (size_t gi = 0; gi < ngroups; gi++) {
+            const uint8_t *grp = (const uint8_t *)w + gi * nb * X8_Q5_0_BS;
+            for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
+            for (size_t j = 0; j < nb; j++) {
+                const uint8_t *g = grp + j * X8_Q5_0_BS;
+                __m256i V[8];
+                x8_q5_0_codes(g, V);
+                const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+                for (size_t t = 0; t < tn; t++) {
+                    const size_t tt = t0 + t;
+                    const __m256i i32 = x8_q5_0_isum(V, qs + tt * n + 32 * j, s[tt * nb + j]);
+                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(sc, _mm256_broadcast_ss(d + tt * nb + j)),
+                                             acc[t]);
+                }
+            }
+            for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + 8 * gi, acc[t]);
+        }
+    }
+}
+
+/* ---- Q6_K interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----
+ * Per group of 8 rows and per 256-element super-block, 1680 bytes (the 8 rows' own 8 × 210):
+ *   [0, 16)     the rows' d (f16);
+ *   [16, 144)   the int8 sub-block scales, for activation block j at 16 + 16j: row r's scales
+ *               2j and 2j+1 at bytes 2r and 2r+1 (one int16 pair per row once widened);
+ *   [144, 1680) per half h (128 elements) 768 bytes at 144 + 768h: the rows' ql bytes
+ *               64h..64h+31 and 64h+32..64h+63 (two chunks), then their qh bytes 32h..32h+31,
+ *               each chunk as eight vectors, v = bytes 4v..4v+3 of each row's chunk.
+ * Activation block j = 4h + q takes the low (q < 2) or high nibbles of ql chunk q % 2 and qh
+ * bits 2q, 2q+1 as bits 4, 5: unsigned codes 0..63, whose x pairs (≤ 2·63·127) sum in int16
+ * two at a time, meet the 16-element scales in vpmaddwd (exact in int32), and the -32 offset
+ * comes off as 32·(sc_a·Σx_a + sc_b·Σx_b) over the block's two 16-element halves. */
+#define X8_Q6_K_BS 1680
+
+/* Block 4h + q's code vectors (q a constant where this is inlined: the shifts are immediates). */
+static inline __attribute__((always_inline)) void x8_q6_k_codes(const uint8_t *g, int h, int q, __m256i V[8]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f), m2 = _mm256_set1_epi8(0x30);
+    const uint8_t *ql = g + 144 + 768 * h + 256 * (q % 2), *qh = g + 144 + 768 * h + 512;
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) {
+        const __m256i l = _mm256_loadu_si256((const __m256i *)(ql + 32 * v));
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)(qh + 32 * v));
+        const __m256i lo = _mm256_and_si256(q < 2 ? l : _mm256_srli_epi16(l, 4), m4);
+        const __m256i hi = q == 0 ? _mm256_slli_epi16(hb, 4)
+                         : q == 1 ? _mm256_slli_epi16(hb, 2)
+                         : q == 2 ? hb
+                                  : _mm256_srli_epi16(hb, 2);
+        V[v] = _mm256_or_si256(lo, _mm256_and_si256(hi, m2));
+    }
+}
+
+/* Σ_16 x of the block's first half and (Σx - that) as one int16 pair (|Σ_16| ≤ 16·127). */
+static inline __attribute__((always_inline)) int32_t x8_q6_k_xpair(const int8_t *x, int32_t s) {
+    __m128i p = _mm_madd_epi16(_mm_maddubs_epi16(_mm_set1_epi8(1), _mm_loadu_si128((const __m128i *)x)),
+                               _mm_set1_epi16(1));
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0x4e));
+    p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0xb1));
+    const int32_t a = _mm_cvtsi128_si32(p);
+    return (int32_t)(((uint32_t)(s - a) << 16) | ((uint32_t)a & 0xffffu));
+}
+
+/* One block's int32 lanes Σ (q - 32)·x·sc; sab = the rows' (sc_a, sc_b) int16 pairs. */
+static inline __attribute__((always_inline)) __m256i x8_q6_k_isum(const __m256i V[8], __m256i sab, const int8_t *x,
+                                                                  int32_t s) {
+    const __m256i dup_a = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5,
+                                           8, 9, 8, 9, 12, 13, 12, 13);
+    const __m256i dup_b = _mm256_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15, 2, 3, 2, 3, 6, 7,
+                                           6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
+    const __m256i sa = _mm256_shuffle_epi8(sab, dup_a), sb = _mm256_shuffle_epi8(sab, dup_b);
+    __m256i p[4];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        int32_t a, b;
+        memcpy(&a, x + 8 * k, 4);
+        memcpy(&b, x + 8 * k + 4, 4);
+        p[k] = _mm256_add_epi16(_mm256_maddubs_epi16(V[2 * k], _mm256_set1_epi32(a)),
+                                _mm256_maddubs_epi16(V[2 * k + 1], _mm256_set1_epi32(b)));
+    }
+    const __m256i sum = _mm256_add_epi32(_mm256_add_epi32(_mm256_madd_epi16(p[0], sa), _mm256_madd_epi16(p[1], sa)),
+                                         _mm256_add_epi32(_mm256_madd_epi16(p[2], sb), _mm256_madd_epi16(p[3], sb)));
+    const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sab, _mm256_set1_epi32(x8_q6_k_xpair(x, s))), 5);
+    return _mm256_sub_epi32(sum, corr);
+}
+
+static inline __attribute__((always_inline)) __m256i x8_q6_k_scales(const uint8_t *g, int j) {
+    return _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(g + 16 + 16 * j)));
+}
+
+/* Decode of block 4h + q (q constant) for tokens 0..nt-1 (nt = 1: the one-token kernel): the
+ * same float operations per token in every caller, so the multi-token results are the
+ * one-token kernel's bits. acc[0][t] takes the even blocks, acc[1][t] the odd ones. */
+static inline __attribute__((always_inline)) void x8_q6_k_dec(const uint8_t *g, int h, int q, size_t j, __m256 d8,
+                                                              size_t nt, const int8_t *const *qs,
+                                                              const float *const *d, const int32_t *const *s,
+                                                              __m256 acc[2][X8_MULTI_MAX], int prefetch) {
+    if (prefetch) {
+        const char *pf = (const char *)g + X8_Q6_K_BS + 210 * (4 * h + q);
+        _mm_prefetch(pf, _MM_HINT_T0);
+        _mm_prefetch(pf + 64, _MM_HINT_T0);
+        _mm_prefetch(pf + 128, _MM_HINT_T0);
+        _mm_prefetch(pf + 192, _MM_HINT_T0);
+    }
+    __m256i V[8];
+    x8_q6_k_codes(g, h, q, V);
+    const __m256i sab = x8_q6_k_scales(g, 4 * h + q);
+    for (size_t t = 0; t < nt; t++) {
+        const __m256i i32 = x8_q6_k_isum(V, sab, qs[t] + 32 * j, s[t][j]);
+        const __m256 f = _mm256_mul_ps(d8, _mm256_broadcast_ss(d[t] + j));
+        acc[q & 1][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc[q & 1][t]);
+    }
+}
+
+static inline __attribute__((always_inline)) void x8_q6_k_run(size_t n, const void *w, size_t nt,
+                                                              const int8_t *const *qs, const float *const *d,
+                                                              const int32_t *const *s, float *out, size_t ldo,
+                                                              int prefetch) {
+    const uint8_t *g = (const uint8_t *)w;
+    __m256 acc[2][X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, g += X8_Q6_K_BS) {
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+        for (int h = 0; h < 2; h++) {
+            const size_t j = 8 * sb + 4 * (size_t)h;
+            x8_q6_k_dec(g, h, 0, j, d8, nt, qs, d, s, acc, prefetch);
+            x8_q6_k_dec(g, h, 1, j + 1, d8, nt, qs, d, s, acc, prefetch);
+            x8_q6_k_dec(g, h, 2, j + 2, d8, nt, qs, d, s, acc, prefetch);
+            x8_q6_k_dec(g, h, 3, j + 3, d8, nt, qs, d, s, acc, prefetch);
+        }
+    }
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc[0][t], acc[1][t]));
+}
+
+void mk_vec_dot_x8_q6_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    x8_q6_k_run(n, w, 1, &qs, &d, &s, out, 8, 1);
+}
+
+void mk_vec_dot_x8_q6_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo) {
+    x8_q6_k_run(n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, s, out, ldo, 0);
+}
+
+/* GEMM: block 4h + q (q constant) of one group against the tokens of one slice. Here the
+ * codes are unpacked once for 64 tokens, so they go in as |q - 32| with the signs moved to x
+ * (vpsignb per token) instead of the decode kernels' per-token Σ_16 x correction: four pairs
+ * (≤ 2·32·127) sum in int16, one vpmaddwd per 16-element scale. */
+static inline __attribute__((always_inline)) void x8_q6_k_gemm_block(const uint8_t *g, int h, int q, size_t j,
+                                                                     size_t n, size_t nb, size_t t0, size_t tn,
+                                                                     const int8_t *qs, const float *d,
+                                                                     const int32_t *s, __m256 *acc) {
+    (void)s;
+    const __m256i dup_a = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5,
+                                           8, 9, 8, 9, 12, 13, 12, 13);
+    const __m256i dup_b = _mm256_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15, 2, 3, 2, 3, 6, 7,
+                                           6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
+    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+    __m256i V[8], A[8];
+    x8_q6_k_codes(g, h, q, V);
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) {
+        V[v] = _mm256_sub_epi8(V[v], _mm256_set1_epi8(32));
+        A[v] = _mm256_sign_epi8(V[v], V[v]);
+    }
+    const __m256i sab = x8_q6_k_scales(g, 4 * h + q);
+    const __m256i sa = _mm256_shuffle_epi8(sab, dup_a), sb = _mm256_shuffle_epi8(sab, dup_b);
+    for (size_t t = 0; t < tn; t++) {
+        const size_t tt = t0 + t;
+        const int8_t *x = qs + tt * n + 32 * j;
+        __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            int32_t a, b;
+            memcpy(&a, x + 4 * v, 4);
+            memcpy(&b, x + 16 + 4 * v, 4);
+            p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(A[v], _mm256_sign_epi8(_mm256_set1_epi32(a), V[v])));
+            p1 = _mm256_add_epi16(p1,
+                                  _mm256_maddubs_epi16(A[v + 4], _mm256_sign_epi8(_mm256_set1_epi32(b), V[v + 4])));
+        }
+        const __m256i i32 = _mm256_add_epi32(_mm256_madd_epi16(p0, sa), _mm256_madd_epi16(p1, sb));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d8, _mm256_broadcast_ss(d + tt * nb + j)),
+                                 acc[t]);
+    }
+}
+
+void mk_gemm_x8_q6_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo) {
+    const size_t nb = n / 32;
+    __m256 acc[GEMM_TOK];
+    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
+        const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
+        for (size_t gi = 0; gi < ngroups; gi++) {
+            const uint8_t *grp = (const uint8_t *)w + gi * (n / 256) * X8_Q6_K_BS;
+            for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
+            for (size_t sb = 0; sb < n / 256; sb++) {
+                const uint8_t *g = grp + sb * X8_Q6_K_BS;
+                for (int h = 0; h < 2; h++) {
+                    const size_t j = 8 * sb + 4 * (size_t)h;
+                    x8_q6_k_gemm_block(g, h, 0, j, n, nb, t0, tn, qs, d, s, acc);
+                    x8_q6_k_gemm_block(g, h, 1, j + 1, n, nb, t0, tn, qs, d, s, acc);
+                    x8_q6_k_gemm_block(g, h, 2, j + 2, n, nb, t0, tn, qs, d, s, acc);
+                    x8_q6_k_gemm_block(g, h, 3, j + 3, n, nb, t0, tn, qs, d, s, acc);
+                }
+            }
+            for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + 8 * gi, acc[t]);
+        }
+    }
+}

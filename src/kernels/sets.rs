@@ -19,7 +19,7 @@ pub struct KernelSet {
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
     /// activations then also carry the q8g arrays ([`super::Q8Acts::group`]).
     pub(super) q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
-    /// Q4_0 and Q4_K interleaved by eight rows (decode, GEMM), where the set is faster on
+    /// Q4_0, Q5_0, Q4_K and Q6_K interleaved by eight rows (decode, GEMM), where the set is faster on
     /// that layout than on the file's: the loader then interleaves those weights
     /// (src/tensor/interleave.rs).
     pub(super) x8: X8Kernels,
@@ -36,20 +36,24 @@ impl KernelSet {
         self.x8(dtype).is_some()
     }
 
-    /// The x8 kernels (decode, GEMM) for `dtype`, if the set has them.
     /// The several-token x8 decode kernel for `dtype`, if the set has one.
     pub(super) fn x8_multi(&self, dtype: DType) -> Option<DotX8Multi> {
         match dtype {
             DType::Q4_0 => self.x8.q4_0_multi,
+            DType::Q5_0 => self.x8.q5_0_multi,
             DType::Q4_K => self.x8.q4_k_multi,
+            DType::Q6_K => self.x8.q6_k_multi,
             _ => None,
         }
     }
 
+    /// The x8 kernels (decode, GEMM) for `dtype`, if the set has them.
     pub(super) fn x8(&self, dtype: DType) -> Option<(DotX8, GemmX8)> {
         match dtype {
             DType::Q4_0 => self.x8.q4_0,
+            DType::Q5_0 => self.x8.q5_0,
             DType::Q4_K => self.x8.q4_k,
+            DType::Q6_K => self.x8.q6_k,
             _ => None,
         }
     }
@@ -65,10 +69,14 @@ impl KernelSet {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct X8Kernels {
     pub q4_0: Option<(DotX8, GemmX8)>,
+    pub q5_0: Option<(DotX8, GemmX8)>,
     pub q4_k: Option<(DotX8, GemmX8)>,
+    pub q6_k: Option<(DotX8, GemmX8)>,
     /// The decode kernels for a few tokens at once, bit-identical to one at a time.
     pub q4_0_multi: Option<DotX8Multi>,
+    pub q5_0_multi: Option<DotX8Multi>,
     pub q4_k_multi: Option<DotX8Multi>,
+    pub q6_k_multi: Option<DotX8Multi>,
 }
 
 /// The portable C kernels, which every other set falls back to type by type.
@@ -80,9 +88,13 @@ pub fn generic() -> &'static KernelSet {
         q4_0_grouped: None,
         x8: X8Kernels {
             q4_0: None,
+            q5_0: None,
             q4_k: None,
+            q6_k: None,
             q4_0_multi: None,
+            q5_0_multi: None,
             q4_k_multi: None,
+            q6_k_multi: None,
         },
         mla: MLA_GENERIC,
         float: FLOAT_GENERIC,
@@ -183,12 +195,17 @@ pub fn available() -> Vec<KernelSet> {
                 // Q4_0 and Q4_K interleaved by eight rows: the one-row and four-row kernels on
                 // the file's layout reach 16.7 / 11.9 GB/s per thread in L2 and 71% / 74% of
                 // the read bandwidth on two threads (AMD EPYC Zen 3), the x8 kernels 2.0 /
-                // 2.2 times that in L2.
+                // 2.2 times that in L2; Q5_0 and Q6_K (a Q4_K_M file's expert downs and
+                // output head) 2.0 / 1.7 times (docs/PERFORMANCE.md).
                 x8: X8Kernels {
                     q4_0: Some((b::mk_vec_dot_x8_q4_0_q8a_avx2, b::mk_gemm_x8_q4_0_q8a_avx2)),
+                    q5_0: Some((b::mk_vec_dot_x8_q5_0_q8a_avx2, b::mk_gemm_x8_q5_0_q8a_avx2)),
                     q4_k: Some((b::mk_vec_dot_x8_q4_k_q8a_avx2, b::mk_gemm_x8_q4_k_q8a_avx2)),
+                    q6_k: Some((b::mk_vec_dot_x8_q6_k_q8a_avx2, b::mk_gemm_x8_q6_k_q8a_avx2)),
                     q4_0_multi: Some(b::mk_vec_dot_x8_q4_0_q8a_multi_avx2),
+                    q5_0_multi: Some(b::mk_vec_dot_x8_q5_0_q8a_multi_avx2),
                     q4_k_multi: Some(b::mk_vec_dot_x8_q4_k_q8a_multi_avx2),
+                    q6_k_multi: Some(b::mk_vec_dot_x8_q6_k_q8a_multi_avx2),
                 },
                 ..generic
             };

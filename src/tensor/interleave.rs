@@ -1,8 +1,9 @@
 //! Weights interleaved by eight rows ("x8"): the layouts the AVX2 decode and prefill kernels
-//! read fastest (`mk_vec_dot_x8_*_q8a_avx2`, `mk_gemm_x8_*_q8a_avx2`), for Q4_0 and Q4_K.
+//! read fastest (`mk_vec_dot_x8_*_q8a_avx2`, `mk_gemm_x8_*_q8a_avx2`), for Q4_0, Q5_0, Q4_K
+//! and Q6_K.
 //!
 //! A group of 8 rows takes exactly the bytes of its 8 rows, block by block (Q4_0: 8 × 18 bytes
-//! per 32 elements; Q4_K: 8 × 144 per 256), so byte offsets of whole groups, and of sub-views
+//! per 32 elements; Q5_0: 8 × 22; Q4_K: 8 × 144 per 256; Q6_K: 8 × 210), so byte offsets of whole groups, and of sub-views
 //! that start and end on a group, are the same as in the file's layout. Within a block, the
 //! rows' nibble bytes are dealt out 4 at a time, so that one 32-byte vector holds bytes
 //! 4v..4v+3 of every row (row r at 4r..4r+3) and the kernel computes 8 rows per pass with one
@@ -12,7 +13,14 @@
 //! - Q4_K, per super-block (1152 bytes): the rows' d (16 bytes), their dmin (16), the 6-bit
 //!   scales and mins as `A[8i + r] = sc | (m >> 4) << 6` (64) and `B[4i + r/2]` nibble `r % 2` =
 //!   `m & 15` (32) for sub-block i, then for each 32-byte chunk c of nibbles (sub-blocks 2c low,
-//!   2c+1 high) eight vectors (v = 0..7).
+//!   2c+1 high) eight vectors (v = 0..7);
+//! - Q5_0, per block (176 bytes): the 8 rows' f16 scales, their fifth bits (32 bytes: row r's
+//!   at 4r..4r+3, bit c of byte k = the fifth bit of element 4c + k, so that one 16-bit shift
+//!   and a mask put code vector c's bits in place), then the four nibble vectors of Q4_0;
+//! - Q6_K, per super-block (1680 bytes): the rows' d (16 bytes), the int8 sub-block scales (128:
+//!   for activation block j, row r's scales 2j and 2j+1 at 16j + 2r), then per 128-element half
+//!   h the rows' ql bytes 64h..64h+31, 64h+32..64h+63 and qh bytes 32h..32h+31 as three chunks
+//!   of eight vectors (v = 0..7).
 //!
 //! The model loader writes them (see [`crate::model::ModelParams::keep_file_layout`]).
 
@@ -23,7 +31,7 @@ pub const GROUP: usize = 8;
 
 /// Whether `dtype` has an interleaved layout.
 pub fn has_layout(dtype: DType) -> bool {
-    matches!(dtype, DType::Q4_0 | DType::Q4_K)
+    matches!(dtype, DType::Q4_0 | DType::Q5_0 | DType::Q4_K | DType::Q6_K)
 }
 
 /// `src` (whole rows of `cols` elements, a multiple of [`GROUP`] rows) interleaved; None for a
@@ -96,8 +104,52 @@ pub fn deinterleave_row(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
                 }
             }
         }
+        DType::Q5_0 => {
+            for (blk, b) in group.chunks_exact(176).zip(out.chunks_exact_mut(22)) {
+                b[..2].copy_from_slice(&blk[2 * r..2 * r + 2]);
+                let mut qh = 0u32;
+                for k in 0..4 {
+                    let t = blk[16 + 4 * r + k];
+                    for c in 0..8 {
+                        qh |= u32::from(t >> c & 1) << (4 * c + k);
+                    }
+                }
+                b[2..6].copy_from_slice(&qh.to_le_bytes());
+                for v in 0..4 {
+                    let at = 48 + 32 * v + 4 * r;
+                    b[6 + 4 * v..10 + 4 * v].copy_from_slice(&blk[at..at + 4]);
+                }
+            }
+        }
+        DType::Q6_K => {
+            for (blk, b) in group.chunks_exact(1680).zip(out.chunks_exact_mut(210)) {
+                b[208..210].copy_from_slice(&blk[2 * r..2 * r + 2]);
+                for j in 0..8 {
+                    let at = 16 + 16 * j + 2 * r;
+                    b[192 + 2 * j..194 + 2 * j].copy_from_slice(&blk[at..at + 2]);
+                }
+                for (x8, at) in q6_k_pieces(r) {
+                    b[at..at + 4].copy_from_slice(&blk[x8..x8 + 4]);
+                }
+            }
+        }
         _ => unreachable!("no interleaved layout for {}", dtype.name()),
     }
+}
+
+/// Q6_K: row r's 4-byte pieces of ql and qh as (offset in the interleaved super-block, offset
+/// in the row's own 210 bytes): per half h the chunks ql 64h.., ql 64h+32.. and qh 32h...
+fn q6_k_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..2).flat_map(move |h| {
+        (0..8).flat_map(move |v| {
+            let x8 = 144 + 768 * h + 32 * v + 4 * r;
+            [
+                (x8, 64 * h + 4 * v),
+                (x8 + 256, 64 * h + 32 + 4 * v),
+                (x8 + 512, 128 + 32 * h + 4 * v),
+            ]
+        })
+    })
 }
 
 /// Writes row `r`'s bytes (`row`, the file's layout) into its place in group `dst`.
@@ -128,6 +180,32 @@ fn put_row(dtype: DType, row: &[u8], r: usize, dst: &mut [u8]) {
                         blk[at..at + 4]
                             .copy_from_slice(&b[16 + 32 * c + 4 * v..20 + 32 * c + 4 * v]);
                     }
+                }
+            }
+        }
+        DType::Q5_0 => {
+            for (b, blk) in row.chunks_exact(22).zip(dst.chunks_exact_mut(176)) {
+                blk[2 * r..2 * r + 2].copy_from_slice(&b[..2]);
+                let qh = u32::from_le_bytes([b[2], b[3], b[4], b[5]]);
+                for k in 0..4 {
+                    blk[16 + 4 * r + k] =
+                        (0..8).fold(0u8, |t, c| t | ((qh >> (4 * c + k) & 1) as u8) << c);
+                }
+                for v in 0..4 {
+                    let at = 48 + 32 * v + 4 * r;
+                    blk[at..at + 4].copy_from_slice(&b[6 + 4 * v..10 + 4 * v]);
+                }
+            }
+        }
+        DType::Q6_K => {
+            for (b, blk) in row.chunks_exact(210).zip(dst.chunks_exact_mut(1680)) {
+                blk[2 * r..2 * r + 2].copy_from_slice(&b[208..210]);
+                for j in 0..8 {
+                    let at = 16 + 16 * j + 2 * r;
+                    blk[at..at + 2].copy_from_slice(&b[192 + 2 * j..194 + 2 * j]);
+                }
+                for (x8, at) in q6_k_pieces(r) {
+                    blk[x8..x8 + 4].copy_from_slice(&b[at..at + 4]);
                 }
             }
         }
@@ -162,7 +240,12 @@ mod tests {
 
     #[test]
     fn round_trip_and_layout() {
-        for (dtype, cols) in [(DType::Q4_0, 96), (DType::Q4_K, 512)] {
+        for (dtype, cols) in [
+            (DType::Q4_0, 96),
+            (DType::Q5_0, 96),
+            (DType::Q4_K, 512),
+            (DType::Q6_K, 512),
+        ] {
             let rb = dtype.bytes_for(cols).unwrap();
             let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
             let x8 = interleave(dtype, cols, &src).unwrap();
@@ -179,6 +262,37 @@ mod tests {
         let row = &src[13 * rb + 2 * 18..][..18];
         assert_eq!(&blk[10..12], &row[..2]);
         assert_eq!(&blk[16 + 32 + 20..16 + 32 + 24], &row[6..10]);
+        // Q5_0, group 1, block 1, row 3: fifth bit of element 4c + k at bit c of byte 16+12+k.
+        let (cols, rb) = (64, 44);
+        let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
+        let x8 = interleave(DType::Q5_0, cols, &src).unwrap();
+        let blk = &x8[8 * rb + 176..][..176];
+        let row = &src[11 * rb + 22..][..22];
+        let qh = u32::from_le_bytes(row[2..6].try_into().unwrap());
+        for e in 0..32 {
+            assert_eq!(
+                blk[28 + e % 4] >> (e / 4) & 1,
+                (qh >> e & 1) as u8,
+                "element {e}"
+            );
+        }
+        assert_eq!(&blk[48 + 64 + 12..48 + 64 + 16], &row[6 + 8..6 + 12]);
+        // Q6_K, group 0, row 2: d, the scales of block 5, ql 96..100 (half 1, second chunk,
+        // vector 0), qh 60..64 (half 1, vector 7).
+        let rb = 210;
+        let src: Vec<u8> = (0..8 * rb).map(|i| (i * 37 % 251) as u8).collect();
+        let x8 = interleave(DType::Q6_K, 256, &src).unwrap();
+        let row = &src[2 * rb..3 * rb];
+        assert_eq!(&x8[4..6], &row[208..210]);
+        assert_eq!(&x8[16 + 80 + 4..16 + 80 + 6], &row[202..204]);
+        assert_eq!(
+            &x8[144 + 768 + 256 + 8..144 + 768 + 256 + 12],
+            &row[96..100]
+        );
+        assert_eq!(
+            &x8[144 + 768 + 512 + 224 + 8..144 + 768 + 512 + 224 + 12],
+            &row[188..192]
+        );
     }
 
     #[test]

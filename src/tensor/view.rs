@@ -780,17 +780,28 @@ unsafe impl Sync for OutPtr {}
 mod tests {
     use super::*;
 
-    /// Q4_0 interleaved by eight rows: its rows read back as the original's, and its products
+    /// Q4_0, Q5_0, Q4_K and Q6_K interleaved by eight rows: rows read back as the original's, and products
     /// (decode and GEMM, through the active set's x8 kernels, and through the fallback that
     /// de-interleaves for a set without them) agree with the file-layout matrix within float
     /// summation order: 1e-5 · Σ|w·x| per output (both multiply the same q8a activations).
     #[test]
-    fn interleaved_q4_0_products() {
-        let (rows, cols) = (48, 96);
+    fn interleaved_products() {
+        for (dtype, cols) in [
+            (DType::Q4_0, 96),
+            (DType::Q5_0, 96),
+            (DType::Q4_K, 512),
+            (DType::Q6_K, 512),
+        ] {
+            interleaved_products_of(dtype, cols);
+        }
+    }
+
+    fn interleaved_products_of(dtype: DType, cols: usize) {
+        let rows = 48;
         let w: Vec<f32> = (0..rows * cols)
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 17.0)
             .collect();
-        let m = TensorView::from_f32(rows, cols, &w, DType::Q4_0).unwrap();
+        let m = TensorView::from_f32(rows, cols, &w, dtype).unwrap();
         let x8 = m.interleaved().unwrap();
         assert!(x8.is_interleaved() && !m.is_interleaved());
         assert!(x8.interleaved().is_none(), "interleaving twice");
@@ -818,7 +829,7 @@ mod tests {
             for t in 0..n {
                 acts.dot_x8(
                     kernels::generic(),
-                    DType::Q4_0,
+                    dtype,
                     x8.bytes(),
                     t,
                     &mut fallback[t * rows..(t + 1) * rows],
@@ -836,7 +847,7 @@ mod tests {
                     );
                     assert!(
                         (a - b).abs() <= 1e-5 * mag + 1e-6 && (c - b).abs() <= 1e-5 * mag + 1e-6,
-                        "n={n} t={t} r={r}: x8 {a}, fallback {c}, file layout {b}"
+                        "{dtype:?} n={n} t={t} r={r}: x8 {a}, fallback {c}, file layout {b}"
                     );
                 }
             }
