@@ -82,8 +82,8 @@
 /**
  * `moela_model_params.flags`: with an expert budget, read every missed expert into the
  * budget's slots, even when the page cache holds it (by default such an expert runs straight
- * from the file mapping, whose pages are released after use, so the process's resident set
- * stays at the budget plus the experts running).
+ * from the file mapping and its mapped pages count against the budget like a slot,
+ * released least recently used first when the budget needs the room).
  */
 #define MOELA_MODEL_EXPERTS_NO_PAGE_CACHE 4
 

@@ -447,7 +447,7 @@ class Model:
         keep every weight in the file mapping as the file lays it out (by default, on CPUs
         whose kernels are faster on it, Q4_0, Q5_0, Q4_K and Q6_K weights are interleaved into
         memory at load). ``page_cache`` (bool): with a budget, run a missed expert that the page
-        cache holds straight from the file mapping (its pages released after use) instead of
+        cache holds straight from the file mapping (its pages counted against the budget) instead of
         reading it into the budget's slots.
 
         Raises TypeError for a wrong type, :class:`MoelaValueError` for a value out of range or

@@ -339,8 +339,8 @@ struct ExpertArgs {
     #[arg(long)]
     no_prefetch: bool,
     /// With an expert budget, read every missed expert into the budget's slots, even when the
-    /// page cache holds it (by default such an expert runs straight from the file mapping,
-    /// whose pages are released after use)
+    /// page cache holds it (by default such an expert runs straight from the file mapping, its
+    /// mapped pages counted against the budget like a slot)
     #[arg(long)]
     no_page_cache: bool,
     /// Keep every weight in the file mapping as the file lays it out (by default, with the

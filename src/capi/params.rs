@@ -201,8 +201,8 @@ pub const MOELA_MODEL_NO_PREFETCH: u32 = 1;
 pub const MOELA_MODEL_KEEP_FILE_LAYOUT: u32 = 2;
 /// `moela_model_params.flags`: with an expert budget, read every missed expert into the
 /// budget's slots, even when the page cache holds it (by default such an expert runs straight
-/// from the file mapping, whose pages are released after use, so the process's resident set
-/// stays at the budget plus the experts running).
+/// from the file mapping and its mapped pages count against the budget like a slot,
+/// released least recently used first when the budget needs the room).
 pub const MOELA_MODEL_EXPERTS_NO_PAGE_CACHE: u32 = 4;
 pub(crate) const MODEL_FLAGS: u32 =
     MOELA_MODEL_NO_PREFETCH | MOELA_MODEL_KEEP_FILE_LAYOUT | MOELA_MODEL_EXPERTS_NO_PAGE_CACHE;

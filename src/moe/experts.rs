@@ -18,7 +18,7 @@
 //! a pinned hot set (`cache.rs`). A bytes-per-second throttle shared by both paths simulates
 //! slower storage (`--io-limit`).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -164,9 +164,10 @@ pub struct ExpertParams {
     /// the file can be read.
     pub io_limit: Option<f64>,
     /// Run a chosen expert that is not in a slot straight from the file mapping when the page
-    /// cache holds it (no copy; its mapped pages are released after the pass, so the
-    /// process's resident set stays at the budget plus the experts running). Default true;
-    /// off, every miss is read into a slot. Never with `io_limit` (which simulates storage).
+    /// cache holds it (no copy). Its mapped pages then count against the budget like a slot
+    /// and are released (dropped from the resident set, not from the page cache) when the
+    /// budget needs the room. Default true; off, every miss is read into a slot. Never with
+    /// `io_limit` (which simulates storage).
     pub page_cache: bool,
 }
 
@@ -321,10 +322,21 @@ struct State {
     /// evict them once they are resident. A hint only (one entry per key, whatever the
     /// number of computations waiting for it).
     wanted: HashSet<Key>,
-    /// Slot buffers allocated so far (each `slot_bytes`), and bytes of experts running from
-    /// the mapping now: together they stay within the budget.
+    /// Slot buffers allocated so far (each `slot_bytes`), and bytes of the experts resident
+    /// through the mapping (`mapped`): together they stay within the budget.
     allocated_slots: usize,
     mapped_in_use: usize,
+    /// Experts whose mapped pages are in the resident set: computations using each now, and
+    /// when it was last taken. Released (their pages dropped) least recently used first when
+    /// the budget needs the room; never while in use.
+    mapped: HashMap<Key, MappedUse>,
+    clock: u64,
+}
+
+/// One expert resident through the mapping (see `State::mapped`).
+struct MappedUse {
+    users: u32,
+    last: u64,
 }
 
 struct Shared {
@@ -496,6 +508,8 @@ impl ExpertStore {
                 wanted: HashSet::new(),
                 allocated_slots: 0,
                 mapped_in_use: 0,
+                mapped: HashMap::new(),
+                clock: 0,
             }),
             changed: Condvar::new(),
             files,
@@ -699,10 +713,15 @@ impl ExpertStore {
                     st = s2;
                     ready.push((e, g));
                 }
+                _ if st.mapped.contains_key(&key) => {
+                    st.stats.page_cache_uses += 1;
+                    ready.push((e, self.mapped_guard(&mut st, key)));
+                }
                 _ if in_page_cache(&self.shared, layer, e) && self.make_room(&mut st, layer, e) => {
                     st.stats.page_cache_uses += 1;
                     st.mapped_in_use += expert_len(&self.shared.layout[layer][e]);
-                    ready.push((e, self.mapped_guard(layer, e)));
+                    st.mapped.insert(key, MappedUse { users: 0, last: 0 });
+                    ready.push((e, self.mapped_guard(&mut st, key)));
                 }
                 _ => {
                     st.stats.misses += 1;
@@ -780,9 +799,10 @@ impl ExpertStore {
 
     /// Whether `expert` of `layer` (which the page cache holds) may run from the mapping
     /// now: its pages must fit in the budget beside the slot buffers and the other experts
-    /// running from the mapping (so that a prefill choosing most of a layer's experts does not
-    /// map them all at once). Gives up the buffers of idle slots, least valuable first, to
-    /// make that room: a slot's copy of an expert the page cache also holds saves little.
+    /// resident through the mapping (so that a prefill choosing most of a layer's experts
+    /// does not map them all at once). Gives up the buffers of idle slots, least valuable
+    /// first (a slot's copy of an expert the page cache also holds saves little), then the
+    /// pages of the least recently used idle mapped experts, to make that room.
     fn make_room(&self, st: &mut State, layer: usize, expert: usize) -> bool {
         let sh = &*self.shared;
         let need = expert_len(&sh.layout[layer][expert]);
@@ -803,6 +823,9 @@ impl ExpertStore {
                     && policy.entry(i).is_none_or(|e| !wanted.contains(&e.key))
             });
             let Some(slot) = free else {
+                if release_mapped_lru(sh, st) {
+                    continue;
+                }
                 return false;
             };
             st.policy.remove(slot);
@@ -811,12 +834,19 @@ impl ExpertStore {
         }
     }
 
-    /// A guard on `expert` of `layer` in the file mapping (see [`ExpertParams::page_cache`]).
-    fn mapped_guard(&self, layer: usize, expert: usize) -> ExpertGuard<'_> {
+    /// A guard on `key` in the file mapping (an entry of `st.mapped`; see
+    /// [`ExpertParams::page_cache`]).
+    fn mapped_guard(&self, st: &mut State, key: Key) -> ExpertGuard<'_> {
+        st.clock += 1;
+        let clock = st.clock;
+        let m = st.mapped.get_mut(&key).expect("a mapped expert");
+        m.users += 1;
+        m.last = clock;
         ExpertGuard {
             store: self,
             slot: None,
-            mlp: Some(self.shared.mapped[layer][expert].clone()),
+            key,
+            mlp: Some(self.shared.mapped[key.0 as usize][key.1 as usize].clone()),
         }
     }
 
@@ -843,7 +873,10 @@ impl ExpertStore {
         let pinned = st.pinned.contains(&key);
         st.policy.insert(slot, key, pinned, false);
         let buf = st.bufs[slot].take();
-        st.allocated_slots += buf.is_none() as usize;
+        if buf.is_none() {
+            room_for_a_buffer(sh, &mut st);
+            st.allocated_slots += 1;
+        }
         drop(st);
         let (buf, res) = read_expert(sh, parts, buf);
         let mut st = self.lock();
@@ -894,6 +927,7 @@ impl ExpertStore {
         let g = ExpertGuard {
             store: self,
             slot: Some(slot),
+            key,
             mlp: Some(Mlp {
                 gate: view(&parts[0]),
                 up: view(&parts[1]),
@@ -915,10 +949,11 @@ impl Drop for ExpertStore {
 }
 
 /// An expert's weights in a slot (the slot cannot be reused while the guard lives), or in
-/// the file mapping (slot None: its mapped pages are released when the guard drops).
+/// the file mapping (slot None: its mapped pages stay resident while the guard lives).
 pub struct ExpertGuard<'a> {
     store: &'a ExpertStore,
     slot: Option<usize>,
+    key: Key,
     mlp: Option<Mlp>,
 }
 
@@ -932,15 +967,12 @@ impl std::ops::Deref for ExpertGuard<'_> {
 impl Drop for ExpertGuard<'_> {
     fn drop(&mut self) {
         let Some(slot) = self.slot else {
-            // From the mapping: drop its pages from this process's resident set (the page
-            // cache keeps them; another session running the same expert faults them back in).
-            if let Some(m) = self.mlp.take() {
-                for t in [&m.gate, &m.up, &m.down] {
-                    t.release_mapped_pages();
-                }
-                let len = m.gate.n_bytes() + m.up.n_bytes() + m.down.n_bytes();
-                let mut st = self.store.lock();
-                st.mapped_in_use = st.mapped_in_use.saturating_sub(len);
+            // From the mapping: its pages stay resident (and counted) until the budget needs
+            // the room (`release_mapped_lru`).
+            self.mlp = None;
+            let mut st = self.store.lock();
+            if let Some(m) = st.mapped.get_mut(&self.key) {
+                m.users = m.users.saturating_sub(1);
             }
             return;
         };
@@ -1002,6 +1034,38 @@ fn cached_byte(file: &File, offset: u64) -> bool {
 #[cfg(not(target_os = "linux"))]
 fn cached_byte(_: &File, _: u64) -> bool {
     false
+}
+
+/// Drops the pages of the least recently used mapped expert that no computation uses from
+/// the resident set (the page cache keeps them). False when there is none.
+fn release_mapped_lru(sh: &Shared, st: &mut State) -> bool {
+    let Some(key) = st
+        .mapped
+        .iter()
+        .filter(|(_, m)| m.users == 0)
+        .min_by_key(|(_, m)| m.last)
+        .map(|(&k, _)| k)
+    else {
+        return false;
+    };
+    st.mapped.remove(&key);
+    let (l, e) = (key.0 as usize, key.1 as usize);
+    let m = &sh.mapped[l][e];
+    for t in [&m.gate, &m.up, &m.down] {
+        t.release_mapped_pages();
+    }
+    st.mapped_in_use = st
+        .mapped_in_use
+        .saturating_sub(expert_len(&sh.layout[l][e]));
+    true
+}
+
+/// Before a new slot buffer is allocated: releases idle mapped experts until the buffers and
+/// the mapped experts fit in the budget with one more buffer (as far as idle ones allow).
+fn room_for_a_buffer(sh: &Shared, st: &mut State) {
+    while (st.allocated_slots + 1) * sh.slot_bytes + st.mapped_in_use > sh.budget
+        && release_mapped_lru(sh, st)
+    {}
 }
 
 fn expert_len(parts: &[Part; 3]) -> usize {
@@ -1087,7 +1151,10 @@ fn io_thread(sh: &Shared) {
         let pinned = st.pinned.contains(&key);
         st.policy.insert(slot, key, pinned, true);
         let buf = st.bufs[slot].take();
-        st.allocated_slots += buf.is_none() as usize;
+        if buf.is_none() {
+            room_for_a_buffer(sh, &mut st);
+            st.allocated_slots += 1;
+        }
         st.speculating += speculative as usize;
         drop(st);
         let parts = &sh.layout[key.0 as usize][key.1 as usize];
