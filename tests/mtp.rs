@@ -184,13 +184,28 @@ fn incremental_drafts_follow_the_reference() {
     }
 }
 
-fn plain_greedy(model: &Arc<Model>, prompt: &[u32], n: usize) -> Vec<u32> {
+/// Greedy generation of `n` tokens after `prompt`, drafted by `spec` when given (readied
+/// before the prompt when `prepare`, as the CLI does).
+fn greedy_run(
+    model: &Arc<Model>,
+    prompt: &[u32],
+    n: usize,
+    mut spec: Option<&mut Speculator>,
+    prepare: bool,
+) -> Vec<u32> {
     let mut s = Session::new(model.clone(), &SessionParams::default()).unwrap();
+    if let (Some(sp), true) = (spec.as_deref_mut(), prepare) {
+        sp.prepare(&mut s).unwrap();
+    }
     s.eval(prompt, false).unwrap();
     let mut hist = prompt.to_vec();
     let mut sampler = Sampler::greedy();
-    speculative::generate(&mut s, &mut sampler, None, &mut hist, n, &[], &mut |_| true).unwrap();
+    speculative::generate(&mut s, &mut sampler, spec, &mut hist, n, &[], &mut |_| true).unwrap();
     hist[prompt.len()..].to_vec()
+}
+
+fn plain_greedy(model: &Arc<Model>, prompt: &[u32], n: usize) -> Vec<u32> {
+    greedy_run(model, prompt, n, None, false)
 }
 
 #[test]
@@ -207,25 +222,10 @@ fn greedy_mtp_speculation_equals_plain_greedy() {
             for (draft, prepare) in [(1, true), (2, true), (3, false), (5, true)] {
                 let drafter = SpecMode::Mtp.drafter_for(&model).unwrap().unwrap();
                 let mut spec = Speculator::new(drafter, draft).unwrap();
-                let mut s = Session::new(model.clone(), &SessionParams::default()).unwrap();
-                if prepare {
-                    spec.prepare(&mut s).unwrap();
-                }
-                s.eval(prompt, false).unwrap();
-                let mut hist = prompt.to_vec();
-                speculative::generate(
-                    &mut s,
-                    &mut Sampler::greedy(),
-                    Some(&mut spec),
-                    &mut hist,
-                    n,
-                    &[],
-                    &mut |_| true,
-                )
-                .unwrap();
+                let got = greedy_run(&model, prompt, n, Some(&mut spec), prepare);
                 let st = spec.stats();
                 assert_eq!(
-                    &hist[prompt.len()..],
+                    &got[..],
                     &want[..],
                     "{} prompt {prompt_len} draft {draft}",
                     path.display()
@@ -324,21 +324,8 @@ fn mtp_state_follows_accepted_and_rejected_drafts() {
             checked: 0,
         };
         let mut spec = Speculator::new(Box::new(oracle), draft).unwrap();
-        let mut s = Session::new(model.clone(), &SessionParams::default()).unwrap();
-        spec.prepare(&mut s).unwrap();
-        s.eval(prompt, false).unwrap();
-        let mut hist = prompt.to_vec();
-        speculative::generate(
-            &mut s,
-            &mut Sampler::greedy(),
-            Some(&mut spec),
-            &mut hist,
-            n,
-            &[],
-            &mut |_| true,
-        )
-        .unwrap();
-        assert_eq!(&hist[prompt.len()..], &want[..n]);
+        let got = greedy_run(&model, prompt, n, Some(&mut spec), true);
+        assert_eq!(&got[..], &want[..n]);
         let st = spec.stats();
         assert!(st.accepted > 0 && st.accepted < st.drafted, "{st:?}");
         println!("draft {draft}, every {wrong}th wrong: {st:?}");

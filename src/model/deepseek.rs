@@ -501,16 +501,7 @@ fn moe_batch(
         drop(mlps);
         ready.clear();
     }
-    if let Some(stats) = s.stats.as_mut() {
-        for (i, &e) in s.used.iter().enumerate() {
-            let dm = &down[offset[i]..offset[i + 1]];
-            record_stats(stats, layer, e, &s.assignments[e], &s.tok_wsum, dm, h);
-        }
-    }
-    let t0 = st::start();
-    add_outputs(moe, &s.used, &s.assignments, &offset, &down, n, out);
-    s.layer_down = down;
-    st::stop(Stage::ExpertsRest, t0);
+    finish_layer(moe, layer, s, &offset, down, n, out);
     Ok(())
 }
 
@@ -549,6 +540,21 @@ fn run_experts_together(
     down.resize(off, 0.0);
     st::stop(Stage::ExpertsRest, t0);
     run_pass(&mlps, x, n, s, &mut down);
+    finish_layer(moe, layer, s, &offset, down, n, out);
+}
+
+/// The end of a MoE layer: the routing statistics when they are recorded, the weighted sum
+/// into `out` ([`add_outputs`]), and `down` back into the scratch for the next layer.
+fn finish_layer(
+    moe: &Moe,
+    layer: usize,
+    s: &mut FfnScratch,
+    offset: &[usize],
+    down: Vec<f32>,
+    n: usize,
+    out: &mut [f32],
+) {
+    let h = out.len() / n;
     if let Some(stats) = s.stats.as_mut() {
         for (i, &e) in s.used.iter().enumerate() {
             let dm = &down[offset[i]..offset[i + 1]];
@@ -556,7 +562,7 @@ fn run_experts_together(
         }
     }
     let t0 = st::start();
-    add_outputs(moe, &s.used, &s.assignments, &offset, &down, n, out);
+    add_outputs(moe, &s.used, &s.assignments, offset, &down, n, out);
     s.layer_down = down;
     st::stop(Stage::ExpertsRest, t0);
 }
