@@ -28,6 +28,16 @@ pub struct SessionParams {
     pub expert_skip: ExpertSkip,
 }
 
+impl SessionParams {
+    /// These parameters with `n_ctx` = `n` when it is 0 (a context sized to a known sequence).
+    fn with_default_ctx(&self, n: usize) -> SessionParams {
+        SessionParams {
+            n_ctx: if self.n_ctx == 0 { n } else { self.n_ctx },
+            ..self.clone()
+        }
+    }
+}
+
 impl Default for SessionParams {
     fn default() -> Self {
         SessionParams {
@@ -607,14 +617,7 @@ pub fn mtp_sequence_logits(
             "MTP logits need at least two tokens".into(),
         ));
     }
-    let params = SessionParams {
-        n_ctx: if params.n_ctx == 0 {
-            tokens.len()
-        } else {
-            params.n_ctx
-        },
-        ..params.clone()
-    };
+    let params = params.with_default_ctx(tokens.len());
     let mut session = Session::new(model.clone(), &params)?;
     session.enable_mtp()?;
     session.eval(tokens, false)?;
@@ -683,14 +686,7 @@ pub fn sequence_logits(
             tokens.len()
         )));
     }
-    let params = SessionParams {
-        n_ctx: if params.n_ctx == 0 {
-            tokens.len()
-        } else {
-            params.n_ctx
-        },
-        ..params.clone()
-    };
+    let params = params.with_default_ctx(tokens.len());
     let mut session = Session::new(model, &params)?;
     let mut rows = session.eval(&tokens[..prefill], true)?.to_vec();
     for &t in &tokens[prefill..] {

@@ -16,6 +16,8 @@
 //! near-tied routing decision or argmax may flip under the rounding), for both the full
 //! prefill and a prefill-then-decode run.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -136,15 +138,7 @@ fn build(src: &Path, dtype: DType, dir: &Path) -> (PathBuf, PathBuf, usize) {
 }
 
 fn tokens() -> Vec<u32> {
-    let t: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture().join("tokens.json")).unwrap())
-            .unwrap();
-    t["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
+    common::fixture_tokens("kq")
 }
 
 fn cosines(a: &[f32], b: &[f32], vocab: usize) -> Vec<f64> {

@@ -1,22 +1,14 @@
 //! The model-level golden check with every kernel set this CPU supports, each forced through
 //! `MOELA_KERNELS` in its own `moela logits` process (the choice is made once per process).
 
-use std::path::{Path, PathBuf};
+mod common;
+
 use std::process::Command;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+use common::fixture;
 
 fn tokens(name: &str) -> String {
-    let t: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture(name).join("tokens.json")).unwrap())
-            .unwrap();
-    t["tokens"]
-        .as_array()
-        .unwrap()
+    common::fixture_tokens(name)
         .iter()
         .map(|v| v.to_string())
         .collect::<Vec<_>>()

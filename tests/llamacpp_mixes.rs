@@ -15,6 +15,8 @@
 //! products (llama.cpp: Q8_K / Q8_0 / Q8_1 per the weight type, moela: its own kernels) and in
 //! summation order, so the bounds hold for every file alike, whatever the weight type.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,15 +30,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn tokens() -> Vec<u32> {
-    let t: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("kq/tokens.json")).unwrap())
-            .unwrap();
-    t["tokens"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap() as u32)
-        .collect()
+    common::fixture_tokens("kq")
 }
 
 fn logits(path: &Path, tokens: &[u32]) -> Vec<f32> {

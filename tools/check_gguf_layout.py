@@ -66,6 +66,19 @@ def read_config(name):
     return c
 
 
+def check_tensor_set(tag, r, want):
+    """Checks that reader `r` holds exactly the tensors of `want` (name -> ne), each with a
+    gguf-py deepseek2 name and its shape; returns them by name."""
+    got = {t.name: t for t in r.tensors}
+    check(set(got) == set(want), f"{tag}: tensor names differ: extra {sorted(set(got) - set(want))}, "
+                                 f"missing {sorted(set(want) - set(got))}")
+    for n, t in got.items():
+        check(known_name(n), f"{tag}: {n} is not a deepseek2 tensor name in gguf-py")
+        if n in want:
+            check(list(map(int, t.shape)) == want[n], f"{tag}: {n} ne {list(t.shape)} != {want[n]}")
+    return got
+
+
 def expected_tensors(c):
     """name -> ne (ggml order) for the tensors llama.cpp creates for this config."""
     h, nh, V = c["hidden_size"], c["num_attention_heads"], c["vocab_size"]
@@ -209,13 +222,8 @@ def check_converted(moela, name, qtype, tmp):
               f"{tag}: yarn_log_multiplier = 0.1 * mscale_all_dim")
     # Tensors: exactly llama.cpp's set, shapes and types.
     want = expected_tensors(c)
-    got = {t.name: t for t in r.tensors}
-    check(set(got) == set(want), f"{tag}: tensor names differ: extra {sorted(set(got) - set(want))}, "
-                                 f"missing {sorted(set(want) - set(got))}")
+    got = check_tensor_set(tag, r, want)
     for n, t in got.items():
-        check(known_name(n), f"{tag}: {n} is not a deepseek2 tensor name in gguf-py")
-        if n in want:
-            check(list(map(int, t.shape)) == want[n], f"{tag}: {n} ne {list(t.shape)} != {want[n]}")
         one_d = len(want.get(n, [])) == 1 or n.endswith("ffn_gate_inp.weight")
         if one_d:
             check(t.tensor_type == F32, f"{tag}: {n} must stay F32")
@@ -273,13 +281,8 @@ def check_pruned(path, name, experts, used):
     check(v("deepseek2.expert_count") == experts, f"{tag}: expert_count {v('deepseek2.expert_count')} != {experts}")
     check(v("deepseek2.expert_used_count") == used, f"{tag}: expert_used_count {v('deepseek2.expert_used_count')} != {used}")
     want = expected_tensors(c)
-    got = {t.name: t for t in r.tensors}
-    check(set(got) == set(want), f"{tag}: tensor names differ: extra {sorted(set(got) - set(want))}, "
-                                 f"missing {sorted(set(want) - set(got))}")
+    got = check_tensor_set(tag, r, want)
     for n, t in got.items():
-        check(known_name(n), f"{tag}: {n} is not a deepseek2 tensor name in gguf-py")
-        if n in want:
-            check(list(map(int, t.shape)) == want[n], f"{tag}: {n} ne {list(t.shape)} != {want[n]}")
         check(t.data_offset % 32 == 0, f"{tag}: {n} data not 32-byte aligned")
 
 
