@@ -18,7 +18,11 @@ fn without_the_feature_constraints_are_unsupported() {
 }
 
 #[cfg(feature = "constrain")]
+mod common;
+
+#[cfg(feature = "constrain")]
 mod with_the_feature {
+    use super::common;
 
     use std::path::PathBuf;
     use std::sync::Arc;
@@ -334,6 +338,72 @@ ws ::= | " " | "\n" [ \t]{0,20}
         .unwrap_err()
         .to_string();
         assert!(e.contains("speculative decoding"), "{e}");
+    }
+
+    /// A grammar that needs text the vocabulary cannot spell: on a model whose tokenizer has
+    /// only "a", "b" and "ab" (no byte tokens, unlike every real tokenizer), `root ::= "a" "x"`
+    /// allows "a" first and then nothing. Sampling there is a clear error naming the cause,
+    /// the generation loop ends with it (no hang, no token outside the grammar; through the C
+    /// API it is `MOELA_STATUS_INVALID_ARG` with this message), and the constraint does not
+    /// count as finished.
+    #[test]
+    fn a_grammar_with_no_valid_token_ends_with_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("moela-novalid-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fx = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v3");
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(fx.join(f), dir.join(f)).unwrap();
+        }
+        let tokenizer = serde_json::json!({
+            "version": "1.0",
+            "added_tokens": [
+                {"id": 0, "content": "<s>", "special": true, "normalized": false},
+                {"id": 1, "content": "</s>", "special": true, "normalized": false},
+            ],
+            "normalizer": null,
+            "pre_tokenizer": common::v3_pre_tokenizer(),
+            "decoder": {"type": "ByteLevel"},
+            "model": {"type": "BPE", "vocab": {"a": 2, "b": 3, "ab": 4}, "merges": ["a b"]}
+        });
+        std::fs::write(
+            dir.join("tokenizer.json"),
+            serde_json::to_vec(&tokenizer).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("tokenizer_config.json"),
+            r#"{"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": true}"#,
+        )
+        .unwrap();
+        let m = Arc::new(Model::load(&dir).unwrap());
+
+        let g = Grammar::gbnf("root ::= \"a\" \"x\"\n");
+        for temp in [0.0, 1.0] {
+            let mut s = sampler(7, temp);
+            s.set_constraint(Some(Constraint::new(&m, &g).unwrap()));
+            let mut session = Session::new(m.clone(), &SessionParams::default()).unwrap();
+            session.eval(&[0], false).unwrap();
+            let mut history = vec![0u32];
+            let e = speculative::generate(
+                &mut session,
+                &mut s,
+                None,
+                &mut history,
+                50,
+                &[1],
+                &mut |_| true,
+            )
+            .unwrap_err();
+            assert!(matches!(e, moela::Error::InvalidArg(_)), "{e:?}");
+            assert!(
+                e.to_string().contains("allows no token of the vocabulary"),
+                "{e}"
+            );
+            // "a" came out (the only way into the grammar), then the loop stopped.
+            assert_eq!(history, [0, 2], "temperature {temp}");
+            assert!(!s.is_finished());
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// The CLI: --json-schema gives JSON on stdout; --grammar with --spec is refused; a bad

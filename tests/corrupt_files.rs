@@ -11,6 +11,8 @@ use moela::format::gguf::{write_gguf_file, GgufFile, GgufTensorSpec, GgufValue};
 use moela::{Error, Model};
 use serde_json::{json, Value};
 
+mod common;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
     Io,
@@ -1218,11 +1220,6 @@ fn corrupt_config_files() {
 // tokenizer.json
 // ---------------------------------------------------------------------------------------------
 
-// DeepSeek-V3's pre-tokenizer regexes (as in its tokenizer.json).
-const V3_DIGITS: &str = "\\p{N}{1,3}";
-const V3_CJK: &str = "[\u{4e00}-\u{9fa5}\u{3040}-\u{309f}\u{30a0}-\u{30ff}]+";
-const V3_MAIN: &str = "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+";
-
 /// GPT-2's byte → printable character map.
 fn byte_chars() -> Vec<char> {
     let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32)
@@ -1261,12 +1258,7 @@ pub fn small_tokenizer_json() -> Value {
             {"id": 300, "content": "<｜begin▁of▁sentence｜>", "special": true, "normalized": false},
         ],
         "normalizer": null,
-        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-            {"type": "Split", "pattern": {"Regex": V3_DIGITS}, "behavior": "Isolated", "invert": false},
-            {"type": "Split", "pattern": {"Regex": V3_CJK}, "behavior": "Isolated", "invert": false},
-            {"type": "Split", "pattern": {"Regex": V3_MAIN}, "behavior": "Isolated", "invert": false},
-            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}
-        ]},
+        "pre_tokenizer": common::v3_pre_tokenizer(),
         "decoder": {"type": "ByteLevel"},
         "model": {"type": "BPE", "vocab": vocab,
                   "merges": merges.iter().map(|(a, b)| format!("{a} {b}")).collect::<Vec<_>>()}

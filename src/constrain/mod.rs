@@ -311,6 +311,14 @@ mod imp {
         })
     }
 
+    fn no_token_allowed() -> Error {
+        Error::InvalidArg(
+            "constrained decoding: the grammar allows no token of the vocabulary here \
+             (it needs text no token sequence can spell)"
+                .into(),
+        )
+    }
+
     pub(crate) struct Inner {
         factory: Arc<Factory>,
         /// The state before any token (for reset).
@@ -376,7 +384,15 @@ mod imp {
 
         pub(crate) fn allowed(&mut self, allowed: &mut Vec<bool>) -> Result<()> {
             self.vob = self.matcher.compute_mask_or_eos().map_err(|e| {
-                Error::InvalidArg(format!("constrained decoding: the grammar failed: {e}"))
+                let e = e.to_string();
+                // llguidance stops with NoExtensionBias (its message's first word, the
+                // matcher being in its error state by then) when no token of the vocabulary
+                // can continue the text: say that rather than dump its parser state.
+                if e.starts_with("NoExtensionBias") {
+                    no_token_allowed()
+                } else {
+                    Error::InvalidArg(format!("constrained decoding: the grammar failed: {e}"))
+                }
             })?;
             let n = self.factory.n_vocab;
             allowed.clear();
@@ -389,11 +405,7 @@ mod imp {
                 }
             });
             if !any {
-                return Err(Error::InvalidArg(
-                    "constrained decoding: the grammar allows no token of the vocabulary here \
-                     (it needs text no token sequence can spell)"
-                        .into(),
-                ));
+                return Err(no_token_allowed());
             }
             Ok(())
         }
@@ -413,8 +425,9 @@ mod imp {
             })
         }
 
+        /// A failed matcher counts as stopped for llguidance; it is not a finished output.
         pub(crate) fn is_finished(&self) -> bool {
-            self.matcher.is_stopped()
+            self.matcher.is_stopped() && !self.matcher.is_error()
         }
 
         pub(crate) fn reset(&mut self) {
