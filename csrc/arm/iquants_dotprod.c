@@ -166,6 +166,52 @@ float MK_IQ_FN(tq2_0)(size_t n, const void *w, const int8_t *qs, const float *dx
     return vaddvq_f32(acc) + acc_s;
 }
 
+/* The top base-3 digit (q·3) >> 8 of every byte: [q ≥ 86] + [q ≥ 171]. */
+static inline int8x16_t ternary_digits(uint8x16_t q) {
+    return vreinterpretq_s8_u8(vaddq_u8(vshrq_n_u8(vcgeq_u8(q, vdupq_n_u8(86)), 7),
+                                        vshrq_n_u8(vcgeq_u8(q, vdupq_n_u8(171)), 7)));
+}
+
+/* TQ1_0: 48 bytes of five base-3 digits (digit m of byte j < 32 is element 32m + j, of byte
+ * 32 + j < 48 element 160 + 16m + j), 4 bytes of four (element 240 + 4m + j), f16 d last;
+ * digit m of a byte is the top digit of byte·3^m mod 256 (vmulq_u8 wraps); x = d·(digit - 1),
+ * so a block's sum is Σ digit·q - s. */
+float MK_IQ_FN(tq1_0)(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                   const int32_t *s) {
+    static const uint8_t hmul[16] = {1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27};
+    const uint8_t *b = (const uint8_t *)w;
+    const uint8x16_t three = vdupq_n_u8(3), hm = vld1q_u8(hmul);
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    float acc_s = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += 54) {
+        const float d = f16_at(b + 52);
+        uint8x16_t lo = vld1q_u8(b), hi = vld1q_u8(b + 16), t = vld1q_u8(b + 32);
+        /* The 16 halves of the 8 blocks: bytes 0..31 by digit, then bytes 32..47 by digit,
+         * then the qh bytes' 16 digits. */
+        uint8x16_t half[16];
+        for (int m = 0; m < 5; m++) {
+            half[2 * m] = lo;
+            half[2 * m + 1] = hi;
+            lo = vmulq_u8(lo, three);
+            hi = vmulq_u8(hi, three);
+        }
+        for (int m = 0; m < 5; m++) {
+            half[10 + m] = t;
+            t = vmulq_u8(t, three);
+        }
+        half[15] = vmulq_u8(vreinterpretq_u8_u32(vdupq_n_u32(u32le(b + 48))), hm);
+        for (int blk8 = 0; blk8 < 8; blk8++, qs += 32) {
+            const size_t blk = 8 * sb + (size_t)blk8;
+            int32x4_t p = MK_SDOT(MK_SDOT(vdupq_n_s32(0), ternary_digits(half[2 * blk8]), vld1q_s8(qs)),
+                                  ternary_digits(half[2 * blk8 + 1]), vld1q_s8(qs + 16));
+            float scale = d * dx[blk];
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), scale);
+            acc_s -= scale * (float)s[blk];
+        }
+    }
+    return vaddvq_f32(acc) + acc_s;
+}
+
 /* IQ2_XS: 32 u16 (9-bit grid index, 7 sign bits), 4-bit scales per 16 elements. */
 float MK_IQ_FN(iq2_xs)(size_t n, const void *w, const int8_t *qs, const float *dx,
                                     const int32_t *s) {

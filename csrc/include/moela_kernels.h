@@ -450,6 +450,8 @@ float mk_vec_dot_tq2_0_q8a_generic(size_t n, const void *w, const int8_t *qs,
 float mk_vec_dot_mxfp4_q8a_generic(size_t n, const void *w, const int8_t *qs,
                                    const float *d, const int32_t *s);
 /* x86-64 AVX2 + FMA + F16C versions (csrc/x86/iquants_avx2.c). */
+float mk_vec_dot_tq1_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
 float mk_vec_dot_tq2_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
                                 const int32_t *s);
 float mk_vec_dot_iq2_xxs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
@@ -475,6 +477,8 @@ float mk_vec_dot_iq3_xxs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, 
                                      const int32_t *s);
 float mk_vec_dot_iq1_s_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
                                      const int32_t *s);
+float mk_vec_dot_tq1_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                     const int32_t *s);
 float mk_vec_dot_tq2_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
                                      const int32_t *s);
 float mk_vec_dot_iq2_xs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
@@ -493,6 +497,8 @@ float mk_vec_dot_iq2_xxs_q8a_neon(size_t n, const void *w, const int8_t *qs, con
 float mk_vec_dot_iq3_xxs_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
                                   const int32_t *s);
 float mk_vec_dot_iq1_s_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_tq1_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
                                 const int32_t *s);
 float mk_vec_dot_tq2_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
                                 const int32_t *s);

@@ -1,5 +1,5 @@
 /* The ISA kernels of the low-bit types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M,
- * TQ2_0, MXFP4; csrc/x86/iquants_avx2.c, csrc/arm/iquants_dotprod.c, csrc/arm/iquants_neon.c) against the generic ones
+ * TQ1_0, TQ2_0, MXFP4; csrc/x86/iquants_avx2.c, csrc/arm/iquants_dotprod.c, csrc/arm/iquants_neon.c) against the generic ones
  * (csrc/generic/iquants.c), as a standalone C program: tools/test.sh runs it natively on
  * x86-64 and, cross-compiled, under qemu-aarch64 -cpu max. Rows of 1..9 super-blocks (MXFP4:
  * 1..40 blocks) of random bytes (every index, sign, scale and delta pattern is a valid block)
@@ -19,7 +19,7 @@
 
 typedef float (*dot_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *);
 
-enum { IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, TQ2_0, MXFP4, NTYPES };
+enum { IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, TQ1_0, TQ2_0, MXFP4, NTYPES };
 
 static const struct {
     const char *name;
@@ -35,6 +35,7 @@ static const struct {
     {"iq3_s", 256, 110, 0, 31.0f * 15.0f, mk_vec_dot_iq3_s_q8a_generic},
     {"iq1_s", 256, 50, 0, 15.0f * 1.125f, mk_vec_dot_iq1_s_q8a_generic},
     {"iq1_m", 256, 56, -1, 15.0f * 1.125f, mk_vec_dot_iq1_m_q8a_generic},
+    {"tq1_0", 256, 54, 52, 1.0f, mk_vec_dot_tq1_0_q8a_generic},
     {"tq2_0", 256, 66, 64, 2.0f, mk_vec_dot_tq2_0_q8a_generic},
     {"mxfp4", 32, 17, -2, 12.0f, mk_vec_dot_mxfp4_q8a_generic},
 };
@@ -109,6 +110,7 @@ int main(void) {
     struct kernel ks[] = {
 #if defined(__x86_64__)
         {"avx2", TQ2_0, mk_vec_dot_tq2_0_q8a_avx2},
+        {"avx2", TQ1_0, mk_vec_dot_tq1_0_q8a_avx2},
         {"avx2", IQ2_XXS, mk_vec_dot_iq2_xxs_q8a_avx2},
         {"avx2", IQ3_XXS, mk_vec_dot_iq3_xxs_q8a_avx2},
         {"avx2", IQ2_XS, mk_vec_dot_iq2_xs_q8a_avx2},
@@ -122,6 +124,7 @@ int main(void) {
         {"dotprod", IQ3_XXS, mk_vec_dot_iq3_xxs_q8a_dotprod},
         {"dotprod", IQ1_S, mk_vec_dot_iq1_s_q8a_dotprod},
         {"dotprod", TQ2_0, mk_vec_dot_tq2_0_q8a_dotprod},
+        {"dotprod", TQ1_0, mk_vec_dot_tq1_0_q8a_dotprod},
         {"dotprod", IQ2_XS, mk_vec_dot_iq2_xs_q8a_dotprod},
         {"dotprod", IQ2_S, mk_vec_dot_iq2_s_q8a_dotprod},
         {"dotprod", IQ3_S, mk_vec_dot_iq3_s_q8a_dotprod},
@@ -131,6 +134,7 @@ int main(void) {
         {"neon", IQ3_XXS, mk_vec_dot_iq3_xxs_q8a_neon},
         {"neon", IQ1_S, mk_vec_dot_iq1_s_q8a_neon},
         {"neon", TQ2_0, mk_vec_dot_tq2_0_q8a_neon},
+        {"neon", TQ1_0, mk_vec_dot_tq1_0_q8a_neon},
         {"neon", IQ2_XS, mk_vec_dot_iq2_xs_q8a_neon},
         {"neon", IQ2_S, mk_vec_dot_iq2_s_q8a_neon},
         {"neon", IQ3_S, mk_vec_dot_iq3_s_q8a_neon},

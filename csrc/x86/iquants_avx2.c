@@ -53,6 +53,69 @@ float mk_vec_dot_tq2_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
     return hsum_ps(acc) + acc_s;
 }
 
+/* The base-3 digit of every byte of q (a byte already multiplied by 3^m mod 256, as TQ1_0
+ * stores digit m): (q·3) >> 8, i.e. [q ≥ 86] + [q ≥ 171], as bytes 0..2. */
+static __m256i ternary_digits(__m256i q) {
+    const __m256i flip = _mm256_set1_epi8((char)0x80);
+    const __m256i t1 = _mm256_set1_epi8((char)(85 ^ 0x80)), t2 = _mm256_set1_epi8((char)(170 ^ 0x80));
+    __m256i qs = _mm256_xor_si256(q, flip); /* unsigned order as signed */
+    return _mm256_sub_epi8(_mm256_setzero_si256(),
+                           _mm256_add_epi8(_mm256_cmpgt_epi8(qs, t1), _mm256_cmpgt_epi8(qs, t2)));
+}
+
+/* x·3 per byte, mod 256. */
+static __m256i times3(__m256i x) {
+    return _mm256_add_epi8(_mm256_add_epi8(x, x), x);
+}
+
+/* TQ1_0: 48 bytes of five base-3 digits each (digit m of byte j < 32 is element 32m + j, of
+ * byte 32 + j < 48 element 160 + 16m + j), 4 bytes of four digits (element 240 + 4m + j), f16 d
+ * last; x = d·(digit - 1), so a 32-element block's sum is Σ digit·q - s. Digit m of a byte is
+ * the top base-3 digit of byte·3^m mod 256: the powers come from adding a vector to itself. */
+float mk_vec_dot_tq1_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                const int32_t *s) {
+    const uint8_t *b = (const uint8_t *)w;
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_s = 0.0f;
+    for (size_t sb = 0; sb < n / 256; sb++, b += 54) {
+        const float d = f16le(b + 52);
+        /* Blocks 0-4: digit m of bytes 0..31. Blocks 5-7: the 16 bytes 32..47 with their
+         * digits (0,1), (2,3), then digit 4 beside the 4 qh bytes' digits 0-3. */
+        __m256i q = _mm256_loadu_si256((const __m256i *)b);
+        __m128i t = _mm_loadu_si128((const __m128i *)(b + 32));
+        __m256i tail = _mm256_inserti128_si256(_mm256_castsi128_si256(t), t, 1);
+        tail = _mm256_blend_epi32(tail, times3(tail), 0xf0); /* (t, 3t) */
+        uint32_t h = u32le(b + 48);
+        __m128i hv = _mm_set1_epi32((int)h);
+        __m128i h3 = _mm_add_epi8(_mm_add_epi8(hv, hv), hv);
+        __m128i h9 = _mm_add_epi8(_mm_add_epi8(h3, h3), h3);
+        __m128i h27 = _mm_add_epi8(_mm_add_epi8(h9, h9), h9);
+        __m128i hq = _mm_unpacklo_epi64(_mm_unpacklo_epi32(hv, h3), _mm_unpacklo_epi32(h9, h27));
+        for (int blk8 = 0; blk8 < 8; blk8++, qs += 32) {
+            __m256i digits;
+            if (blk8 < 5) {
+                digits = ternary_digits(q);
+                q = times3(q);
+            } else if (blk8 < 7) {
+                digits = ternary_digits(tail);
+                tail = times3(times3(tail));
+            } else {
+                /* tail is (81t, 243t) here: keep its low half, the qh digits above it. */
+                digits = ternary_digits(
+                    _mm256_inserti128_si256(tail, hq, 1));
+            }
+            const size_t blk = 8 * sb + (size_t)blk8;
+            __m256i x = _mm256_loadu_si256((const __m256i *)qs);
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(digits, x), ones);
+            float scale = d * dx[blk];
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(p), acc);
+            acc_s -= scale * (float)s[blk];
+        }
+    }
+    return hsum_ps(acc) + acc_s;
+}
+
 /* 32 bytes of 0xff (negative) or 0x00 from 4 sign bytes (byte 8l + j: bit j of byte l). */
 static __m256i expand_signs(uint32_t signs4) {
     const __m256i spread = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,

@@ -1570,6 +1570,15 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_tq1_0_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_tq2_0_q8a_avx2(
         n: usize,
         w: *const ::core::ffi::c_void,
@@ -1678,6 +1687,15 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_tq1_0_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_tq2_0_q8a_dotprod(
         n: usize,
         w: *const ::core::ffi::c_void,
@@ -1751,6 +1769,15 @@ unsafe extern "C" {
 }
 unsafe extern "C" {
     pub fn mk_vec_dot_iq1_s_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_tq1_0_q8a_neon(
         n: usize,
         w: *const ::core::ffi::c_void,
         qs: *const i8,

@@ -118,7 +118,8 @@ pub fn available() -> Vec<KernelSet> {
             // the Q5_0/IQ4_NL four-row decode kernels and the legacy/IQ4 GEMMs beat the AVX-512 one- and
             // four-row kernels (Q5_0 decode 16.5 vs 13.9 GB/s, prefill 48 vs 29 GMAC/s, one
             // thread, docs/PERFORMANCE.md).
-            let shared_dot: [(DType, DotQ8a); 9] = [
+            let shared_dot: [(DType, DotQ8a); 10] = [
+                (DType::TQ1_0, b::mk_vec_dot_tq1_0_q8a_avx2),
                 (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_avx2),
                 (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_avx2),
                 (DType::IQ3_XXS, b::mk_vec_dot_iq3_xxs_q8a_avx2),
@@ -314,6 +315,7 @@ pub fn available() -> Vec<KernelSet> {
                 (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_neon),
                 (DType::IQ3_XXS, b::mk_vec_dot_iq3_xxs_q8a_neon),
                 (DType::IQ1_S, b::mk_vec_dot_iq1_s_q8a_neon),
+                (DType::TQ1_0, b::mk_vec_dot_tq1_0_q8a_neon),
                 (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_neon),
                 (DType::IQ2_XS, b::mk_vec_dot_iq2_xs_q8a_neon),
                 (DType::IQ2_S, b::mk_vec_dot_iq2_s_q8a_neon),
@@ -361,6 +363,7 @@ pub fn available() -> Vec<KernelSet> {
                     (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_dotprod),
                     (DType::IQ3_XXS, b::mk_vec_dot_iq3_xxs_q8a_dotprod),
                     (DType::IQ1_S, b::mk_vec_dot_iq1_s_q8a_dotprod),
+                    (DType::TQ1_0, b::mk_vec_dot_tq1_0_q8a_dotprod),
                     (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_dotprod),
                     (DType::IQ2_XS, b::mk_vec_dot_iq2_xs_q8a_dotprod),
                     (DType::IQ2_S, b::mk_vec_dot_iq2_s_q8a_dotprod),
