@@ -8,9 +8,10 @@
 //! - sampled runs are reproducible from the seed, and the sampled tokens' frequencies equal
 //!   plain sampling's: over 1000 seeds on the default model, each token's frequency at each of
 //!   the first 4 generated positions differs by at most 5 standard errors of the difference
-//!   (sqrt(2 p (1-p) / N), p the pooled frequency, plus 1/N); over long runs (24 runs of 128
-//!   tokens per mode, temperature 1) a permutation test of the total-variation distance
-//!   between the pooled frequencies (false failure ≤ 0.1%);
+//!   (sqrt(2 p (1-p) / N), p the pooled frequency, plus 1/N); over long runs (40 runs of 128
+//!   tokens per mode, temperature 1, top-k 5) permutation tests of the total-variation
+//!   distance between the pooled frequencies and of the rate of tokens prompt lookup would
+//!   have drafted (false failure ≤ 0.1%);
 //! - the acceptance rule itself: draft-or-resample outcomes on fixed logits follow the
 //!   sampler's distribution within a Bretagnolle–Huber–Carol L1 bound (false failure ≤ 1e-8);
 //! - a recorded expert profile counts only the kept tokens.
@@ -478,34 +479,46 @@ impl SplitMix {
     }
 }
 
-/// Token frequencies over long sampled runs (temperature 1, the default filters) on the
-/// default model: speculative decoding with prompt lookup against plain sampling.
+/// Token frequencies over long sampled runs (temperature 1, top-k 5, the default top-p and
+/// min-p) on the default model: speculative decoding with prompt lookup against plain
+/// sampling. Top-k 5 makes lookup's drafts likely enough that a broken rule shows.
 ///
 /// The tokens of one run depend on each other, so the unit of the test is the run: R runs
 /// of L tokens per mode, each from its own seed (distinct between modes), are independent,
 /// and if speculation leaves the distribution of a run unchanged the 2R runs are
-/// exchangeable. The statistic is the total-variation distance between the two modes'
-/// pooled token frequencies; its p-value is taken against P random relabellings of the runs
-/// into two groups of R (a permutation test): p = (1 + #{relabelled ≥ observed}) / (1 + P).
-/// Under exchangeability P(p ≤ α) ≤ α exactly, whatever the dependence inside a run and
-/// however few tokens each vocabulary entry gets. α = 0.001 (P = 1999): a correct
-/// implementation fails with probability at most 0.1% over the choice of seeds (fixed here,
-/// so the test is deterministic).
+/// exchangeable. Two statistics of the two groups of runs:
+/// - the total-variation distance between their pooled token frequencies (the 32 most
+///   frequent tokens, and the rest as one category);
+/// - the difference of their mean rates of tokens that prompt lookup would have drafted (a
+///   broken acceptance rule shifts mass exactly there: resampling from the full distribution
+///   after a rejection, say, puts p(d) + (1 − p(d)) p(d) on the draft d).
+///
+/// Each one's p-value is taken against P random relabellings of the runs into two groups of
+/// R (a permutation test): p = (1 + #{relabelled ≥ observed}) / (1 + P). Under
+/// exchangeability P(p ≤ a) ≤ a exactly, whatever the dependence inside a run and however
+/// few tokens each vocabulary entry gets. Each is checked at a = 0.0005 (P = 3999), so a
+/// correct implementation fails with probability at most 0.1% over the choice of seeds
+/// (fixed here, so the test is deterministic). R = 40, L = 128. With the resampling bug above
+/// planted, the lookup statistic's p-value was 0.00025 (the smallest possible) on these
+/// seeds, so the test fails; the frequency distance alone did not see it (p 0.56).
 #[test]
 fn long_sampled_runs_match_plain_sampling_token_frequencies() {
     let (model, prompt) = default_model();
-    let (runs, len, perms, alpha) = (24usize, 128usize, 1999usize, 0.001f64);
+    let (runs, len, perms, alpha) = (40usize, 128usize, 3999usize, 0.0005f64);
     let v = model.config.vocab_size;
     let sampler = |seed: u64| {
         Sampler::new(SamplerParams {
             temperature: 1.0,
+            top_k: 5,
             seed,
             ..Default::default()
         })
         .unwrap()
     };
-    // counts[r]: run r's token counts; runs 0..R plain, R..2R speculative.
+    // counts[r]: run r's token counts; follows[r]: how many of its tokens prompt lookup
+    // would have drafted; runs 0..R plain, R..2R speculative.
     let mut counts: Vec<Vec<u32>> = Vec::new();
+    let mut follows: Vec<f64> = Vec::new();
     let mut stats = SpecStats::default();
     let start = std::time::Instant::now();
     for mode in 0..2 {
@@ -521,10 +534,15 @@ fn long_sampled_runs_match_plain_sampling_token_frequencies() {
                 .unwrap();
             assert_eq!(n, len);
             let mut c = vec![0u32; v];
-            for &t in &hist[prompt.len()..] {
-                c[t as usize] += 1;
+            let mut hits = 0;
+            for i in prompt.len()..hist.len() {
+                c[hist[i] as usize] += 1;
+                if lookup_draft(&hist[..i]) == Some(hist[i]) {
+                    hits += 1;
+                }
             }
             counts.push(c);
+            follows.push(hits as f64);
         }
         if mode == 1 {
             stats = spec.stats();
@@ -536,57 +554,87 @@ fn long_sampled_runs_match_plain_sampling_token_frequencies() {
         start.elapsed().as_secs_f64()
     );
     assert!(stats.accepted > 0 && stats.accepted < stats.drafted);
-    // Only the tokens that occur matter to the distance.
-    let seen: Vec<usize> = (0..v)
-        .filter(|&t| counts.iter().any(|c| c[t] > 0))
+    // The categories: the TOP most frequent tokens of both modes together, and the rest as
+    // one (chosen from the pooled counts, which no relabelling changes, so the test stays
+    // exact). Over the whole vocabulary the distance is mostly the noise of tokens seen once
+    // or twice.
+    const TOP: usize = 32;
+    let pooled: Vec<u64> = (0..v)
+        .map(|t| counts.iter().map(|c| c[t] as u64).sum())
         .collect();
+    let mut seen: Vec<usize> = (0..v).filter(|&t| pooled[t] > 0).collect();
+    seen.sort_by(|&a, &b| pooled[b].cmp(&pooled[a]).then(a.cmp(&b)));
+    let distinct = seen.len();
+    seen.truncate(TOP);
     let rows: Vec<Vec<f64>> = counts
         .iter()
-        .map(|c| seen.iter().map(|&t| c[t] as f64).collect())
+        .map(|c| {
+            let mut row: Vec<f64> = seen.iter().map(|&t| c[t] as f64).collect();
+            row.push(len as f64 - row.iter().sum::<f64>());
+            row
+        })
         .collect();
     let total = (runs * len) as f64;
-    let tv = |group_a: &[usize]| {
-        let mut a = vec![0.0f64; seen.len()];
-        let mut all = vec![0.0f64; seen.len()];
-        for (r, row) in rows.iter().enumerate() {
-            for (x, y) in all.iter_mut().zip(row) {
+    let mut all = vec![0.0f64; rows[0].len()];
+    for row in &rows {
+        for (x, y) in all.iter_mut().zip(row) {
+            *x += y;
+        }
+    }
+    let all_follows: f64 = follows.iter().sum();
+    // Both statistics for "group a = these runs, group b = the others" (R runs each).
+    let stats_of = |group_a: &[usize]| {
+        let mut a = vec![0.0f64; all.len()];
+        let mut fa = 0.0;
+        for &r in group_a {
+            for (x, y) in a.iter_mut().zip(&rows[r]) {
                 *x += y;
             }
-            if group_a.contains(&r) {
-                for (x, y) in a.iter_mut().zip(row) {
-                    *x += y;
-                }
-            }
+            fa += follows[r];
         }
-        // Group b = all − a; both groups hold `total` tokens.
-        0.5 * a
-            .iter()
-            .zip(&all)
-            .map(|(&x, &y)| (x - (y - x)).abs() / total)
-            .sum::<f64>()
+        let tv = 0.5
+            * a.iter()
+                .zip(&all)
+                .map(|(&x, &y)| (x - (y - x)).abs() / total)
+                .sum::<f64>();
+        (tv, (fa - (all_follows - fa)).abs() / total)
     };
     let plain: Vec<usize> = (0..runs).collect();
-    let observed = tv(&plain);
+    let (tv, follow) = stats_of(&plain);
     let mut rng = SplitMix(0x5EED);
     let mut idx: Vec<usize> = (0..2 * runs).collect();
-    let mut at_least = 0;
+    let (mut tv_at_least, mut follow_at_least) = (0, 0);
     for _ in 0..perms {
         for i in (1..idx.len()).rev() {
             let j = (rng.next() % (i as u64 + 1)) as usize;
             idx.swap(i, j);
         }
-        if tv(&idx[..runs]) >= observed {
-            at_least += 1;
-        }
+        let (t, f) = stats_of(&idx[..runs]);
+        tv_at_least += (t >= tv) as usize;
+        follow_at_least += (f >= follow) as usize;
     }
-    let p_value = (1 + at_least) as f64 / (1 + perms) as f64;
+    let p_tv = (1 + tv_at_least) as f64 / (1 + perms) as f64;
+    let p_follow = (1 + follow_at_least) as f64 / (1 + perms) as f64;
     println!(
-        "total variation {observed:.4} over {} distinct tokens; permutation p-value {p_value:.4}",
-        seen.len()
+        "total variation {tv:.4} over the {TOP} most frequent of {distinct} distinct tokens \
+         and the rest: p-value {p_tv:.4}; lookup-draft rate differs by {follow:.4}: p-value \
+         {p_follow:.4}"
     );
     assert!(
-        p_value > alpha,
+        p_tv > alpha,
         "speculative sampling's token frequencies differ from plain sampling's: total \
-         variation {observed:.4}, p-value {p_value} <= {alpha}"
+         variation {tv:.4}, p-value {p_tv} <= {alpha}"
     );
+    assert!(
+        p_follow > alpha,
+        "speculative sampling follows prompt lookup's drafts more or less often than plain \
+         sampling: rates differ by {follow:.4}, p-value {p_follow} <= {alpha}"
+    );
+}
+
+/// Prompt lookup's first draft after `context`.
+fn lookup_draft(context: &[u32]) -> Option<u32> {
+    let mut out = Vec::new();
+    PromptLookup::default().draft(context, 1, &mut out);
+    out.first().copied()
 }
