@@ -195,27 +195,25 @@ fn speculative_loop(
                 s.session.truncate(pos0 + n);
                 s.history.extend_from_slice(&buf[..n]);
             };
-            if !on_token(tok, is_eos)? {
+            // A refusal (or a failing callback) keeps the tokens before this one.
+            let go = on_token(tok, is_eos);
+            if !matches!(go, Ok(true)) {
                 keep(s, i);
-                if s.session.logits().is_none() {
-                    // The pass's first token was refused: its rows are gone with it, so the
-                    // last token is evaluated again for the logits after it (bit-identical),
-                    // as the plain loop leaves them for a call that continues.
-                    let last = *s.history.last().expect("a step follows evaluated tokens");
-                    s.session.truncate(pos0 - 1);
-                    s.session
-                        .eval(&[last], false)
-                        .map_err(|e| sample_failure(func, e))?;
-                }
-                return Err(Failure::new(
-                    MOELA_STATUS_CANCELLED,
-                    format!("{func}: the callback stopped generation"),
-                ));
+                restore_logits(func, s, pos0)?;
+                return Err(go.err().unwrap_or_else(|| {
+                    Failure::new(
+                        MOELA_STATUS_CANCELLED,
+                        format!("{func}: the callback stopped generation"),
+                    )
+                }));
             }
             if i >= evaluated {
-                // As the plain loop: evaluating it reports the full context.
+                // The context is full (a step evaluates nothing only then): as the plain
+                // loop, evaluating the token reports it.
                 keep(s, i);
-                s.eval(func, &[tok], None)?;
+                let r = s.eval(func, &[tok], None);
+                debug_assert!(r.is_err(), "the step found no room");
+                return r;
             }
             if is_eos || left == 0 {
                 keep(s, i + 1);
@@ -223,6 +221,23 @@ fn speculative_loop(
             }
         }
         s.history.extend_from_slice(&buf);
+    }
+    Ok(())
+}
+
+/// After a rollback to `pos0` (the pass's first token refused) the pass's logit rows are gone:
+/// the last kept token is evaluated again for the logits after it (bit-identical), which the
+/// plain loop leaves for a call that continues.
+fn restore_logits(func: &str, s: &mut SessionState, pos0: usize) -> Result<(), Failure> {
+    if s.session.logits().is_some() {
+        return Ok(());
+    }
+    let last = *s.history.last().expect("a pass follows evaluated tokens");
+    s.session.truncate(pos0 - 1);
+    if let Err(e) = s.session.eval(&[last], false) {
+        // The session no longer holds it.
+        s.history.pop();
+        return Err(sample_failure(func, e));
     }
     Ok(())
 }
@@ -636,6 +651,25 @@ mod tests {
                         &want[stop - 1..stop - 1 + 12],
                         "{label} stop {stop}"
                     );
+                }
+                // A failing callback (a text callback's decoding error) stops as a refusal.
+                for fail_at in [1, 3] {
+                    let mut s = session(model, 0);
+                    let mut n = 0;
+                    let e = generate_loop("t", &mut s, &mut smp, &prompt, &o, |_, _| {
+                        n += 1;
+                        if n == fail_at {
+                            return Err(Failure::invalid("boom"));
+                        }
+                        Ok(true)
+                    })
+                    .unwrap_err();
+                    assert_eq!(e.status, MOELA_STATUS_INVALID_ARG);
+                    assert_eq!(s.session.position(), prompt.len() + fail_at - 1);
+                    assert_eq!(s.history.len(), s.session.position());
+                    let (rest, st, _) = run(&mut s, &mut smp, &[], &o, 99);
+                    assert_eq!(st, None, "{label}");
+                    assert_eq!(&rest[..], &want[fail_at - 1..fail_at - 1 + 12], "{label}");
                 }
                 // The end of the context: every token delivered, the last one unevaluated.
                 let n_ctx = prompt.len() + 7;
