@@ -646,9 +646,9 @@ typedef struct moela_spec_stats {
   uint64_t accepted;
   /**
    * Tokens the passes produced: each pass's first token plus its accepted drafts
-   * (`passes + accepted`). It may exceed the tokens delivered: those a pass produced after
-   * an end-of-sequence token, `max_tokens` or a stopping callback are counted, then
-   * dropped from the session.
+   * (`passes + accepted`, plus one for a token sampled when the context was full). It may
+   * exceed the tokens delivered: those a pass produced after an end-of-sequence token,
+   * `max_tokens` or a stopping callback are counted, then dropped from the session.
    */
   uint64_t emitted;
 } moela_spec_stats;

@@ -807,7 +807,8 @@ class SpecStats:
     drafted: int
     #: Draft tokens accepted (at most ``drafted``).
     accepted: int
-    #: Tokens the passes produced (``passes + accepted``; those past a stop are counted too).
+    #: Tokens the passes produced (``passes + accepted``, plus one for a token sampled at a
+    #: full context; those past a stop are counted too).
     emitted: int
 
     @property

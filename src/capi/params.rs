@@ -130,9 +130,9 @@ pub struct moela_spec_stats {
     /// Draft tokens accepted (at most `drafted`).
     pub accepted: u64,
     /// Tokens the passes produced: each pass's first token plus its accepted drafts
-    /// (`passes + accepted`). It may exceed the tokens delivered: those a pass produced after
-    /// an end-of-sequence token, `max_tokens` or a stopping callback are counted, then
-    /// dropped from the session.
+    /// (`passes + accepted`, plus one for a token sampled when the context was full). It may
+    /// exceed the tokens delivered: those a pass produced after an end-of-sequence token,
+    /// `max_tokens` or a stopping callback are counted, then dropped from the session.
     pub emitted: u64,
 }
 
