@@ -111,6 +111,12 @@
 #define MOELA_MODEL_INFO_GGUF (1 << 1)
 
 /**
+ * `moela_model_info.flags`: the model has a multi-token-prediction module, so
+ * `MOELA_SPEC_MTP` works.
+ */
+#define MOELA_MODEL_INFO_HAS_MTP (1 << 2)
+
+/**
  * `moela_expert_cache_stats.flags`: routed experts live in a budgeted cache.
  */
 #define MOELA_EXPERT_CACHE_ENABLED 1
@@ -130,6 +136,28 @@
  * prompt (as a chat template's output needs); otherwise they are plain text.
  */
 #define MOELA_GENERATE_PARSE_SPECIAL (1 << 2)
+
+/**
+ * `moela_generate_params.spec_mode`: plain decoding, one evaluation per token (the default).
+ */
+#define MOELA_SPEC_OFF 0
+
+/**
+ * `moela_generate_params.spec_mode`: prompt lookup: drafts copied from earlier text of the
+ * session that continues its last 1-3 tokens (any model).
+ */
+#define MOELA_SPEC_LOOKUP 1
+
+/**
+ * `moela_generate_params.spec_mode`: drafts from the model's multi-token-prediction module
+ * (DeepSeek-V3/R1 files that keep it: `MOELA_MODEL_INFO_HAS_MTP`).
+ */
+#define MOELA_SPEC_MTP 2
+
+/**
+ * The largest `moela_generate_params.max_draft`.
+ */
+#define MOELA_SPEC_MAX_DRAFT 64
 
 /**
  * `moela_tokenize` flags: put the model's BOS token first.
@@ -418,6 +446,19 @@ typedef struct moela_generate_params {
    * Bit set of `MOELA_GENERATE_*` flags; 0 by default.
    */
   uint32_t flags;
+  /**
+   * Speculative decoding: a `MOELA_SPEC_*` value; default `MOELA_SPEC_OFF`. The output is
+   * the same as without (token for token when greedy, the same distribution when
+   * sampling); not with a constrained sampler. `MOELA_SPEC_MTP` on a model without the
+   * module (`MOELA_MODEL_INFO_HAS_MTP`) is `MOELA_STATUS_UNSUPPORTED`. Counters:
+   * `moela_session_spec_stats`.
+   */
+  uint32_t spec_mode;
+  /**
+   * With speculative decoding, the most draft tokens one verification pass checks, 1 ..=
+   * `MOELA_SPEC_MAX_DRAFT`; default 4.
+   */
+  uint32_t max_draft;
 } moela_generate_params;
 
 /**
@@ -574,6 +615,43 @@ typedef struct moela_expert_cache_stats {
    */
   uint64_t rss_peak_bytes;
 } moela_expert_cache_stats;
+
+/**
+ * Counters of speculative decoding on a session (`moela_session_spec_stats`), added up
+ * over its generate calls since it was created or reset. The caller passes
+ * `sizeof(moela_spec_stats)`. Acceptance rate = `accepted / drafted`, tokens per pass =
+ * `emitted / passes`.
+ */
+typedef struct moela_spec_stats {
+  /**
+   * The size the caller passed (how much of the struct was written).
+   */
+  uint32_t struct_size;
+  /**
+   * The `MOELA_SPEC_*` mode of the session's last speculative generate call
+   * (`MOELA_SPEC_OFF` before any).
+   */
+  uint32_t spec_mode;
+  /**
+   * Verification passes (one batched evaluation each).
+   */
+  uint64_t passes;
+  /**
+   * Draft tokens proposed.
+   */
+  uint64_t drafted;
+  /**
+   * Draft tokens accepted (at most `drafted`).
+   */
+  uint64_t accepted;
+  /**
+   * Tokens the passes produced: each pass's first token plus its accepted drafts
+   * (`passes + accepted`, plus one for a token sampled when the context was full). It may
+   * exceed the tokens delivered: those a pass produced after an end-of-sequence token,
+   * `max_tokens` or a stopping callback are counted, then dropped from the session.
+   */
+  uint64_t emitted;
+} moela_spec_stats;
 
 /**
  * One chat message for `moela_chat_apply_template`: NUL-terminated UTF-8 strings, borrowed
@@ -785,6 +863,20 @@ moela_status moela_model_expert_cache_stats(const struct moela_model *model,
 moela_status moela_session_new(const struct moela_model *model,
                                const struct moela_session_params *params,
                                struct moela_session **out_session);
+
+/**
+ * Speculative decoding's counters on `session` (see `moela_spec_stats`): the sums over its
+ * generate calls with `moela_generate_params.spec_mode` other than `MOELA_SPEC_OFF` since
+ * it was created or last reset (`moela_session_reset`). `struct_size` is
+ * `sizeof(moela_spec_stats)`; `stats` is borrowed for the call.
+ *
+ * # Safety
+ * `session` is NULL or a live handle not mutated by another thread during the call;
+ * `stats` is NULL or points to `struct_size` writable bytes.
+ */
+moela_status moela_session_spec_stats(const struct moela_session *session,
+                                      struct moela_spec_stats *stats,
+                                      size_t struct_size);
 
 /**
  * Frees a session. NULL is a no-op. Ownership of `session` is transferred.
@@ -1248,11 +1340,18 @@ moela_status moela_chat_apply_template(const struct moela_model *model,
  * every token is one the grammar allows, and generation also ends when the grammar's output
  * is complete.
  *
+ * With `params->spec_mode` (speculative decoding, not with a constrained sampler) each
+ * verification pass evaluates a sampled token and up to `params->max_draft` drafted ones in
+ * one batch and keeps the drafts the sampler accepts: the tokens, the callbacks and the
+ * session afterwards are as without (greedy: the same tokens; sampling: the same
+ * distribution), faster when drafts are accepted. Counters: `moela_session_spec_stats`.
+ *
  * Returns `MOELA_STATUS_OK` at EOS, `max_tokens` or a complete constrained output,
  * `MOELA_STATUS_CANCELLED` when the callback stopped (the token it was given is not
  * evaluated), `MOELA_STATUS_CONTEXT_FULL` when the context filled up (the tokens delivered so
  * far stay valid), `MOELA_STATUS_INVALID_ARG` when a constraint allows no token of the
- * vocabulary. Every delivered and not refused token is in the session afterwards.
+ * vocabulary or `params` are bad, `MOELA_STATUS_UNSUPPORTED` for `MOELA_SPEC_MTP` on a model
+ * without the module. Every delivered and not refused token is in the session afterwards.
  *
  * # Safety
  * `session` and `sampler` are NULL or live handles not used by other threads; `prompt` is

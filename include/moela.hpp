@@ -126,6 +126,9 @@ class Model {
 
     bool has_tokenizer() const { return (info().flags & MOELA_MODEL_INFO_HAS_TOKENIZER) != 0; }
 
+    /** Whether the model has a multi-token-prediction module (MOELA_SPEC_MTP works). */
+    bool has_mtp() const { return (info().flags & MOELA_MODEL_INFO_HAS_MTP) != 0; }
+
     /** Text to ids; `flags`: MOELA_TOKENIZE_ADD_BOS, MOELA_TOKENIZE_PARSE_SPECIAL. */
     std::vector<uint32_t> tokenize(const std::string &text, uint32_t flags = 0) const {
         size_t n = 0;
@@ -247,6 +250,13 @@ class Session {
         uint32_t n = 0;
         check(moela_session_n_ctx(get(), &n));
         return n;
+    }
+
+    /** Speculative decoding's counters since the session was made or reset. */
+    moela_spec_stats spec_stats() const {
+        moela_spec_stats st;
+        check(moela_session_spec_stats(get(), &st, sizeof st));
+        return st;
     }
 
     uint32_t sample(Sampler &sampler) {

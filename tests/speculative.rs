@@ -8,7 +8,12 @@
 //! - sampled runs are reproducible from the seed, and the sampled tokens' frequencies equal
 //!   plain sampling's: over 1000 seeds on the default model, each token's frequency at each of
 //!   the first 4 generated positions differs by at most 5 standard errors of the difference
-//!   (sqrt(2 p (1-p) / N), p the pooled frequency, plus 1/N);
+//!   (sqrt(2 p (1-p) / N), p the pooled frequency, plus 1/N); over long runs (40 runs of 128
+//!   tokens per mode, temperature 1, top-k 5) permutation tests of the total-variation
+//!   distance between the pooled frequencies and of the rate of tokens prompt lookup would
+//!   have drafted (false failure ≤ 0.1%);
+//! - the acceptance rule itself: draft-or-resample outcomes on fixed logits follow the
+//!   sampler's distribution within a Bretagnolle–Huber–Carol L1 bound (false failure ≤ 1e-8);
 //! - a recorded expert profile counts only the kept tokens.
 //!
 //! Run under every kernel set (MOELA_KERNELS=generic, avx2, ...).
@@ -363,4 +368,273 @@ fn profile_counts_only_kept_tokens() {
         s.take_profile().unwrap()
     };
     assert_eq!(profile_of(true), profile_of(false));
+}
+
+/// The outcome distribution of one speculative-sampling step, at the rule level: the draft
+/// `d` if [`Sampler::accept_draft`] keeps it, else [`Sampler::sample_excluding`]`(d)` (what
+/// [`Speculator::step`] does over two steps), must be the sampler's target distribution p
+/// (softmax of logits / temperature over the top-k tokens, less those under min_p × the most
+/// likely one, renormalised), whatever the draft: likely, unlikely, or outside the support.
+///
+/// Bound: with N independent outcomes over k categories and p̂ their frequencies,
+/// ‖p̂ − p‖₁ = 2 max over subsets A of (p̂(A) − p(A)); Hoeffding gives each of the 2^k
+/// subsets P(p̂(A) − p(A) ≥ ε/2) ≤ exp(−N ε²/2), so P(‖p̂ − p‖₁ ≥ ε) ≤ 2^k exp(−N ε²/2)
+/// (the Bretagnolle–Huber–Carol inequality). ε is set so that this is δ = 1e-9 per case
+/// (k = 8, N = 200,000: ε ≈ 0.016); the acceptance frequency alone must be within
+/// sqrt(ln(2/δ) / 2N) ≈ 0.0073 of p(d) (Hoeffding, also δ). Over the 6 cases × 2 checks a
+/// correct rule fails with probability below 1.2e-8 (the seeds are fixed, so the test is
+/// deterministic). A rule that resamples from the full p after a rejection would put
+/// p(d) + (1 − p(d)) p(d) on the draft: off by ≥ 0.2 in L1 for every draft here with p ≥ 0.1.
+#[test]
+fn accept_draft_outcomes_follow_the_target_distribution() {
+    let logits = [2.0f32, 1.5, 1.1, 0.3, -0.4, -1.0, 0.9, -2.5];
+    let k = logits.len();
+    let n = 200_000usize;
+    let delta = 1e-9f64;
+    let eps_l1 = (2.0 * (k as f64 * 2f64.ln() + (1.0 / delta).ln()) / n as f64).sqrt();
+    let eps_acc = ((2.0 / delta).ln() / (2.0 * n as f64)).sqrt();
+    // (temperature, top_k, min_p), all with top_p 1 and no repetition penalty.
+    for (case, (temperature, top_k, min_p)) in [(1.0f32, 0usize, 0.0f32), (0.7, 5, 0.1)]
+        .into_iter()
+        .enumerate()
+    {
+        // The target: the sampler's filters, in f64.
+        let mut order: Vec<usize> = (0..k).collect();
+        order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+        if top_k > 0 {
+            order.truncate(top_k);
+        }
+        let w: Vec<f64> = order
+            .iter()
+            .map(|&t| (((logits[t] - logits[order[0]]) / temperature) as f64).exp())
+            .collect();
+        let mut p = vec![0.0f64; k];
+        let kept: Vec<(usize, f64)> = order
+            .iter()
+            .zip(&w)
+            .filter(|&(_, &x)| x >= min_p as f64 * w[0])
+            .map(|(&t, &x)| (t, x))
+            .collect();
+        let sum: f64 = kept.iter().map(|x| x.1).sum();
+        for (t, x) in kept {
+            p[t] = x / sum;
+        }
+        // The most likely token, a middling one, and the least likely (outside the support
+        // of the second case).
+        for draft in [0u32, 2, 7] {
+            let mut smp = Sampler::new(SamplerParams {
+                temperature,
+                top_k,
+                top_p: 1.0,
+                min_p,
+                repeat_penalty: 1.0,
+                seed: 1000 * case as u64 + draft as u64,
+            })
+            .unwrap();
+            let mut counts = vec![0u64; k];
+            let mut accepted = 0u64;
+            for _ in 0..n {
+                let t = if smp.accept_draft(&logits, &[], draft) {
+                    accepted += 1;
+                    draft
+                } else {
+                    smp.sample_excluding(&logits, &[], draft)
+                };
+                counts[t as usize] += 1;
+            }
+            let l1: f64 = counts
+                .iter()
+                .zip(&p)
+                .map(|(&c, &q)| (c as f64 / n as f64 - q).abs())
+                .sum();
+            let acc = accepted as f64 / n as f64;
+            println!(
+                "case {case} draft {draft}: L1 {l1:.4} (bound {eps_l1:.4}), accepted {acc:.4} \
+                 vs p {:.4} (bound {eps_acc:.4})",
+                p[draft as usize]
+            );
+            assert!(
+                l1 < eps_l1,
+                "case {case}, draft {draft}: {counts:?} vs {p:?}"
+            );
+            assert!(
+                (acc - p[draft as usize]).abs() < eps_acc,
+                "case {case}, draft {draft}: accepted {acc} vs {}",
+                p[draft as usize]
+            );
+        }
+    }
+}
+
+/// SplitMix64: the permutations of the test below, from a fixed seed.
+struct SplitMix(u64);
+
+impl SplitMix {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// Token frequencies over long sampled runs (temperature 1, top-k 5, the default top-p and
+/// min-p) on the default model: speculative decoding with prompt lookup against plain
+/// sampling. Top-k 5 makes lookup's drafts likely enough that a broken rule shows.
+///
+/// The tokens of one run depend on each other, so the unit of the test is the run: R runs
+/// of L tokens per mode, each from its own seed (distinct between modes), are independent,
+/// and if speculation leaves the distribution of a run unchanged the 2R runs are
+/// exchangeable. Two statistics of the two groups of runs:
+/// - the total-variation distance between their pooled token frequencies (the 32 most
+///   frequent tokens, and the rest as one category);
+/// - the difference of their mean rates of tokens that prompt lookup would have drafted (a
+///   broken acceptance rule shifts mass exactly there: resampling from the full distribution
+///   after a rejection, say, puts p(d) + (1 − p(d)) p(d) on the draft d).
+///
+/// Each one's p-value is taken against P random relabellings of the runs into two groups of
+/// R (a permutation test): p = (1 + #{relabelled ≥ observed}) / (1 + P). Under
+/// exchangeability P(p ≤ a) ≤ a exactly, whatever the dependence inside a run and however
+/// few tokens each vocabulary entry gets. Each is checked at a = 0.0005 (P = 3999), so a
+/// correct implementation fails with probability at most 0.1% over the choice of seeds
+/// (fixed here, so the test is deterministic). R = 40, L = 128. With the resampling bug above
+/// planted, the lookup statistic's p-value was 0.00025 (the smallest possible) on these
+/// seeds, so the test fails; the frequency distance alone did not see it (p 0.56).
+#[test]
+fn long_sampled_runs_match_plain_sampling_token_frequencies() {
+    let (model, prompt) = default_model();
+    let (runs, len, perms, alpha) = (40usize, 128usize, 3999usize, 0.0005f64);
+    let v = model.config.vocab_size;
+    let sampler = |seed: u64| {
+        Sampler::new(SamplerParams {
+            temperature: 1.0,
+            top_k: 5,
+            seed,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    // counts[r]: run r's token counts; follows[r]: how many of its tokens prompt lookup
+    // would have drafted; runs 0..R plain, R..2R speculative.
+    let mut counts: Vec<Vec<u32>> = Vec::new();
+    let mut follows: Vec<f64> = Vec::new();
+    let mut stats = SpecStats::default();
+    let start = std::time::Instant::now();
+    for mode in 0..2 {
+        let mut s = Session::new(model.clone(), &SessionParams::default()).unwrap();
+        let mut spec = Speculator::new(Box::new(PromptLookup::default()), 4).unwrap();
+        for r in 0..runs as u64 {
+            s.truncate(0);
+            s.eval(&prompt, false).unwrap();
+            let mut hist = prompt.clone();
+            let mut smp = sampler(5000 + 1000 * mode as u64 + r);
+            let sp = if mode == 1 { Some(&mut spec) } else { None };
+            let n = speculative::generate(&mut s, &mut smp, sp, &mut hist, len, &[], &mut |_| true)
+                .unwrap();
+            assert_eq!(n, len);
+            let mut c = vec![0u32; v];
+            let mut hits = 0;
+            for i in prompt.len()..hist.len() {
+                c[hist[i] as usize] += 1;
+                if lookup_draft(&hist[..i]) == Some(hist[i]) {
+                    hits += 1;
+                }
+            }
+            counts.push(c);
+            follows.push(hits as f64);
+        }
+        if mode == 1 {
+            stats = spec.stats();
+        }
+    }
+    println!(
+        "{} tokens per mode in {:.1} s; speculative: {stats:?}",
+        runs * len,
+        start.elapsed().as_secs_f64()
+    );
+    assert!(stats.accepted > 0 && stats.accepted < stats.drafted);
+    // The categories: the TOP most frequent tokens of both modes together, and the rest as
+    // one (chosen from the pooled counts, which no relabelling changes, so the test stays
+    // exact). Over the whole vocabulary the distance is mostly the noise of tokens seen once
+    // or twice.
+    const TOP: usize = 32;
+    let pooled: Vec<u64> = (0..v)
+        .map(|t| counts.iter().map(|c| c[t] as u64).sum())
+        .collect();
+    let mut seen: Vec<usize> = (0..v).filter(|&t| pooled[t] > 0).collect();
+    seen.sort_by(|&a, &b| pooled[b].cmp(&pooled[a]).then(a.cmp(&b)));
+    let distinct = seen.len();
+    seen.truncate(TOP);
+    let rows: Vec<Vec<f64>> = counts
+        .iter()
+        .map(|c| {
+            let mut row: Vec<f64> = seen.iter().map(|&t| c[t] as f64).collect();
+            row.push(len as f64 - row.iter().sum::<f64>());
+            row
+        })
+        .collect();
+    let total = (runs * len) as f64;
+    let mut all = vec![0.0f64; rows[0].len()];
+    for row in &rows {
+        for (x, y) in all.iter_mut().zip(row) {
+            *x += y;
+        }
+    }
+    let all_follows: f64 = follows.iter().sum();
+    // Both statistics for "group a = these runs, group b = the others" (R runs each).
+    let stats_of = |group_a: &[usize]| {
+        let mut a = vec![0.0f64; all.len()];
+        let mut fa = 0.0;
+        for &r in group_a {
+            for (x, y) in a.iter_mut().zip(&rows[r]) {
+                *x += y;
+            }
+            fa += follows[r];
+        }
+        let tv = 0.5
+            * a.iter()
+                .zip(&all)
+                .map(|(&x, &y)| (x - (y - x)).abs() / total)
+                .sum::<f64>();
+        (tv, (fa - (all_follows - fa)).abs() / total)
+    };
+    let plain: Vec<usize> = (0..runs).collect();
+    let (tv, follow) = stats_of(&plain);
+    let mut rng = SplitMix(0x5EED);
+    let mut idx: Vec<usize> = (0..2 * runs).collect();
+    let (mut tv_at_least, mut follow_at_least) = (0, 0);
+    for _ in 0..perms {
+        for i in (1..idx.len()).rev() {
+            let j = (rng.next() % (i as u64 + 1)) as usize;
+            idx.swap(i, j);
+        }
+        let (t, f) = stats_of(&idx[..runs]);
+        tv_at_least += (t >= tv) as usize;
+        follow_at_least += (f >= follow) as usize;
+    }
+    let p_tv = (1 + tv_at_least) as f64 / (1 + perms) as f64;
+    let p_follow = (1 + follow_at_least) as f64 / (1 + perms) as f64;
+    println!(
+        "total variation {tv:.4} over the {TOP} most frequent of {distinct} distinct tokens \
+         and the rest: p-value {p_tv:.4}; lookup-draft rate differs by {follow:.4}: p-value \
+         {p_follow:.4}"
+    );
+    assert!(
+        p_tv > alpha,
+        "speculative sampling's token frequencies differ from plain sampling's: total \
+         variation {tv:.4}, p-value {p_tv} <= {alpha}"
+    );
+    assert!(
+        p_follow > alpha,
+        "speculative sampling follows prompt lookup's drafts more or less often than plain \
+         sampling: rates differ by {follow:.4}, p-value {p_follow} <= {alpha}"
+    );
+}
+
+/// Prompt lookup's first draft after `context`.
+fn lookup_draft(context: &[u32]) -> Option<u32> {
+    let mut out = Vec::new();
+    PromptLookup::default().draft(context, 1, &mut out);
+    out.first().copied()
 }

@@ -4,7 +4,7 @@
 #   2. the library exports exactly include/moela.symbols, and the header declares them all;
 #   3. an install into a temporary prefix (tools/install.sh) works with pkg-config;
 #   4. the C tests, compiled as C99 with -fsanitize=address,undefined against the installed
-#      library: every function and misuse, two threads on one model;
+#      library: every function and misuse, speculative decoding, two threads on one model;
 #   5. the header as C++ (twice in one unit, with moela.hpp) and the C++ RAII layer;
 #   6. the examples (C shared and static, C++, Rust, Python) and the CLI give the same greedy
 #      tokens;
@@ -67,6 +67,9 @@ echo "== C tests (C99, ASan + UBSan)"
 gcc -std=c99 $warn $san $cflags tests/capi/test_capi.c -o "$tmp/test_capi" $libs -lm
 mkdir -p "$tmp/scratch"
 "$tmp/test_capi" tests/fixtures/v3 tests/fixtures/v3/llamacpp-f16.gguf "$tmp/scratch" models/moela-tiny-v3.gguf
+# Speculative decoding: the default model (lookup), the MTP fixture (lookup, mtp), v3 (no MTP).
+gcc -std=c99 $warn $san $cflags tests/capi/test_spec.c -o "$tmp/test_spec" $libs
+"$tmp/test_spec" models/moela-tiny-v3.gguf tests/fixtures/v3_mtp tests/fixtures/v3
 gcc -std=c99 $warn $san $cflags tests/capi/test_threads.c -o "$tmp/test_threads" $libs -pthread
 "$tmp/test_threads" tests/fixtures/v3
 

@@ -75,6 +75,7 @@ __all__ = [
     "MoelaValueError",
     "Sampler",
     "Session",
+    "SpecStats",
     "Status",
     "abi_version",
     "generate",
@@ -423,6 +424,8 @@ class ModelInfo:
     architecture: str
     has_tokenizer: bool
     is_gguf: bool
+    #: The model has a multi-token-prediction module (``spec="mtp"`` works).
+    has_mtp: bool
 
 
 class Model:
@@ -524,6 +527,7 @@ class Model:
             architecture=i.architecture.decode(),
             has_tokenizer=bool(i.flags & _ffi.MODEL_INFO_HAS_TOKENIZER),
             is_gguf=bool(i.flags & _ffi.MODEL_INFO_GGUF),
+            has_mtp=bool(i.flags & _ffi.MODEL_INFO_HAS_MTP),
         )
 
     @property
@@ -790,6 +794,57 @@ class Sampler:
             pass
 
 
+@dataclass(frozen=True)
+class SpecStats:
+    """Speculative decoding's counters on a session (moela_spec_stats): sums over its
+    generate calls with ``spec`` since it was made or reset (:meth:`Session.spec_stats`)."""
+
+    #: The mode of the last speculative generate call: "lookup" or "mtp" ("off" before any).
+    spec: str
+    #: Verification passes (one batched evaluation each).
+    passes: int
+    #: Draft tokens proposed.
+    drafted: int
+    #: Draft tokens accepted (at most ``drafted``).
+    accepted: int
+    #: Tokens the passes produced (``passes + accepted``, plus one for a token sampled at a
+    #: full context; those past a stop are counted too).
+    emitted: int
+
+    @property
+    def acceptance_rate(self) -> float:
+        """``accepted / drafted`` (0 when nothing was drafted)."""
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def tokens_per_pass(self) -> float:
+        """``emitted / passes`` (0 before the first pass)."""
+        return self.emitted / self.passes if self.passes else 0.0
+
+
+def _spec(where: str, model: "Model", spec: object, draft: object) -> Tuple[int, int]:
+    """``spec`` (None, "off", "lookup" or "mtp") and ``draft`` as (MOELA_SPEC_*, max_draft):
+    checked here, before any generation, as the library would."""
+    d = _int(where, "draft", draft, 1, _ffi.SPEC_MAX_DRAFT)
+    if spec is None:
+        return _ffi.SPEC_MODES["off"], d
+    if not isinstance(spec, str):
+        raise TypeError(f"{where}: spec must be a str or None, not {_type_name(spec)}")
+    if spec not in _ffi.SPEC_MODES:
+        raise MoelaValueError(
+            Status.INVALID_ARG,
+            f"{where}: spec is {spec!r}: must be None, "
+            + ", ".join(repr(k) for k in _ffi.SPEC_MODES),
+        )
+    if spec == "mtp" and not model.info.has_mtp:
+        raise MoelaError(
+            Status.UNSUPPORTED,
+            f"{where}: spec is 'mtp' but this model has no multi-token-prediction (MTP) "
+            "module (Model.info.has_mtp); use 'lookup' or None",
+        )
+    return _ffi.SPEC_MODES[spec], d
+
+
 def _sampler(where: str, sampler: object, optional: bool) -> "Sampler":
     if sampler is None and optional:
         return Sampler.greedy()
@@ -972,6 +1027,20 @@ class Session:
         _check(_l().moela_session_n_ctx(self._handle(), ctypes.byref(v)))
         return v.value
 
+    def spec_stats(self) -> SpecStats:
+        """Speculative decoding's counters (:class:`SpecStats`) since the session was made or
+        last reset."""
+        st = _ffi.SpecStats()
+        _check(_l().moela_session_spec_stats(self._handle(), ctypes.byref(st), ctypes.sizeof(st)))
+        names = {v: k for k, v in _ffi.SPEC_MODES.items()}
+        return SpecStats(
+            spec=names.get(st.spec_mode, str(st.spec_mode)),
+            passes=st.passes,
+            drafted=st.drafted,
+            accepted=st.accepted,
+            emitted=st.emitted,
+        )
+
     def sample(self, sampler: Sampler) -> int:
         """Chooses the next token from the last logits with ``sampler`` (a :class:`Sampler`)."""
         smp = _sampler("Session.sample", sampler, optional=False)
@@ -985,20 +1054,87 @@ class Session:
         max_tokens: int = 128,
         sampler: Optional[Sampler] = None,
         ignore_eos: bool = False,
+        spec: Optional[str] = None,
+        draft: int = 4,
     ) -> Iterator[int]:
         """Evaluates ``prompt`` (token ids; may be empty to continue), then yields up to
         ``max_tokens`` (an int in 0 ..= 2**32 - 1; 0 only evaluates the prompt) sampled ids,
         each evaluated before the next is chosen, ending after the model's EOS unless
         ``ignore_eos``. The same rules as ``moela_generate_tokens``: a token whose consumer
         stopped iterating is not evaluated. Greedy when ``sampler`` is None. The arguments
-        are checked when this is called, before the first ``next()``."""
+        are checked when this is called, before the first ``next()``.
+
+        ``spec``: speculative decoding, None (off, the default), "lookup" (drafts copied from
+        earlier text that continues the last 1-3 tokens; any model) or "mtp" (drafts from the
+        model's multi-token-prediction module: :attr:`ModelInfo.has_mtp`; otherwise
+        :class:`MoelaError` UNSUPPORTED); ``draft``: the most draft tokens per verification
+        pass, an int in 1 ..= 64. The tokens are the same as without (greedy: token for
+        token; sampling: the same distribution); not with a constrained sampler (INVALID_ARG
+        from the library). Tokens then come a verification pass at a time (at most
+        ``draft + 1`` per call into the library), so a consumer that stops iterating may
+        leave up to ``draft`` tokens after the last it took evaluated in the session.
+        Counters: :meth:`spec_stats`."""
         where = "Session.generate_tokens"
         ids = _u32_array(where, "prompt", prompt)
         n = _max_tokens(where, max_tokens)
         smp = _sampler(where, sampler, optional=True)
-        eos = None if _bool(where, "ignore_eos", ignore_eos) else self.model.info.eos_token
+        ign = _bool(where, "ignore_eos", ignore_eos)
+        eos = None if ign else self.model.info.eos_token
+        mode, d = _spec(where, self.model, spec, draft)
         self._handle()
+        if mode:
+            return self._generate_spec(ids, n, smp, eos, ign, mode, d)
         return self._generate_tokens(ids, n, smp, eos)
+
+    def _generate_spec(
+        self,
+        ids: "ctypes.Array[ctypes.c_uint32]",
+        n: int,
+        smp: Sampler,
+        eos: Optional[int],
+        ignore_eos: bool,
+        mode: int,
+        draft: int,
+    ) -> Iterator[int]:
+        """Speculative generation through moela_generate_tokens, a pass's worth at a time
+        (a generator cannot yield from inside the library's callback). A new call samples
+        afresh where the last stopped, which leaves the output's distribution unchanged."""
+        p = _defaults(_ffi.GenerateParams, "moela_generate_default_params")
+        p.spec_mode = mode
+        p.max_draft = draft
+        p.flags = _ffi.GENERATE_IGNORE_EOS if ignore_eos else 0
+        buf: List[int] = []
+
+        def collect(token: int, _user_data: object) -> int:
+            buf.append(token)
+            return 0
+
+        cb = _ffi.TOKEN_CALLBACK(collect)
+        prompt: Optional["ctypes.Array[ctypes.c_uint32]"] = ids if len(ids) else None
+        left = n
+        if n == 0 and prompt is None:
+            return
+        while True:
+            chunk = min(left, draft + 1)
+            p.max_tokens = chunk
+            buf.clear()
+            _check(
+                _l().moela_generate_tokens(
+                    self._handle(),
+                    smp._handle(),
+                    prompt,
+                    len(prompt) if prompt is not None else 0,
+                    ctypes.byref(p),
+                    cb,
+                    None,
+                )
+            )
+            prompt = None
+            yield from buf
+            left -= len(buf)
+            # Done at max_tokens, or when the library stopped early (at the EOS).
+            if left == 0 or len(buf) < chunk or (buf and buf[-1] == eos):
+                return
 
     def _generate_tokens(
         self, ids: "ctypes.Array[ctypes.c_uint32]", n: int, smp: Sampler, eos: Optional[int]
@@ -1021,10 +1157,12 @@ class Session:
         add_bos: bool = False,
         parse_special: bool = False,
         ignore_eos: bool = False,
+        spec: Optional[str] = None,
+        draft: int = 4,
     ) -> Iterator[str]:
         """Tokenizes ``prompt`` (a str) and yields the generated text in pieces that never
-        split a UTF-8 character (the EOS token's text is left out). ``max_tokens``, ``sampler``
-        and ``ignore_eos`` as :meth:`generate_tokens`; ``add_bos`` and ``parse_special`` as
+        split a UTF-8 character (the EOS token's text is left out). ``max_tokens``, ``sampler``,
+        ``ignore_eos``, ``spec`` and ``draft`` as :meth:`generate_tokens`; ``add_bos`` and ``parse_special`` as
         :meth:`Model.tokenize`. Needs a model with a tokenizer; works after the model's
         :meth:`Model.close`. The arguments are checked when this is called."""
         where = "Session.generate"
@@ -1034,21 +1172,25 @@ class Session:
             raise MoelaError(Status.NULL_ARG, "the session is closed")
         n = _max_tokens(where, max_tokens)
         smp = _sampler(where, sampler, optional=True)
-        eos = None if _bool(where, "ignore_eos", ignore_eos) else self.model.info.eos_token
+        ign = _bool(where, "ignore_eos", ignore_eos)
+        eos = None if ign else self.model.info.eos_token
+        mode, d = _spec(where, self.model, spec, draft)
         text_ids = _tokenize(mh.ptr, where, "prompt", prompt, add_bos, parse_special)
         ids = _u32_array(where, "prompt", text_ids)
-        return self._generate_text(mh, ids, n, smp, eos)
+        if mode:
+            toks = self._generate_spec(ids, n, smp, eos, ign, mode, d)
+        else:
+            toks = self._generate_tokens(ids, n, smp, eos)
+        return self._generate_text(mh, toks, eos)
 
     def _generate_text(
         self,
         mh: _ModelHandle,
-        ids: "ctypes.Array[ctypes.c_uint32]",
-        n: int,
-        smp: Sampler,
+        toks: Iterator[int],
         eos: Optional[int],
     ) -> Iterator[str]:
         detok = _Detokenizer(mh)
-        for tok in self._generate_tokens(ids, n, smp, eos):
+        for tok in toks:
             if tok == eos:
                 continue
             piece = detok.feed(tok)

@@ -53,7 +53,13 @@ class SamplingParams(ctypes.Structure):
 
 
 class GenerateParams(ctypes.Structure):
-    _fields_ = [("struct_size", c_u32), ("max_tokens", c_u32), ("flags", c_u32)]
+    _fields_ = [
+        ("struct_size", c_u32),
+        ("max_tokens", c_u32),
+        ("flags", c_u32),
+        ("spec_mode", c_u32),
+        ("max_draft", c_u32),
+    ]
 
 
 class ModelInfo(ctypes.Structure):
@@ -103,6 +109,17 @@ class ExpertCacheStats(ctypes.Structure):
     ]
 
 
+class SpecStats(ctypes.Structure):
+    _fields_ = [
+        ("struct_size", c_u32),
+        ("spec_mode", c_u32),
+        ("passes", c_u64),
+        ("drafted", c_u64),
+        ("accepted", c_u64),
+        ("emitted", c_u64),
+    ]
+
+
 class ChatMessage(ctypes.Structure):
     _fields_ = [("role", c_char_p), ("content", c_char_p)]
 
@@ -113,6 +130,7 @@ PIECE_CALLBACK = ctypes.CFUNCTYPE(c_i32, c_buf, c_size, c_void_p)
 # Flags and enum values (moela.h).
 MODEL_INFO_HAS_TOKENIZER = 1
 MODEL_INFO_GGUF = 1 << 1
+MODEL_INFO_HAS_MTP = 1 << 2
 MODEL_NO_PREFETCH = 1
 MODEL_KEEP_FILE_LAYOUT = 2
 MODEL_EXPERTS_NO_PAGE_CACHE = 4
@@ -123,6 +141,10 @@ GENERATE_PARSE_SPECIAL = 1 << 2
 TOKENIZE_ADD_BOS = 1
 TOKENIZE_PARSE_SPECIAL = 1 << 1
 CHAT_ADD_GENERATION_PROMPT = 1
+#: moela_generate_params.spec_mode values (MOELA_SPEC_*), by the name Python takes.
+SPEC_MODES = {"off": 0, "lookup": 1, "mtp": 2}
+#: MOELA_SPEC_MAX_DRAFT: the largest moela_generate_params.max_draft.
+SPEC_MAX_DRAFT = 64
 #: MOELA_MAX_THREADS: the most worker threads moela_set_n_threads accepts.
 MAX_THREADS = 512
 KV_TYPES = {"f32": 0, "f16": 1}
@@ -147,6 +169,7 @@ _PROTOTYPES: dict[str, tuple[object, list[object]]] = {
     "moela_session_new": (status_t, [c_void_p, _P(SessionParams), _P(c_void_p)]),
     "moela_session_free": (None, [c_void_p]),
     "moela_session_reset": (status_t, [c_void_p]),
+    "moela_session_spec_stats": (status_t, [c_void_p, _P(SpecStats), c_size]),
     "moela_session_eval": (status_t, [c_void_p, c_u32_p, c_size]),
     "moela_session_eval_all_logits": (
         status_t,

@@ -69,6 +69,15 @@ class TestLibrary(unittest.TestCase):
         ]:
             p = struct()
             self.assertEqual(getattr(lib, fn)(m._handle(), ctypes.byref(p), ctypes.sizeof(p)), 0)
+        with moela.Session(m, n_ctx=8) as s:
+            p = _ffi.SpecStats()
+            self.assertEqual(lib.moela_session_spec_stats(s._handle(), ctypes.byref(p),
+                                                          ctypes.sizeof(p)), 0)
+        header = (ROOT / "include" / "moela.h").read_text()
+        for name, value in _ffi.SPEC_MODES.items():
+            self.assertIn(f"#define MOELA_SPEC_{name.upper()} {value}\n", header)
+        self.assertIn(f"#define MOELA_SPEC_MAX_DRAFT {_ffi.SPEC_MAX_DRAFT}\n", header)
+        self.assertIn(f"#define MOELA_MODEL_INFO_HAS_MTP (1 << 2)\n", header)
 
     def test_threads(self) -> None:
         self.assertEqual(moela.MAX_THREADS, 512)
@@ -802,6 +811,130 @@ class TestArgumentChecks(unittest.TestCase):
         self.assertEqual(len(got), 3)
         moela.Model(Path(MODEL)).close()
         moela.Model(os.fsencode(MODEL)).close()
+
+
+MTP_MODEL = str(ROOT / "tests" / "fixtures" / "v3_mtp")
+
+
+class TestSpeculative(unittest.TestCase):
+    """``spec=`` and ``draft=`` on generate: the same tokens as without, the counters, misuse."""
+
+    PROMPT = [3, 4, 5, 6, 3, 4, 5, 6, 3, 4]  # repeats itself: lookup drafts from the start
+
+    def plain(self, m: moela.Model, n: int) -> list:
+        with moela.Session(m, n_ctx=128) as s:
+            return list(s.generate_tokens(self.PROMPT, max_tokens=n, ignore_eos=True))
+
+    def check_greedy(self, m: moela.Model, spec: str) -> moela.SpecStats:
+        want = self.plain(m, 30)
+        total = moela.SpecStats("off", 0, 0, 0, 0)
+        for draft in (1, 3, 6):
+            with moela.Session(m, n_ctx=128) as s:
+                got = list(s.generate_tokens(self.PROMPT, max_tokens=30, ignore_eos=True,
+                                             spec=spec, draft=draft))
+                self.assertEqual(got, want, f"{spec}, draft {draft}")
+                self.assertEqual(s.position, len(self.PROMPT) + 30)
+                st = s.spec_stats()
+                self.assertEqual(st.spec, spec)
+                self.assertGreater(st.passes, 0)
+                self.assertLessEqual(st.accepted, st.drafted)
+                self.assertLessEqual(st.drafted, st.passes * draft)
+                self.assertEqual(st.emitted, st.passes + st.accepted)
+                self.assertGreaterEqual(st.emitted, 30)
+                self.assertGreaterEqual(st.tokens_per_pass, 1.0)
+                self.assertTrue(0.0 <= st.acceptance_rate <= 1.0)
+                s.reset()
+                self.assertEqual(s.spec_stats(), moela.SpecStats("off", 0, 0, 0, 0))
+                total = moela.SpecStats(spec, total.passes + st.passes,
+                                        total.drafted + st.drafted,
+                                        total.accepted + st.accepted,
+                                        total.emitted + st.emitted)
+        return total
+
+    def test_lookup_greedy_equals_plain(self) -> None:
+        with moela.Model(MODEL) as m:
+            self.assertFalse(m.info.has_mtp)
+            self.check_greedy(m, "lookup")
+
+    @unittest.skipUnless(os.path.exists(MTP_MODEL), "no MTP fixture")
+    def test_mtp_greedy_equals_plain(self) -> None:
+        with moela.Model(MTP_MODEL) as m:
+            self.assertTrue(m.info.has_mtp)
+            self.check_greedy(m, "mtp")
+            self.check_greedy(m, "lookup")
+
+    @unittest.skipUnless(os.path.exists(TEXT_MODEL), "no default model")
+    def test_text_and_sampling(self) -> None:
+        prompt = "And God said, Let there be light: and there was light. And God said,"
+        with moela.Model(TEXT_MODEL) as m:
+            with moela.Session(m, n_ctx=256) as s:
+                want = "".join(s.generate(prompt, max_tokens=40, add_bos=True, ignore_eos=True))
+            with moela.Session(m, n_ctx=256) as s:
+                got = "".join(s.generate(prompt, max_tokens=40, add_bos=True, ignore_eos=True,
+                                         spec="lookup", draft=4))
+                self.assertEqual(got, want)
+                self.assertGreater(s.spec_stats().accepted, 0)
+            # A seeded sampled run is reproducible.
+            runs = []
+            for _ in range(2):
+                with moela.Session(m, n_ctx=256) as s:
+                    smp = moela.Sampler(temperature=0.8, seed=11)
+                    runs.append(list(s.generate(prompt, max_tokens=40, sampler=smp,
+                                                spec="lookup")))
+            self.assertEqual(runs[0], runs[1])
+            # Not with a constrained sampler: the library says so at the first next().
+            smp = moela.Sampler(grammar='root ::= "yes"', model=m)
+            with moela.Session(m, n_ctx=64) as s:
+                with self.assertRaises(MoelaError) as e:
+                    list(s.generate("Is it?", sampler=smp, spec="lookup"))
+                self.assertEqual(e.exception.status, Status.INVALID_ARG)
+
+    def test_continue_stop_and_misuse(self) -> None:
+        with moela.Model(MODEL) as m:
+            want = self.plain(m, 20)
+            with moela.Session(m, n_ctx=128) as s:
+                got = list(s.generate_tokens(self.PROMPT, max_tokens=7, ignore_eos=True,
+                                             spec="lookup"))
+                got += list(s.generate_tokens([], max_tokens=13, ignore_eos=True,
+                                              spec="lookup", draft=2))
+                self.assertEqual(got, want)
+                # max_tokens 0 evaluates the prompt only.
+                s.reset()
+                self.assertEqual(list(s.generate_tokens([1, 2], max_tokens=0, spec="lookup")), [])
+                self.assertEqual(s.position, 2)
+                # A consumer that stops: at most `draft` tokens past the last it took.
+                s.reset()
+                it = s.generate_tokens(self.PROMPT, max_tokens=20, ignore_eos=True,
+                                       spec="lookup", draft=3)
+                taken = [next(it) for _ in range(4)]
+                it.close()
+                self.assertEqual(taken, want[:4])
+                self.assertTrue(len(self.PROMPT) + 4 <= s.position <= len(self.PROMPT) + 4 + 3)
+                # Checked when called, before the first next().
+                for bad in ("eagle", "MTP", ""):
+                    with self.assertRaises(MoelaValueError) as e:
+                        s.generate_tokens([1], spec=bad)
+                    self.assertIn("spec is", e.exception.message)
+                with self.assertRaises(TypeError):
+                    s.generate_tokens([1], spec=1)  # type: ignore[arg-type]
+                for n in (0, -1, 65, 2**32):
+                    with self.assertRaises(MoelaValueError) as e:
+                        s.generate_tokens([1], spec="lookup", draft=n)
+                    self.assertIn("draft is", e.exception.message)
+                with self.assertRaises(TypeError):
+                    s.generate_tokens([1], spec="lookup", draft="4")  # type: ignore[arg-type]
+                with self.assertRaises(MoelaError) as e:
+                    s.generate_tokens([1], spec="mtp")
+                self.assertEqual(e.exception.status, Status.UNSUPPORTED)
+                with self.assertRaises(MoelaError) as e:
+                    s.generate("hi", spec="mtp")
+                self.assertEqual(e.exception.status, Status.UNSUPPORTED)
+                # spec=None and "off" are plain decoding.
+                s.reset()
+                self.assertEqual(
+                    list(s.generate_tokens(self.PROMPT, max_tokens=5, ignore_eos=True,
+                                           spec="off")), want[:5])
+                self.assertEqual(s.spec_stats().passes, 0)
 
 
 class _Index:

@@ -6,11 +6,13 @@ use super::error::{guard, not_null, Failure};
 use super::moela_status::{self, *};
 use super::params::{
     moela_generate_params, read_struct, GENERATE_FLAGS, MOELA_GENERATE_ADD_BOS,
-    MOELA_GENERATE_IGNORE_EOS, MOELA_GENERATE_PARSE_SPECIAL,
+    MOELA_GENERATE_IGNORE_EOS, MOELA_GENERATE_PARSE_SPECIAL, MOELA_SPEC_LOOKUP,
+    MOELA_SPEC_MAX_DRAFT, MOELA_SPEC_MTP, MOELA_SPEC_OFF,
 };
 use super::sampling::{moela_sampler, sampler_mut};
 use super::session::{moela_session, session_mut, SessionState};
 use super::text::{self, c_text, TextCodec, Utf8Stream};
+use crate::speculative::{SpecMode, Speculator};
 
 /// Called with each generated token id and the caller's `user_data`. Return 0 to continue,
 /// anything else to stop (`moela_generate_tokens` then returns `MOELA_STATUS_CANCELLED`).
@@ -31,6 +33,9 @@ pub(crate) struct GenOptions {
     pub max_tokens: usize,
     /// The token that ends generation (None with `MOELA_GENERATE_IGNORE_EOS`).
     pub eos: Option<u32>,
+    /// Speculative decoding: the drafter and the most drafts per pass.
+    pub spec: SpecMode,
+    pub max_draft: usize,
 }
 
 pub(crate) fn gen_options(
@@ -44,10 +49,68 @@ pub(crate) fn gen_options(
             p.flags & !GENERATE_FLAGS
         )));
     }
+    let spec = match p.spec_mode {
+        MOELA_SPEC_OFF => SpecMode::Off,
+        MOELA_SPEC_LOOKUP => SpecMode::Lookup,
+        MOELA_SPEC_MTP => SpecMode::Mtp,
+        x => {
+            return Err(Failure::invalid(format!(
+                "{func}: params.spec_mode {x} is not a MOELA_SPEC_* value (0 off, 1 lookup, 2 mtp)"
+            )))
+        }
+    };
+    if spec != SpecMode::Off && !(1..=MOELA_SPEC_MAX_DRAFT).contains(&p.max_draft) {
+        return Err(Failure::invalid(format!(
+            "{func}: params.max_draft is {}: must be 1 ..= {MOELA_SPEC_MAX_DRAFT} with speculative \
+             decoding",
+            p.max_draft
+        )));
+    }
     Ok(GenOptions {
         max_tokens: p.max_tokens as usize,
         eos: eos.filter(|_| p.flags & MOELA_GENERATE_IGNORE_EOS == 0),
+        spec,
+        max_draft: p.max_draft as usize,
     })
+}
+
+/// The speculator of `opts` for the session (None when off): a clear failure for MTP on a
+/// model without the module or with a constrained sampler, before anything is evaluated.
+fn speculator(
+    func: &str,
+    s: &mut SessionState,
+    smp: &moela_sampler,
+    opts: &GenOptions,
+) -> Result<Option<Speculator>, Failure> {
+    if opts.spec == SpecMode::Off {
+        return Ok(None);
+    }
+    if opts.spec == SpecMode::Mtp && s.model().weights.mtp.is_none() {
+        return Err(Failure::new(
+            MOELA_STATUS_UNSUPPORTED,
+            format!(
+                "{func}: params.spec_mode is MOELA_SPEC_MTP but this model has no \
+                 multi-token-prediction (MTP) module (see MOELA_MODEL_INFO_HAS_MTP); use \
+                 MOELA_SPEC_LOOKUP or MOELA_SPEC_OFF"
+            ),
+        ));
+    }
+    if smp.sampler.is_constrained() {
+        return Err(Failure::invalid(format!(
+            "{func}: speculative decoding (params.spec_mode) does not work with a constrained \
+             sampler (JSON schema or grammar): use one or the other"
+        )));
+    }
+    let drafter = opts.spec.drafter().expect("not off");
+    let mut spec = Speculator::new(drafter, opts.max_draft).map_err(|e| sample_failure(func, e))?;
+    // MTP keeps the trunk's hidden states from here on (the prompt's included).
+    spec.prepare(&mut s.session)
+        .map_err(|e| sample_failure(func, e))?;
+    s.spec_mode = match opts.spec {
+        SpecMode::Mtp => MOELA_SPEC_MTP,
+        _ => MOELA_SPEC_LOOKUP,
+    };
+    Ok(Some(spec))
 }
 
 /// The loop every generate function shares. Evaluates `prompt` (may be empty when the
@@ -63,10 +126,20 @@ pub(crate) fn generate_loop(
     opts: &GenOptions,
     mut on_token: impl FnMut(u32, bool) -> Result<bool, Failure>,
 ) -> Result<(), Failure> {
+    let spec = speculator(func, s, smp, opts)?;
     if prompt.is_empty() {
         s.last_logits(func)?;
     } else {
         s.eval(func, prompt, None)?;
+    }
+    if let Some(mut spec) = spec {
+        let r = speculative_loop(func, s, smp, &mut spec, opts, &mut on_token);
+        let (a, b) = (&mut s.spec_stats, spec.stats());
+        a.passes += b.passes;
+        a.drafted += b.drafted;
+        a.accepted += b.accepted;
+        a.emitted += b.emitted;
+        return r;
     }
     for _ in 0..opts.max_tokens {
         let tok = smp
@@ -85,6 +158,86 @@ pub(crate) fn generate_loop(
         if is_eos || smp.sampler.is_finished() {
             break;
         }
+    }
+    Ok(())
+}
+
+/// [`generate_loop`] with speculative decoding, with the same contract: each step samples a
+/// token, drafts after it and verifies both in one pass (the session then holds the token and
+/// the accepted drafts); the tokens go to `on_token` one by one, and at a stop (EOS,
+/// `max_tokens`, a refusal) the session is rolled back to the tokens delivered and not
+/// refused.
+fn speculative_loop(
+    func: &str,
+    s: &mut SessionState,
+    smp: &mut moela_sampler,
+    spec: &mut Speculator,
+    opts: &GenOptions,
+    on_token: &mut impl FnMut(u32, bool) -> Result<bool, Failure>,
+) -> Result<(), Failure> {
+    // A draft rejected at the position after the last kept token is forgotten with this
+    // speculator (a call that continues samples that position afresh): the output's
+    // distribution stays plain sampling's, as the tokens a pass produced past a stop are
+    // dropped too, whichever way the draft's test went.
+    let mut left = opts.max_tokens;
+    let mut buf = Vec::new();
+    while left > 0 {
+        let pos0 = s.session.position();
+        buf.clear();
+        spec.step(&mut s.session, &mut smp.sampler, &s.history, &mut buf)
+            .map_err(|e| sample_failure(func, e))?;
+        // With the context full the step evaluates nothing (its one token is unevaluated).
+        let evaluated = s.session.position() - pos0;
+        for (i, &tok) in buf.iter().enumerate() {
+            let is_eos = Some(tok) == opts.eos;
+            left -= 1;
+            let keep = |s: &mut SessionState, n: usize| {
+                s.session.truncate(pos0 + n);
+                s.history.extend_from_slice(&buf[..n]);
+            };
+            // A refusal (or a failing callback) keeps the tokens before this one.
+            let go = on_token(tok, is_eos);
+            if !matches!(go, Ok(true)) {
+                keep(s, i);
+                restore_logits(func, s, pos0)?;
+                return Err(go.err().unwrap_or_else(|| {
+                    Failure::new(
+                        MOELA_STATUS_CANCELLED,
+                        format!("{func}: the callback stopped generation"),
+                    )
+                }));
+            }
+            if i >= evaluated {
+                // The context is full (a step evaluates nothing only then): as the plain
+                // loop, evaluating the token reports it.
+                keep(s, i);
+                let r = s.eval(func, &[tok], None);
+                debug_assert!(r.is_err(), "the step found no room");
+                return r;
+            }
+            if is_eos || left == 0 {
+                keep(s, i + 1);
+                return Ok(());
+            }
+        }
+        s.history.extend_from_slice(&buf);
+    }
+    Ok(())
+}
+
+/// After a rollback to `pos0` (the pass's first token refused) the pass's logit rows are gone:
+/// the last kept token is evaluated again for the logits after it (bit-identical), which the
+/// plain loop leaves for a call that continues.
+fn restore_logits(func: &str, s: &mut SessionState, pos0: usize) -> Result<(), Failure> {
+    if s.session.logits().is_some() {
+        return Ok(());
+    }
+    let last = *s.history.last().expect("a pass follows evaluated tokens");
+    s.session.truncate(pos0 - 1);
+    if let Err(e) = s.session.eval(&[last], false) {
+        // The session no longer holds it.
+        s.history.pop();
+        return Err(sample_failure(func, e));
     }
     Ok(())
 }
@@ -110,11 +263,18 @@ pub(crate) fn sample_failure(func: &str, e: crate::Error) -> Failure {
 /// every token is one the grammar allows, and generation also ends when the grammar's output
 /// is complete.
 ///
+/// With `params->spec_mode` (speculative decoding, not with a constrained sampler) each
+/// verification pass evaluates a sampled token and up to `params->max_draft` drafted ones in
+/// one batch and keeps the drafts the sampler accepts: the tokens, the callbacks and the
+/// session afterwards are as without (greedy: the same tokens; sampling: the same
+/// distribution), faster when drafts are accepted. Counters: `moela_session_spec_stats`.
+///
 /// Returns `MOELA_STATUS_OK` at EOS, `max_tokens` or a complete constrained output,
 /// `MOELA_STATUS_CANCELLED` when the callback stopped (the token it was given is not
 /// evaluated), `MOELA_STATUS_CONTEXT_FULL` when the context filled up (the tokens delivered so
 /// far stay valid), `MOELA_STATUS_INVALID_ARG` when a constraint allows no token of the
-/// vocabulary. Every delivered and not refused token is in the session afterwards.
+/// vocabulary or `params` are bad, `MOELA_STATUS_UNSUPPORTED` for `MOELA_SPEC_MTP` on a model
+/// without the module. Every delivered and not refused token is in the session afterwards.
 ///
 /// # Safety
 /// `session` and `sampler` are NULL or live handles not used by other threads; `prompt` is
@@ -292,6 +452,8 @@ mod tests {
         GenOptions {
             max_tokens,
             eos: None,
+            spec: SpecMode::Off,
+            max_draft: 4,
         }
     }
 
@@ -367,8 +529,8 @@ mod tests {
         let mut s = session(&model, 0);
         let mut seen = vec![];
         let o = GenOptions {
-            max_tokens: 10,
             eos: Some(eos),
+            ..opts(10)
         };
         generate_loop("t", &mut s, &mut smp, &[7, 8], &o, |t, is_eos| {
             assert_eq!(is_eos, t == eos);
@@ -411,5 +573,152 @@ mod tests {
         })
         .unwrap_err();
         assert_eq!((e.status, n), (MOELA_STATUS_CANCELLED, 1));
+    }
+
+    /// A generate_loop run: (tokens delivered, failure status if any, session position).
+    fn run(
+        s: &mut SessionState,
+        smp: &mut moela_sampler,
+        prompt: &[u32],
+        o: &GenOptions,
+        stop_after: usize,
+    ) -> (Vec<u32>, Option<moela_status>, usize) {
+        let mut got = vec![];
+        let r = generate_loop("t", s, smp, prompt, o, |t, _| {
+            got.push(t);
+            Ok(got.len() < stop_after)
+        });
+        (got, r.err().map(|f| f.status), s.session.position())
+    }
+
+    #[test]
+    fn speculative_loop_keeps_the_plain_loop_contract() {
+        let v3 = fixture();
+        let mtp = Arc::new(
+            Model::load(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v3_mtp"),
+            )
+            .unwrap(),
+        );
+        // Repetitive, so lookup drafts from the start.
+        let prompt = [3u32, 4, 5, 3, 4, 5, 3, 4];
+        let plain = opts(20);
+        for (model, spec) in [
+            (&v3, SpecMode::Lookup),
+            (&mtp, SpecMode::Lookup),
+            (&mtp, SpecMode::Mtp),
+        ] {
+            let (want, st, _) = run(&mut session(model, 0), &mut greedy(), &prompt, &plain, 99);
+            assert_eq!((want.len(), st), (20, None));
+            for max_draft in [1, 3, 6] {
+                let o = GenOptions {
+                    spec,
+                    max_draft,
+                    ..opts(12)
+                };
+                let label = format!("{spec:?} draft {max_draft}");
+                // 12 tokens, then 8 more from the session's logits: plain greedy's 20.
+                let mut s = session(model, 0);
+                let mut smp = greedy();
+                let (mut got, st, pos) = run(&mut s, &mut smp, &prompt, &o, 99);
+                assert_eq!((st, pos), (None, prompt.len() + 12), "{label}");
+                let (more, st, pos) = run(
+                    &mut s,
+                    &mut smp,
+                    &[],
+                    &GenOptions { max_tokens: 8, ..o },
+                    99,
+                );
+                got.extend(more);
+                assert_eq!((st, pos), (None, prompt.len() + 20), "{label}");
+                assert_eq!(got, want, "{label}");
+                assert_eq!(s.history.len(), pos);
+                let c = s.spec_stats;
+                assert!(c.passes > 0 && c.accepted <= c.drafted, "{label}: {c:?}");
+                assert_eq!(c.emitted, c.passes + c.accepted, "{label}");
+                assert!(c.emitted >= 20, "{label}: {c:?}");
+                // Refusals at every offset: the refused token is not kept, and a call that
+                // continues gives plain greedy's tokens (the logits survive a rollback).
+                for stop in 1..=5 {
+                    let mut s = session(model, 0);
+                    let (got, st, pos) = run(&mut s, &mut smp, &prompt, &o, stop);
+                    assert_eq!(st, Some(MOELA_STATUS_CANCELLED), "{label}");
+                    assert_eq!((&got[..], pos), (&want[..stop], prompt.len() + stop - 1));
+                    let (rest, st, _) = run(&mut s, &mut smp, &[], &o, 99);
+                    assert_eq!(st, None, "{label}");
+                    assert_eq!(
+                        &rest[..],
+                        &want[stop - 1..stop - 1 + 12],
+                        "{label} stop {stop}"
+                    );
+                }
+                // A failing callback (a text callback's decoding error) stops as a refusal.
+                for fail_at in [1, 3] {
+                    let mut s = session(model, 0);
+                    let mut n = 0;
+                    let e = generate_loop("t", &mut s, &mut smp, &prompt, &o, |_, _| {
+                        n += 1;
+                        if n == fail_at {
+                            return Err(Failure::invalid("boom"));
+                        }
+                        Ok(true)
+                    })
+                    .unwrap_err();
+                    assert_eq!(e.status, MOELA_STATUS_INVALID_ARG);
+                    assert_eq!(s.session.position(), prompt.len() + fail_at - 1);
+                    assert_eq!(s.history.len(), s.session.position());
+                    let (rest, st, _) = run(&mut s, &mut smp, &[], &o, 99);
+                    assert_eq!(st, None, "{label}");
+                    assert_eq!(&rest[..], &want[fail_at - 1..fail_at - 1 + 12], "{label}");
+                }
+                // The end of the context: every token delivered, the last one unevaluated.
+                let n_ctx = prompt.len() + 7;
+                let mut s = session(model, n_ctx);
+                let (got, st, pos) = run(&mut s, &mut smp, &prompt, &o, 99);
+                assert_eq!(st, Some(MOELA_STATUS_CONTEXT_FULL), "{label}");
+                assert_eq!((&got[..], pos), (&want[..8], n_ctx), "{label}");
+                // An EOS ends generation after being delivered and evaluated.
+                let eos = want[5];
+                let first = want.iter().position(|&t| t == eos).unwrap();
+                let mut s = session(model, 0);
+                let (got, st, pos) = run(
+                    &mut s,
+                    &mut smp,
+                    &prompt,
+                    &GenOptions {
+                        eos: Some(eos),
+                        ..o
+                    },
+                    99,
+                );
+                assert_eq!(st, None);
+                assert_eq!((&got[..], pos), (&want[..=first], prompt.len() + first + 1));
+            }
+        }
+        // Bad settings fail before anything is evaluated.
+        let mut s = session(&v3, 0);
+        let mtp_opts = GenOptions {
+            spec: SpecMode::Mtp,
+            ..opts(4)
+        };
+        let (_, st, pos) = run(&mut s, &mut greedy(), &prompt, &mtp_opts, 99);
+        assert_eq!((st, pos), (Some(MOELA_STATUS_UNSUPPORTED), 0));
+        let mut p = moela_generate_params::defaults();
+        p.spec_mode = 3;
+        assert_eq!(
+            gen_options("t", &p, None).err().unwrap().status,
+            MOELA_STATUS_INVALID_ARG
+        );
+        p.spec_mode = MOELA_SPEC_LOOKUP;
+        for bad in [0, MOELA_SPEC_MAX_DRAFT + 1] {
+            p.max_draft = bad;
+            assert_eq!(
+                gen_options("t", &p, None).err().unwrap().status,
+                MOELA_STATUS_INVALID_ARG
+            );
+        }
+        // Off ignores max_draft (an old caller's struct has none).
+        p.spec_mode = MOELA_SPEC_OFF;
+        assert!(gen_options("t", &p, None).is_ok());
     }
 }

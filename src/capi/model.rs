@@ -9,7 +9,8 @@ use super::params::{
     moela_expert_cache_stats, moela_model_info, moela_model_params, read_struct, write_struct,
     AbiStruct, MODEL_FLAGS, MOELA_EXPERT_BUDGET_AUTO, MOELA_EXPERT_BUDGET_UNLIMITED,
     MOELA_EXPERT_CACHE_ENABLED, MOELA_MODEL_EXPERTS_NO_PAGE_CACHE, MOELA_MODEL_INFO_GGUF,
-    MOELA_MODEL_INFO_HAS_TOKENIZER, MOELA_MODEL_KEEP_FILE_LAYOUT, MOELA_MODEL_NO_PREFETCH,
+    MOELA_MODEL_INFO_HAS_MTP, MOELA_MODEL_INFO_HAS_TOKENIZER, MOELA_MODEL_KEEP_FILE_LAYOUT,
+    MOELA_MODEL_NO_PREFETCH,
 };
 use super::{moela_status, text};
 use crate::attention::kv_cache::{KvCache, KvType};
@@ -159,6 +160,9 @@ pub(crate) fn model_info(m: &Model) -> moela_model_info {
     }
     if m.format == SourceFormat::Gguf {
         info.flags |= MOELA_MODEL_INFO_GGUF;
+    }
+    if m.weights.mtp.is_some() {
+        info.flags |= MOELA_MODEL_INFO_HAS_MTP;
     }
     info.n_params = n_params;
     info.n_params_active = n_params_active;

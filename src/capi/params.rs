@@ -100,6 +100,40 @@ pub struct moela_generate_params {
     pub max_tokens: u32,
     /// Bit set of `MOELA_GENERATE_*` flags; 0 by default.
     pub flags: u32,
+    /// Speculative decoding: a `MOELA_SPEC_*` value; default `MOELA_SPEC_OFF`. The output is
+    /// the same as without (token for token when greedy, the same distribution when
+    /// sampling); not with a constrained sampler. `MOELA_SPEC_MTP` on a model without the
+    /// module (`MOELA_MODEL_INFO_HAS_MTP`) is `MOELA_STATUS_UNSUPPORTED`. Counters:
+    /// `moela_session_spec_stats`.
+    pub spec_mode: u32,
+    /// With speculative decoding, the most draft tokens one verification pass checks, 1 ..=
+    /// `MOELA_SPEC_MAX_DRAFT`; default 4.
+    pub max_draft: u32,
+}
+
+/// Counters of speculative decoding on a session (`moela_session_spec_stats`), added up
+/// over its generate calls since it was created or reset. The caller passes
+/// `sizeof(moela_spec_stats)`. Acceptance rate = `accepted / drafted`, tokens per pass =
+/// `emitted / passes`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct moela_spec_stats {
+    /// The size the caller passed (how much of the struct was written).
+    pub struct_size: u32,
+    /// The `MOELA_SPEC_*` mode of the session's last speculative generate call
+    /// (`MOELA_SPEC_OFF` before any).
+    pub spec_mode: u32,
+    /// Verification passes (one batched evaluation each).
+    pub passes: u64,
+    /// Draft tokens proposed.
+    pub drafted: u64,
+    /// Draft tokens accepted (at most `drafted`).
+    pub accepted: u64,
+    /// Tokens the passes produced: each pass's first token plus its accepted drafts
+    /// (`passes + accepted`, plus one for a token sampled when the context was full). It may
+    /// exceed the tokens delivered: those a pass produced after an end-of-sequence token,
+    /// `max_tokens` or a stopping callback are counted, then dropped from the session.
+    pub emitted: u64,
 }
 
 /// What `moela_model_get_info` reports. The caller passes `sizeof(moela_model_info)`.
@@ -218,6 +252,9 @@ pub const MOELA_MODEL_INFO_HAS_TOKENIZER: u32 = 1;
 /// `moela_model_info.flags`: the model came from a GGUF file (otherwise a Hugging Face
 /// directory).
 pub const MOELA_MODEL_INFO_GGUF: u32 = 1 << 1;
+/// `moela_model_info.flags`: the model has a multi-token-prediction module, so
+/// `MOELA_SPEC_MTP` works.
+pub const MOELA_MODEL_INFO_HAS_MTP: u32 = 1 << 2;
 
 /// `moela_expert_cache_stats.flags`: routed experts live in a budgeted cache.
 pub const MOELA_EXPERT_CACHE_ENABLED: u32 = 1;
@@ -231,6 +268,17 @@ pub const MOELA_GENERATE_ADD_BOS: u32 = 1 << 1;
 pub const MOELA_GENERATE_PARSE_SPECIAL: u32 = 1 << 2;
 pub(crate) const GENERATE_FLAGS: u32 =
     MOELA_GENERATE_IGNORE_EOS | MOELA_GENERATE_ADD_BOS | MOELA_GENERATE_PARSE_SPECIAL;
+
+/// `moela_generate_params.spec_mode`: plain decoding, one evaluation per token (the default).
+pub const MOELA_SPEC_OFF: u32 = 0;
+/// `moela_generate_params.spec_mode`: prompt lookup: drafts copied from earlier text of the
+/// session that continues its last 1-3 tokens (any model).
+pub const MOELA_SPEC_LOOKUP: u32 = 1;
+/// `moela_generate_params.spec_mode`: drafts from the model's multi-token-prediction module
+/// (DeepSeek-V3/R1 files that keep it: `MOELA_MODEL_INFO_HAS_MTP`).
+pub const MOELA_SPEC_MTP: u32 = 2;
+/// The largest `moela_generate_params.max_draft`.
+pub const MOELA_SPEC_MAX_DRAFT: u32 = 64;
 
 /// Element type of the KV cache (`moela_session_params.kv_type`).
 #[repr(u32)]
@@ -325,12 +373,34 @@ unsafe impl AbiStruct for moela_sampling_params {
 // SAFETY: see above.
 unsafe impl AbiStruct for moela_generate_params {
     const NAME: &'static str = "moela_generate_params";
-    const SIZES: &'static [usize] = &[size_of::<Self>()];
+    /// 0.1: up to flags (before speculative decoding).
+    const SIZES: &'static [usize] = &[
+        std::mem::offset_of!(moela_generate_params, spec_mode),
+        size_of::<Self>(),
+    ];
     fn defaults() -> Self {
         moela_generate_params {
             struct_size: size_of::<Self>() as u32,
             max_tokens: 128,
             flags: 0,
+            spec_mode: MOELA_SPEC_OFF,
+            max_draft: 4,
+        }
+    }
+}
+
+// SAFETY: see above.
+unsafe impl AbiStruct for moela_spec_stats {
+    const NAME: &'static str = "moela_spec_stats";
+    const SIZES: &'static [usize] = &[size_of::<Self>()];
+    fn defaults() -> Self {
+        moela_spec_stats {
+            struct_size: size_of::<Self>() as u32,
+            spec_mode: MOELA_SPEC_OFF,
+            passes: 0,
+            drafted: 0,
+            accepted: 0,
+            emitted: 0,
         }
     }
 }

@@ -5,9 +5,13 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use super::error::{guard, guard_value, not_null, Failure};
 use super::model::{model_ref, moela_model};
 use super::moela_status::{self, *};
-use super::params::{moela_session_params, read_struct, session_params};
+use super::params::{
+    moela_session_params, moela_spec_stats, read_struct, session_params, write_struct, AbiStruct,
+    MOELA_SPEC_OFF,
+};
 use crate::model::Model;
 use crate::session::Session;
+use crate::speculative::SpecStats;
 
 /// One sequence being evaluated: used by one thread at a time, may move between threads.
 /// Opaque.
@@ -28,6 +32,9 @@ pub(crate) struct SessionState {
     pub(crate) session: Session,
     /// Every token evaluated since the last reset (feeds the repetition penalty).
     pub(crate) history: Vec<u32>,
+    /// Speculative decoding's counters since the last reset, and the last mode used.
+    pub(crate) spec_stats: SpecStats,
+    pub(crate) spec_mode: u32,
 }
 
 impl SessionState {
@@ -35,6 +42,8 @@ impl SessionState {
         SessionState {
             session,
             history: Vec::new(),
+            spec_stats: SpecStats::default(),
+            spec_mode: MOELA_SPEC_OFF,
         }
     }
 
@@ -178,6 +187,38 @@ pub unsafe extern "C" fn moela_session_new(
     })
 }
 
+/// Speculative decoding's counters on `session` (see `moela_spec_stats`): the sums over its
+/// generate calls with `moela_generate_params.spec_mode` other than `MOELA_SPEC_OFF` since
+/// it was created or last reset (`moela_session_reset`). `struct_size` is
+/// `sizeof(moela_spec_stats)`; `stats` is borrowed for the call.
+///
+/// # Safety
+/// `session` is NULL or a live handle not mutated by another thread during the call;
+/// `stats` is NULL or points to `struct_size` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn moela_session_spec_stats(
+    session: *const moela_session,
+    stats: *mut moela_spec_stats,
+    struct_size: usize,
+) -> moela_status {
+    const F: &str = "moela_session_spec_stats";
+    guard(F, || {
+        // SAFETY: the caller's contract.
+        let s = unsafe { session_ref(F, session) }?;
+        let st = s.spec_stats;
+        let value = moela_spec_stats {
+            spec_mode: s.spec_mode,
+            passes: st.passes,
+            drafted: st.drafted,
+            accepted: st.accepted,
+            emitted: st.emitted,
+            ..moela_spec_stats::defaults()
+        };
+        // SAFETY: the caller's contract.
+        unsafe { write_struct(F, "stats", stats, struct_size, value) }
+    })
+}
+
 /// Frees a session. NULL is a no-op. Ownership of `session` is transferred.
 ///
 /// # Safety
@@ -205,6 +246,8 @@ pub unsafe extern "C" fn moela_session_reset(session: *mut moela_session) -> moe
         let mut s = unsafe { session_mut(F, session) }?;
         s.session.reset();
         s.history.clear();
+        s.spec_stats = SpecStats::default();
+        s.spec_mode = MOELA_SPEC_OFF;
         Ok(())
     })
 }

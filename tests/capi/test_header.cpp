@@ -85,6 +85,39 @@ int main(int argc, char **argv) {
     } catch (const std::logic_error &e) {
         CHECK(std::string(e.what()) == "mine");
     }
+    // Speculative decoding (prompt lookup): plain greedy's tokens, and the counters.
+    {
+        moela_generate_params sp = moela::default_generate_params();
+        sp.max_tokens = 12;
+        sp.flags = MOELA_GENERATE_IGNORE_EOS;
+        std::vector<uint32_t> want, spec;
+        session.reset();
+        session.generate_tokens(greedy, {4, 5, 6, 4, 5, 6, 4, 5}, sp, [&want](uint32_t t) {
+            want.push_back(t);
+            return true;
+        });
+        CHECK(session.spec_stats().passes == 0);
+        session.reset();
+        sp.spec_mode = MOELA_SPEC_LOOKUP;
+        sp.max_draft = 3;
+        session.generate_tokens(greedy, {4, 5, 6, 4, 5, 6, 4, 5}, sp, [&spec](uint32_t t) {
+            spec.push_back(t);
+            return true;
+        });
+        CHECK(spec == want);
+        moela_spec_stats ss = session.spec_stats();
+        CHECK(ss.spec_mode == MOELA_SPEC_LOOKUP && ss.passes > 0 && ss.accepted <= ss.drafted &&
+              ss.emitted == ss.passes + ss.accepted);
+        sp.spec_mode = MOELA_SPEC_MTP;
+        if (!model.has_mtp()) {
+            try {
+                session.generate_tokens(greedy, {1}, sp, [](uint32_t) { return true; });
+                CHECK(false);
+            } catch (const moela::Error &e) {
+                CHECK(e.status() == MOELA_STATUS_UNSUPPORTED);
+            }
+        }
+    }
     if (!model.has_tokenizer()) {
         try {
             model.tokenize("hello");
