@@ -4,6 +4,8 @@
 
   python3 tools/train/ship_mtp.py --build models/build --moela target/release/moela [--gguf models/moela-tiny-v3.gguf]
 
+The input may already carry a block (a rebuild): its trunk part is taken and the block replaced.
+
 1. BUILD/mtp_hf/: an HF checkpoint in DeepSeek's spelling (num_nextn_predict_layers = 1): the GGUF's trunk
    dequantized + BUILD/mtp/mtp_block.safetensors (train_mtp.py) as model.layers.6.*.
 2. `moela convert BUILD/mtp_hf BUILD/mtp_conv.gguf --type q8_0`: moela's own writer lays the block out
@@ -53,32 +55,35 @@ def write_hf(build, trunk, block_path, out):
         shutil.copy(os.path.join(build, "tokenizer", f), os.path.join(out, f))
 
 
-def field_value(f):
-    return f.contents()
-
-
-def merge(src_path, conv_path, out_path, n_trunk):
-    src, conv = GGUFReader(src_path), GGUFReader(conv_path)
+def write_gguf(src, out_path, n_trunk, block):
+    """src's metadata (block_count = n_trunk + 1 and nextn_predict_layers = 1 with a block, the trunk's
+    without) and src's trunk tensors, copied raw, then the tensors of `block` (raw)."""
     w = GGUFWriter(out_path, ARCH)  # writes general.architecture itself
     for name, f in src.fields.items():
-        if name.startswith("GGUF.") or name == "general.architecture":
+        if name.startswith("GGUF.") or name in ("general.architecture", f"{ARCH}.nextn_predict_layers"):
             continue
         vt = f.types[0]
         sub = f.types[-1] if vt == GGUFValueType.ARRAY else None
-        val = field_value(f)
+        val = f.contents()
         if name == f"{ARCH}.block_count":
-            val = n_trunk + 1
+            val = n_trunk + (1 if block else 0)
         w.add_key_value(name, val, vt, sub_type=sub)
-        if name == f"{ARCH}.block_count":
+        if name == f"{ARCH}.block_count" and block:
             w.add_key_value(f"{ARCH}.nextn_predict_layers", 1, GGUFValueType.UINT32)
-    blk = [t for t in conv.tensors if t.name.startswith(f"blk.{n_trunk}.")]
-    assert blk, "moela convert wrote no MTP block"
-    for t in list(src.tensors) + blk:
+    trunk = [t for t in src.tensors if not t.name.startswith(f"blk.{n_trunk}.")]
+    for t in trunk + list(block):
         w.add_tensor(t.name, t.data, raw_shape=t.data.shape, raw_dtype=t.tensor_type)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+def merge(src_path, conv_path, out_path, n_trunk):
+    src, conv = GGUFReader(src_path), GGUFReader(conv_path)
+    blk = [t for t in conv.tensors if t.name.startswith(f"blk.{n_trunk}.")]
+    assert blk, "moela convert wrote no MTP block"
+    write_gguf(src, out_path, n_trunk, blk)
     return [t.name for t in blk]
 
 
@@ -170,9 +175,13 @@ def main():
     src = os.path.join(build, "trunk_only.gguf")
     r = GGUFReader(a.gguf)
     if f"{ARCH}.nextn_predict_layers" in r.fields:
-        raise SystemExit(f"{a.gguf} already has an MTP block; pass the trunk-only file (git show HEAD~:...)")
+        # Rebuilding: the trunk part of the shipped file (its tensors raw, its metadata without the nextn key).
+        n_trunk = int(r.fields[f"{ARCH}.block_count"].contents()) - 1
+        write_gguf(r, src, n_trunk, [])
+        print(f"{a.gguf} has an MTP block: its trunk ({n_trunk} blocks) is {src}")
+    else:
+        shutil.copy(a.gguf, src)
     del r
-    shutil.copy(a.gguf, src)
     trunk, ds = M.load_trunk(src)
     n = ds["num_hidden_layers"]
     hf = os.path.join(build, "mtp_hf")
