@@ -5,8 +5,9 @@
 //! (`blk.N.ffn_{gate,up,down}_exps.weight`, and the `.gG` groups of moela's grouped-expert
 //! extension, docs/FORMAT.md §8) keep only the kept experts, in ascending id order; their bytes
 //! are copied as they are. `{arch}.expert_count` becomes the kept count and
-//! `{arch}.expert_used_count` is clamped to what routing can still choose. Every other tensor
-//! and key is copied unchanged.
+//! `{arch}.expert_used_count` is clamped to what routing can still choose. A multi-token-prediction
+//! block (`{arch}.nextn_predict_layers`) is left out, `block_count` counting the trunk only: its
+//! experts are not calibrated. Every other tensor and key is copied unchanged.
 
 use std::path::Path;
 
@@ -93,6 +94,23 @@ fn arch(gguf: &GgufFile) -> Result<String> {
         .as_str()
         .map(str::to_string)
         .ok_or_else(|| Error::format(&gguf.path, "general.architecture is not a string"))
+}
+
+/// The layers of the file's multi-token-prediction block(s) (`{arch}.nextn_predict_layers`, the
+/// last blocks of `block_count`; empty without). A pruned file leaves them out: their experts
+/// were not calibrated (the MTP module does not run on the calibration text), so the pruned file
+/// has no MTP module (`--spec mtp` is refused on it) and its trunk is the pruned trunk.
+fn mtp_layers(gguf: &GgufFile) -> Result<std::ops::Range<usize>> {
+    let arch = arch(gguf)?;
+    let get = |k: &str| gguf.get(&format!("{arch}.{k}")).and_then(|v| v.as_u64());
+    let n = get("block_count").unwrap_or(0) as usize;
+    let k = (get("nextn_predict_layers").unwrap_or(0) as usize).min(n);
+    Ok(n - k..n)
+}
+
+/// The block index of a `blk.N.*` tensor name.
+fn layer_of(name: &str) -> Option<usize> {
+    name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
 }
 
 /// How a tensor is sliced: which of its outermost rows (experts) are kept.
@@ -195,7 +213,11 @@ pub fn pruned_size(gguf: &GgufFile, keep: usize) -> Result<u64> {
     let shape = RoutingShape::of(gguf)?;
     let align = gguf.alignment.max(1);
     let mut total = gguf.data_offset;
+    let mtp = mtp_layers(gguf)?;
     for t in &gguf.tensors {
+        if layer_of(&t.name).is_some_and(|l| mtp.contains(&l)) {
+            continue;
+        }
         let bytes = t.data.len() as u64;
         let sliced = is_expert_tensor(&t.name);
         let b = if sliced {
@@ -237,7 +259,9 @@ pub fn prune_gguf(
     let shape = RoutingShape::of(&gguf)?;
     let ne = shape.n_experts;
     let keep = kept.first().map(|(_, k)| k.len()).unwrap_or(0);
-    // Every MoE layer (one with a router) is listed once, with the same count of valid ids.
+    let mtp = mtp_layers(&gguf)?;
+    // Every MoE layer (one with a router) of the trunk is listed once, with the same count of
+    // valid ids.
     let moe_layers: Vec<usize> = gguf
         .tensors
         .iter()
@@ -248,6 +272,7 @@ pub fn prune_gguf(
                 .parse()
                 .ok()
         })
+        .filter(|l| !mtp.contains(l))
         .collect();
     for &l in &moe_layers {
         let Some((_, ids)) = kept.iter().find(|(k, _)| *k == l) else {
@@ -301,6 +326,19 @@ pub fn prune_gguf(
         &format!("{arch}.expert_used_count"),
         GgufValue::U32(used_after as u32),
     );
+    if !mtp.is_empty() {
+        progress(&format!(
+            "the multi-token-prediction block (layer {}) is left out: its experts were not \
+             calibrated (the pruned file has no MTP module)",
+            mtp.start
+        ));
+        set(
+            &mut meta,
+            &format!("{arch}.block_count"),
+            GgufValue::U32(mtp.start as u32),
+        );
+        meta.retain(|(k, _)| *k != format!("{arch}.nextn_predict_layers"));
+    }
     // Grouped layers: the kept experts' groups, renumbered; a layer left with one group is
     // plain again (no key).
     for (l, g) in &groups {
@@ -324,6 +362,9 @@ pub fn prune_gguf(
     // The tensors to write: (input index, rows kept or None for a plain copy, spec).
     let mut plan: Vec<(usize, Option<Vec<usize>>, GgufTensorSpec)> = Vec::new();
     for (i, t) in gguf.tensors.iter().enumerate() {
+        if layer_of(&t.name).is_some_and(|l| mtp.contains(&l)) {
+            continue;
+        }
         let layer_groups = t
             .name
             .strip_prefix("blk.")

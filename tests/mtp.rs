@@ -242,6 +242,45 @@ fn greedy_mtp_speculation_equals_plain_greedy() {
     }
 }
 
+/// The default model's trained module (models/README.md, "MTP module"): greedy speculative
+/// output equals plain greedy output for drafts 1-3, on a held-out Bible verse (validation
+/// document 122, Numbers 6, never trained on), and the module drafts the trunk's tokens far more
+/// often than a random one would (measured: see the output; a random module: ~0-5%).
+#[test]
+fn default_model_trained_mtp_drafts_and_keeps_greedy_output() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/moela-tiny-v3.gguf");
+    let model = Arc::new(Model::load(&path).unwrap());
+    assert!(
+        model.weights.mtp.is_some(),
+        "the default model has no MTP module"
+    );
+    let tok = model.tokenizer.as_ref().unwrap();
+    let prompt = tok.encode(
+        "And the LORD spake unto Moses, saying, Speak unto the children of Israel, and say unto them,",
+        tok.add_bos(),
+        false,
+    );
+    let n = 48;
+    let want = plain_greedy(&model, &prompt, n);
+    for draft in [1, 2, 3] {
+        let drafter = SpecMode::Mtp.drafter_for(&model).unwrap().unwrap();
+        let mut spec = Speculator::new(drafter, draft).unwrap();
+        let got = greedy_run(&model, &prompt, n, Some(&mut spec), true);
+        assert_eq!(got, want, "draft {draft}");
+        let st = spec.stats();
+        println!(
+            "default model draft {draft}: acceptance {:.2}, {:.2} tokens/pass",
+            st.acceptance_rate(),
+            st.tokens_per_pass()
+        );
+        assert!(
+            st.acceptance_rate() > 0.3,
+            "draft {draft}: acceptance {:.2}",
+            st.acceptance_rate()
+        );
+    }
+}
+
 #[test]
 fn spec_mtp_without_module_is_a_clear_error() {
     let model = Model::load(fixture("v3")).unwrap();

@@ -417,8 +417,8 @@ fn grouped_expert_files() {
 }
 
 /// The command line on the default model: `--keep 75%` of 16 experts in 4 groups keeps 12,
-/// the summary table is printed, and keeps that would leave a noaux_tc group with one expert
-/// are refused with a message.
+/// the summary table is printed, the model's MTP block is left out (with a message), and keeps
+/// that would leave a noaux_tc group with one expert are refused with a message.
 #[test]
 fn command_line_on_the_default_model() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -457,6 +457,15 @@ fn command_line_on_the_default_model() {
         );
         let m = Model::load(&out).unwrap();
         assert_eq!(m.config.moe.n_routed_experts, 12);
+        // The default model's MTP block (layer 6) is left out: its experts are not calibrated.
+        assert!(
+            err.contains("multi-token-prediction block (layer 6) is left out"),
+            "{err}"
+        );
+        assert_eq!(g.get("deepseek2.block_count").unwrap().as_u64(), Some(6));
+        assert!(g.get("deepseek2.nextn_predict_layers").is_none());
+        assert!(g.tensors.iter().all(|t| !t.name.starts_with("blk.6.")));
+        assert!(m.weights.mtp.is_none());
     }
     let o = run(&["--keep", "25%"]);
     assert!(!o.status.success());
