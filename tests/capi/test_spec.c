@@ -2,14 +2,16 @@
  * Speculative decoding through the C API (moela_generate_params.spec_mode / max_draft,
  * moela_session_spec_stats): greedy output equals plain greedy output token for token with
  * prompt lookup (the default model, which repeats itself, and the MTP fixture) and with the
- * MTP module (the MTP fixture), at several draft lengths; the counters add up; a seeded sampled
+ * MTP module (the MTP fixture, random, and the default model's trained one), at several draft
+ * lengths; the counters add up; a seeded sampled
  * run is reproducible; an older caller's smaller moela_generate_params still works; every
  * misuse is a status. Built as C99 with -Wall -Wextra -Werror -pedantic and
  * -fsanitize=address,undefined by tools/test_capi.sh.
  *
  *   test_spec DEFAULT_MODEL MTP_MODEL PLAIN_MODEL
  *
- * DEFAULT_MODEL has a tokenizer, MTP_MODEL a multi-token-prediction module, PLAIN_MODEL none.
+ * DEFAULT_MODEL has a tokenizer and a trained multi-token-prediction module, MTP_MODEL a random
+ * one, PLAIN_MODEL none.
  */
 #include "moela.h"
 
@@ -179,7 +181,8 @@ static void test_default_model(const char *path) {
     size_t n_prompt = 0;
     moela_model *m = load(path);
     if (!m) return;
-    CHECK(!has_mtp(m));
+    /* The default model ships a trained MTP module (models/README.md). */
+    CHECK(has_mtp(m));
     EXPECT_OK(moela_tokenize(m, text, strlen(text), MOELA_TOKENIZE_ADD_BOS, prompt, 128,
                              &n_prompt));
     CHECK(n_prompt > 8 && n_prompt <= 128);
@@ -187,6 +190,10 @@ static void test_default_model(const char *path) {
     /* The model repeats the sentence: lookup's drafts are accepted. */
     CHECK(check_greedy(m, prompt, n_prompt, MOELA_SPEC_LOOKUP) > 0);
     check_sampled_reproducible(m, prompt, n_prompt, MOELA_SPEC_LOOKUP);
+    printf("default model, mtp:\n");
+    /* Its trained module's drafts are accepted on this text too. */
+    CHECK(check_greedy(m, prompt, n_prompt, MOELA_SPEC_MTP) > 0);
+    check_sampled_reproducible(m, prompt, n_prompt, MOELA_SPEC_MTP);
     {
         /* A constrained sampler does not speculate. */
         moela_sampler *g = sampler(0.0f, 0);
