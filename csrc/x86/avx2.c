@@ -1586,7 +1586,7 @@ void mk_vec_dot_x8_q5_0_q8a_multi_avx2(size_t n, const void *w, size_t ntok, con
  * (the sums are the same, in the same order, as the token-at-a-time kernels: bit-identical). */
 #define XP_TOK 32 /* tokens per slice (16 pairs) */
 #define XP_BLK 4  /* activation blocks per tile: 16 KiB of codes */
-#define XP_GRP 16 /* 8-row groups per parked slice: 16 KiB of accumulators */
+#define XP_GRP 32 /* 8-row groups per parked slice: 32 KiB of accumulators (stack: ~54 KiB in all) */
 
 typedef struct {
     __m256i x[XP_BLK][XP_TOK / 2][8]; /* per block and pair: code vector v's elements, per lane */
