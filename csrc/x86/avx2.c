@@ -1328,44 +1328,6 @@ void mk_vec_dot_x8_q4_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, cons
     _mm256_storeu_ps(out, _mm256_add_ps(acc0, acc1));
 }
 
-void mk_gemm_x8_q4_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
-                              const float *d, const int32_t *s, float *out, size_t ldo) {
-    const size_t nb = n / 32;
-    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
-    __m256 acc[GEMM_TOK];
-    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
-        const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
-        for (size_t gi = 0; gi < ngroups; gi++) {
-            const uint8_t *grp = (const uint8_t *)w + gi * nb * X8_BS;
-            for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
-            for (size_t j = 0; j < nb; j++) {
-                const uint8_t *g = grp + j * X8_BS;
-                __m256i V[8];
-                for (int v = 0; v < 4; v++) {
-                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(g + 16 + 32 * v));
-                    V[v] = _mm256_and_si256(raw, m4);
-                    V[v + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
-                }
-                const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-                for (size_t t = 0; t < tn; t++) {
-                    const size_t tt = t0 + t;
-                    const uint8_t *x = (const uint8_t *)(qs + tt * n + 32 * j);
-                    __m256i p = _mm256_setzero_si256();
-                    for (int v = 0; v < 8; v++) {
-                        int32_t xv;
-                        memcpy(&xv, x + 4 * v, 4);
-                        p = _mm256_add_epi16(p, _mm256_maddubs_epi16(V[v], _mm256_set1_epi32(xv)));
-                    }
-                    const __m256i i32 = _mm256_sub_epi32(_mm256_madd_epi16(p, ones), _mm256_set1_epi32(8 * s[tt * nb + j]));
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(sc, _mm256_broadcast_ss(d + tt * nb + j)),
-                                             acc[t]);
-                }
-            }
-            for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + 8 * gi, acc[t]);
-        }
-    }
-}
-
 /* ---- Q4_K interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----
  * Per group of 8 rows and per 256-element super-block, 1152 bytes (the 8 rows' own 8 × 144):
  *   [0, 16)    the rows' d (f16), [16, 32) their dmin (f16);
@@ -1438,41 +1400,6 @@ void mk_vec_dot_x8_q4_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, cons
         }
     }
     _mm256_storeu_ps(out, _mm256_add_ps(acc0, acc1));
-}
-
-void mk_gemm_x8_q4_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
-                              const float *d, const int32_t *s, float *out, size_t ldo) {
-    const size_t nb = n / 32;
-    const __m256i m4 = _mm256_set1_epi8(0x0f);
-    __m256 acc[GEMM_TOK];
-    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
-        const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
-        for (size_t gi = 0; gi < ngroups; gi++) {
-            const uint8_t *grp = (const uint8_t *)w + gi * (n / 256) * X8K_BS;
-            for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
-            for (size_t j = 0; j < nb; j++) {
-                const uint8_t *g = grp + (j / 8) * X8K_BS;
-                const int i = (int)(j % 8), c = i / 2;
-                const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-                const __m256 dmin8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
-                __m256 f, m;
-                x8k_scales(g, i, d8, dmin8, &f, &m);
-                __m256i V[8];
-                for (int v = 0; v < 8; v++) {
-                    const __m256i raw = _mm256_loadu_si256((const __m256i *)(g + 128 + 256 * c + 32 * v));
-                    V[v] = _mm256_and_si256(i & 1 ? _mm256_srli_epi16(raw, 4) : raw, m4);
-                }
-                for (size_t t = 0; t < tn; t++) {
-                    const size_t tt = t0 + t;
-                    const __m256i isum = x8_isum8(V, (const uint8_t *)(qs + tt * n + 32 * j));
-                    const __m256 dj = _mm256_broadcast_ss(d + tt * nb + j);
-                    __m256 a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(f, dj), acc[t]);
-                    acc[t] = _mm256_fnmadd_ps(m, _mm256_mul_ps(dj, _mm256_set1_ps((float)s[tt * nb + j])), a);
-                }
-            }
-            for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + 8 * gi, acc[t]);
-        }
-    }
 }
 
 /* ---- x8 decode for a few tokens at once (speculative verification) ----
@@ -1642,30 +1569,193 @@ void mk_vec_dot_x8_q5_0_q8a_multi_avx2(size_t n, const void *w, size_t ntok, con
     for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
 }
 
-void mk_gemm_x8_q5_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
-                              const float *d, const int32_t *s, float *out, size_t ldo) {
+/* ---- The x8 GEMMs (prefill): Q4_0, Q5_0, Q4_K ----
+ * A vector holds 4 rows × 2 tokens (lanes 0-3: rows 4h..4h+3 of the group × token a, lanes
+ * 4-7: the same rows × token b), so both operands of every vpmaddubsw come whole: the weights
+ * as the group's half h repeated in both 128-bit halves (one vbroadcasti128 and a mask per
+ * code vector, unpacked once per block and kept in 8 registers), the activations from a tile
+ * in which each block's 4-byte element groups are already repeated per lane (vpshufd once per
+ * tile, not per weight group), read as memory operands. Per 4 rows × 2 tokens × block that
+ * is 8 vpmaddubsw, 7 vpaddw, one vpmaddwd, the offset (Q4_0's 8·Σx, Q5_0's 16·Σx, lanes per
+ * token, from the tile), one conversion and one FMA with the rows' scales × the tokens' d:
+ * no broadcasts in the inner loop, half the instructions of one token at a time against 8
+ * rows, whose broadcast operands cannot be folded. The caller's activation rows are n bytes
+ * apart (2048 for V2-Lite's hidden size), so reading a block of every token straight from
+ * them also fell into a few L1 sets; the tile is contiguous. Slices of XP_TOK tokens ×
+ * XP_BLK blocks, the float accumulators of XP_GRP groups parked on the stack between tiles
+ * (the sums are the same, in the same order, as the token-at-a-time kernels: bit-identical). */
+#define XP_TOK 32 /* tokens per slice (16 pairs) */
+#define XP_BLK 4  /* activation blocks per tile: 16 KiB of codes */
+#define XP_GRP 32 /* 8-row groups per parked slice: 32 KiB of accumulators (stack: ~54 KiB in all) */
+
+typedef struct {
+    __m256i x[XP_BLK][XP_TOK / 2][8]; /* per block and pair: code vector v's elements, per lane */
+    __m256i off[XP_BLK][XP_TOK / 2];  /* smul · Σx of the pair's tokens (lanes 0-3, 4-7) */
+    __m256 d[XP_BLK][XP_TOK / 2];     /* their scales */
+    __m256 ds[XP_BLK][XP_TOK / 2];    /* d · Σx (the K-quants' mins) */
+} xp_tile;
+
+/* Tokens t0..t0+tn-1 (a missing last token of a pair as zeros), blocks j0..j0+jn-1. */
+static void xp_fill(xp_tile *T, size_t n, size_t t0, size_t tn, size_t j0, size_t jn, const int8_t *qs,
+                    const float *d, const int32_t *s, int32_t smul) {
     const size_t nb = n / 32;
-    __m256 acc[GEMM_TOK];
-    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
-        const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
-        for (size_t gi = 0; gi < ngroups; gi++) {
-            const uint8_t *grp = (const uint8_t *)w + gi * nb * X8_Q5_0_BS;
-            for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
-            for (size_t j = 0; j < nb; j++) {
-                const uint8_t *g = grp + j * X8_Q5_0_BS;
-                __m256i V[8];
-                x8_q5_0_codes(g, V);
-                const __m256 sc = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-                for (size_t t = 0; t < tn; t++) {
-                    const size_t tt = t0 + t;
-                    const __m256i i32 = x8_q5_0_isum(V, qs + tt * n + 32 * j, s[tt * nb + j]);
-                    acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(sc, _mm256_broadcast_ss(d + tt * nb + j)),
-                                             acc[t]);
-                }
-            }
-            for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + 8 * gi, acc[t]);
+    for (size_t p = 0; 2 * p < tn; p++) {
+        const size_t ta = t0 + 2 * p, tb = ta + 1;
+        const int has_b = 2 * p + 1 < tn;
+        for (size_t jj = 0; jj < jn; jj++) {
+            const size_t j = j0 + jj;
+            const int8_t *xa = qs + ta * n + 32 * j, *xb = qs + tb * n + 32 * j;
+            const __m128i z = _mm_setzero_si128();
+            const __m256i lo = _mm256_set_m128i(has_b ? _mm_loadu_si128((const __m128i *)xb) : z,
+                                                 _mm_loadu_si128((const __m128i *)xa));
+            const __m256i hi = _mm256_set_m128i(has_b ? _mm_loadu_si128((const __m128i *)(xb + 16)) : z,
+                                                 _mm_loadu_si128((const __m128i *)(xa + 16)));
+            __m256i *x = T->x[jj][p];
+            x[0] = _mm256_shuffle_epi32(lo, 0x00);
+            x[1] = _mm256_shuffle_epi32(lo, 0x55);
+            x[2] = _mm256_shuffle_epi32(lo, 0xaa);
+            x[3] = _mm256_shuffle_epi32(lo, 0xff);
+            x[4] = _mm256_shuffle_epi32(hi, 0x00);
+            x[5] = _mm256_shuffle_epi32(hi, 0x55);
+            x[6] = _mm256_shuffle_epi32(hi, 0xaa);
+            x[7] = _mm256_shuffle_epi32(hi, 0xff);
+            const float da = d[ta * nb + j], db = has_b ? d[tb * nb + j] : 0.0f;
+            const int32_t sa = s[ta * nb + j], sb = has_b ? s[tb * nb + j] : 0;
+            T->off[jj][p] = _mm256_set_m128i(_mm_set1_epi32(smul * sb), _mm_set1_epi32(smul * sa));
+            T->d[jj][p] = _mm256_set_m128(_mm_set1_ps(db), _mm_set1_ps(da));
+            T->ds[jj][p] = _mm256_set_m128(_mm_set1_ps(db * (float)sb), _mm_set1_ps(da * (float)sa));
         }
     }
+}
+
+/* Σ codes × x over one block for 4 rows × 2 tokens: codes ≤ 15 (eight pairs ≤ 2·15·127 in
+ * int16) or, wide, ≤ 31 (two int16 sums of four, widened apart). */
+static inline __attribute__((always_inline)) __m256i xp_isum(const __m256i W[8], const __m256i *x, int wide) {
+    const __m256i a = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(W[0], x[0]), _mm256_maddubs_epi16(W[1], x[1])),
+                                       _mm256_add_epi16(_mm256_maddubs_epi16(W[2], x[2]), _mm256_maddubs_epi16(W[3], x[3])));
+    const __m256i b = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(W[4], x[4]), _mm256_maddubs_epi16(W[5], x[5])),
+                                       _mm256_add_epi16(_mm256_maddubs_epi16(W[6], x[6]), _mm256_maddubs_epi16(W[7], x[7])));
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (wide) return _mm256_add_epi32(_mm256_madd_epi16(a, ones), _mm256_madd_epi16(b, ones));
+    return _mm256_madd_epi16(_mm256_add_epi16(a, b), ones);
+}
+
+enum { XP_Q4_0, XP_Q5_0, XP_Q4_K };
+
+/* Group gi's 8 code vectors of block j (lanes = its 8 rows) for the 128-bit-lane form: Q4_0
+ * and Q4_K read each half straight (h ≥ 0: rows 4h..4h+3 in both halves); Q5_0 (h < 0) all
+ * 8 rows, split by xp_half below. */
+static inline __attribute__((always_inline)) void xp_codes(int ty, const uint8_t *g, size_t j, int h, __m256i W[8]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    if (ty == XP_Q5_0) {
+        x8_q5_0_codes(g, W);
+        return;
+    }
+    if (ty == XP_Q4_0) {
+        for (int v = 0; v < 4; v++) {
+            const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(g + 16 + 32 * v + 16 * h)));
+            W[v] = _mm256_and_si256(raw, m4);
+            W[v + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        }
+        return;
+    }
+    const int i = (int)(j % 8), c = i / 2; /* Q4_K: sub-block i, chunk c, low or high nibbles */
+    for (int v = 0; v < 8; v++) {
+        const __m256i raw =
+            _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(g + 128 + 256 * c + 32 * v + 16 * h)));
+        W[v] = _mm256_and_si256(i & 1 ? _mm256_srli_epi16(raw, 4) : raw, m4);
+    }
+}
+
+static inline __attribute__((always_inline)) __m256 xp_half_ps(__m256 v, int h) {
+    return h ? _mm256_permute2f128_ps(v, v, 0x11) : _mm256_permute2f128_ps(v, v, 0x00);
+}
+
+static inline __attribute__((always_inline)) void xp_gemm(int ty, size_t n, size_t ngroups, const void *w,
+                                                          size_t ntok, const int8_t *qs, const float *d,
+                                                          const int32_t *s, float *out, size_t ldo) {
+    const size_t nb = n / 32;
+    /* bytes per group and block (Q4_K: per super-block, 8 blocks) */
+    const size_t gbytes = ty == XP_Q4_0 ? nb * X8_BS : ty == XP_Q5_0 ? nb * X8_Q5_0_BS : n / 256 * X8K_BS;
+    xp_tile T;
+    __m256 park[XP_GRP][2][XP_TOK / 2];
+    for (size_t t0 = 0; t0 < ntok; t0 += XP_TOK) {
+        const size_t tn = ntok - t0 < XP_TOK ? ntok - t0 : XP_TOK, np = (tn + 1) / 2;
+        for (size_t g0 = 0; g0 < ngroups; g0 += XP_GRP) {
+            const size_t gn = ngroups - g0 < XP_GRP ? ngroups - g0 : XP_GRP;
+            for (size_t gg = 0; gg < gn; gg++)
+                for (size_t p = 0; p < np; p++) park[gg][0][p] = park[gg][1][p] = _mm256_setzero_ps();
+            for (size_t j0 = 0; j0 < nb; j0 += XP_BLK) {
+                const size_t jn = nb - j0 < XP_BLK ? nb - j0 : XP_BLK;
+                xp_fill(&T, n, t0, tn, j0, jn, qs, d, s, ty == XP_Q4_0 ? 8 : ty == XP_Q5_0 ? 16 : 0);
+                for (size_t gg = 0; gg < gn; gg++) {
+                    const uint8_t *grp = (const uint8_t *)w + (g0 + gg) * gbytes;
+                    for (size_t jj = 0; jj < jn; jj++) {
+                        const size_t j = j0 + jj;
+                        const uint8_t *g = ty == XP_Q4_0   ? grp + j * X8_BS
+                                         : ty == XP_Q5_0 ? grp + j * X8_Q5_0_BS
+                                                         : grp + j / 8 * X8K_BS;
+                        /* the next group's weights for this block */
+                        const char *pf = ty == XP_Q4_K ? (const char *)g + gbytes + 144 * (j % 8) : (const char *)g + gbytes;
+                        _mm_prefetch(pf, _MM_HINT_T0);
+                        _mm_prefetch(pf + 64, _MM_HINT_T0);
+                        _mm_prefetch(pf + 128, _MM_HINT_T0);
+                        __m256 f8, m8 = _mm256_setzero_ps();
+                        if (ty == XP_Q4_K)
+                            x8k_scales(g, (int)(j % 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g)),
+                                       _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16))), &f8, &m8);
+                        else
+                            f8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+                        __m256i V[8];
+                        if (ty == XP_Q5_0) xp_codes(ty, g, j, -1, V);
+                        for (int h = 0; h < 2; h++) {
+                            __m256i W[8];
+                            if (ty == XP_Q5_0)
+                                for (int v = 0; v < 8; v++)
+                                    W[v] = h ? _mm256_permute2x128_si256(V[v], V[v], 0x11)
+                                             : _mm256_permute2x128_si256(V[v], V[v], 0x00);
+                            else
+                                xp_codes(ty, g, j, h, W);
+                            const __m256 f = xp_half_ps(f8, h), m = xp_half_ps(m8, h);
+                            __m256 *acc = park[gg][h];
+                            for (size_t p = 0; p < np; p++) {
+                                const __m256i isum = xp_isum(W, T.x[jj][p], ty == XP_Q5_0);
+                                if (ty == XP_Q4_K) {
+                                    const __m256 a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(f, T.d[jj][p]), acc[p]);
+                                    acc[p] = _mm256_fnmadd_ps(m, T.ds[jj][p], a);
+                                } else {
+                                    const __m256i i32 = _mm256_sub_epi32(isum, T.off[jj][p]);
+                                    acc[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(f, T.d[jj][p]), acc[p]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (size_t gg = 0; gg < gn; gg++)
+                for (int h = 0; h < 2; h++)
+                    for (size_t p = 0; p < np; p++) {
+                        float *o = out + (t0 + 2 * p) * ldo + 8 * (g0 + gg) + 4 * h;
+                        _mm_storeu_ps(o, _mm256_castps256_ps128(park[gg][h][p]));
+                        if (2 * p + 1 < tn) _mm_storeu_ps(o + ldo, _mm256_extractf128_ps(park[gg][h][p], 1));
+                    }
+        }
+    }
+}
+
+void mk_gemm_x8_q4_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo) {
+    xp_gemm(XP_Q4_0, n, ngroups, w, ntok, qs, d, s, out, ldo);
+}
+
+void mk_gemm_x8_q5_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo) {
+    xp_gemm(XP_Q5_0, n, ngroups, w, ntok, qs, d, s, out, ldo);
+}
+
+void mk_gemm_x8_q4_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo) {
+    xp_gemm(XP_Q4_K, n, ngroups, w, ntok, qs, d, s, out, ldo);
 }
 
 /* ---- Q6_K interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----
