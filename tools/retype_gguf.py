@@ -4,14 +4,17 @@ decode-speed measurements of that type (docs/QUANTIZATION.md, "V2-Lite 4-layer d
 
     python3 tools/retype_gguf.py IN.gguf OUT.gguf --type iq2_xxs [--seed 1]
 
-Speed depends on the type's layout, not on the values, so the blocks are random bytes with
-sane scales (every index, sign and grid pattern is a valid block; the f16/E8M0 scale fields
-are set to small normal values so no NaN, infinity or denormal enters the float work). The
+Speed depends on the type's layout, not on the values, so the blocks are random bytes (every
+index, sign and grid pattern is a valid block) with their scale fields set so that a row's
+weights have standard deviation 1/sqrt(row length) and mean ~0 (a random sign per block), as
+../shared/tools/make_synth_gguf.py does: activations stay in range in both moela and
+llama.cpp (no NaN, infinity or denormal in their float work, which would time something else).
+The scale for a type comes from gguf-py's dequantizer on unit-scale random blocks. The
 output is meaningless as a model. F32/F16/BF16 tensors (norms, router) are copied as they are.
 A row whose length is not a multiple of the type's block gets llama.cpp's fallback type
 (llama-quantize's `tensor_type_fallback`: IQ*/IQ4_XS -> IQ4_NL, Q2_K/Q3_K/TQ* -> Q4_0,
 Q4_K -> Q5_0, Q5_K -> Q5_1, Q6_K -> Q8_0), as in the files people download.
-Metadata is copied byte for byte. Needs numpy only (the GGUF layout is parsed here).
+Metadata is copied byte for byte. Needs numpy and the `gguf` package (its dequantizers).
 """
 import argparse
 import struct
@@ -38,21 +41,49 @@ FALLBACK = {
     "q4_k": "q5_0", "q5_k": "q5_1", "q6_k": "q8_0",
 }
 FLOATS = {"f32", "f16", "bf16"}
-SCALE = np.float16(0.01).view(np.uint16)  # a small normal f16
 
 
-def random_blocks(rng, name, n_blocks):
-    _, _, bb, scales = TYPES[name]
-    b = rng.integers(0, 256, size=(n_blocks, bb), dtype=np.uint8)
-    if scales == "e8m0":
-        b[:, 0] = 120  # 2^-7 (ggml: bias 127, doubled values)
-    elif scales == "iq1_m":
+def set_scales(b, name, scale):
+    """Sets every block's scale fields of `b` (blocks × bytes) to ±scale[i] (random signs)."""
+    _, _, _, fields = TYPES[name]
+    n = b.shape[0]
+    rng = np.random.default_rng(n)
+    if fields == "e8m0":
+        # ggml: E8M0 e means 2^(e-127), the values doubled: 2^(e-128) per unit code.
+        e = np.clip(np.round(np.log2(scale) + 128), 1, 254)
+        b[:, 0] = e.astype(np.uint8)
+        return
+    sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+    h = (sign * scale).astype(np.float16).view(np.uint16)
+    if fields == "iq1_m":
         # The f16 scale is spread over the top nibbles of the four u16 scale words (49..55).
         for k in range(4):
-            b[:, 49 + 2 * k] = (b[:, 49 + 2 * k] & 0x0F) | (((SCALE >> (4 * k)) & 15) << 4)
-    else:
-        for off in scales:
-            b[:, off:off + 2] = np.frombuffer(struct.pack("<H", int(SCALE)), dtype=np.uint8)
+            b[:, 49 + 2 * k] = (b[:, 49 + 2 * k] & 0x0F) | (((h >> (4 * k)) & 15) << 4).astype(np.uint8)
+        return
+    for off in fields:
+        sign = np.where(rng.random(n) < 0.5, -1.0, 1.0)
+        h = (sign * scale).astype(np.float16).view(np.uint16)
+        b[:, off] = (h & 0xFF).astype(np.uint8)
+        b[:, off + 1] = (h >> 8).astype(np.uint8)
+
+
+UNIT_STD = {}
+
+
+def unit_std(name):
+    """The weights' standard deviation of random blocks of `name` with unit scales."""
+    if name not in UNIT_STD:
+        from gguf.constants import GGMLQuantizationType
+        from gguf.quants import dequantize
+        b = np.random.default_rng(7).integers(0, 256, size=(1024, TYPES[name][2]), dtype=np.uint8)
+        set_scales(b, name, np.ones(1024))
+        UNIT_STD[name] = float(dequantize(b.reshape(-1), GGMLQuantizationType[name.upper()]).std())
+    return UNIT_STD[name]
+
+
+def random_blocks(rng, name, n_blocks, row):
+    b = rng.integers(0, 256, size=(n_blocks, TYPES[name][2]), dtype=np.uint8)
+    set_scales(b, name, np.full(n_blocks, (1.0 / np.sqrt(row)) / unit_std(name)))
     return b
 
 
@@ -129,7 +160,7 @@ def main():
             new = a.type
             while dims[0] % TYPES[new][1] != 0:
                 new = FALLBACK[new]
-            blob = random_blocks(rng, new, n // TYPES[new][1]).tobytes()
+            blob = random_blocks(rng, new, n // TYPES[new][1], dims[0]).tobytes()
             changed[new] = changed.get(new, 0) + 1
         pad = (-offset) % align
         blobs.append(b"\0" * pad + blob)
