@@ -4,7 +4,7 @@
  * x86-64 and, cross-compiled, under qemu-aarch64 -cpu max. Rows of 1..9 super-blocks (MXFP4:
  * 1..40 blocks; NVFP4, Q2_0: 1..20; Q1_0: 1..10) of random bytes (every index, sign, scale and
  * delta pattern is a valid block) with f16 scales (MXFP4: E8M0 exponents; NVFP4: random UE4M3
- * bytes, and all four zero for scale 0) around 1, 1e-3, 30 and zero, each row ending at an
+ * bytes, every third block 0x7F, 0xFF, 0x80, 0x07, and all four zero for scale 0) around 1, 1e-3, 30 and zero, each row ending at an
  * inaccessible page. Integer block sums are exact, so results may differ only by float
  * summation order: |a - b| ≤ 1e-5 · Σ kmax·|d|·|dx·q| with kmax the type's largest
  * |weight / d|. Prints "N passed, M failed". */
@@ -95,6 +95,8 @@ static void make_row(int t, size_t blocks, float scale, uint8_t *row, float *dab
         float v = scale * (0.5f + 0.5f * fabsf(frand())) * (frand() < 0 ? -1.0f : 1.0f);
         if (t == NVFP4) {
             /* Random scale bytes (their magnitude is in kmax, dabs 1), all zero for scale 0. */
+            static const uint8_t special[4] = {0x7F, 0xFF, 0x80, 0x07}; /* 0, 240, 0, 7/1024 */
+            if (blk % 3 == 1) memcpy(b, special, 4);
             if (scale == 0.0f) memset(b, 0, 4);
             dabs[blk] = 1.0f;
             continue;

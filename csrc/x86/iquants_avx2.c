@@ -382,15 +382,17 @@ float mk_vec_dot_mxfp4_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
     return hsum_ps(acc);
 }
 
-/* NVFP4's UE4M3 scale byte, halved (as csrc/generic/iquants.c). */
-static float ue4m3_half(uint8_t x) {
-    if (x == 0 || x == 0x7F) return 0.0f;
-    uint32_t e = (x >> 3) & 15, m = x & 7;
-    if (e == 0) return (float)m * (1.0f / 1024.0f);
-    uint32_t bits = ((e + 119) << 23) | (m << 20);
-    float d;
-    memcpy(&d, &bits, sizeof d);
-    return d;
+/* NVFP4's four UE4M3 scale bytes (a u32), halved, as csrc/generic/iquants.c's ue4m3_half:
+ * with b = byte & 0x7F, exponent bits e = b >> 3 ≥ 1 give the float bits (b + 8·119) << 20
+ * (exponent e + 119, mantissa m << 20); e = 0 gives m / 1024; the byte 0x7F gives 0. */
+static __m128 ue4m3_half4(uint32_t bytes) {
+    __m128i b = _mm_and_si128(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)bytes)), _mm_set1_epi32(0x7F));
+    __m128 normal = _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(b, _mm_set1_epi32(8 * 119)), 20));
+    __m128 sub = _mm_mul_ps(_mm_cvtepi32_ps(b), _mm_set1_ps(1.0f / 1024.0f));
+    __m128 is_sub = _mm_castsi128_ps(_mm_cmplt_epi32(b, _mm_set1_epi32(8)));
+    __m128 v = _mm_blendv_ps(normal, sub, is_sub);
+    __m128i nan = _mm_cmpeq_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)bytes)), _mm_set1_epi32(0x7F));
+    return _mm_andnot_ps(_mm_castsi128_ps(nan), v);
 }
 
 /* NVFP4: 64-element blocks of 4 UE4M3 scale bytes (one per 16 elements) and 32 nibble bytes
@@ -404,15 +406,18 @@ float mk_vec_dot_nvfp4_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
     const __m128i values = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
     const __m128i m4 = _mm_set1_epi8(15);
     __m256 acc = _mm256_setzero_ps();
+    const __m256i lo_pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    const __m256i hi_pair = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
     for (size_t blk = 0; blk < n / 64; blk++, b += 36) {
+        __m256 sc = _mm256_castps128_ps256(ue4m3_half4(u32le(b)));
         for (int h = 0; h < 2; h++, qs += 32) {
             __m128i bytes = _mm_loadu_si128((const __m128i *)(b + 4 + 16 * h));
             __m128i lo = _mm_shuffle_epi8(values, _mm_and_si128(bytes, m4));
             __m128i hi = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(bytes, 4), m4));
             __m256i code = _mm256_set_m128i(_mm_unpackhi_epi64(lo, hi), _mm_unpacklo_epi64(lo, hi));
             __m256i p = sdot32(code, _mm256_loadu_si256((const __m256i *)qs));
-            float d = dx[2 * blk + h];
-            __m256 scale = scale2(ue4m3_half(b[2 * h]) * d, ue4m3_half(b[2 * h + 1]) * d);
+            __m256 scale = _mm256_mul_ps(_mm256_permutevar8x32_ps(sc, h ? hi_pair : lo_pair),
+                                         _mm256_set1_ps(dx[2 * blk + h]));
             acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
         }
     }
