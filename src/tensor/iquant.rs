@@ -544,10 +544,12 @@ mod tests {
     /// type's quantization error. Relative RMS error measured with gguf-py's dequantizer when
     /// the fixtures were made: IQ2_XXS 0.344, IQ2_XS 0.297, IQ2_S 0.246, IQ3_XXS 0.183, IQ3_S
     /// 0.138, IQ1_S 0.483, IQ1_M 0.450, TQ1_0 0.811, TQ2_0 0.811 (ternary codes on non-ternary
-    /// weights), MXFP4 0.107; bound: that + 0.005 (a misread layout gives ~1.4). The ternary
-    /// types are also checked element by element: llama.cpp's quantizer rounds x/d with d the
-    /// block's largest magnitude, so every value is within d/2 of the original (plus d's f16
-    /// rounding).
+    /// weights), MXFP4 0.107, Q1_0 0.604, Q2_0 0.723 (measured with ggml's C dequantizer:
+    /// gguf-py has none for them); bound: that + 0.005 (a misread layout gives ~1.4). The
+    /// ternary types and Q2_0 are also checked element by element: llama.cpp's quantizer rounds
+    /// x/d with d the block's largest magnitude, so every value is within d/2 of the original
+    /// (plus d's f16 rounding). Q1_0 stores the sign of x (+ for x ≥ 0) and d = the block's
+    /// mean |x|, so every value is ±that mean, its sign that of the original.
     #[test]
     fn reads_llama_quantize_rows() {
         for (t, nm, measured) in [
@@ -561,6 +563,8 @@ mod tests {
             (DType::TQ1_0, "tq1_0", 0.811),
             (DType::TQ2_0, "tq2_0", 0.811),
             (DType::MXFP4, "mxfp4", 0.107),
+            (DType::Q1_0, "q1_0", 0.604),
+            (DType::Q2_0, "q2_0", 0.723),
         ] {
             let info = String::from_utf8(fixture(&format!("llamacpp/{nm}.txt"))).unwrap();
             let f: Vec<&str> = info.split_whitespace().collect();
@@ -581,7 +585,16 @@ mod tests {
             let rel = (se / ss).sqrt();
             println!("{nm} ({}): relative RMS error {rel:.4}", f[0]);
             assert!(rel <= measured + 0.005, "{nm}: relative RMS error {rel}");
-            if matches!(t, DType::TQ1_0 | DType::TQ2_0) {
+            if t == DType::Q1_0 {
+                for (g, o) in got.chunks(QK1_0).zip(orig.chunks(QK1_0)) {
+                    let mean = o.iter().map(|v| v.abs()).sum::<f32>() / QK1_0 as f32;
+                    for (a, b) in g.iter().zip(o) {
+                        assert_eq!(*a >= 0.0, *b >= 0.0, "{nm}: {a} vs {b}");
+                        assert!((a.abs() - mean).abs() <= mean * 1e-3, "{nm}: {a} vs {mean}");
+                    }
+                }
+            }
+            if matches!(t, DType::TQ1_0 | DType::TQ2_0 | DType::Q2_0) {
                 for (g, o) in got.chunks(t.block_size()).zip(orig.chunks(t.block_size())) {
                     let d = o.iter().fold(0f32, |m, v| m.max(v.abs()));
                     for (a, b) in g.iter().zip(o) {
