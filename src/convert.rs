@@ -49,6 +49,9 @@ pub(crate) fn file_type(t: DType) -> u32 {
         DType::TQ1_0 => 36,
         DType::TQ2_0 => 37,
         DType::MXFP4 => 38,
+        DType::NVFP4 => 39,
+        DType::Q1_0 => 40,
+        DType::Q2_0 => 41,
     }
 }
 

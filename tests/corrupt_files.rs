@@ -577,7 +577,7 @@ fn gguf_cases() -> Vec<Case> {
         format!("tensor {last_name:?}"),
     ));
     // Unknown and retired ggml types: the file opens, the loader names tensor and type.
-    for ty in [4u32, 99, u32::MAX] {
+    for ty in [4u32, 43, 99, u32::MAX] {
         v.push(case(
             format!("tensor type {ty}"),
             g(patch(base, type_at(0), &ty.to_le_bytes())),

@@ -1,5 +1,5 @@
 //! Models stored in the load-only low-bit types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S,
-//! IQ1_M, TQ1_0, TQ2_0, MXFP4) load and run. moela cannot write these types, so the files are
+//! IQ1_M, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0) load and run. moela cannot write these types, so the files are
 //! built here: the 256-wide `kq` fixture is converted to F32, then every matrix whose rows are
 //! whole blocks of the type (all but norms, routers and, for the 256-element types, the
 //! 32-wide expert down projections) is replaced by random valid blocks of the type, scaled to
@@ -12,7 +12,8 @@
 //! 0.9972 / 15, IQ3_XXS 8.4e-5 / 0.9979 / 16, IQ1_S 6.3e-5 / 0.99989 / 15, IQ3_S 8.3e-5 /
 //! 0.99987 / 16, IQ2_S 7.2e-5 / 0.99986 / 16, IQ1_M 8.0e-5 / 0.99988 / 16, TQ1_0 5.7e-5 /
 //! 0.99988 / 16, TQ2_0 1.3e-7 / 1.0 / 16 (its random codes have mean +1/2, so one direction
-//! dominates every activation), MXFP4 4.5e-5 / 0.99993 / 16. Thresholds: every row's cosine ≥ 0.99, median ≥ 0.999, top-1 ≥ 13 of 16 (a
+//! dominates every activation), MXFP4 4.5e-5 / 0.99993 / 16, NVFP4 7.3e-5 / 0.99990 / 16, Q1_0
+//! 6.3e-5 / 0.99992 / 16, Q2_0 1.4e-7 / 1.0 / 16 (as TQ2_0). Thresholds: every row's cosine ≥ 0.99, median ≥ 0.999, top-1 ≥ 13 of 16 (a
 //! near-tied routing decision or argmax may flip under the rounding), for both the full
 //! prefill and a prefill-then-decode run.
 
@@ -48,7 +49,8 @@ impl Rng {
 }
 
 /// Sets a block's scale to `v` (an f16 for every type but MXFP4, whose E8M0 exponent is
-/// set to the power of two nearest `v`).
+/// set to the power of two nearest `v`, and NVFP4, whose four UE4M3 bytes are set to the one
+/// nearest `2v`, ggml halving it).
 fn set_scale(dtype: DType, b: &mut [u8], v: f32) {
     let h = half::f16::from_f32(v).to_bits();
     match dtype {
@@ -60,9 +62,26 @@ fn set_scale(dtype: DType, b: &mut [u8], v: f32) {
             }
         }
         DType::MXFP4 => b[0] = (128.0 + v.log2().round()).clamp(2.0, 254.0) as u8,
+        DType::NVFP4 => {
+            let t = 2.0 * v.abs();
+            let best = (1u8..0x7F)
+                .min_by(|&x, &y| (ue4m3(x) - t).abs().total_cmp(&(ue4m3(y) - t).abs()))
+                .unwrap();
+            b[..4].fill(best);
+        }
         DType::TQ1_0 => b[52..54].copy_from_slice(&h.to_le_bytes()),
         DType::TQ2_0 => b[64..66].copy_from_slice(&h.to_le_bytes()),
         _ => b[0..2].copy_from_slice(&h.to_le_bytes()),
+    }
+}
+
+/// Unsigned E4M3 (exponent bias 7, bytes below 0x7F).
+fn ue4m3(x: u8) -> f32 {
+    let (e, m) = ((x >> 3) as i32, (x & 7) as f32);
+    if e == 0 {
+        m / 512.0
+    } else {
+        (1.0 + m / 8.0) * 2f32.powi(e - 7)
     }
 }
 

@@ -124,7 +124,7 @@ fn llama_cpp_logits_match() {
         .unwrap();
     let toks = tokens();
     // (file, types that must be inside)
-    let files: [(&str, &[&str]); 13] = [
+    let files: [(&str, &[&str]); 15] = [
         ("F16", &["F16"]),
         ("Q4_K_M", &["Q4_K", "Q5_0", "Q6_K", "Q8_0"]),
         ("Q5_K_M", &["Q5_K", "Q5_1", "Q6_K"]),
@@ -138,6 +138,8 @@ fn llama_cpp_logits_match() {
         ("TQ1_0", &["TQ1_0", "Q4_0", "Q4_K"]),
         ("TQ2_0", &["TQ2_0"]),
         ("MXFP4_MOE", &["MXFP4", "Q8_0"]),
+        ("Q1_0", &["Q1_0", "Q8_0"]),
+        ("Q2_0", &["Q2_0", "Q4_0"]),
     ];
     let mut worst = (1.0f64, 1.0f64, usize::MAX);
     for (mix, want_types) in files {

@@ -5,7 +5,7 @@ moela's test that it reads real llama.cpp output (src/tensor/iquant.rs,
 
 Steps: the `kq` fixture (256-wide) is written as a llama.cpp-layout F32 GGUF
 (tools/gen_llamacpp_gguf.py); llama-quantize makes one file per type (IQ2_XXS, IQ2_XS, IQ2_M,
-IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, TQ1_0, TQ2_0, MXFP4_MOE), with `--override-kv
+IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, TQ1_0, TQ2_0, MXFP4_MOE, Q1_0, Q2_0), with `--override-kv
 deepseek2.attention.q_lora_rank=int:0` (the fixture has no q LoRA, which llama.cpp's hparams
 loader insists on) and a uniform importance matrix (all ones, legacy .dat layout; the IQ1/IQ2
 and IQ3_XXS types refuse to run without one). From each output this keeps the first 32 rows of
@@ -14,7 +14,14 @@ tests/fixtures/iquants/llamacpp/<type>.blocks (raw GGUF bytes), <type>.f32 (the 
 little-endian f32) and <type>.txt (tensor name, row length, rows). The whole files are not
 kept (their other tensors use fallback types).
 
+Q1_0 and Q2_0 (ggml types 41, 42): the pip gguf 0.19.0 cannot read type 42 and no gguf-py
+dequantizes either, so these were made with `PYTHONPATH=/path/to/llama.cpp/gguf-py` and
+`--only Q1_0 Q2_0` (the others left as they are); the relative error is printed only where
+gguf-py can dequantize. Q1_0 gets `--tensor-type` Q8_0 for the 32-wide tensors (llama.cpp has
+no fallback type for it).
+
 Usage:  python3 tools/gen_iquant_llamacpp_fixtures.py --llama-quantize PATH/llama-quantize
+            [--only TYPE ...]
 Made with llama.cpp built from source (build 0, GNU 12.2.0), gguf 0.19.0, numpy 2.4.6.
 """
 import argparse
@@ -41,7 +48,13 @@ TYPES = [
     ("TQ1_0", T.TQ1_0, "tq1_0"),
     ("TQ2_0", T.TQ2_0, "tq2_0"),
     ("MXFP4_MOE", T.MXFP4, "mxfp4"),
+    ("Q1_0", 41, "q1_0"),
+    ("Q2_0", 42, "q2_0"),
 ]
+# (block size, bytes) of the types gguf-py may not know (ggml-common.h).
+SIZES = {41: (128, 18), 42: (64, 18)}
+EXTRA = {"Q1_0": ["--tensor-type", "attn_k_b=q8_0", "--tensor-type", "ffn_down_exps=q8_0",
+                  "--tensor-type", "ffn_down_shexp=q8_0"]}
 ROWS = 32
 
 
@@ -66,6 +79,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--llama-quantize", required=True)
     ap.add_argument("--out", default=os.path.join(ROOT, "tests", "fixtures", "iquants", "llamacpp"))
+    ap.add_argument("--only", nargs="+", help="write only these llama-quantize types")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,25 +91,30 @@ def main():
         uniform_imatrix(f32, imat)
         orig = {t.name: t for t in GGUFReader(f32).tensors}
         for qname, qtype, name in TYPES:
+            if a.only and qname not in a.only:
+                continue
             out = os.path.join(tmp, f"kq-{qname}.gguf")
             subprocess.run([a.llama_quantize, "--imatrix", imat, "--override-kv",
-                            "deepseek2.attention.q_lora_rank=int:0", f32, out, qname],
-                           check=True, capture_output=True)
-            t = next(t for t in GGUFReader(out).tensors if t.tensor_type == qtype)
+                            "deepseek2.attention.q_lora_rank=int:0"] + EXTRA.get(qname, [])
+                           + [f32, out, qname], check=True, capture_output=True)
+            t = next(t for t in GGUFReader(out).tensors if int(t.tensor_type) == int(qtype))
             cols = int(t.shape[0])
-            bsize, bb = quants.GGML_QUANT_SIZES[qtype]
+            bsize, bb = SIZES.get(int(qtype)) or quants.GGML_QUANT_SIZES[qtype]
             row_bytes = cols // bsize * bb
             raw = np.asarray(t.data).reshape(-1).view(np.uint8)[: ROWS * row_bytes]
             ref = np.asarray(orig[t.name].data, dtype="<f4").reshape(-1)[: ROWS * cols]
-            deq = quants.dequantize(raw, qtype).reshape(-1)
-            rel = np.sqrt(np.mean((deq - ref) ** 2) / np.mean(ref ** 2))
+            try:
+                deq = quants.dequantize(raw, qtype).reshape(-1)
+                rel = f"{np.sqrt(np.mean((deq - ref) ** 2) / np.mean(ref ** 2)):.3f}"
+            except (NotImplementedError, KeyError, ValueError, AttributeError):
+                rel = "(no gguf-py dequantizer)"
             with open(os.path.join(a.out, f"{name}.blocks"), "wb") as f:
                 f.write(raw.tobytes())
             with open(os.path.join(a.out, f"{name}.f32"), "wb") as f:
                 f.write(ref.tobytes())
             with open(os.path.join(a.out, f"{name}.txt"), "w") as f:
                 f.write(f"{t.name} {cols} {ROWS}\n")
-            print(f"{name}: {t.name} {cols} x {ROWS}, gguf-py relative RMS error {rel:.3f}")
+            print(f"{name}: {t.name} {cols} x {ROWS}, gguf-py relative RMS error {rel}")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ is no attn_q_a tensor).
 The low-bit mixes in IQ_MIXES (llama-quantize refuses most of them without an importance
 matrix) get a uniform one (all ones, as tools/gen_iquant_llamacpp_fixtures.py makes); together
 they hold every load-only type moela reads: IQ2_XXS, IQ2_XS (inside the IQ2_S mix), IQ2_S and
-IQ3_S (inside IQ3_XXS), IQ3_XXS, IQ1_S, IQ1_M, TQ1_0, TQ2_0, MXFP4.
+IQ3_S (inside IQ3_XXS), IQ3_XXS, IQ1_S, IQ1_M, TQ1_0, TQ2_0, MXFP4. Q1_0 and Q2_0 (ggml's
+1- and 2-bit types, no importance matrix needed) are in MIXES; NVFP4, the one load-only type
+llama-quantize (commit d32676d7) cannot write, has no file here.
 
 With --dump-logits PROG, also writes llama.cpp's own logits of each file (and of the F16
 source) over tests/fixtures/kq/tokens.json to logits/kq-<MIX>.npy: PROG is a small program
@@ -21,7 +23,7 @@ every position's logits as an (n_tokens, n_vocab) float32 .npy.
 
 Usage:  python3 tools/gen_llamacpp_mixes.py --moela target/debug/moela \
             --quantize /work/llama.cpp/build-native/bin/llama-quantize [--out DIR] \
-            [--dump-logits /tmp/lcdump/dump_logits]
+            [--dump-logits /tmp/lcdump/dump_logits] [--only MIX ...]
 Needs:  numpy, gguf. Writes kq-<MIX>.gguf for each mix in MIXES and IQ_MIXES (Q5_0, Q5_1 and
 IQ4_NL come along inside Q4_K_M, Q5_K_M and IQ4_XS). The F16 source is not kept: moela
 converts kq again in the test).
@@ -36,7 +38,11 @@ import tempfile
 import numpy as np
 from gguf import GGUFReader, GGUFWriter, GGUFValueType
 
-MIXES = ["Q4_K_M", "Q5_K_M", "IQ4_XS", "Q4_1"]
+MIXES = ["Q4_K_M", "Q5_K_M", "IQ4_XS", "Q4_1", "Q1_0", "Q2_0"]
+# llama.cpp has no fallback type for Q1_0 (128-element blocks), so its rows of 32 (attn_k_b, the
+# expert and shared-expert down projections) are named explicitly, as Q8_0.
+EXTRA = {"Q1_0": ["--tensor-type", "attn_k_b=q8_0", "--tensor-type", "ffn_down_exps=q8_0",
+                  "--tensor-type", "ffn_down_shexp=q8_0"]}
 IQ_MIXES = ["IQ2_XXS", "IQ2_S", "IQ3_XXS", "IQ1_S", "IQ1_M", "TQ1_0", "TQ2_0", "MXFP4_MOE"]
 
 
@@ -70,6 +76,7 @@ def main():
     ap.add_argument("--quantize", required=True)
     ap.add_argument("--out", default=os.path.join(here, "..", "tests", "fixtures", "llamacpp_mixes"))
     ap.add_argument("--dump-logits", help="program that writes llama.cpp's logits (see above)")
+    ap.add_argument("--only", nargs="+", help="write only these mixes (and not the F16 logits)")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
     sys.path.insert(0, here)
@@ -84,13 +91,15 @@ def main():
         add_q_lora_rank(f16, src)
         imat = os.path.join(tmp, "uniform.dat")
         uniform_imatrix(src, imat)
-        if a.dump_logits:
+        if a.dump_logits and not a.only:
             os.makedirs(os.path.join(a.out, "logits"), exist_ok=True)
             subprocess.run([a.dump_logits, src, os.path.join(a.out, "logits", "kq-F16.npy")] + tokens,
                            check=True, capture_output=True)
         for mix in MIXES + IQ_MIXES:
+            if a.only and mix not in a.only:
+                continue
             out = os.path.join(a.out, f"kq-{mix}.gguf")
-            extra = ["--imatrix", imat] if mix in IQ_MIXES else []
+            extra = (["--imatrix", imat] if mix in IQ_MIXES else []) + EXTRA.get(mix, [])
             p = subprocess.run([a.quantize] + extra + [src, out, mix], capture_output=True, text=True)
             if p.returncode != 0:
                 raise SystemExit(f"llama-quantize {mix} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")

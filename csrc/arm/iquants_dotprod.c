@@ -348,3 +348,94 @@ float MK_IQ_FN(mxfp4)(size_t n, const void *w, const int8_t *qs, const float *dx
     }
     return vaddvq_f32(acc);
 }
+
+/* NVFP4's UE4M3 scale byte, halved (as csrc/generic/iquants.c). */
+static inline float ue4m3_half(uint8_t x) {
+    if (x == 0 || x == 0x7F) return 0.0f;
+    uint32_t e = (x >> 3) & 15, m = x & 7;
+    if (e == 0) return (float)m * (1.0f / 1024.0f);
+    uint32_t bits = ((e + 119) << 23) | (m << 20);
+    float d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* NVFP4: 64-element blocks of 4 UE4M3 scale bytes (one per 16 elements) and 32 nibble bytes
+ * (byte 8s + j: element 16s + j low, 16s + 8 + j high) indexing the doubled E2M1 values;
+ * a 16-element sub-block is the low halves of its 8 bytes' lookups, then the high ones. */
+float MK_IQ_FN(nvfp4)(size_t n, const void *w, const int8_t *qs, const float *dx,
+                      const int32_t *s) {
+    (void)s;
+    static const int8_t values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    const int8x16_t tbl = vld1q_s8(values);
+    const uint8x16_t m4 = vdupq_n_u8(15);
+    const uint8_t *b = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t blk = 0; blk < n / 64; blk++, b += 36) {
+        for (int h = 0; h < 2; h++, qs += 32) {
+            uint8x16_t bytes = vld1q_u8(b + 4 + 16 * h);
+            int8x16_t lo = vqtbl1q_s8(tbl, vandq_u8(bytes, m4));
+            int8x16_t hi = vqtbl1q_s8(tbl, vshrq_n_u8(bytes, 4));
+            int32x4_t p0 = kdot(vcombine_s8(vget_low_s8(lo), vget_low_s8(hi)), vld1q_s8(qs));
+            int32x4_t p1 = kdot(vcombine_s8(vget_high_s8(lo), vget_high_s8(hi)), vld1q_s8(qs + 16));
+            float d = dx[2 * blk + h];
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p0), ue4m3_half(b[2 * h]) * d);
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p1), ue4m3_half(b[2 * h + 1]) * d);
+        }
+    }
+    return vaddvq_f32(acc);
+}
+
+/* Q1_0: 128-element blocks of an f16 d and 16 bytes of sign bits (element j: bit j%8 of
+ * byte j/8; set: +d, clear: -d): the bits become ±1 bytes (vtst, bit select). */
+float MK_IQ_FN(q1_0)(size_t n, const void *w, const int8_t *qs, const float *dx,
+                     const int32_t *s) {
+    (void)s;
+    static const uint8_t bits[16] = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
+    const uint8x16_t bitv = vld1q_u8(bits);
+    const int8x16_t plus = vdupq_n_s8(1), minus = vdupq_n_s8(-1);
+    const uint8_t *b = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t blk = 0; blk < n / 128; blk++, b += 18) {
+        float d = f16_at(b);
+        for (int k = 0; k < 4; k++, qs += 32) {
+            const uint8_t *m = b + 2 + 4 * k;
+            uint8x16_t set0 = vtstq_u8(vcombine_u8(vdup_n_u8(m[0]), vdup_n_u8(m[1])), bitv);
+            uint8x16_t set1 = vtstq_u8(vcombine_u8(vdup_n_u8(m[2]), vdup_n_u8(m[3])), bitv);
+            int32x4_t p = MK_SDOT(kdot(vbslq_s8(set0, plus, minus), vld1q_s8(qs)),
+                                  vbslq_s8(set1, plus, minus), vld1q_s8(qs + 16));
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), d * dx[4 * blk + k]);
+        }
+    }
+    return vaddvq_f32(acc);
+}
+
+/* Q2_0: 64-element blocks of an f16 d and 16 bytes of 2-bit codes (element j: bits 2(j%4) of
+ * byte j/4); x = d·(code - 1): each byte is repeated 4 times (tbl) and shifted right by 0, 2,
+ * 4, 6 (vshl by negative counts). */
+float MK_IQ_FN(q2_0)(size_t n, const void *w, const int8_t *qs, const float *dx,
+                     const int32_t *s) {
+    (void)s;
+    static const uint8_t rep[16] = {0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3};
+    static const int8_t shr[16] = {0, -2, -4, -6, 0, -2, -4, -6, 0, -2, -4, -6, 0, -2, -4, -6};
+    const uint8x16_t idx0 = vld1q_u8(rep), idx1 = vaddq_u8(idx0, vdupq_n_u8(4));
+    const int8x16_t shifts = vld1q_s8(shr);
+    const uint8x16_t three = vdupq_n_u8(3);
+    const int8x16_t one = vdupq_n_s8(1);
+    const uint8_t *b = (const uint8_t *)w;
+    float32x4_t acc = vdupq_n_f32(0.0f);
+    for (size_t blk = 0; blk < n / 64; blk++, b += 18) {
+        float d = f16_at(b);
+        for (int h = 0; h < 2; h++, qs += 32) {
+            uint8x8_t v = vld1_u8(b + 2 + 8 * h);
+            uint8x16_t vv = vcombine_u8(v, v);
+            int8x16_t c0 = vsubq_s8(
+                vreinterpretq_s8_u8(vandq_u8(vshlq_u8(vqtbl1q_u8(vv, idx0), shifts), three)), one);
+            int8x16_t c1 = vsubq_s8(
+                vreinterpretq_s8_u8(vandq_u8(vshlq_u8(vqtbl1q_u8(vv, idx1), shifts), three)), one);
+            int32x4_t p = MK_SDOT(kdot(c0, vld1q_s8(qs)), c1, vld1q_s8(qs + 16));
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p), d * dx[2 * blk + h]);
+        }
+    }
+    return vaddvq_f32(acc);
+}

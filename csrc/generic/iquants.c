@@ -1,5 +1,5 @@
 /* Portable reference kernels of the load-only low-bit types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS,
- * IQ3_S, IQ1_S, IQ1_M, TQ1_0, TQ2_0, MXFP4; layouts in src/tensor/iquant.rs). Written for
+ * IQ3_S, IQ1_S, IQ1_M, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0; layouts in src/tensor/iquant.rs). Written for
  * clarity: each block is decoded into integer codes and one float scale per 16 elements
  * (x = scale · code), then multiplied group by group. IQ1's fractional delta (±1/8) becomes an
  * integer by counting in eighths: code = 8·g ± 1, scale = d·(2·ls + 1)/8. */
@@ -181,6 +181,44 @@ static void decode_mxfp4(const uint8_t *b, int8_t *code, float *sc) {
     }
 }
 
+/* NVFP4's scale byte, halved (ggml stores doubled E2M1 values): unsigned E4M3, bit 7 ignored
+ * but 0x7F (E4M3's NaN) and 0x00 give 0. */
+static float ue4m3_half(uint8_t x) {
+    if (x == 0 || x == 0x7F) return 0.0f;
+    uint32_t e = (x >> 3) & 15, m = x & 7;
+    if (e == 0) return (float)m * (1.0f / 1024.0f);
+    uint32_t bits = ((e + 119) << 23) | (m << 20);
+    float d;
+    memcpy(&d, &bits, sizeof d);
+    return d;
+}
+
+/* 64-element blocks: four 16-element groups, each with its own scale. */
+static void decode_nvfp4(const uint8_t *b, int8_t *code, float *sc) {
+    static const int8_t values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    for (int s = 0; s < 4; s++) {
+        sc[s] = ue4m3_half(b[s]);
+        for (int j = 0; j < 8; j++) {
+            code[16 * s + j] = values[b[4 + 8 * s + j] & 15];
+            code[16 * s + 8 + j] = values[b[4 + 8 * s + j] >> 4];
+        }
+    }
+}
+
+/* 128-element blocks of sign bits: x = ±d. */
+static void decode_q1_0(const uint8_t *b, int8_t *code, float *sc) {
+    float d = f16le(b);
+    for (int g = 0; g < 8; g++) sc[g] = d;
+    for (int j = 0; j < 128; j++) code[j] = ((b[2 + j / 8] >> (j % 8)) & 1) ? 1 : -1;
+}
+
+/* 64-element blocks of 2-bit codes: x = (q - 1)·d. */
+static void decode_q2_0(const uint8_t *b, int8_t *code, float *sc) {
+    float d = f16le(b);
+    for (int g = 0; g < 4; g++) sc[g] = d;
+    for (int j = 0; j < 64; j++) code[j] = (int8_t)(((b[2 + j / 4] >> (2 * (j % 4))) & 3) - 1);
+}
+
 /* Row kernels over decoded blocks of `bsize` elements and `bbytes` bytes. */
 static float dot_f32(decode_fn decode, size_t bsize, size_t bbytes, size_t n, const void *w,
                      const float *x) {
@@ -236,3 +274,6 @@ IQ_KERNELS(iq1_m, 256, 56)
 IQ_KERNELS(tq1_0, 256, 54)
 IQ_KERNELS(tq2_0, 256, 66)
 IQ_KERNELS(mxfp4, 32, 17)
+IQ_KERNELS(nvfp4, 64, 36)
+IQ_KERNELS(q1_0, 128, 18)
+IQ_KERNELS(q2_0, 64, 18)

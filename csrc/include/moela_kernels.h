@@ -416,7 +416,8 @@ float mk_vec_dot_q3_k_q8a_dotprod(size_t n, const void *w, const int8_t *qs, con
 
 /* Load-only low-bit types (csrc/generic/iquants.c; layouts in src/tensor/iquant.rs): IQ2_XXS
  * (66 bytes), IQ2_XS (74), IQ2_S (82), IQ3_XXS (98), IQ3_S (110), IQ1_S (50), IQ1_M (56),
- * TQ1_0 (54), TQ2_0 (66) per 256 elements (n a multiple of 256); MXFP4 17 bytes per 32.
+ * TQ1_0 (54), TQ2_0 (66) per 256 elements (n a multiple of 256); MXFP4 17 bytes per 32,
+ * NVFP4 36 per 64, Q1_0 18 per 128, Q2_0 18 per 64.
  * Codebook types index the grids of csrc/generic/iquant_grids.h. Against f32 and against q8a
  * activations (s unused: every type's codes are signed). */
 float mk_vec_dot_iq2_xxs_f32_generic(size_t n, const void *w, const float *x);
@@ -429,6 +430,9 @@ float mk_vec_dot_iq1_m_f32_generic(size_t n, const void *w, const float *x);
 float mk_vec_dot_tq1_0_f32_generic(size_t n, const void *w, const float *x);
 float mk_vec_dot_tq2_0_f32_generic(size_t n, const void *w, const float *x);
 float mk_vec_dot_mxfp4_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_nvfp4_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_q1_0_f32_generic(size_t n, const void *w, const float *x);
+float mk_vec_dot_q2_0_f32_generic(size_t n, const void *w, const float *x);
 float mk_vec_dot_iq2_xxs_q8a_generic(size_t n, const void *w, const int8_t *qs,
                                      const float *d, const int32_t *s);
 float mk_vec_dot_iq2_xs_q8a_generic(size_t n, const void *w, const int8_t *qs,
@@ -449,6 +453,12 @@ float mk_vec_dot_tq2_0_q8a_generic(size_t n, const void *w, const int8_t *qs,
                                    const float *d, const int32_t *s);
 float mk_vec_dot_mxfp4_q8a_generic(size_t n, const void *w, const int8_t *qs,
                                    const float *d, const int32_t *s);
+float mk_vec_dot_nvfp4_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                   const float *d, const int32_t *s);
+float mk_vec_dot_q1_0_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                  const float *d, const int32_t *s);
+float mk_vec_dot_q2_0_q8a_generic(size_t n, const void *w, const int8_t *qs,
+                                  const float *d, const int32_t *s);
 /* x86-64 AVX2 + FMA + F16C versions (csrc/x86/iquants_avx2.c). */
 float mk_vec_dot_tq1_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
                                 const int32_t *s);
@@ -470,6 +480,12 @@ float mk_vec_dot_iq1_m_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
                                   const int32_t *s);
 float mk_vec_dot_mxfp4_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
                                   const int32_t *s);
+float mk_vec_dot_nvfp4_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_q1_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q2_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
 /* AArch64 NEON + dotprod versions (csrc/arm/iquants_dotprod.c). */
 float mk_vec_dot_iq2_xxs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
                                      const int32_t *s);
@@ -491,6 +507,12 @@ float mk_vec_dot_iq1_m_q8a_dotprod(size_t n, const void *w, const int8_t *qs, co
                                      const int32_t *s);
 float mk_vec_dot_mxfp4_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
                                      const int32_t *s);
+float mk_vec_dot_nvfp4_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                   const int32_t *s);
+float mk_vec_dot_q1_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
+float mk_vec_dot_q2_0_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
+                                  const int32_t *s);
 /* The same for AArch64 without dotprod (csrc/arm/iquants_neon.c: sdot emulated). */
 float mk_vec_dot_iq2_xxs_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
                                   const int32_t *s);
@@ -512,6 +534,12 @@ float mk_vec_dot_iq1_m_q8a_neon(size_t n, const void *w, const int8_t *qs, const
                                 const int32_t *s);
 float mk_vec_dot_mxfp4_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
                                 const int32_t *s);
+float mk_vec_dot_nvfp4_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                                const int32_t *s);
+float mk_vec_dot_q1_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
+float mk_vec_dot_q2_0_q8a_neon(size_t n, const void *w, const int8_t *qs, const float *d,
+                               const int32_t *s);
 /* ---- Q4_1, Q5_0, Q5_1 (32-element blocks; byte j of the 16 nibble bytes holds element j low,
  * j+16 high, as Q4_0; the fifth bits are a little-endian u32 qh, bit i for element i).
  * Q4_1 = 20 bytes: f16 d, f16 m, 16 bytes nibbles; x = d·q + m. Q5_0 = 22 bytes: f16 d, qh,

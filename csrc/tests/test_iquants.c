@@ -1,9 +1,10 @@
 /* The ISA kernels of the low-bit types (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M,
- * TQ1_0, TQ2_0, MXFP4; csrc/x86/iquants_avx2.c, csrc/arm/iquants_dotprod.c, csrc/arm/iquants_neon.c) against the generic ones
+ * TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0; csrc/x86/iquants_avx2.c, csrc/arm/iquants_dotprod.c, csrc/arm/iquants_neon.c) against the generic ones
  * (csrc/generic/iquants.c), as a standalone C program: tools/test.sh runs it natively on
  * x86-64 and, cross-compiled, under qemu-aarch64 -cpu max. Rows of 1..9 super-blocks (MXFP4:
- * 1..40 blocks) of random bytes (every index, sign, scale and delta pattern is a valid block)
- * with f16 scales (MXFP4: E8M0 exponents) around 1, 1e-3, 30 and zero, each row ending at an
+ * 1..40 blocks; NVFP4, Q2_0: 1..20; Q1_0: 1..10) of random bytes (every index, sign, scale and
+ * delta pattern is a valid block) with f16 scales (MXFP4: E8M0 exponents; NVFP4: random UE4M3
+ * bytes, every third block 0x7F, 0xFF, 0x80, 0x07, and all four zero for scale 0) around 1, 1e-3, 30 and zero, each row ending at an
  * inaccessible page. Integer block sums are exact, so results may differ only by float
  * summation order: |a - b| ≤ 1e-5 · Σ kmax·|d|·|dx·q| with kmax the type's largest
  * |weight / d|. Prints "N passed, M failed". */
@@ -19,12 +20,13 @@
 
 typedef float (*dot_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *);
 
-enum { IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, TQ1_0, TQ2_0, MXFP4, NTYPES };
+enum { IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M, TQ1_0, TQ2_0, MXFP4, NVFP4, Q1_0, Q2_0, NTYPES };
 
 static const struct {
     const char *name;
     size_t be, bb;
-    int dpos; /* byte offset of the f16 d; -1: IQ1_M (spread over the scales), -2: MXFP4 */
+    int dpos; /* byte offset of the f16 d; -1: IQ1_M (spread over the scales), -2: MXFP4,
+                 -3: NVFP4 */
     float kmax;
     dot_fn ref;
 } types[NTYPES] = {
@@ -38,6 +40,9 @@ static const struct {
     {"tq1_0", 256, 54, 52, 1.0f, mk_vec_dot_tq1_0_q8a_generic},
     {"tq2_0", 256, 66, 64, 2.0f, mk_vec_dot_tq2_0_q8a_generic},
     {"mxfp4", 32, 17, -2, 12.0f, mk_vec_dot_mxfp4_q8a_generic},
+    {"nvfp4", 64, 36, -3, 12.0f * 240.0f, mk_vec_dot_nvfp4_q8a_generic},
+    {"q1_0", 128, 18, 0, 1.0f, mk_vec_dot_q1_0_q8a_generic},
+    {"q2_0", 64, 18, 0, 2.0f, mk_vec_dot_q2_0_q8a_generic},
 };
 
 struct kernel {
@@ -88,6 +93,14 @@ static void make_row(int t, size_t blocks, float scale, uint8_t *row, float *dab
             b[i] = (uint8_t)(rng >> 24);
         }
         float v = scale * (0.5f + 0.5f * fabsf(frand())) * (frand() < 0 ? -1.0f : 1.0f);
+        if (t == NVFP4) {
+            /* Random scale bytes (their magnitude is in kmax, dabs 1), all zero for scale 0. */
+            static const uint8_t special[4] = {0x7F, 0xFF, 0x80, 0x07}; /* 0, 240, 0, 7/1024 */
+            if (blk % 3 == 1) memcpy(b, special, 4);
+            if (scale == 0.0f) memset(b, 0, 4);
+            dabs[blk] = 1.0f;
+            continue;
+        }
         if (t == MXFP4) {
             int e = scale == 0.0f ? 0 : (int)lroundf(128.0f + log2f(fabsf(v)));
             b[0] = (uint8_t)e;
@@ -119,6 +132,9 @@ int main(void) {
         {"avx2", IQ1_S, mk_vec_dot_iq1_s_q8a_avx2},
         {"avx2", IQ1_M, mk_vec_dot_iq1_m_q8a_avx2},
         {"avx2", MXFP4, mk_vec_dot_mxfp4_q8a_avx2},
+        {"avx2", NVFP4, mk_vec_dot_nvfp4_q8a_avx2},
+        {"avx2", Q1_0, mk_vec_dot_q1_0_q8a_avx2},
+        {"avx2", Q2_0, mk_vec_dot_q2_0_q8a_avx2},
 #elif defined(__aarch64__)
         {"dotprod", IQ2_XXS, mk_vec_dot_iq2_xxs_q8a_dotprod},
         {"dotprod", IQ3_XXS, mk_vec_dot_iq3_xxs_q8a_dotprod},
@@ -130,6 +146,9 @@ int main(void) {
         {"dotprod", IQ3_S, mk_vec_dot_iq3_s_q8a_dotprod},
         {"dotprod", IQ1_M, mk_vec_dot_iq1_m_q8a_dotprod},
         {"dotprod", MXFP4, mk_vec_dot_mxfp4_q8a_dotprod},
+        {"dotprod", NVFP4, mk_vec_dot_nvfp4_q8a_dotprod},
+        {"dotprod", Q1_0, mk_vec_dot_q1_0_q8a_dotprod},
+        {"dotprod", Q2_0, mk_vec_dot_q2_0_q8a_dotprod},
         {"neon", IQ2_XXS, mk_vec_dot_iq2_xxs_q8a_neon},
         {"neon", IQ3_XXS, mk_vec_dot_iq3_xxs_q8a_neon},
         {"neon", IQ1_S, mk_vec_dot_iq1_s_q8a_neon},
@@ -140,6 +159,9 @@ int main(void) {
         {"neon", IQ3_S, mk_vec_dot_iq3_s_q8a_neon},
         {"neon", IQ1_M, mk_vec_dot_iq1_m_q8a_neon},
         {"neon", MXFP4, mk_vec_dot_mxfp4_q8a_neon},
+        {"neon", NVFP4, mk_vec_dot_nvfp4_q8a_neon},
+        {"neon", Q1_0, mk_vec_dot_q1_0_q8a_neon},
+        {"neon", Q2_0, mk_vec_dot_q2_0_q8a_neon},
 #endif
     };
     const int nk = (int)(sizeof ks / sizeof ks[0]);
@@ -154,7 +176,7 @@ int main(void) {
     const float scales[] = {1.0f, 1e-3f, 30.0f, 0.0f};
     for (int k = 0; k < nk; k++) {
         const int t = ks[k].type;
-        const size_t be = types[t].be, maxb = be == 32 ? 40 : 9;
+        const size_t be = types[t].be, maxb = be == 32 ? 40 : be == 64 ? 20 : be == 128 ? 10 : 9;
         for (size_t nbk = 1; nbk <= maxb; nbk++) {
             const size_t n = be * nbk, blocks = n / 32, bytes = types[t].bb * nbk;
             float *x = malloc(n * sizeof *x), *d = malloc(blocks * sizeof *d), *dabs = malloc(nbk * sizeof *dabs);

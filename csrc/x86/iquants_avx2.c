@@ -381,3 +381,106 @@ float mk_vec_dot_mxfp4_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
     }
     return hsum_ps(acc);
 }
+
+/* NVFP4's four UE4M3 scale bytes (a u32), halved, as csrc/generic/iquants.c's ue4m3_half:
+ * with b = byte & 0x7F, exponent bits e = b >> 3 ≥ 1 give the float bits (b + 8·119) << 20
+ * (exponent e + 119, mantissa m << 20); e = 0 gives m / 1024; the byte 0x7F gives 0. */
+static __m128 ue4m3_half4(uint32_t bytes) {
+    __m128i b = _mm_and_si128(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)bytes)), _mm_set1_epi32(0x7F));
+    __m128 normal = _mm_castsi128_ps(_mm_slli_epi32(_mm_add_epi32(b, _mm_set1_epi32(8 * 119)), 20));
+    __m128 sub = _mm_mul_ps(_mm_cvtepi32_ps(b), _mm_set1_ps(1.0f / 1024.0f));
+    __m128 is_sub = _mm_castsi128_ps(_mm_cmplt_epi32(b, _mm_set1_epi32(8)));
+    __m128 v = _mm_blendv_ps(normal, sub, is_sub);
+    __m128i nan = _mm_cmpeq_epi32(_mm_cvtepu8_epi32(_mm_cvtsi32_si128((int)bytes)), _mm_set1_epi32(0x7F));
+    return _mm_andnot_ps(_mm_castsi128_ps(nan), v);
+}
+
+/* NVFP4: 64-element blocks of 4 UE4M3 scale bytes (one per 16 elements) and 32 nibble bytes
+ * (byte 8s + j: element 16s + j low, 16s + 8 + j high) indexing the doubled E2M1 values.
+ * Per 32 elements: the 16 bytes of two sub-blocks give lo = values of the low nibbles and
+ * hi = of the high ones; element order is lo[0..8] hi[0..8] lo[8..16] hi[8..16]. */
+float mk_vec_dot_nvfp4_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                                const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const __m128i values = _mm_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12);
+    const __m128i m4 = _mm_set1_epi8(15);
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i lo_pair = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    const __m256i hi_pair = _mm256_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3);
+    for (size_t blk = 0; blk < n / 64; blk++, b += 36) {
+        __m256 sc = _mm256_castps128_ps256(ue4m3_half4(u32le(b)));
+        for (int h = 0; h < 2; h++, qs += 32) {
+            __m128i bytes = _mm_loadu_si128((const __m128i *)(b + 4 + 16 * h));
+            __m128i lo = _mm_shuffle_epi8(values, _mm_and_si128(bytes, m4));
+            __m128i hi = _mm_shuffle_epi8(values, _mm_and_si128(_mm_srli_epi16(bytes, 4), m4));
+            __m256i code = _mm256_set_m128i(_mm_unpackhi_epi64(lo, hi), _mm_unpacklo_epi64(lo, hi));
+            __m256i p = sdot32(code, _mm256_loadu_si256((const __m256i *)qs));
+            __m256 scale = _mm256_mul_ps(_mm256_permutevar8x32_ps(sc, h ? hi_pair : lo_pair),
+                                         _mm256_set1_ps(dx[2 * blk + h]));
+            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
+        }
+    }
+    return hsum_ps(acc);
+}
+
+/* Q1_0: 128-element blocks of an f16 d and 16 bytes of sign bits (element j: bit j%8 of
+ * byte j/8; set: +d, clear: -d). Per 32 elements the 4 bytes are spread to one byte per
+ * element, and the activations negated where the bit is clear. */
+float mk_vec_dot_q1_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                               const int32_t *s) {
+    (void)s;
+    const uint8_t *b = (const uint8_t *)w;
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                            2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    const __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ull);
+    const __m256i one = _mm256_set1_epi8(1);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    for (size_t blk = 0; blk < n / 128; blk++, b += 18) {
+        __m256 d = _mm256_set1_ps(f16le(b));
+        for (int k = 0; k < 4; k++, qs += 32) {
+            __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)u32le(b + 2 + 4 * k)), spread);
+            __m256i clear = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, bit), _mm256_setzero_si256());
+            __m256i sq = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)qs),
+                                          _mm256_or_si256(clear, one));
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(one, sq), ones16);
+            acc = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(dx[4 * blk + k])),
+                                  _mm256_cvtepi32_ps(p), acc);
+        }
+    }
+    return hsum_ps(acc);
+}
+
+/* Q2_0: 64-element blocks of an f16 d and 16 bytes of 2-bit codes (element j: bits 2(j%4)
+ * of byte j/4); x = d·(code - 1), so a 32-element sum is Σ code·q - s. Per 32 elements (8
+ * bytes), 32-bit lane t holds bytes 4(t/4).. shifted right by 2(t%4): its byte i is the
+ * code of element 16(t/4) + 4i + t%4, a 4×4 transpose within each 16 that the activations
+ * are shuffled by to match. */
+float mk_vec_dot_q2_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
+                               const int32_t *s) {
+    const uint8_t *b = (const uint8_t *)w;
+    const __m256i shifts = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6);
+    const __m256i transpose = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15,
+                                               0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    const __m256i three = _mm256_set1_epi8(3);
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_s = 0.0f;
+    for (size_t blk = 0; blk < n / 64; blk++, b += 18) {
+        float d = f16le(b);
+        __m256i all = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b + 2)));
+        for (int h = 0; h < 2; h++, qs += 32) {
+            const __m256i pick = _mm256_setr_epi32(2 * h, 2 * h, 2 * h, 2 * h, 2 * h + 1, 2 * h + 1,
+                                                   2 * h + 1, 2 * h + 1);
+            __m256i code = _mm256_and_si256(
+                _mm256_srlv_epi32(_mm256_permutevar8x32_epi32(all, pick), shifts), three);
+            __m256i q = _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)qs), transpose);
+            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(code, q), ones16);
+            float scale = d * dx[2 * blk + h];
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(scale), _mm256_cvtepi32_ps(p), acc);
+            acc_s -= scale * (float)s[2 * blk + h];
+        }
+    }
+    return hsum_ps(acc) + acc_s;
+}

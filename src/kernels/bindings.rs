@@ -1480,6 +1480,27 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_nvfp4_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q1_0_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q2_0_f32_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        x: *const f32,
+    ) -> f32;
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_iq2_xxs_q8a_generic(
         n: usize,
         w: *const ::core::ffi::c_void,
@@ -1562,6 +1583,33 @@ unsafe extern "C" {
 }
 unsafe extern "C" {
     pub fn mk_vec_dot_mxfp4_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_nvfp4_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q1_0_q8a_generic(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q2_0_q8a_generic(
         n: usize,
         w: *const ::core::ffi::c_void,
         qs: *const i8,
@@ -1660,6 +1708,33 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_nvfp4_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q1_0_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q2_0_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_iq2_xxs_q8a_dotprod(
         n: usize,
         w: *const ::core::ffi::c_void,
@@ -1750,6 +1825,33 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_nvfp4_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q1_0_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q2_0_q8a_dotprod(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_iq2_xxs_q8a_neon(
         n: usize,
         w: *const ::core::ffi::c_void,
@@ -1832,6 +1934,33 @@ unsafe extern "C" {
 }
 unsafe extern "C" {
     pub fn mk_vec_dot_mxfp4_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_nvfp4_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q1_0_q8a_neon(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+    ) -> f32;
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_q2_0_q8a_neon(
         n: usize,
         w: *const ::core::ffi::c_void,
         qs: *const i8,

@@ -105,6 +105,9 @@ pub fn vec_dot_generic(dtype: DType, bytes: &[u8], x: &[f32]) -> Result<f32> {
             DType::TQ1_0 => bindings::mk_vec_dot_tq1_0_f32_generic(n, w.cast(), x.as_ptr()),
             DType::TQ2_0 => bindings::mk_vec_dot_tq2_0_f32_generic(n, w.cast(), x.as_ptr()),
             DType::MXFP4 => bindings::mk_vec_dot_mxfp4_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::NVFP4 => bindings::mk_vec_dot_nvfp4_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::Q1_0 => bindings::mk_vec_dot_q1_0_f32_generic(n, w.cast(), x.as_ptr()),
+            DType::Q2_0 => bindings::mk_vec_dot_q2_0_f32_generic(n, w.cast(), x.as_ptr()),
         })
     }
 }

@@ -118,7 +118,7 @@ pub fn available() -> Vec<KernelSet> {
             // the Q5_0/IQ4_NL four-row decode kernels and the legacy/IQ4 GEMMs beat the AVX-512 one- and
             // four-row kernels (Q5_0 decode 16.5 vs 13.9 GB/s, prefill 48 vs 29 GMAC/s, one
             // thread, docs/PERFORMANCE.md).
-            let shared_dot: [(DType, DotQ8a); 10] = [
+            let shared_dot: [(DType, DotQ8a); 13] = [
                 (DType::TQ1_0, b::mk_vec_dot_tq1_0_q8a_avx2),
                 (DType::TQ2_0, b::mk_vec_dot_tq2_0_q8a_avx2),
                 (DType::IQ2_XXS, b::mk_vec_dot_iq2_xxs_q8a_avx2),
@@ -129,6 +129,9 @@ pub fn available() -> Vec<KernelSet> {
                 (DType::IQ1_S, b::mk_vec_dot_iq1_s_q8a_avx2),
                 (DType::IQ1_M, b::mk_vec_dot_iq1_m_q8a_avx2),
                 (DType::MXFP4, b::mk_vec_dot_mxfp4_q8a_avx2),
+                (DType::NVFP4, b::mk_vec_dot_nvfp4_q8a_avx2),
+                (DType::Q1_0, b::mk_vec_dot_q1_0_q8a_avx2),
+                (DType::Q2_0, b::mk_vec_dot_q2_0_q8a_avx2),
             ];
             let shared_rows4: [(DType, Rows4Q8a); 2] = [
                 (DType::Q5_0, b::mk_vec_dot_rows4_q5_0_q8a_avx2),
@@ -322,6 +325,9 @@ pub fn available() -> Vec<KernelSet> {
                 (DType::IQ3_S, b::mk_vec_dot_iq3_s_q8a_neon),
                 (DType::IQ1_M, b::mk_vec_dot_iq1_m_q8a_neon),
                 (DType::MXFP4, b::mk_vec_dot_mxfp4_q8a_neon),
+                (DType::NVFP4, b::mk_vec_dot_nvfp4_q8a_neon),
+                (DType::Q1_0, b::mk_vec_dot_q1_0_q8a_neon),
+                (DType::Q2_0, b::mk_vec_dot_q2_0_q8a_neon),
             ]),
             mla: MlaKernels {
                 scores_f32: b::mk_mla_scores_f32_neon,
@@ -370,6 +376,9 @@ pub fn available() -> Vec<KernelSet> {
                     (DType::IQ3_S, b::mk_vec_dot_iq3_s_q8a_dotprod),
                     (DType::IQ1_M, b::mk_vec_dot_iq1_m_q8a_dotprod),
                     (DType::MXFP4, b::mk_vec_dot_mxfp4_q8a_dotprod),
+                    (DType::NVFP4, b::mk_vec_dot_nvfp4_q8a_dotprod),
+                    (DType::Q1_0, b::mk_vec_dot_q1_0_q8a_dotprod),
+                    (DType::Q2_0, b::mk_vec_dot_q2_0_q8a_dotprod),
                 ]),
                 ..neon
             };

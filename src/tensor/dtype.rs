@@ -42,6 +42,9 @@ pub enum DType {
     TQ1_0,
     TQ2_0,
     MXFP4,
+    NVFP4,
+    Q1_0,
+    Q2_0,
 }
 
 impl DType {
@@ -66,7 +69,7 @@ impl DType {
 
     /// GGUF types moela reads and computes with but cannot write (`tensor::iquant`): not
     /// conversion targets, so not in [`DType::ALL`].
-    pub const LOAD_ONLY: [DType; 10] = [
+    pub const LOAD_ONLY: [DType; 13] = [
         DType::IQ2_XXS,
         DType::IQ2_XS,
         DType::IQ3_XXS,
@@ -77,6 +80,9 @@ impl DType {
         DType::TQ1_0,
         DType::TQ2_0,
         DType::MXFP4,
+        DType::NVFP4,
+        DType::Q1_0,
+        DType::Q2_0,
     ];
 
     /// The `ggml_type` id used in GGUF tensor infos ([`NO_GGML_TYPE`] for F8E4M3, which
@@ -108,7 +114,10 @@ impl DType {
             | DType::IQ1_M
             | DType::TQ1_0
             | DType::TQ2_0
-            | DType::MXFP4 => iquant::ggml_type(self),
+            | DType::MXFP4
+            | DType::NVFP4
+            | DType::Q1_0
+            | DType::Q2_0 => iquant::ggml_type(self),
         }
     }
 
@@ -137,7 +146,10 @@ impl DType {
             | DType::IQ1_M
             | DType::TQ1_0
             | DType::TQ2_0
-            | DType::MXFP4 => iquant::block_size(self),
+            | DType::MXFP4
+            | DType::NVFP4
+            | DType::Q1_0
+            | DType::Q2_0 => iquant::block_size(self),
         }
     }
 
@@ -167,7 +179,10 @@ impl DType {
             | DType::IQ1_M
             | DType::TQ1_0
             | DType::TQ2_0
-            | DType::MXFP4 => iquant::block_bytes(self),
+            | DType::MXFP4
+            | DType::NVFP4
+            | DType::Q1_0
+            | DType::Q2_0 => iquant::block_bytes(self),
         }
     }
 
@@ -219,7 +234,10 @@ impl DType {
             | DType::IQ1_M
             | DType::TQ1_0
             | DType::TQ2_0
-            | DType::MXFP4 => iquant::name(self),
+            | DType::MXFP4
+            | DType::NVFP4
+            | DType::Q1_0
+            | DType::Q2_0 => iquant::name(self),
         }
     }
 
@@ -234,7 +252,7 @@ pub const NO_GGML_TYPE: u32 = u32::MAX;
 
 /// Human-readable name of any ggml type id, for error messages about types moela lacks.
 pub fn ggml_type_name(t: u32) -> String {
-    const NAMES: [&str; 40] = [
+    const NAMES: [&str; 43] = [
         "F32",
         "F16",
         "Q4_0",
@@ -275,6 +293,9 @@ pub fn ggml_type_name(t: u32) -> String {
         "IQ4_NL_4_8",
         "IQ4_NL_8_8",
         "MXFP4",
+        "NVFP4",
+        "Q1_0",
+        "Q2_0",
     ];
     match NAMES.get(t as usize) {
         Some(n) => format!("{n} (ggml type {t})"),

@@ -1,9 +1,10 @@
 //! The low-bit GGUF types of llama.cpp's i-quant family and friends, read-only: IQ2_XXS,
-//! IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M (codebook quants), TQ1_0, TQ2_0 (ternary) and
-//! MXFP4 (OCP microscaling FP4). moela loads and computes with them; it does not write them.
+//! IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M (codebook quants), TQ1_0, TQ2_0 (ternary),
+//! MXFP4 (OCP microscaling FP4), NVFP4 (NVIDIA's FP4 with E4M3 scales) and Q1_0, Q2_0 (1- and
+//! 2-bit codes with one f16 scale). moela loads and computes with them; it does not write them.
 //!
 //! Layouts (all little-endian bytes; `d` an f16 unless said otherwise; 256-element
-//! super-blocks except MXFP4's 32-element blocks). "Sign byte" `s` gives the signs of 8 values
+//! super-blocks except MXFP4's, NVFP4's, Q1_0's and Q2_0's blocks). "Sign byte" `s` gives the signs of 8 values
 //! (bit j set: value j negative); "7 sign bits" `k` stand for the sign byte `KSIGNS[k]` (the 8th
 //! sign makes the count of minus signs even). Grids are in [`super::iquant_grids`].
 //! * `IQ2_XXS`, 66 bytes: `d`, then 8 groups of 32 elements in 8 bytes each: 4 grid indices
@@ -37,9 +38,19 @@
 //! * `MXFP4`, 17 bytes per 32 elements: an E8M0 exponent `e`, then 16 bytes of nibbles (element
 //!   j low, j + 16 high) indexing the doubled E2M1 values {0, 1, 2, 3, 4, 6, 8, 12, -0, -1, ...}:
 //!   `x = 2^(e-128) · v` (half the E8M0 scale, as ggml stores doubled values).
+//! * `NVFP4`, 36 bytes per 64 elements: 4 unsigned E4M3 scale bytes (one per 16 elements),
+//!   then 32 nibble bytes; byte 8s + j holds element 16s + j (low) and 16s + 8 + j (high),
+//!   indexing the MXFP4 values: `x = ue4m3(s)/2 · v`. `ue4m3(b)` (bit 7 ignored) is
+//!   `2^(e-7)·(1 + m/8)` for exponent bits `e = b>>3 & 15` ≥ 1, `m/512` for `e = 0`, and 0
+//!   for the bytes 0x00 and 0x7F (E4M3's NaN; 0xFF still decodes to 480, as in ggml).
+//! * `Q1_0`, 18 bytes per 128 elements: `d`, then 16 bytes of sign bits (bit j%8 of byte
+//!   j/8): `x = d` when set, `-d` when clear.
+//! * `Q2_0`, 18 bytes per 64 elements: `d`, then 16 bytes of 2-bit codes (bits 2(j%4).. of
+//!   byte j/4): `x = (q - 1)·d`, so codes 0..3 are -1, 0, 1, 2.
 //!
-//! Dequantization multiplies in the same order as gguf-py (`gguf.quants`), so it is bit-exact
-//! with it (checked against fixtures from tools/gen_iquant_fixtures.py).
+//! Dequantization multiplies in the same order as gguf-py (`gguf.quants`) and ggml's C
+//! dequantizers, so it is bit-exact with them (checked against fixtures from
+//! tools/gen_iquant_fixtures.py; Q1_0 and Q2_0 against ggml's C, gguf-py has none for them).
 
 // Fixed-size arrays indexed in constant-bound loops (see quant.rs).
 #![allow(clippy::needless_range_loop)]
@@ -54,8 +65,15 @@ use super::DType;
 /// Elements per MXFP4 block.
 pub(crate) const QK_MXFP4: usize = 32;
 
+/// Elements per NVFP4 block (four 16-element scale groups).
+pub(crate) const QK_NVFP4: usize = 64;
+/// Elements per Q1_0 block.
+pub(crate) const QK1_0: usize = 128;
+/// Elements per Q2_0 block.
+pub(crate) const QK2_0: usize = 64;
+
 /// The types of this module: (type, ggml id, elements per block, bytes per block, name).
-pub const TYPES: [(DType, u32, usize, usize, &str); 10] = [
+pub const TYPES: [(DType, u32, usize, usize, &str); 13] = [
     (DType::IQ2_XXS, 16, QK_K, 66, "iq2_xxs"),
     (DType::IQ2_XS, 17, QK_K, 74, "iq2_xs"),
     (DType::IQ3_XXS, 18, QK_K, 98, "iq3_xxs"),
@@ -66,6 +84,9 @@ pub const TYPES: [(DType, u32, usize, usize, &str); 10] = [
     (DType::TQ1_0, 34, QK_K, 54, "tq1_0"),
     (DType::TQ2_0, 35, QK_K, 66, "tq2_0"),
     (DType::MXFP4, 39, QK_MXFP4, 17, "mxfp4"),
+    (DType::NVFP4, 40, QK_NVFP4, 36, "nvfp4"),
+    (DType::Q1_0, 41, QK1_0, 18, "q1_0"),
+    (DType::Q2_0, 42, QK2_0, 18, "q2_0"),
 ];
 
 fn info(dtype: DType) -> (u32, usize, usize, &'static str) {
@@ -159,6 +180,23 @@ pub fn e8m0_half(e: u8) -> f32 {
         (e as u32 - 1) << 23
     };
     f32::from_bits(bits)
+}
+
+/// Half the unsigned E4M3 scale of NVFP4 (ggml's `ggml_ue4m3_to_fp32`), exactly: bit 7 is
+/// ignored but for 0xFF, whose twin 0x7F (E4M3's NaN) gives 0, as does 0x00.
+#[inline(always)]
+pub fn ue4m3_half(b: u8) -> f32 {
+    if b == 0 || b == 0x7F {
+        return 0.0;
+    }
+    let (e, m) = ((b >> 3 & 15) as u32, (b & 7) as u32);
+    if e == 0 {
+        // m·2^-9 / 2, exact.
+        m as f32 * (1.0 / 1024.0)
+    } else {
+        // (1 + m/8)·2^(e-7) / 2 = (1 + m/8)·2^(e-8): biased exponent e - 8 + 127.
+        f32::from_bits((e + 119) << 23 | m << 20)
+    }
 }
 
 /// Decodes one block of `dtype` (`b`: `block_bytes` bytes) into `out` (`block_size` floats).
@@ -311,6 +349,33 @@ pub fn dequantize_block(dtype: DType, b: &[u8], out: &mut [f32]) {
                 out[j + 16] = d * MXFP4_VALUES[(q >> 4) as usize] as f32;
             }
         }
+        DType::NVFP4 => {
+            for s in 0..4 {
+                let d = ue4m3_half(b[s]);
+                for j in 0..8 {
+                    let q = b[4 + 8 * s + j];
+                    out[16 * s + j] = d * MXFP4_VALUES[(q & 15) as usize] as f32;
+                    out[16 * s + 8 + j] = d * MXFP4_VALUES[(q >> 4) as usize] as f32;
+                }
+            }
+        }
+        DType::Q1_0 => {
+            let d = f16_at(b, 0);
+            for j in 0..QK1_0 {
+                out[j] = if b[2 + j / 8] >> (j % 8) & 1 != 0 {
+                    d
+                } else {
+                    -d
+                };
+            }
+        }
+        DType::Q2_0 => {
+            let d = f16_at(b, 0);
+            for j in 0..QK2_0 {
+                let q = (b[2 + j / 4] >> (2 * (j % 4)) & 3) as i32 - 1;
+                out[j] = q as f32 * d;
+            }
+        }
         _ => unreachable!("{dtype:?} is not an i-quant type"),
     }
 }
@@ -386,6 +451,17 @@ mod tests {
                     } else {
                         (128.0 + scale.abs().log2().round()).clamp(0.0, 250.0) as u8
                     }
+                }
+                DType::NVFP4 => {
+                    // The nearest UE4M3 byte to 2·scale, clamped to the finite range.
+                    let t = (2.0 * scale.abs()).clamp(0.0, 448.0);
+                    let best = (0u8..0x7F)
+                        .min_by(|&x, &y| {
+                            let (a, c) = (ue4m3_half(x) * 2.0 - t, ue4m3_half(y) * 2.0 - t);
+                            a.abs().total_cmp(&c.abs())
+                        })
+                        .unwrap();
+                    b[..4].fill(best);
                 }
                 DType::TQ1_0 => b[52..54].copy_from_slice(&h.to_le_bytes()),
                 DType::TQ2_0 => b[64..66].copy_from_slice(&h.to_le_bytes()),
@@ -468,10 +544,12 @@ mod tests {
     /// type's quantization error. Relative RMS error measured with gguf-py's dequantizer when
     /// the fixtures were made: IQ2_XXS 0.344, IQ2_XS 0.297, IQ2_S 0.246, IQ3_XXS 0.183, IQ3_S
     /// 0.138, IQ1_S 0.483, IQ1_M 0.450, TQ1_0 0.811, TQ2_0 0.811 (ternary codes on non-ternary
-    /// weights), MXFP4 0.107; bound: that + 0.005 (a misread layout gives ~1.4). The ternary
-    /// types are also checked element by element: llama.cpp's quantizer rounds x/d with d the
-    /// block's largest magnitude, so every value is within d/2 of the original (plus d's f16
-    /// rounding).
+    /// weights), MXFP4 0.107, Q1_0 0.604, Q2_0 0.723 (measured with ggml's C dequantizer:
+    /// gguf-py has none for them); bound: that + 0.005 (a misread layout gives ~1.4). The
+    /// ternary types and Q2_0 are also checked element by element: llama.cpp's quantizer rounds
+    /// x/d with d the block's largest magnitude, so every value is within d/2 of the original
+    /// (plus d's f16 rounding). Q1_0 stores the sign of x (+ for x ≥ 0) and d = the block's
+    /// mean |x|, so every value is ±that mean, its sign that of the original.
     #[test]
     fn reads_llama_quantize_rows() {
         for (t, nm, measured) in [
@@ -485,6 +563,8 @@ mod tests {
             (DType::TQ1_0, "tq1_0", 0.811),
             (DType::TQ2_0, "tq2_0", 0.811),
             (DType::MXFP4, "mxfp4", 0.107),
+            (DType::Q1_0, "q1_0", 0.604),
+            (DType::Q2_0, "q2_0", 0.723),
         ] {
             let info = String::from_utf8(fixture(&format!("llamacpp/{nm}.txt"))).unwrap();
             let f: Vec<&str> = info.split_whitespace().collect();
@@ -505,7 +585,16 @@ mod tests {
             let rel = (se / ss).sqrt();
             println!("{nm} ({}): relative RMS error {rel:.4}", f[0]);
             assert!(rel <= measured + 0.005, "{nm}: relative RMS error {rel}");
-            if matches!(t, DType::TQ1_0 | DType::TQ2_0) {
+            if t == DType::Q1_0 {
+                for (g, o) in got.chunks(QK1_0).zip(orig.chunks(QK1_0)) {
+                    let mean = o.iter().map(|v| v.abs()).sum::<f32>() / QK1_0 as f32;
+                    for (a, b) in g.iter().zip(o) {
+                        assert_eq!(*a >= 0.0, *b >= 0.0, "{nm}: {a} vs {b}");
+                        assert!((a.abs() - mean).abs() <= mean * 1e-3, "{nm}: {a} vs {mean}");
+                    }
+                }
+            }
+            if matches!(t, DType::TQ1_0 | DType::TQ2_0 | DType::Q2_0) {
                 for (g, o) in got.chunks(t.block_size()).zip(orig.chunks(t.block_size())) {
                     let d = o.iter().fold(0f32, |m, v| m.max(v.abs()));
                     for (a, b) in g.iter().zip(o) {
@@ -546,10 +635,16 @@ mod tests {
         assert_eq!(e8m0_half(1), 2f32.powi(-127));
         assert_eq!(e8m0_half(128), 1.0);
         assert_eq!(e8m0_half(255), 2f32.powi(127));
+        assert_eq!(ue4m3_half(0x38), 0.5); // e 7, m 0: 1.0, halved
+        assert_eq!(ue4m3_half(0x01), 2f32.powi(-10));
+        assert_eq!(ue4m3_half(0x7E), 224.0); // 448, E4M3's largest, halved
+        assert_eq!(ue4m3_half(0x7F), 0.0);
+        assert_eq!(ue4m3_half(0xFF), 240.0);
+        assert_eq!(ue4m3_half(0xB8), 0.5);
     }
 
-    /// Random blocks dequantized by gguf-py (tools/gen_iquant_fixtures.py): ours give the same
-    /// bits; dot_row, axpy_row and the C reference kernel's f32 dot product agree with the
+    /// Random blocks dequantized by gguf-py (tools/gen_iquant_fixtures.py; Q1_0 and Q2_0, which
+    /// gguf-py lacks, by ggml's C `to_float`): ours give the same bits; dot_row, axpy_row and the C reference kernel's f32 dot product agree with the
     /// dequantized row (dot products within 1e-5 of Σ|w·x|, float summation order).
     #[test]
     fn dequantize_matches_gguf_py() {

@@ -186,7 +186,10 @@ pub fn quantize_row(dtype: DType, x: &[f32], out: &mut [u8]) -> Result<()> {
         | DType::IQ1_M
         | DType::TQ1_0
         | DType::TQ2_0
-        | DType::MXFP4 => {
+        | DType::MXFP4
+        | DType::NVFP4
+        | DType::Q1_0
+        | DType::Q2_0 => {
             return Err(Error::InvalidArg(format!(
                 "{}: moela reads this type but cannot write it",
                 dtype.name()
@@ -323,7 +326,10 @@ pub fn dequantize_row(dtype: DType, bytes: &[u8], out: &mut [f32]) {
         | DType::IQ1_M
         | DType::TQ1_0
         | DType::TQ2_0
-        | DType::MXFP4 => iquant::dequantize_row(dtype, bytes, out),
+        | DType::MXFP4
+        | DType::NVFP4
+        | DType::Q1_0
+        | DType::Q2_0 => iquant::dequantize_row(dtype, bytes, out),
     }
 }
 
@@ -363,7 +369,10 @@ pub fn dot_row(dtype: DType, bytes: &[u8], x: &[f32]) -> f32 {
         | DType::IQ1_M
         | DType::TQ1_0
         | DType::TQ2_0
-        | DType::MXFP4 => iquant::dot_row(dtype, bytes, x),
+        | DType::MXFP4
+        | DType::NVFP4
+        | DType::Q1_0
+        | DType::Q2_0 => iquant::dot_row(dtype, bytes, x),
     }
 }
 
@@ -585,7 +594,10 @@ pub fn axpy_row(dtype: DType, bytes: &[u8], a: f32, y: &mut [f32]) {
         | DType::IQ1_M
         | DType::TQ1_0
         | DType::TQ2_0
-        | DType::MXFP4 => iquant::axpy_row(dtype, bytes, a, y),
+        | DType::MXFP4
+        | DType::NVFP4
+        | DType::Q1_0
+        | DType::Q2_0 => iquant::axpy_row(dtype, bytes, a, y),
     }
 }
 
