@@ -16,7 +16,7 @@ pub enum Error {
     #[error("{}: malformed file: {msg}", path.display())]
     Format { path: PathBuf, msg: String },
     /// A tensor stored in a type moela cannot compute with.
-    #[error("{}: tensor '{tensor}' has type {dtype}, which moela does not support (supported: F32, F16, BF16, Q8_0, Q4_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K)", path.display())]
+    #[error("{}: tensor '{tensor}' has type {dtype}, which moela does not support (supported: {})", path.display(), crate::tensor::dtype::supported_names())]
     UnsupportedType {
         path: PathBuf,
         tensor: String,

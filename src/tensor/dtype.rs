@@ -47,6 +47,16 @@ pub enum DType {
     Q2_0,
 }
 
+/// The names of every type moela reads (for error messages), comma-separated.
+pub fn supported_names() -> String {
+    let names: Vec<&str> = DType::ALL
+        .iter()
+        .chain(DType::LOAD_ONLY.iter())
+        .map(|d| d.name())
+        .collect();
+    names.join(", ")
+}
+
 impl DType {
     /// The GGUF types (every type a file can store and `--type` can name).
     pub const ALL: [DType; 15] = [
