@@ -5,6 +5,7 @@
  * activations (negated where the bit is set), and two sdot give the block's integer sums; one
  * float FMA per block applies the scale. Integer block sums are exact, so results differ from
  * the generic kernels (csrc/generic/iquants.c) only by float summation order. */
+#include "../generic/fp4.h"
 #include "../generic/iquant_grids.h"
 #include "moela_kernels.h"
 
@@ -331,8 +332,7 @@ float MK_IQ_FN(iq1_m)(size_t n, const void *w, const int8_t *qs, const float *dx
 float MK_IQ_FN(mxfp4)(size_t n, const void *w, const int8_t *qs, const float *dx,
                                    const int32_t *s) {
     (void)s;
-    static const int8_t values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-    const int8x16_t tbl = vld1q_s8(values);
+    const int8x16_t tbl = vld1q_s8(mk_e2m1_doubled());
     const uint8x16_t m4 = vdupq_n_u8(15);
     const uint8_t *b = (const uint8_t *)w;
     float32x4_t acc = vdupq_n_f32(0.0f);
@@ -349,25 +349,13 @@ float MK_IQ_FN(mxfp4)(size_t n, const void *w, const int8_t *qs, const float *dx
     return vaddvq_f32(acc);
 }
 
-/* NVFP4's UE4M3 scale byte, halved (as csrc/generic/iquants.c). */
-static inline float ue4m3_half(uint8_t x) {
-    if (x == 0 || x == 0x7F) return 0.0f;
-    uint32_t e = (x >> 3) & 15, m = x & 7;
-    if (e == 0) return (float)m * (1.0f / 1024.0f);
-    uint32_t bits = ((e + 119) << 23) | (m << 20);
-    float d;
-    memcpy(&d, &bits, sizeof d);
-    return d;
-}
-
 /* NVFP4: 64-element blocks of 4 UE4M3 scale bytes (one per 16 elements) and 32 nibble bytes
  * (byte 8s + j: element 16s + j low, 16s + 8 + j high) indexing the doubled E2M1 values;
  * a 16-element sub-block is the low halves of its 8 bytes' lookups, then the high ones. */
 float MK_IQ_FN(nvfp4)(size_t n, const void *w, const int8_t *qs, const float *dx,
                       const int32_t *s) {
     (void)s;
-    static const int8_t values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
-    const int8x16_t tbl = vld1q_s8(values);
+    const int8x16_t tbl = vld1q_s8(mk_e2m1_doubled());
     const uint8x16_t m4 = vdupq_n_u8(15);
     const uint8_t *b = (const uint8_t *)w;
     float32x4_t acc = vdupq_n_f32(0.0f);
@@ -379,8 +367,8 @@ float MK_IQ_FN(nvfp4)(size_t n, const void *w, const int8_t *qs, const float *dx
             int32x4_t p0 = kdot(vcombine_s8(vget_low_s8(lo), vget_low_s8(hi)), vld1q_s8(qs));
             int32x4_t p1 = kdot(vcombine_s8(vget_high_s8(lo), vget_high_s8(hi)), vld1q_s8(qs + 16));
             float d = dx[2 * blk + h];
-            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p0), ue4m3_half(b[2 * h]) * d);
-            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p1), ue4m3_half(b[2 * h + 1]) * d);
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p0), mk_ue4m3_half(b[2 * h]) * d);
+            acc = vfmaq_n_f32(acc, vcvtq_f32_s32(p1), mk_ue4m3_half(b[2 * h + 1]) * d);
         }
     }
     return vaddvq_f32(acc);

@@ -3,6 +3,7 @@
  * clarity: each block is decoded into integer codes and one float scale per 16 elements
  * (x = scale · code), then multiplied group by group. IQ1's fractional delta (±1/8) becomes an
  * integer by counting in eighths: code = 8·g ± 1, scale = d·(2·ls + 1)/8. */
+#include "fp4.h"
 #include "iquant_grids.h"
 #include "moela_kernels.h"
 
@@ -170,7 +171,7 @@ static void decode_tq2_0(const uint8_t *b, int8_t *code, float *sc) {
 
 /* 32-element blocks: two scale groups. */
 static void decode_mxfp4(const uint8_t *b, int8_t *code, float *sc) {
-    static const int8_t values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    const int8_t *values = mk_e2m1_doubled();
     uint32_t bits = b[0] < 2 ? 0x00200000u << b[0] : (uint32_t)(b[0] - 1) << 23;
     float d;
     memcpy(&d, &bits, sizeof d);
@@ -181,23 +182,11 @@ static void decode_mxfp4(const uint8_t *b, int8_t *code, float *sc) {
     }
 }
 
-/* NVFP4's scale byte, halved (ggml stores doubled E2M1 values): unsigned E4M3, bit 7 ignored
- * but 0x7F (E4M3's NaN) and 0x00 give 0. */
-static float ue4m3_half(uint8_t x) {
-    if (x == 0 || x == 0x7F) return 0.0f;
-    uint32_t e = (x >> 3) & 15, m = x & 7;
-    if (e == 0) return (float)m * (1.0f / 1024.0f);
-    uint32_t bits = ((e + 119) << 23) | (m << 20);
-    float d;
-    memcpy(&d, &bits, sizeof d);
-    return d;
-}
-
 /* 64-element blocks: four 16-element groups, each with its own scale. */
 static void decode_nvfp4(const uint8_t *b, int8_t *code, float *sc) {
-    static const int8_t values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+    const int8_t *values = mk_e2m1_doubled();
     for (int s = 0; s < 4; s++) {
-        sc[s] = ue4m3_half(b[s]);
+        sc[s] = mk_ue4m3_half(b[s]);
         for (int j = 0; j < 8; j++) {
             code[16 * s + j] = values[b[4 + 8 * s + j] & 15];
             code[16 * s + 8 + j] = values[b[4 + 8 * s + j] >> 4];

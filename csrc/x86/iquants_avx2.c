@@ -382,7 +382,7 @@ float mk_vec_dot_mxfp4_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
     return hsum_ps(acc);
 }
 
-/* NVFP4's four UE4M3 scale bytes (a u32), halved, as csrc/generic/iquants.c's ue4m3_half:
+/* NVFP4's four UE4M3 scale bytes (a u32), halved, as csrc/generic/fp4.h's mk_ue4m3_half:
  * with b = byte & 0x7F, exponent bits e = b >> 3 ≥ 1 give the float bits (b + 8·119) << 20
  * (exponent e + 119, mantissa m << 20); e = 0 gives m / 1024; the byte 0x7F gives 0. */
 static __m128 ue4m3_half4(uint32_t bytes) {
