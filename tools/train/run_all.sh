@@ -7,17 +7,6 @@ ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$ROOT"
 B=models/build
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
-bash tools/train/get_corpus.sh "$B/corpus"
-python3 - "$B" <<'PY'
-import json, sys
-sys.path.insert(0, "tools/train")
-from train import val_doc_ids
-b = sys.argv[1]
-n = sum(1 for _ in open(f"{b}/corpus/docs.jsonl", encoding="utf-8"))
-json.dump(val_doc_ids(n), open(f"{b}/val_ids.json", "w"))
-PY
-
-python3 tools/train/train_tokenizer.py --corpus "$B/corpus/docs.jsonl" --out "$B/tokenizer" \
-  --exclude-docs "$B/val_ids.json" ${DEEPSEEK_V3_TOKENIZER:+--ref "$DEEPSEEK_V3_TOKENIZER"}
+bash tools/train/prepare.sh "$B"
 python3 tools/train/train.py --build "$B" --minutes "${1:-92}" 2>&1 | tee "$B/train.out"
 python3 tools/train/finalize.py --build "$B" --fixture tests/fixtures/default_model 2>&1 | tee "$B/finalize.out"
