@@ -10,7 +10,7 @@ format description uses:
   1..15): u32.
 * IQ1_S / IQ1_M (2048 rows of 8 values in {-1, 0, 1}, each stored as an i8 byte): u64.
 * KSIGNS (128 bytes): the 7 stored sign bits of 8 values, with the 8th chosen to make the
-  count of minus signs even.
+  count of minus signs even (C also gets mk_ksigns64: the same signs as ±1 bytes).
 
 Usage:  python3 tools/gen_iquant_grids.py          (rewrites the files)
         python3 tools/gen_iquant_grids.py --check  (exit 1 when a committed file differs from
@@ -107,6 +107,12 @@ def c_source():
     ks = ksigns()
     parts.append(f"const uint8_t mk_ksigns[{len(ks)}] = {{")
     parts.append(fmt_rows(ks, 1, 16, "    "))
+    parts.append("};")
+    parts.append("")
+    # The same signs as 8 multiplier bytes (-1 as 0xff, else +1), for vpsignb / vmulq_s8.
+    ks64 = [int.from_bytes(bytes(0xFF if k >> j & 1 else 0x01 for j in range(8)), "little") for k in ks]
+    parts.append(f"const uint64_t mk_ksigns64[{len(ks64)}] = {{")
+    parts.append(fmt_rows(ks64, 8, 4, "    "))
     parts.append("};")
     return "\n".join(parts) + "\n"
 

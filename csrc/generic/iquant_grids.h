@@ -2,7 +2,8 @@
  * from gguf-py's tables). Row r of a grid is one integer whose little-endian bytes are the
  * row's values: IQ2 grids 8 values from {8, 25, 43}; IQ3_XXS 4 values from {4, 12, ..., 62};
  * IQ3_S 4 odd values 1..15; IQ1 8 values in {-1, 0, 1} stored as int8 bytes. mk_ksigns[i]
- * holds the sign bits of 8 values (bit j set: value j negative) from 7 stored bits. */
+ * holds the sign bits of 8 values (bit j set: value j negative) from 7 stored bits;
+ * mk_ksigns64[i] the same signs as 8 bytes, -1 (0xff) or +1, ready for vpsignb. */
 #ifndef MOELA_IQUANT_GRIDS_H
 #define MOELA_IQUANT_GRIDS_H
 
@@ -15,5 +16,6 @@ extern const uint32_t mk_iq3xxs_grid[256];
 extern const uint32_t mk_iq3s_grid[512];
 extern const uint64_t mk_iq1s_grid[2048];
 extern const uint8_t mk_ksigns[128];
+extern const uint64_t mk_ksigns64[128];
 
 #endif

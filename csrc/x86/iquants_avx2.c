@@ -125,33 +125,49 @@ static __m256i expand_signs(uint32_t signs4) {
     return _mm256_cmpeq_epi8(_mm256_and_si256(v, bits), bits);
 }
 
+/* The 8 odd 32-bit words of 64 bytes at p (words 1, 3, ..., 15) in order: the aux words of
+ * IQ2_XXS's 8-byte groups. */
+static __m256i odd_words(const uint8_t *p) {
+    const __m256 lo = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)p));
+    const __m256 hi = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
+    /* (lo1 lo3 hi1 hi3 | lo5 lo7 hi5 hi7) → (lo1 lo3 lo5 lo7 hi1 hi3 hi5 hi7) */
+    return _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(lo, hi, 0xdd)), 0xd8);
+}
+
+/* The 8 blocks' float factors (0.5 + aux >> 28) · dmul · dx[b], for the IQ2_XXS/IQ3_XXS
+ * families whose 4-bit block scale is the top nibble of an aux word. */
+static void aux_scales(__m256i aux, float dmul, const float *dx, float out[8]) {
+    const __m256 ls = _mm256_cvtepi32_ps(_mm256_srli_epi32(aux, 28));
+    const __m256 f = _mm256_mul_ps(_mm256_add_ps(ls, _mm256_set1_ps(0.5f)), _mm256_set1_ps(dmul));
+    _mm256_storeu_ps(out, _mm256_mul_ps(f, _mm256_loadu_ps(dx)));
+}
+
+/* ±1 bytes of four 7-bit ksigns fields (bits 7l..7l+6 of aux), field l in bytes 8l..8l+7. */
+static __m256i ksigns_pm1(uint32_t aux) {
+    return _mm256_set_epi64x((long long)mk_ksigns64[(aux >> 21) & 127], (long long)mk_ksigns64[(aux >> 14) & 127],
+                             (long long)mk_ksigns64[(aux >> 7) & 127], (long long)mk_ksigns64[aux & 127]);
+}
+
 /* IQ2_XXS: per 32 elements 4 grid indices (bytes) and a u32 with 4 × 7 sign bits and the
- * 4-bit scale; x = d·(0.5 + ls)·0.25 · grid · sign. */
+ * 4-bit scale; x = d·(0.5 + ls)·0.25 · grid · sign. The block scales of a super-block are
+ * made in one vector; the signs come as ±1 bytes from mk_ksigns64 (vpsignb straight on x). */
 float mk_vec_dot_iq2_xxs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
                                   const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
     const __m256i ones = _mm256_set1_epi16(1);
-    const __m256i one8 = _mm256_set1_epi8(1);
     __m256 acc = _mm256_setzero_ps();
-    for (size_t sb = 0; sb < n / 256; sb++, b += 66) {
-        float d = f16le(b);
+    float scl[8];
+    for (size_t sb = 0; sb < n / 256; sb++, b += 66, dx += 8) {
+        aux_scales(odd_words(b + 2), f16le(b) * 0.25f, dx, scl);
         for (int ib = 0; ib < 8; ib++, qs += 32) {
             const uint8_t *g = b + 2 + 8 * ib;
-            uint32_t aux = u32le(g + 4);
-            __m256i grid = _mm256_set_epi64x(
+            const __m256i grid = _mm256_set_epi64x(
                 (long long)mk_iq2xxs_grid[g[3]], (long long)mk_iq2xxs_grid[g[2]],
                 (long long)mk_iq2xxs_grid[g[1]], (long long)mk_iq2xxs_grid[g[0]]);
-            uint32_t signs4 = (uint32_t)mk_ksigns[aux & 127] |
-                              ((uint32_t)mk_ksigns[(aux >> 7) & 127] << 8) |
-                              ((uint32_t)mk_ksigns[(aux >> 14) & 127] << 16) |
-                              ((uint32_t)mk_ksigns[(aux >> 21) & 127] << 24);
-            __m256i sign = _mm256_or_si256(expand_signs(signs4), one8); /* -1 or +1 */
-            __m256i q = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)qs), sign);
-            __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(grid, q), ones);
-            float db = d * (0.5f + (float)(aux >> 28)) * 0.25f;
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(db * dx[8 * sb + ib]), _mm256_cvtepi32_ps(p),
-                                  acc);
+            const __m256i q = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)qs), ksigns_pm1(u32le(g + 4)));
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(grid, q), ones);
+            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(scl + ib), _mm256_cvtepi32_ps(p), acc);
         }
     }
     return hsum_ps(acc);
@@ -170,42 +186,45 @@ static __m256i gdot32(__m256i grid, __m256i neg, __m256i q) {
     return _mm256_madd_epi16(_mm256_maddubs_epi16(grid, sq), _mm256_set1_epi16(1));
 }
 
-/* The 4 sign bytes of four 7-bit ksigns fields (bits 7l..7l+7 of aux). */
-static uint32_t ksigns4(uint32_t aux) {
-    return (uint32_t)mk_ksigns[aux & 127] | ((uint32_t)mk_ksigns[(aux >> 7) & 127] << 8) |
-           ((uint32_t)mk_ksigns[(aux >> 14) & 127] << 16) |
-           ((uint32_t)mk_ksigns[(aux >> 21) & 127] << 24);
-}
-
-/* Scale vector of two 16-element groups: lanes 0-3 lo, lanes 4-7 hi. */
-static __m256 scale2(float lo, float hi) {
-    return _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo));
-}
-
 /* IQ3_XXS: per 32 elements 8 grid indices (4 values each) and a u32 with 4 × 7 sign bits and
- * the scale; x = d·(0.5 + ls)·0.5 · grid · sign. */
+ * the scale; x = d·(0.5 + ls)·0.5 · grid · sign. Scales and signs as in IQ2_XXS. */
 float mk_vec_dot_iq3_xxs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
                                   const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
+    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc = _mm256_setzero_ps();
-    for (size_t sb = 0; sb < n / 256; sb++, b += 98) {
-        float d = f16le(b);
+    float scl[8];
+    for (size_t sb = 0; sb < n / 256; sb++, b += 98, dx += 8) {
+        aux_scales(_mm256_loadu_si256((const __m256i *)(b + 66)), f16le(b) * 0.5f, dx, scl);
         for (int ib = 0; ib < 8; ib++, qs += 32) {
             const uint8_t *g = b + 2 + 8 * ib;
-            uint32_t aux = u32le(b + 66 + 4 * ib);
-            __m256i grid = _mm256_set_epi32(
+            const __m256i grid = _mm256_set_epi32(
                 (int)mk_iq3xxs_grid[g[7]], (int)mk_iq3xxs_grid[g[6]], (int)mk_iq3xxs_grid[g[5]],
                 (int)mk_iq3xxs_grid[g[4]], (int)mk_iq3xxs_grid[g[3]], (int)mk_iq3xxs_grid[g[2]],
                 (int)mk_iq3xxs_grid[g[1]], (int)mk_iq3xxs_grid[g[0]]);
-            __m256i p = gdot32(grid, expand_signs(ksigns4(aux)),
-                               _mm256_loadu_si256((const __m256i *)qs));
-            float db = d * (0.5f + (float)(aux >> 28)) * 0.5f;
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(db * dx[8 * sb + ib]), _mm256_cvtepi32_ps(p),
-                                  acc);
+            const __m256i q =
+                _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)qs), ksigns_pm1(u32le(b + 66 + 4 * ib)));
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(grid, q), ones);
+            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(scl + ib), _mm256_cvtepi32_ps(p), acc);
         }
     }
     return hsum_ps(acc);
+}
+
+/* Per 16-element half-block factors (0.5 + nibble) · dmul · dx[b] of 8 scale bytes (low
+ * nibble: the block's first 16 elements, high: the second), as lo[8] and hi[8]. */
+static void nibble_scales(const uint8_t *sc, float dmul, const float *dx, float lo[8], float hi[8]) {
+    const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc));
+    const __m256 f = _mm256_mul_ps(_mm256_set1_ps(dmul), _mm256_loadu_ps(dx)), half = _mm256_set1_ps(0.5f);
+    const __m256i m4 = _mm256_set1_epi32(15);
+    _mm256_storeu_ps(lo, _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(_mm256_and_si256(v, m4)), half), f));
+    _mm256_storeu_ps(hi, _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)), half), f));
+}
+
+/* lo in lanes 0-3, hi in lanes 4-7. */
+static __m256 scale_pair(const float *lo, const float *hi) {
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(lo)), _mm_broadcast_ss(hi), 1);
 }
 
 /* IQ2_XS: 32 u16 (9-bit grid index, 7 sign bits), 4-bit scales per 16 elements. */
@@ -213,25 +232,22 @@ float mk_vec_dot_iq2_xs_q8a_avx2(size_t n, const void *w, const int8_t *qs, cons
                                  const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
+    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc = _mm256_setzero_ps();
-    for (size_t sb = 0; sb < n / 256; sb++, b += 74) {
-        float d = f16le(b);
+    float lo[8], hi[8];
+    for (size_t sb = 0; sb < n / 256; sb++, b += 74, dx += 8) {
+        nibble_scales(b + 66, f16le(b) * 0.25f, dx, lo, hi);
         for (int ib = 0; ib < 8; ib++, qs += 32) {
             uint16_t q[4];
             memcpy(q, b + 2 + 8 * ib, sizeof q);
-            __m256i grid = _mm256_set_epi64x(
+            const __m256i grid = _mm256_set_epi64x(
                 (long long)mk_iq2xs_grid[q[3] & 511], (long long)mk_iq2xs_grid[q[2] & 511],
                 (long long)mk_iq2xs_grid[q[1] & 511], (long long)mk_iq2xs_grid[q[0] & 511]);
-            uint32_t signs4 = (uint32_t)mk_ksigns[q[0] >> 9] |
-                              ((uint32_t)mk_ksigns[q[1] >> 9] << 8) |
-                              ((uint32_t)mk_ksigns[q[2] >> 9] << 16) |
-                              ((uint32_t)mk_ksigns[q[3] >> 9] << 24);
-            __m256i p = gdot32(grid, expand_signs(signs4),
-                               _mm256_loadu_si256((const __m256i *)qs));
-            uint8_t sc = b[66 + ib];
-            float db = d * dx[8 * sb + ib] * 0.25f;
-            __m256 scale = scale2(db * (0.5f + (float)(sc & 15)), db * (0.5f + (float)(sc >> 4)));
-            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
+            const __m256i sign = _mm256_set_epi64x((long long)mk_ksigns64[q[3] >> 9], (long long)mk_ksigns64[q[2] >> 9],
+                                                   (long long)mk_ksigns64[q[1] >> 9], (long long)mk_ksigns64[q[0] >> 9]);
+            const __m256i x = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)qs), sign);
+            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(grid, x), ones);
+            acc = _mm256_fmadd_ps(scale_pair(lo + ib, hi + ib), _mm256_cvtepi32_ps(p), acc);
         }
     }
     return hsum_ps(acc);
@@ -243,9 +259,10 @@ float mk_vec_dot_iq2_s_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
     __m256 acc = _mm256_setzero_ps();
-    for (size_t sb = 0; sb < n / 256; sb++, b += 82) {
-        float d = f16le(b);
-        const uint8_t *ql = b + 2, *signs = b + 34, *qh = b + 66, *scales = b + 74;
+    float lo[8], hi[8];
+    for (size_t sb = 0; sb < n / 256; sb++, b += 82, dx += 8) {
+        const uint8_t *ql = b + 2, *signs = b + 34, *qh = b + 66;
+        nibble_scales(b + 74, f16le(b) * 0.25f, dx, lo, hi);
         for (int ib = 0; ib < 8; ib++, qs += 32) {
             const uint8_t *g = ql + 4 * ib;
             int h = qh[ib];
@@ -255,10 +272,7 @@ float mk_vec_dot_iq2_s_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
                                              (long long)mk_iq2s_grid[g[0] | ((h << 8) & 0x300)]);
             __m256i p = gdot32(grid, expand_signs(u32le(signs + 4 * ib)),
                                _mm256_loadu_si256((const __m256i *)qs));
-            uint8_t sc = scales[ib];
-            float db = d * dx[8 * sb + ib] * 0.25f;
-            __m256 scale = scale2(db * (0.5f + (float)(sc & 15)), db * (0.5f + (float)(sc >> 4)));
-            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
+            acc = _mm256_fmadd_ps(scale_pair(lo + ib, hi + ib), _mm256_cvtepi32_ps(p), acc);
         }
     }
     return hsum_ps(acc);
@@ -270,10 +284,16 @@ float mk_vec_dot_iq3_s_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
                                 const int32_t *s) {
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
+    const __m256i nib_shift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
     __m256 acc = _mm256_setzero_ps();
-    for (size_t sb = 0; sb < n / 256; sb++, b += 110) {
-        float d = f16le(b);
-        const uint8_t *ql = b + 2, *qh = b + 66, *signs = b + 74, *scales = b + 106;
+    float scl[8];
+    for (size_t sb = 0; sb < n / 256; sb++, b += 110, dx += 8) {
+        const uint8_t *ql = b + 2, *qh = b + 66, *signs = b + 74;
+        /* block ib's scale: nibble ib of the 4 scale bytes (low nibble first) */
+        const __m256i ls = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u32le(b + 106)), nib_shift),
+                                            _mm256_set1_epi32(15));
+        const __m256 f = _mm256_add_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(ls, ls)), _mm256_set1_ps(1.0f));
+        _mm256_storeu_ps(scl, _mm256_mul_ps(_mm256_mul_ps(f, _mm256_set1_ps(f16le(b))), _mm256_loadu_ps(dx)));
         for (int ib = 0; ib < 8; ib++, qs += 32) {
             const uint8_t *g = ql + 8 * ib;
             int h = qh[ib];
@@ -284,10 +304,7 @@ float mk_vec_dot_iq3_s_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
                 (int)mk_iq3s_grid[g[1] | ((h << 7) & 0x100)], (int)mk_iq3s_grid[g[0] | ((h << 8) & 0x100)]);
             __m256i p = gdot32(grid, expand_signs(u32le(signs + 4 * ib)),
                                _mm256_loadu_si256((const __m256i *)qs));
-            int ls = (scales[ib / 2] >> (4 * (ib % 2))) & 15;
-            float db = d * (float)(1 + 2 * ls);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(db * dx[8 * sb + ib]), _mm256_cvtepi32_ps(p),
-                                  acc);
+            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(scl + ib), _mm256_cvtepi32_ps(p), acc);
         }
     }
     return hsum_ps(acc);
@@ -306,9 +323,14 @@ float mk_vec_dot_iq1_s_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
     (void)s;
     const uint8_t *b = (const uint8_t *)w;
     __m256 acc = _mm256_setzero_ps();
-    for (size_t sb = 0; sb < n / 256; sb++, b += 50) {
-        float d = f16le(b);
+    float scl[8];
+    for (size_t sb = 0; sb < n / 256; sb++, b += 50, dx += 8) {
         const uint8_t *ql = b + 2;
+        /* block ib's factor d·(2·ls + 1)/8 · dx, ls = bits 12-14 of its u16 */
+        const __m256i h8 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(b + 34)));
+        const __m256i ls = _mm256_and_si256(_mm256_srli_epi32(h8, 12), _mm256_set1_epi32(7));
+        const __m256 f = _mm256_add_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(ls, ls)), _mm256_set1_ps(1.0f));
+        _mm256_storeu_ps(scl, _mm256_mul_ps(_mm256_mul_ps(f, _mm256_set1_ps(f16le(b) * 0.125f)), _mm256_loadu_ps(dx)));
         for (int ib = 0; ib < 8; ib++, qs += 32) {
             const uint8_t *g = ql + 4 * ib;
             uint16_t h;
@@ -319,9 +341,7 @@ float mk_vec_dot_iq1_s_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
                                              (long long)mk_iq1s_grid[g[0] | ((h << 8) & 0x700)]);
             __m256i delta = _mm256_set1_epi8(h & 0x8000 ? -1 : 1);
             __m256i p = sdot32(iq1_code(grid, delta), _mm256_loadu_si256((const __m256i *)qs));
-            float dl = d * (float)(2 * ((h >> 12) & 7) + 1) * 0.125f;
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(dl * dx[8 * sb + ib]), _mm256_cvtepi32_ps(p),
-                                  acc);
+            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(scl + ib), _mm256_cvtepi32_ps(p), acc);
         }
     }
     return hsum_ps(acc);
@@ -334,13 +354,23 @@ float mk_vec_dot_iq1_m_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
     (void)s;
     static const long long pm[2] = {0x0101010101010101LL, -1LL}; /* δ bytes: +1, -1 */
     const uint8_t *b = (const uint8_t *)w;
+    const __m256i shifts = _mm256_setr_epi32(0, 6, 0, 6, 0, 6, 0, 6);
+    const __m256i m3 = _mm256_set1_epi32(7);
     __m256 acc = _mm256_setzero_ps();
-    for (size_t sb = 0; sb < n / 256; sb++, b += 56) {
+    float lo8[8], hi8[8];
+    for (size_t sb = 0; sb < n / 256; sb++, b += 56, dx += 8) {
         uint16_t sc[4];
         memcpy(sc, b + 48, sizeof sc);
         uint16_t dh = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) |
                                  (sc[3] & 0xf000));
-        float d = _cvtsh_ss(dh) * 0.125f;
+        /* block ib's two 3-bit scales: bits 6·(ib % 2) and 6·(ib % 2) + 3 of u16 ib / 2 */
+        const __m128i w4 = _mm_loadl_epi64((const __m128i *)(b + 48));
+        const __m256i v = _mm256_srlv_epi32(_mm256_cvtepu16_epi32(_mm_unpacklo_epi16(w4, w4)), shifts);
+        const __m256 f = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(dh) * 0.125f), _mm256_loadu_ps(dx));
+        const __m256i lo = _mm256_and_si256(v, m3), hi = _mm256_and_si256(_mm256_srli_epi32(v, 3), m3);
+        const __m256 one = _mm256_set1_ps(1.0f);
+        _mm256_storeu_ps(lo8, _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(lo, lo)), one), f));
+        _mm256_storeu_ps(hi8, _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(hi, hi)), one), f));
         for (int ib = 0; ib < 8; ib++, qs += 32) {
             const uint8_t *g = b + 4 * ib;
             int h0 = b[32 + 2 * ib], h1 = b[33 + 2 * ib];
@@ -351,10 +381,7 @@ float mk_vec_dot_iq1_m_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
             __m256i delta = _mm256_set_epi64x(pm[(h1 >> 7) & 1], pm[(h1 >> 3) & 1],
                                               pm[(h0 >> 7) & 1], pm[(h0 >> 3) & 1]);
             __m256i p = sdot32(iq1_code(grid, delta), _mm256_loadu_si256((const __m256i *)qs));
-            int lo = (sc[ib / 2] >> (6 * (ib % 2))) & 7, hi = (sc[ib / 2] >> (6 * (ib % 2) + 3)) & 7;
-            float db = d * dx[8 * sb + ib];
-            __m256 scale = scale2(db * (float)(2 * lo + 1), db * (float)(2 * hi + 1));
-            acc = _mm256_fmadd_ps(scale, _mm256_cvtepi32_ps(p), acc);
+            acc = _mm256_fmadd_ps(scale_pair(lo8 + ib, hi8 + ib), _mm256_cvtepi32_ps(p), acc);
         }
     }
     return hsum_ps(acc);
