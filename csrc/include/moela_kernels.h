@@ -486,6 +486,23 @@ float mk_vec_dot_q1_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const 
                                const int32_t *s);
 float mk_vec_dot_q2_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
                                const int32_t *s);
+/* Prefill GEMMs of the codebook i-quants (csrc/x86/iquants_avx2.c): out[t*ldo + r] = row r
+ * (nrows rows of n elements, row_bytes apart) · activation row t (ntok q8a rows), each row
+ * unpacked once per 64 tokens; results as the one-row kernels' up to float summation order. */
+void mk_gemm_iq2_xxs_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out, size_t ldo);
+void mk_gemm_iq3_xxs_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out, size_t ldo);
+void mk_gemm_iq2_xs_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out, size_t ldo);
+void mk_gemm_iq2_s_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out, size_t ldo);
+void mk_gemm_iq3_s_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out, size_t ldo);
+void mk_gemm_iq1_s_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out, size_t ldo);
+void mk_gemm_iq1_m_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,
+                           const int8_t *qs, const float *d, const int32_t *s, float *out, size_t ldo);
 /* AArch64 NEON + dotprod versions (csrc/arm/iquants_dotprod.c). */
 float mk_vec_dot_iq2_xxs_q8a_dotprod(size_t n, const void *w, const int8_t *qs, const float *d,
                                      const int32_t *s);

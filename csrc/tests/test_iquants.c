@@ -119,6 +119,71 @@ static void make_row(int t, size_t blocks, float scale, uint8_t *row, float *dab
     }
 }
 
+#if defined(__x86_64__)
+typedef void (*gemm_fn)(size_t, size_t, const void *, size_t, size_t, const int8_t *, const float *,
+                        const int32_t *, float *, size_t);
+
+/* The AVX2 prefill GEMMs against the generic one-row kernel per (row, token): 5 rows of
+ * 1, 3 and 9 super-blocks (9: past one unpacked chunk of 8), 1-130 tokens (past one slice of
+ * 64, odd tails); rows end at a guard page, the column past the rows stays untouched. */
+static void test_gemms(int *passed, int *failed) {
+    static const struct { int type; gemm_fn f; } gs[] = {
+        {IQ2_XXS, mk_gemm_iq2_xxs_q8a_avx2}, {IQ3_XXS, mk_gemm_iq3_xxs_q8a_avx2},
+        {IQ2_XS, mk_gemm_iq2_xs_q8a_avx2},   {IQ2_S, mk_gemm_iq2_s_q8a_avx2},
+        {IQ3_S, mk_gemm_iq3_s_q8a_avx2},     {IQ1_S, mk_gemm_iq1_s_q8a_avx2},
+        {IQ1_M, mk_gemm_iq1_m_q8a_avx2},
+    };
+    const size_t nrows = 5, ldo = 6;
+    for (size_t k = 0; k < sizeof gs / sizeof gs[0]; k++) {
+        const int t = gs[k].type;
+        static const size_t nsbs[] = {1, 3, 9}, ntoks[] = {1, 2, 3, 65, 130};
+        for (size_t a = 0; a < 3; a++) {
+            const size_t nsb = nsbs[a], n = 256 * nsb, rb = types[t].bb * nsb;
+            uint8_t *end = guarded_end(nrows * rb), *w = end - nrows * rb;
+            float *dabs = malloc(nrows * nsb * sizeof *dabs);
+            for (size_t r = 0; r < nrows; r++) make_row(t, nsb, r == 3 ? 0.0f : 1.0f, w + r * rb, dabs + r * nsb);
+            for (size_t b = 0; b < 5; b++) {
+                const size_t ntok = ntoks[b], blocks = ntok * n / 32;
+                float *x = malloc(ntok * n * sizeof *x), *d = malloc(blocks * sizeof *d);
+                float *out = malloc(ntok * ldo * sizeof *out);
+                int8_t *qs = malloc(ntok * n);
+                int32_t *s = malloc(blocks * sizeof *s);
+                for (size_t i = 0; i < ntok * n; i++) x[i] = frand() * 1.7f;
+                for (size_t tk = 0; tk < ntok; tk++)
+                    mk_quantize_row_q8a_generic(n, x + tk * n, qs + tk * n, d + tk * n / 32, s + tk * n / 32);
+                for (size_t i = 0; i < ntok * ldo; i++) out[i] = -7.0f;
+                gs[k].f(n, nrows, w, rb, ntok, qs, d, s, out, ldo);
+                int ok = 1;
+                for (size_t tk = 0; tk < ntok; tk++) {
+                    const int8_t *q = qs + tk * n;
+                    const float *dt = d + tk * n / 32;
+                    const int32_t *st = s + tk * n / 32;
+                    ok &= out[tk * ldo + nrows] == -7.0f;
+                    for (size_t r = 0; r < nrows; r++) {
+                        float mag = 0;
+                        for (size_t i = 0; i < n; i++)
+                            mag += types[t].kmax * dabs[r * nsb + i / 256] * fabsf(dt[i / 32] * q[i]);
+                        const float want = types[t].ref(n, w + r * rb, q, dt, st), got = out[tk * ldo + r];
+                        if (!(fabsf(got - want) <= 1e-5f * mag + 1e-30f)) {
+                            if (ok) printf("FAIL gemm avx2 %s n=%zu ntok=%zu (%zu,%zu): %g vs %g\n", types[t].name, n,
+                                           ntok, r, tk, got, want);
+                            ok = 0;
+                        }
+                    }
+                }
+                *passed += ok;
+                *failed += !ok;
+                free(x), free(d), free(out), free(qs), free(s);
+            }
+            size_t page = (size_t)sysconf(_SC_PAGESIZE), len = (nrows * rb + page - 1) / page * page;
+            munmap(end - len, len + page);
+            free(dabs);
+        }
+        printf("gemm avx2 %s: tested\n", types[t].name);
+    }
+}
+#endif
+
 int main(void) {
     struct kernel ks[] = {
 #if defined(__x86_64__)
@@ -203,6 +268,9 @@ int main(void) {
         }
     }
     for (int k = 0; k < nk; k++) printf("kernel %s %s: tested\n", ks[k].set, types[ks[k].type].name);
+#if defined(__x86_64__)
+    test_gemms(&passed, &failed);
+#endif
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
 }

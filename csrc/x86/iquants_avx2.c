@@ -116,105 +116,53 @@ float mk_vec_dot_tq1_0_q8a_avx2(size_t n, const void *w, const int8_t *qs, const
     return hsum_ps(acc) + acc_s;
 }
 
-/* 32 bytes of 0xff (negative) or 0x00 from 4 sign bytes (byte 8l + j: bit j of byte l). */
-static __m256i expand_signs(uint32_t signs4) {
+/* ---- The codebook i-quants: IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S, IQ1_S, IQ1_M ----
+ * Each type gives two pieces, shared by its decode kernel and its prefill GEMM:
+ * - T_factors(b, dx, lo, hi): the float factors of super-block b's 8 blocks, per 16-element
+ *   half (lo: the block's first 16 elements, hi: the second; the same for types with one
+ *   scale per 32), times dx[block] (the GEMM passes ones and multiplies per token);
+ * - T_block(b, ib, mag, sgn): block ib's 32 weights as unsigned magnitudes (mag, ≤ 127) and
+ *   ±1 sign bytes (sgn), so that Σ w·x = Σ maddubs(mag, sign(x, sgn)) exactly.
+ * The block scales of a super-block are made in one vector, and IQ2_XXS/IQ2_XS/IQ3_XXS's
+ * 7-bit sign fields come as ready ±1 bytes from mk_ksigns64. */
+
+/* 32 bytes of -1 (bit set) or +1 from 4 sign bytes (byte 8l + j: bit j of byte l). */
+static inline __attribute__((always_inline)) __m256i expand_signs_pm1(uint32_t signs4) {
     const __m256i spread = _mm256_set_epi64x(0x0303030303030303LL, 0x0202020202020202LL,
                                              0x0101010101010101LL, 0x0000000000000000LL);
     const __m256i bits = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
     __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32((int)signs4), spread);
-    return _mm256_cmpeq_epi8(_mm256_and_si256(v, bits), bits);
+    return _mm256_or_si256(_mm256_cmpeq_epi8(_mm256_and_si256(v, bits), bits), _mm256_set1_epi8(1));
+}
+
+/* ±1 bytes of four 7-bit ksigns fields (bits 7l..7l+6 of aux), field l in bytes 8l..8l+7. */
+static inline __attribute__((always_inline)) __m256i ksigns_pm1(uint32_t aux) {
+    return _mm256_set_epi64x((long long)mk_ksigns64[(aux >> 21) & 127], (long long)mk_ksigns64[(aux >> 14) & 127],
+                             (long long)mk_ksigns64[(aux >> 7) & 127], (long long)mk_ksigns64[aux & 127]);
 }
 
 /* The 8 odd 32-bit words of 64 bytes at p (words 1, 3, ..., 15) in order: the aux words of
  * IQ2_XXS's 8-byte groups. */
-static __m256i odd_words(const uint8_t *p) {
+static inline __attribute__((always_inline)) __m256i odd_words(const uint8_t *p) {
     const __m256 lo = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)p));
     const __m256 hi = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(p + 32)));
     /* (lo1 lo3 hi1 hi3 | lo5 lo7 hi5 hi7) → (lo1 lo3 lo5 lo7 hi1 hi3 hi5 hi7) */
     return _mm256_permute4x64_epi64(_mm256_castps_si256(_mm256_shuffle_ps(lo, hi, 0xdd)), 0xd8);
 }
 
-/* The 8 blocks' float factors (0.5 + aux >> 28) · dmul · dx[b], for the IQ2_XXS/IQ3_XXS
- * families whose 4-bit block scale is the top nibble of an aux word. */
-static void aux_scales(__m256i aux, float dmul, const float *dx, float out[8]) {
-    const __m256 ls = _mm256_cvtepi32_ps(_mm256_srli_epi32(aux, 28));
-    const __m256 f = _mm256_mul_ps(_mm256_add_ps(ls, _mm256_set1_ps(0.5f)), _mm256_set1_ps(dmul));
-    _mm256_storeu_ps(out, _mm256_mul_ps(f, _mm256_loadu_ps(dx)));
+/* lo = hi = (ls · mul + add) · dmul · dx for the 8 blocks' integer scales ls. */
+static inline __attribute__((always_inline)) void block_factors(__m256i ls, float mul, float add, float dmul,
+                                                                const float *dx, float lo[8], float hi[8]) {
+    const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ls), _mm256_set1_ps(mul), _mm256_set1_ps(add));
+    const __m256 v = _mm256_mul_ps(_mm256_mul_ps(f, _mm256_set1_ps(dmul)), _mm256_loadu_ps(dx));
+    _mm256_storeu_ps(lo, v);
+    _mm256_storeu_ps(hi, v);
 }
 
-/* ±1 bytes of four 7-bit ksigns fields (bits 7l..7l+6 of aux), field l in bytes 8l..8l+7. */
-static __m256i ksigns_pm1(uint32_t aux) {
-    return _mm256_set_epi64x((long long)mk_ksigns64[(aux >> 21) & 127], (long long)mk_ksigns64[(aux >> 14) & 127],
-                             (long long)mk_ksigns64[(aux >> 7) & 127], (long long)mk_ksigns64[aux & 127]);
-}
-
-/* IQ2_XXS: per 32 elements 4 grid indices (bytes) and a u32 with 4 × 7 sign bits and the
- * 4-bit scale; x = d·(0.5 + ls)·0.25 · grid · sign. The block scales of a super-block are
- * made in one vector; the signs come as ±1 bytes from mk_ksigns64 (vpsignb straight on x). */
-float mk_vec_dot_iq2_xxs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
-                                  const int32_t *s) {
-    (void)s;
-    const uint8_t *b = (const uint8_t *)w;
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
-    float scl[8];
-    for (size_t sb = 0; sb < n / 256; sb++, b += 66, dx += 8) {
-        aux_scales(odd_words(b + 2), f16le(b) * 0.25f, dx, scl);
-        for (int ib = 0; ib < 8; ib++, qs += 32) {
-            const uint8_t *g = b + 2 + 8 * ib;
-            const __m256i grid = _mm256_set_epi64x(
-                (long long)mk_iq2xxs_grid[g[3]], (long long)mk_iq2xxs_grid[g[2]],
-                (long long)mk_iq2xxs_grid[g[1]], (long long)mk_iq2xxs_grid[g[0]]);
-            const __m256i q = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)qs), ksigns_pm1(u32le(g + 4)));
-            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(grid, q), ones);
-            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(scl + ib), _mm256_cvtepi32_ps(p), acc);
-        }
-    }
-    return hsum_ps(acc);
-}
-
-/* Σ w·q of 32 signed bytes (|w| ≤ 127, q in [-127, 127]) as 8 int32 lanes, lane k covering
- * bytes 4k..4k+3 (so lanes 0-3 are the first 16 elements, lanes 4-7 the second). */
-static __m256i sdot32(__m256i w, __m256i q) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w)),
-                             _mm256_set1_epi16(1));
-}
-
-/* As sdot32 for an unsigned grid (values ≤ 127) and sign bytes (0xff: negative). */
-static __m256i gdot32(__m256i grid, __m256i neg, __m256i q) {
-    __m256i sq = _mm256_sign_epi8(q, _mm256_or_si256(neg, _mm256_set1_epi8(1)));
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(grid, sq), _mm256_set1_epi16(1));
-}
-
-/* IQ3_XXS: per 32 elements 8 grid indices (4 values each) and a u32 with 4 × 7 sign bits and
- * the scale; x = d·(0.5 + ls)·0.5 · grid · sign. Scales and signs as in IQ2_XXS. */
-float mk_vec_dot_iq3_xxs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
-                                  const int32_t *s) {
-    (void)s;
-    const uint8_t *b = (const uint8_t *)w;
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
-    float scl[8];
-    for (size_t sb = 0; sb < n / 256; sb++, b += 98, dx += 8) {
-        aux_scales(_mm256_loadu_si256((const __m256i *)(b + 66)), f16le(b) * 0.5f, dx, scl);
-        for (int ib = 0; ib < 8; ib++, qs += 32) {
-            const uint8_t *g = b + 2 + 8 * ib;
-            const __m256i grid = _mm256_set_epi32(
-                (int)mk_iq3xxs_grid[g[7]], (int)mk_iq3xxs_grid[g[6]], (int)mk_iq3xxs_grid[g[5]],
-                (int)mk_iq3xxs_grid[g[4]], (int)mk_iq3xxs_grid[g[3]], (int)mk_iq3xxs_grid[g[2]],
-                (int)mk_iq3xxs_grid[g[1]], (int)mk_iq3xxs_grid[g[0]]);
-            const __m256i q =
-                _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)qs), ksigns_pm1(u32le(b + 66 + 4 * ib)));
-            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(grid, q), ones);
-            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(scl + ib), _mm256_cvtepi32_ps(p), acc);
-        }
-    }
-    return hsum_ps(acc);
-}
-
-/* Per 16-element half-block factors (0.5 + nibble) · dmul · dx[b] of 8 scale bytes (low
- * nibble: the block's first 16 elements, high: the second), as lo[8] and hi[8]. */
-static void nibble_scales(const uint8_t *sc, float dmul, const float *dx, float lo[8], float hi[8]) {
+/* Per 16-element half: lo/hi = (0.5 + nibble) · dmul · dx of 8 scale bytes (low nibble: the
+ * block's first 16 elements, high: the second). */
+static inline __attribute__((always_inline)) void nibble_factors(const uint8_t *sc, float dmul, const float *dx,
+                                                                 float lo[8], float hi[8]) {
     const __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)sc));
     const __m256 f = _mm256_mul_ps(_mm256_set1_ps(dmul), _mm256_loadu_ps(dx)), half = _mm256_set1_ps(0.5f);
     const __m256i m4 = _mm256_set1_epi32(15);
@@ -222,169 +170,251 @@ static void nibble_scales(const uint8_t *sc, float dmul, const float *dx, float 
     _mm256_storeu_ps(hi, _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(v, 4)), half), f));
 }
 
-/* lo in lanes 0-3, hi in lanes 4-7. */
-static __m256 scale_pair(const float *lo, const float *hi) {
-    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(lo)), _mm_broadcast_ss(hi), 1);
+/* IQ2_XXS (66 bytes): f16 d, per 32 elements 4 grid indices (bytes) and a u32 with 4 × 7 sign
+ * bits and the 4-bit scale; x = d·(0.5 + ls)·0.25 · grid · sign. */
+static inline __attribute__((always_inline)) void iq2_xxs_factors(const uint8_t *b, const float *dx, float lo[8],
+                                                                  float hi[8]) {
+    block_factors(_mm256_srli_epi32(odd_words(b + 2), 28), 1.0f, 0.5f, f16le(b) * 0.25f, dx, lo, hi);
+}
+static inline __attribute__((always_inline)) void iq2_xxs_block(const uint8_t *b, int ib, __m256i *mag,
+                                                                __m256i *sgn) {
+    const uint8_t *g = b + 2 + 8 * ib;
+    *mag = _mm256_set_epi64x((long long)mk_iq2xxs_grid[g[3]], (long long)mk_iq2xxs_grid[g[2]],
+                             (long long)mk_iq2xxs_grid[g[1]], (long long)mk_iq2xxs_grid[g[0]]);
+    *sgn = ksigns_pm1(u32le(g + 4));
 }
 
-/* IQ2_XS: 32 u16 (9-bit grid index, 7 sign bits), 4-bit scales per 16 elements. */
-float mk_vec_dot_iq2_xs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
-                                 const int32_t *s) {
-    (void)s;
-    const uint8_t *b = (const uint8_t *)w;
-    const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc = _mm256_setzero_ps();
-    float lo[8], hi[8];
-    for (size_t sb = 0; sb < n / 256; sb++, b += 74, dx += 8) {
-        nibble_scales(b + 66, f16le(b) * 0.25f, dx, lo, hi);
-        for (int ib = 0; ib < 8; ib++, qs += 32) {
-            uint16_t q[4];
-            memcpy(q, b + 2 + 8 * ib, sizeof q);
-            const __m256i grid = _mm256_set_epi64x(
-                (long long)mk_iq2xs_grid[q[3] & 511], (long long)mk_iq2xs_grid[q[2] & 511],
-                (long long)mk_iq2xs_grid[q[1] & 511], (long long)mk_iq2xs_grid[q[0] & 511]);
-            const __m256i sign = _mm256_set_epi64x((long long)mk_ksigns64[q[3] >> 9], (long long)mk_ksigns64[q[2] >> 9],
-                                                   (long long)mk_ksigns64[q[1] >> 9], (long long)mk_ksigns64[q[0] >> 9]);
-            const __m256i x = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)qs), sign);
-            const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(grid, x), ones);
-            acc = _mm256_fmadd_ps(scale_pair(lo + ib, hi + ib), _mm256_cvtepi32_ps(p), acc);
-        }
-    }
-    return hsum_ps(acc);
+/* IQ3_XXS (98 bytes): f16 d, per 32 elements 8 grid indices (4 values each), then per 32 a u32
+ * with 4 × 7 sign bits and the scale; x = d·(0.5 + ls)·0.5 · grid · sign. */
+static inline __attribute__((always_inline)) void iq3_xxs_factors(const uint8_t *b, const float *dx, float lo[8],
+                                                                  float hi[8]) {
+    block_factors(_mm256_srli_epi32(_mm256_loadu_si256((const __m256i *)(b + 66)), 28), 1.0f, 0.5f,
+                  f16le(b) * 0.5f, dx, lo, hi);
+}
+static inline __attribute__((always_inline)) void iq3_xxs_block(const uint8_t *b, int ib, __m256i *mag,
+                                                                __m256i *sgn) {
+    const uint8_t *g = b + 2 + 8 * ib;
+    *mag = _mm256_set_epi32((int)mk_iq3xxs_grid[g[7]], (int)mk_iq3xxs_grid[g[6]], (int)mk_iq3xxs_grid[g[5]],
+                            (int)mk_iq3xxs_grid[g[4]], (int)mk_iq3xxs_grid[g[3]], (int)mk_iq3xxs_grid[g[2]],
+                            (int)mk_iq3xxs_grid[g[1]], (int)mk_iq3xxs_grid[g[0]]);
+    *sgn = ksigns_pm1(u32le(b + 66 + 4 * ib));
 }
 
-/* IQ2_S: 32 index low bytes, 32 sign bytes, 2 high index bits each, 4-bit scales per 16. */
-float mk_vec_dot_iq2_s_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
-                                const int32_t *s) {
-    (void)s;
-    const uint8_t *b = (const uint8_t *)w;
-    __m256 acc = _mm256_setzero_ps();
-    float lo[8], hi[8];
-    for (size_t sb = 0; sb < n / 256; sb++, b += 82, dx += 8) {
-        const uint8_t *ql = b + 2, *signs = b + 34, *qh = b + 66;
-        nibble_scales(b + 74, f16le(b) * 0.25f, dx, lo, hi);
-        for (int ib = 0; ib < 8; ib++, qs += 32) {
-            const uint8_t *g = ql + 4 * ib;
-            int h = qh[ib];
-            __m256i grid = _mm256_set_epi64x((long long)mk_iq2s_grid[g[3] | ((h << 2) & 0x300)],
-                                             (long long)mk_iq2s_grid[g[2] | ((h << 4) & 0x300)],
-                                             (long long)mk_iq2s_grid[g[1] | ((h << 6) & 0x300)],
-                                             (long long)mk_iq2s_grid[g[0] | ((h << 8) & 0x300)]);
-            __m256i p = gdot32(grid, expand_signs(u32le(signs + 4 * ib)),
-                               _mm256_loadu_si256((const __m256i *)qs));
-            acc = _mm256_fmadd_ps(scale_pair(lo + ib, hi + ib), _mm256_cvtepi32_ps(p), acc);
-        }
-    }
-    return hsum_ps(acc);
+/* IQ2_XS (74 bytes): f16 d, 32 u16 (9-bit grid index, 7 sign bits), 4-bit scales per 16. */
+static inline __attribute__((always_inline)) void iq2_xs_factors(const uint8_t *b, const float *dx, float lo[8],
+                                                                 float hi[8]) {
+    nibble_factors(b + 66, f16le(b) * 0.25f, dx, lo, hi);
+}
+static inline __attribute__((always_inline)) void iq2_xs_block(const uint8_t *b, int ib, __m256i *mag,
+                                                               __m256i *sgn) {
+    uint16_t q[4];
+    memcpy(q, b + 2 + 8 * ib, sizeof q);
+    *mag = _mm256_set_epi64x((long long)mk_iq2xs_grid[q[3] & 511], (long long)mk_iq2xs_grid[q[2] & 511],
+                             (long long)mk_iq2xs_grid[q[1] & 511], (long long)mk_iq2xs_grid[q[0] & 511]);
+    *sgn = _mm256_set_epi64x((long long)mk_ksigns64[q[3] >> 9], (long long)mk_ksigns64[q[2] >> 9],
+                             (long long)mk_ksigns64[q[1] >> 9], (long long)mk_ksigns64[q[0] >> 9]);
 }
 
-/* IQ3_S: 64 index low bytes, 9th bits, 32 sign bytes, a 4-bit scale per 32 elements;
- * x = d·(1 + 2·ls) · grid · sign. */
-float mk_vec_dot_iq3_s_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
-                                const int32_t *s) {
-    (void)s;
-    const uint8_t *b = (const uint8_t *)w;
-    const __m256i nib_shift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-    __m256 acc = _mm256_setzero_ps();
-    float scl[8];
-    for (size_t sb = 0; sb < n / 256; sb++, b += 110, dx += 8) {
-        const uint8_t *ql = b + 2, *qh = b + 66, *signs = b + 74;
-        /* block ib's scale: nibble ib of the 4 scale bytes (low nibble first) */
-        const __m256i ls = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u32le(b + 106)), nib_shift),
-                                            _mm256_set1_epi32(15));
-        const __m256 f = _mm256_add_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(ls, ls)), _mm256_set1_ps(1.0f));
-        _mm256_storeu_ps(scl, _mm256_mul_ps(_mm256_mul_ps(f, _mm256_set1_ps(f16le(b))), _mm256_loadu_ps(dx)));
-        for (int ib = 0; ib < 8; ib++, qs += 32) {
-            const uint8_t *g = ql + 8 * ib;
-            int h = qh[ib];
-            __m256i grid = _mm256_set_epi32(
-                (int)mk_iq3s_grid[g[7] | ((h << 1) & 0x100)], (int)mk_iq3s_grid[g[6] | ((h << 2) & 0x100)],
-                (int)mk_iq3s_grid[g[5] | ((h << 3) & 0x100)], (int)mk_iq3s_grid[g[4] | ((h << 4) & 0x100)],
-                (int)mk_iq3s_grid[g[3] | ((h << 5) & 0x100)], (int)mk_iq3s_grid[g[2] | ((h << 6) & 0x100)],
-                (int)mk_iq3s_grid[g[1] | ((h << 7) & 0x100)], (int)mk_iq3s_grid[g[0] | ((h << 8) & 0x100)]);
-            __m256i p = gdot32(grid, expand_signs(u32le(signs + 4 * ib)),
-                               _mm256_loadu_si256((const __m256i *)qs));
-            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(scl + ib), _mm256_cvtepi32_ps(p), acc);
-        }
-    }
-    return hsum_ps(acc);
+/* IQ2_S (82 bytes): f16 d, 32 index low bytes, 32 sign bytes, 2 high index bits each (8
+ * bytes), 4-bit scales per 16. */
+static inline __attribute__((always_inline)) void iq2_s_factors(const uint8_t *b, const float *dx, float lo[8],
+                                                                float hi[8]) {
+    nibble_factors(b + 74, f16le(b) * 0.25f, dx, lo, hi);
+}
+static inline __attribute__((always_inline)) void iq2_s_block(const uint8_t *b, int ib, __m256i *mag,
+                                                              __m256i *sgn) {
+    const uint8_t *g = b + 2 + 4 * ib;
+    const int h = b[66 + ib];
+    *mag = _mm256_set_epi64x((long long)mk_iq2s_grid[g[3] | ((h << 2) & 0x300)],
+                             (long long)mk_iq2s_grid[g[2] | ((h << 4) & 0x300)],
+                             (long long)mk_iq2s_grid[g[1] | ((h << 6) & 0x300)],
+                             (long long)mk_iq2s_grid[g[0] | ((h << 8) & 0x300)]);
+    *sgn = expand_signs_pm1(u32le(b + 34 + 4 * ib));
+}
+
+/* IQ3_S (110 bytes): f16 d, 64 index low bytes, 8 bytes of 9th bits, 32 sign bytes, a 4-bit
+ * scale per 32 (4 bytes, low nibble first); x = d·(1 + 2·ls) · grid · sign. */
+static inline __attribute__((always_inline)) void iq3_s_factors(const uint8_t *b, const float *dx, float lo[8],
+                                                                float hi[8]) {
+    const __m256i shift = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+    const __m256i ls =
+        _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32((int)u32le(b + 106)), shift), _mm256_set1_epi32(15));
+    block_factors(ls, 2.0f, 1.0f, f16le(b), dx, lo, hi);
+}
+static inline __attribute__((always_inline)) void iq3_s_block(const uint8_t *b, int ib, __m256i *mag,
+                                                              __m256i *sgn) {
+    const uint8_t *g = b + 2 + 8 * ib;
+    const int h = b[66 + ib];
+    *mag = _mm256_set_epi32(
+        (int)mk_iq3s_grid[g[7] | ((h << 1) & 0x100)], (int)mk_iq3s_grid[g[6] | ((h << 2) & 0x100)],
+        (int)mk_iq3s_grid[g[5] | ((h << 3) & 0x100)], (int)mk_iq3s_grid[g[4] | ((h << 4) & 0x100)],
+        (int)mk_iq3s_grid[g[3] | ((h << 5) & 0x100)], (int)mk_iq3s_grid[g[2] | ((h << 6) & 0x100)],
+        (int)mk_iq3s_grid[g[1] | ((h << 7) & 0x100)], (int)mk_iq3s_grid[g[0] | ((h << 8) & 0x100)]);
+    *sgn = expand_signs_pm1(u32le(b + 74 + 4 * ib));
 }
 
 /* IQ1 codes in eighths, 8·g + δ (g in {-1, 0, 1} from the grid, δ = ±1 per byte), as in the
- * generic kernel; |code| ≤ 9. */
-static __m256i iq1_code(__m256i g, __m256i delta) {
-    return _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), g), delta);
+ * generic kernel: |code| ≤ 9 and never 0, so the code is its own sign. */
+static inline __attribute__((always_inline)) void iq1_codes(__m256i g, __m256i delta, __m256i *mag, __m256i *sgn) {
+    const __m256i code = _mm256_add_epi8(_mm256_sign_epi8(_mm256_set1_epi8(8), g), delta);
+    *mag = _mm256_abs_epi8(code);
+    *sgn = code;
 }
 
-/* IQ1_S: 32 index low bytes, per 32 elements a u16 with 4 × 3 high index bits, the scale and
- * the delta's sign; x = d·(2·ls + 1) · (g ± 1/8). */
-float mk_vec_dot_iq1_s_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
-                                const int32_t *s) {
-    (void)s;
-    const uint8_t *b = (const uint8_t *)w;
-    __m256 acc = _mm256_setzero_ps();
-    float scl[8];
-    for (size_t sb = 0; sb < n / 256; sb++, b += 50, dx += 8) {
-        const uint8_t *ql = b + 2;
-        /* block ib's factor d·(2·ls + 1)/8 · dx, ls = bits 12-14 of its u16 */
-        const __m256i h8 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(b + 34)));
-        const __m256i ls = _mm256_and_si256(_mm256_srli_epi32(h8, 12), _mm256_set1_epi32(7));
-        const __m256 f = _mm256_add_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(ls, ls)), _mm256_set1_ps(1.0f));
-        _mm256_storeu_ps(scl, _mm256_mul_ps(_mm256_mul_ps(f, _mm256_set1_ps(f16le(b) * 0.125f)), _mm256_loadu_ps(dx)));
-        for (int ib = 0; ib < 8; ib++, qs += 32) {
-            const uint8_t *g = ql + 4 * ib;
-            uint16_t h;
-            memcpy(&h, b + 34 + 2 * ib, sizeof h);
-            __m256i grid = _mm256_set_epi64x((long long)mk_iq1s_grid[g[3] | ((h >> 1) & 0x700)],
-                                             (long long)mk_iq1s_grid[g[2] | ((h << 2) & 0x700)],
-                                             (long long)mk_iq1s_grid[g[1] | ((h << 5) & 0x700)],
-                                             (long long)mk_iq1s_grid[g[0] | ((h << 8) & 0x700)]);
-            __m256i delta = _mm256_set1_epi8(h & 0x8000 ? -1 : 1);
-            __m256i p = sdot32(iq1_code(grid, delta), _mm256_loadu_si256((const __m256i *)qs));
-            acc = _mm256_fmadd_ps(_mm256_broadcast_ss(scl + ib), _mm256_cvtepi32_ps(p), acc);
-        }
-    }
-    return hsum_ps(acc);
+/* IQ1_S (50 bytes): f16 d, 32 index low bytes, per 32 elements a u16 with 4 × 3 high index
+ * bits, the scale (bits 12-14) and the delta's sign (bit 15); x = d·(2·ls + 1) · (g ± 1/8). */
+static inline __attribute__((always_inline)) void iq1_s_factors(const uint8_t *b, const float *dx, float lo[8],
+                                                                float hi[8]) {
+    const __m256i h8 = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(b + 34)));
+    const __m256i ls = _mm256_and_si256(_mm256_srli_epi32(h8, 12), _mm256_set1_epi32(7));
+    block_factors(ls, 2.0f, 1.0f, f16le(b) * 0.125f, dx, lo, hi);
+}
+static inline __attribute__((always_inline)) void iq1_s_block(const uint8_t *b, int ib, __m256i *mag,
+                                                              __m256i *sgn) {
+    const uint8_t *g = b + 2 + 4 * ib;
+    uint16_t h;
+    memcpy(&h, b + 34 + 2 * ib, sizeof h);
+    const __m256i grid = _mm256_set_epi64x((long long)mk_iq1s_grid[g[3] | ((h >> 1) & 0x700)],
+                                           (long long)mk_iq1s_grid[g[2] | ((h << 2) & 0x700)],
+                                           (long long)mk_iq1s_grid[g[1] | ((h << 5) & 0x700)],
+                                           (long long)mk_iq1s_grid[g[0] | ((h << 8) & 0x700)]);
+    iq1_codes(grid, _mm256_set1_epi8(h & 0x8000 ? -1 : 1), mag, sgn);
 }
 
-/* IQ1_M: 32 index low bytes, a nibble per index (3 high bits, the delta's sign), 3-bit scales
- * per 16 elements whose u16s also hold the f16 d in their top nibbles. */
-float mk_vec_dot_iq1_m_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,
-                                const int32_t *s) {
-    (void)s;
-    static const long long pm[2] = {0x0101010101010101LL, -1LL}; /* δ bytes: +1, -1 */
-    const uint8_t *b = (const uint8_t *)w;
-    const __m256i shifts = _mm256_setr_epi32(0, 6, 0, 6, 0, 6, 0, 6);
+/* IQ1_M (56 bytes): 32 index low bytes, a nibble per index (3 high bits, the delta's sign),
+ * 3-bit scales per 16 elements in 4 u16 whose top nibbles also hold the f16 d. */
+static inline __attribute__((always_inline)) void iq1_m_factors(const uint8_t *b, const float *dx, float lo[8],
+                                                                float hi[8]) {
+    uint16_t sc[4];
+    memcpy(sc, b + 48, sizeof sc);
+    const uint16_t dh = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
+    /* block ib's two 3-bit scales: bits 6·(ib % 2) and 6·(ib % 2) + 3 of u16 ib / 2 */
+    const __m128i w4 = _mm_loadl_epi64((const __m128i *)(b + 48));
+    const __m256i v = _mm256_srlv_epi32(_mm256_cvtepu16_epi32(_mm_unpacklo_epi16(w4, w4)),
+                                        _mm256_setr_epi32(0, 6, 0, 6, 0, 6, 0, 6));
     const __m256i m3 = _mm256_set1_epi32(7);
-    __m256 acc = _mm256_setzero_ps();
-    float lo8[8], hi8[8];
-    for (size_t sb = 0; sb < n / 256; sb++, b += 56, dx += 8) {
-        uint16_t sc[4];
-        memcpy(sc, b + 48, sizeof sc);
-        uint16_t dh = (uint16_t)((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) | ((sc[2] >> 4) & 0x0f00) |
-                                 (sc[3] & 0xf000));
-        /* block ib's two 3-bit scales: bits 6·(ib % 2) and 6·(ib % 2) + 3 of u16 ib / 2 */
-        const __m128i w4 = _mm_loadl_epi64((const __m128i *)(b + 48));
-        const __m256i v = _mm256_srlv_epi32(_mm256_cvtepu16_epi32(_mm_unpacklo_epi16(w4, w4)), shifts);
-        const __m256 f = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(dh) * 0.125f), _mm256_loadu_ps(dx));
-        const __m256i lo = _mm256_and_si256(v, m3), hi = _mm256_and_si256(_mm256_srli_epi32(v, 3), m3);
-        const __m256 one = _mm256_set1_ps(1.0f);
-        _mm256_storeu_ps(lo8, _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(lo, lo)), one), f));
-        _mm256_storeu_ps(hi8, _mm256_mul_ps(_mm256_add_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(hi, hi)), one), f));
-        for (int ib = 0; ib < 8; ib++, qs += 32) {
-            const uint8_t *g = b + 4 * ib;
-            int h0 = b[32 + 2 * ib], h1 = b[33 + 2 * ib];
-            __m256i grid = _mm256_set_epi64x((long long)mk_iq1s_grid[g[3] | ((h1 << 4) & 0x700)],
-                                             (long long)mk_iq1s_grid[g[2] | ((h1 << 8) & 0x700)],
-                                             (long long)mk_iq1s_grid[g[1] | ((h0 << 4) & 0x700)],
-                                             (long long)mk_iq1s_grid[g[0] | ((h0 << 8) & 0x700)]);
-            __m256i delta = _mm256_set_epi64x(pm[(h1 >> 7) & 1], pm[(h1 >> 3) & 1],
-                                              pm[(h0 >> 7) & 1], pm[(h0 >> 3) & 1]);
-            __m256i p = sdot32(iq1_code(grid, delta), _mm256_loadu_si256((const __m256i *)qs));
-            acc = _mm256_fmadd_ps(scale_pair(lo8 + ib, hi8 + ib), _mm256_cvtepi32_ps(p), acc);
-        }
+    const __m256 f = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(dh) * 0.125f), _mm256_loadu_ps(dx));
+    const __m256 two = _mm256_set1_ps(2.0f), one = _mm256_set1_ps(1.0f);
+    const __m256 l = _mm256_cvtepi32_ps(_mm256_and_si256(v, m3));
+    const __m256 h = _mm256_cvtepi32_ps(_mm256_and_si256(_mm256_srli_epi32(v, 3), m3));
+    _mm256_storeu_ps(lo, _mm256_mul_ps(_mm256_fmadd_ps(l, two, one), f));
+    _mm256_storeu_ps(hi, _mm256_mul_ps(_mm256_fmadd_ps(h, two, one), f));
+}
+static inline __attribute__((always_inline)) void iq1_m_block(const uint8_t *b, int ib, __m256i *mag,
+                                                              __m256i *sgn) {
+    static const long long pm[2] = {0x0101010101010101LL, -1LL}; /* δ bytes: +1, -1 */
+    const uint8_t *g = b + 4 * ib;
+    const int h0 = b[32 + 2 * ib], h1 = b[33 + 2 * ib];
+    const __m256i grid = _mm256_set_epi64x((long long)mk_iq1s_grid[g[3] | ((h1 << 4) & 0x700)],
+                                           (long long)mk_iq1s_grid[g[2] | ((h1 << 8) & 0x700)],
+                                           (long long)mk_iq1s_grid[g[1] | ((h0 << 4) & 0x700)],
+                                           (long long)mk_iq1s_grid[g[0] | ((h0 << 8) & 0x700)]);
+    iq1_codes(grid, _mm256_set_epi64x(pm[(h1 >> 7) & 1], pm[(h1 >> 3) & 1], pm[(h0 >> 7) & 1], pm[(h0 >> 3) & 1]),
+              mag, sgn);
+}
+
+/* lo in lanes 0-3, hi in lanes 4-7 (lanes 0-3 of a block's int32 sums cover its first 16
+ * elements); one broadcast where the type has one scale per 32. */
+static inline __attribute__((always_inline)) __m256 half_factors(int per16, const float *lo, const float *hi) {
+    if (!per16) return _mm256_broadcast_ss(lo);
+    return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_broadcast_ss(lo)), _mm_broadcast_ss(hi), 1);
+}
+
+static inline __attribute__((always_inline)) __m256i iq_isum(__m256i mag, __m256i sgn, const int8_t *x) {
+    const __m256i q = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)x), sgn);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(mag, q), _mm256_set1_epi16(1));
+}
+
+/* Prefill: a row's super-blocks are unpacked IQ_GSB at a time (mag, sgn and the factor
+ * vectors of their blocks, ~10 KB on the stack), then every token of a slice of IQ_GTOK meets
+ * them two at a time: per token and block one vpsignb, vpmaddubsw, vpmaddwd, conversion and
+ * FMA (the decode kernel spends ~20-30 operations a block on the lookups). */
+#define IQ_GSB 8
+#define IQ_GTOK 64
+
+#define IQ_KERNELS(T, BYTES, PER16)                                                                           \
+    float mk_vec_dot_##T##_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *dx,               \
+                                    const int32_t *s) {                                                       \
+        (void)s;                                                                                              \
+        const uint8_t *b = (const uint8_t *)w;                                                                \
+        __m256 acc = _mm256_setzero_ps();                                                                     \
+        float lo[8], hi[8];                                                                                   \
+        for (size_t sb = 0; sb < n / 256; sb++, b += BYTES, dx += 8) {                                        \
+            T##_factors(b, dx, lo, hi);                                                                       \
+            for (int ib = 0; ib < 8; ib++, qs += 32) {                                                        \
+                __m256i mag, sgn;                                                                             \
+                T##_block(b, ib, &mag, &sgn);                                                                 \
+                acc = _mm256_fmadd_ps(half_factors(PER16, lo + ib, hi + ib),                                  \
+                                      _mm256_cvtepi32_ps(iq_isum(mag, sgn, qs)), acc);                        \
+            }                                                                                                 \
+        }                                                                                                     \
+        return hsum_ps(acc);                                                                                  \
+    }                                                                                                         \
+    void mk_gemm_##T##_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,         \
+                                const int8_t *qs, const float *d, const int32_t *s, float *out, size_t ldo) { \
+        (void)s;                                                                                              \
+        static const float ones[8] = {1, 1, 1, 1, 1, 1, 1, 1};                                                \
+        const size_t nb = n / 32, nsb = n / 256;                                                              \
+        __m256i mag[8 * IQ_GSB], sgn[8 * IQ_GSB];                                                             \
+        __m256 fac[8 * IQ_GSB], acc[IQ_GTOK];                                                                 \
+        float lo[8], hi[8];                                                                                   \
+        for (size_t r = 0; r < nrows; r++) {                                                                  \
+            const uint8_t *row = (const uint8_t *)w + r * row_bytes;                                          \
+            for (size_t t0 = 0; t0 < ntok; t0 += IQ_GTOK) {                                                   \
+                const size_t tn = ntok - t0 < IQ_GTOK ? ntok - t0 : IQ_GTOK;                                  \
+                for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();                                 \
+                for (size_t sb0 = 0; sb0 < nsb; sb0 += IQ_GSB) {                                              \
+                    const size_t kn = 8 * (nsb - sb0 < IQ_GSB ? nsb - sb0 : IQ_GSB);                          \
+                    for (size_t k = 0; k < kn; k += 8) {                                                      \
+                        const uint8_t *b = row + (sb0 + k / 8) * BYTES;                                       \
+                        T##_factors(b, ones, lo, hi);                                                         \
+                        for (int ib = 0; ib < 8; ib++) {                                                      \
+                            T##_block(b, ib, mag + k + ib, sgn + k + ib);                                     \
+                            fac[k + ib] = half_factors(PER16, lo + ib, hi + ib);                              \
+                        }                                                                                     \
+                    }                                                                                         \
+                    size_t t = 0;                                                                             \
+                    for (; t + 2 <= tn; t += 2) {                                                             \
+                        const int8_t *xa = qs + (t0 + t) * n + 256 * sb0, *xb = xa + n;                       \
+                        const float *da = d + (t0 + t) * nb + 8 * sb0, *db = da + nb;                         \
+                        __m256 a = acc[t], c = acc[t + 1];                                                    \
+                        for (size_t k = 0; k < kn; k++) {                                                     \
+                            a = _mm256_fmadd_ps(_mm256_mul_ps(fac[k], _mm256_broadcast_ss(da + k)),           \
+                                                _mm256_cvtepi32_ps(iq_isum(mag[k], sgn[k], xa + 32 * k)), a); \
+                            c = _mm256_fmadd_ps(_mm256_mul_ps(fac[k], _mm256_broadcast_ss(db + k)),           \
+                                                _mm256_cvtepi32_ps(iq_isum(mag[k], sgn[k], xb + 32 * k)), c); \
+                        }                                                                                     \
+                        acc[t] = a;                                                                           \
+                        acc[t + 1] = c;                                                                       \
+                    }                                                                                         \
+                    for (; t < tn; t++) {                                                                     \
+                        const int8_t *xa = qs + (t0 + t) * n + 256 * sb0;                                     \
+                        const float *da = d + (t0 + t) * nb + 8 * sb0;                                        \
+                        __m256 a = acc[t];                                                                    \
+                        for (size_t k = 0; k < kn; k++)                                                       \
+                            a = _mm256_fmadd_ps(_mm256_mul_ps(fac[k], _mm256_broadcast_ss(da + k)),           \
+                                                _mm256_cvtepi32_ps(iq_isum(mag[k], sgn[k], xa + 32 * k)), a); \
+                        acc[t] = a;                                                                           \
+                    }                                                                                         \
+                }                                                                                             \
+                for (size_t t = 0; t < tn; t++) out[(t0 + t) * ldo + r] = hsum_ps(acc[t]);                    \
+            }                                                                                                 \
+        }                                                                                                     \
     }
-    return hsum_ps(acc);
+
+IQ_KERNELS(iq2_xxs, 66, 0)
+IQ_KERNELS(iq3_xxs, 98, 0)
+IQ_KERNELS(iq2_xs, 74, 1)
+IQ_KERNELS(iq2_s, 82, 1)
+IQ_KERNELS(iq3_s, 110, 0)
+IQ_KERNELS(iq1_s, 50, 0)
+IQ_KERNELS(iq1_m, 56, 1)
+
+/* Σ w·q of 32 signed bytes (|w| ≤ 127, q in [-127, 127]) as 8 int32 lanes, lane k covering
+ * bytes 4k..4k+3 (so lanes 0-3 are the first 16 elements, lanes 4-7 the second). */
+static __m256i sdot32(__m256i w, __m256i q) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w)),
+                             _mm256_set1_epi16(1));
 }
 
 /* MXFP4: 32-element blocks of an E8M0 exponent and 16 nibble bytes (element j low, j + 16

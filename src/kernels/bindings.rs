@@ -1735,6 +1735,104 @@ unsafe extern "C" {
     ) -> f32;
 }
 unsafe extern "C" {
+    pub fn mk_gemm_iq2_xxs_q8a_avx2(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_iq3_xxs_q8a_avx2(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_iq2_xs_q8a_avx2(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_iq2_s_q8a_avx2(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_iq3_s_q8a_avx2(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_iq1_s_q8a_avx2(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_iq1_m_q8a_avx2(
+        n: usize,
+        nrows: usize,
+        w: *const ::core::ffi::c_void,
+        row_bytes: usize,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
     pub fn mk_vec_dot_iq2_xxs_q8a_dotprod(
         n: usize,
         w: *const ::core::ffi::c_void,

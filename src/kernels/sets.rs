@@ -144,6 +144,17 @@ pub fn available() -> Vec<KernelSet> {
                 (DType::Q5_1, b::mk_gemm_q5_1_q8a_avx2),
                 (DType::IQ4_XS, b::mk_gemm_iq4_xs_q8a_avx2),
             ];
+            // The codebook i-quants' prefill: each row unpacked once for 64 tokens (the decode
+            // kernels spend most of their time on the grid and sign lookups).
+            let iquant_gemm: [(DType, GemmQ8a); 7] = [
+                (DType::IQ2_XXS, b::mk_gemm_iq2_xxs_q8a_avx2),
+                (DType::IQ3_XXS, b::mk_gemm_iq3_xxs_q8a_avx2),
+                (DType::IQ2_XS, b::mk_gemm_iq2_xs_q8a_avx2),
+                (DType::IQ2_S, b::mk_gemm_iq2_s_q8a_avx2),
+                (DType::IQ3_S, b::mk_gemm_iq3_s_q8a_avx2),
+                (DType::IQ1_S, b::mk_gemm_iq1_s_q8a_avx2),
+                (DType::IQ1_M, b::mk_gemm_iq1_m_q8a_avx2),
+            ];
             let avx2 = KernelSet {
                 name: "avx2",
                 quantize: b::mk_quantize_row_q8a_avx2,
@@ -171,6 +182,7 @@ pub fn available() -> Vec<KernelSet> {
                     ])
                     .rows4(&shared_rows4)
                     .gemm_q8a(&shared_gemm)
+                    .gemm_q8a(&iquant_gemm)
                     .gemm_q8a(&[
                         (DType::Q4_0, b::mk_gemm_q4_0_q8a_avx2),
                         (DType::Q8_0, b::mk_gemm_q8_0_q8a_avx2),
@@ -254,7 +266,8 @@ pub fn available() -> Vec<KernelSet> {
                             (DType::IQ4_XS, b::mk_vec_dot4_iq4_xs_q8a_avx512),
                         ])
                         .rows4(&shared_rows4)
-                        .gemm_q8a(&shared_gemm),
+                        .gemm_q8a(&shared_gemm)
+                        .gemm_q8a(&iquant_gemm),
                     mla: MlaKernels {
                         scores_f32: b::mk_mla_scores_f32_avx512,
                         scores_f16: b::mk_mla_scores_f16_avx512,
