@@ -1,12 +1,13 @@
 //! `cargo bench --bench kernels`: weight-streaming speed of the quantized dot-product kernels.
 //!
-//! For Q4_0, Q8_0, Q5_0, the K-quants (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K) and float weights (F32, F16, BF16) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
+//! For Q4_0, Q8_0, Q5_0, Q4_1, Q5_1, the K-quants (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K) and float weights (F32, F16, BF16) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
 //! the CPU has, the GB/s of weights consumed by one thread on a matrix that fits in L2 (compute
 //! bound) and on one far larger than the last-level cache (memory bound), each as a ratio to the
 //! generic (scalar C) kernel; then the full matvec path (`TensorView::matvec`, all threads) on
 //! the large matrix as a fraction of the read bandwidth `moela bench --mem-bw` measures. For the
-//! types a set interleaves by eight rows (AVX2: Q4_0, Q5_0, Q4_K, Q6_K) the same decode, GEMM
-//! and matvec figures are also given for that layout ("x8"), next to the file layout's.
+//! types a set interleaves by eight rows (AVX2: Q4_0, Q5_0, Q4_K, Q6_K, Q4_1, Q5_1) the same
+//! decode, GEMM and matvec figures are also given for that layout ("x8"), next to the file
+//! layout's.
 //! Environment: MOELA_BENCH_MB (size of the large matrix, default 512), MOELA_BENCH_TYPES
 //! (comma-separated types, default all of the above).
 
@@ -57,6 +58,7 @@ fn random_matrix(dtype: DType, bytes: usize) -> TensorView {
     // Where each type keeps its f16 scales: d first (d and dmin for Q4_K/Q5_K), Q6_K's d last.
     let at: &[usize] = match dtype {
         DType::Q4_K | DType::Q5_K => &[0, 2],
+        DType::Q4_1 | DType::Q5_1 => &[0, 2],
         DType::Q6_K => &[208],
         DType::Q2_K => &[80, 82],
         DType::Q3_K => &[108],
@@ -260,6 +262,8 @@ fn main() {
             DType::Q4_0,
             DType::Q8_0,
             DType::Q5_0,
+            DType::Q4_1,
+            DType::Q5_1,
             DType::Q4_K,
             DType::Q5_K,
             DType::Q6_K,

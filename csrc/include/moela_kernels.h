@@ -200,6 +200,23 @@ void mk_gemm_x8_q6_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
 void mk_vec_dot_x8_q6_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
                                        const float *const *d, const int32_t *const *s, float *out,
                                        size_t ldo);
+/* Q4_1 and Q5_1 interleaved by eight rows (x8; per block the 8 rows' d, their m, then Q5_1's
+ * fifth bits as Q5_0 x8 and the Q4_0 x8 nibble vectors; layouts in csrc/x86/avx2.c and
+ * src/tensor/interleave.rs), the same three contracts as the Q4_0 x8 kernels. */
+void mk_vec_dot_x8_q4_1_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_gemm_x8_q4_1_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo);
+void mk_vec_dot_x8_q4_1_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo);
+void mk_vec_dot_x8_q5_1_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_gemm_x8_q5_1_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo);
+void mk_vec_dot_x8_q5_1_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo);
 /* And for Q4_K / Q5_K / Q6_K weights (n a multiple of 256; the small tiles: 2 weight rows ×
  * half a super-block). */
 void mk_gemm_q4_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,

@@ -815,6 +815,7 @@ static void test_x8_q4_0(int available, int *passed, int *failed);
 static void test_x8_q4_k(int available, int *passed, int *failed);
 static void test_x8_q5_0_q6_k(int available, int *passed, int *failed);
 static void test_x8_multi(int available, int *passed, int *failed);
+static void test_x8_q4_1_q5_1(int available, int *passed, int *failed);
 #endif
 
 int main(void) {
@@ -928,6 +929,7 @@ int main(void) {
     test_x8_q4_k(ks[0].available, &passed, &failed);
     test_x8_q5_0_q6_k(ks[0].available, &passed, &failed);
     test_x8_multi(ks[0].available, &passed, &failed);
+    test_x8_q4_1_q5_1(ks[0].available, &passed, &failed);
     struct float_kernel fk[] = {
         {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
          {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},
@@ -1577,7 +1579,7 @@ static void test_x8_q5_0_q6_k(int available, int *passed, int *failed) {
 
 /* The several-token x8 decode kernels give, token by token, exactly the one-token kernels'
  * bits (what speculative verification relies on): random groups (small f16 scales), 1..8
- * tokens, Q4_0, Q4_K, Q5_0 and Q6_K, compared with memcmp. */
+ * tokens, Q4_0, Q4_K, Q5_0, Q6_K, Q4_1 and Q5_1, compared with memcmp. */
 static void test_x8_multi(int available, int *passed, int *failed) {
     if (!available) {
         printf("kernel avx2 x8 multi-token: not on this CPU\n");
@@ -1605,12 +1607,13 @@ static void test_x8_multi(int available, int *passed, int *failed) {
         typedef void (*x8_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *, float *);
         typedef void (*x8m_fn)(size_t, const void *, size_t, const int8_t *const *, const float *const *,
                                const int32_t *const *, float *, size_t);
-        const x8_fn one_fn[4] = {mk_vec_dot_x8_q4_0_q8a_avx2, mk_vec_dot_x8_q4_k_q8a_avx2, mk_vec_dot_x8_q5_0_q8a_avx2,
-                                 mk_vec_dot_x8_q6_k_q8a_avx2};
-        const x8m_fn multi_fn[4] = {mk_vec_dot_x8_q4_0_q8a_multi_avx2, mk_vec_dot_x8_q4_k_q8a_multi_avx2,
-                                    mk_vec_dot_x8_q5_0_q8a_multi_avx2, mk_vec_dot_x8_q6_k_q8a_multi_avx2};
-        const char *names[4] = {"q4_0", "q4_k", "q5_0", "q6_k"};
-        for (int ty = 0; ty < 4; ty++)
+        const x8_fn one_fn[6] = {mk_vec_dot_x8_q4_0_q8a_avx2, mk_vec_dot_x8_q4_k_q8a_avx2, mk_vec_dot_x8_q5_0_q8a_avx2,
+                                 mk_vec_dot_x8_q6_k_q8a_avx2, mk_vec_dot_x8_q4_1_q8a_avx2, mk_vec_dot_x8_q5_1_q8a_avx2};
+        const x8m_fn multi_fn[6] = {mk_vec_dot_x8_q4_0_q8a_multi_avx2, mk_vec_dot_x8_q4_k_q8a_multi_avx2,
+                                    mk_vec_dot_x8_q5_0_q8a_multi_avx2, mk_vec_dot_x8_q6_k_q8a_multi_avx2,
+                                    mk_vec_dot_x8_q4_1_q8a_multi_avx2, mk_vec_dot_x8_q5_1_q8a_multi_avx2};
+        const char *names[6] = {"q4_0", "q4_k", "q5_0", "q6_k", "q4_1", "q5_1"};
+        for (int ty = 0; ty < 6; ty++)
             for (size_t ntok = 1; ntok <= 8; ntok++) {
                 float one[8 * 8], multi[8 * 8];
                 for (size_t t = 0; t < ntok; t++) one_fn[ty](n, w, qp[t], dp[t], sp[t], one + 8 * t);
@@ -1623,5 +1626,100 @@ static void test_x8_multi(int available, int *passed, int *failed) {
     }
     free(w), free(qs), free(x), free(d), free(s);
     printf("kernel avx2 x8 multi-token: tested\n");
+}
+
+/* Q4_1 (20-byte blocks) and Q5_1 (24) interleaved by eight rows as the loader does (layouts in
+ * csrc/x86/avx2.c): per block the rows' d, their m, Q5_1's fifth bits transposed as Q5_0 x8,
+ * then the Q4_0 x8 nibble vectors. */
+static void x8_interleave_q4_1_q5_1(int five, size_t ng, size_t rb, const uint8_t *rows, uint8_t *x8) {
+    const size_t bb = five ? 24 : 20, gbb = 8 * bb, nib = five ? 64 : 32, qs = bb - 16;
+    for (size_t g = 0; g < ng; g++)
+        for (size_t j = 0; j < rb / bb; j++) {
+            uint8_t *dst = x8 + g * 8 * rb + j * gbb;
+            for (int r = 0; r < 8; r++) {
+                const uint8_t *b = rows + (8 * g + r) * rb + bb * j;
+                memcpy(dst + 2 * r, b, 2);
+                memcpy(dst + 16 + 2 * r, b + 2, 2);
+                if (five) {
+                    uint32_t qh;
+                    memcpy(&qh, b + 4, 4);
+                    for (int k = 0; k < 4; k++) {
+                        uint8_t t = 0;
+                        for (int c = 0; c < 8; c++) t |= (uint8_t)(((qh >> (4 * c + k)) & 1u) << c);
+                        dst[32 + 4 * r + k] = t;
+                    }
+                }
+                for (int v = 0; v < 4; v++) memcpy(dst + nib + 32 * v + 4 * r, b + qs + 4 * v, 4);
+            }
+        }
+}
+
+/* Q4_1 and Q5_1 x8 against the generic one-row kernels on the original rows (decode per token
+ * and GEMM): 1..70 blocks, 1..3 groups, 1..65 tokens, scales 1e-6..3e4; bound 1e-5 · Σ|terms|
+ * (wm of make_legacy_row: |d|·48 + |m| per element). */
+static void test_x8_q4_1_q5_1(int available, int *passed, int *failed) {
+    if (!available) {
+        printf("kernel avx2 q4_1/q5_1 x8: not on this CPU\n");
+        return;
+    }
+    const size_t tok_counts[] = {1, 4, 5, 64, 65}, block_counts[] = {1, 2, 3, 7, 17, 64, 70};
+    const float scales[] = {1.0f, 1e-6f, 3e4f};
+    const size_t maxt = 65, maxg = 3;
+    for (int five = 0; five < 2; five++)
+        for (size_t bi = 0; bi < sizeof block_counts / sizeof *block_counts; bi++) {
+            const size_t blocks = block_counts[bi], n = 32 * blocks, rb = (five ? 24 : 20) * blocks;
+            float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
+            int8_t *qs = malloc(maxt * n);
+            int32_t *s = malloc(maxt * blocks * sizeof *s);
+            uint8_t *w = malloc(8 * maxg * rb), *x8 = malloc(8 * maxg * rb);
+            float *wm = malloc(8 * maxg * n * sizeof *wm);
+            float *got = malloc(maxt * (8 * maxg + 1) * sizeof *got);
+            for (int si = 0; si < 3; si++) {
+                for (size_t r = 0; r < 8 * maxg; r++) make_legacy_row(five ? 2 : 0, blocks, scales[si], w + r * rb, wm + r * n);
+                for (size_t t = 0; t < maxt; t++) {
+                    for (size_t i = 0; i < n; i++) x[t * n + i] = frand() * scales[si];
+                    mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
+                }
+                x8_interleave_q4_1_q5_1(five, maxg, rb, w, x8);
+                for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++)
+                    for (size_t ng = 1; ng <= maxg; ng++) {
+                        const size_t ntok = tok_counts[ti], nrows = 8 * ng, ldo = nrows + 1;
+                        int bad = 0;
+                        for (int pass = 0; pass < 2; pass++) { /* 0: decode per token, 1: GEMM */
+                            for (size_t i = 0; i < maxt * (8 * maxg + 1); i++) got[i] = -7.0f;
+                            if (pass == 0)
+                                for (size_t t = 0; t < ntok; t++)
+                                    for (size_t g = 0; g < ng; g++)
+                                        (five ? mk_vec_dot_x8_q5_1_q8a_avx2 : mk_vec_dot_x8_q4_1_q8a_avx2)(
+                                            n, x8 + g * 8 * rb, qs + t * n, d + t * blocks, s + t * blocks,
+                                            got + t * ldo + 8 * g);
+                            else
+                                (five ? mk_gemm_x8_q5_1_q8a_avx2 : mk_gemm_x8_q4_1_q8a_avx2)(n, ng, x8, ntok, qs, d, s,
+                                                                                             got, ldo);
+                            for (size_t t = 0; t < ntok; t++) {
+                                for (size_t r = 0; r < nrows; r++) {
+                                    const float gv = got[t * ldo + r];
+                                    const float want = (five ? mk_vec_dot_q5_1_q8a_generic : mk_vec_dot_q4_1_q8a_generic)(
+                                        n, w + r * rb, qs + t * n, d + t * blocks, s + t * blocks);
+                                    float mag = 0;
+                                    for (size_t i = 0; i < n; i++)
+                                        mag += wm[r * n + i] * fabsf(d[t * blocks + i / 32] * qs[t * n + i]);
+                                    const int ok = fabsf(gv - want) <= 1e-5f * mag + 1e-30f;
+                                    if (!ok && !bad)
+                                        printf("FAIL avx2 x8 %s %s n=%zu groups=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
+                                               pass ? "gemm" : "decode", five ? "q5_1" : "q4_1", n, ng, ntok, r, t,
+                                               scales[si], gv, want);
+                                    bad += !ok;
+                                }
+                                bad += got[t * ldo + nrows] != -7.0f;
+                            }
+                        }
+                        *passed += !bad;
+                        *failed += !!bad;
+                    }
+            }
+            free(x), free(d), free(qs), free(s), free(w), free(x8), free(wm), free(got);
+        }
+    printf("kernel avx2 q4_1/q5_1 x8: tested\n");
 }
 #endif

@@ -1569,7 +1569,106 @@ void mk_vec_dot_x8_q5_0_q8a_multi_avx2(size_t n, const void *w, size_t ntok, con
     for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
 }
 
-/* ---- The x8 GEMMs (prefill): Q4_0, Q5_0, Q4_K ----
+/* ---- Q4_1 and Q5_1 interleaved by eight rows (x8; src/tensor/interleave.rs writes them) ----
+ * Per group of 8 rows and per 32-element block (the 8 rows' own 8 × 20 and 8 × 24 bytes):
+ *   Q4_1, 160 bytes: [0, 16) the rows' f16 d, [16, 32) their f16 m, [32, 160) the four nibble
+ *         vectors of Q4_0 x8;
+ *   Q5_1, 192 bytes: [0, 16) d, [16, 32) m, [32, 192) the fifth bits and nibbles exactly as
+ *         Q5_0 x8's [16, 176).
+ * x = d·q + m, so a block is d_x·(d·Σ q·x + m·Σx): the Q4_0 / Q5_0 x8 integer sums without an
+ * offset (codes 0..15 eight pairs, 0..31 four pairs in int16) and the q8a block sum s, one
+ * multiplication and one FMA more per block than Q4_0. */
+#define X8_Q4_1_BS 160
+#define X8_Q5_1_BS 192
+
+/* Block j of one group for tokens 0..nt-1 (nt = 1: the one-token kernels, same float
+ * operations per token in every caller, so the several-token results are the one-token bits). */
+static inline __attribute__((always_inline)) void x8_q41_dec(int five, const uint8_t *g, size_t j, int par,
+                                                             size_t nt, const int8_t *const *qs,
+                                                             const float *const *d, const int32_t *const *s,
+                                                             __m256 acc[2][X8_MULTI_MAX], int prefetch) {
+    if (prefetch) {
+        _mm_prefetch((const char *)g + 1024, _MM_HINT_T0);
+        _mm_prefetch((const char *)g + 1024 + 64, _MM_HINT_T0);
+        _mm_prefetch((const char *)g + 1024 + 128, _MM_HINT_T0);
+    }
+    __m256i V[8];
+    if (five) {
+        x8_q5_0_codes(g + 16, V);
+    } else {
+        const __m256i m4 = _mm256_set1_epi8(0x0f);
+        for (int v = 0; v < 4; v++) {
+            const __m256i raw = _mm256_loadu_si256((const __m256i *)(g + 32 + 32 * v));
+            V[v] = _mm256_and_si256(raw, m4);
+            V[v + 4] = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        }
+    }
+    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+    const __m256 m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+    for (size_t t = 0; t < nt; t++) {
+        const int8_t *x = qs[t] + 32 * j;
+        __m256i i32;
+        if (five) {
+            i32 = x8_q5_0_isum(V, x, 0);
+        } else {
+            __m256i p = _mm256_setzero_si256();
+            for (int v = 0; v < 4; v++) {
+                int32_t xl, xh;
+                memcpy(&xl, x + 4 * v, 4);
+                memcpy(&xh, x + 16 + 4 * v, 4);
+                p = _mm256_add_epi16(p, _mm256_maddubs_epi16(V[v], _mm256_set1_epi32(xl)));
+                p = _mm256_add_epi16(p, _mm256_maddubs_epi16(V[v + 4], _mm256_set1_epi32(xh)));
+            }
+            i32 = _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+        }
+        /* d_x·(d·Σqx + m·Σx): the two nearly cancelling terms meet before they are scaled and
+         * summed (as the file-layout kernels do), not apart in the accumulator */
+        const __m256 b = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), d8, _mm256_mul_ps(m8, _mm256_set1_ps((float)s[t][j])));
+        acc[par][t] = _mm256_fmadd_ps(b, _mm256_broadcast_ss(d[t] + j), acc[par][t]);
+    }
+}
+
+static inline __attribute__((always_inline)) void x8_q41_run(int five, size_t n, const void *w, size_t nt,
+                                                             const int8_t *const *qs, const float *const *d,
+                                                             const int32_t *const *s, float *out, size_t ldo,
+                                                             int prefetch) {
+    const uint8_t *g = (const uint8_t *)w;
+    const size_t bs = five ? X8_Q5_1_BS : X8_Q4_1_BS;
+    __m256 acc[2][X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+    const size_t nb = n / 32;
+    size_t j = 0;
+    for (; j + 1 < nb; j += 2, g += 2 * bs) { /* the parity a constant: accumulators in registers */
+        x8_q41_dec(five, g, j, 0, nt, qs, d, s, acc, prefetch);
+        x8_q41_dec(five, g + bs, j + 1, 1, nt, qs, d, s, acc, prefetch);
+    }
+    if (j < nb) x8_q41_dec(five, g, j, 0, nt, qs, d, s, acc, prefetch);
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc[0][t], acc[1][t]));
+}
+
+void mk_vec_dot_x8_q4_1_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    x8_q41_run(0, n, w, 1, &qs, &d, &s, out, 8, 1);
+}
+
+void mk_vec_dot_x8_q5_1_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    x8_q41_run(1, n, w, 1, &qs, &d, &s, out, 8, 1);
+}
+
+void mk_vec_dot_x8_q4_1_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo) {
+    x8_q41_run(0, n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, s, out, ldo, 0);
+}
+
+void mk_vec_dot_x8_q5_1_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo) {
+    x8_q41_run(1, n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, s, out, ldo, 0);
+}
+
+/* ---- The x8 GEMMs (prefill): Q4_0, Q5_0, Q4_K, Q4_1, Q5_1 ----
  * A vector holds 4 rows × 2 tokens (lanes 0-3: rows 4h..4h+3 of the group × token a, lanes
  * 4-7: the same rows × token b), so both operands of every vpmaddubsw come whole: the weights
  * as the group's half h repeated in both 128-bit halves (one vbroadcasti128 and a mask per
@@ -1640,7 +1739,7 @@ static inline __attribute__((always_inline)) __m256i xp_isum(const __m256i W[8],
     return _mm256_madd_epi16(_mm256_add_epi16(a, b), ones);
 }
 
-enum { XP_Q4_0, XP_Q5_0, XP_Q4_K };
+enum { XP_Q4_0, XP_Q5_0, XP_Q4_K, XP_Q4_1, XP_Q5_1 };
 
 /* Group gi's 8 code vectors of block j (lanes = its 8 rows) for the 128-bit-lane form: Q4_0
  * and Q4_K read each half straight (h ≥ 0: rows 4h..4h+3 in both halves); Q5_0 (h < 0) all
@@ -1676,7 +1775,12 @@ static inline __attribute__((always_inline)) void xp_gemm(int ty, size_t n, size
                                                           const int32_t *s, float *out, size_t ldo) {
     const size_t nb = n / 32;
     /* bytes per group and block (Q4_K: per super-block, 8 blocks) */
-    const size_t gbytes = ty == XP_Q4_0 ? nb * X8_BS : ty == XP_Q5_0 ? nb * X8_Q5_0_BS : n / 256 * X8K_BS;
+    const size_t gbytes = ty == XP_Q4_0   ? nb * X8_BS
+                        : ty == XP_Q5_0 ? nb * X8_Q5_0_BS
+                        : ty == XP_Q4_1 ? nb * X8_Q4_1_BS
+                        : ty == XP_Q5_1 ? nb * X8_Q5_1_BS
+                                        : n / 256 * X8K_BS;
+    const int lmin = ty == XP_Q4_1 || ty == XP_Q5_1; /* Q4_1 / Q5_1: d_x·(d·Σqx + m·Σx), Σx in T.ds */
     xp_tile T;
     __m256 park[XP_GRP][2][XP_TOK / 2];
     for (size_t t0 = 0; t0 < ntok; t0 += XP_TOK) {
@@ -1687,13 +1791,18 @@ static inline __attribute__((always_inline)) void xp_gemm(int ty, size_t n, size
                 for (size_t p = 0; p < np; p++) park[gg][0][p] = park[gg][1][p] = _mm256_setzero_ps();
             for (size_t j0 = 0; j0 < nb; j0 += XP_BLK) {
                 const size_t jn = nb - j0 < XP_BLK ? nb - j0 : XP_BLK;
-                xp_fill(&T, n, t0, tn, j0, jn, qs, d, s, ty == XP_Q4_0 ? 8 : ty == XP_Q5_0 ? 16 : 0);
+                xp_fill(&T, n, t0, tn, j0, jn, qs, d, s, ty == XP_Q4_0 ? 8 : ty == XP_Q5_0 ? 16 : lmin ? 1 : 0);
+                if (lmin) /* Q4_1 / Q5_1 take Σx itself as a float (the decode kernels' (float)s) */
+                    for (size_t jj = 0; jj < jn; jj++)
+                        for (size_t p = 0; p < np; p++) T.ds[jj][p] = _mm256_cvtepi32_ps(T.off[jj][p]);
                 for (size_t gg = 0; gg < gn; gg++) {
                     const uint8_t *grp = (const uint8_t *)w + (g0 + gg) * gbytes;
                     for (size_t jj = 0; jj < jn; jj++) {
                         const size_t j = j0 + jj;
                         const uint8_t *g = ty == XP_Q4_0   ? grp + j * X8_BS
                                          : ty == XP_Q5_0 ? grp + j * X8_Q5_0_BS
+                                         : ty == XP_Q4_1 ? grp + j * X8_Q4_1_BS
+                                         : ty == XP_Q5_1 ? grp + j * X8_Q5_1_BS
                                                          : grp + j / 8 * X8K_BS;
                         /* the next group's weights for this block */
                         const char *pf = ty == XP_Q4_K ? (const char *)g + gbytes + 144 * (j % 8) : (const char *)g + gbytes;
@@ -1706,11 +1815,15 @@ static inline __attribute__((always_inline)) void xp_gemm(int ty, size_t n, size
                                        _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16))), &f8, &m8);
                         else
                             f8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+                        if (lmin) m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
                         __m256i V[8];
                         if (ty == XP_Q5_0) xp_codes(ty, g, j, -1, V);
+                        if (ty == XP_Q5_1) x8_q5_0_codes(g + 16, V);
                         for (int h = 0; h < 2; h++) {
                             __m256i W[8];
-                            if (ty == XP_Q5_0)
+                            if (ty == XP_Q4_1)
+                                xp_codes(XP_Q4_0, g + 16, j, h, W); /* Q4_0's nibble vectors, 16 bytes on */
+                            else if (ty == XP_Q5_0 || ty == XP_Q5_1)
                                 for (int v = 0; v < 8; v++)
                                     W[v] = h ? _mm256_permute2x128_si256(V[v], V[v], 0x11)
                                              : _mm256_permute2x128_si256(V[v], V[v], 0x00);
@@ -1719,8 +1832,11 @@ static inline __attribute__((always_inline)) void xp_gemm(int ty, size_t n, size
                             const __m256 f = xp_half_ps(f8, h), m = xp_half_ps(m8, h);
                             __m256 *acc = park[gg][h];
                             for (size_t p = 0; p < np; p++) {
-                                const __m256i isum = xp_isum(W, T.x[jj][p], ty == XP_Q5_0);
-                                if (ty == XP_Q4_K) {
+                                const __m256i isum = xp_isum(W, T.x[jj][p], ty == XP_Q5_0 || ty == XP_Q5_1);
+                                if (lmin) {
+                                    const __m256 b = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), f, _mm256_mul_ps(m, T.ds[jj][p]));
+                                    acc[p] = _mm256_fmadd_ps(b, T.d[jj][p], acc[p]);
+                                } else if (ty == XP_Q4_K) {
                                     const __m256 a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(f, T.d[jj][p]), acc[p]);
                                     acc[p] = _mm256_fnmadd_ps(m, T.ds[jj][p], a);
                                 } else {
@@ -1756,6 +1872,16 @@ void mk_gemm_x8_q5_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
 void mk_gemm_x8_q4_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
                               const float *d, const int32_t *s, float *out, size_t ldo) {
     xp_gemm(XP_Q4_K, n, ngroups, w, ntok, qs, d, s, out, ldo);
+}
+
+void mk_gemm_x8_q4_1_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo) {
+    xp_gemm(XP_Q4_1, n, ngroups, w, ntok, qs, d, s, out, ldo);
+}
+
+void mk_gemm_x8_q5_1_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo) {
+    xp_gemm(XP_Q5_1, n, ngroups, w, ntok, qs, d, s, out, ldo);
 }
 
 /* ---- Q6_K interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----

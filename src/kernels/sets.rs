@@ -19,9 +19,9 @@ pub struct KernelSet {
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
     /// activations then also carry the q8g arrays ([`super::Q8Acts::group`]).
     pub(super) q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
-    /// Q4_0, Q5_0, Q4_K and Q6_K interleaved by eight rows (decode, GEMM), where the set is faster on
-    /// that layout than on the file's: the loader then interleaves those weights
-    /// (src/tensor/interleave.rs).
+    /// Q4_0, Q5_0, Q4_K, Q6_K, Q4_1 and Q5_1 interleaved by eight rows (decode, GEMM), where the
+    /// set is faster on that layout than on the file's: the loader then interleaves those
+    /// weights (src/tensor/interleave.rs).
     pub(super) x8: X8Kernels,
     pub(super) mla: MlaKernels,
     /// F32/F16/BF16 weights.
@@ -43,6 +43,8 @@ impl KernelSet {
             DType::Q5_0 => self.x8.q5_0_multi,
             DType::Q4_K => self.x8.q4_k_multi,
             DType::Q6_K => self.x8.q6_k_multi,
+            DType::Q4_1 => self.x8.q4_1_multi,
+            DType::Q5_1 => self.x8.q5_1_multi,
             _ => None,
         }
     }
@@ -54,6 +56,8 @@ impl KernelSet {
             DType::Q5_0 => self.x8.q5_0,
             DType::Q4_K => self.x8.q4_k,
             DType::Q6_K => self.x8.q6_k,
+            DType::Q4_1 => self.x8.q4_1,
+            DType::Q5_1 => self.x8.q5_1,
             _ => None,
         }
     }
@@ -77,6 +81,10 @@ pub(super) struct X8Kernels {
     pub q5_0_multi: Option<DotX8Multi>,
     pub q4_k_multi: Option<DotX8Multi>,
     pub q6_k_multi: Option<DotX8Multi>,
+    pub q4_1: Option<(DotX8, GemmX8)>,
+    pub q5_1: Option<(DotX8, GemmX8)>,
+    pub q4_1_multi: Option<DotX8Multi>,
+    pub q5_1_multi: Option<DotX8Multi>,
 }
 
 /// The portable C kernels, which every other set falls back to type by type.
@@ -95,6 +103,10 @@ pub fn generic() -> &'static KernelSet {
             q5_0_multi: None,
             q4_k_multi: None,
             q6_k_multi: None,
+            q4_1: None,
+            q5_1: None,
+            q4_1_multi: None,
+            q5_1_multi: None,
         },
         mla: MLA_GENERIC,
         float: FLOAT_GENERIC,
@@ -222,6 +234,10 @@ pub fn available() -> Vec<KernelSet> {
                     q5_0_multi: Some(b::mk_vec_dot_x8_q5_0_q8a_multi_avx2),
                     q4_k_multi: Some(b::mk_vec_dot_x8_q4_k_q8a_multi_avx2),
                     q6_k_multi: Some(b::mk_vec_dot_x8_q6_k_q8a_multi_avx2),
+                    q4_1: Some((b::mk_vec_dot_x8_q4_1_q8a_avx2, b::mk_gemm_x8_q4_1_q8a_avx2)),
+                    q5_1: Some((b::mk_vec_dot_x8_q5_1_q8a_avx2, b::mk_gemm_x8_q5_1_q8a_avx2)),
+                    q4_1_multi: Some(b::mk_vec_dot_x8_q4_1_q8a_multi_avx2),
+                    q5_1_multi: Some(b::mk_vec_dot_x8_q5_1_q8a_multi_avx2),
                 },
                 ..generic
             };

@@ -1,9 +1,10 @@
 //! Weights interleaved by eight rows ("x8"): the layouts the AVX2 decode and prefill kernels
-//! read fastest (`mk_vec_dot_x8_*_q8a_avx2`, `mk_gemm_x8_*_q8a_avx2`), for Q4_0, Q5_0, Q4_K
-//! and Q6_K.
+//! read fastest (`mk_vec_dot_x8_*_q8a_avx2`, `mk_gemm_x8_*_q8a_avx2`), for Q4_0, Q5_0, Q4_K,
+//! Q6_K, Q4_1 and Q5_1.
 //!
 //! A group of 8 rows takes exactly the bytes of its 8 rows, block by block (Q4_0: 8 × 18 bytes
-//! per 32 elements; Q5_0: 8 × 22; Q4_K: 8 × 144 per 256; Q6_K: 8 × 210), so byte offsets of whole groups, and of sub-views
+//! per 32 elements; Q5_0: 8 × 22; Q4_K: 8 × 144 per 256; Q6_K: 8 × 210; Q4_1: 8 × 20; Q5_1:
+//! 8 × 24), so byte offsets of whole groups, and of sub-views
 //! that start and end on a group, are the same as in the file's layout. Within a block, the
 //! rows' nibble bytes are dealt out 4 at a time, so that one 32-byte vector holds bytes
 //! 4v..4v+3 of every row (row r at 4r..4r+3) and the kernel computes 8 rows per pass with one
@@ -20,7 +21,11 @@
 //! - Q6_K, per super-block (1680 bytes): the rows' d (16 bytes), the int8 sub-block scales (128:
 //!   for activation block j, row r's scales 2j and 2j+1 at 16j + 2r), then per 128-element half
 //!   h the rows' ql bytes 64h..64h+31, 64h+32..64h+63 and qh bytes 32h..32h+31 as three chunks
-//!   of eight vectors (v = 0..7).
+//!   of eight vectors (v = 0..7);
+//! - Q4_1, per block (160 bytes): the rows' f16 d (16 bytes), their f16 m (16), then the four
+//!   nibble vectors of Q4_0;
+//! - Q5_1, per block (192 bytes): the rows' d (16 bytes), their m (16), then the fifth bits (32)
+//!   and the four nibble vectors exactly as Q5_0's bytes 16..176.
 //!
 //! The model loader writes them (see [`crate::model::ModelParams::keep_file_layout`]).
 
@@ -31,7 +36,10 @@ pub const GROUP: usize = 8;
 
 /// Whether `dtype` has an interleaved layout.
 pub fn has_layout(dtype: DType) -> bool {
-    matches!(dtype, DType::Q4_0 | DType::Q5_0 | DType::Q4_K | DType::Q6_K)
+    matches!(
+        dtype,
+        DType::Q4_0 | DType::Q5_0 | DType::Q4_K | DType::Q6_K | DType::Q4_1 | DType::Q5_1
+    )
 }
 
 /// `src` (whole rows of `cols` elements, a multiple of [`GROUP`] rows) interleaved; None for a
@@ -133,7 +141,34 @@ pub fn deinterleave_row(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
                 }
             }
         }
+        DType::Q4_1 | DType::Q5_1 => deinterleave_row_q4_1_q5_1(dtype, group, r, out),
         _ => unreachable!("no interleaved layout for {}", dtype.name()),
+    }
+}
+
+/// Row `r` of one Q4_1 / Q5_1 group in the file's layout: d, m, (Q5_1) the fifth bits as
+/// Q5_0 x8 lays them out, the nibble vectors as Q4_0 x8.
+fn deinterleave_row_q4_1_q5_1(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
+    let five = dtype == DType::Q5_1;
+    let (bb, gb, nib) = if five { (24, 192, 64) } else { (20, 160, 32) };
+    for (blk, b) in group.chunks_exact(gb).zip(out.chunks_exact_mut(bb)) {
+        b[..2].copy_from_slice(&blk[2 * r..2 * r + 2]);
+        b[2..4].copy_from_slice(&blk[16 + 2 * r..18 + 2 * r]);
+        if five {
+            let mut qh = 0u32;
+            for k in 0..4 {
+                let t = blk[32 + 4 * r + k];
+                for c in 0..8 {
+                    qh |= u32::from(t >> c & 1) << (4 * c + k);
+                }
+            }
+            b[4..8].copy_from_slice(&qh.to_le_bytes());
+        }
+        let qs = bb - 16;
+        for v in 0..4 {
+            let at = nib + 32 * v + 4 * r;
+            b[qs + 4 * v..qs + 4 + 4 * v].copy_from_slice(&blk[at..at + 4]);
+        }
     }
 }
 
@@ -209,6 +244,26 @@ fn put_row(dtype: DType, row: &[u8], r: usize, dst: &mut [u8]) {
                 }
             }
         }
+        DType::Q4_1 | DType::Q5_1 => {
+            let five = dtype == DType::Q5_1;
+            let (bb, gb, nib) = if five { (24, 192, 64) } else { (20, 160, 32) };
+            for (b, blk) in row.chunks_exact(bb).zip(dst.chunks_exact_mut(gb)) {
+                blk[2 * r..2 * r + 2].copy_from_slice(&b[..2]);
+                blk[16 + 2 * r..18 + 2 * r].copy_from_slice(&b[2..4]);
+                if five {
+                    let qh = u32::from_le_bytes([b[4], b[5], b[6], b[7]]);
+                    for k in 0..4 {
+                        blk[32 + 4 * r + k] =
+                            (0..8).fold(0u8, |t, c| t | ((qh >> (4 * c + k) & 1) as u8) << c);
+                    }
+                }
+                let qs = bb - 16;
+                for v in 0..4 {
+                    let at = nib + 32 * v + 4 * r;
+                    blk[at..at + 4].copy_from_slice(&b[qs + 4 * v..qs + 4 + 4 * v]);
+                }
+            }
+        }
         _ => unreachable!("no interleaved layout for {}", dtype.name()),
     }
 }
@@ -245,6 +300,8 @@ mod tests {
             (DType::Q5_0, 96),
             (DType::Q4_K, 512),
             (DType::Q6_K, 512),
+            (DType::Q4_1, 96),
+            (DType::Q5_1, 96),
         ] {
             let rb = dtype.bytes_for(cols).unwrap();
             let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
@@ -293,6 +350,33 @@ mod tests {
             &x8[144 + 768 + 512 + 224 + 8..144 + 768 + 512 + 224 + 12],
             &row[188..192]
         );
+        // Q4_1, group 1, block 2, row 6: d, m, nibble bytes 12..16 (vector 3).
+        let (cols, rb) = (96, 60);
+        let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
+        let x8 = interleave(DType::Q4_1, cols, &src).unwrap();
+        let blk = &x8[8 * rb + 2 * 160..][..160];
+        let row = &src[14 * rb + 2 * 20..][..20];
+        assert_eq!(&blk[12..14], &row[..2]);
+        assert_eq!(&blk[28..30], &row[2..4]);
+        assert_eq!(&blk[32 + 96 + 24..32 + 96 + 28], &row[16..20]);
+        // Q5_1, group 0, block 1, row 3: d, m, fifth bit of element 4c + k at bit c of byte
+        // 32+12+k, nibble bytes 4..8 (vector 1).
+        let (cols, rb) = (64, 48);
+        let src: Vec<u8> = (0..8 * rb).map(|i| (i * 37 % 251) as u8).collect();
+        let x8 = interleave(DType::Q5_1, cols, &src).unwrap();
+        let blk = &x8[192..384];
+        let row = &src[3 * rb + 24..][..24];
+        assert_eq!(&blk[6..8], &row[..2]);
+        assert_eq!(&blk[22..24], &row[2..4]);
+        let qh = u32::from_le_bytes(row[4..8].try_into().unwrap());
+        for e in 0..32 {
+            assert_eq!(
+                blk[44 + e % 4] >> (e / 4) & 1,
+                (qh >> e & 1) as u8,
+                "element {e}"
+            );
+        }
+        assert_eq!(&blk[64 + 32 + 12..64 + 32 + 16], &row[12..16]);
     }
 
     #[test]
