@@ -1,4 +1,4 @@
-//! Q4_0, Q5_0, Q4_K and Q6_K weights interleaved by eight rows at load (src/tensor/interleave.rs): the
+//! Q4_0, Q5_0, Q4_K, Q5_K and Q6_K weights interleaved by eight rows at load (src/tensor/interleave.rs): the
 //! loader does it exactly where the active kernel set asks for it (AVX2), never for the embedding table, the
 //! per-head up-projections or (under an expert budget) the routed experts, and the logits match
 //! those of the same file kept in its own layout within float summation order: max |Δ| ≤ 1e-4
@@ -26,6 +26,7 @@ fn interleaved_q4_0_matches_file_layout() {
         ("v3", DType::Q4_0),
         ("v2_lite", DType::Q5_0),
         ("kq", DType::Q4_K),
+        ("kq", DType::Q5_K),
         ("kq", DType::Q6_K),
     ] {
         let wants = moela::kernels::active().wants_x8(dtype);
