@@ -1781,9 +1781,6 @@ static inline __attribute__((always_inline)) __m256i xp_isum(const __m256i W[8],
 
 enum { XP_Q4_0, XP_Q5_0, XP_Q4_K, XP_Q5_K };
 
-/* Group gi's 8 code vectors of block j (lanes = its 8 rows) for the 128-bit-lane form: Q4_0
- * and Q4_K read each half straight (h ≥ 0: rows 4h..4h+3 in both halves); Q5_0 (h < 0) all
- * 8 rows, split by xp_half below. */
 /* Q5_K: the fifth bits of sub-block i (rows 4h..4h+3 in both halves) into the 8 code vectors:
  * bit i of qh vector v's bytes to bit 4 (one shift by a count known per block), mask, or. */
 static inline __attribute__((always_inline)) void xp_q5_k_fifth(const uint8_t *g, int i, int h, __m256i W[8]) {
@@ -1796,6 +1793,9 @@ static inline __attribute__((always_inline)) void xp_q5_k_fifth(const uint8_t *g
     }
 }
 
+/* Group gi's 8 code vectors of block j (lanes = its 8 rows) for the 128-bit-lane form: Q4_0,
+ * Q4_K and Q5_K read each half straight (h ≥ 0: rows 4h..4h+3 in both halves); Q5_0 (h < 0)
+ * all 8 rows, split by xp_half below. */
 static inline __attribute__((always_inline)) void xp_codes(int ty, const uint8_t *g, size_t j, int h, __m256i W[8]) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     if (ty == XP_Q5_0) {
