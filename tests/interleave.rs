@@ -1,4 +1,4 @@
-//! Q4_0, Q5_0, Q4_K, Q6_K, Q4_1 and Q5_1 weights interleaved by eight rows at load
+//! Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1 and Q5_1 weights interleaved by eight rows at load
 //! (src/tensor/interleave.rs): the
 //! loader does it exactly where the active kernel set asks for it (AVX2), never for the embedding table, the
 //! per-head up-projections or (under an expert budget) the routed experts, and the logits match
@@ -27,6 +27,7 @@ fn interleaved_q4_0_matches_file_layout() {
         ("v3", DType::Q4_0),
         ("v2_lite", DType::Q5_0),
         ("kq", DType::Q4_K),
+        ("kq", DType::Q5_K),
         ("kq", DType::Q6_K),
         // Q4_1 on v3: on v2_lite and kq a decode step's expert choice is a near tie that 1e-6
         // changes flip (v2_lite: the avx2 and generic file-layout kernels already disagree

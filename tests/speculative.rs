@@ -60,6 +60,7 @@ fn models() -> Vec<(String, Arc<Model>, Vec<u32>)> {
         // Interleaved by eight on AVX2 too (their several-token x8 kernels).
         ("v2_lite", DType::Q5_0),
         ("kq", DType::Q6_K),
+        ("kq", DType::Q5_K),
     ] {
         let path = dir.join(format!("{name}-{}.gguf", dtype.name()));
         moela::convert::convert_hf_to_gguf(&fixture(name), &path, dtype, &mut |_| {}).unwrap();

@@ -181,6 +181,16 @@ void mk_vec_dot_x8_q4_0_q8a_multi_avx2(size_t n, const void *w, size_t ntok, con
 void mk_vec_dot_x8_q4_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
                                        const float *const *d, const int32_t *const *s, float *out,
                                        size_t ldo);
+/* Q5_K interleaved by eight rows (x8; per super-block of the 8 rows: Q4_K x8's 1152 bytes, then
+ * their qh as eight 4-bytes-per-row vectors; layout in csrc/x86/avx2.c and
+ * src/tensor/interleave.rs), the same three contracts as the Q4_0 x8 kernels. */
+void mk_vec_dot_x8_q5_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_gemm_x8_q5_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo);
+void mk_vec_dot_x8_q5_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo);
 /* Q5_0 and Q6_K interleaved by eight rows (x8; Q5_0: per block the 8 rows' scales, their
  * fifth bits transposed per lane and the Q4_0 x8 nibble vectors; Q6_K: per super-block the
  * rows' d, the int8 sub-block scales as one int16 pair per row and activation block, then per

@@ -1366,94 +1366,103 @@ static void test_x8_q4_0(int available, int *passed, int *failed) {
     printf("kernel avx2 q4_0 x8: tested\n");
 }
 
-/* Q4_K interleaved by eight rows (layout of mk_vec_dot_x8_q4_k_q8a_avx2, written here as the
- * loader writes it) against the generic one-row kernel on the original rows: 1..5 super-blocks,
- * 1..2 groups, 1..65 tokens, scales 1e-6..3e4; bound 1e-5 · Σ|terms| (wm from make_k_row). */
+/* Q4_K and Q5_K interleaved by eight rows (layouts of mk_vec_dot_x8_q4_k_q8a_avx2 and
+ * mk_vec_dot_x8_q5_k_q8a_avx2, written here as the loader writes them) against the generic
+ * one-row kernels on the original rows: 1..5 super-blocks, 1..2 groups, 1..65 tokens, scales
+ * 1e-6..3e4; bound 1e-5 · Σ|terms| (wm from make_k_row). */
 static void test_x8_q4_k(int available, int *passed, int *failed) {
     if (!available) {
-        printf("kernel avx2 q4_k x8: not on this CPU\n");
+        printf("kernel avx2 q4_k/q5_k x8: not on this CPU\n");
         return;
     }
-    const size_t sb_counts[] = {1, 2, 5};
-    const size_t tok_counts[] = {1, 4, 5, 65};
-    const float scales[] = {1.0f, 1e-6f, 3e4f};
-    const size_t maxt = 65, maxg = 2;
-    for (size_t bi = 0; bi < sizeof sb_counts / sizeof *sb_counts; bi++) {
-        const size_t sbs = sb_counts[bi], n = 256 * sbs, blocks = n / 32, rb = 144 * sbs;
-        float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
-        int8_t *qs = malloc(maxt * n);
-        int32_t *s = malloc(maxt * blocks * sizeof *s);
-        uint8_t *qk = malloc(8 * maxg * rb), *x8 = malloc(8 * maxg * rb);
-        float *wm = malloc(8 * maxg * n * sizeof *wm);
-        float *got = malloc(maxt * (8 * maxg + 1) * sizeof *got);
-        for (int si = 0; si < 3; si++) {
-            for (size_t r = 0; r < 8 * maxg; r++) make_k_row(0, sbs, scales[si], qk + r * rb, wm + r * n);
-            for (size_t t = 0; t < maxt; t++) {
-                for (size_t i = 0; i < n; i++) x[t * n + i] = frand() * scales[si];
-                mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
+    for (int five = 0; five < 2; five++) {
+        const size_t bb = five ? 176 : 144, gbb = five ? 1408 : 1152;
+        const size_t sb_counts[] = {1, 2, 5};
+        const size_t tok_counts[] = {1, 4, 5, 65};
+        const float scales[] = {1.0f, 1e-6f, 3e4f};
+        const size_t maxt = 65, maxg = 2;
+        for (size_t bi = 0; bi < sizeof sb_counts / sizeof *sb_counts; bi++) {
+            const size_t sbs = sb_counts[bi], n = 256 * sbs, blocks = n / 32, rb = bb * sbs;
+            float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
+            int8_t *qs = malloc(maxt * n);
+            int32_t *s = malloc(maxt * blocks * sizeof *s);
+            uint8_t *qk = malloc(8 * maxg * rb), *x8 = malloc(8 * maxg * rb);
+            float *wm = malloc(8 * maxg * n * sizeof *wm);
+            float *got = malloc(maxt * (8 * maxg + 1) * sizeof *got);
+            for (int si = 0; si < 3; si++) {
+                for (size_t r = 0; r < 8 * maxg; r++) make_k_row(five, sbs, scales[si], qk + r * rb, wm + r * n);
+                for (size_t t = 0; t < maxt; t++) {
+                    for (size_t i = 0; i < n; i++) x[t * n + i] = frand() * scales[si];
+                    mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
+                }
+                for (size_t g = 0; g < maxg; g++)
+                    for (size_t j = 0; j < sbs; j++) {
+                        uint8_t *dst = x8 + g * 8 * rb + j * gbb;
+                        memset(dst + 96, 0, 32);
+                        for (int r = 0; r < 8; r++) {
+                            const uint8_t *b = qk + (8 * g + r) * rb + bb * j, *k = b + 4;
+                            memcpy(dst + 2 * r, b, 2);
+                            memcpy(dst + 16 + 2 * r, b + 2, 2);
+                            for (int i = 0; i < 8; i++) {
+                                int sc, m;
+                                if (i < 4) {
+                                    sc = k[i] & 63;
+                                    m = k[i + 4] & 63;
+                                } else {
+                                    sc = (k[i + 4] & 0x0f) | ((k[i - 4] >> 6) << 4);
+                                    m = (k[i + 4] >> 4) | ((k[i] >> 6) << 4);
+                                }
+                                dst[32 + 8 * i + r] = (uint8_t)(sc | (m >> 4) << 6);
+                                dst[96 + 4 * i + r / 2] |= (uint8_t)((m & 15) << (4 * (r % 2)));
+                            }
+                            for (int c = 0; c < 4; c++)
+                                for (int v = 0; v < 8; v++)
+                                    memcpy(dst + 128 + 256 * c + 32 * v + 4 * r, b + (five ? 48 : 16) + 32 * c + 4 * v, 4);
+                            if (five) /* qh: vector v = bytes 4v..4v+3 of each row's 32 */
+                                for (int v = 0; v < 8; v++) memcpy(dst + 1152 + 32 * v + 4 * r, b + 16 + 4 * v, 4);
+                        }
+                    }
+                for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++)
+                    for (size_t ng = 1; ng <= maxg; ng++) {
+                        const size_t ntok = tok_counts[ti], nrows = 8 * ng, ldo = nrows + 1;
+                        int bad = 0;
+                        for (int pass = 0; pass < 2; pass++) {
+                            for (size_t i = 0; i < maxt * (8 * maxg + 1); i++) got[i] = -7.0f;
+                            if (pass == 0)
+                                for (size_t t = 0; t < ntok; t++)
+                                    for (size_t g = 0; g < ng; g++)
+                                        (five ? mk_vec_dot_x8_q5_k_q8a_avx2 : mk_vec_dot_x8_q4_k_q8a_avx2)(
+                                            n, x8 + g * 8 * rb, qs + t * n, d + t * blocks, s + t * blocks,
+                                            got + t * ldo + 8 * g);
+                            else
+                                (five ? mk_gemm_x8_q5_k_q8a_avx2 : mk_gemm_x8_q4_k_q8a_avx2)(n, ng, x8, ntok, qs, d, s,
+                                                                                         got, ldo);
+                            for (size_t t = 0; t < ntok; t++) {
+                                for (size_t r = 0; r < nrows; r++) {
+                                    const float gv = got[t * ldo + r];
+                                    const float want = (five ? mk_vec_dot_q5_k_q8a_generic : mk_vec_dot_q4_k_q8a_generic)(
+                                        n, qk + r * rb, qs + t * n, d + t * blocks, s + t * blocks);
+                                    float mag = 0;
+                                    for (size_t i = 0; i < n; i++)
+                                        mag += wm[r * n + i] * fabsf(d[t * blocks + i / 32] * qs[t * n + i]);
+                                    const int ok = fabsf(gv - want) <= 1e-5f * mag + 1e-30f;
+                                    if (!ok && !bad)
+                                        printf("FAIL avx2 x8 %s %s n=%zu groups=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
+                                               pass ? "gemm" : "decode", five ? "q5_k" : "q4_k", n, ng, ntok, r, t,
+                                               scales[si], gv, want);
+                                    bad += !ok;
+                                }
+                                bad += got[t * ldo + nrows] != -7.0f;
+                            }
+                        }
+                        *passed += !bad;
+                        *failed += !!bad;
+                    }
             }
-            for (size_t g = 0; g < maxg; g++)
-                for (size_t j = 0; j < sbs; j++) {
-                    uint8_t *dst = x8 + g * 8 * rb + j * 1152;
-                    memset(dst + 96, 0, 32);
-                    for (int r = 0; r < 8; r++) {
-                        const uint8_t *b = qk + (8 * g + r) * rb + 144 * j, *k = b + 4;
-                        memcpy(dst + 2 * r, b, 2);
-                        memcpy(dst + 16 + 2 * r, b + 2, 2);
-                        for (int i = 0; i < 8; i++) {
-                            int sc, m;
-                            if (i < 4) {
-                                sc = k[i] & 63;
-                                m = k[i + 4] & 63;
-                            } else {
-                                sc = (k[i + 4] & 0x0f) | ((k[i - 4] >> 6) << 4);
-                                m = (k[i + 4] >> 4) | ((k[i] >> 6) << 4);
-                            }
-                            dst[32 + 8 * i + r] = (uint8_t)(sc | (m >> 4) << 6);
-                            dst[96 + 4 * i + r / 2] |= (uint8_t)((m & 15) << (4 * (r % 2)));
-                        }
-                        for (int c = 0; c < 4; c++)
-                            for (int v = 0; v < 8; v++)
-                                memcpy(dst + 128 + 256 * c + 32 * v + 4 * r, b + 16 + 32 * c + 4 * v, 4);
-                    }
-                }
-            for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++)
-                for (size_t ng = 1; ng <= maxg; ng++) {
-                    const size_t ntok = tok_counts[ti], nrows = 8 * ng, ldo = nrows + 1;
-                    int bad = 0;
-                    for (int pass = 0; pass < 2; pass++) {
-                        for (size_t i = 0; i < maxt * (8 * maxg + 1); i++) got[i] = -7.0f;
-                        if (pass == 0)
-                            for (size_t t = 0; t < ntok; t++)
-                                for (size_t g = 0; g < ng; g++)
-                                    mk_vec_dot_x8_q4_k_q8a_avx2(n, x8 + g * 8 * rb, qs + t * n, d + t * blocks,
-                                                                s + t * blocks, got + t * ldo + 8 * g);
-                        else
-                            mk_gemm_x8_q4_k_q8a_avx2(n, ng, x8, ntok, qs, d, s, got, ldo);
-                        for (size_t t = 0; t < ntok; t++) {
-                            for (size_t r = 0; r < nrows; r++) {
-                                const float gv = got[t * ldo + r];
-                                const float want = mk_vec_dot_q4_k_q8a_generic(n, qk + r * rb, qs + t * n,
-                                                                               d + t * blocks, s + t * blocks);
-                                float mag = 0;
-                                for (size_t i = 0; i < n; i++)
-                                    mag += wm[r * n + i] * fabsf(d[t * blocks + i / 32] * qs[t * n + i]);
-                                const int ok = fabsf(gv - want) <= 1e-5f * mag + 1e-30f;
-                                if (!ok && !bad)
-                                    printf("FAIL avx2 x8 %s q4_k n=%zu groups=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
-                                           pass ? "gemm" : "decode", n, ng, ntok, r, t, scales[si], gv, want);
-                                bad += !ok;
-                            }
-                            bad += got[t * ldo + nrows] != -7.0f;
-                        }
-                    }
-                    *passed += !bad;
-                    *failed += !!bad;
-                }
+            free(x), free(d), free(qs), free(s), free(qk), free(x8), free(wm), free(got);
         }
-        free(x), free(d), free(qs), free(s), free(qk), free(x8), free(wm), free(got);
     }
-    printf("kernel avx2 q4_k x8: tested\n");
+    printf("kernel avx2 q4_k/q5_k x8: tested\n");
 }
 
 /* Rows of Q5_0 (22-byte blocks) or Q6_K (210-byte super-blocks) interleaved by eight as the
@@ -1579,7 +1588,7 @@ static void test_x8_q5_0_q6_k(int available, int *passed, int *failed) {
 
 /* The several-token x8 decode kernels give, token by token, exactly the one-token kernels'
  * bits (what speculative verification relies on): random groups (small f16 scales), 1..8
- * tokens, Q4_0, Q4_K, Q5_0, Q6_K, Q4_1 and Q5_1, compared with memcmp. */
+ * tokens, Q4_0, Q4_K, Q5_0, Q6_K, Q4_1, Q5_1 and Q5_K, compared with memcmp. */
 static void test_x8_multi(int available, int *passed, int *failed) {
     if (!available) {
         printf("kernel avx2 x8 multi-token: not on this CPU\n");
@@ -1607,13 +1616,15 @@ static void test_x8_multi(int available, int *passed, int *failed) {
         typedef void (*x8_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *, float *);
         typedef void (*x8m_fn)(size_t, const void *, size_t, const int8_t *const *, const float *const *,
                                const int32_t *const *, float *, size_t);
-        const x8_fn one_fn[6] = {mk_vec_dot_x8_q4_0_q8a_avx2, mk_vec_dot_x8_q4_k_q8a_avx2, mk_vec_dot_x8_q5_0_q8a_avx2,
-                                 mk_vec_dot_x8_q6_k_q8a_avx2, mk_vec_dot_x8_q4_1_q8a_avx2, mk_vec_dot_x8_q5_1_q8a_avx2};
-        const x8m_fn multi_fn[6] = {mk_vec_dot_x8_q4_0_q8a_multi_avx2, mk_vec_dot_x8_q4_k_q8a_multi_avx2,
+        const x8_fn one_fn[7] = {mk_vec_dot_x8_q4_0_q8a_avx2, mk_vec_dot_x8_q4_k_q8a_avx2, mk_vec_dot_x8_q5_0_q8a_avx2,
+                                 mk_vec_dot_x8_q6_k_q8a_avx2, mk_vec_dot_x8_q4_1_q8a_avx2, mk_vec_dot_x8_q5_1_q8a_avx2,
+                                 mk_vec_dot_x8_q5_k_q8a_avx2};
+        const x8m_fn multi_fn[7] = {mk_vec_dot_x8_q4_0_q8a_multi_avx2, mk_vec_dot_x8_q4_k_q8a_multi_avx2,
                                     mk_vec_dot_x8_q5_0_q8a_multi_avx2, mk_vec_dot_x8_q6_k_q8a_multi_avx2,
-                                    mk_vec_dot_x8_q4_1_q8a_multi_avx2, mk_vec_dot_x8_q5_1_q8a_multi_avx2};
-        const char *names[6] = {"q4_0", "q4_k", "q5_0", "q6_k", "q4_1", "q5_1"};
-        for (int ty = 0; ty < 6; ty++)
+                                    mk_vec_dot_x8_q4_1_q8a_multi_avx2, mk_vec_dot_x8_q5_1_q8a_multi_avx2,
+                                    mk_vec_dot_x8_q5_k_q8a_multi_avx2};
+        const char *names[7] = {"q4_0", "q4_k", "q5_0", "q6_k", "q4_1", "q5_1", "q5_k"};
+        for (int ty = 0; ty < 7; ty++)
             for (size_t ntok = 1; ntok <= 8; ntok++) {
                 float one[8 * 8], multi[8 * 8];
                 for (size_t t = 0; t < ntok; t++) one_fn[ty](n, w, qp[t], dp[t], sp[t], one + 8 * t);

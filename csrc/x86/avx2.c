@@ -1482,6 +1482,145 @@ void mk_vec_dot_x8_q4_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, con
     for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
 }
 
+/* ---- Q5_K interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----
+ * Per group of 8 rows and per 256-element super-block, 1408 bytes (the 8 rows' own 8 × 176):
+ *   [0, 1152)    as Q4_K x8: the rows' d, dmin, the repacked scales and mins (A, B), then per
+ *                32-byte chunk c of nibbles (sub-blocks 2c low, 2c+1 high) eight vectors;
+ *   [1152, 1408) the fifth bits: eight vectors, vector v = bytes 4v..4v+3 of each row's 32 qh
+ *                bytes (row r at 4r..4r+3).
+ * Bit i of qh byte k is the fifth bit of element k of sub-block i, and code vector v of any
+ * sub-block holds elements 4v..4v+3 of every row, so its fifth bits are bit i of the same lane
+ * bytes of qh vector v: one 16-bit shift (bit i to bit 4), a mask and an or per code vector,
+ * the qh vector loaded once for a chunk's low and high sub-blocks. Codes ≤ 31: products sum in
+ * int16 four at a time (≤ 4 · 2 · 31 · 127), the two halves widened apart; then the Q4_K x8
+ * float work (d·sc, dmin·m per lane). */
+#define X8_Q5_K_BS 1408
+
+/* Bit i (0..7) of every byte of qh at bit 4, the rest cleared (i constant: immediate shifts). */
+static inline __attribute__((always_inline)) __m256i x8_q5_k_fifth(__m256i qh, int i) {
+    const __m256i t = i == 0   ? _mm256_slli_epi16(qh, 4)
+                      : i == 1 ? _mm256_slli_epi16(qh, 3)
+                      : i == 2 ? _mm256_slli_epi16(qh, 2)
+                      : i == 3 ? _mm256_slli_epi16(qh, 1)
+                      : i == 4 ? qh
+                      : i == 5 ? _mm256_srli_epi16(qh, 1)
+                      : i == 6 ? _mm256_srli_epi16(qh, 2)
+                               : _mm256_srli_epi16(qh, 3);
+    return _mm256_and_si256(t, _mm256_set1_epi8(0x10));
+}
+
+/* Sub-block i's 8 code vectors (0..31) of super-block g, lanes = rows. */
+static inline __attribute__((always_inline)) void x8_q5_k_codes(const uint8_t *g, int i, __m256i V[8]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const uint8_t *q = g + 128 + 256 * (i / 2);
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
+        const __m256i hb = _mm256_loadu_si256((const __m256i *)(g + 1152 + 32 * v));
+        V[v] = _mm256_or_si256(_mm256_and_si256(i & 1 ? _mm256_srli_epi16(raw, 4) : raw, m4), x8_q5_k_fifth(hb, i));
+    }
+}
+
+/* Σ over one sub-block's 32 codes (≤ 31) × activation block x, lanes = rows: two int16 sums of
+ * four products, widened apart. */
+static inline __attribute__((always_inline)) __m256i x8_q5_k_isum(const __m256i V[8], const uint8_t *x) {
+    __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        int32_t a, b;
+        memcpy(&a, x + 4 * v, 4);
+        memcpy(&b, x + 16 + 4 * v, 4);
+        p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(V[v], _mm256_set1_epi32(a)));
+        p1 = _mm256_add_epi16(p1, _mm256_maddubs_epi16(V[v + 4], _mm256_set1_epi32(b)));
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    return _mm256_add_epi32(_mm256_madd_epi16(p0, ones), _mm256_madd_epi16(p1, ones));
+}
+
+/* One sub-block's float work for one token, in the order of the Q4_K x8 kernels. */
+static inline __attribute__((always_inline)) __m256 x8_q5_k_acc(__m256 a, __m256i isum, __m256 f, __m256 m, float dj,
+                                                                 int32_t sj) {
+    const __m256 dv = _mm256_set1_ps(dj);
+    a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(f, dv), a);
+    return _mm256_fnmadd_ps(m, _mm256_mul_ps(dv, _mm256_set1_ps((float)sj)), a);
+}
+
+void mk_vec_dot_x8_q5_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    const uint8_t *g = (const uint8_t *)w;
+    const __m256i m4 = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, g += X8_Q5_K_BS) {
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+        const __m256 dmin8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+        /* the next super-block: 22 lines, 5 or 6 per chunk */
+        const char *pf = (const char *)g + X8_Q5_K_BS;
+#pragma GCC unroll 4
+        for (int c = 0; c < 4; c++) {
+            const uint8_t *q = g + 128 + 256 * c;
+            _mm_prefetch(pf + 128 + 256 * c, _MM_HINT_T0);
+            _mm_prefetch(pf + 128 + 256 * c + 64, _MM_HINT_T0);
+            _mm_prefetch(pf + 128 + 256 * c + 128, _MM_HINT_T0);
+            _mm_prefetch(pf + 128 + 256 * c + 192, _MM_HINT_T0);
+            _mm_prefetch(pf + 1152 + 64 * c, _MM_HINT_T0);
+            if (c < 2) _mm_prefetch(pf + 64 * c, _MM_HINT_T0);
+            const size_t j = 8 * sb + 2 * c; /* activation blocks j (low nibbles), j + 1 (high) */
+            const uint8_t *x0 = (const uint8_t *)(qs + 32 * j), *x1 = x0 + 32;
+            __m256i pl0 = _mm256_setzero_si256(), pl1 = pl0, ph0 = pl0, ph1 = pl0;
+#pragma GCC unroll 8
+            for (int v = 0; v < 8; v++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
+                const __m256i hb = _mm256_loadu_si256((const __m256i *)(g + 1152 + 32 * v));
+                const __m256i lo = _mm256_or_si256(_mm256_and_si256(raw, m4), x8_q5_k_fifth(hb, 2 * c));
+                const __m256i hi =
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 4), m4), x8_q5_k_fifth(hb, 2 * c + 1));
+                int32_t a, b;
+                memcpy(&a, x0 + 4 * v, 4);
+                memcpy(&b, x1 + 4 * v, 4);
+                const __m256i pa = _mm256_maddubs_epi16(lo, _mm256_set1_epi32(a));
+                const __m256i pb = _mm256_maddubs_epi16(hi, _mm256_set1_epi32(b));
+                if (v < 4) pl0 = _mm256_add_epi16(pl0, pa), ph0 = _mm256_add_epi16(ph0, pb);
+                else pl1 = _mm256_add_epi16(pl1, pa), ph1 = _mm256_add_epi16(ph1, pb);
+            }
+            const __m256i il = _mm256_add_epi32(_mm256_madd_epi16(pl0, ones), _mm256_madd_epi16(pl1, ones));
+            const __m256i ih = _mm256_add_epi32(_mm256_madd_epi16(ph0, ones), _mm256_madd_epi16(ph1, ones));
+            __m256 f, m;
+            x8k_scales(g, 2 * c, d8, dmin8, &f, &m);
+            acc0 = x8_q5_k_acc(acc0, il, f, m, d[j], s[j]);
+            x8k_scales(g, 2 * c + 1, d8, dmin8, &f, &m);
+            acc1 = x8_q5_k_acc(acc1, ih, f, m, d[j + 1], s[j + 1]);
+        }
+    }
+    _mm256_storeu_ps(out, _mm256_add_ps(acc0, acc1));
+}
+
+void mk_vec_dot_x8_q5_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo) {
+    const uint8_t *g = (const uint8_t *)w;
+    const size_t nt = ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX;
+    __m256 acc0[X8_MULTI_MAX], acc1[X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, g += X8_Q5_K_BS) {
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+        const __m256 dmin8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+            const size_t j = 8 * sb + (size_t)i;
+            __m256i V[8];
+            x8_q5_k_codes(g, i, V);
+            __m256 f, m;
+            x8k_scales(g, i, d8, dmin8, &f, &m);
+            for (size_t t = 0; t < nt; t++) {
+                const __m256i isum = x8_q5_k_isum(V, (const uint8_t *)(qs[t] + 32 * j));
+                if (i & 1) acc1[t] = x8_q5_k_acc(acc1[t], isum, f, m, d[t][j], s[t][j]);
+                else acc0[t] = x8_q5_k_acc(acc0[t], isum, f, m, d[t][j], s[t][j]);
+            }
+        }
+    }
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
+}
+
 /* ---- Q5_0 interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----
  * Per group of 8 rows and per 32-element block, 176 bytes (the 8 rows' own 8 × 22):
  *   [0, 16)   the rows' f16 scales;
@@ -1668,7 +1807,7 @@ void mk_vec_dot_x8_q5_1_q8a_multi_avx2(size_t n, const void *w, size_t ntok, con
     x8_q41_run(1, n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, s, out, ldo, 0);
 }
 
-/* ---- The x8 GEMMs (prefill): Q4_0, Q5_0, Q4_K, Q4_1, Q5_1 ----
+/* ---- The x8 GEMMs (prefill): Q4_0, Q5_0, Q4_K, Q5_K, Q4_1, Q5_1 ----
  * A vector holds 4 rows × 2 tokens (lanes 0-3: rows 4h..4h+3 of the group × token a, lanes
  * 4-7: the same rows × token b), so both operands of every vpmaddubsw come whole: the weights
  * as the group's half h repeated in both 128-bit halves (one vbroadcasti128 and a mask per
@@ -1739,11 +1878,23 @@ static inline __attribute__((always_inline)) __m256i xp_isum(const __m256i W[8],
     return _mm256_madd_epi16(_mm256_add_epi16(a, b), ones);
 }
 
-enum { XP_Q4_0, XP_Q5_0, XP_Q4_K, XP_Q4_1, XP_Q5_1 };
+enum { XP_Q4_0, XP_Q5_0, XP_Q4_K, XP_Q5_K, XP_Q4_1, XP_Q5_1 };
 
-/* Group gi's 8 code vectors of block j (lanes = its 8 rows) for the 128-bit-lane form: Q4_0
- * and Q4_K read each half straight (h ≥ 0: rows 4h..4h+3 in both halves); Q5_0 (h < 0) all
- * 8 rows, split by xp_half below. */
+/* Q5_K: the fifth bits of sub-block i (rows 4h..4h+3 in both halves) into the 8 code vectors:
+ * bit i of qh vector v's bytes to bit 4 (one shift by a count known per block), mask, or. */
+static inline __attribute__((always_inline)) void xp_q5_k_fifth(const uint8_t *g, int i, int h, __m256i W[8]) {
+    const __m128i cnt = _mm_cvtsi32_si128(i < 4 ? 4 - i : i - 4);
+    const __m256i b4 = _mm256_set1_epi8(0x10);
+    for (int v = 0; v < 8; v++) {
+        const __m256i hb = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(g + 1152 + 32 * v + 16 * h)));
+        const __m256i t = i < 4 ? _mm256_sll_epi16(hb, cnt) : _mm256_srl_epi16(hb, cnt);
+        W[v] = _mm256_or_si256(W[v], _mm256_and_si256(t, b4));
+    }
+}
+
+/* Group gi's 8 code vectors of block j (lanes = its 8 rows) for the 128-bit-lane form: Q4_0,
+ * Q4_K and Q5_K read each half straight (h ≥ 0: rows 4h..4h+3 in both halves); Q5_0 (h < 0)
+ * all 8 rows, split by xp_half below. */
 static inline __attribute__((always_inline)) void xp_codes(int ty, const uint8_t *g, size_t j, int h, __m256i W[8]) {
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     if (ty == XP_Q5_0) {
@@ -1764,6 +1915,7 @@ static inline __attribute__((always_inline)) void xp_codes(int ty, const uint8_t
             _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(g + 128 + 256 * c + 32 * v + 16 * h)));
         W[v] = _mm256_and_si256(i & 1 ? _mm256_srli_epi16(raw, 4) : raw, m4);
     }
+    if (ty == XP_Q5_K) xp_q5_k_fifth(g, i, h, W);
 }
 
 static inline __attribute__((always_inline)) __m256 xp_half_ps(__m256 v, int h) {
@@ -1779,8 +1931,10 @@ static inline __attribute__((always_inline)) void xp_gemm(int ty, size_t n, size
                         : ty == XP_Q5_0 ? nb * X8_Q5_0_BS
                         : ty == XP_Q4_1 ? nb * X8_Q4_1_BS
                         : ty == XP_Q5_1 ? nb * X8_Q5_1_BS
+                        : ty == XP_Q5_K ? n / 256 * X8_Q5_K_BS
                                         : n / 256 * X8K_BS;
     const int lmin = ty == XP_Q4_1 || ty == XP_Q5_1; /* Q4_1 / Q5_1: d_x·(d·Σqx + m·Σx), Σx in T.ds */
+    const int kq = ty == XP_Q4_K || ty == XP_Q5_K, wide = ty == XP_Q5_0 || ty == XP_Q5_1 || ty == XP_Q5_K;
     xp_tile T;
     __m256 park[XP_GRP][2][XP_TOK / 2];
     for (size_t t0 = 0; t0 < ntok; t0 += XP_TOK) {
@@ -1803,14 +1957,17 @@ static inline __attribute__((always_inline)) void xp_gemm(int ty, size_t n, size
                                          : ty == XP_Q5_0 ? grp + j * X8_Q5_0_BS
                                          : ty == XP_Q4_1 ? grp + j * X8_Q4_1_BS
                                          : ty == XP_Q5_1 ? grp + j * X8_Q5_1_BS
+                                         : ty == XP_Q5_K ? grp + j / 8 * X8_Q5_K_BS
                                                          : grp + j / 8 * X8K_BS;
                         /* the next group's weights for this block */
-                        const char *pf = ty == XP_Q4_K ? (const char *)g + gbytes + 144 * (j % 8) : (const char *)g + gbytes;
+                        const char *pf = ty == XP_Q4_K   ? (const char *)g + gbytes + 144 * (j % 8)
+                                       : ty == XP_Q5_K ? (const char *)g + gbytes + 176 * (j % 8)
+                                                       : (const char *)g + gbytes;
                         _mm_prefetch(pf, _MM_HINT_T0);
                         _mm_prefetch(pf + 64, _MM_HINT_T0);
                         _mm_prefetch(pf + 128, _MM_HINT_T0);
                         __m256 f8, m8 = _mm256_setzero_ps();
-                        if (ty == XP_Q4_K)
+                        if (kq)
                             x8k_scales(g, (int)(j % 8), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g)),
                                        _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16))), &f8, &m8);
                         else
@@ -1832,11 +1989,11 @@ static inline __attribute__((always_inline)) void xp_gemm(int ty, size_t n, size
                             const __m256 f = xp_half_ps(f8, h), m = xp_half_ps(m8, h);
                             __m256 *acc = park[gg][h];
                             for (size_t p = 0; p < np; p++) {
-                                const __m256i isum = xp_isum(W, T.x[jj][p], ty == XP_Q5_0 || ty == XP_Q5_1);
+                                const __m256i isum = xp_isum(W, T.x[jj][p], wide);
                                 if (lmin) {
                                     const __m256 b = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), f, _mm256_mul_ps(m, T.ds[jj][p]));
                                     acc[p] = _mm256_fmadd_ps(b, T.d[jj][p], acc[p]);
-                                } else if (ty == XP_Q4_K) {
+                                } else if (kq) {
                                     const __m256 a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(f, T.d[jj][p]), acc[p]);
                                     acc[p] = _mm256_fnmadd_ps(m, T.ds[jj][p], a);
                                 } else {
@@ -1882,6 +2039,11 @@ void mk_gemm_x8_q4_1_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
 void mk_gemm_x8_q5_1_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
                               const float *d, const int32_t *s, float *out, size_t ldo) {
     xp_gemm(XP_Q5_1, n, ngroups, w, ntok, qs, d, s, out, ldo);
+}
+
+void mk_gemm_x8_q5_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo) {
+    xp_gemm(XP_Q5_K, n, ngroups, w, ntok, qs, d, s, out, ldo);
 }
 
 /* ---- Q6_K interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----

@@ -19,7 +19,7 @@ pub struct KernelSet {
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
     /// activations then also carry the q8g arrays ([`super::Q8Acts::group`]).
     pub(super) q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
-    /// Q4_0, Q5_0, Q4_K, Q6_K, Q4_1 and Q5_1 interleaved by eight rows (decode, GEMM), where the
+    /// Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1 and Q5_1 interleaved by eight rows (decode, GEMM), where the
     /// set is faster on that layout than on the file's: the loader then interleaves those
     /// weights (src/tensor/interleave.rs).
     pub(super) x8: X8Kernels,
@@ -42,6 +42,7 @@ impl KernelSet {
             DType::Q4_0 => self.x8.q4_0_multi,
             DType::Q5_0 => self.x8.q5_0_multi,
             DType::Q4_K => self.x8.q4_k_multi,
+            DType::Q5_K => self.x8.q5_k_multi,
             DType::Q6_K => self.x8.q6_k_multi,
             DType::Q4_1 => self.x8.q4_1_multi,
             DType::Q5_1 => self.x8.q5_1_multi,
@@ -55,6 +56,7 @@ impl KernelSet {
             DType::Q4_0 => self.x8.q4_0,
             DType::Q5_0 => self.x8.q5_0,
             DType::Q4_K => self.x8.q4_k,
+            DType::Q5_K => self.x8.q5_k,
             DType::Q6_K => self.x8.q6_k,
             DType::Q4_1 => self.x8.q4_1,
             DType::Q5_1 => self.x8.q5_1,
@@ -75,11 +77,13 @@ pub(super) struct X8Kernels {
     pub q4_0: Option<(DotX8, GemmX8)>,
     pub q5_0: Option<(DotX8, GemmX8)>,
     pub q4_k: Option<(DotX8, GemmX8)>,
+    pub q5_k: Option<(DotX8, GemmX8)>,
     pub q6_k: Option<(DotX8, GemmX8)>,
     /// The decode kernels for a few tokens at once, bit-identical to one at a time.
     pub q4_0_multi: Option<DotX8Multi>,
     pub q5_0_multi: Option<DotX8Multi>,
     pub q4_k_multi: Option<DotX8Multi>,
+    pub q5_k_multi: Option<DotX8Multi>,
     pub q6_k_multi: Option<DotX8Multi>,
     pub q4_1: Option<(DotX8, GemmX8)>,
     pub q5_1: Option<(DotX8, GemmX8)>,
@@ -98,10 +102,12 @@ pub fn generic() -> &'static KernelSet {
             q4_0: None,
             q5_0: None,
             q4_k: None,
+            q5_k: None,
             q6_k: None,
             q4_0_multi: None,
             q5_0_multi: None,
             q4_k_multi: None,
+            q5_k_multi: None,
             q6_k_multi: None,
             q4_1: None,
             q5_1: None,
@@ -229,10 +235,12 @@ pub fn available() -> Vec<KernelSet> {
                     q4_0: Some((b::mk_vec_dot_x8_q4_0_q8a_avx2, b::mk_gemm_x8_q4_0_q8a_avx2)),
                     q5_0: Some((b::mk_vec_dot_x8_q5_0_q8a_avx2, b::mk_gemm_x8_q5_0_q8a_avx2)),
                     q4_k: Some((b::mk_vec_dot_x8_q4_k_q8a_avx2, b::mk_gemm_x8_q4_k_q8a_avx2)),
+                    q5_k: Some((b::mk_vec_dot_x8_q5_k_q8a_avx2, b::mk_gemm_x8_q5_k_q8a_avx2)),
                     q6_k: Some((b::mk_vec_dot_x8_q6_k_q8a_avx2, b::mk_gemm_x8_q6_k_q8a_avx2)),
                     q4_0_multi: Some(b::mk_vec_dot_x8_q4_0_q8a_multi_avx2),
                     q5_0_multi: Some(b::mk_vec_dot_x8_q5_0_q8a_multi_avx2),
                     q4_k_multi: Some(b::mk_vec_dot_x8_q4_k_q8a_multi_avx2),
+                    q5_k_multi: Some(b::mk_vec_dot_x8_q5_k_q8a_multi_avx2),
                     q6_k_multi: Some(b::mk_vec_dot_x8_q6_k_q8a_multi_avx2),
                     q4_1: Some((b::mk_vec_dot_x8_q4_1_q8a_avx2, b::mk_gemm_x8_q4_1_q8a_avx2)),
                     q5_1: Some((b::mk_vec_dot_x8_q5_1_q8a_avx2, b::mk_gemm_x8_q5_1_q8a_avx2)),

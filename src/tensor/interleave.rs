@@ -1,6 +1,6 @@
 //! Weights interleaved by eight rows ("x8"): the layouts the AVX2 decode and prefill kernels
 //! read fastest (`mk_vec_dot_x8_*_q8a_avx2`, `mk_gemm_x8_*_q8a_avx2`), for Q4_0, Q5_0, Q4_K,
-//! Q6_K, Q4_1 and Q5_1.
+//! Q5_K, Q6_K, Q4_1 and Q5_1.
 //!
 //! A group of 8 rows takes exactly the bytes of its 8 rows, block by block (Q4_0: 8 × 18 bytes
 //! per 32 elements; Q5_0: 8 × 22; Q4_K: 8 × 144 per 256; Q6_K: 8 × 210; Q4_1: 8 × 20; Q5_1:
@@ -15,6 +15,12 @@
 //!   scales and mins as `A[8i + r] = sc | (m >> 4) << 6` (64) and `B[4i + r/2]` nibble `r % 2` =
 //!   `m & 15` (32) for sub-block i, then for each 32-byte chunk c of nibbles (sub-blocks 2c low,
 //!   2c+1 high) eight vectors (v = 0..7);
+//! - Q5_K, per super-block (1408 bytes): Q4_K's 1152 bytes as above (the rows' d, dmin, A, B
+//!   and nibble vectors), then the rows' 32 qh bytes as eight vectors (v = 0..7: bytes
+//!   4v..4v+3 of each row's qh). Bit i of qh byte k is the fifth bit of element k of sub-block
+//!   i, and code vector v of a sub-block holds elements 4v..4v+3 of each row, so qh vector v
+//!   has its fifth bits at bit i of the same lane bytes: one 16-bit shift (bit i to bit 4), a
+//!   mask and an or per code vector;
 //! - Q5_0, per block (176 bytes): the 8 rows' f16 scales, their fifth bits (32 bytes: row r's
 //!   at 4r..4r+3, bit c of byte k = the fifth bit of element 4c + k, so that one 16-bit shift
 //!   and a mask put code vector c's bits in place), then the four nibble vectors of Q4_0;
@@ -38,7 +44,13 @@ pub const GROUP: usize = 8;
 pub fn has_layout(dtype: DType) -> bool {
     matches!(
         dtype,
-        DType::Q4_0 | DType::Q5_0 | DType::Q4_K | DType::Q6_K | DType::Q4_1 | DType::Q5_1
+        DType::Q4_0
+            | DType::Q5_0
+            | DType::Q4_K
+            | DType::Q5_K
+            | DType::Q6_K
+            | DType::Q4_1
+            | DType::Q5_1
     )
 }
 
@@ -109,6 +121,18 @@ pub fn deinterleave_row(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
                         b[16 + 32 * c + 4 * v..20 + 32 * c + 4 * v]
                             .copy_from_slice(&blk[at..at + 4]);
                     }
+                }
+            }
+        }
+        DType::Q5_K => {
+            for (blk, b) in group.chunks_exact(1408).zip(out.chunks_exact_mut(176)) {
+                let mut k4 = [0u8; 144];
+                deinterleave_row(DType::Q4_K, &blk[..1152], r, &mut k4);
+                b[..16].copy_from_slice(&k4[..16]);
+                b[48..].copy_from_slice(&k4[16..]);
+                for v in 0..8 {
+                    let at = 1152 + 32 * v + 4 * r;
+                    b[16 + 4 * v..20 + 4 * v].copy_from_slice(&blk[at..at + 4]);
                 }
             }
         }
@@ -218,6 +242,19 @@ fn put_row(dtype: DType, row: &[u8], r: usize, dst: &mut [u8]) {
                 }
             }
         }
+        DType::Q5_K => {
+            // Q4_K's layout for the row without its qh, then the qh vectors.
+            for (b, blk) in row.chunks_exact(176).zip(dst.chunks_exact_mut(1408)) {
+                let mut k4 = [0u8; 144];
+                k4[..16].copy_from_slice(&b[..16]);
+                k4[16..].copy_from_slice(&b[48..]);
+                put_row(DType::Q4_K, &k4, r, &mut blk[..1152]);
+                for v in 0..8 {
+                    let at = 1152 + 32 * v + 4 * r;
+                    blk[at..at + 4].copy_from_slice(&b[16 + 4 * v..20 + 4 * v]);
+                }
+            }
+        }
         DType::Q5_0 => {
             for (b, blk) in row.chunks_exact(22).zip(dst.chunks_exact_mut(176)) {
                 blk[2 * r..2 * r + 2].copy_from_slice(&b[..2]);
@@ -299,6 +336,7 @@ mod tests {
             (DType::Q4_0, 96),
             (DType::Q5_0, 96),
             (DType::Q4_K, 512),
+            (DType::Q5_K, 512),
             (DType::Q6_K, 512),
             (DType::Q4_1, 96),
             (DType::Q5_1, 96),
@@ -377,6 +415,26 @@ mod tests {
             );
         }
         assert_eq!(&blk[64 + 32 + 12..64 + 32 + 16], &row[12..16]);
+        // Q5_K, group 1, super-block 1, row 6: d, dmin, nibble bytes 100..104 (chunk 3, vector
+        // 1), qh 20..24 (vector 5) and the fifth bit of element 4v + k of sub-block i at bit i of
+        // byte 1152 + 32v + 4·6 + k.
+        let (cols, rb) = (512, 352);
+        let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
+        let x8 = interleave(DType::Q5_K, cols, &src).unwrap();
+        let blk = &x8[8 * rb + 1408..][..1408];
+        let row = &src[14 * rb + 176..][..176];
+        assert_eq!(&blk[12..14], &row[..2]);
+        assert_eq!(&blk[28..30], &row[2..4]);
+        assert_eq!(
+            &blk[128 + 768 + 32 + 24..128 + 768 + 32 + 28],
+            &row[48 + 100..48 + 104]
+        );
+        assert_eq!(&blk[1152 + 160 + 24..1152 + 160 + 28], &row[36..40]);
+        for v in 0..8 {
+            for k in 0..4 {
+                assert_eq!(blk[1152 + 32 * v + 24 + k], row[16 + 4 * v + k]);
+            }
+        }
     }
 
     #[test]
