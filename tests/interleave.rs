@@ -1,4 +1,4 @@
-//! Q4_0, Q5_0, Q4_K and Q6_K weights interleaved by eight rows at load (src/tensor/interleave.rs): the
+//! Q4_0, Q5_0, Q4_K, Q6_K, IQ4_NL and IQ4_XS weights interleaved by eight rows at load (src/tensor/interleave.rs): the
 //! loader does it exactly where the active kernel set asks for it (AVX2), never for the embedding table, the
 //! per-head up-projections or (under an expert budget) the routed experts, and the logits match
 //! those of the same file kept in its own layout within float summation order: max |Δ| ≤ 1e-4
@@ -27,6 +27,8 @@ fn interleaved_q4_0_matches_file_layout() {
         ("v2_lite", DType::Q5_0),
         ("kq", DType::Q4_K),
         ("kq", DType::Q6_K),
+        ("v2_lite", DType::IQ4_NL),
+        ("kq", DType::IQ4_XS),
     ] {
         let wants = moela::kernels::active().wants_x8(dtype);
         let gguf = dir.join(format!("{name}-{}.gguf", dtype.name()));

@@ -344,7 +344,7 @@ struct ExpertArgs {
     #[arg(long)]
     no_page_cache: bool,
     /// Keep every weight in the file mapping as the file lays it out (by default, with the
-    /// AVX2 kernels, Q4_0, Q5_0, Q4_K and Q6_K weights are interleaved by eight rows into memory
+    /// AVX2 kernels, Q4_0, Q5_0, Q4_K, Q6_K, IQ4_NL and IQ4_XS weights are interleaved by eight rows into memory
     /// at load; also MOELA_REPACK=0)
     #[arg(long)]
     keep_file_layout: bool,

@@ -19,7 +19,7 @@ pub struct KernelSet {
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
     /// activations then also carry the q8g arrays ([`super::Q8Acts::group`]).
     pub(super) q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
-    /// Q4_0, Q5_0, Q4_K and Q6_K interleaved by eight rows (decode, GEMM), where the set is faster on
+    /// Q4_0, Q5_0, Q4_K, Q6_K, IQ4_NL and IQ4_XS interleaved by eight rows (decode, GEMM), where the set is faster on
     /// that layout than on the file's: the loader then interleaves those weights
     /// (src/tensor/interleave.rs).
     pub(super) x8: X8Kernels,
@@ -43,6 +43,8 @@ impl KernelSet {
             DType::Q5_0 => self.x8.q5_0_multi,
             DType::Q4_K => self.x8.q4_k_multi,
             DType::Q6_K => self.x8.q6_k_multi,
+            DType::IQ4_NL => self.x8.iq4_nl_multi,
+            DType::IQ4_XS => self.x8.iq4_xs_multi,
             _ => None,
         }
     }
@@ -54,6 +56,8 @@ impl KernelSet {
             DType::Q5_0 => self.x8.q5_0,
             DType::Q4_K => self.x8.q4_k,
             DType::Q6_K => self.x8.q6_k,
+            DType::IQ4_NL => self.x8.iq4_nl,
+            DType::IQ4_XS => self.x8.iq4_xs,
             _ => None,
         }
     }
@@ -72,11 +76,15 @@ pub(super) struct X8Kernels {
     pub q5_0: Option<(DotX8, GemmX8)>,
     pub q4_k: Option<(DotX8, GemmX8)>,
     pub q6_k: Option<(DotX8, GemmX8)>,
+    pub iq4_nl: Option<(DotX8, GemmX8)>,
+    pub iq4_xs: Option<(DotX8, GemmX8)>,
     /// The decode kernels for a few tokens at once, bit-identical to one at a time.
     pub q4_0_multi: Option<DotX8Multi>,
     pub q5_0_multi: Option<DotX8Multi>,
     pub q4_k_multi: Option<DotX8Multi>,
     pub q6_k_multi: Option<DotX8Multi>,
+    pub iq4_nl_multi: Option<DotX8Multi>,
+    pub iq4_xs_multi: Option<DotX8Multi>,
 }
 
 /// The portable C kernels, which every other set falls back to type by type.
@@ -91,10 +99,14 @@ pub fn generic() -> &'static KernelSet {
             q5_0: None,
             q4_k: None,
             q6_k: None,
+            iq4_nl: None,
+            iq4_xs: None,
             q4_0_multi: None,
             q5_0_multi: None,
             q4_k_multi: None,
             q6_k_multi: None,
+            iq4_nl_multi: None,
+            iq4_xs_multi: None,
         },
         mla: MLA_GENERIC,
         float: FLOAT_GENERIC,
@@ -210,6 +222,16 @@ pub fn available() -> Vec<KernelSet> {
                     q5_0_multi: Some(b::mk_vec_dot_x8_q5_0_q8a_multi_avx2),
                     q4_k_multi: Some(b::mk_vec_dot_x8_q4_k_q8a_multi_avx2),
                     q6_k_multi: Some(b::mk_vec_dot_x8_q6_k_q8a_multi_avx2),
+                    iq4_nl: Some((
+                        b::mk_vec_dot_x8_iq4_nl_q8a_avx2,
+                        b::mk_gemm_x8_iq4_nl_q8a_avx2,
+                    )),
+                    iq4_xs: Some((
+                        b::mk_vec_dot_x8_iq4_xs_q8a_avx2,
+                        b::mk_gemm_x8_iq4_xs_q8a_avx2,
+                    )),
+                    iq4_nl_multi: Some(b::mk_vec_dot_x8_iq4_nl_q8a_multi_avx2),
+                    iq4_xs_multi: Some(b::mk_vec_dot_x8_iq4_xs_q8a_multi_avx2),
                 },
                 ..generic
             };
