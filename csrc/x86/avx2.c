@@ -1635,62 +1635,127 @@ static inline __attribute__((always_inline)) __m256i x8_iq4_xs_scales(const uint
     return _mm256_blend_epi16(sc, _mm256_slli_epi32(sc, 16), 0xaa);
 }
 
-/* Decode for tokens 0..nt-1 (nt = 1: the one-token kernels): per block the same float
- * operations per token in every caller, so the multi-token results are the one-token
- * kernel's bits. acc[0][t] takes the even blocks, acc[1][t] the odd ones. */
-static inline __attribute__((always_inline)) void x8_iq4_run(int xs, size_t n, const void *w, size_t nt,
-                                                             const int8_t *const *qs, const float *const *d,
-                                                             float *out, size_t ldo, int prefetch) {
+/* One token's Σ over a block straight from its 4 nibble vectors at q (the one-token kernels:
+ * each vector unpacked where it is used, no 16 live code registers). */
+static inline __attribute__((always_inline)) __m256i x8_iq4_isum1(const uint8_t *q, const int8_t *x, __m256i sc) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i kv = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                                        -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    const __m256i ka = _mm256_setr_epi8(127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113, 127, 104,
+                                        83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113);
+    __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
+        const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        int32_t a, b;
+        memcpy(&a, x + 4 * v, 4);
+        memcpy(&b, x + 16 + 4 * v, 4);
+        const __m256i xa = _mm256_sign_epi8(_mm256_set1_epi32(a), _mm256_shuffle_epi8(kv, lo));
+        const __m256i xb = _mm256_sign_epi8(_mm256_set1_epi32(b), _mm256_shuffle_epi8(kv, hi));
+        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(ka, lo), xa), sc));
+        p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(ka, hi), xb), sc));
+    }
+    return _mm256_add_epi32(p0, p1);
+}
+
+/* Block j (nibble vectors at q, the rows' f16 d at d16, int16 scales sc) for tokens 0..nt-1,
+ * into acc[t]. The integer sums are exact whichever way they are formed (one = 1: unpacked
+ * per vector for one token), and every caller does the same float operations per token, so
+ * the multi-token results are the one-token kernels' bits. */
+static inline __attribute__((always_inline)) void x8_iq4_block(const uint8_t *q, const uint8_t *d16, __m256i sc,
+                                                               size_t j, size_t nt, const int8_t *const *qs,
+                                                               const float *const *d, __m256 *acc, int one) {
+    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d16));
+    if (one) {
+        const __m256i i32 = x8_iq4_isum1(q, qs[0] + 32 * j, sc);
+        acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d8, _mm256_broadcast_ss(d[0] + j)), acc[0]);
+        return;
+    }
+    __m256i W[8], A[8];
+    x8_iq4_codes(q, W, A);
+    for (size_t t = 0; t < nt; t++) {
+        const __m256i i32 = x8_iq4_isum(W, A, qs[t] + 32 * j, sc);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d8, _mm256_broadcast_ss(d[t] + j)), acc[t]);
+    }
+}
+
+/* IQ4_NL x8 decode for tokens 0..nt-1 (one: the one-token kernel, nt = 1): acc0 takes the
+ * even blocks, acc1 the odd ones. */
+static inline __attribute__((always_inline)) void x8_iq4_nl_run(size_t n, const void *w, size_t nt,
+                                                                const int8_t *const *qs, const float *const *d,
+                                                                float *out, size_t ldo, int one) {
     const uint8_t *g = (const uint8_t *)w;
     const __m256i ones = _mm256_set1_epi16(1);
-    __m256 acc[2][X8_MULTI_MAX];
-    for (size_t t = 0; t < nt; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
-    for (size_t j = 0; j < n / 32; j++) {
-        const int i = (int)(j % 8);
-        const uint8_t *sb = xs ? g + j / 8 * X8_IQ4_XS_BS : g + j * X8_BS;
-        if (prefetch) {
-            const char *pf = xs ? (const char *)sb + X8_IQ4_XS_BS + 136 * i : (const char *)sb + 1024;
-            _mm_prefetch(pf, _MM_HINT_T0);
-            _mm_prefetch(pf + 64, _MM_HINT_T0);
-            if (xs) _mm_prefetch(pf + 128, _MM_HINT_T0);
+    const size_t nb = n / 32;
+    __m256 acc0[X8_MULTI_MAX], acc1[X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 1 < nb; j += 2, g += 2 * X8_BS) {
+        if (one) {
+            _mm_prefetch((const char *)g + 1024, _MM_HINT_T0);
+            _mm_prefetch((const char *)g + 1024 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)g + 1024 + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)g + 1024 + 192, _MM_HINT_T0);
+            _mm_prefetch((const char *)g + 1024 + 256, _MM_HINT_T0);
         }
-        __m256i W[8], A[8];
-        x8_iq4_codes(xs ? sb + 64 + 128 * i : sb + 16, W, A);
-        const __m256i sc = xs ? x8_iq4_xs_scales(sb, i) : ones;
-        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)sb));
-        for (size_t t = 0; t < nt; t++) {
-            const __m256i i32 = x8_iq4_isum(W, A, qs[t] + 32 * j, sc);
-            const __m256 f = _mm256_mul_ps(d8, _mm256_broadcast_ss(d[t] + j));
-            acc[j & 1][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc[j & 1][t]);
+        x8_iq4_block(g + 16, g, ones, j, nt, qs, d, acc0, one);
+        x8_iq4_block(g + X8_BS + 16, g + X8_BS, ones, j + 1, nt, qs, d, acc1, one);
+    }
+    if (j < nb) x8_iq4_block(g + 16, g, ones, j, nt, qs, d, acc0, one);
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
+}
+
+/* IQ4_XS x8 decode, the same way: sub-block i of each super-block into acc0 (i even) or acc1. */
+static inline __attribute__((always_inline)) void x8_iq4_xs_run(size_t n, const void *w, size_t nt,
+                                                                const int8_t *const *qs, const float *const *d,
+                                                                float *out, size_t ldo, int one) {
+    const uint8_t *g = (const uint8_t *)w;
+    __m256 acc0[X8_MULTI_MAX], acc1[X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, g += X8_IQ4_XS_BS) {
+#pragma GCC unroll 4
+        for (int i = 0; i < 8; i += 2) {
+            if (one) {
+                const char *pf = (const char *)g + X8_IQ4_XS_BS + 136 * i;
+                _mm_prefetch(pf, _MM_HINT_T0);
+                _mm_prefetch(pf + 64, _MM_HINT_T0);
+                _mm_prefetch(pf + 128, _MM_HINT_T0);
+                _mm_prefetch(pf + 192, _MM_HINT_T0);
+                _mm_prefetch(pf + 256, _MM_HINT_T0);
+            }
+            x8_iq4_block(g + 64 + 128 * i, g, x8_iq4_xs_scales(g, i), 8 * sb + i, nt, qs, d, acc0, one);
+            x8_iq4_block(g + 64 + 128 * (i + 1), g, x8_iq4_xs_scales(g, i + 1), 8 * sb + i + 1, nt, qs, d, acc1,
+                         one);
         }
     }
-    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc[0][t], acc[1][t]));
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
 }
 
 void mk_vec_dot_x8_iq4_nl_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
                                    const int32_t *s, float *out) {
     (void)s;
-    x8_iq4_run(0, n, w, 1, &qs, &d, out, 8, 1);
+    x8_iq4_nl_run(n, w, 1, &qs, &d, out, 8, 1);
 }
 
 void mk_vec_dot_x8_iq4_nl_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
                                          const float *const *d, const int32_t *const *s, float *out,
                                          size_t ldo) {
     (void)s;
-    x8_iq4_run(0, n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, out, ldo, 0);
+    x8_iq4_nl_run(n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, out, ldo, 0);
 }
 
 void mk_vec_dot_x8_iq4_xs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
                                    const int32_t *s, float *out) {
     (void)s;
-    x8_iq4_run(1, n, w, 1, &qs, &d, out, 8, 1);
+    x8_iq4_xs_run(n, w, 1, &qs, &d, out, 8, 1);
 }
 
 void mk_vec_dot_x8_iq4_xs_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
                                          const float *const *d, const int32_t *const *s, float *out,
                                          size_t ldo) {
     (void)s;
-    x8_iq4_run(1, n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, out, ldo, 0);
+    x8_iq4_xs_run(n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, out, ldo, 0);
 }
 
 /* ---- The x8 GEMMs (prefill): Q4_0, Q5_0, Q4_K, IQ4_NL, IQ4_XS ----
