@@ -1,11 +1,11 @@
 //! `cargo bench --bench kernels`: weight-streaming speed of the quantized dot-product kernels.
 //!
-//! For Q4_0, Q8_0, Q5_0, Q4_1, Q5_1, the K-quants (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K) and float weights (F32, F16, BF16) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
+//! For Q4_0, Q8_0, Q5_0, Q4_1, Q5_1, the K-quants (Q4_K, Q5_K, Q6_K, Q3_K, Q2_K), IQ4_NL, IQ4_XS and float weights (F32, F16, BF16) rows of 2048 columns (V2-Lite's hidden size) it reports, per kernel set
 //! the CPU has, the GB/s of weights consumed by one thread on a matrix that fits in L2 (compute
 //! bound) and on one far larger than the last-level cache (memory bound), each as a ratio to the
 //! generic (scalar C) kernel; then the full matvec path (`TensorView::matvec`, all threads) on
 //! the large matrix as a fraction of the read bandwidth `moela bench --mem-bw` measures. For the
-//! types a set interleaves by eight rows (AVX2: Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1) the same
+//! types a set interleaves by eight rows (AVX2: Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL, IQ4_XS) the same
 //! decode, GEMM and matvec figures are also given for that layout ("x8"), next to the file
 //! layout's.
 //! Environment: MOELA_BENCH_MB (size of the large matrix, default 512), MOELA_BENCH_TYPES
@@ -269,6 +269,8 @@ fn main() {
             DType::Q6_K,
             DType::Q3_K,
             DType::Q2_K,
+            DType::IQ4_NL,
+            DType::IQ4_XS,
             DType::F32,
             DType::F16,
             DType::BF16,

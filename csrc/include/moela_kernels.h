@@ -227,6 +227,24 @@ void mk_gemm_x8_q5_1_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
 void mk_vec_dot_x8_q5_1_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
                                        const float *const *d, const int32_t *const *s, float *out,
                                        size_t ldo);
+/* IQ4_NL and IQ4_XS interleaved by eight rows (x8; IQ4_NL: Q4_0's x8 layout; IQ4_XS: per
+ * super-block the rows' d, their 6-bit sub-block scales as 32 bytes of low nibbles and 16 of
+ * 2-bit highs, then per sub-block Q4_0 x8's four nibble vectors; layouts in csrc/x86/avx2.c and
+ * src/tensor/interleave.rs), the same three contracts as the Q4_0 x8 kernels (s unused). */
+void mk_vec_dot_x8_iq4_nl_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                   const int32_t *s, float *out);
+void mk_gemm_x8_iq4_nl_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                                const float *d, const int32_t *s, float *out, size_t ldo);
+void mk_vec_dot_x8_iq4_nl_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                         const float *const *d, const int32_t *const *s, float *out,
+                                         size_t ldo);
+void mk_vec_dot_x8_iq4_xs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                   const int32_t *s, float *out);
+void mk_gemm_x8_iq4_xs_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                                const float *d, const int32_t *s, float *out, size_t ldo);
+void mk_vec_dot_x8_iq4_xs_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                         const float *const *d, const int32_t *const *s, float *out,
+                                         size_t ldo);
 /* And for Q4_K / Q5_K / Q6_K weights (n a multiple of 256; the small tiles: 2 weight rows ×
  * half a super-block). */
 void mk_gemm_q4_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,

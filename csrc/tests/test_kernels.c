@@ -814,6 +814,7 @@ static void test_legacy_rows4_gemm(int available, int *passed, int *failed);
 static void test_x8_q4_0(int available, int *passed, int *failed);
 static void test_x8_q4_k(int available, int *passed, int *failed);
 static void test_x8_q5_0_q6_k(int available, int *passed, int *failed);
+static void test_x8_iq4(int available, int *passed, int *failed);
 static void test_x8_multi(int available, int *passed, int *failed);
 static void test_x8_q4_1_q5_1(int available, int *passed, int *failed);
 #endif
@@ -928,6 +929,7 @@ int main(void) {
     test_x8_q4_0(ks[0].available, &passed, &failed);
     test_x8_q4_k(ks[0].available, &passed, &failed);
     test_x8_q5_0_q6_k(ks[0].available, &passed, &failed);
+    test_x8_iq4(ks[0].available, &passed, &failed);
     test_x8_multi(ks[0].available, &passed, &failed);
     test_x8_q4_1_q5_1(ks[0].available, &passed, &failed);
     struct float_kernel fk[] = {
@@ -1586,9 +1588,120 @@ static void test_x8_q5_0_q6_k(int available, int *passed, int *failed) {
     printf("kernel avx2 q5_0/q6_k x8: tested\n");
 }
 
+/* Rows of IQ4_NL (18-byte blocks) or IQ4_XS (136-byte super-blocks) interleaved by eight as the
+ * loader does (layouts in csrc/x86/avx2.c): `rows` holds 8·ng rows of rb bytes. */
+static void x8_interleave_iq4(int xs, size_t ng, size_t rb, const uint8_t *rows, uint8_t *x8) {
+    const size_t bb = xs ? 136 : 18, gbb = 8 * bb, units = rb / bb;
+    for (size_t g = 0; g < ng; g++)
+        for (size_t j = 0; j < units; j++) {
+            uint8_t *dst = x8 + g * 8 * rb + j * gbb;
+            if (xs) memset(dst + 16, 0, 48);
+            for (int r = 0; r < 8; r++) {
+                const uint8_t *b = rows + (8 * g + r) * rb + bb * j;
+                memcpy(dst + 2 * r, b, 2);
+                if (!xs) {
+                    for (int v = 0; v < 4; v++) memcpy(dst + 16 + 32 * v + 4 * r, b + 2 + 4 * v, 4);
+                    continue;
+                }
+                const int h = b[2] | (b[3] << 8);
+                for (int i = 0; i < 8; i++) {
+                    dst[16 + 4 * i + r / 2] |= (uint8_t)(((b[4 + i / 2] >> (4 * (i % 2))) & 15) << (4 * (r % 2)));
+                    dst[48 + 2 * i + r / 4] |= (uint8_t)(((h >> (2 * i)) & 3) << (2 * (r % 4)));
+                    for (int v = 0; v < 4; v++) memcpy(dst + 64 + 128 * i + 32 * v + 4 * r, b + 8 + 16 * i + 4 * v, 4);
+                }
+            }
+        }
+}
+
+/* IQ4_NL and IQ4_XS interleaved by eight rows against the generic one-row kernels on the
+ * original rows (decode per token and GEMM): IQ4_NL 1..70 blocks, IQ4_XS 1..5 super-blocks,
+ * 1..3 groups, 1..65 tokens, scales 1e-6..3e4; bound 1e-5 · Σ|terms| (wm of make_legacy_row),
+ * and for IQ4_NL also the exact mode (unit scales: integer sums, equal results). */
+static void test_x8_iq4(int available, int *passed, int *failed) {
+    if (!available) {
+        printf("kernel avx2 iq4_nl/iq4_xs x8: not on this CPU\n");
+        return;
+    }
+    const size_t tok_counts[] = {1, 4, 5, 64, 65};
+    const float scales[] = {1.0f, 1e-6f, 3e4f, 0.0f};
+    const size_t maxt = 65, maxg = 3;
+    for (int xs = 0; xs < 2; xs++) {
+        const size_t nl_units[] = {1, 2, 3, 7, 17, 64, 70}, xs_units[] = {1, 2, 5};
+        const size_t nu = xs ? 3 : 7;
+        for (size_t ui = 0; ui < nu; ui++) {
+            const size_t units = xs ? xs_units[ui] : nl_units[ui];
+            const size_t n = (xs ? 256 : 32) * units, blocks = n / 32, rb = (xs ? 136 : 18) * units;
+            float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
+            int8_t *qs = malloc(maxt * n);
+            int32_t *s = malloc(maxt * blocks * sizeof *s);
+            uint8_t *w = malloc(8 * maxg * rb), *x8 = malloc(8 * maxg * rb);
+            float *wm = malloc(8 * maxg * n * sizeof *wm);
+            float *got = malloc(maxt * (8 * maxg + 1) * sizeof *got);
+            for (int si = 0; si < 4; si++) {
+                const int exact = scales[si] == 0.0f;
+                if (exact && (xs || blocks > 17)) continue;
+                for (size_t r = 0; r < 8 * maxg; r++) {
+                    make_legacy_row(xs ? 4 : 3, units, exact ? 1.0f : scales[si], w + r * rb, wm + r * n);
+                    if (exact)
+                        for (size_t b = 0; b < units; b++) {
+                            const uint16_t one = 0x3c00;
+                            memcpy(w + r * rb + 18 * b, &one, 2);
+                        }
+                }
+                for (size_t t = 0; t < maxt; t++) {
+                    for (size_t i = 0; i < n; i++) x[t * n + i] = frand() * (exact ? 1.0f : scales[si]);
+                    mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
+                    if (exact)
+                        for (size_t b = 0; b < blocks; b++) d[t * blocks + b] = 1.0f;
+                }
+                x8_interleave_iq4(xs, maxg, rb, w, x8);
+                for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++)
+                    for (size_t ng = 1; ng <= maxg; ng++) {
+                        const size_t ntok = tok_counts[ti], nrows = 8 * ng, ldo = nrows + 1;
+                        int bad = 0;
+                        for (int pass = 0; pass < 2; pass++) { /* 0: decode per token, 1: GEMM */
+                            for (size_t i = 0; i < maxt * (8 * maxg + 1); i++) got[i] = -7.0f;
+                            if (pass == 0)
+                                for (size_t t = 0; t < ntok; t++)
+                                    for (size_t g = 0; g < ng; g++)
+                                        (xs ? mk_vec_dot_x8_iq4_xs_q8a_avx2 : mk_vec_dot_x8_iq4_nl_q8a_avx2)(
+                                            n, x8 + g * 8 * rb, qs + t * n, d + t * blocks, s + t * blocks,
+                                            got + t * ldo + 8 * g);
+                            else
+                                (xs ? mk_gemm_x8_iq4_xs_q8a_avx2 : mk_gemm_x8_iq4_nl_q8a_avx2)(n, ng, x8, ntok, qs,
+                                                                                              d, s, got, ldo);
+                            for (size_t t = 0; t < ntok; t++) {
+                                for (size_t r = 0; r < nrows; r++) {
+                                    const float gv = got[t * ldo + r];
+                                    const float want =
+                                        (xs ? mk_vec_dot_iq4_xs_q8a_generic : mk_vec_dot_iq4_nl_q8a_generic)(
+                                            n, w + r * rb, qs + t * n, d + t * blocks, s + t * blocks);
+                                    float mag = 0;
+                                    for (size_t i = 0; i < n; i++)
+                                        mag += (exact ? 127.0f : wm[r * n + i]) * fabsf(d[t * blocks + i / 32] * qs[t * n + i]);
+                                    const int ok = exact ? gv == want : fabsf(gv - want) <= 1e-5f * mag + 1e-30f;
+                                    if (!ok && !bad)
+                                        printf("FAIL avx2 x8 %s %s n=%zu groups=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
+                                               pass ? "gemm" : "decode", xs ? "iq4_xs" : "iq4_nl", n, ng, ntok, r, t,
+                                               scales[si], gv, want);
+                                    bad += !ok;
+                                }
+                                bad += got[t * ldo + nrows] != -7.0f;
+                            }
+                        }
+                        *passed += !bad;
+                        *failed += !!bad;
+                    }
+            }
+            free(x), free(d), free(qs), free(s), free(w), free(x8), free(wm), free(got);
+        }
+    }
+    printf("kernel avx2 iq4_nl/iq4_xs x8: tested\n");
+}
+
 /* The several-token x8 decode kernels give, token by token, exactly the one-token kernels'
  * bits (what speculative verification relies on): random groups (small f16 scales), 1..8
- * tokens, Q4_0, Q4_K, Q5_0, Q6_K, Q4_1, Q5_1 and Q5_K, compared with memcmp. */
+ * tokens, Q4_0, Q4_K, Q5_0, Q6_K, Q4_1, Q5_1, Q5_K, IQ4_NL and IQ4_XS, compared with memcmp. */
 static void test_x8_multi(int available, int *passed, int *failed) {
     if (!available) {
         printf("kernel avx2 x8 multi-token: not on this CPU\n");
@@ -1616,15 +1729,16 @@ static void test_x8_multi(int available, int *passed, int *failed) {
         typedef void (*x8_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *, float *);
         typedef void (*x8m_fn)(size_t, const void *, size_t, const int8_t *const *, const float *const *,
                                const int32_t *const *, float *, size_t);
-        const x8_fn one_fn[7] = {mk_vec_dot_x8_q4_0_q8a_avx2, mk_vec_dot_x8_q4_k_q8a_avx2, mk_vec_dot_x8_q5_0_q8a_avx2,
+        const x8_fn one_fn[9] = {mk_vec_dot_x8_q4_0_q8a_avx2, mk_vec_dot_x8_q4_k_q8a_avx2, mk_vec_dot_x8_q5_0_q8a_avx2,
                                  mk_vec_dot_x8_q6_k_q8a_avx2, mk_vec_dot_x8_q4_1_q8a_avx2, mk_vec_dot_x8_q5_1_q8a_avx2,
-                                 mk_vec_dot_x8_q5_k_q8a_avx2};
-        const x8m_fn multi_fn[7] = {mk_vec_dot_x8_q4_0_q8a_multi_avx2, mk_vec_dot_x8_q4_k_q8a_multi_avx2,
+                                 mk_vec_dot_x8_q5_k_q8a_avx2, mk_vec_dot_x8_iq4_nl_q8a_avx2, mk_vec_dot_x8_iq4_xs_q8a_avx2};
+        const x8m_fn multi_fn[9] = {mk_vec_dot_x8_q4_0_q8a_multi_avx2, mk_vec_dot_x8_q4_k_q8a_multi_avx2,
                                     mk_vec_dot_x8_q5_0_q8a_multi_avx2, mk_vec_dot_x8_q6_k_q8a_multi_avx2,
                                     mk_vec_dot_x8_q4_1_q8a_multi_avx2, mk_vec_dot_x8_q5_1_q8a_multi_avx2,
-                                    mk_vec_dot_x8_q5_k_q8a_multi_avx2};
-        const char *names[7] = {"q4_0", "q4_k", "q5_0", "q6_k", "q4_1", "q5_1", "q5_k"};
-        for (int ty = 0; ty < 7; ty++)
+                                    mk_vec_dot_x8_q5_k_q8a_multi_avx2, mk_vec_dot_x8_iq4_nl_q8a_multi_avx2,
+                                    mk_vec_dot_x8_iq4_xs_q8a_multi_avx2};
+        const char *names[9] = {"q4_0", "q4_k", "q5_0", "q6_k", "q4_1", "q5_1", "q5_k", "iq4_nl", "iq4_xs"};
+        for (int ty = 0; ty < 9; ty++)
             for (size_t ntok = 1; ntok <= 8; ntok++) {
                 float one[8 * 8], multi[8 * 8];
                 for (size_t t = 0; t < ntok; t++) one_fn[ty](n, w, qp[t], dp[t], sp[t], one + 8 * t);

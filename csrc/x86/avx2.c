@@ -1807,7 +1807,196 @@ void mk_vec_dot_x8_q5_1_q8a_multi_avx2(size_t n, const void *w, size_t ntok, con
     x8_q41_run(1, n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, s, out, ldo, 0);
 }
 
-/* ---- The x8 GEMMs (prefill): Q4_0, Q5_0, Q4_K, Q5_K, Q4_1, Q5_1 ----
+/* ---- IQ4_NL and IQ4_XS interleaved by eight rows (x8; src/tensor/interleave.rs writes them) ----
+ * IQ4_NL: Q4_0's x8 layout (X8_BS = 144 bytes per block: the 8 rows' f16 d, four nibble
+ * vectors). IQ4_XS, per group of 8 rows and per 256-element super-block, 1088 bytes (the 8
+ * rows' own 8 × 136):
+ *   [0, 16)    the rows' d (f16);
+ *   [16, 48)   L[4i + r/2], nibble r % 2 = the low 4 bits of row r's 6-bit scale of sub-block i;
+ *   [48, 64)   H[2i + r/4], bits 2(r % 4) and 2(r % 4) + 1 = its high 2 bits;
+ *   [64, 1088) per sub-block i (32 elements) at 64 + 128i its nibbles as Q4_0 x8's four
+ *              vectors, v = bytes 4v..4v+3 of each row's 16.
+ * The nibbles become codebook values by vpshufb (|v| ≤ 127, and their magnitudes by a second
+ * vpshufb), multiplied as |v| × sign(v)·x in vpmaddubsw (q8a codes are within ±127): a pair
+ * reaches 2·127·127, so each vpmaddubsw is widened by its own vpmaddwd, against ones (IQ4_NL)
+ * or the rows' ls - 32 as int16 pairs (IQ4_XS: the sub-block scale costs nothing, and the
+ * block's int32 sum, ≤ 32·127·127·32 < 2^24, converts exactly). */
+#define X8_IQ4_XS_BS 1088
+
+/* The codebook values (W) and their magnitudes (A) of 4 nibble vectors at q: W[v] / W[v + 4]
+ * the low / high nibbles of vector v. */
+static inline __attribute__((always_inline)) void x8_iq4_codes(const uint8_t *q, __m256i W[8], __m256i A[8]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i kv = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                                        -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    const __m256i ka = _mm256_setr_epi8(127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113, 127, 104,
+                                        83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113);
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
+        const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        W[v] = _mm256_shuffle_epi8(kv, lo);
+        A[v] = _mm256_shuffle_epi8(ka, lo);
+        W[v + 4] = _mm256_shuffle_epi8(kv, hi);
+        A[v + 4] = _mm256_shuffle_epi8(ka, hi);
+    }
+}
+
+/* Σ values × x over one 32-element block (lanes = rows), each pair sum times sc's int16. */
+static inline __attribute__((always_inline)) __m256i x8_iq4_isum(const __m256i W[8], const __m256i A[8],
+                                                                 const int8_t *x, __m256i sc) {
+    __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        int32_t a, b;
+        memcpy(&a, x + 4 * v, 4);
+        memcpy(&b, x + 16 + 4 * v, 4);
+        p0 = _mm256_add_epi32(
+            p0, _mm256_madd_epi16(_mm256_maddubs_epi16(A[v], _mm256_sign_epi8(_mm256_set1_epi32(a), W[v])), sc));
+        p1 = _mm256_add_epi32(
+            p1, _mm256_madd_epi16(_mm256_maddubs_epi16(A[v + 4], _mm256_sign_epi8(_mm256_set1_epi32(b), W[v + 4])), sc));
+    }
+    return _mm256_add_epi32(p0, p1);
+}
+
+/* IQ4_XS sub-block i's 8 scales ls - 32 (lanes = rows), each as two equal int16. */
+static inline __attribute__((always_inline)) __m256i x8_iq4_xs_scales(const uint8_t *g, int i) {
+    int32_t l;
+    uint16_t h;
+    memcpy(&l, g + 16 + 4 * i, 4);
+    memcpy(&h, g + 48 + 2 * i, 2);
+    const __m256i lo = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(l), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                                        _mm256_set1_epi32(15));
+    const __m256i hi = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(h), _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14)),
+                                        _mm256_set1_epi32(3));
+    const __m256i sc = _mm256_sub_epi32(_mm256_or_si256(lo, _mm256_slli_epi32(hi, 4)), _mm256_set1_epi32(32));
+    return _mm256_blend_epi16(sc, _mm256_slli_epi32(sc, 16), 0xaa);
+}
+
+/* One token's Σ over a block straight from its 4 nibble vectors at q (the one-token kernels:
+ * each vector unpacked where it is used, no 16 live code registers). */
+static inline __attribute__((always_inline)) __m256i x8_iq4_isum1(const uint8_t *q, const int8_t *x, __m256i sc) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i kv = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                                        -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    const __m256i ka = _mm256_setr_epi8(127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113, 127, 104,
+                                        83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113);
+    __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        const __m256i raw = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
+        const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        int32_t a, b;
+        memcpy(&a, x + 4 * v, 4);
+        memcpy(&b, x + 16 + 4 * v, 4);
+        const __m256i xa = _mm256_sign_epi8(_mm256_set1_epi32(a), _mm256_shuffle_epi8(kv, lo));
+        const __m256i xb = _mm256_sign_epi8(_mm256_set1_epi32(b), _mm256_shuffle_epi8(kv, hi));
+        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(ka, lo), xa), sc));
+        p1 = _mm256_add_epi32(p1, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_shuffle_epi8(ka, hi), xb), sc));
+    }
+    return _mm256_add_epi32(p0, p1);
+}
+
+/* Block j (nibble vectors at q, the rows' f16 d at d16, int16 scales sc) for tokens 0..nt-1,
+ * into acc[t]. The integer sums are exact whichever way they are formed (one = 1: unpacked
+ * per vector for one token), and every caller does the same float operations per token, so
+ * the multi-token results are the one-token kernels' bits. */
+static inline __attribute__((always_inline)) void x8_iq4_block(const uint8_t *q, const uint8_t *d16, __m256i sc,
+                                                               size_t j, size_t nt, const int8_t *const *qs,
+                                                               const float *const *d, __m256 *acc, int one) {
+    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)d16));
+    if (one) {
+        const __m256i i32 = x8_iq4_isum1(q, qs[0] + 32 * j, sc);
+        acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d8, _mm256_broadcast_ss(d[0] + j)), acc[0]);
+        return;
+    }
+    __m256i W[8], A[8];
+    x8_iq4_codes(q, W, A);
+    for (size_t t = 0; t < nt; t++) {
+        const __m256i i32 = x8_iq4_isum(W, A, qs[t] + 32 * j, sc);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d8, _mm256_broadcast_ss(d[t] + j)), acc[t]);
+    }
+}
+
+/* IQ4_NL x8 decode for tokens 0..nt-1 (one: the one-token kernel, nt = 1): acc0 takes the
+ * even blocks, acc1 the odd ones. */
+static inline __attribute__((always_inline)) void x8_iq4_nl_run(size_t n, const void *w, size_t nt,
+                                                                const int8_t *const *qs, const float *const *d,
+                                                                float *out, size_t ldo, int one) {
+    const uint8_t *g = (const uint8_t *)w;
+    const __m256i ones = _mm256_set1_epi16(1);
+    const size_t nb = n / 32;
+    __m256 acc0[X8_MULTI_MAX], acc1[X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 1 < nb; j += 2, g += 2 * X8_BS) {
+        if (one) {
+            _mm_prefetch((const char *)g + 1024, _MM_HINT_T0);
+            _mm_prefetch((const char *)g + 1024 + 64, _MM_HINT_T0);
+            _mm_prefetch((const char *)g + 1024 + 128, _MM_HINT_T0);
+            _mm_prefetch((const char *)g + 1024 + 192, _MM_HINT_T0);
+            _mm_prefetch((const char *)g + 1024 + 256, _MM_HINT_T0);
+        }
+        x8_iq4_block(g + 16, g, ones, j, nt, qs, d, acc0, one);
+        x8_iq4_block(g + X8_BS + 16, g + X8_BS, ones, j + 1, nt, qs, d, acc1, one);
+    }
+    if (j < nb) x8_iq4_block(g + 16, g, ones, j, nt, qs, d, acc0, one);
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
+}
+
+/* IQ4_XS x8 decode, the same way: sub-block i of each super-block into acc0 (i even) or acc1. */
+static inline __attribute__((always_inline)) void x8_iq4_xs_run(size_t n, const void *w, size_t nt,
+                                                                const int8_t *const *qs, const float *const *d,
+                                                                float *out, size_t ldo, int one) {
+    const uint8_t *g = (const uint8_t *)w;
+    __m256 acc0[X8_MULTI_MAX], acc1[X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc0[t] = acc1[t] = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, g += X8_IQ4_XS_BS) {
+#pragma GCC unroll 4
+        for (int i = 0; i < 8; i += 2) {
+            if (one) {
+                const char *pf = (const char *)g + X8_IQ4_XS_BS + 136 * i;
+                _mm_prefetch(pf, _MM_HINT_T0);
+                _mm_prefetch(pf + 64, _MM_HINT_T0);
+                _mm_prefetch(pf + 128, _MM_HINT_T0);
+                _mm_prefetch(pf + 192, _MM_HINT_T0);
+                _mm_prefetch(pf + 256, _MM_HINT_T0);
+            }
+            x8_iq4_block(g + 64 + 128 * i, g, x8_iq4_xs_scales(g, i), 8 * sb + i, nt, qs, d, acc0, one);
+            x8_iq4_block(g + 64 + 128 * (i + 1), g, x8_iq4_xs_scales(g, i + 1), 8 * sb + i + 1, nt, qs, d, acc1,
+                         one);
+        }
+    }
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc0[t], acc1[t]));
+}
+
+void mk_vec_dot_x8_iq4_nl_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                   const int32_t *s, float *out) {
+    (void)s;
+    x8_iq4_nl_run(n, w, 1, &qs, &d, out, 8, 1);
+}
+
+void mk_vec_dot_x8_iq4_nl_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                         const float *const *d, const int32_t *const *s, float *out,
+                                         size_t ldo) {
+    (void)s;
+    x8_iq4_nl_run(n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, out, ldo, 0);
+}
+
+void mk_vec_dot_x8_iq4_xs_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                   const int32_t *s, float *out) {
+    (void)s;
+    x8_iq4_xs_run(n, w, 1, &qs, &d, out, 8, 1);
+}
+
+void mk_vec_dot_x8_iq4_xs_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                         const float *const *d, const int32_t *const *s, float *out,
+                                         size_t ldo) {
+    (void)s;
+    x8_iq4_xs_run(n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, out, ldo, 0);
+}
+
+/* ---- The x8 GEMMs (prefill): Q4_0, Q5_0, Q4_K, Q5_K, Q4_1, Q5_1, IQ4_NL, IQ4_XS ----
  * A vector holds 4 rows × 2 tokens (lanes 0-3: rows 4h..4h+3 of the group × token a, lanes
  * 4-7: the same rows × token b), so both operands of every vpmaddubsw come whole: the weights
  * as the group's half h repeated in both 128-bit halves (one vbroadcasti128 and a mask per
@@ -1878,7 +2067,39 @@ static inline __attribute__((always_inline)) __m256i xp_isum(const __m256i W[8],
     return _mm256_madd_epi16(_mm256_add_epi16(a, b), ones);
 }
 
-enum { XP_Q4_0, XP_Q5_0, XP_Q4_K, XP_Q5_K, XP_Q4_1, XP_Q5_1 };
+enum { XP_Q4_0, XP_Q5_0, XP_Q4_K, XP_Q5_K, XP_Q4_1, XP_Q5_1, XP_IQ4_NL, XP_IQ4_XS };
+
+/* IQ4 (signed values): Σ |v| × sign(v)·x for 4 rows × 2 tokens, each vpmaddubsw widened by its
+ * own vpmaddwd against sc (ones, or IQ4_XS's ls - 32 pairs of the half's rows). */
+static inline __attribute__((always_inline)) __m256i xp_isum_signed(const __m256i W[8], const __m256i A[8],
+                                                                    const __m256i *x, __m256i sc) {
+    __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+    for (int v = 0; v < 4; v++) {
+        p0 = _mm256_add_epi32(p0, _mm256_madd_epi16(_mm256_maddubs_epi16(A[v], _mm256_sign_epi8(x[v], W[v])), sc));
+        p1 = _mm256_add_epi32(
+            p1, _mm256_madd_epi16(_mm256_maddubs_epi16(A[v + 4], _mm256_sign_epi8(x[v + 4], W[v + 4])), sc));
+    }
+    return _mm256_add_epi32(p0, p1);
+}
+
+/* IQ4_NL / IQ4_XS block j's values and magnitudes for rows 4h..4h+3 (in both halves). */
+static inline __attribute__((always_inline)) void xp_iq4_codes(int ty, const uint8_t *g, size_t j, int h,
+                                                               __m256i W[8], __m256i A[8]) {
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i kv = _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113,
+                                        -127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+    const __m256i ka = _mm256_setr_epi8(127, 104, 83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113, 127, 104,
+                                        83, 65, 49, 35, 22, 10, 1, 13, 25, 38, 53, 69, 89, 113);
+    const uint8_t *q = ty == XP_IQ4_XS ? g + 64 + 128 * (j % 8) : g + 16;
+    for (int v = 0; v < 4; v++) {
+        const __m256i raw = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(q + 32 * v + 16 * h)));
+        const __m256i lo = _mm256_and_si256(raw, m4), hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+        W[v] = _mm256_shuffle_epi8(kv, lo);
+        A[v] = _mm256_shuffle_epi8(ka, lo);
+        W[v + 4] = _mm256_shuffle_epi8(kv, hi);
+        A[v + 4] = _mm256_shuffle_epi8(ka, hi);
+    }
+}
 
 /* Q5_K: the fifth bits of sub-block i (rows 4h..4h+3 in both halves) into the 8 code vectors:
  * bit i of qh vector v's bytes to bit 4 (one shift by a count known per block), mask, or. */
@@ -1927,12 +2148,13 @@ static inline __attribute__((always_inline)) void xp_gemm(int ty, size_t n, size
                                                           const int32_t *s, float *out, size_t ldo) {
     const size_t nb = n / 32;
     /* bytes per group and block (Q4_K: per super-block, 8 blocks) */
-    const size_t gbytes = ty == XP_Q4_0   ? nb * X8_BS
-                        : ty == XP_Q5_0 ? nb * X8_Q5_0_BS
-                        : ty == XP_Q4_1 ? nb * X8_Q4_1_BS
-                        : ty == XP_Q5_1 ? nb * X8_Q5_1_BS
-                        : ty == XP_Q5_K ? n / 256 * X8_Q5_K_BS
-                                        : n / 256 * X8K_BS;
+    const size_t gbytes = ty == XP_Q4_0 || ty == XP_IQ4_NL ? nb * X8_BS
+                        : ty == XP_Q5_0                    ? nb * X8_Q5_0_BS
+                        : ty == XP_Q4_1                    ? nb * X8_Q4_1_BS
+                        : ty == XP_Q5_1                    ? nb * X8_Q5_1_BS
+                        : ty == XP_Q5_K                    ? n / 256 * X8_Q5_K_BS
+                        : ty == XP_IQ4_XS                  ? n / 256 * X8_IQ4_XS_BS
+                                                           : n / 256 * X8K_BS;
     const int lmin = ty == XP_Q4_1 || ty == XP_Q5_1; /* Q4_1 / Q5_1: d_x·(d·Σqx + m·Σx), Σx in T.ds */
     const int kq = ty == XP_Q4_K || ty == XP_Q5_K, wide = ty == XP_Q5_0 || ty == XP_Q5_1 || ty == XP_Q5_K;
     xp_tile T;
@@ -1953,16 +2175,18 @@ static inline __attribute__((always_inline)) void xp_gemm(int ty, size_t n, size
                     const uint8_t *grp = (const uint8_t *)w + (g0 + gg) * gbytes;
                     for (size_t jj = 0; jj < jn; jj++) {
                         const size_t j = j0 + jj;
-                        const uint8_t *g = ty == XP_Q4_0   ? grp + j * X8_BS
-                                         : ty == XP_Q5_0 ? grp + j * X8_Q5_0_BS
-                                         : ty == XP_Q4_1 ? grp + j * X8_Q4_1_BS
-                                         : ty == XP_Q5_1 ? grp + j * X8_Q5_1_BS
-                                         : ty == XP_Q5_K ? grp + j / 8 * X8_Q5_K_BS
-                                                         : grp + j / 8 * X8K_BS;
+                        const uint8_t *g = ty == XP_Q4_0 || ty == XP_IQ4_NL ? grp + j * X8_BS
+                                         : ty == XP_Q5_0                    ? grp + j * X8_Q5_0_BS
+                                         : ty == XP_Q4_1                    ? grp + j * X8_Q4_1_BS
+                                         : ty == XP_Q5_1                    ? grp + j * X8_Q5_1_BS
+                                         : ty == XP_Q5_K                    ? grp + j / 8 * X8_Q5_K_BS
+                                         : ty == XP_IQ4_XS                  ? grp + j / 8 * X8_IQ4_XS_BS
+                                                                            : grp + j / 8 * X8K_BS;
                         /* the next group's weights for this block */
-                        const char *pf = ty == XP_Q4_K   ? (const char *)g + gbytes + 144 * (j % 8)
-                                       : ty == XP_Q5_K ? (const char *)g + gbytes + 176 * (j % 8)
-                                                       : (const char *)g + gbytes;
+                        const char *pf = ty == XP_Q4_K    ? (const char *)g + gbytes + 144 * (j % 8)
+                                       : ty == XP_Q5_K    ? (const char *)g + gbytes + 176 * (j % 8)
+                                       : ty == XP_IQ4_XS ? (const char *)g + gbytes + 136 * (j % 8)
+                                                         : (const char *)g + gbytes;
                         _mm_prefetch(pf, _MM_HINT_T0);
                         _mm_prefetch(pf + 64, _MM_HINT_T0);
                         _mm_prefetch(pf + 128, _MM_HINT_T0);
@@ -1973,6 +2197,23 @@ static inline __attribute__((always_inline)) void xp_gemm(int ty, size_t n, size
                         else
                             f8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
                         if (lmin) m8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+                        if (ty == XP_IQ4_NL || ty == XP_IQ4_XS) {
+                            const __m256i sc8 =
+                                ty == XP_IQ4_XS ? x8_iq4_xs_scales(g, (int)(j % 8)) : _mm256_set1_epi16(1);
+                            for (int h = 0; h < 2; h++) {
+                                __m256i W[8], A[8];
+                                xp_iq4_codes(ty, g, j, h, W, A);
+                                const __m256i sc = h ? _mm256_permute2x128_si256(sc8, sc8, 0x11)
+                                                     : _mm256_permute2x128_si256(sc8, sc8, 0x00);
+                                const __m256 f = xp_half_ps(f8, h);
+                                __m256 *acc = park[gg][h];
+                                for (size_t p = 0; p < np; p++) {
+                                    const __m256i isum = xp_isum_signed(W, A, T.x[jj][p], sc);
+                                    acc[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(f, T.d[jj][p]), acc[p]);
+                                }
+                            }
+                            continue;
+                        }
                         __m256i V[8];
                         if (ty == XP_Q5_0) xp_codes(ty, g, j, -1, V);
                         if (ty == XP_Q5_1) x8_q5_0_codes(g + 16, V);
@@ -2044,6 +2285,16 @@ void mk_gemm_x8_q5_1_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
 void mk_gemm_x8_q5_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
                               const float *d, const int32_t *s, float *out, size_t ldo) {
     xp_gemm(XP_Q5_K, n, ngroups, w, ntok, qs, d, s, out, ldo);
+}
+
+void mk_gemm_x8_iq4_nl_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                                const float *d, const int32_t *s, float *out, size_t ldo) {
+    xp_gemm(XP_IQ4_NL, n, ngroups, w, ntok, qs, d, s, out, ldo);
+}
+
+void mk_gemm_x8_iq4_xs_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                                const float *d, const int32_t *s, float *out, size_t ldo) {
+    xp_gemm(XP_IQ4_XS, n, ngroups, w, ntok, qs, d, s, out, ldo);
 }
 
 /* ---- Q6_K interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----

@@ -19,7 +19,7 @@ pub struct KernelSet {
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
     /// activations then also carry the q8g arrays ([`super::Q8Acts::group`]).
     pub(super) q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
-    /// Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1 and Q5_1 interleaved by eight rows (decode, GEMM), where the
+    /// Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL and IQ4_XS interleaved by eight rows (decode, GEMM), where the
     /// set is faster on that layout than on the file's: the loader then interleaves those
     /// weights (src/tensor/interleave.rs).
     pub(super) x8: X8Kernels,
@@ -46,6 +46,8 @@ impl KernelSet {
             DType::Q6_K => self.x8.q6_k_multi,
             DType::Q4_1 => self.x8.q4_1_multi,
             DType::Q5_1 => self.x8.q5_1_multi,
+            DType::IQ4_NL => self.x8.iq4_nl_multi,
+            DType::IQ4_XS => self.x8.iq4_xs_multi,
             _ => None,
         }
     }
@@ -60,6 +62,8 @@ impl KernelSet {
             DType::Q6_K => self.x8.q6_k,
             DType::Q4_1 => self.x8.q4_1,
             DType::Q5_1 => self.x8.q5_1,
+            DType::IQ4_NL => self.x8.iq4_nl,
+            DType::IQ4_XS => self.x8.iq4_xs,
             _ => None,
         }
     }
@@ -79,6 +83,8 @@ pub(super) struct X8Kernels {
     pub q4_k: Option<(DotX8, GemmX8)>,
     pub q5_k: Option<(DotX8, GemmX8)>,
     pub q6_k: Option<(DotX8, GemmX8)>,
+    pub iq4_nl: Option<(DotX8, GemmX8)>,
+    pub iq4_xs: Option<(DotX8, GemmX8)>,
     /// The decode kernels for a few tokens at once, bit-identical to one at a time.
     pub q4_0_multi: Option<DotX8Multi>,
     pub q5_0_multi: Option<DotX8Multi>,
@@ -89,6 +95,8 @@ pub(super) struct X8Kernels {
     pub q5_1: Option<(DotX8, GemmX8)>,
     pub q4_1_multi: Option<DotX8Multi>,
     pub q5_1_multi: Option<DotX8Multi>,
+    pub iq4_nl_multi: Option<DotX8Multi>,
+    pub iq4_xs_multi: Option<DotX8Multi>,
 }
 
 /// The portable C kernels, which every other set falls back to type by type.
@@ -104,6 +112,8 @@ pub fn generic() -> &'static KernelSet {
             q4_k: None,
             q5_k: None,
             q6_k: None,
+            iq4_nl: None,
+            iq4_xs: None,
             q4_0_multi: None,
             q5_0_multi: None,
             q4_k_multi: None,
@@ -113,6 +123,8 @@ pub fn generic() -> &'static KernelSet {
             q5_1: None,
             q4_1_multi: None,
             q5_1_multi: None,
+            iq4_nl_multi: None,
+            iq4_xs_multi: None,
         },
         mla: MLA_GENERIC,
         float: FLOAT_GENERIC,
@@ -246,6 +258,16 @@ pub fn available() -> Vec<KernelSet> {
                     q5_1: Some((b::mk_vec_dot_x8_q5_1_q8a_avx2, b::mk_gemm_x8_q5_1_q8a_avx2)),
                     q4_1_multi: Some(b::mk_vec_dot_x8_q4_1_q8a_multi_avx2),
                     q5_1_multi: Some(b::mk_vec_dot_x8_q5_1_q8a_multi_avx2),
+                    iq4_nl: Some((
+                        b::mk_vec_dot_x8_iq4_nl_q8a_avx2,
+                        b::mk_gemm_x8_iq4_nl_q8a_avx2,
+                    )),
+                    iq4_xs: Some((
+                        b::mk_vec_dot_x8_iq4_xs_q8a_avx2,
+                        b::mk_gemm_x8_iq4_xs_q8a_avx2,
+                    )),
+                    iq4_nl_multi: Some(b::mk_vec_dot_x8_iq4_nl_q8a_multi_avx2),
+                    iq4_xs_multi: Some(b::mk_vec_dot_x8_iq4_xs_q8a_multi_avx2),
                 },
                 ..generic
             };

@@ -1,16 +1,16 @@
 //! Weights interleaved by eight rows ("x8"): the layouts the AVX2 decode and prefill kernels
 //! read fastest (`mk_vec_dot_x8_*_q8a_avx2`, `mk_gemm_x8_*_q8a_avx2`), for Q4_0, Q5_0, Q4_K,
-//! Q5_K, Q6_K, Q4_1 and Q5_1.
+//! Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL and IQ4_XS.
 //!
-//! A group of 8 rows takes exactly the bytes of its 8 rows, block by block (Q4_0: 8 × 18 bytes
-//! per 32 elements; Q5_0: 8 × 22; Q4_K: 8 × 144 per 256; Q6_K: 8 × 210; Q4_1: 8 × 20; Q5_1:
-//! 8 × 24), so byte offsets of whole groups, and of sub-views
+//! A group of 8 rows takes exactly the bytes of its 8 rows, block by block (Q4_0 and IQ4_NL: 8 ×
+//! 18 bytes per 32 elements; Q5_0: 8 × 22; Q4_1: 8 × 20; Q5_1: 8 × 24; Q4_K: 8 × 144 per 256;
+//! Q5_K: 8 × 176; Q6_K: 8 × 210; IQ4_XS: 8 × 136), so byte offsets of whole groups, and of sub-views
 //! that start and end on a group, are the same as in the file's layout. Within a block, the
 //! rows' nibble bytes are dealt out 4 at a time, so that one 32-byte vector holds bytes
 //! 4v..4v+3 of every row (row r at 4r..4r+3) and the kernel computes 8 rows per pass with one
 //! row per 32-bit lane and no horizontal sums:
 //! - Q4_0, per block (144 bytes): the 8 rows' f16 scales, then four vectors (v = 0..3 of the
-//!   rows' 16 nibble bytes);
+//!   rows' 16 nibble bytes); IQ4_NL (the same block with codebook nibbles) the same;
 //! - Q4_K, per super-block (1152 bytes): the rows' d (16 bytes), their dmin (16), the 6-bit
 //!   scales and mins as `A[8i + r] = sc | (m >> 4) << 6` (64) and `B[4i + r/2]` nibble `r % 2` =
 //!   `m & 15` (32) for sub-block i, then for each 32-byte chunk c of nibbles (sub-blocks 2c low,
@@ -32,6 +32,11 @@
 //!   nibble vectors of Q4_0;
 //! - Q5_1, per block (192 bytes): the rows' d (16 bytes), their m (16), then the fifth bits (32)
 //!   and the four nibble vectors exactly as Q5_0's bytes 16..176.
+//! - IQ4_XS, per super-block (1088 bytes): the rows' d (16 bytes), the low 4 bits of the 6-bit
+//!   sub-block scales as `L[4i + r/2]` nibble `r % 2` (32), their high 2 bits as `H[2i + r/4]`
+//!   bits `2(r % 4)`.. (16) for sub-block i (one 32-bit and one 16-bit load, a variable shift
+//!   and a mask each give sub-block i's 8 scales one per lane), then per sub-block i (128 bytes
+//!   at 64 + 128i) its nibbles as the four vectors of Q4_0 (v = bytes 4v..4v+3 of the rows' 16).
 //!
 //! The model loader writes them (see [`crate::model::ModelParams::keep_file_layout`]).
 
@@ -51,6 +56,8 @@ pub fn has_layout(dtype: DType) -> bool {
             | DType::Q6_K
             | DType::Q4_1
             | DType::Q5_1
+            | DType::IQ4_NL
+            | DType::IQ4_XS
     )
 }
 
@@ -94,7 +101,7 @@ pub fn deinterleave(dtype: DType, cols: usize, src: &[u8]) -> Vec<u8> {
 /// Row `r` (0..8) of one interleaved group in the file's layout (`out`: one row's bytes).
 pub fn deinterleave_row(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
     match dtype {
-        DType::Q4_0 => {
+        DType::Q4_0 | DType::IQ4_NL => {
             for (blk, b) in group.chunks_exact(144).zip(out.chunks_exact_mut(18)) {
                 b[..2].copy_from_slice(&blk[2 * r..2 * r + 2]);
                 for v in 0..4 {
@@ -166,6 +173,23 @@ pub fn deinterleave_row(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
             }
         }
         DType::Q4_1 | DType::Q5_1 => deinterleave_row_q4_1_q5_1(dtype, group, r, out),
+        DType::IQ4_XS => {
+            for (blk, b) in group.chunks_exact(1088).zip(out.chunks_exact_mut(136)) {
+                b[..2].copy_from_slice(&blk[2 * r..2 * r + 2]);
+                let (mut h, mut l) = (0u16, [0u8; 4]);
+                for i in 0..8 {
+                    let lo = blk[16 + 4 * i + r / 2] >> (4 * (r % 2)) & 15;
+                    let hi = blk[48 + 2 * i + r / 4] >> (2 * (r % 4)) & 3;
+                    l[i / 2] |= lo << (4 * (i % 2));
+                    h |= u16::from(hi) << (2 * i);
+                }
+                b[2..4].copy_from_slice(&h.to_le_bytes());
+                b[4..8].copy_from_slice(&l);
+                for (x8, at) in iq4_xs_pieces(r) {
+                    b[at..at + 4].copy_from_slice(&blk[x8..x8 + 4]);
+                }
+            }
+        }
         _ => unreachable!("no interleaved layout for {}", dtype.name()),
     }
 }
@@ -211,10 +235,17 @@ fn q6_k_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
     })
 }
 
+/// IQ4_XS: row r's 4-byte pieces of nibbles as (offset in the interleaved super-block, offset
+/// in the row's own 136 bytes): per sub-block i the four vectors of Q4_0 x8.
+fn iq4_xs_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..8)
+        .flat_map(move |i| (0..4).map(move |v| (64 + 128 * i + 32 * v + 4 * r, 8 + 16 * i + 4 * v)))
+}
+
 /// Writes row `r`'s bytes (`row`, the file's layout) into its place in group `dst`.
 fn put_row(dtype: DType, row: &[u8], r: usize, dst: &mut [u8]) {
     match dtype {
-        DType::Q4_0 => {
+        DType::Q4_0 | DType::IQ4_NL => {
             for (b, blk) in row.chunks_exact(18).zip(dst.chunks_exact_mut(144)) {
                 blk[2 * r..2 * r + 2].copy_from_slice(&b[..2]);
                 for v in 0..4 {
@@ -301,6 +332,23 @@ fn put_row(dtype: DType, row: &[u8], r: usize, dst: &mut [u8]) {
                 }
             }
         }
+        DType::IQ4_XS => {
+            for (b, blk) in row.chunks_exact(136).zip(dst.chunks_exact_mut(1088)) {
+                blk[2 * r..2 * r + 2].copy_from_slice(&b[..2]);
+                let h = u16::from_le_bytes([b[2], b[3]]);
+                for i in 0..8 {
+                    let lo = b[4 + i / 2] >> (4 * (i % 2)) & 15;
+                    let hi = (h >> (2 * i) & 3) as u8;
+                    let l = &mut blk[16 + 4 * i + r / 2];
+                    *l = (*l & !(15 << (4 * (r % 2)))) | lo << (4 * (r % 2));
+                    let hb = &mut blk[48 + 2 * i + r / 4];
+                    *hb = (*hb & !(3 << (2 * (r % 4)))) | hi << (2 * (r % 4));
+                }
+                for (x8, at) in iq4_xs_pieces(r) {
+                    blk[x8..x8 + 4].copy_from_slice(&b[at..at + 4]);
+                }
+            }
+        }
         _ => unreachable!("no interleaved layout for {}", dtype.name()),
     }
 }
@@ -340,6 +388,8 @@ mod tests {
             (DType::Q6_K, 512),
             (DType::Q4_1, 96),
             (DType::Q5_1, 96),
+            (DType::IQ4_NL, 96),
+            (DType::IQ4_XS, 512),
         ] {
             let rb = dtype.bytes_for(cols).unwrap();
             let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
@@ -435,6 +485,21 @@ mod tests {
                 assert_eq!(blk[1152 + 32 * v + 24 + k], row[16 + 4 * v + k]);
             }
         }
+        // IQ4_XS, group 1, super-block 1, row 5: d, sub-block 3's scale (low 4 bits at nibble 1
+        // of L[12 + 2], high 2 bits at bits 2..4 of H[6 + 1]), nibble bytes 4..8 of sub-block 6.
+        let (cols, rb) = (512, 272);
+        let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
+        let x8 = interleave(DType::IQ4_XS, cols, &src).unwrap();
+        let blk = &x8[8 * rb + 1088..][..1088];
+        let row = &src[13 * rb + 136..][..136];
+        assert_eq!(&blk[10..12], &row[..2]);
+        let ls = super::super::iq4::xs_scale(row, 3) as u8;
+        assert_eq!(blk[16 + 14] >> 4, ls & 15);
+        assert_eq!(blk[48 + 7] >> 2 & 3, ls >> 4);
+        assert_eq!(
+            &blk[64 + 128 * 6 + 32 + 20..64 + 128 * 6 + 32 + 24],
+            &row[8 + 96 + 4..8 + 96 + 8]
+        );
     }
 
     #[test]
