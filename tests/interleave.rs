@@ -36,6 +36,7 @@ fn interleaved_q4_0_matches_file_layout() {
         ("v2_lite", DType::Q5_1),
         ("v2_lite", DType::IQ4_NL),
         ("kq", DType::IQ4_XS),
+        ("kq", DType::Q2_K),
     ] {
         let wants = moela::kernels::active().wants_x8(dtype);
         let gguf = dir.join(format!("{name}-{}.gguf", dtype.name()));

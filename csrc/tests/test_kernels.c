@@ -817,6 +817,7 @@ static void test_x8_q5_0_q6_k(int available, int *passed, int *failed);
 static void test_x8_iq4(int available, int *passed, int *failed);
 static void test_x8_multi(int available, int *passed, int *failed);
 static void test_x8_q4_1_q5_1(int available, int *passed, int *failed);
+static void test_x8_q2_k(int available, int *passed, int *failed);
 #endif
 
 int main(void) {
@@ -932,6 +933,7 @@ int main(void) {
     test_x8_iq4(ks[0].available, &passed, &failed);
     test_x8_multi(ks[0].available, &passed, &failed);
     test_x8_q4_1_q5_1(ks[0].available, &passed, &failed);
+    test_x8_q2_k(ks[0].available, &passed, &failed);
     struct float_kernel fk[] = {
         {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
          {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},
@@ -1846,5 +1848,120 @@ static void test_x8_q4_1_q5_1(int available, int *passed, int *failed) {
             free(x), free(d), free(qs), free(s), free(w), free(x8), free(wm), free(got);
         }
     printf("kernel avx2 q4_1/q5_1 x8: tested\n");
+}
+
+/* Q2_K (84-byte super-blocks) interleaved by eight rows as the loader does (layout in
+ * csrc/x86/avx2.c): per super-block the rows' d, dmin, scale/min byte pairs per activation block,
+ * then per half the code bytes as 4-bytes-per-row vectors. */
+static void x8_interleave_q2_k(size_t ng, size_t rb, const uint8_t *rows, uint8_t *x8) {
+    for (size_t g = 0; g < ng; g++)
+        for (size_t j = 0; j < rb / 84; j++) {
+            uint8_t *dst = x8 + g * 8 * rb + j * 672;
+            for (int r = 0; r < 8; r++) {
+                const uint8_t *b = rows + (8 * g + r) * rb + 84 * j;
+                memcpy(dst + 2 * r, b + 80, 2);
+                memcpy(dst + 16 + 2 * r, b + 82, 2);
+                for (int i = 0; i < 8; i++) memcpy(dst + 32 + 16 * i + 2 * r, b + 2 * i, 2);
+                for (int h = 0; h < 2; h++)
+                    for (int v = 0; v < 8; v++) memcpy(dst + 160 + 256 * h + 32 * v + 4 * r, b + 16 + 32 * h + 4 * v, 4);
+            }
+        }
+}
+
+/* Q2_K interleaved by eight rows against the generic one-row kernel on the original rows
+ * (decode per token and GEMM; 1..5 super-blocks, 1..3 groups, 1..65 tokens, scales 1e-6..3e4,
+ * bound 1e-5 · Σ|d·sc·3 + dmin·m|·|x|), and the multi-token kernel against the one-token one
+ * (memcmp, 1..8 tokens). */
+static void test_x8_q2_k(int available, int *passed, int *failed) {
+    if (!available) {
+        printf("kernel avx2 q2_k x8: not on this CPU\n");
+        return;
+    }
+    const size_t tok_counts[] = {1, 4, 5, 64, 65}, units_list[] = {1, 2, 5};
+    const float scales[] = {1.0f, 1e-6f, 3e4f};
+    const size_t maxt = 65, maxg = 3;
+    for (size_t ui = 0; ui < 3; ui++) {
+        const size_t units = units_list[ui], n = 256 * units, blocks = n / 32, rb = 84 * units;
+        float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
+        int8_t *qs = malloc(maxt * n);
+        int32_t *s = malloc(maxt * blocks * sizeof *s);
+        uint8_t *w = malloc(8 * maxg * rb), *x8 = malloc(8 * maxg * rb);
+        float *wm = malloc(8 * maxg * n * sizeof *wm);
+        float *got = malloc(maxt * (8 * maxg + 1) * sizeof *got);
+        for (int si = 0; si < 3; si++) {
+            for (size_t r = 0; r < 8 * maxg; r++)
+                for (size_t sb = 0; sb < units; sb++) {
+                    uint8_t *b = w + r * rb + 84 * sb;
+                    for (int i = 0; i < 84; i++) {
+                        frand();
+                        b[i] = (uint8_t)(rng >> 24);
+                    }
+                    if (sb == 0 && r == 0) b[0] = b[1] = 0xff; /* scale and min 15 */
+                    const uint16_t dh = f32_to_f16_bits(frand() * scales[si] / 15.0f);
+                    const uint16_t mh = f32_to_f16_bits(frand() * scales[si] / 15.0f);
+                    memcpy(b + 80, &dh, 2);
+                    memcpy(b + 82, &mh, 2);
+                    const float df = fabsf(mk_f16_to_f32(dh)), mf = fabsf(mk_f16_to_f32(mh));
+                    for (int e = 0; e < 256; e++)
+                        wm[r * n + 256 * sb + e] = df * (float)(b[e / 16] & 15) * 3.0f + mf * (float)(b[e / 16] >> 4);
+                }
+            for (size_t t = 0; t < maxt; t++) {
+                for (size_t i = 0; i < n; i++) x[t * n + i] = frand() * scales[si];
+                mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
+            }
+            x8_interleave_q2_k(maxg, rb, w, x8);
+            for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++)
+                for (size_t ng = 1; ng <= maxg; ng++) {
+                    const size_t ntok = tok_counts[ti], nrows = 8 * ng, ldo = nrows + 1;
+                    int bad = 0;
+                    for (int pass = 0; pass < 2; pass++) { /* 0: decode per token, 1: GEMM */
+                        for (size_t i = 0; i < maxt * (8 * maxg + 1); i++) got[i] = -7.0f;
+                        if (pass == 0)
+                            for (size_t t = 0; t < ntok; t++)
+                                for (size_t g = 0; g < ng; g++)
+                                    mk_vec_dot_x8_q2_k_q8a_avx2(n, x8 + g * 8 * rb, qs + t * n, d + t * blocks,
+                                                                s + t * blocks, got + t * ldo + 8 * g);
+                        else
+                            mk_gemm_x8_q2_k_q8a_avx2(n, ng, x8, ntok, qs, d, s, got, ldo);
+                        for (size_t t = 0; t < ntok; t++) {
+                            for (size_t r = 0; r < nrows; r++) {
+                                const float gv = got[t * ldo + r];
+                                const float want = mk_vec_dot_q2_k_q8a_generic(n, w + r * rb, qs + t * n,
+                                                                               d + t * blocks, s + t * blocks);
+                                float mag = 0;
+                                for (size_t i = 0; i < n; i++)
+                                    mag += wm[r * n + i] * fabsf(d[t * blocks + i / 32] * qs[t * n + i]);
+                                const int ok = fabsf(gv - want) <= 1e-5f * mag + 1e-30f;
+                                if (!ok && !bad)
+                                    printf("FAIL avx2 x8 %s q2_k n=%zu groups=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
+                                           pass ? "gemm" : "decode", n, ng, ntok, r, t, scales[si], gv, want);
+                                bad += !ok;
+                            }
+                            bad += got[t * ldo + nrows] != -7.0f;
+                        }
+                    }
+                    *passed += !bad;
+                    *failed += !!bad;
+                }
+            for (size_t g = 0; g < maxg; g++) {
+                const int8_t *qp[8];
+                const float *dp[8];
+                const int32_t *sp[8];
+                for (int t = 0; t < 8; t++) qp[t] = qs + t * n, dp[t] = d + t * blocks, sp[t] = s + t * blocks;
+                for (size_t ntok = 1; ntok <= 8; ntok++) {
+                    float one[8 * 8], multi[8 * 8];
+                    for (size_t t = 0; t < ntok; t++)
+                        mk_vec_dot_x8_q2_k_q8a_avx2(n, x8 + g * 8 * rb, qp[t], dp[t], sp[t], one + 8 * t);
+                    mk_vec_dot_x8_q2_k_q8a_multi_avx2(n, x8 + g * 8 * rb, ntok, qp, dp, sp, multi, 8);
+                    const int ok = memcmp(one, multi, 8 * ntok * sizeof(float)) == 0;
+                    *passed += ok;
+                    *failed += !ok;
+                    if (!ok) printf("FAIL avx2 x8 multi q2_k n=%zu ntok=%zu\n", n, ntok);
+                }
+            }
+        }
+        free(x), free(d), free(qs), free(s), free(w), free(x8), free(wm), free(got);
+    }
+    printf("kernel avx2 q2_k x8: tested\n");
 }
 #endif

@@ -2485,3 +2485,159 @@ void mk_gemm_x8_q6_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
         }
     }
 }
+
+/* ---- Q2_K interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----
+ * Per group of 8 rows and per 256-element super-block, 672 bytes (the 8 rows' own 8 × 84):
+ *   [0, 16)     the rows' d (f16);
+ *   [16, 32)    their dmin (f16);
+ *   [32, 160)   the scale/min bytes, for activation block j at 32 + 16j: row r's bytes 2j and
+ *               2j+1 (sub-blocks 2j, 2j+1: low nibble scale, high nibble min) at 2r, 2r+1, so
+ *               one 16-byte load and vpmovzxbw give one int16 pair per row;
+ *   [160, 672)  per half h (128 elements) 256 bytes at 160 + 256h: the rows' code bytes
+ *               32h..32h+31 as eight vectors, v = bytes 4v..4v+3 of each row's 32.
+ * Activation block j = 4h + l takes bits 2l, 2l+1 of half h's vectors: code vector v holds
+ * elements 4v..4v+3 of the block (codes 0..3, eight x products ≤ 8·3·128 sum in int16). Per
+ * block and row, in int32 (exact): isq = sc_a·Σ_a q·x + sc_b·Σ_b q·x (one vpmaddwd per
+ * 16-element half) and ism = m_a·Σ_a x + m_b·Σ_b x (one vpmaddwd against the activations'
+ * Σ_16 x pair, shared by the rows), then dx · (d·isq - dmin·ism) as the file-layout kernels. */
+#define X8_Q2_K_BS 672
+
+/* Block 4h + l's code vectors (l a constant where this is inlined: the shift is an immediate). */
+static inline __attribute__((always_inline)) void x8_q2_k_codes(const uint8_t *g, int h, int l, __m256i V[8]) {
+    const __m256i m3 = _mm256_set1_epi8(3);
+    const uint8_t *q = g + 160 + 256 * h;
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) {
+        const __m256i c = _mm256_loadu_si256((const __m256i *)(q + 32 * v));
+        V[v] = _mm256_and_si256(l == 0 ? c : _mm256_srli_epi16(c, 2 * l), m3);
+    }
+}
+
+/* Block j's scales (sa: sc_a in both int16 of each row lane, sb: sc_b) and mins as (m_a, m_b)
+ * int16 pairs. */
+static inline __attribute__((always_inline)) void x8_q2_k_scales(const uint8_t *g, size_t j, __m256i *sa,
+                                                                 __m256i *sb, __m256i *mab) {
+    const __m256i dup_a = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5,
+                                           8, 9, 8, 9, 12, 13, 12, 13);
+    const __m256i dup_b = _mm256_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15, 2, 3, 2, 3, 6, 7,
+                                           6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
+    const __m256i sm = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 32 + 16 * j)));
+    const __m256i sab = _mm256_and_si256(sm, _mm256_set1_epi16(0x0f));
+    *sa = _mm256_shuffle_epi8(sab, dup_a);
+    *sb = _mm256_shuffle_epi8(sab, dup_b);
+    *mab = _mm256_srli_epi16(sm, 4);
+}
+
+/* One block's d·isq - dmin·ism per row lane for the activations x (s: their code sum). */
+static inline __attribute__((always_inline)) __m256 x8_q2_k_block(const __m256i V[8], __m256i sa, __m256i sb,
+                                                                  __m256i mab, __m256 d8, __m256 dmin8,
+                                                                  const int8_t *x, int32_t s) {
+    __m256i pa = _mm256_setzero_si256(), pb = _mm256_setzero_si256();
+#pragma GCC unroll 4
+    for (int v = 0; v < 4; v++) {
+        int32_t a, b;
+        memcpy(&a, x + 4 * v, 4);
+        memcpy(&b, x + 16 + 4 * v, 4);
+        pa = _mm256_add_epi16(pa, _mm256_maddubs_epi16(V[v], _mm256_set1_epi32(a)));
+        pb = _mm256_add_epi16(pb, _mm256_maddubs_epi16(V[v + 4], _mm256_set1_epi32(b)));
+    }
+    const __m256i isq = _mm256_add_epi32(_mm256_madd_epi16(pa, sa), _mm256_madd_epi16(pb, sb));
+    const __m256i ism = _mm256_madd_epi16(mab, _mm256_set1_epi32(x8_q6_k_xpair(x, s)));
+    return _mm256_fmsub_ps(d8, _mm256_cvtepi32_ps(isq), _mm256_mul_ps(dmin8, _mm256_cvtepi32_ps(ism)));
+}
+
+/* Decode of block 4h + l (l constant) for tokens 0..nt-1 (nt = 1: the one-token kernel): the
+ * same float operations per token in every caller, so the multi-token results are the
+ * one-token kernel's bits. acc[0][t] takes the even blocks, acc[1][t] the odd ones. */
+static inline __attribute__((always_inline)) void x8_q2_k_dec(const uint8_t *g, int h, int l, size_t j, __m256 d8,
+                                                              __m256 dmin8, size_t nt, const int8_t *const *qs,
+                                                              const float *const *d, const int32_t *const *s,
+                                                              __m256 acc[2][X8_MULTI_MAX], int prefetch) {
+    if (prefetch) {
+        const char *pf = (const char *)g + X8_Q2_K_BS + 84 * (4 * h + l);
+        _mm_prefetch(pf, _MM_HINT_T0);
+        _mm_prefetch(pf + 64, _MM_HINT_T0);
+    }
+    __m256i V[8], sa, sb, mab;
+    x8_q2_k_codes(g, h, l, V);
+    x8_q2_k_scales(g, (size_t)(4 * h + l), &sa, &sb, &mab);
+    for (size_t t = 0; t < nt; t++) {
+        const __m256 f = x8_q2_k_block(V, sa, sb, mab, d8, dmin8, qs[t] + 32 * j, s[t][j]);
+        acc[l & 1][t] = _mm256_fmadd_ps(f, _mm256_broadcast_ss(d[t] + j), acc[l & 1][t]);
+    }
+}
+
+static inline __attribute__((always_inline)) void x8_q2_k_run(size_t n, const void *w, size_t nt,
+                                                              const int8_t *const *qs, const float *const *d,
+                                                              const int32_t *const *s, float *out, size_t ldo,
+                                                              int prefetch) {
+    const uint8_t *g = (const uint8_t *)w;
+    __m256 acc[2][X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, g += X8_Q2_K_BS) {
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+        const __m256 dmin8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+        for (int h = 0; h < 2; h++) {
+            const size_t j = 8 * sb + 4 * (size_t)h;
+            x8_q2_k_dec(g, h, 0, j, d8, dmin8, nt, qs, d, s, acc, prefetch);
+            x8_q2_k_dec(g, h, 1, j + 1, d8, dmin8, nt, qs, d, s, acc, prefetch);
+            x8_q2_k_dec(g, h, 2, j + 2, d8, dmin8, nt, qs, d, s, acc, prefetch);
+            x8_q2_k_dec(g, h, 3, j + 3, d8, dmin8, nt, qs, d, s, acc, prefetch);
+        }
+    }
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc[0][t], acc[1][t]));
+}
+
+void mk_vec_dot_x8_q2_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    x8_q2_k_run(n, w, 1, &qs, &d, &s, out, 8, 1);
+}
+
+void mk_vec_dot_x8_q2_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo) {
+    x8_q2_k_run(n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, s, out, ldo, 0);
+}
+
+/* GEMM: block 4h + l (l constant) of one group against the tokens of one slice, the codes and
+ * scales unpacked once for up to 64 tokens, each token's block as in the decode kernels (the
+ * same integer sums and the same float operations per block; one accumulator per token). */
+static inline __attribute__((always_inline)) void x8_q2_k_gemm_block(const uint8_t *g, int h, int l, size_t j,
+                                                                     size_t n, size_t nb, size_t t0, size_t tn,
+                                                                     const int8_t *qs, const float *d,
+                                                                     const int32_t *s, __m256 *acc) {
+    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+    const __m256 dmin8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+    __m256i V[8], sa, sb, mab;
+    x8_q2_k_codes(g, h, l, V);
+    x8_q2_k_scales(g, (size_t)(4 * h + l), &sa, &sb, &mab);
+    for (size_t t = 0; t < tn; t++) {
+        const size_t tt = t0 + t;
+        const __m256 f = x8_q2_k_block(V, sa, sb, mab, d8, dmin8, qs + tt * n + 32 * j, s[tt * nb + j]);
+        acc[t] = _mm256_fmadd_ps(f, _mm256_broadcast_ss(d + tt * nb + j), acc[t]);
+    }
+}
+
+void mk_gemm_x8_q2_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo) {
+    const size_t nb = n / 32;
+    __m256 acc[GEMM_TOK];
+    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
+        const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
+        for (size_t gi = 0; gi < ngroups; gi++) {
+            const uint8_t *grp = (const uint8_t *)w + gi * (n / 256) * X8_Q2_K_BS;
+            for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
+            for (size_t sb = 0; sb < n / 256; sb++) {
+                const uint8_t *g = grp + sb * X8_Q2_K_BS;
+                for (int h = 0; h < 2; h++) {
+                    const size_t j = 8 * sb + 4 * (size_t)h;
+                    x8_q2_k_gemm_block(g, h, 0, j, n, nb, t0, tn, qs, d, s, acc);
+                    x8_q2_k_gemm_block(g, h, 1, j + 1, n, nb, t0, tn, qs, d, s, acc);
+                    x8_q2_k_gemm_block(g, h, 2, j + 2, n, nb, t0, tn, qs, d, s, acc);
+                    x8_q2_k_gemm_block(g, h, 3, j + 3, n, nb, t0, tn, qs, d, s, acc);
+                }
+            }
+            for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + 8 * gi, acc[t]);
+        }
+    }
+}

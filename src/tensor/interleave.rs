@@ -38,6 +38,13 @@
 //!   and a mask each give sub-block i's 8 scales one per lane), then per sub-block i (128 bytes
 //!   at 64 + 128i) its nibbles as the four vectors of Q4_0 (v = bytes 4v..4v+3 of the rows' 16).
 //!
+//! - Q2_K, per super-block (672 bytes): the rows' d (16 bytes), their dmin (16), the scale/min
+//!   bytes for activation block j (sub-blocks 2j, 2j+1) at 32 + 16j with row r's two at 2r, 2r+1
+//!   (128: one load and a zero extension give one int16 pair per row), then per 128-element half
+//!   h the rows' code bytes 32h..32h+31 as eight vectors (v = 0..7: bytes 4v..4v+3 of each row,
+//!   256 bytes at 160 + 256h). Block j = 4h + l takes bits 2l, 2l+1, so code vector v of the
+//!   block holds its elements 4v..4v+3 of each row.
+//!
 //! The model loader writes them (see [`crate::model::ModelParams::keep_file_layout`]).
 
 use super::DType;
@@ -58,6 +65,7 @@ pub fn has_layout(dtype: DType) -> bool {
             | DType::Q5_1
             | DType::IQ4_NL
             | DType::IQ4_XS
+            | DType::Q2_K
     )
 }
 
@@ -173,6 +181,15 @@ pub fn deinterleave_row(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
             }
         }
         DType::Q4_1 | DType::Q5_1 => deinterleave_row_q4_1_q5_1(dtype, group, r, out),
+        DType::Q2_K => {
+            for (blk, b) in group.chunks_exact(672).zip(out.chunks_exact_mut(84)) {
+                b[80..82].copy_from_slice(&blk[2 * r..2 * r + 2]);
+                b[82..84].copy_from_slice(&blk[16 + 2 * r..18 + 2 * r]);
+                for (x8, at) in q2_k_pieces(r) {
+                    b[at..at + 2].copy_from_slice(&blk[x8..x8 + 2]);
+                }
+            }
+        }
         DType::IQ4_XS => {
             for (blk, b) in group.chunks_exact(1088).zip(out.chunks_exact_mut(136)) {
                 b[..2].copy_from_slice(&blk[2 * r..2 * r + 2]);
@@ -233,6 +250,21 @@ fn q6_k_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
             ]
         })
     })
+}
+
+/// Q2_K: row r's 2-byte pieces of scales/mins and codes as (offset in the interleaved
+/// super-block, offset in the row's own 84 bytes): per activation block j the scale bytes 2j,
+/// 2j+1, then per half h and vector v the code bytes 16 + 32h + 4v.. in two pieces.
+fn q2_k_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
+    let scales = (0..8).map(move |j| (32 + 16 * j + 2 * r, 2 * j));
+    let codes = (0..2).flat_map(move |h| {
+        (0..8).flat_map(move |v| {
+            let x8 = 160 + 256 * h + 32 * v + 4 * r;
+            let at = 16 + 32 * h + 4 * v;
+            [(x8, at), (x8 + 2, at + 2)]
+        })
+    });
+    scales.chain(codes)
 }
 
 /// IQ4_XS: row r's 4-byte pieces of nibbles as (offset in the interleaved super-block, offset
@@ -332,6 +364,15 @@ fn put_row(dtype: DType, row: &[u8], r: usize, dst: &mut [u8]) {
                 }
             }
         }
+        DType::Q2_K => {
+            for (b, blk) in row.chunks_exact(84).zip(dst.chunks_exact_mut(672)) {
+                blk[2 * r..2 * r + 2].copy_from_slice(&b[80..82]);
+                blk[16 + 2 * r..18 + 2 * r].copy_from_slice(&b[82..84]);
+                for (x8, at) in q2_k_pieces(r) {
+                    blk[x8..x8 + 2].copy_from_slice(&b[at..at + 2]);
+                }
+            }
+        }
         DType::IQ4_XS => {
             for (b, blk) in row.chunks_exact(136).zip(dst.chunks_exact_mut(1088)) {
                 blk[2 * r..2 * r + 2].copy_from_slice(&b[..2]);
@@ -390,6 +431,7 @@ mod tests {
             (DType::Q5_1, 96),
             (DType::IQ4_NL, 96),
             (DType::IQ4_XS, 512),
+            (DType::Q2_K, 512),
         ] {
             let rb = dtype.bytes_for(cols).unwrap();
             let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
@@ -500,6 +542,21 @@ mod tests {
             &blk[64 + 128 * 6 + 32 + 20..64 + 128 * 6 + 32 + 24],
             &row[8 + 96 + 4..8 + 96 + 8]
         );
+    }
+
+    /// Q2_K, group 1, super-block 1, row 6: d, dmin, block 5's scale/min bytes 10, 11, and code
+    /// bytes 52..56 (half 1, vector 1).
+    #[test]
+    fn q2_k_layout() {
+        let (cols, rb) = (512, 168);
+        let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
+        let x8 = interleave(DType::Q2_K, cols, &src).unwrap();
+        let blk = &x8[8 * rb + 672..][..672];
+        let row = &src[14 * rb + 84..][..84];
+        assert_eq!(&blk[12..14], &row[80..82]);
+        assert_eq!(&blk[28..30], &row[82..84]);
+        assert_eq!(&blk[32 + 80 + 12..32 + 80 + 14], &row[10..12]);
+        assert_eq!(&blk[160 + 256 + 32 + 24..160 + 256 + 32 + 28], &row[52..56]);
     }
 
     #[test]

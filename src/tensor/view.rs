@@ -794,6 +794,7 @@ mod tests {
             (DType::Q6_K, 512),
             (DType::Q4_1, 96),
             (DType::Q5_1, 96),
+            (DType::Q2_K, 512),
             (DType::IQ4_NL, 96),
             (DType::IQ4_XS, 512),
         ] {
