@@ -182,11 +182,10 @@ pub fn deinterleave_row(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
         }
         DType::Q4_1 | DType::Q5_1 => deinterleave_row_q4_1_q5_1(dtype, group, r, out),
         DType::Q2_K => {
+            let pieces = q2_k_pieces(r);
             for (blk, b) in group.chunks_exact(672).zip(out.chunks_exact_mut(84)) {
-                b[80..82].copy_from_slice(&blk[2 * r..2 * r + 2]);
-                b[82..84].copy_from_slice(&blk[16 + 2 * r..18 + 2 * r]);
-                for (x8, at) in q2_k_pieces(r) {
-                    b[at..at + 2].copy_from_slice(&blk[x8..x8 + 2]);
+                for &(x8, at, len) in &pieces {
+                    b[at..at + len].copy_from_slice(&blk[x8..x8 + len]);
                 }
             }
         }
@@ -252,19 +251,21 @@ fn q6_k_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
     })
 }
 
-/// Q2_K: row r's 2-byte pieces of scales/mins and codes as (offset in the interleaved
-/// super-block, offset in the row's own 84 bytes): per activation block j the scale bytes 2j,
-/// 2j+1, then per half h and vector v the code bytes 16 + 32h + 4v.. in two pieces.
-fn q2_k_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
-    let scales = (0..8).map(move |j| (32 + 16 * j + 2 * r, 2 * j));
-    let codes = (0..2).flat_map(move |h| {
-        (0..8).flat_map(move |v| {
-            let x8 = 160 + 256 * h + 32 * v + 4 * r;
-            let at = 16 + 32 * h + 4 * v;
-            [(x8, at), (x8 + 2, at + 2)]
-        })
-    });
-    scales.chain(codes)
+/// Q2_K: row r's pieces as (offset in the interleaved super-block, offset in the row's own 84
+/// bytes, length): d, dmin, per activation block j the scale bytes 2j, 2j+1, then per half h
+/// and vector v the code bytes 16 + 32h + 4v..
+fn q2_k_pieces(r: usize) -> [(usize, usize, usize); 26] {
+    let mut p = [(0, 0, 0); 26];
+    p[0] = (2 * r, 80, 2);
+    p[1] = (16 + 2 * r, 82, 2);
+    for j in 0..8 {
+        p[2 + j] = (32 + 16 * j + 2 * r, 2 * j, 2);
+    }
+    for i in 0..16 {
+        let (h, v) = (i / 8, i % 8);
+        p[10 + i] = (160 + 256 * h + 32 * v + 4 * r, 16 + 32 * h + 4 * v, 4);
+    }
+    p
 }
 
 /// IQ4_XS: row r's 4-byte pieces of nibbles as (offset in the interleaved super-block, offset
@@ -365,11 +366,10 @@ fn put_row(dtype: DType, row: &[u8], r: usize, dst: &mut [u8]) {
             }
         }
         DType::Q2_K => {
+            let pieces = q2_k_pieces(r);
             for (b, blk) in row.chunks_exact(84).zip(dst.chunks_exact_mut(672)) {
-                blk[2 * r..2 * r + 2].copy_from_slice(&b[80..82]);
-                blk[16 + 2 * r..18 + 2 * r].copy_from_slice(&b[82..84]);
-                for (x8, at) in q2_k_pieces(r) {
-                    blk[x8..x8 + 2].copy_from_slice(&b[at..at + 2]);
+                for &(x8, at, len) in &pieces {
+                    blk[x8..x8 + len].copy_from_slice(&b[at..at + len]);
                 }
             }
         }
