@@ -2528,10 +2528,27 @@ static inline __attribute__((always_inline)) void x8_q2_k_scales(const uint8_t *
     *mab = _mm256_srli_epi16(sm, 4);
 }
 
-/* One block's d·isq - dmin·ism per row lane for the activations x (s: their code sum). */
+/* The (Σ_16 x, Σ_16 x) int16 pairs of the 8 activation blocks of one super-block (x: its 256
+ * codes), as x8_q6_k_xpair gives them one block at a time: eight vpmaddubsw/vpmaddwd against
+ * ones, two rounds of vphaddd and a blend instead of a horizontal sum per block. */
+static inline __attribute__((always_inline)) void x8_q2_k_xpairs(const int8_t *x, int32_t xp[8]) {
+    const __m256i one8 = _mm256_set1_epi8(1), one16 = _mm256_set1_epi16(1);
+    __m256i u[8];
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; j++)
+        u[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(one8, _mm256_loadu_si256((const __m256i *)(x + 32 * j))),
+                                 one16);
+    /* Lanes 0-3 of u[j] sum to block j's first half, lanes 4-7 to its second. */
+    const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(u[0], u[1]), _mm256_hadd_epi32(u[2], u[3]));
+    const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(u[4], u[5]), _mm256_hadd_epi32(u[6], u[7]));
+    const __m256i a = _mm256_permute2x128_si256(h0, h1, 0x20), b = _mm256_permute2x128_si256(h0, h1, 0x31);
+    _mm256_storeu_si256((__m256i *)xp, _mm256_blend_epi16(a, _mm256_slli_epi32(b, 16), 0xaa));
+}
+
+/* One block's d·isq - dmin·ism per row lane for the activations x (xpair: their Σ_16 x pair). */
 static inline __attribute__((always_inline)) __m256 x8_q2_k_block(const __m256i V[8], __m256i sa, __m256i sb,
                                                                   __m256i mab, __m256 d8, __m256 dmin8,
-                                                                  const int8_t *x, int32_t s) {
+                                                                  const int8_t *x, int32_t xpair) {
     __m256i pa = _mm256_setzero_si256(), pb = _mm256_setzero_si256();
 #pragma GCC unroll 4
     for (int v = 0; v < 4; v++) {
@@ -2542,7 +2559,7 @@ static inline __attribute__((always_inline)) __m256 x8_q2_k_block(const __m256i 
         pb = _mm256_add_epi16(pb, _mm256_maddubs_epi16(V[v + 4], _mm256_set1_epi32(b)));
     }
     const __m256i isq = _mm256_add_epi32(_mm256_madd_epi16(pa, sa), _mm256_madd_epi16(pb, sb));
-    const __m256i ism = _mm256_madd_epi16(mab, _mm256_set1_epi32(x8_q6_k_xpair(x, s)));
+    const __m256i ism = _mm256_madd_epi16(mab, _mm256_set1_epi32(xpair));
     return _mm256_fmsub_ps(d8, _mm256_cvtepi32_ps(isq), _mm256_mul_ps(dmin8, _mm256_cvtepi32_ps(ism)));
 }
 
@@ -2551,7 +2568,8 @@ static inline __attribute__((always_inline)) __m256 x8_q2_k_block(const __m256i 
  * one-token kernel's bits. acc[0][t] takes the even blocks, acc[1][t] the odd ones. */
 static inline __attribute__((always_inline)) void x8_q2_k_dec(const uint8_t *g, int h, int l, size_t j, __m256 d8,
                                                               __m256 dmin8, size_t nt, const int8_t *const *qs,
-                                                              const float *const *d, const int32_t *const *s,
+                                                              const float *const *d,
+                                                              const int32_t xp[X8_MULTI_MAX][8],
                                                               __m256 acc[2][X8_MULTI_MAX], int prefetch) {
     if (prefetch) {
         const char *pf = (const char *)g + X8_Q2_K_BS + 84 * (4 * h + l);
@@ -2562,7 +2580,7 @@ static inline __attribute__((always_inline)) void x8_q2_k_dec(const uint8_t *g, 
     x8_q2_k_codes(g, h, l, V);
     x8_q2_k_scales(g, (size_t)(4 * h + l), &sa, &sb, &mab);
     for (size_t t = 0; t < nt; t++) {
-        const __m256 f = x8_q2_k_block(V, sa, sb, mab, d8, dmin8, qs[t] + 32 * j, s[t][j]);
+        const __m256 f = x8_q2_k_block(V, sa, sb, mab, d8, dmin8, qs[t] + 32 * j, xp[t][j % 8]);
         acc[l & 1][t] = _mm256_fmadd_ps(f, _mm256_broadcast_ss(d[t] + j), acc[l & 1][t]);
     }
 }
@@ -2571,18 +2589,21 @@ static inline __attribute__((always_inline)) void x8_q2_k_run(size_t n, const vo
                                                               const int8_t *const *qs, const float *const *d,
                                                               const int32_t *const *s, float *out, size_t ldo,
                                                               int prefetch) {
+    (void)s; /* the Σ_16 x pairs come from the codes themselves */
     const uint8_t *g = (const uint8_t *)w;
     __m256 acc[2][X8_MULTI_MAX];
+    int32_t xp[X8_MULTI_MAX][8];
     for (size_t t = 0; t < nt; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
     for (size_t sb = 0; sb < n / 256; sb++, g += X8_Q2_K_BS) {
         const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
         const __m256 dmin8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
+        for (size_t t = 0; t < nt; t++) x8_q2_k_xpairs(qs[t] + 256 * sb, xp[t]);
         for (int h = 0; h < 2; h++) {
             const size_t j = 8 * sb + 4 * (size_t)h;
-            x8_q2_k_dec(g, h, 0, j, d8, dmin8, nt, qs, d, s, acc, prefetch);
-            x8_q2_k_dec(g, h, 1, j + 1, d8, dmin8, nt, qs, d, s, acc, prefetch);
-            x8_q2_k_dec(g, h, 2, j + 2, d8, dmin8, nt, qs, d, s, acc, prefetch);
-            x8_q2_k_dec(g, h, 3, j + 3, d8, dmin8, nt, qs, d, s, acc, prefetch);
+            x8_q2_k_dec(g, h, 0, j, d8, dmin8, nt, qs, d, xp, acc, prefetch);
+            x8_q2_k_dec(g, h, 1, j + 1, d8, dmin8, nt, qs, d, xp, acc, prefetch);
+            x8_q2_k_dec(g, h, 2, j + 2, d8, dmin8, nt, qs, d, xp, acc, prefetch);
+            x8_q2_k_dec(g, h, 3, j + 3, d8, dmin8, nt, qs, d, xp, acc, prefetch);
         }
     }
     for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc[0][t], acc[1][t]));
@@ -2600,12 +2621,13 @@ void mk_vec_dot_x8_q2_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, con
 }
 
 /* GEMM: block 4h + l (l constant) of one group against the tokens of one slice, the codes and
- * scales unpacked once for up to 64 tokens, each token's block as in the decode kernels (the
- * same integer sums and the same float operations per block; one accumulator per token). */
+ * scales unpacked once for up to 64 tokens (xp: the tokens' Σ_16 x pairs of this super-block),
+ * each token's block as in the decode kernels (the same integer sums and the same float
+ * operations per block; one accumulator per token). */
 static inline __attribute__((always_inline)) void x8_q2_k_gemm_block(const uint8_t *g, int h, int l, size_t j,
                                                                      size_t n, size_t nb, size_t t0, size_t tn,
                                                                      const int8_t *qs, const float *d,
-                                                                     const int32_t *s, __m256 *acc) {
+                                                                     const int32_t xp[GEMM_TOK][8], __m256 *acc) {
     const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
     const __m256 dmin8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(g + 16)));
     __m256i V[8], sa, sb, mab;
@@ -2613,15 +2635,17 @@ static inline __attribute__((always_inline)) void x8_q2_k_gemm_block(const uint8
     x8_q2_k_scales(g, (size_t)(4 * h + l), &sa, &sb, &mab);
     for (size_t t = 0; t < tn; t++) {
         const size_t tt = t0 + t;
-        const __m256 f = x8_q2_k_block(V, sa, sb, mab, d8, dmin8, qs + tt * n + 32 * j, s[tt * nb + j]);
+        const __m256 f = x8_q2_k_block(V, sa, sb, mab, d8, dmin8, qs + tt * n + 32 * j, xp[t][j % 8]);
         acc[t] = _mm256_fmadd_ps(f, _mm256_broadcast_ss(d + tt * nb + j), acc[t]);
     }
 }
 
 void mk_gemm_x8_q2_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
                               const float *d, const int32_t *s, float *out, size_t ldo) {
+    (void)s; /* the Σ_16 x pairs come from the codes themselves */
     const size_t nb = n / 32;
     __m256 acc[GEMM_TOK];
+    int32_t xp[GEMM_TOK][8];
     for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
         const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
         for (size_t gi = 0; gi < ngroups; gi++) {
@@ -2629,12 +2653,13 @@ void mk_gemm_x8_q2_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
             for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
             for (size_t sb = 0; sb < n / 256; sb++) {
                 const uint8_t *g = grp + sb * X8_Q2_K_BS;
+                for (size_t t = 0; t < tn; t++) x8_q2_k_xpairs(qs + (t0 + t) * n + 256 * sb, xp[t]);
                 for (int h = 0; h < 2; h++) {
                     const size_t j = 8 * sb + 4 * (size_t)h;
-                    x8_q2_k_gemm_block(g, h, 0, j, n, nb, t0, tn, qs, d, s, acc);
-                    x8_q2_k_gemm_block(g, h, 1, j + 1, n, nb, t0, tn, qs, d, s, acc);
-                    x8_q2_k_gemm_block(g, h, 2, j + 2, n, nb, t0, tn, qs, d, s, acc);
-                    x8_q2_k_gemm_block(g, h, 3, j + 3, n, nb, t0, tn, qs, d, s, acc);
+                    x8_q2_k_gemm_block(g, h, 0, j, n, nb, t0, tn, qs, d, xp, acc);
+                    x8_q2_k_gemm_block(g, h, 1, j + 1, n, nb, t0, tn, qs, d, xp, acc);
+                    x8_q2_k_gemm_block(g, h, 2, j + 2, n, nb, t0, tn, qs, d, xp, acc);
+                    x8_q2_k_gemm_block(g, h, 3, j + 3, n, nb, t0, tn, qs, d, xp, acc);
                 }
             }
             for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + 8 * gi, acc[t]);
