@@ -48,6 +48,7 @@ impl KernelSet {
             DType::Q5_1 => self.x8.q5_1_multi,
             DType::IQ4_NL => self.x8.iq4_nl_multi,
             DType::IQ4_XS => self.x8.iq4_xs_multi,
+            DType::Q3_K => self.x8.q3_k_multi,
             _ => None,
         }
     }
@@ -64,6 +65,7 @@ impl KernelSet {
             DType::Q5_1 => self.x8.q5_1,
             DType::IQ4_NL => self.x8.iq4_nl,
             DType::IQ4_XS => self.x8.iq4_xs,
+            DType::Q3_K => self.x8.q3_k,
             _ => None,
         }
     }
@@ -97,6 +99,8 @@ pub(super) struct X8Kernels {
     pub q5_1_multi: Option<DotX8Multi>,
     pub iq4_nl_multi: Option<DotX8Multi>,
     pub iq4_xs_multi: Option<DotX8Multi>,
+    pub q3_k: Option<(DotX8, GemmX8)>,
+    pub q3_k_multi: Option<DotX8Multi>,
 }
 
 /// The portable C kernels, which every other set falls back to type by type.
@@ -125,6 +129,8 @@ pub fn generic() -> &'static KernelSet {
             q5_1_multi: None,
             iq4_nl_multi: None,
             iq4_xs_multi: None,
+            q3_k: None,
+            q3_k_multi: None,
         },
         mla: MLA_GENERIC,
         float: FLOAT_GENERIC,
@@ -268,6 +274,8 @@ pub fn available() -> Vec<KernelSet> {
                     )),
                     iq4_nl_multi: Some(b::mk_vec_dot_x8_iq4_nl_q8a_multi_avx2),
                     iq4_xs_multi: Some(b::mk_vec_dot_x8_iq4_xs_q8a_multi_avx2),
+                    q3_k: Some((b::mk_vec_dot_x8_q3_k_q8a_avx2, b::mk_gemm_x8_q3_k_q8a_avx2)),
+                    q3_k_multi: Some(b::mk_vec_dot_x8_q3_k_q8a_multi_avx2),
                 },
                 ..generic
             };

@@ -1,10 +1,10 @@
 //! Weights interleaved by eight rows ("x8"): the layouts the AVX2 decode and prefill kernels
 //! read fastest (`mk_vec_dot_x8_*_q8a_avx2`, `mk_gemm_x8_*_q8a_avx2`), for Q4_0, Q5_0, Q4_K,
-//! Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL and IQ4_XS.
+//! Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL, IQ4_XS and Q3_K.
 //!
 //! A group of 8 rows takes exactly the bytes of its 8 rows, block by block (Q4_0 and IQ4_NL: 8 ×
 //! 18 bytes per 32 elements; Q5_0: 8 × 22; Q4_1: 8 × 20; Q5_1: 8 × 24; Q4_K: 8 × 144 per 256;
-//! Q5_K: 8 × 176; Q6_K: 8 × 210; IQ4_XS: 8 × 136), so byte offsets of whole groups, and of sub-views
+//! Q5_K: 8 × 176; Q6_K: 8 × 210; IQ4_XS: 8 × 136; Q3_K: 8 × 110), so byte offsets of whole groups, and of sub-views
 //! that start and end on a group, are the same as in the file's layout. Within a block, the
 //! rows' nibble bytes are dealt out 4 at a time, so that one 32-byte vector holds bytes
 //! 4v..4v+3 of every row (row r at 4r..4r+3) and the kernel computes 8 rows per pass with one
@@ -37,6 +37,15 @@
 //!   bits `2(r % 4)`.. (16) for sub-block i (one 32-bit and one 16-bit load, a variable shift
 //!   and a mask each give sub-block i's 8 scales one per lane), then per sub-block i (128 bytes
 //!   at 64 + 128i) its nibbles as the four vectors of Q4_0 (v = bytes 4v..4v+3 of the rows' 16).
+//! - Q3_K, per super-block (880 bytes): the rows' d (16 bytes), then for each activation block
+//!   j (32 elements, sub-blocks 2j and 2j+1) 12 bytes at 16 + 12j: byte r = the low 4 bits of
+//!   row r's 6-bit scales 2j (low nibble) and 2j+1 (high nibble), then a little-endian u32 whose
+//!   nibble r = their high 2 bits (`hi(2j) | hi(2j+1) << 2`), which a widening load, a
+//!   variable shift and a few masks turn into one int16 pair per row; then the rows' qs bytes
+//!   32h..32h+31 for each half h as eight vectors (v = 0..7, 256 bytes at 112 + 256h) and
+//!   their hmask bytes as eight vectors (at 624). Block 4h + q takes bits 2q, 2q+1 of qs
+//!   vector v and bit 4h + q of hmask vector v (one shift and a mask each): unsigned codes
+//!   0..7, whose -4 offset the kernels take off as 4·sc·Σ16x per 16-element half.
 //!
 //! The model loader writes them (see [`crate::model::ModelParams::keep_file_layout`]).
 
@@ -58,6 +67,7 @@ pub fn has_layout(dtype: DType) -> bool {
             | DType::Q5_1
             | DType::IQ4_NL
             | DType::IQ4_XS
+            | DType::Q3_K
     )
 }
 
@@ -190,6 +200,22 @@ pub fn deinterleave_row(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
                 }
             }
         }
+        DType::Q3_K => {
+            for (blk, b) in group.chunks_exact(880).zip(out.chunks_exact_mut(110)) {
+                b[108..110].copy_from_slice(&blk[2 * r..2 * r + 2]);
+                let mut sc = [0u8; 16];
+                for j in 0..8 {
+                    let l = blk[16 + 12 * j + r];
+                    let h = blk[24 + 12 * j + r / 2] >> (4 * (r % 2));
+                    sc[2 * j] = (l & 15) | (h & 3) << 4;
+                    sc[2 * j + 1] = l >> 4 | (h >> 2 & 3) << 4;
+                }
+                pack_q3_scales(&sc, &mut b[96..108]);
+                for (x8, at) in q3_k_pieces(r) {
+                    b[at..at + 4].copy_from_slice(&blk[x8..x8 + 4]);
+                }
+            }
+        }
         _ => unreachable!("no interleaved layout for {}", dtype.name()),
     }
 }
@@ -240,6 +266,35 @@ fn q6_k_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
 fn iq4_xs_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..8)
         .flat_map(move |i| (0..4).map(move |v| (64 + 128 * i + 32 * v + 4 * r, 8 + 16 * i + 4 * v)))
+}
+
+/// Q3_K: row r's 4-byte pieces of qs and hmask as (offset in the interleaved super-block,
+/// offset in the row's own 110 bytes): the two qs chunks, then the hmask.
+fn q3_k_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..3).flat_map(move |c| {
+        (0..8).map(move |v| {
+            let row = if c < 2 { 32 + 32 * c + 4 * v } else { 4 * v };
+            (112 + 256 * c + 32 * v + 4 * r, row)
+        })
+    })
+}
+
+/// The sixteen 6-bit Q3_K scales (`sc + 32`, 0..63) from their 12 packed bytes.
+fn unpack_q3_scales(s: &[u8]) -> [u8; 16] {
+    let mut u = [0u8; 16];
+    for (i, x) in u.iter_mut().enumerate() {
+        *x = (s[i % 8] >> (4 * (i / 8))) & 15 | ((s[8 + i % 4] >> (2 * (i / 4))) & 3) << 4;
+    }
+    u
+}
+
+/// The inverse of [`unpack_q3_scales`].
+fn pack_q3_scales(u: &[u8; 16], s: &mut [u8]) {
+    s[..12].fill(0);
+    for (i, &x) in u.iter().enumerate() {
+        s[i % 8] |= (x & 15) << (4 * (i / 8));
+        s[8 + i % 4] |= (x >> 4 & 3) << (2 * (i / 4));
+    }
 }
 
 /// Writes row `r`'s bytes (`row`, the file's layout) into its place in group `dst`.
@@ -349,6 +404,22 @@ fn put_row(dtype: DType, row: &[u8], r: usize, dst: &mut [u8]) {
                 }
             }
         }
+        DType::Q3_K => {
+            for (b, blk) in row.chunks_exact(110).zip(dst.chunks_exact_mut(880)) {
+                blk[2 * r..2 * r + 2].copy_from_slice(&b[108..110]);
+                let u = unpack_q3_scales(&b[96..108]);
+                for j in 0..8 {
+                    let (a, c) = (u[2 * j], u[2 * j + 1]);
+                    blk[16 + 12 * j + r] = (a & 15) | (c & 15) << 4;
+                    let h = &mut blk[24 + 12 * j + r / 2];
+                    let nib = (a >> 4) | (c >> 4) << 2;
+                    *h = (*h & !(15 << (4 * (r % 2)))) | nib << (4 * (r % 2));
+                }
+                for (x8, at) in q3_k_pieces(r) {
+                    blk[x8..x8 + 4].copy_from_slice(&b[at..at + 4]);
+                }
+            }
+        }
         _ => unreachable!("no interleaved layout for {}", dtype.name()),
     }
 }
@@ -390,6 +461,7 @@ mod tests {
             (DType::Q5_1, 96),
             (DType::IQ4_NL, 96),
             (DType::IQ4_XS, 512),
+            (DType::Q3_K, 512),
         ] {
             let rb = dtype.bytes_for(cols).unwrap();
             let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
@@ -500,6 +572,35 @@ mod tests {
             &blk[64 + 128 * 6 + 32 + 20..64 + 128 * 6 + 32 + 24],
             &row[8 + 96 + 4..8 + 96 + 8]
         );
+    }
+
+    #[test]
+    fn q3_k_layout() {
+        // Group 1, super-block 1, row 5: d, the scales of block 6 (sub-blocks 12 and 13: low
+        // nibbles at byte 16 + 72 + 5, high bits at nibble 1 of byte 16 + 72 + 8 + 2), qs 40..44
+        // (half 0, vector 2), qs 92..96 (half 1, vector 7), hmask 12..16 (vector 3).
+        let (cols, rb) = (512, 220);
+        let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
+        let x8 = interleave(DType::Q3_K, cols, &src).unwrap();
+        let blk = &x8[8 * rb + 880..][..880];
+        let row = &src[13 * rb + 110..][..110];
+        assert_eq!(&blk[10..12], &row[108..110]);
+        let sc = |i| (super::super::kquant::q3_scale(&row[96..108], i) + 32) as u8;
+        let (a, c) = (sc(12), sc(13));
+        assert_eq!(blk[16 + 72 + 5], (a & 15) | (c & 15) << 4);
+        assert_eq!(blk[16 + 72 + 10] >> 4, (a >> 4) | (c >> 4) << 2);
+        assert_eq!(&blk[112 + 64 + 20..112 + 64 + 24], &row[40..44]);
+        assert_eq!(
+            &blk[112 + 256 + 224 + 20..112 + 256 + 224 + 24],
+            &row[92..96]
+        );
+        assert_eq!(&blk[624 + 96 + 20..624 + 96 + 24], &row[12..16]);
+        for seed in 0..64u32 {
+            let s: Vec<u8> = (0..12).map(|i| (seed * 97 + i * 53) as u8).collect();
+            let mut back = [0u8; 12];
+            pack_q3_scales(&unpack_q3_scales(&s), &mut back);
+            assert_eq!(&back[..], &s[..]);
+        }
     }
 
     #[test]

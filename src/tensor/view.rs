@@ -796,6 +796,7 @@ mod tests {
             (DType::Q5_1, 96),
             (DType::IQ4_NL, 96),
             (DType::IQ4_XS, 512),
+            (DType::Q3_K, 512),
         ] {
             interleaved_products_of(dtype, cols);
         }
