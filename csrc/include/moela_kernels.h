@@ -245,8 +245,8 @@ void mk_gemm_x8_iq4_xs_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t 
 void mk_vec_dot_x8_iq4_xs_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
                                          const float *const *d, const int32_t *const *s, float *out,
                                          size_t ldo);
-/* Q3_K interleaved by eight rows (x8; per super-block the rows' d, their 6-bit scales as 12
- * bytes per activation block, then the qs chunks and the hmask as 4-bytes-per-row vectors;
+/* Q3_K interleaved by eight rows (x8; per super-block the rows' d, the low nibbles and high 2
+ * bits of their 6-bit scales, then the qs chunks and the hmask as 4-bytes-per-row vectors;
  * layout in csrc/x86/avx2.c and src/tensor/interleave.rs), the same three contracts as the Q4_0
  * x8 kernels. */
 void mk_vec_dot_x8_q3_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,

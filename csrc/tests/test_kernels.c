@@ -1853,9 +1853,9 @@ static void test_x8_q4_1_q5_1(int available, int *passed, int *failed) {
 #endif
 
 /* Rows of Q3_K (110-byte super-blocks) interleaved by eight as the loader does (layout in
- * csrc/x86/avx2.c): per super-block the rows' d, 12 bytes of scales per activation block j
- * (low nibbles of scales 2j, 2j+1 per row, then their high 2 bits as nibble r of a u32), the
- * two qs chunks and the hmask as 4-bytes-per-row vectors. */
+ * csrc/x86/avx2.c): per super-block the rows' d, the low nibbles of the scales per block pair
+ * and their high 2 bits per half (one byte per row and scale of a block), the two qs chunks and
+ * the hmask as 4-bytes-per-row vectors. */
 static void x8_interleave_q3_k(size_t ng, size_t rb, const uint8_t *rows, uint8_t *x8) {
     const size_t units = rb / 110;
     for (size_t g = 0; g < ng; g++)
@@ -1868,9 +1868,10 @@ static void x8_interleave_q3_k(size_t ng, size_t rb, const uint8_t *rows, uint8_
                 int sc[16];
                 for (int i = 0; i < 16; i++)
                     sc[i] = ((sp[i % 8] >> (4 * (i / 8))) & 15) | (((sp[8 + i % 4] >> (2 * (i / 4))) & 3) << 4);
-                for (int j = 0; j < 8; j++) {
-                    dst[16 + 12 * j + r] = (uint8_t)((sc[2 * j] & 15) | ((sc[2 * j + 1] & 15) << 4));
-                    dst[24 + 12 * j + r / 2] |= (uint8_t)(((sc[2 * j] >> 4) | ((sc[2 * j + 1] >> 4) << 2)) << (4 * (r % 2)));
+                for (int i = 0; i < 16; i++) { /* scale i: block j = i / 2, c = i % 2 */
+                    const int j = i / 2, c = i % 2;
+                    dst[16 + 16 * (j / 2) + 2 * r + c] |= (uint8_t)((sc[i] & 15) << (4 * (j % 2)));
+                    dst[80 + 16 * (j / 4) + 2 * r + c] |= (uint8_t)((sc[i] >> 4) << (2 * (j % 4)));
                 }
                 for (int v = 0; v < 8; v++) {
                     memcpy(dst + 112 + 32 * v + 4 * r, b + 32 + 4 * v, 4);

@@ -2489,10 +2489,11 @@ void mk_gemm_x8_q6_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
 /* ---- Q3_K interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----
  * Per group of 8 rows and per 256-element super-block, 880 bytes (the 8 rows' own 8 × 110):
  *   [0, 16)     the rows' d (f16);
- *   [16, 112)   the 6-bit sub-block scales (sc + 32, 0..63), 12 bytes per activation block j at
- *               16 + 12j: bytes 0..7 = row r's scales 2j (low nibble) and 2j+1 (high nibble),
- *               low 4 bits each; bytes 8..11 (one little-endian u32) = their high 2 bits,
- *               nibble r = hi(2j) | hi(2j+1) << 2;
+ *   [16, 80)    the low 4 bits of the 6-bit sub-block scales (sc + 32, 0..63), 16 bytes per
+ *               block pair p (activation blocks 2p, 2p+1) at 16 + 16p: byte 2r + c = row r's
+ *               scale 4p + c (low nibble) and 4p + 2 + c (high nibble);
+ *   [80, 112)   their high 2 bits, 16 bytes per half h at 80 + 16h: byte 2r + c, bits 2q, 2q+1
+ *               = those of row r's scale 2(4h + q) + c;
  *   [112, 624)  per half h (128 elements) the rows' qs bytes 32h..32h+31 as eight vectors
  *               (v = bytes 4v..4v+3 of each row's chunk) at 112 + 256h;
  *   [624, 880)  the rows' hmask bytes as eight vectors likewise.
@@ -2517,19 +2518,20 @@ static inline __attribute__((always_inline)) void x8_q3_k_codes(const uint8_t *g
     }
 }
 
-/* Block j's scales (sc - 32) as one int16 pair (sc_2j, sc_2j+1) per row's 32-bit lane. */
+/* Block j = 4h + q's scales (sc - 32) as one int16 pair (sc_2j, sc_2j+1) per row's 32-bit lane:
+ * the low nibbles of block pair j/2 and the high bits of half h, each widened to int16 (the
+ * same loads for the blocks that share them), then one shift or mask each. */
 static inline __attribute__((always_inline)) __m256i x8_q3_k_scales(const uint8_t *g, int j) {
-    const uint8_t *p = g + 16 + 12 * j;
-    uint32_t hv;
-    memcpy(&hv, p + 8, 4);
-    const __m256i lo = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
-    const __m256i l = _mm256_and_si256(_mm256_or_si256(lo, _mm256_slli_epi32(lo, 12)), _mm256_set1_epi32(0x000f000f));
-    const __m256i hs = _mm256_and_si256(
-        _mm256_srlv_epi32(_mm256_set1_epi32((int32_t)hv), _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
-        _mm256_set1_epi32(15));
-    const __m256i hh = _mm256_slli_epi32(
-        _mm256_and_si256(_mm256_or_si256(hs, _mm256_slli_epi32(hs, 14)), _mm256_set1_epi32(0x00030003)), 4);
-    return _mm256_sub_epi16(_mm256_or_si256(l, hh), _mm256_set1_epi16(32));
+    const __m256i lo16 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 16 + 16 * (j / 2))));
+    const __m256i hi16 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 80 + 16 * (j / 4))));
+    const int q = j % 4;
+    const __m256i lo = j % 2 ? _mm256_srli_epi16(lo16, 4) : _mm256_and_si256(lo16, _mm256_set1_epi16(15));
+    const __m256i hs = q == 0 ? _mm256_slli_epi16(hi16, 4)
+                     : q == 1 ? _mm256_slli_epi16(hi16, 2)
+                     : q == 2 ? hi16
+                              : _mm256_srli_epi16(hi16, 2);
+    return _mm256_sub_epi16(_mm256_or_si256(lo, _mm256_and_si256(hs, _mm256_set1_epi16(0x30))),
+                            _mm256_set1_epi16(32));
 }
 
 /* One block's int32 lanes Σ (q - 4)·x·sc; sab = the rows' (sc_a, sc_b) int16 pairs. */

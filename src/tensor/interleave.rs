@@ -37,11 +37,12 @@
 //!   bits `2(r % 4)`.. (16) for sub-block i (one 32-bit and one 16-bit load, a variable shift
 //!   and a mask each give sub-block i's 8 scales one per lane), then per sub-block i (128 bytes
 //!   at 64 + 128i) its nibbles as the four vectors of Q4_0 (v = bytes 4v..4v+3 of the rows' 16).
-//! - Q3_K, per super-block (880 bytes): the rows' d (16 bytes), then for each activation block
-//!   j (32 elements, sub-blocks 2j and 2j+1) 12 bytes at 16 + 12j: byte r = the low 4 bits of
-//!   row r's 6-bit scales 2j (low nibble) and 2j+1 (high nibble), then a little-endian u32 whose
-//!   nibble r = their high 2 bits (`hi(2j) | hi(2j+1) << 2`), which a widening load, a
-//!   variable shift and a few masks turn into one int16 pair per row; then the rows' qs bytes
+//! - Q3_K, per super-block (880 bytes): the rows' d (16 bytes), the low 4 bits of the 6-bit
+//!   scales (`sc + 32`) as `L[16p + 2r + c]` = row r's scale `4p + c` (low nibble) and
+//!   `4p + 2 + c` (high nibble) for block pair p (64), their high 2 bits as `H[16h + 2r + c]`
+//!   bits `2q`.. = those of scale `2(4h + q) + c` (32), so that for activation block j = 4h + q
+//!   one widening load of each (shared by the blocks of the pair / half), a shift or mask
+//!   each and an or give one int16 pair (scales 2j, 2j+1) per row; then the rows' qs bytes
 //!   32h..32h+31 for each half h as eight vectors (v = 0..7, 256 bytes at 112 + 256h) and
 //!   their hmask bytes as eight vectors (at 624). Block 4h + q takes bits 2q, 2q+1 of qs
 //!   vector v and bit 4h + q of hmask vector v (one shift and a mask each): unsigned codes
@@ -204,11 +205,10 @@ pub fn deinterleave_row(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
             for (blk, b) in group.chunks_exact(880).zip(out.chunks_exact_mut(110)) {
                 b[108..110].copy_from_slice(&blk[2 * r..2 * r + 2]);
                 let mut sc = [0u8; 16];
-                for j in 0..8 {
-                    let l = blk[16 + 12 * j + r];
-                    let h = blk[24 + 12 * j + r / 2] >> (4 * (r % 2));
-                    sc[2 * j] = (l & 15) | (h & 3) << 4;
-                    sc[2 * j + 1] = l >> 4 | (h >> 2 & 3) << 4;
+                for (i, x) in sc.iter_mut().enumerate() {
+                    let (l, h) = q3_k_scale_at(i, r);
+                    *x =
+                        (blk[l] >> (4 * (i / 2 % 2))) & 15 | (blk[h] >> (2 * (i / 2 % 4)) & 3) << 4;
                 }
                 pack_q3_scales(&sc, &mut b[96..108]);
                 for (x8, at) in q3_k_pieces(r) {
@@ -277,6 +277,13 @@ fn q3_k_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
             (112 + 256 * c + 32 * v + 4 * r, row)
         })
     })
+}
+
+/// Q3_K x8: the bytes of scale `i` of row `r` (low nibble, high 2 bits) in a super-block; the
+/// nibble is `(i / 2) % 2`, the bit pair `(i / 2) % 4`.
+fn q3_k_scale_at(i: usize, r: usize) -> (usize, usize) {
+    let (j, c) = (i / 2, i % 2);
+    (16 + 16 * (j / 2) + 2 * r + c, 80 + 16 * (j / 4) + 2 * r + c)
 }
 
 /// The sixteen 6-bit Q3_K scales (`sc + 32`, 0..63) from their 12 packed bytes.
@@ -408,12 +415,11 @@ fn put_row(dtype: DType, row: &[u8], r: usize, dst: &mut [u8]) {
             for (b, blk) in row.chunks_exact(110).zip(dst.chunks_exact_mut(880)) {
                 blk[2 * r..2 * r + 2].copy_from_slice(&b[108..110]);
                 let u = unpack_q3_scales(&b[96..108]);
-                for j in 0..8 {
-                    let (a, c) = (u[2 * j], u[2 * j + 1]);
-                    blk[16 + 12 * j + r] = (a & 15) | (c & 15) << 4;
-                    let h = &mut blk[24 + 12 * j + r / 2];
-                    let nib = (a >> 4) | (c >> 4) << 2;
-                    *h = (*h & !(15 << (4 * (r % 2)))) | nib << (4 * (r % 2));
+                for (i, &x) in u.iter().enumerate() {
+                    let (l, h) = q3_k_scale_at(i, r);
+                    let (ls, hs) = (4 * (i / 2 % 2), 2 * (i / 2 % 4));
+                    blk[l] = (blk[l] & !(15 << ls)) | (x & 15) << ls;
+                    blk[h] = (blk[h] & !(3 << hs)) | (x >> 4) << hs;
                 }
                 for (x8, at) in q3_k_pieces(r) {
                     blk[x8..x8 + 4].copy_from_slice(&b[at..at + 4]);
@@ -577,7 +583,7 @@ mod tests {
     #[test]
     fn q3_k_layout() {
         // Group 1, super-block 1, row 5: d, the scales of block 6 (sub-blocks 12 and 13: low
-        // nibbles at byte 16 + 72 + 5, high bits at nibble 1 of byte 16 + 72 + 8 + 2), qs 40..44
+        // nibbles of L[48 + 10] and L[48 + 11], high bits 4..6 of H[16 + 10] and H[16 + 11]), qs 40..44
         // (half 0, vector 2), qs 92..96 (half 1, vector 7), hmask 12..16 (vector 3).
         let (cols, rb) = (512, 220);
         let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
@@ -587,8 +593,11 @@ mod tests {
         assert_eq!(&blk[10..12], &row[108..110]);
         let sc = |i| (super::super::kquant::q3_scale(&row[96..108], i) + 32) as u8;
         let (a, c) = (sc(12), sc(13));
-        assert_eq!(blk[16 + 72 + 5], (a & 15) | (c & 15) << 4);
-        assert_eq!(blk[16 + 72 + 10] >> 4, (a >> 4) | (c >> 4) << 2);
+        assert_eq!((blk[16 + 58] & 15, blk[16 + 59] & 15), (a & 15, c & 15));
+        assert_eq!(
+            (blk[80 + 26] >> 4 & 3, blk[80 + 27] >> 4 & 3),
+            (a >> 4, c >> 4)
+        );
         assert_eq!(&blk[112 + 64 + 20..112 + 64 + 24], &row[40..44]);
         assert_eq!(
             &blk[112 + 256 + 224 + 20..112 + 256 + 224 + 24],
