@@ -1876,7 +1876,12 @@ static void x8_interleave_q3_k(size_t ng, size_t rb, const uint8_t *rows, uint8_
                 for (int v = 0; v < 8; v++) {
                     memcpy(dst + 112 + 32 * v + 4 * r, b + 32 + 4 * v, 4);
                     memcpy(dst + 368 + 32 * v + 4 * r, b + 64 + 4 * v, 4);
-                    memcpy(dst + 624 + 32 * v + 4 * r, b + 4 * v, 4);
+                    for (int k = 0; k < 4; k++) { /* hmask bit j at bit {2,3,6,7,0,1,4,5}[j] */
+                        static const int pos[8] = {2, 3, 6, 7, 0, 1, 4, 5};
+                        uint8_t m = 0;
+                        for (int j = 0; j < 8; j++) m |= (uint8_t)(((b[4 * v + k] >> j) & 1) << pos[j]);
+                        dst[624 + 32 * v + 4 * r + k] = m;
+                    }
                 }
             }
         }

@@ -2496,25 +2496,40 @@ void mk_gemm_x8_q6_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
  *               = those of row r's scale 2(4h + q) + c;
  *   [112, 624)  per half h (128 elements) the rows' qs bytes 32h..32h+31 as eight vectors
  *               (v = bytes 4v..4v+3 of each row's chunk) at 112 + 256h;
- *   [624, 880)  the rows' hmask bytes as eight vectors likewise.
- * Activation block j = 4h + q takes bits 2q, 2q+1 of qs chunk h and bit j of the hmask as bit 2:
+ *   [624, 880)  the rows' hmask bytes as eight vectors likewise, each byte's bits reordered:
+ *               the bit of block j (bit j in the file) at bit {2,3,6,7,0,1,4,5}[j].
+ * Activation block j = 4h + q takes bits 2q, 2q+1 of qs chunk h and its hmask bit as bit 2
+ * (x8_q3_k_pair: one mask of qs | hmask per two blocks, then a mask or shift per block):
  * unsigned codes 0..7 (the value is code - 4), whose x pairs sum in int16 four at a time per
  * 16-element half, meet the scales in vpmaddwd (exact in int32), and the -4 offset comes off as
  * 4·(sc_a·Σx_a + sc_b·Σx_b) (x8_q6_k_xpair). */
 #define X8_Q3_K_BS 880
 
+/* Code vector v of half h as two bytes per element: A = blocks 4h (bits 0..2) and 4h + 2 (bits
+ * 4..6), B = blocks 4h + 1 and 4h + 3; the hmask's bit order (hmask bit j at bit
+ * {2,3,6,7,0,1,4,5}[j]) puts each block's third bit above its two qs bits by one mask. */
+static inline __attribute__((always_inline)) void x8_q3_k_pair(const uint8_t *g, int h, int v, __m256i *a,
+                                                               __m256i *b) {
+    const __m256i m33 = _mm256_set1_epi8(0x33), m44 = _mm256_set1_epi8(0x44);
+    const __m256i l = _mm256_loadu_si256((const __m256i *)(g + 112 + 256 * h + 32 * v));
+    const __m256i hb = _mm256_loadu_si256((const __m256i *)(g + 624 + 32 * v));
+    *a = _mm256_or_si256(_mm256_and_si256(l, m33), _mm256_and_si256(h ? _mm256_slli_epi16(hb, 2) : hb, m44));
+    *b = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 2), m33),
+                         _mm256_and_si256(h ? _mm256_slli_epi16(hb, 1) : _mm256_srli_epi16(hb, 1), m44));
+}
+
+/* Block 4h + q's code (0..7) from its pair vector p (q constant). */
+static inline __attribute__((always_inline)) __m256i x8_q3_k_code(__m256i p, int q) {
+    return _mm256_and_si256(q < 2 ? p : _mm256_srli_epi16(p, 4), _mm256_set1_epi8(7));
+}
+
 /* Block 4h + q's code vectors (h, q constants where this is inlined). */
 static inline __attribute__((always_inline)) void x8_q3_k_codes(const uint8_t *g, int h, int q, __m256i V[8]) {
-    const __m256i m3 = _mm256_set1_epi8(3), m4 = _mm256_set1_epi8(4);
-    const uint8_t *ql = g + 112 + 256 * h, *hm = g + 624;
-    const int j = 4 * h + q;
 #pragma GCC unroll 8
     for (int v = 0; v < 8; v++) {
-        const __m256i l = _mm256_loadu_si256((const __m256i *)(ql + 32 * v));
-        const __m256i hb = _mm256_loadu_si256((const __m256i *)(hm + 32 * v));
-        const __m256i lo = _mm256_and_si256(q == 0 ? l : _mm256_srli_epi16(l, 2 * q), m3);
-        const __m256i hi = j < 2 ? _mm256_slli_epi16(hb, 2 - j) : j == 2 ? hb : _mm256_srli_epi16(hb, j - 2);
-        V[v] = _mm256_or_si256(lo, _mm256_and_si256(hi, m4));
+        __m256i a, b;
+        x8_q3_k_pair(g, h, v, &a, &b);
+        V[v] = x8_q3_k_code(q % 2 ? b : a, q);
     }
 }
 
@@ -2559,7 +2574,8 @@ static inline __attribute__((always_inline)) __m256i x8_q3_k_isum(const __m256i 
 
 /* Decode of block 4h + q (h, q constant) for tokens 0..nt-1, as x8_q6_k_dec: the same float
  * operations per token in every caller (multi-token results are the one-token kernel's bits). */
-static inline __attribute__((always_inline)) void x8_q3_k_dec(const uint8_t *g, int h, int q, size_t j, __m256 d8,
+static inline __attribute__((always_inline)) void x8_q3_k_dec(const uint8_t *g, const __m256i P[2][8], int h,
+                                                              int q, size_t j, __m256 d8,
                                                               size_t nt, const int8_t *const *qs,
                                                               const float *const *d, const int32_t *const *s,
                                                               __m256 acc[2][X8_MULTI_MAX], int prefetch) {
@@ -2569,7 +2585,8 @@ static inline __attribute__((always_inline)) void x8_q3_k_dec(const uint8_t *g, 
         _mm_prefetch(pf + 64, _MM_HINT_T0);
     }
     __m256i V[8];
-    x8_q3_k_codes(g, h, q, V);
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) V[v] = x8_q3_k_code(P[q % 2][v], q);
     const __m256i sab = x8_q3_k_scales(g, 4 * h + q);
     for (size_t t = 0; t < nt; t++) {
         const __m256i i32 = x8_q3_k_isum(V, sab, qs[t] + 32 * j, s[t][j]);
@@ -2587,14 +2604,19 @@ static inline __attribute__((always_inline)) void x8_q3_k_run(size_t n, const vo
     for (size_t t = 0; t < nt; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
     for (size_t sb = 0; sb < n / 256; sb++, g += X8_Q3_K_BS) {
         const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
-        x8_q3_k_dec(g, 0, 0, 8 * sb, d8, nt, qs, d, s, acc, prefetch);
-        x8_q3_k_dec(g, 0, 1, 8 * sb + 1, d8, nt, qs, d, s, acc, prefetch);
-        x8_q3_k_dec(g, 0, 2, 8 * sb + 2, d8, nt, qs, d, s, acc, prefetch);
-        x8_q3_k_dec(g, 0, 3, 8 * sb + 3, d8, nt, qs, d, s, acc, prefetch);
-        x8_q3_k_dec(g, 1, 0, 8 * sb + 4, d8, nt, qs, d, s, acc, prefetch);
-        x8_q3_k_dec(g, 1, 1, 8 * sb + 5, d8, nt, qs, d, s, acc, prefetch);
-        x8_q3_k_dec(g, 1, 2, 8 * sb + 6, d8, nt, qs, d, s, acc, prefetch);
-        x8_q3_k_dec(g, 1, 3, 8 * sb + 7, d8, nt, qs, d, s, acc, prefetch);
+        __m256i P[2][8]; /* one half's pair vectors, unpacked once for its four blocks */
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) x8_q3_k_pair(g, 0, v, &P[0][v], &P[1][v]);
+        x8_q3_k_dec(g, P, 0, 0, 8 * sb, d8, nt, qs, d, s, acc, prefetch);
+        x8_q3_k_dec(g, P, 0, 1, 8 * sb + 1, d8, nt, qs, d, s, acc, prefetch);
+        x8_q3_k_dec(g, P, 0, 2, 8 * sb + 2, d8, nt, qs, d, s, acc, prefetch);
+        x8_q3_k_dec(g, P, 0, 3, 8 * sb + 3, d8, nt, qs, d, s, acc, prefetch);
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) x8_q3_k_pair(g, 1, v, &P[0][v], &P[1][v]);
+        x8_q3_k_dec(g, P, 1, 0, 8 * sb + 4, d8, nt, qs, d, s, acc, prefetch);
+        x8_q3_k_dec(g, P, 1, 1, 8 * sb + 5, d8, nt, qs, d, s, acc, prefetch);
+        x8_q3_k_dec(g, P, 1, 2, 8 * sb + 6, d8, nt, qs, d, s, acc, prefetch);
+        x8_q3_k_dec(g, P, 1, 3, 8 * sb + 7, d8, nt, qs, d, s, acc, prefetch);
     }
     for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc[0][t], acc[1][t]));
 }

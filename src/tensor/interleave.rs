@@ -44,9 +44,11 @@
 //!   one widening load of each (shared by the blocks of the pair / half), a shift or mask
 //!   each and an or give one int16 pair (scales 2j, 2j+1) per row; then the rows' qs bytes
 //!   32h..32h+31 for each half h as eight vectors (v = 0..7, 256 bytes at 112 + 256h) and
-//!   their hmask bytes as eight vectors (at 624). Block 4h + q takes bits 2q, 2q+1 of qs
-//!   vector v and bit 4h + q of hmask vector v (one shift and a mask each): unsigned codes
-//!   0..7, whose -4 offset the kernels take off as 4·sc·Σ16x per 16-element half.
+//!   their hmask bytes as eight vectors (at 624), each byte's bits reordered (the file's bit j
+//!   at bit `[2, 3, 6, 7, 0, 1, 4, 5][j]`). Block 4h + q takes bits 2q, 2q+1 of qs vector v
+//!   and its hmask bit as bit 2: one mask of `qs | hmask` (after a shift) gives blocks 4h and
+//!   4h + 2 (or 4h + 1 and 4h + 3) at bits 0..2 and 4..6; unsigned codes 0..7, whose -4
+//!   offset the kernels take off as 4·sc·Σ16x per 16-element half.
 //!
 //! The model loader writes them (see [`crate::model::ModelParams::keep_file_layout`]).
 
@@ -214,6 +216,9 @@ pub fn deinterleave_row(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
                 for (x8, at) in q3_k_pieces(r) {
                     b[at..at + 4].copy_from_slice(&blk[x8..x8 + 4]);
                 }
+                for m in &mut b[..32] {
+                    *m = q3_k_hmask_bits(*m, true);
+                }
             }
         }
         _ => unreachable!("no interleaved layout for {}", dtype.name()),
@@ -284,6 +289,19 @@ fn q3_k_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
 fn q3_k_scale_at(i: usize, r: usize) -> (usize, usize) {
     let (j, c) = (i / 2, i % 2);
     (16 + 16 * (j / 2) + 2 * r + c, 80 + 16 * (j / 4) + 2 * r + c)
+}
+
+/// Q3_K x8's hmask byte order: the file's bit j at bit `Q3_K_HMASK_AT[j]` (`back`: the inverse).
+fn q3_k_hmask_bits(m: u8, back: bool) -> u8 {
+    const Q3_K_HMASK_AT: [u32; 8] = [2, 3, 6, 7, 0, 1, 4, 5];
+    (0..8).fold(0u8, |o, j| {
+        let (from, to) = if back {
+            (Q3_K_HMASK_AT[j], j as u32)
+        } else {
+            (j as u32, Q3_K_HMASK_AT[j])
+        };
+        o | (m >> from & 1) << to
+    })
 }
 
 /// The sixteen 6-bit Q3_K scales (`sc + 32`, 0..63) from their 12 packed bytes.
@@ -423,6 +441,11 @@ fn put_row(dtype: DType, row: &[u8], r: usize, dst: &mut [u8]) {
                 }
                 for (x8, at) in q3_k_pieces(r) {
                     blk[x8..x8 + 4].copy_from_slice(&b[at..at + 4]);
+                }
+                for v in 0..8 {
+                    for m in &mut blk[624 + 32 * v + 4 * r..628 + 32 * v + 4 * r] {
+                        *m = q3_k_hmask_bits(*m, false);
+                    }
                 }
             }
         }
@@ -584,7 +607,7 @@ mod tests {
     fn q3_k_layout() {
         // Group 1, super-block 1, row 5: d, the scales of block 6 (sub-blocks 12 and 13: low
         // nibbles of L[48 + 10] and L[48 + 11], high bits 4..6 of H[16 + 10] and H[16 + 11]), qs 40..44
-        // (half 0, vector 2), qs 92..96 (half 1, vector 7), hmask 12..16 (vector 3).
+        // (half 0, vector 2), qs 92..96 (half 1, vector 7), hmask 12..16 (vector 3, bits reordered).
         let (cols, rb) = (512, 220);
         let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
         let x8 = interleave(DType::Q3_K, cols, &src).unwrap();
@@ -603,7 +626,12 @@ mod tests {
             &blk[112 + 256 + 224 + 20..112 + 256 + 224 + 24],
             &row[92..96]
         );
-        assert_eq!(&blk[624 + 96 + 20..624 + 96 + 24], &row[12..16]);
+        for k in 0..4 {
+            for j in 0..8 {
+                let at = [2, 3, 6, 7, 0, 1, 4, 5][j];
+                assert_eq!(blk[624 + 96 + 20 + k] >> at & 1, row[12 + k] >> j & 1);
+            }
+        }
         for seed in 0..64u32 {
             let s: Vec<u8> = (0..12).map(|i| (seed * 97 + i * 53) as u8).collect();
             let mut back = [0u8; 12];
