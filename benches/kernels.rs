@@ -5,7 +5,7 @@
 //! bound) and on one far larger than the last-level cache (memory bound), each as a ratio to the
 //! generic (scalar C) kernel; then the full matvec path (`TensorView::matvec`, all threads) on
 //! the large matrix as a fraction of the read bandwidth `moela bench --mem-bw` measures. For the
-//! types a set interleaves by eight rows (AVX2: Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL, IQ4_XS) the same
+//! types a set interleaves by eight rows (AVX2: Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL, IQ4_XS) the same
 //! decode, GEMM and matvec figures are also given for that layout ("x8"), next to the file
 //! layout's.
 //! Environment: MOELA_BENCH_MB (size of the large matrix, default 512), MOELA_BENCH_TYPES

@@ -74,7 +74,7 @@
 
 /**
  * `moela_model_params.flags`: keep every weight in the file mapping, in the file's layout
- * (by default, on CPUs whose kernels are faster on it, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL and IQ4_XS
+ * (by default, on CPUs whose kernels are faster on it, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL and IQ4_XS
  * weights are interleaved into memory at load; same as `MOELA_REPACK=0` in the environment).
  */
 #define MOELA_MODEL_KEEP_FILE_LAYOUT 2

@@ -1,4 +1,4 @@
-//! Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL and IQ4_XS weights interleaved by eight rows at load
+//! Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL and IQ4_XS weights interleaved by eight rows at load
 //! (src/tensor/interleave.rs): the
 //! loader does it exactly where the active kernel set asks for it (AVX2), never for the embedding table, the
 //! per-head up-projections or (under an expert budget) the routed experts, and the logits match
@@ -37,6 +37,7 @@ fn interleaved_q4_0_matches_file_layout() {
         ("v2_lite", DType::IQ4_NL),
         ("kq", DType::IQ4_XS),
         ("kq", DType::Q2_K),
+        ("kq", DType::Q3_K),
     ] {
         let wants = moela::kernels::active().wants_x8(dtype);
         let gguf = dir.join(format!("{name}-{}.gguf", dtype.name()));

@@ -256,6 +256,17 @@ void mk_gemm_x8_q2_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
 void mk_vec_dot_x8_q2_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
                                        const float *const *d, const int32_t *const *s, float *out,
                                        size_t ldo);
+/* Q3_K interleaved by eight rows (x8; per super-block the rows' d, the low nibbles and high 2
+ * bits of their 6-bit scales, then the qs chunks and the hmask as 4-bytes-per-row vectors;
+ * layout in csrc/x86/avx2.c and src/tensor/interleave.rs), the same three contracts as the Q4_0
+ * x8 kernels. */
+void mk_vec_dot_x8_q3_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out);
+void mk_gemm_x8_q3_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo);
+void mk_vec_dot_x8_q3_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo);
 /* And for Q4_K / Q5_K / Q6_K weights (n a multiple of 256; the small tiles: 2 weight rows ×
  * half a super-block). */
 void mk_gemm_q4_k_q8a_avx2(size_t n, size_t nrows, const void *w, size_t row_bytes, size_t ntok,

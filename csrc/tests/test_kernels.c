@@ -818,6 +818,7 @@ static void test_x8_iq4(int available, int *passed, int *failed);
 static void test_x8_multi(int available, int *passed, int *failed);
 static void test_x8_q4_1_q5_1(int available, int *passed, int *failed);
 static void test_x8_q2_k(int available, int *passed, int *failed);
+static void test_x8_q3_k(int available, int *passed, int *failed);
 #endif
 
 int main(void) {
@@ -934,6 +935,7 @@ int main(void) {
     test_x8_multi(ks[0].available, &passed, &failed);
     test_x8_q4_1_q5_1(ks[0].available, &passed, &failed);
     test_x8_q2_k(ks[0].available, &passed, &failed);
+    test_x8_q3_k(ks[0].available, &passed, &failed);
     struct float_kernel fk[] = {
         {"generic", {mk_vec_dot_f32_f32_generic, mk_vec_dot_f16_f32_generic, mk_vec_dot_bf16_f32_generic},
          {mk_vec_dot4_f32_f32_generic, mk_vec_dot4_f16_f32_generic, mk_vec_dot4_bf16_f32_generic}, 1},
@@ -1703,7 +1705,7 @@ static void test_x8_iq4(int available, int *passed, int *failed) {
 
 /* The several-token x8 decode kernels give, token by token, exactly the one-token kernels'
  * bits (what speculative verification relies on): random groups (small f16 scales), 1..8
- * tokens, Q4_0, Q4_K, Q5_0, Q6_K, Q4_1, Q5_1, Q5_K, IQ4_NL and IQ4_XS, compared with memcmp. */
+ * tokens, Q4_0, Q4_K, Q5_0, Q6_K, Q4_1, Q5_1, Q5_K, IQ4_NL, IQ4_XS and Q3_K, compared with memcmp. */
 static void test_x8_multi(int available, int *passed, int *failed) {
     if (!available) {
         printf("kernel avx2 x8 multi-token: not on this CPU\n");
@@ -1731,16 +1733,17 @@ static void test_x8_multi(int available, int *passed, int *failed) {
         typedef void (*x8_fn)(size_t, const void *, const int8_t *, const float *, const int32_t *, float *);
         typedef void (*x8m_fn)(size_t, const void *, size_t, const int8_t *const *, const float *const *,
                                const int32_t *const *, float *, size_t);
-        const x8_fn one_fn[9] = {mk_vec_dot_x8_q4_0_q8a_avx2, mk_vec_dot_x8_q4_k_q8a_avx2, mk_vec_dot_x8_q5_0_q8a_avx2,
+        const x8_fn one_fn[10] = {mk_vec_dot_x8_q4_0_q8a_avx2, mk_vec_dot_x8_q4_k_q8a_avx2, mk_vec_dot_x8_q5_0_q8a_avx2,
                                  mk_vec_dot_x8_q6_k_q8a_avx2, mk_vec_dot_x8_q4_1_q8a_avx2, mk_vec_dot_x8_q5_1_q8a_avx2,
-                                 mk_vec_dot_x8_q5_k_q8a_avx2, mk_vec_dot_x8_iq4_nl_q8a_avx2, mk_vec_dot_x8_iq4_xs_q8a_avx2};
-        const x8m_fn multi_fn[9] = {mk_vec_dot_x8_q4_0_q8a_multi_avx2, mk_vec_dot_x8_q4_k_q8a_multi_avx2,
+                                 mk_vec_dot_x8_q5_k_q8a_avx2, mk_vec_dot_x8_iq4_nl_q8a_avx2, mk_vec_dot_x8_iq4_xs_q8a_avx2,
+                                  mk_vec_dot_x8_q3_k_q8a_avx2};
+        const x8m_fn multi_fn[10] = {mk_vec_dot_x8_q4_0_q8a_multi_avx2, mk_vec_dot_x8_q4_k_q8a_multi_avx2,
                                     mk_vec_dot_x8_q5_0_q8a_multi_avx2, mk_vec_dot_x8_q6_k_q8a_multi_avx2,
                                     mk_vec_dot_x8_q4_1_q8a_multi_avx2, mk_vec_dot_x8_q5_1_q8a_multi_avx2,
                                     mk_vec_dot_x8_q5_k_q8a_multi_avx2, mk_vec_dot_x8_iq4_nl_q8a_multi_avx2,
-                                    mk_vec_dot_x8_iq4_xs_q8a_multi_avx2};
-        const char *names[9] = {"q4_0", "q4_k", "q5_0", "q6_k", "q4_1", "q5_1", "q5_k", "iq4_nl", "iq4_xs"};
-        for (int ty = 0; ty < 9; ty++)
+                                    mk_vec_dot_x8_iq4_xs_q8a_multi_avx2, mk_vec_dot_x8_q3_k_q8a_multi_avx2};
+        const char *names[10] = {"q4_0", "q4_k", "q5_0", "q6_k", "q4_1", "q5_1", "q5_k", "iq4_nl", "iq4_xs", "q3_k"};
+        for (int ty = 0; ty < 10; ty++)
             for (size_t ntok = 1; ntok <= 8; ntok++) {
                 float one[8 * 8], multi[8 * 8];
                 for (size_t t = 0; t < ntok; t++) one_fn[ty](n, w, qp[t], dp[t], sp[t], one + 8 * t);
@@ -1963,5 +1966,105 @@ static void test_x8_q2_k(int available, int *passed, int *failed) {
         free(x), free(d), free(qs), free(s), free(w), free(x8), free(wm), free(got);
     }
     printf("kernel avx2 q2_k x8: tested\n");
+}
+
+/* Rows of Q3_K (110-byte super-blocks) interleaved by eight as the loader does (layout in
+ * csrc/x86/avx2.c): per super-block the rows' d, the low nibbles of the scales per block pair
+ * and their high 2 bits per half (one byte per row and scale of a block), the two qs chunks and
+ * the hmask as 4-bytes-per-row vectors. */
+static void x8_interleave_q3_k(size_t ng, size_t rb, const uint8_t *rows, uint8_t *x8) {
+    const size_t units = rb / 110;
+    for (size_t g = 0; g < ng; g++)
+        for (size_t u = 0; u < units; u++) {
+            uint8_t *dst = x8 + g * 8 * rb + u * 880;
+            memset(dst, 0, 880);
+            for (int r = 0; r < 8; r++) {
+                const uint8_t *b = rows + (8 * g + r) * rb + 110 * u, *sp = b + 96;
+                memcpy(dst + 2 * r, b + 108, 2);
+                int sc[16];
+                for (int i = 0; i < 16; i++)
+                    sc[i] = ((sp[i % 8] >> (4 * (i / 8))) & 15) | (((sp[8 + i % 4] >> (2 * (i / 4))) & 3) << 4);
+                for (int i = 0; i < 16; i++) { /* scale i: block j = i / 2, c = i % 2 */
+                    const int j = i / 2, c = i % 2;
+                    dst[16 + 16 * (j / 2) + 2 * r + c] |= (uint8_t)((sc[i] & 15) << (4 * (j % 2)));
+                    dst[80 + 16 * (j / 4) + 2 * r + c] |= (uint8_t)((sc[i] >> 4) << (2 * (j % 4)));
+                }
+                for (int v = 0; v < 8; v++) {
+                    memcpy(dst + 112 + 32 * v + 4 * r, b + 32 + 4 * v, 4);
+                    memcpy(dst + 368 + 32 * v + 4 * r, b + 64 + 4 * v, 4);
+                    for (int k = 0; k < 4; k++) { /* hmask bit j at bit {2,3,6,7,0,1,4,5}[j] */
+                        static const int pos[8] = {2, 3, 6, 7, 0, 1, 4, 5};
+                        uint8_t m = 0;
+                        for (int j = 0; j < 8; j++) m |= (uint8_t)(((b[4 * v + k] >> j) & 1) << pos[j]);
+                        dst[624 + 32 * v + 4 * r + k] = m;
+                    }
+                }
+            }
+        }
+}
+
+/* Q3_K interleaved by eight rows against the generic one-row kernel on the original rows
+ * (decode per token and GEMM): 1..5 super-blocks, 1..3 groups, 1..65 tokens, scales
+ * 1e-6..3e4; bound 1e-5 · Σ|terms| (wm of make_low_k_row). */
+static void test_x8_q3_k(int available, int *passed, int *failed) {
+    if (!available) {
+        printf("kernel avx2 q3_k x8: not on this CPU\n");
+        return;
+    }
+    const size_t tok_counts[] = {1, 4, 5, 64, 65}, units_list[] = {1, 2, 5};
+    const float scales[] = {1.0f, 1e-6f, 3e4f};
+    const size_t maxt = 65, maxg = 3;
+    for (size_t ui = 0; ui < 3; ui++) {
+        const size_t units = units_list[ui], n = 256 * units, blocks = n / 32, rb = 110 * units;
+        float *x = malloc(maxt * n * sizeof *x), *d = malloc(maxt * blocks * sizeof *d);
+        int8_t *qs = malloc(maxt * n);
+        int32_t *s = malloc(maxt * blocks * sizeof *s);
+        uint8_t *w = malloc(8 * maxg * rb), *x8 = malloc(8 * maxg * rb);
+        float *wm = malloc(8 * maxg * n * sizeof *wm);
+        float *got = malloc(maxt * (8 * maxg + 1) * sizeof *got);
+        for (int si = 0; si < 3; si++) {
+            for (size_t r = 0; r < 8 * maxg; r++) make_low_k_row(1, units, scales[si], w + r * rb, wm + r * n);
+            for (size_t t = 0; t < maxt; t++) {
+                for (size_t i = 0; i < n; i++) x[t * n + i] = frand() * scales[si];
+                mk_quantize_row_q8a_generic(n, x + t * n, qs + t * n, d + t * blocks, s + t * blocks);
+            }
+            x8_interleave_q3_k(maxg, rb, w, x8);
+            for (size_t ti = 0; ti < sizeof tok_counts / sizeof *tok_counts; ti++)
+                for (size_t ng = 1; ng <= maxg; ng++) {
+                    const size_t ntok = tok_counts[ti], nrows = 8 * ng, ldo = nrows + 1;
+                    int bad = 0;
+                    for (int pass = 0; pass < 2; pass++) { /* 0: decode per token, 1: GEMM */
+                        for (size_t i = 0; i < maxt * (8 * maxg + 1); i++) got[i] = -7.0f;
+                        if (pass == 0)
+                            for (size_t t = 0; t < ntok; t++)
+                                for (size_t g = 0; g < ng; g++)
+                                    mk_vec_dot_x8_q3_k_q8a_avx2(n, x8 + g * 8 * rb, qs + t * n, d + t * blocks,
+                                                                s + t * blocks, got + t * ldo + 8 * g);
+                        else
+                            mk_gemm_x8_q3_k_q8a_avx2(n, ng, x8, ntok, qs, d, s, got, ldo);
+                        for (size_t t = 0; t < ntok; t++) {
+                            for (size_t r = 0; r < nrows; r++) {
+                                const float gv = got[t * ldo + r];
+                                const float want = mk_vec_dot_q3_k_q8a_generic(n, w + r * rb, qs + t * n,
+                                                                               d + t * blocks, s + t * blocks);
+                                float mag = 0;
+                                for (size_t i = 0; i < n; i++)
+                                    mag += wm[r * n + i] * fabsf(d[t * blocks + i / 32] * qs[t * n + i]);
+                                const int ok = fabsf(gv - want) <= 1e-5f * mag + 1e-30f;
+                                if (!ok && !bad)
+                                    printf("FAIL avx2 x8 %s q3_k n=%zu groups=%zu tok=%zu (%zu,%zu) scale=%g: %g vs %g\n",
+                                           pass ? "gemm" : "decode", n, ng, ntok, r, t, scales[si], gv, want);
+                                bad += !ok;
+                            }
+                            bad += got[t * ldo + nrows] != -7.0f;
+                        }
+                    }
+                    *passed += !bad;
+                    *failed += !!bad;
+                }
+        }
+        free(x), free(d), free(qs), free(s), free(w), free(x8), free(wm), free(got);
+    }
+    printf("kernel avx2 q3_k x8: tested\n");
 }
 #endif

@@ -1996,7 +1996,7 @@ void mk_vec_dot_x8_iq4_xs_q8a_multi_avx2(size_t n, const void *w, size_t ntok, c
     x8_iq4_xs_run(n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, out, ldo, 0);
 }
 
-/* ---- The x8 GEMMs (prefill): Q4_0, Q5_0, Q4_K, Q5_K, Q4_1, Q5_1, IQ4_NL, IQ4_XS ----
+/* ---- The x8 GEMMs (prefill): Q4_0, Q5_0, Q4_K, Q5_K, Q4_1, Q5_1, IQ4_NL, IQ4_XS (Q6_K, Q2_K, Q3_K: below) ----
  * A vector holds 4 rows × 2 tokens (lanes 0-3: rows 4h..4h+3 of the group × token a, lanes
  * 4-7: the same rows × token b), so both operands of every vpmaddubsw come whole: the weights
  * as the group's half h repeated in both 128-bit halves (one vbroadcasti128 and a mask per
@@ -2661,6 +2661,218 @@ void mk_gemm_x8_q2_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t nt
                     x8_q2_k_gemm_block(g, h, 2, j + 2, n, nb, t0, tn, qs, d, xp, acc);
                     x8_q2_k_gemm_block(g, h, 3, j + 3, n, nb, t0, tn, qs, d, xp, acc);
                 }
+            }
+            for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + 8 * gi, acc[t]);
+        }
+    }
+}
+
+/* ---- Q3_K interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----
+ * Per group of 8 rows and per 256-element super-block, 880 bytes (the 8 rows' own 8 × 110):
+ *   [0, 16)     the rows' d (f16);
+ *   [16, 80)    the low 4 bits of the 6-bit sub-block scales (sc + 32, 0..63), 16 bytes per
+ *               block pair p (activation blocks 2p, 2p+1) at 16 + 16p: byte 2r + c = row r's
+ *               scale 4p + c (low nibble) and 4p + 2 + c (high nibble);
+ *   [80, 112)   their high 2 bits, 16 bytes per half h at 80 + 16h: byte 2r + c, bits 2q, 2q+1
+ *               = those of row r's scale 2(4h + q) + c;
+ *   [112, 624)  per half h (128 elements) the rows' qs bytes 32h..32h+31 as eight vectors
+ *               (v = bytes 4v..4v+3 of each row's chunk) at 112 + 256h;
+ *   [624, 880)  the rows' hmask bytes as eight vectors likewise, each byte's bits reordered:
+ *               the bit of block j (bit j in the file) at bit {2,3,6,7,0,1,4,5}[j].
+ * Activation block j = 4h + q takes bits 2q, 2q+1 of qs chunk h and its hmask bit as bit 2
+ * (x8_q3_k_pair: one mask of qs | hmask per two blocks, then a mask or shift per block):
+ * unsigned codes 0..7 (the value is code - 4), whose x pairs sum in int16 four at a time per
+ * 16-element half, meet the scales in vpmaddwd (exact in int32), and the -4 offset comes off as
+ * 4·(sc_a·Σx_a + sc_b·Σx_b) (x8_q6_k_xpair). */
+#define X8_Q3_K_BS 880
+
+/* Code vector v of half h as two bytes per element: A = blocks 4h (bits 0..2) and 4h + 2 (bits
+ * 4..6), B = blocks 4h + 1 and 4h + 3; the hmask's bit order (hmask bit j at bit
+ * {2,3,6,7,0,1,4,5}[j]) puts each block's third bit above its two qs bits by one mask. */
+static inline __attribute__((always_inline)) void x8_q3_k_pair(const uint8_t *g, int h, int v, __m256i *a,
+                                                               __m256i *b) {
+    const __m256i m33 = _mm256_set1_epi8(0x33), m44 = _mm256_set1_epi8(0x44);
+    const __m256i l = _mm256_loadu_si256((const __m256i *)(g + 112 + 256 * h + 32 * v));
+    const __m256i hb = _mm256_loadu_si256((const __m256i *)(g + 624 + 32 * v));
+    *a = _mm256_or_si256(_mm256_and_si256(l, m33), _mm256_and_si256(h ? _mm256_slli_epi16(hb, 2) : hb, m44));
+    *b = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l, 2), m33),
+                         _mm256_and_si256(h ? _mm256_slli_epi16(hb, 1) : _mm256_srli_epi16(hb, 1), m44));
+}
+
+/* Block 4h + q's code (0..7) from its pair vector p (q constant). */
+static inline __attribute__((always_inline)) __m256i x8_q3_k_code(__m256i p, int q) {
+    return _mm256_and_si256(q < 2 ? p : _mm256_srli_epi16(p, 4), _mm256_set1_epi8(7));
+}
+
+/* Block 4h + q's code vectors (h, q constants where this is inlined). */
+static inline __attribute__((always_inline)) void x8_q3_k_codes(const uint8_t *g, int h, int q, __m256i V[8]) {
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) {
+        __m256i a, b;
+        x8_q3_k_pair(g, h, v, &a, &b);
+        V[v] = x8_q3_k_code(q % 2 ? b : a, q);
+    }
+}
+
+/* Block j = 4h + q's scales (sc - 32) as one int16 pair (sc_2j, sc_2j+1) per row's 32-bit lane:
+ * the low nibbles of block pair j/2 and the high bits of half h, each widened to int16 (the
+ * same loads for the blocks that share them), then one shift or mask each. */
+static inline __attribute__((always_inline)) __m256i x8_q3_k_scales(const uint8_t *g, int j) {
+    const __m256i lo16 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 16 + 16 * (j / 2))));
+    const __m256i hi16 = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)(g + 80 + 16 * (j / 4))));
+    const int q = j % 4;
+    const __m256i lo = j % 2 ? _mm256_srli_epi16(lo16, 4) : _mm256_and_si256(lo16, _mm256_set1_epi16(15));
+    const __m256i hs = q == 0 ? _mm256_slli_epi16(hi16, 4)
+                     : q == 1 ? _mm256_slli_epi16(hi16, 2)
+                     : q == 2 ? hi16
+                              : _mm256_srli_epi16(hi16, 2);
+    return _mm256_sub_epi16(_mm256_or_si256(lo, _mm256_and_si256(hs, _mm256_set1_epi16(0x30))),
+                            _mm256_set1_epi16(32));
+}
+
+/* One block's int32 lanes Σ (q - 4)·x·sc; sab = the rows' (sc_a, sc_b) int16 pairs. */
+static inline __attribute__((always_inline)) __m256i x8_q3_k_isum(const __m256i V[8], __m256i sab, const int8_t *x,
+                                                                  int32_t s) {
+    const __m256i dup_a = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5,
+                                           8, 9, 8, 9, 12, 13, 12, 13);
+    const __m256i dup_b = _mm256_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15, 2, 3, 2, 3, 6, 7,
+                                           6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
+    const __m256i sa = _mm256_shuffle_epi8(sab, dup_a), sb = _mm256_shuffle_epi8(sab, dup_b);
+    __m256i p[2];
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; k++) {
+        int32_t a[4];
+        memcpy(a, x + 16 * k, 16);
+        p[k] = _mm256_add_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(V[4 * k], _mm256_set1_epi32(a[0])),
+                                                 _mm256_maddubs_epi16(V[4 * k + 1], _mm256_set1_epi32(a[1]))),
+                                _mm256_add_epi16(_mm256_maddubs_epi16(V[4 * k + 2], _mm256_set1_epi32(a[2])),
+                                                 _mm256_maddubs_epi16(V[4 * k + 3], _mm256_set1_epi32(a[3]))));
+    }
+    const __m256i sum = _mm256_add_epi32(_mm256_madd_epi16(p[0], sa), _mm256_madd_epi16(p[1], sb));
+    const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sab, _mm256_set1_epi32(x8_q6_k_xpair(x, s))), 2);
+    return _mm256_sub_epi32(sum, corr);
+}
+
+/* Decode of block 4h + q (h, q constant) for tokens 0..nt-1, as x8_q6_k_dec: the same float
+ * operations per token in every caller (multi-token results are the one-token kernel's bits). */
+static inline __attribute__((always_inline)) void x8_q3_k_dec(const uint8_t *g, const __m256i P[2][8], int h,
+                                                              int q, size_t j, __m256 d8,
+                                                              size_t nt, const int8_t *const *qs,
+                                                              const float *const *d, const int32_t *const *s,
+                                                              __m256 acc[2][X8_MULTI_MAX], int prefetch) {
+    if (prefetch) {
+        const char *pf = (const char *)g + X8_Q3_K_BS + 110 * (4 * h + q);
+        _mm_prefetch(pf, _MM_HINT_T0);
+        _mm_prefetch(pf + 64, _MM_HINT_T0);
+    }
+    __m256i V[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) V[v] = x8_q3_k_code(P[q % 2][v], q);
+    const __m256i sab = x8_q3_k_scales(g, 4 * h + q);
+    for (size_t t = 0; t < nt; t++) {
+        const __m256i i32 = x8_q3_k_isum(V, sab, qs[t] + 32 * j, s[t][j]);
+        const __m256 f = _mm256_mul_ps(d8, _mm256_broadcast_ss(d[t] + j));
+        acc[q & 1][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), f, acc[q & 1][t]);
+    }
+}
+
+static inline __attribute__((always_inline)) void x8_q3_k_run(size_t n, const void *w, size_t nt,
+                                                              const int8_t *const *qs, const float *const *d,
+                                                              const int32_t *const *s, float *out, size_t ldo,
+                                                              int prefetch) {
+    const uint8_t *g = (const uint8_t *)w;
+    __m256 acc[2][X8_MULTI_MAX];
+    for (size_t t = 0; t < nt; t++) acc[0][t] = acc[1][t] = _mm256_setzero_ps();
+    for (size_t sb = 0; sb < n / 256; sb++, g += X8_Q3_K_BS) {
+        const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+        __m256i P[2][8]; /* one half's pair vectors, unpacked once for its four blocks */
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) x8_q3_k_pair(g, 0, v, &P[0][v], &P[1][v]);
+        x8_q3_k_dec(g, P, 0, 0, 8 * sb, d8, nt, qs, d, s, acc, prefetch);
+        x8_q3_k_dec(g, P, 0, 1, 8 * sb + 1, d8, nt, qs, d, s, acc, prefetch);
+        x8_q3_k_dec(g, P, 0, 2, 8 * sb + 2, d8, nt, qs, d, s, acc, prefetch);
+        x8_q3_k_dec(g, P, 0, 3, 8 * sb + 3, d8, nt, qs, d, s, acc, prefetch);
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) x8_q3_k_pair(g, 1, v, &P[0][v], &P[1][v]);
+        x8_q3_k_dec(g, P, 1, 0, 8 * sb + 4, d8, nt, qs, d, s, acc, prefetch);
+        x8_q3_k_dec(g, P, 1, 1, 8 * sb + 5, d8, nt, qs, d, s, acc, prefetch);
+        x8_q3_k_dec(g, P, 1, 2, 8 * sb + 6, d8, nt, qs, d, s, acc, prefetch);
+        x8_q3_k_dec(g, P, 1, 3, 8 * sb + 7, d8, nt, qs, d, s, acc, prefetch);
+    }
+    for (size_t t = 0; t < nt; t++) _mm256_storeu_ps(out + t * ldo, _mm256_add_ps(acc[0][t], acc[1][t]));
+}
+
+void mk_vec_dot_x8_q3_k_q8a_avx2(size_t n, const void *w, const int8_t *qs, const float *d,
+                                 const int32_t *s, float *out) {
+    x8_q3_k_run(n, w, 1, &qs, &d, &s, out, 8, 1);
+}
+
+void mk_vec_dot_x8_q3_k_q8a_multi_avx2(size_t n, const void *w, size_t ntok, const int8_t *const *qs,
+                                       const float *const *d, const int32_t *const *s, float *out,
+                                       size_t ldo) {
+    x8_q3_k_run(n, w, ntok < X8_MULTI_MAX ? ntok : X8_MULTI_MAX, qs, d, s, out, ldo, 0);
+}
+
+/* GEMM: block 4h + q (constants) of one group against the tokens of one slice; as Q6_K's, the
+ * codes unpacked once for the slice go in as |q - 4| with the signs moved to x (vpsignb per
+ * token): four pairs (≤ 2·4·128) per 16-element half in int16, one vpmaddwd per scale. */
+static inline __attribute__((always_inline)) void x8_q3_k_gemm_block(const uint8_t *g, int h, int q, size_t j,
+                                                                     size_t n, size_t nb, size_t t0, size_t tn,
+                                                                     const int8_t *qs, const float *d, __m256 *acc) {
+    const __m256i dup_a = _mm256_setr_epi8(0, 1, 0, 1, 4, 5, 4, 5, 8, 9, 8, 9, 12, 13, 12, 13, 0, 1, 0, 1, 4, 5, 4, 5,
+                                           8, 9, 8, 9, 12, 13, 12, 13);
+    const __m256i dup_b = _mm256_setr_epi8(2, 3, 2, 3, 6, 7, 6, 7, 10, 11, 10, 11, 14, 15, 14, 15, 2, 3, 2, 3, 6, 7,
+                                           6, 7, 10, 11, 10, 11, 14, 15, 14, 15);
+    const __m256 d8 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)g));
+    __m256i V[8], A[8];
+    x8_q3_k_codes(g, h, q, V);
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) {
+        V[v] = _mm256_sub_epi8(V[v], _mm256_set1_epi8(4));
+        A[v] = _mm256_sign_epi8(V[v], V[v]);
+    }
+    const __m256i sab = x8_q3_k_scales(g, 4 * h + q);
+    const __m256i sa = _mm256_shuffle_epi8(sab, dup_a), sb = _mm256_shuffle_epi8(sab, dup_b);
+    for (size_t t = 0; t < tn; t++) {
+        const size_t tt = t0 + t;
+        const int8_t *x = qs + tt * n + 32 * j;
+        __m256i p0 = _mm256_setzero_si256(), p1 = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            int32_t a, b;
+            memcpy(&a, x + 4 * v, 4);
+            memcpy(&b, x + 16 + 4 * v, 4);
+            p0 = _mm256_add_epi16(p0, _mm256_maddubs_epi16(A[v], _mm256_sign_epi8(_mm256_set1_epi32(a), V[v])));
+            p1 = _mm256_add_epi16(p1,
+                                  _mm256_maddubs_epi16(A[v + 4], _mm256_sign_epi8(_mm256_set1_epi32(b), V[v + 4])));
+        }
+        const __m256i i32 = _mm256_add_epi32(_mm256_madd_epi16(p0, sa), _mm256_madd_epi16(p1, sb));
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(i32), _mm256_mul_ps(d8, _mm256_broadcast_ss(d + tt * nb + j)),
+                                 acc[t]);
+    }
+}
+
+void mk_gemm_x8_q3_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
+                              const float *d, const int32_t *s, float *out, size_t ldo) {
+    (void)s;
+    const size_t nb = n / 32;
+    __m256 acc[GEMM_TOK];
+    for (size_t t0 = 0; t0 < ntok; t0 += GEMM_TOK) {
+        const size_t tn = ntok - t0 < GEMM_TOK ? ntok - t0 : GEMM_TOK;
+        for (size_t gi = 0; gi < ngroups; gi++) {
+            const uint8_t *grp = (const uint8_t *)w + gi * (n / 256) * X8_Q3_K_BS;
+            for (size_t t = 0; t < tn; t++) acc[t] = _mm256_setzero_ps();
+            for (size_t sb = 0; sb < n / 256; sb++) {
+                const uint8_t *g = grp + sb * X8_Q3_K_BS;
+                const size_t j = 8 * sb;
+                x8_q3_k_gemm_block(g, 0, 0, j, n, nb, t0, tn, qs, d, acc);
+                x8_q3_k_gemm_block(g, 0, 1, j + 1, n, nb, t0, tn, qs, d, acc);
+                x8_q3_k_gemm_block(g, 0, 2, j + 2, n, nb, t0, tn, qs, d, acc);
+                x8_q3_k_gemm_block(g, 0, 3, j + 3, n, nb, t0, tn, qs, d, acc);
+                x8_q3_k_gemm_block(g, 1, 0, j + 4, n, nb, t0, tn, qs, d, acc);
+                x8_q3_k_gemm_block(g, 1, 1, j + 5, n, nb, t0, tn, qs, d, acc);
+                x8_q3_k_gemm_block(g, 1, 2, j + 6, n, nb, t0, tn, qs, d, acc);
+                x8_q3_k_gemm_block(g, 1, 3, j + 7, n, nb, t0, tn, qs, d, acc);
             }
             for (size_t t = 0; t < tn; t++) _mm256_storeu_ps(out + (t0 + t) * ldo + 8 * gi, acc[t]);
         }

@@ -448,7 +448,7 @@ class Model:
         same at every budget. ``prefetch`` (bool): with a
         budget, read the next layers' predicted experts ahead. ``keep_file_layout`` (bool):
         keep every weight in the file mapping as the file lays it out (by default, on CPUs
-        whose kernels are faster on it, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL and IQ4_XS weights are
+        whose kernels are faster on it, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL and IQ4_XS weights are
         interleaved into memory at load). ``page_cache`` (bool): with a budget, run a missed expert that the page
         cache holds straight from the file mapping (its pages counted against the budget) instead of
         reading it into the budget's slots.

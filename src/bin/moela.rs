@@ -344,7 +344,7 @@ struct ExpertArgs {
     #[arg(long)]
     no_page_cache: bool,
     /// Keep every weight in the file mapping as the file lays it out (by default, with the
-    /// AVX2 kernels, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL and IQ4_XS weights are interleaved by eight rows
+    /// AVX2 kernels, Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL and IQ4_XS weights are interleaved by eight rows
     /// into memory at load; also MOELA_REPACK=0)
     #[arg(long)]
     keep_file_layout: bool,

@@ -758,6 +758,41 @@ unsafe extern "C" {
     );
 }
 unsafe extern "C" {
+    pub fn mk_vec_dot_x8_q3_k_q8a_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_gemm_x8_q3_k_q8a_avx2(
+        n: usize,
+        ngroups: usize,
+        w: *const ::core::ffi::c_void,
+        ntok: usize,
+        qs: *const i8,
+        d: *const f32,
+        s: *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
+    pub fn mk_vec_dot_x8_q3_k_q8a_multi_avx2(
+        n: usize,
+        w: *const ::core::ffi::c_void,
+        ntok: usize,
+        qs: *const *const i8,
+        d: *const *const f32,
+        s: *const *const i32,
+        out: *mut f32,
+        ldo: usize,
+    );
+}
+unsafe extern "C" {
     pub fn mk_gemm_q4_k_q8a_avx2(
         n: usize,
         nrows: usize,

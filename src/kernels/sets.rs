@@ -19,7 +19,7 @@ pub struct KernelSet {
     /// Q4_0 against grouped activations (one row, four rows), where the ISA has them: the
     /// activations then also carry the q8g arrays ([`super::Q8Acts::group`]).
     pub(super) q4_0_grouped: Option<(DotQ8g, Dot4Q8g)>,
-    /// Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL and IQ4_XS interleaved by eight rows (decode, GEMM), where the
+    /// Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL and IQ4_XS interleaved by eight rows (decode, GEMM), where the
     /// set is faster on that layout than on the file's: the loader then interleaves those
     /// weights (src/tensor/interleave.rs).
     pub(super) x8: X8Kernels,
@@ -49,6 +49,7 @@ impl KernelSet {
             DType::IQ4_NL => self.x8.iq4_nl_multi,
             DType::IQ4_XS => self.x8.iq4_xs_multi,
             DType::Q2_K => self.x8.q2_k_multi,
+            DType::Q3_K => self.x8.q3_k_multi,
             _ => None,
         }
     }
@@ -66,6 +67,7 @@ impl KernelSet {
             DType::IQ4_NL => self.x8.iq4_nl,
             DType::IQ4_XS => self.x8.iq4_xs,
             DType::Q2_K => self.x8.q2_k,
+            DType::Q3_K => self.x8.q3_k,
             _ => None,
         }
     }
@@ -101,6 +103,8 @@ pub(super) struct X8Kernels {
     pub iq4_xs_multi: Option<DotX8Multi>,
     pub q2_k: Option<(DotX8, GemmX8)>,
     pub q2_k_multi: Option<DotX8Multi>,
+    pub q3_k: Option<(DotX8, GemmX8)>,
+    pub q3_k_multi: Option<DotX8Multi>,
 }
 
 /// The portable C kernels, which every other set falls back to type by type.
@@ -131,6 +135,8 @@ pub fn generic() -> &'static KernelSet {
             iq4_xs_multi: None,
             q2_k: None,
             q2_k_multi: None,
+            q3_k: None,
+            q3_k_multi: None,
         },
         mla: MLA_GENERIC,
         float: FLOAT_GENERIC,
@@ -276,6 +282,8 @@ pub fn available() -> Vec<KernelSet> {
                     iq4_xs_multi: Some(b::mk_vec_dot_x8_iq4_xs_q8a_multi_avx2),
                     q2_k: Some((b::mk_vec_dot_x8_q2_k_q8a_avx2, b::mk_gemm_x8_q2_k_q8a_avx2)),
                     q2_k_multi: Some(b::mk_vec_dot_x8_q2_k_q8a_multi_avx2),
+                    q3_k: Some((b::mk_vec_dot_x8_q3_k_q8a_avx2, b::mk_gemm_x8_q3_k_q8a_avx2)),
+                    q3_k_multi: Some(b::mk_vec_dot_x8_q3_k_q8a_multi_avx2),
                 },
                 ..generic
             };

@@ -113,7 +113,7 @@ pub struct ModelParams {
     pub experts: ExpertParams,
     /// Keep every weight in the file mapping, in the file's layout. By default, where the
     /// kernel set computes a type faster on rows interleaved by eight (AVX2: Q4_0, Q5_0, Q4_K,
-    /// Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL, IQ4_XS), those matrices are interleaved into memory at load and their pages of the mapping
+    /// Q5_K, Q6_K, Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL, IQ4_XS), those matrices are interleaved into memory at load and their pages of the mapping
     /// released (routed experts only without an expert budget): a load that reads them all, for faster
     /// decode and prefill. Not when the copies would take more than 3/4 of the memory
     /// available (a model larger than memory keeps streaming through the page cache).

@@ -1,10 +1,11 @@
 //! Weights interleaved by eight rows ("x8"): the layouts the AVX2 decode and prefill kernels
 //! read fastest (`mk_vec_dot_x8_*_q8a_avx2`, `mk_gemm_x8_*_q8a_avx2`), for Q4_0, Q5_0, Q4_K,
-//! Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL and IQ4_XS.
+//! Q5_K, Q6_K, Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL and IQ4_XS.
 //!
 //! A group of 8 rows takes exactly the bytes of its 8 rows, block by block (Q4_0 and IQ4_NL: 8 ×
 //! 18 bytes per 32 elements; Q5_0: 8 × 22; Q4_1: 8 × 20; Q5_1: 8 × 24; Q4_K: 8 × 144 per 256;
-//! Q5_K: 8 × 176; Q6_K: 8 × 210; IQ4_XS: 8 × 136), so byte offsets of whole groups, and of sub-views
+//! Q5_K: 8 × 176; Q6_K: 8 × 210; IQ4_XS: 8 × 136; Q3_K: 8 × 110; Q2_K: 8 × 84), so byte offsets of
+//! whole groups, and of sub-views
 //! that start and end on a group, are the same as in the file's layout. Within a block, the
 //! rows' nibble bytes are dealt out 4 at a time, so that one 32-byte vector holds bytes
 //! 4v..4v+3 of every row (row r at 4r..4r+3) and the kernel computes 8 rows per pass with one
@@ -37,6 +38,18 @@
 //!   bits `2(r % 4)`.. (16) for sub-block i (one 32-bit and one 16-bit load, a variable shift
 //!   and a mask each give sub-block i's 8 scales one per lane), then per sub-block i (128 bytes
 //!   at 64 + 128i) its nibbles as the four vectors of Q4_0 (v = bytes 4v..4v+3 of the rows' 16).
+//! - Q3_K, per super-block (880 bytes): the rows' d (16 bytes), the low 4 bits of the 6-bit
+//!   scales (`sc + 32`) as `L[16p + 2r + c]` = row r's scale `4p + c` (low nibble) and
+//!   `4p + 2 + c` (high nibble) for block pair p (64), their high 2 bits as `H[16h + 2r + c]`
+//!   bits `2q`.. = those of scale `2(4h + q) + c` (32), so that for activation block j = 4h + q
+//!   one widening load of each (shared by the blocks of the pair / half), a shift or mask
+//!   each and an or give one int16 pair (scales 2j, 2j+1) per row; then the rows' qs bytes
+//!   32h..32h+31 for each half h as eight vectors (v = 0..7, 256 bytes at 112 + 256h) and
+//!   their hmask bytes as eight vectors (at 624), each byte's bits reordered (the file's bit j
+//!   at bit `[2, 3, 6, 7, 0, 1, 4, 5][j]`). Block 4h + q takes bits 2q, 2q+1 of qs vector v
+//!   and its hmask bit as bit 2: one mask of `qs | hmask` (after a shift) gives blocks 4h and
+//!   4h + 2 (or 4h + 1 and 4h + 3) at bits 0..2 and 4..6; unsigned codes 0..7, whose -4
+//!   offset the kernels take off as 4·sc·Σ16x per 16-element half.
 //!
 //! - Q2_K, per super-block (672 bytes): the rows' d (16 bytes), their dmin (16), the scale/min
 //!   bytes for activation block j (sub-blocks 2j, 2j+1) at 32 + 16j with row r's two at 2r, 2r+1
@@ -66,6 +79,7 @@ pub fn has_layout(dtype: DType) -> bool {
             | DType::IQ4_NL
             | DType::IQ4_XS
             | DType::Q2_K
+            | DType::Q3_K
     )
 }
 
@@ -206,6 +220,24 @@ pub fn deinterleave_row(dtype: DType, group: &[u8], r: usize, out: &mut [u8]) {
                 }
             }
         }
+        DType::Q3_K => {
+            for (blk, b) in group.chunks_exact(880).zip(out.chunks_exact_mut(110)) {
+                b[108..110].copy_from_slice(&blk[2 * r..2 * r + 2]);
+                let mut sc = [0u8; 16];
+                for (i, x) in sc.iter_mut().enumerate() {
+                    let (l, h) = q3_k_scale_at(i, r);
+                    *x =
+                        (blk[l] >> (4 * (i / 2 % 2))) & 15 | (blk[h] >> (2 * (i / 2 % 4)) & 3) << 4;
+                }
+                pack_q3_scales(&sc, &mut b[96..108]);
+                for (x8, at) in q3_k_pieces(r) {
+                    b[at..at + 4].copy_from_slice(&blk[x8..x8 + 4]);
+                }
+                for m in &mut b[..32] {
+                    *m = q3_k_hmask_bits(*m, true);
+                }
+            }
+        }
         _ => unreachable!("no interleaved layout for {}", dtype.name()),
     }
 }
@@ -273,6 +305,55 @@ fn q2_k_pieces(r: usize) -> [(usize, usize, usize); 26] {
 fn iq4_xs_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
     (0..8)
         .flat_map(move |i| (0..4).map(move |v| (64 + 128 * i + 32 * v + 4 * r, 8 + 16 * i + 4 * v)))
+}
+
+/// Q3_K: row r's 4-byte pieces of qs and hmask as (offset in the interleaved super-block,
+/// offset in the row's own 110 bytes): the two qs chunks, then the hmask.
+fn q3_k_pieces(r: usize) -> impl Iterator<Item = (usize, usize)> {
+    (0..3).flat_map(move |c| {
+        (0..8).map(move |v| {
+            let row = if c < 2 { 32 + 32 * c + 4 * v } else { 4 * v };
+            (112 + 256 * c + 32 * v + 4 * r, row)
+        })
+    })
+}
+
+/// Q3_K x8: the bytes of scale `i` of row `r` (low nibble, high 2 bits) in a super-block; the
+/// nibble is `(i / 2) % 2`, the bit pair `(i / 2) % 4`.
+fn q3_k_scale_at(i: usize, r: usize) -> (usize, usize) {
+    let (j, c) = (i / 2, i % 2);
+    (16 + 16 * (j / 2) + 2 * r + c, 80 + 16 * (j / 4) + 2 * r + c)
+}
+
+/// Q3_K x8's hmask byte order: the file's bit j at bit `Q3_K_HMASK_AT[j]` (`back`: the inverse).
+fn q3_k_hmask_bits(m: u8, back: bool) -> u8 {
+    const Q3_K_HMASK_AT: [u32; 8] = [2, 3, 6, 7, 0, 1, 4, 5];
+    (0..8).fold(0u8, |o, j| {
+        let (from, to) = if back {
+            (Q3_K_HMASK_AT[j], j as u32)
+        } else {
+            (j as u32, Q3_K_HMASK_AT[j])
+        };
+        o | (m >> from & 1) << to
+    })
+}
+
+/// The sixteen 6-bit Q3_K scales (`sc + 32`, 0..63) from their 12 packed bytes.
+fn unpack_q3_scales(s: &[u8]) -> [u8; 16] {
+    let mut u = [0u8; 16];
+    for (i, x) in u.iter_mut().enumerate() {
+        *x = (s[i % 8] >> (4 * (i / 8))) & 15 | ((s[8 + i % 4] >> (2 * (i / 4))) & 3) << 4;
+    }
+    u
+}
+
+/// The inverse of [`unpack_q3_scales`].
+fn pack_q3_scales(u: &[u8; 16], s: &mut [u8]) {
+    s[..12].fill(0);
+    for (i, &x) in u.iter().enumerate() {
+        s[i % 8] |= (x & 15) << (4 * (i / 8));
+        s[8 + i % 4] |= (x >> 4 & 3) << (2 * (i / 4));
+    }
 }
 
 /// Writes row `r`'s bytes (`row`, the file's layout) into its place in group `dst`.
@@ -390,6 +471,26 @@ fn put_row(dtype: DType, row: &[u8], r: usize, dst: &mut [u8]) {
                 }
             }
         }
+        DType::Q3_K => {
+            for (b, blk) in row.chunks_exact(110).zip(dst.chunks_exact_mut(880)) {
+                blk[2 * r..2 * r + 2].copy_from_slice(&b[108..110]);
+                let u = unpack_q3_scales(&b[96..108]);
+                for (i, &x) in u.iter().enumerate() {
+                    let (l, h) = q3_k_scale_at(i, r);
+                    let (ls, hs) = (4 * (i / 2 % 2), 2 * (i / 2 % 4));
+                    blk[l] = (blk[l] & !(15 << ls)) | (x & 15) << ls;
+                    blk[h] = (blk[h] & !(3 << hs)) | (x >> 4) << hs;
+                }
+                for (x8, at) in q3_k_pieces(r) {
+                    blk[x8..x8 + 4].copy_from_slice(&b[at..at + 4]);
+                }
+                for v in 0..8 {
+                    for m in &mut blk[624 + 32 * v + 4 * r..628 + 32 * v + 4 * r] {
+                        *m = q3_k_hmask_bits(*m, false);
+                    }
+                }
+            }
+        }
         _ => unreachable!("no interleaved layout for {}", dtype.name()),
     }
 }
@@ -432,6 +533,7 @@ mod tests {
             (DType::IQ4_NL, 96),
             (DType::IQ4_XS, 512),
             (DType::Q2_K, 512),
+            (DType::Q3_K, 512),
         ] {
             let rb = dtype.bytes_for(cols).unwrap();
             let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
@@ -557,6 +659,43 @@ mod tests {
         assert_eq!(&blk[28..30], &row[82..84]);
         assert_eq!(&blk[32 + 80 + 12..32 + 80 + 14], &row[10..12]);
         assert_eq!(&blk[160 + 256 + 32 + 24..160 + 256 + 32 + 28], &row[52..56]);
+    }
+
+    #[test]
+    fn q3_k_layout() {
+        // Group 1, super-block 1, row 5: d, the scales of block 6 (sub-blocks 12 and 13: low
+        // nibbles of L[48 + 10] and L[48 + 11], high bits 4..6 of H[16 + 10] and H[16 + 11]), qs 40..44
+        // (half 0, vector 2), qs 92..96 (half 1, vector 7), hmask 12..16 (vector 3, bits reordered).
+        let (cols, rb) = (512, 220);
+        let src: Vec<u8> = (0..16 * rb).map(|i| (i * 37 % 251) as u8).collect();
+        let x8 = interleave(DType::Q3_K, cols, &src).unwrap();
+        let blk = &x8[8 * rb + 880..][..880];
+        let row = &src[13 * rb + 110..][..110];
+        assert_eq!(&blk[10..12], &row[108..110]);
+        let sc = |i| (super::super::kquant::q3_scale(&row[96..108], i) + 32) as u8;
+        let (a, c) = (sc(12), sc(13));
+        assert_eq!((blk[16 + 58] & 15, blk[16 + 59] & 15), (a & 15, c & 15));
+        assert_eq!(
+            (blk[80 + 26] >> 4 & 3, blk[80 + 27] >> 4 & 3),
+            (a >> 4, c >> 4)
+        );
+        assert_eq!(&blk[112 + 64 + 20..112 + 64 + 24], &row[40..44]);
+        assert_eq!(
+            &blk[112 + 256 + 224 + 20..112 + 256 + 224 + 24],
+            &row[92..96]
+        );
+        for k in 0..4 {
+            for j in 0..8 {
+                let at = [2, 3, 6, 7, 0, 1, 4, 5][j];
+                assert_eq!(blk[624 + 96 + 20 + k] >> at & 1, row[12 + k] >> j & 1);
+            }
+        }
+        for seed in 0..64u32 {
+            let s: Vec<u8> = (0..12).map(|i| (seed * 97 + i * 53) as u8).collect();
+            let mut back = [0u8; 12];
+            pack_q3_scales(&unpack_q3_scales(&s), &mut back);
+            assert_eq!(&back[..], &s[..]);
+        }
     }
 
     #[test]

@@ -780,7 +780,7 @@ unsafe impl Sync for OutPtr {}
 mod tests {
     use super::*;
 
-    /// Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, IQ4_NL and IQ4_XS interleaved by eight rows: rows read back as the
+    /// Q4_0, Q5_0, Q4_K, Q5_K, Q6_K, Q4_1, Q5_1, Q2_K, Q3_K, IQ4_NL and IQ4_XS interleaved by eight rows: rows read back as the
     /// original's, and products (decode and GEMM, through the active set's x8 kernels, and
     /// through the fallback that de-interleaves for a set without them) agree with the file-layout matrix within float
     /// summation order: 1e-5 · Σ|w·x| per output (both multiply the same q8a activations).
@@ -797,6 +797,7 @@ mod tests {
             (DType::Q2_K, 512),
             (DType::IQ4_NL, 96),
             (DType::IQ4_XS, 512),
+            (DType::Q3_K, 512),
         ] {
             interleaved_products_of(dtype, cols);
         }
