@@ -2257,45 +2257,20 @@ static inline __attribute__((always_inline)) void xp_gemm(int ty, size_t n, size
     }
 }
 
-void mk_gemm_x8_q4_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
-                              const float *d, const int32_t *s, float *out, size_t ldo) {
-    xp_gemm(XP_Q4_0, n, ngroups, w, ntok, qs, d, s, out, ldo);
-}
-
-void mk_gemm_x8_q5_0_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
-                              const float *d, const int32_t *s, float *out, size_t ldo) {
-    xp_gemm(XP_Q5_0, n, ngroups, w, ntok, qs, d, s, out, ldo);
-}
-
-void mk_gemm_x8_q4_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
-                              const float *d, const int32_t *s, float *out, size_t ldo) {
-    xp_gemm(XP_Q4_K, n, ngroups, w, ntok, qs, d, s, out, ldo);
-}
-
-void mk_gemm_x8_q4_1_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
-                              const float *d, const int32_t *s, float *out, size_t ldo) {
-    xp_gemm(XP_Q4_1, n, ngroups, w, ntok, qs, d, s, out, ldo);
-}
-
-void mk_gemm_x8_q5_1_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
-                              const float *d, const int32_t *s, float *out, size_t ldo) {
-    xp_gemm(XP_Q5_1, n, ngroups, w, ntok, qs, d, s, out, ldo);
-}
-
-void mk_gemm_x8_q5_k_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
-                              const float *d, const int32_t *s, float *out, size_t ldo) {
-    xp_gemm(XP_Q5_K, n, ngroups, w, ntok, qs, d, s, out, ldo);
-}
-
-void mk_gemm_x8_iq4_nl_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
-                                const float *d, const int32_t *s, float *out, size_t ldo) {
-    xp_gemm(XP_IQ4_NL, n, ngroups, w, ntok, qs, d, s, out, ldo);
-}
-
-void mk_gemm_x8_iq4_xs_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs,
-                                const float *d, const int32_t *s, float *out, size_t ldo) {
-    xp_gemm(XP_IQ4_XS, n, ngroups, w, ntok, qs, d, s, out, ldo);
-}
+/* The exported x8 GEMMs of the types above: xp_gemm with the type fixed. */
+#define XP_GEMM_EXPORT(T, TY)                                                                       \
+    void mk_gemm_x8_##T##_q8a_avx2(size_t n, size_t ngroups, const void *w, size_t ntok, const int8_t *qs, \
+                                   const float *d, const int32_t *s, float *out, size_t ldo) {          \
+        xp_gemm(TY, n, ngroups, w, ntok, qs, d, s, out, ldo);                                          \
+    }
+XP_GEMM_EXPORT(q4_0, XP_Q4_0)
+XP_GEMM_EXPORT(q5_0, XP_Q5_0)
+XP_GEMM_EXPORT(q4_k, XP_Q4_K)
+XP_GEMM_EXPORT(q4_1, XP_Q4_1)
+XP_GEMM_EXPORT(q5_1, XP_Q5_1)
+XP_GEMM_EXPORT(q5_k, XP_Q5_K)
+XP_GEMM_EXPORT(iq4_nl, XP_IQ4_NL)
+XP_GEMM_EXPORT(iq4_xs, XP_IQ4_XS)
 
 /* ---- Q6_K interleaved by eight rows (x8; src/tensor/interleave.rs writes it) ----
  * Per group of 8 rows and per 256-element super-block, 1680 bytes (the 8 rows' own 8 × 210):
