@@ -37,22 +37,31 @@ def prompts(build):
     return out
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_args(ap):
+    """The options this script shares with bench_mtp_llamacpp.py."""
     ap.add_argument("--build", default=os.path.join(ROOT, "models", "build"))
     ap.add_argument("--moela", default=os.path.join(ROOT, "target", "release", "moela"))
     ap.add_argument("-m", "--model", default=os.path.join(ROOT, "models", "moela-tiny-v3.gguf"))
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("-r", type=int, default=3)
     ap.add_argument("-t", "--threads", type=int, default=1)
+
+
+def spec_bench(a, text, mode, k, reps):
+    """`moela bench --spec MODE --draft K` on one prompt: its JSON "spec" object."""
+    cmd = [a.moela, "-t", str(a.threads), "bench", "-m", a.model, "-p", "16", "-n", str(a.n), "-r", str(reps),
+           "--spec", mode, "--draft", str(k), "--spec-prompt", text, "--json"]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)["spec"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_args(ap)
     a = ap.parse_args()
     rows = []
     for i, src, text in prompts(a.build):
         for mode, k in MODES:
-            cmd = [a.moela, "-t", str(a.threads), "bench", "-m", a.model, "-p", "16", "-n", str(a.n), "-r", str(a.r),
-                   "--spec", mode, "--draft", str(k), "--spec-prompt", text, "--json"]
-            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
-            sp = r["spec"]
+            sp = spec_bench(a, text, mode, k, a.r)
             row = dict(doc=i, src=src, mode=mode, draft=k, prompt_tokens=sp["prompt_tokens"],
                        acceptance=sp["acceptance_rate"], tokens_per_pass=sp["tokens_per_pass"], tok_s=sp["tok_s"],
                        plain_tok_s=sp["plain_tok_s"], ratio=sp["tok_s"] / sp["plain_tok_s"],

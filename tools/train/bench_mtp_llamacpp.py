@@ -18,7 +18,7 @@ import argparse, json, os, signal, statistics, subprocess, sys, time, urllib.req
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, HERE)
-from bench_mtp import prompts  # noqa: E402
+from bench_mtp import add_args, prompts, spec_bench  # noqa: E402
 
 PORT = 8931
 
@@ -65,21 +65,10 @@ def moela_tokens(moela, model, text, n, threads):
     return [int(x) for x in out.replace(",", " ").split() if x.lstrip("-").isdigit()]
 
 
-def moela_bench(moela, model, text, n, threads, draft):
-    cmd = [moela, "-t", str(threads), "bench", "-m", model, "-p", "16", "-n", str(n), "-r", "1",
-           "--spec", "mtp", "--draft", str(draft), "--spec-prompt", text, "--json"]
-    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)["spec"]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--build", default=os.path.join(ROOT, "models", "build"))
+    add_args(ap)
     ap.add_argument("--llama-bin", required=True, help="llama.cpp's build/bin (with llama-server)")
-    ap.add_argument("--moela", default=os.path.join(ROOT, "target", "release", "moela"))
-    ap.add_argument("-m", "--model", default=os.path.join(ROOT, "models", "moela-tiny-v3.gguf"))
-    ap.add_argument("-n", type=int, default=128)
-    ap.add_argument("-r", type=int, default=3)
-    ap.add_argument("-t", "--threads", type=int, default=1)
     a = ap.parse_args()
     ps = prompts(a.build)
     plain, same = {}, {}
@@ -107,7 +96,7 @@ def main():
                     l_tps.append(tps)
                     l_dn += dn
                     l_da += da
-                    m.append(moela_bench(a.moela, a.model, text, a.n, a.threads, draft))
+                    m.append(spec_bench(a, text, "mtp", draft, 1))
                 row = dict(doc=i, src=src, draft=draft, same_greedy_prefix=same[i],
                            llama_acceptance=l_da / max(l_dn, 1),
                            llama_ratio=statistics.median(l_tps) / statistics.median(plain[i]),
